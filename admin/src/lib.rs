@@ -1,0 +1,3 @@
+//! `ferromq-admin` command implementations.
+//!
+//! Filled once the client SDK exists; empty until then.

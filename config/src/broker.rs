@@ -1,0 +1,344 @@
+//! [`BrokerConfig`]: the broker's settings, with the store's nested.
+//!
+//! Field names are the snake_case forms of RocketMQ's `BrokerConfig`,
+//! `NettyServerConfig` and `MessageStoreConfig` names (the few store-level
+//! keys that are about broker behaviour, such as `message_delay_level` and
+//! `broker_role`, live here rather than in [`StoreConfig`]). Defaults are
+//! RocketMQ's, except where a field's doc says FerroMQ differs on purpose.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check;
+use crate::error::{Error, Invalid, Result};
+use crate::serde_util::addr_list;
+use crate::store::StoreConfig;
+
+/// RocketMQ's default delay levels: level 1 is `1s`, level 18 is `2h`.
+pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
+    "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+/// The broker's role in a master/slave pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BrokerRole {
+    /// Master that acknowledges before slaves have the message.
+    AsyncMaster,
+    /// Master that acknowledges only once a slave has the message.
+    SyncMaster,
+    /// Replica; must have a `broker_id` above 0.
+    Slave,
+}
+
+impl BrokerRole {
+    /// `true` for both master roles.
+    pub fn is_master(self) -> bool {
+        !matches!(self, BrokerRole::Slave)
+    }
+}
+
+/// Broker settings, the `[broker]` section of `broker.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerConfig {
+    /// Cluster this broker registers under.
+    pub broker_cluster_name: String,
+    /// Name shared by a master and its slaves.
+    pub broker_name: String,
+    /// `0` for the master, above `0` for slaves.
+    pub broker_id: u64,
+    /// Master (async or sync replication) or slave.
+    pub broker_role: BrokerRole,
+    /// Address the remoting listener binds to.
+    pub bind_address: IpAddr,
+    /// Remoting port (RocketMQ's 10911). `0` asks the OS for a free port.
+    pub listen_port: u16,
+    /// Address advertised to name servers and clients. Set it whenever the
+    /// bind address is not what clients reach (containers, NAT, several
+    /// NICs); `None` picks the first non-loopback address of the host.
+    pub broker_ip1: Option<String>,
+    /// Address slaves use for HA replication; `None` means `broker_ip1`.
+    pub broker_ip2: Option<String>,
+    /// HA replication port (RocketMQ's 10912). `0` asks the OS for a free
+    /// port; RocketMQ instead uses `listen_port + 1` for values <= 0.
+    pub ha_listen_port: u16,
+    /// Name servers to register with. TOML accepts a list or RocketMQ's
+    /// `"a:9876;b:9876"` string; the environment and properties files use
+    /// the string. RocketMQ's `NAMESRV_ADDR` variable sets it too.
+    #[serde(deserialize_with = "addr_list::deserialize")]
+    pub namesrv_addr: Vec<String>,
+    /// Create a topic on its first send (via the `TBW102` template).
+    pub auto_create_topic_enable: bool,
+    /// Queue count of auto-created topics (and of `TBW102`).
+    pub default_topic_queue_nums: u32,
+    /// Create a subscription group the first time a consumer uses it.
+    pub auto_create_subscription_group: bool,
+    /// Permission bits of the whole broker: read 4, write 2, inherit 1.
+    pub broker_permission: u8,
+    /// How often to re-register with every name server. RocketMQ clamps it to
+    /// 10s..=60s; FerroMQ accepts shorter periods so tests converge fast.
+    #[serde(with = "humantime_serde")]
+    pub register_name_server_period: Duration,
+    /// Compress the registration body.
+    pub compressed_register: bool,
+    /// Register even when the topic config did not change.
+    pub force_register: bool,
+    /// Delay levels for scheduled messages and consumer retries: tokens of a
+    /// number and a unit (`s`, `m`, `h`, `d`), separated by spaces.
+    pub message_delay_level: String,
+    /// Park pulls that find nothing until a message arrives.
+    pub long_polling_enable: bool,
+    /// With long polling off, how long an empty pull is held.
+    #[serde(with = "humantime_serde")]
+    pub short_polling_time_mills: Duration,
+    /// Age of a half (prepared) message before the first check-back.
+    #[serde(with = "humantime_serde")]
+    pub transaction_time_out: Duration,
+    /// Check-backs before a half message is discarded.
+    pub transaction_check_max: u32,
+    /// How often half messages are scanned for check-back.
+    #[serde(with = "humantime_serde")]
+    pub transaction_check_interval: Duration,
+    /// Refuse transactional (half) messages.
+    pub reject_transaction_message: bool,
+    /// Allow SQL92 property filters in subscriptions. FerroMQ enables this by
+    /// default (RocketMQ does not) because it supports SQL92 filtering.
+    pub enable_property_filter: bool,
+    /// A producer or consumer without a heartbeat for this long is dropped
+    /// from the client tables (RocketMQ's `channelExpiredTimeout`).
+    #[serde(with = "humantime_serde")]
+    pub client_channel_max_idle_time: Duration,
+    /// Connections idle for this long are closed (RocketMQ's
+    /// `serverChannelMaxIdleTimeSeconds`).
+    #[serde(with = "humantime_serde")]
+    pub channel_idle_timeout: Duration,
+    /// How often consumer offsets are persisted.
+    #[serde(with = "humantime_serde")]
+    pub flush_consumer_offset_interval: Duration,
+    /// How often schedule (delay) offsets are persisted.
+    #[serde(with = "humantime_serde")]
+    pub flush_delay_offset_interval: Duration,
+    /// Redeliveries before a message goes to the dead-letter queue, for
+    /// groups that do not set their own (Java clients send -1 for 16).
+    pub max_reconsume_times: u32,
+    /// The message store, `[broker.store]` in TOML.
+    pub store: StoreConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            broker_cluster_name: "DefaultCluster".to_owned(),
+            broker_name: "broker-a".to_owned(),
+            broker_id: 0,
+            broker_role: BrokerRole::AsyncMaster,
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_port: 10911,
+            broker_ip1: None,
+            broker_ip2: None,
+            ha_listen_port: 10912,
+            namesrv_addr: Vec::new(),
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+            auto_create_subscription_group: true,
+            broker_permission: 6,
+            register_name_server_period: Duration::from_secs(30),
+            compressed_register: false,
+            force_register: true,
+            message_delay_level: DEFAULT_MESSAGE_DELAY_LEVEL.to_owned(),
+            long_polling_enable: true,
+            short_polling_time_mills: Duration::from_secs(1),
+            transaction_time_out: Duration::from_secs(6),
+            transaction_check_max: 15,
+            transaction_check_interval: Duration::from_secs(60),
+            reject_transaction_message: false,
+            enable_property_filter: true,
+            client_channel_max_idle_time: Duration::from_secs(120),
+            channel_idle_timeout: Duration::from_secs(120),
+            flush_consumer_offset_interval: Duration::from_secs(5),
+            flush_delay_offset_interval: Duration::from_secs(10),
+            max_reconsume_times: 16,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Checks identity, addresses, ports, intervals and delay levels, then
+    /// the nested [`StoreConfig`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the first offending key (store keys come
+    /// back as `store.<key>`).
+    pub fn validate(&self) -> Result<()> {
+        check::not_blank("broker_cluster_name", &self.broker_cluster_name)?;
+        check::not_blank("broker_name", &self.broker_name)?;
+        // RocketMQ's BrokerStartup enforces the same pairing: id 0 is the
+        // master, and a slave with id 0 would replace its master in routes.
+        if self.broker_role.is_master() && self.broker_id != 0 {
+            return Err(Error::invalid(
+                "broker_id",
+                Invalid::Conflict {
+                    other: "broker_role",
+                    why: "a master must have broker_id 0",
+                },
+            ));
+        }
+        if !self.broker_role.is_master() && self.broker_id == 0 {
+            return Err(Error::invalid(
+                "broker_id",
+                Invalid::Conflict {
+                    other: "broker_role",
+                    why: "a slave must have a broker_id above 0",
+                },
+            ));
+        }
+        for (key, ip) in [
+            ("broker_ip1", &self.broker_ip1),
+            ("broker_ip2", &self.broker_ip2),
+        ] {
+            if let Some(ip) = ip {
+                check::not_blank(key, ip)?;
+            }
+        }
+        check::distinct_ports(
+            "ha_listen_port",
+            self.ha_listen_port,
+            "listen_port",
+            self.listen_port,
+        )?;
+        for addr in &self.namesrv_addr {
+            check::host_port("namesrv_addr", addr)?;
+        }
+        check::positive(
+            "default_topic_queue_nums",
+            self.default_topic_queue_nums.into(),
+        )?;
+        if self.broker_permission > 7 {
+            return Err(Error::invalid(
+                "broker_permission",
+                Invalid::OutOfRange {
+                    value: self.broker_permission.to_string(),
+                    expected: "a sum of read (4), write (2) and inherit (1)",
+                },
+            ));
+        }
+        check::non_zero(
+            "register_name_server_period",
+            self.register_name_server_period,
+        )?;
+        self.delay_levels()?;
+        check::non_zero("short_polling_time_mills", self.short_polling_time_mills)?;
+        check::non_zero("transaction_time_out", self.transaction_time_out)?;
+        check::non_zero(
+            "transaction_check_interval",
+            self.transaction_check_interval,
+        )?;
+        check::non_zero(
+            "client_channel_max_idle_time",
+            self.client_channel_max_idle_time,
+        )?;
+        check::non_zero("channel_idle_timeout", self.channel_idle_timeout)?;
+        check::non_zero(
+            "flush_consumer_offset_interval",
+            self.flush_consumer_offset_interval,
+        )?;
+        check::non_zero(
+            "flush_delay_offset_interval",
+            self.flush_delay_offset_interval,
+        )?;
+        self.store.validate().map_err(|e| e.within("store"))
+    }
+
+    /// The delays of `message_delay_level`, level 1 first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if the list is empty or a token is not a number
+    /// followed by `s`, `m`, `h` or `d`.
+    pub fn delay_levels(&self) -> Result<Vec<Duration>> {
+        parse_delay_levels(&self.message_delay_level)
+    }
+}
+
+/// Parses RocketMQ's delay-level syntax (`"1s 5s 10s 30s 1m ... 2h"`).
+///
+/// RocketMQ reads the last character of each token as the unit and the rest
+/// as a whole number; we accept the same and nothing more.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] keyed `message_delay_level` on an empty list or a bad
+/// token.
+pub fn parse_delay_levels(levels: &str) -> Result<Vec<Duration>> {
+    let levels = levels
+        .split_whitespace()
+        .map(|token| {
+            parse_delay_token(token).ok_or_else(|| {
+                Error::invalid(
+                    "message_delay_level",
+                    Invalid::Malformed {
+                        value: token.to_owned(),
+                        expected: "a number followed by s, m, h or d",
+                    },
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if levels.is_empty() {
+        return Err(Error::invalid("message_delay_level", Invalid::Empty));
+    }
+    Ok(levels)
+}
+
+fn parse_delay_token(token: &str) -> Option<Duration> {
+    let unit_secs = match token.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let number = &token[..token.len() - 1];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let count: u64 = number.parse().ok()?;
+    Some(Duration::from_secs(count.checked_mul(unit_secs)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_delay_levels_are_rocketmqs_eighteen() {
+        let levels = parse_delay_levels(DEFAULT_MESSAGE_DELAY_LEVEL).unwrap();
+        assert_eq!(levels.len(), 18);
+        assert_eq!(levels[0], Duration::from_secs(1));
+        assert_eq!(levels[17], Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn delay_levels_reject_what_rocketmq_cannot_parse() {
+        for bad in [
+            "",
+            "  ",
+            "1x",
+            "s",
+            "1.5s",
+            "-1s",
+            "1ms",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_delay_levels(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_delay_levels("2d 3h").unwrap(),
+            [Duration::from_secs(172_800), Duration::from_secs(10_800)]
+        );
+    }
+}

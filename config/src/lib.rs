@@ -1,0 +1,73 @@
+//! Typed configuration for every FerroMQ component.
+//!
+//! Each component owns one struct ([`NamesrvConfig`], [`BrokerConfig`] with
+//! its nested [`StoreConfig`], [`TelemetryConfig`]) whose field names are the
+//! snake_case forms of RocketMQ's setting names and whose `Default` is
+//! RocketMQ's default. A binary loads a file-level struct ([`NamesrvFile`],
+//! [`BrokerFile`]) in layers, each overriding the one before:
+//!
+//! 1. built-in defaults;
+//! 2. the file, if one is given: FerroMQ TOML (`*.toml`) or a RocketMQ
+//!    properties file (`*.properties`, `*.conf`) with RocketMQ's key names
+//!    and units, so existing `broker.conf` files keep working;
+//! 3. the environment: RocketMQ's `NAMESRV_ADDR`, then `FERROMQ_NAMESRV_*` /
+//!    `FERROMQ_BROKER_*` with `__` between nesting levels;
+//! 4. `validate()`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), config::Error> {
+//! let loaded = config::load_broker(Some(std::path::Path::new("config/broker.toml")))?;
+//! loaded.config.telemetry.install()?;
+//! for warning in &loaded.warnings {
+//!     tracing::warn!("{warning}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Unknown keys never vanish silently: each becomes a [`ConfigWarning`] with
+//! its full dotted path and, when a known key is close, a suggestion. Bad
+//! values are [`Error`]s that name the key and the file or variable.
+//!
+//! This crate reads configuration; it does not watch files or reload. It
+//! reads the process environment only in [`load_namesrv`], [`load_broker`]
+//! and [`TelemetryConfig::install`] (`RUST_LOG`); the `*_with_env` variants
+//! take the environment as an argument.
+//!
+//! Sample files live next to this crate: `config/namesrv.toml`,
+//! `config/broker.toml`, `config/broker.conf`, `config/namesrv.properties`.
+
+#![warn(missing_docs)]
+
+mod broker;
+mod check;
+mod error;
+mod file;
+mod layer;
+mod load;
+mod namesrv;
+mod rocketmq;
+mod serde_util;
+mod store;
+mod telemetry;
+mod warning;
+
+pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, DEFAULT_MESSAGE_DELAY_LEVEL};
+pub use error::{Error, Invalid, Result};
+pub use file::{BrokerFile, NamesrvFile};
+pub use load::{
+    load_broker, load_broker_with_env, load_namesrv, load_namesrv_with_env, Loaded,
+    NAMESRV_ADDR_ENV,
+};
+pub use namesrv::NamesrvConfig;
+pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
+pub use telemetry::{LogFormat, TelemetryConfig};
+pub use warning::{ConfigWarning, Origin, WarningKind};
+
+/// The user's home directory, which RocketMQ's defaults are relative to
+/// (Java's `user.home`). Falls back to the current directory when `HOME` is
+/// unset, e.g. under a minimal service manager, rather than failing.
+fn user_home() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), std::path::PathBuf::from)
+}

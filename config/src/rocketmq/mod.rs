@@ -1,0 +1,354 @@
+//! Reading RocketMQ's own configuration files (`broker.conf`,
+//! `namesrv.properties`), so an operator can migrate without rewriting them.
+//!
+//! The [`BROKER`] and [`NAMESRV`] tables are the one place that knows how a
+//! RocketMQ key (`flushIntervalCommitLog`) maps to a FerroMQ key
+//! (`broker.store.flush_interval_commit_log`) and how its value converts
+//! (RocketMQ's milliseconds, seconds, hours and percentages become our
+//! durations and ratios). The result is a figment dictionary shaped like the
+//! TOML file, so the properties file is just another layer: defaults, then
+//! this, then the environment, then validation.
+//!
+//! Each value is converted here, where RocketMQ's key name is known, so a bad
+//! value is reported as `listenPort: invalid value ... in broker.conf` and not
+//! under our name for it. Keys RocketMQ has but FerroMQ does not implement,
+//! and keys that RocketMQ does not have either, each produce a warning:
+//! RocketMQ itself silently ignores both, which is how typos go unnoticed.
+
+pub(crate) mod properties;
+mod unsupported;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::value::{Dict, Value};
+
+use crate::error::{Error, Result};
+use crate::layer;
+use crate::store::StoreConfig;
+use crate::warning::{closest, ConfigWarning, Origin, WarningKind};
+
+/// How a RocketMQ value string becomes a FerroMQ value.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    /// A string, kept as is (already trimmed by the parser).
+    Text,
+    /// `true` or `false`, any case. Java's `Boolean.parseBoolean` reads
+    /// anything else as `false`; we reject it instead.
+    Bool,
+    /// A non-negative integer no larger than `max`.
+    Int { max: u64 },
+    /// An IP address.
+    Ip,
+    /// Integer milliseconds, to a duration.
+    Millis,
+    /// Integer seconds, to a duration.
+    Seconds,
+    /// Integer hours, to a duration.
+    Hours,
+    /// Integer percent (0-100), to a ratio (0.0-1.0).
+    PercentToRatio,
+    /// One of the given enum constant names, case-sensitive as Java's
+    /// `Enum.valueOf`.
+    Enum(&'static [&'static str]),
+    /// RocketMQ's `storePathCommitLog`: FerroMQ has no such setting, the
+    /// commit log always lives in `<store_path_root_dir>/commitlog`. A value
+    /// that agrees is accepted silently, any other is warned about.
+    CommitLogDir,
+}
+
+/// One RocketMQ key and where it goes.
+#[derive(Debug)]
+struct Entry {
+    rocketmq: &'static str,
+    /// Dotted path in the file-level struct, e.g. `broker.store.max_message_size`.
+    ferromq: &'static str,
+    unit: Unit,
+}
+
+const fn entry(rocketmq: &'static str, ferromq: &'static str, unit: Unit) -> Entry {
+    Entry {
+        rocketmq,
+        ferromq,
+        unit,
+    }
+}
+
+/// The keys of one component's RocketMQ file.
+#[derive(Debug)]
+pub(crate) struct Table {
+    entries: &'static [Entry],
+    /// RocketMQ keys that exist in RocketMQ but not in FerroMQ.
+    unsupported: &'static [&'static str],
+}
+
+const PORT: Unit = Unit::Int {
+    max: u16::MAX as u64,
+};
+const U8: Unit = Unit::Int {
+    max: u8::MAX as u64,
+};
+const U32: Unit = Unit::Int {
+    max: u32::MAX as u64,
+};
+const U64: Unit = Unit::Int { max: u64::MAX };
+/// Sizes are plain byte counts in RocketMQ files.
+const BYTES: Unit = U64;
+const PERCENT: Unit = Unit::Int { max: 100 };
+const FLUSH_DISK_TYPE: Unit = Unit::Enum(&["ASYNC_FLUSH", "SYNC_FLUSH"]);
+const BROKER_ROLE: Unit = Unit::Enum(&["ASYNC_MASTER", "SYNC_MASTER", "SLAVE"]);
+
+/// `broker.conf` (RocketMQ's `BrokerConfig`, `NettyServerConfig` and
+/// `MessageStoreConfig` keys).
+#[rustfmt::skip]
+pub(crate) const BROKER: Table = Table {
+    entries: &[
+        entry("brokerClusterName",                 "broker.broker_cluster_name",                      Unit::Text),
+        entry("brokerName",                        "broker.broker_name",                              Unit::Text),
+        entry("brokerId",                          "broker.broker_id",                                U64),
+        entry("brokerRole",                        "broker.broker_role",                              BROKER_ROLE),
+        entry("bindAddress",                       "broker.bind_address",                             Unit::Ip),
+        entry("listenPort",                        "broker.listen_port",                              PORT),
+        entry("brokerIP1",                         "broker.broker_ip1",                               Unit::Text),
+        entry("brokerIP2",                         "broker.broker_ip2",                               Unit::Text),
+        entry("haListenPort",                      "broker.ha_listen_port",                           PORT),
+        // Kept as RocketMQ's ";"-separated string; the field's deserializer splits it.
+        entry("namesrvAddr",                       "broker.namesrv_addr",                             Unit::Text),
+        entry("autoCreateTopicEnable",             "broker.auto_create_topic_enable",                 Unit::Bool),
+        entry("defaultTopicQueueNums",             "broker.default_topic_queue_nums",                 U32),
+        entry("autoCreateSubscriptionGroup",       "broker.auto_create_subscription_group",           Unit::Bool),
+        entry("brokerPermission",                  "broker.broker_permission",                        U8),
+        entry("registerNameServerPeriod",          "broker.register_name_server_period",              Unit::Millis),
+        entry("compressedRegister",                "broker.compressed_register",                      Unit::Bool),
+        entry("forceRegister",                     "broker.force_register",                           Unit::Bool),
+        entry("messageDelayLevel",                 "broker.message_delay_level",                      Unit::Text),
+        entry("longPollingEnable",                 "broker.long_polling_enable",                      Unit::Bool),
+        entry("shortPollingTimeMills",             "broker.short_polling_time_mills",                 Unit::Millis),
+        entry("transactionTimeOut",                "broker.transaction_time_out",                     Unit::Millis),
+        entry("transactionCheckMax",               "broker.transaction_check_max",                    U32),
+        entry("transactionCheckInterval",          "broker.transaction_check_interval",               Unit::Millis),
+        entry("rejectTransactionMessage",          "broker.reject_transaction_message",               Unit::Bool),
+        entry("enablePropertyFilter",              "broker.enable_property_filter",                   Unit::Bool),
+        entry("channelExpiredTimeout",             "broker.client_channel_max_idle_time",             Unit::Millis),
+        entry("serverChannelMaxIdleTimeSeconds",   "broker.channel_idle_timeout",                     Unit::Seconds),
+        entry("flushConsumerOffsetInterval",       "broker.flush_consumer_offset_interval",           Unit::Millis),
+        entry("flushDelayOffsetInterval",          "broker.flush_delay_offset_interval",              Unit::Millis),
+        entry("storePathRootDir",                  "broker.store.store_path_root_dir",                Unit::Text),
+        entry("storePathCommitLog",                "broker.store.store_path_root_dir",                Unit::CommitLogDir),
+        entry("mappedFileSizeCommitLog",           "broker.store.mapped_file_size_commit_log",        BYTES),
+        // RocketMQ before 4.5 spelt these with one 'p'.
+        entry("mapedFileSizeCommitLog",            "broker.store.mapped_file_size_commit_log",        BYTES),
+        entry("mappedFileSizeConsumeQueue",        "broker.store.mapped_file_size_consume_queue",     BYTES),
+        entry("mapedFileSizeConsumeQueue",         "broker.store.mapped_file_size_consume_queue",     BYTES),
+        entry("flushDiskType",                     "broker.store.flush_disk_type",                    FLUSH_DISK_TYPE),
+        entry("flushIntervalCommitLog",            "broker.store.flush_interval_commit_log",          Unit::Millis),
+        entry("flushCommitLogLeastPages",          "broker.store.flush_commit_log_least_pages",       U32),
+        entry("flushIntervalConsumeQueue",         "broker.store.flush_interval_consume_queue",       Unit::Millis),
+        entry("syncFlushTimeout",                  "broker.store.sync_flush_timeout",                 Unit::Millis),
+        entry("maxMessageSize",                    "broker.store.max_message_size",                   BYTES),
+        entry("fileReservedTime",                  "broker.store.file_reserved_time",                 Unit::Hours),
+        entry("deleteWhen",                        "broker.store.delete_when",                        Unit::Text),
+        entry("diskMaxUsedSpaceRatio",             "broker.store.disk_max_used_space_ratio",          PERCENT),
+        entry("diskSpaceWarningLevelRatio",        "broker.store.disk_space_warning_level_ratio",     Unit::PercentToRatio),
+        entry("diskSpaceCleanForciblyRatio",       "broker.store.disk_space_clean_forcibly_ratio",    Unit::PercentToRatio),
+        entry("maxHashSlotNum",                    "broker.store.max_hash_slot_num",                  U32),
+        entry("maxIndexNum",                       "broker.store.max_index_num",                      U32),
+        entry("messageIndexEnable",                "broker.store.message_index_enable",               Unit::Bool),
+        // RocketMQ's spelling, one 'p'.
+        entry("warmMapedFileEnable",               "broker.store.warm_mapped_file_enable",            Unit::Bool),
+        entry("checkCRCOnRecover",                 "broker.store.check_crc_on_recover",               Unit::Bool),
+    ],
+    unsupported: unsupported::BROKER,
+};
+
+/// `namesrv.properties` (RocketMQ's `NamesrvConfig` and `NettyServerConfig`
+/// keys).
+#[rustfmt::skip]
+pub(crate) const NAMESRV: Table = Table {
+    entries: &[
+        entry("bindAddress",                       "namesrv.bind_address",                            Unit::Ip),
+        entry("listenPort",                        "namesrv.listen_port",                             PORT),
+        entry("kvConfigPath",                      "namesrv.kv_config_path",                          Unit::Text),
+        entry("scanNotActiveBrokerInterval",       "namesrv.scan_not_active_broker_interval",         Unit::Millis),
+        entry("serverChannelMaxIdleTimeSeconds",   "namesrv.channel_idle_timeout",                    Unit::Seconds),
+        entry("orderMessageEnable",                "namesrv.order_message_enable",                    Unit::Bool),
+    ],
+    unsupported: unsupported::NAMESRV,
+};
+
+/// Reads a RocketMQ properties file into a dictionary shaped like our TOML
+/// file, plus a warning for every key that had no effect.
+///
+/// `text` is the file's content and `path` is used for messages only.
+///
+/// # Errors
+///
+/// [`Error::PropertiesSyntax`] for a malformed escape, [`Error::Property`]
+/// for a value that does not convert.
+pub(crate) fn to_dict(
+    path: &Path,
+    text: &str,
+    table: &Table,
+) -> Result<(Dict, Vec<ConfigWarning>)> {
+    let properties = properties::parse(text).map_err(|e| Error::PropertiesSyntax {
+        path: path.to_owned(),
+        line: e.line,
+        reason: e.reason,
+    })?;
+    let mut dict = Dict::new();
+    let mut warnings = Vec::new();
+    let mut commit_log_dirs = Vec::new();
+    let warn = |key: &str, kind| ConfigWarning {
+        key: key.to_owned(),
+        origin: Origin::File(path.to_owned()),
+        kind,
+    };
+    for property in properties {
+        let key = property.key.as_str();
+        if let Some(entry) = table.entries.iter().find(|e| e.rocketmq == key) {
+            if let Unit::CommitLogDir = entry.unit {
+                commit_log_dirs.push((entry, property.value));
+                continue;
+            }
+            let value = convert(entry.unit, &property.value).map_err(|reason| Error::Property {
+                key: property.key.clone(),
+                value: property.value.clone(),
+                path: path.to_owned(),
+                reason,
+            })?;
+            layer::insert(&mut dict, entry.ferromq, value);
+        } else if table.unsupported.contains(&key) {
+            warnings.push(warn(key, WarningKind::NotImplemented));
+        } else {
+            let known = table
+                .entries
+                .iter()
+                .map(|e| e.rocketmq)
+                .chain(table.unsupported.iter().copied());
+            let suggestion = closest(key, known).map(str::to_owned);
+            warnings.push(warn(key, WarningKind::UnknownKey { suggestion }));
+        }
+    }
+    // Checked last: storePathRootDir may come after storePathCommitLog.
+    for (entry, dir) in commit_log_dirs {
+        let root = layer::get(&dict, entry.ferromq)
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| StoreConfig::default().store_path_root_dir);
+        let commit_log_dir = root.join("commitlog");
+        if Path::new(&dir) != commit_log_dir {
+            warnings.push(warn(
+                entry.rocketmq,
+                WarningKind::CommitLogPathIgnored { commit_log_dir },
+            ));
+        }
+    }
+    Ok((dict, warnings))
+}
+
+/// Converts one value; the error is the reason, without key or file (the
+/// caller adds both).
+fn convert(unit: Unit, text: &str) -> Result<Value, String> {
+    let int = |max: u64| -> Result<u64, String> {
+        let n: u64 = text
+            .parse()
+            .map_err(|e: std::num::ParseIntError| e.to_string())?;
+        if n > max {
+            return Err(format!("must be at most {max}"));
+        }
+        Ok(n)
+    };
+    let duration = |d: Duration| Value::from(humantime::format_duration(d).to_string());
+    let overflow = || "too large".to_owned();
+    Ok(match unit {
+        Unit::Text | Unit::CommitLogDir => Value::from(text),
+        Unit::Bool => match text {
+            t if t.eq_ignore_ascii_case("true") => Value::from(true),
+            t if t.eq_ignore_ascii_case("false") => Value::from(false),
+            _ => return Err("expected true or false".to_owned()),
+        },
+        Unit::Int { max } => Value::from(int(max)?),
+        Unit::Ip => {
+            let ip: IpAddr = text
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string())?;
+            Value::from(ip.to_string())
+        }
+        Unit::Millis => duration(Duration::from_millis(int(u64::MAX)?)),
+        Unit::Seconds => duration(Duration::from_secs(int(u64::MAX)?)),
+        Unit::Hours => duration(Duration::from_secs(
+            int(u64::MAX)?.checked_mul(3600).ok_or_else(overflow)?,
+        )),
+        // Exact for whole percentages: the division is correctly rounded, so
+        // 90 gives the same f64 as the literal 0.90.
+        Unit::PercentToRatio => Value::from(int(100)? as f64 / 100.0),
+        Unit::Enum(names) => {
+            if !names.contains(&text) {
+                return Err(format!("expected one of {}", names.join(", ")));
+            }
+            Value::from(text)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(unit: Unit, text: &str, expected: Value) {
+        assert_eq!(convert(unit, text).unwrap(), expected, "{text:?}");
+    }
+
+    #[test]
+    fn conversions() {
+        check(Unit::Millis, "500", Value::from("500ms"));
+        check(Unit::Millis, "60000", Value::from("1m"));
+        check(Unit::Seconds, "120", Value::from("2m"));
+        check(Unit::Hours, "48", Value::from("2days"));
+        check(Unit::PercentToRatio, "90", Value::from(0.90));
+        check(Unit::Bool, "TRUE", Value::from(true));
+        check(PORT, "65535", Value::from(65535u64));
+        check(Unit::Ip, "10.0.0.1", Value::from("10.0.0.1"));
+    }
+
+    #[test]
+    fn conversion_errors_explain() {
+        for (unit, text, reason) in [
+            (PORT, "abc", "invalid digit found in string"),
+            (PORT, "65536", "must be at most 65535"),
+            (PORT, "-1", "invalid digit found in string"),
+            (Unit::Bool, "yes", "expected true or false"),
+            (PERCENT, "101", "must be at most 100"),
+            (
+                FLUSH_DISK_TYPE,
+                "sync_flush",
+                "expected one of ASYNC_FLUSH, SYNC_FLUSH",
+            ),
+            (Unit::Hours, "18446744073709551615", "too large"),
+        ] {
+            assert_eq!(convert(unit, text).unwrap_err(), reason, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_table_maps_to_a_real_field() {
+        let broker = figment::value::Value::serialize(crate::BrokerFile::default()).unwrap();
+        let namesrv = figment::value::Value::serialize(crate::NamesrvFile::default()).unwrap();
+        for (table, schema) in [(&BROKER, &broker), (&NAMESRV, &namesrv)] {
+            for entry in table.entries {
+                assert!(
+                    schema.find_ref(entry.ferromq).is_some(),
+                    "{} maps to missing {}",
+                    entry.rocketmq,
+                    entry.ferromq
+                );
+                assert!(
+                    !table.unsupported.contains(&entry.rocketmq),
+                    "{} is both mapped and unsupported",
+                    entry.rocketmq
+                );
+            }
+        }
+    }
+}

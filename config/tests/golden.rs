@@ -1,0 +1,129 @@
+//! `tests/fixtures/full*.toml` set every field to a non-default value; the
+//! loaded structs must match field by field.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use common::{fixture, leaves, NO_ENV};
+use config::{
+    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole,
+    FlushDiskType, LogFormat, NamesrvConfig, NamesrvFile, StoreConfig, TelemetryConfig,
+};
+use serde::Serialize;
+
+/// Compares every leaf, and checks that the fixture really moved each one
+/// away from its default (otherwise a lost `#[serde(default)]` or rename
+/// could go unnoticed).
+fn check_field_by_field<T: Serialize + Default>(actual: &T, expected: &T) {
+    let actual = leaves(actual);
+    let expected = leaves(expected);
+    let defaults = leaves(&T::default());
+    assert_eq!(
+        actual.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, want) in &expected {
+        assert_eq!(actual.get(key), Some(want), "field {key}");
+        assert_ne!(
+            defaults.get(key),
+            Some(want),
+            "fixture leaves {key} at its default"
+        );
+    }
+}
+
+#[test]
+fn full_broker_toml() {
+    let loaded = load_broker_with_env(Some(&fixture("full.toml")), NO_ENV).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // No `..Default::default()`: a new field must be added here and to the fixture.
+    let expected = BrokerFile {
+        broker: BrokerConfig {
+            broker_cluster_name: "ClusterB".into(),
+            broker_name: "broker-b".into(),
+            broker_id: 1,
+            broker_role: BrokerRole::Slave,
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen_port: 20911,
+            broker_ip1: Some("10.0.0.1".into()),
+            broker_ip2: Some("10.0.0.2".into()),
+            ha_listen_port: 20912,
+            namesrv_addr: vec!["10.0.0.9:9876".into(), "10.0.0.10:9876".into()],
+            auto_create_topic_enable: false,
+            default_topic_queue_nums: 4,
+            auto_create_subscription_group: false,
+            broker_permission: 4,
+            register_name_server_period: Duration::from_secs(10),
+            compressed_register: true,
+            force_register: false,
+            message_delay_level: "1s 10s 1m 1d".into(),
+            long_polling_enable: false,
+            short_polling_time_mills: Duration::from_secs(2),
+            transaction_time_out: Duration::from_secs(10),
+            transaction_check_max: 5,
+            transaction_check_interval: Duration::from_secs(30),
+            reject_transaction_message: true,
+            enable_property_filter: false,
+            client_channel_max_idle_time: Duration::from_secs(180),
+            channel_idle_timeout: Duration::from_secs(240),
+            flush_consumer_offset_interval: Duration::from_secs(7),
+            flush_delay_offset_interval: Duration::from_secs(15),
+            max_reconsume_times: 3,
+            store: StoreConfig {
+                store_path_root_dir: "/data/ferromq/store".into(),
+                mapped_file_size_commit_log: ByteSize::mib(64),
+                mapped_file_size_consume_queue: ByteSize::b(60_000),
+                flush_disk_type: FlushDiskType::SyncFlush,
+                flush_interval_commit_log: Duration::from_millis(200),
+                flush_commit_log_least_pages: 0,
+                flush_interval_consume_queue: Duration::from_secs(2),
+                sync_flush_timeout: Duration::from_secs(3),
+                max_message_size: ByteSize::mib(1),
+                file_reserved_time: Duration::from_secs(48 * 3600),
+                delete_when: "04;16".into(),
+                disk_max_used_space_ratio: 80,
+                disk_space_warning_level_ratio: 0.95,
+                disk_space_clean_forcibly_ratio: 0.9,
+                max_hash_slot_num: 1000,
+                max_index_num: 4000,
+                message_index_enable: false,
+                warm_mapped_file_enable: false,
+                check_crc_on_recover: false,
+            },
+        },
+        telemetry: TelemetryConfig {
+            log_format: LogFormat::Json,
+            log_level: "debug,store=trace".into(),
+        },
+    };
+    check_field_by_field(&loaded.config, &expected);
+    assert_eq!(loaded.config, expected);
+}
+
+#[test]
+fn full_namesrv_toml() {
+    let loaded = load_namesrv_with_env(Some(&fixture("full-namesrv.toml")), NO_ENV).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let expected = NamesrvFile {
+        namesrv: NamesrvConfig {
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen_port: 19876,
+            kv_config_path: "/data/ferromq/namesrv/kvConfig.json".into(),
+            scan_not_active_broker_interval: Duration::from_secs(5),
+            broker_channel_expired_time: Duration::from_secs(90),
+            http_listen_port: Some(18080),
+            advertised_addr: Some("10.1.2.3:19876".into()),
+            channel_idle_timeout: Duration::from_secs(180),
+            order_message_enable: true,
+        },
+        telemetry: TelemetryConfig {
+            log_format: LogFormat::Json,
+            log_level: "warn".into(),
+        },
+    };
+    check_field_by_field(&loaded.config, &expected);
+    assert_eq!(loaded.config, expected);
+}

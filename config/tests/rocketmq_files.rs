@@ -1,0 +1,232 @@
+//! RocketMQ properties files (`broker.conf`, `namesrv.properties`) load into
+//! the same typed config, with RocketMQ's units converted.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{fixture, temp_file, NO_ENV};
+use config::{
+    load_broker_with_env, load_namesrv_with_env, BrokerRole, ConfigWarning, Error, FlushDiskType,
+    Origin, WarningKind,
+};
+
+fn warning(path: &Path, key: &str, kind: WarningKind) -> ConfigWarning {
+    ConfigWarning {
+        key: key.to_owned(),
+        origin: Origin::File(path.to_owned()),
+        kind,
+    }
+}
+
+#[test]
+fn broker_conf_converts_every_mapped_key() {
+    let path = fixture("broker.conf");
+    let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
+    let broker = &loaded.config.broker;
+    assert_eq!(broker.broker_cluster_name, "ClusterB");
+    assert_eq!(broker.broker_name, "broker-b");
+    assert_eq!(broker.broker_id, 1);
+    assert_eq!(broker.broker_role, BrokerRole::Slave);
+    assert_eq!(broker.bind_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(broker.listen_port, 20911);
+    assert_eq!(broker.broker_ip1.as_deref(), Some("10.0.0.1"));
+    assert_eq!(broker.broker_ip2.as_deref(), Some("10.0.0.2"));
+    assert_eq!(broker.ha_listen_port, 20912);
+    // A continuation line, split on ';'.
+    assert_eq!(broker.namesrv_addr, ["10.0.0.9:9876", "10.0.0.10:9876"]);
+    assert!(!broker.auto_create_topic_enable);
+    assert_eq!(broker.default_topic_queue_nums, 4);
+    assert!(!broker.auto_create_subscription_group);
+    assert_eq!(broker.broker_permission, 4);
+    // Milliseconds.
+    assert_eq!(broker.register_name_server_period, Duration::from_secs(10));
+    assert!(broker.compressed_register);
+    assert!(!broker.force_register);
+    assert_eq!(broker.message_delay_level, "1s 10s 1m 1d");
+    assert!(!broker.long_polling_enable);
+    assert_eq!(broker.short_polling_time_mills, Duration::from_secs(2));
+    assert_eq!(broker.transaction_time_out, Duration::from_secs(10));
+    assert_eq!(broker.transaction_check_max, 5);
+    assert_eq!(broker.transaction_check_interval, Duration::from_secs(30));
+    assert!(broker.reject_transaction_message);
+    assert!(!broker.enable_property_filter);
+    assert_eq!(
+        broker.client_channel_max_idle_time,
+        Duration::from_secs(180)
+    );
+    // Seconds.
+    assert_eq!(broker.channel_idle_timeout, Duration::from_secs(240));
+    assert_eq!(
+        broker.flush_consumer_offset_interval,
+        Duration::from_secs(7)
+    );
+    assert_eq!(broker.flush_delay_offset_interval, Duration::from_secs(15));
+
+    let store = &broker.store;
+    assert_eq!(
+        store.store_path_root_dir,
+        PathBuf::from("/data/rocketmq/store")
+    );
+    assert_eq!(store.mapped_file_size_commit_log.as_u64(), 64 << 20);
+    assert_eq!(store.mapped_file_size_consume_queue.as_u64(), 60_000);
+    assert_eq!(store.flush_disk_type, FlushDiskType::SyncFlush);
+    assert_eq!(store.flush_interval_commit_log, Duration::from_millis(200));
+    assert_eq!(store.flush_commit_log_least_pages, 0);
+    assert_eq!(store.flush_interval_consume_queue, Duration::from_secs(2));
+    assert_eq!(store.sync_flush_timeout, Duration::from_secs(3));
+    assert_eq!(store.max_message_size.as_u64(), 1 << 20);
+    // Hours.
+    assert_eq!(store.file_reserved_time, Duration::from_secs(48 * 3600));
+    assert_eq!(store.delete_when_hours().unwrap(), [4, 16]);
+    assert_eq!(store.disk_max_used_space_ratio, 80);
+    // Percent to ratio.
+    assert_eq!(store.disk_space_warning_level_ratio, 0.95);
+    assert_eq!(store.disk_space_clean_forcibly_ratio, 0.90);
+    assert_eq!(store.max_hash_slot_num, 1000);
+    assert_eq!(store.max_index_num, 4000);
+    assert!(!store.message_index_enable);
+    assert!(!store.warm_mapped_file_enable);
+    assert!(!store.check_crc_on_recover);
+
+    // storePathCommitLog agrees with storePathRootDir, so only the last
+    // three keys of the fixture are reported.
+    assert_eq!(
+        loaded.warnings,
+        [
+            warning(
+                &path,
+                "sendMessageThreadPoolNums",
+                WarningKind::NotImplemented
+            ),
+            warning(&path, "aclEnable", WarningKind::NotImplemented),
+            warning(
+                &path,
+                "listenPrt",
+                WarningKind::UnknownKey {
+                    suggestion: Some("listenPort".into())
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        loaded.warnings[0].to_string(),
+        format!(
+            "`sendMessageThreadPoolNums` is a RocketMQ setting FerroMQ does not implement; \
+             ignored (in {})",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn namesrv_properties_converts_every_mapped_key() {
+    let path = fixture("namesrv.properties");
+    let loaded = load_namesrv_with_env(Some(&path), NO_ENV).unwrap();
+    let namesrv = &loaded.config.namesrv;
+    assert_eq!(namesrv.listen_port, 19876);
+    assert_eq!(namesrv.bind_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // \u0043 is 'C'.
+    assert_eq!(
+        namesrv.kv_config_path,
+        PathBuf::from("/data/rocketmq/namesrv/kvConfig.json")
+    );
+    assert_eq!(
+        namesrv.scan_not_active_broker_interval,
+        Duration::from_secs(5)
+    );
+    assert_eq!(namesrv.channel_idle_timeout, Duration::from_secs(180));
+    assert!(namesrv.order_message_enable);
+    assert_eq!(
+        loaded.warnings,
+        [warning(&path, "clusterTest", WarningKind::NotImplemented)]
+    );
+}
+
+#[test]
+fn a_commit_log_outside_the_store_root_is_warned_about() {
+    let (_dir, path) = temp_file(
+        "broker.conf",
+        "storePathCommitLog=/mnt/fast/commitlog\nstorePathRootDir=/data/store\n",
+    );
+    let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        [warning(
+            &path,
+            "storePathCommitLog",
+            WarningKind::CommitLogPathIgnored {
+                commit_log_dir: "/data/store/commitlog".into()
+            }
+        )]
+    );
+    assert!(loaded.warnings[0]
+        .to_string()
+        .contains("FerroMQ keeps the commit log in /data/store/commitlog"));
+}
+
+#[test]
+fn bad_values_name_the_rocketmq_key_and_the_file() {
+    for (line, expected) in [
+        (
+            "listenPort=abc",
+            "listenPort: invalid value \"abc\" in {}: invalid digit found in string",
+        ),
+        (
+            "listenPort=70000",
+            "listenPort: invalid value \"70000\" in {}: must be at most 65535",
+        ),
+        (
+            "flushDiskType=SYNC",
+            "flushDiskType: invalid value \"SYNC\" in {}: expected one of ASYNC_FLUSH, SYNC_FLUSH",
+        ),
+        (
+            "autoCreateTopicEnable=yes",
+            "autoCreateTopicEnable: invalid value \"yes\" in {}: expected true or false",
+        ),
+        (
+            "bindAddress=localhost",
+            "bindAddress: invalid value \"localhost\" in {}: invalid IP address syntax",
+        ),
+    ] {
+        let (_dir, path) = temp_file("broker.conf", line);
+        let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err();
+        assert!(matches!(err, Error::Property { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            expected.replace("{}", &path.display().to_string())
+        );
+    }
+}
+
+#[test]
+fn converted_values_are_still_validated() {
+    let (_dir, path) = temp_file("broker.conf", "brokerRole=SLAVE\nbrokerId=0\n");
+    let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "broker.broker_id: conflicts with `broker_role`: a slave must have a broker_id above 0"
+    );
+}
+
+#[test]
+fn malformed_escape_is_a_syntax_error_with_its_line() {
+    let (_dir, path) = temp_file("namesrv.properties", "listenPort=1\nkvConfigPath=\\u00zz\n");
+    let err = load_namesrv_with_env(Some(&path), NO_ENV).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}:2: malformed \\uXXXX escape", path.display())
+    );
+}
+
+#[test]
+fn latin1_files_are_read_as_java_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.conf");
+    // "brokerName=café" in ISO-8859-1, as Properties.load(InputStream) expects.
+    std::fs::write(&path, b"brokerName=caf\xe9\n").unwrap();
+    let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(loaded.config.broker.broker_name, "café");
+}

@@ -1,0 +1,578 @@
+//! Typed custom headers and their mapping to `extFields`.
+//!
+//! Java builds a header object by reflection: each field is read from
+//! `extFields[fieldName]`; a missing `@CFNotNull` field fails the request. Here the
+//! [`header!`] macro declares the struct together with each field's wire key; a plain
+//! type is required, an `Option` is optional. Values are always *sent* as strings
+//! (the Rust and C++ clients insist) and parsed leniently on the way in: surrounding
+//! whitespace is ignored and booleans follow Java's `Boolean.parseBoolean`.
+
+use crate::command::ExtFields;
+
+/// Why a custom header could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Java's wording, which clients show users: "the custom field <x> is null".
+    #[error("the custom field {0} is null")]
+    Missing(&'static str),
+    #[error("the custom field {key} has an invalid value `{value}`")]
+    Invalid { key: &'static str, value: String },
+}
+
+/// A typed custom header.
+pub trait CommandHeader: Sized {
+    fn encode(&self, ext: &mut ExtFields);
+
+    /// # Errors
+    /// A required key is missing or a value does not parse.
+    fn decode(ext: &ExtFields) -> Result<Self, HeaderError>;
+}
+
+/// A scalar that travels as an `extFields` string.
+pub trait HeaderValue: Sized {
+    fn to_ext(&self) -> String;
+    fn from_ext(s: &str) -> Option<Self>;
+}
+
+impl HeaderValue for String {
+    fn to_ext(&self) -> String {
+        self.clone()
+    }
+    fn from_ext(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+}
+
+macro_rules! int_value {
+    ($($t:ty),+) => {$(
+        impl HeaderValue for $t {
+            fn to_ext(&self) -> String {
+                self.to_string()
+            }
+            fn from_ext(s: &str) -> Option<Self> {
+                s.trim().parse().ok()
+            }
+        }
+    )+};
+}
+int_value!(i32, i64, u64);
+
+impl HeaderValue for bool {
+    fn to_ext(&self) -> String {
+        self.to_string()
+    }
+    /// `Boolean.parseBoolean`: anything but a case-insensitive "true" is false.
+    fn from_ext(s: &str) -> Option<Self> {
+        Some(s.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// How one header field is written and read: required for plain values, optional
+/// for `Option`s.
+pub trait HeaderField: Sized {
+    fn put(&self, key: &'static str, ext: &mut ExtFields);
+    /// # Errors
+    /// See [`HeaderError`].
+    fn take(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError>;
+}
+
+impl<T: HeaderValue> HeaderField for T {
+    fn put(&self, key: &'static str, ext: &mut ExtFields) {
+        ext.push(key, self.to_ext());
+    }
+    fn take(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
+        let raw = ext.get(key).ok_or(HeaderError::Missing(key))?;
+        T::from_ext(raw).ok_or_else(|| HeaderError::Invalid { key, value: raw.to_owned() })
+    }
+}
+
+impl<T: HeaderValue> HeaderField for Option<T> {
+    fn put(&self, key: &'static str, ext: &mut ExtFields) {
+        if let Some(v) = self {
+            ext.push(key, v.to_ext());
+        }
+    }
+    /// An optional value that does not parse is dropped, as Java only logs it.
+    fn take(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
+        Ok(ext.get(key).and_then(T::from_ext))
+    }
+}
+
+/// Declares a header struct and its wire keys.
+#[macro_export]
+macro_rules! header {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty = $key:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct $name { $($(#[$fm])* pub $field: $ty),* }
+
+        impl $crate::header::CommandHeader for $name {
+            fn encode(&self, ext: &mut $crate::command::ExtFields) {
+                $(<$ty as $crate::header::HeaderField>::put(&self.$field, $key, ext);)*
+            }
+            #[allow(unused_variables)]
+            fn decode(ext: &$crate::command::ExtFields) -> Result<Self, $crate::header::HeaderError> {
+                Ok(Self { $($field: <$ty as $crate::header::HeaderField>::take(ext, $key)?),* })
+            }
+        }
+    };
+}
+
+/// Headers of name-server requests (`remoting-protocol.md` §5.17).
+pub mod namesrv {
+    header! {
+        pub struct RegisterBrokerRequestHeader {
+            broker_name: String = "brokerName",
+            broker_addr: String = "brokerAddr",
+            cluster_name: String = "clusterName",
+            ha_server_addr: String = "haServerAddr",
+            broker_id: i64 = "brokerId",
+            heartbeat_timeout_millis: Option<i64> = "heartbeatTimeoutMillis",
+            enable_acting_master: Option<bool> = "enableActingMaster",
+            compressed: Option<bool> = "compressed",
+            /// CRC32 of the body masked to 31 bits; absent or 0 = don't check.
+            body_crc32: Option<i32> = "bodyCrc32",
+        }
+    }
+    header! {
+        pub struct RegisterBrokerResponseHeader {
+            ha_server_addr: Option<String> = "haServerAddr",
+            master_addr: Option<String> = "masterAddr",
+        }
+    }
+    header! {
+        pub struct UnRegisterBrokerRequestHeader {
+            broker_name: String = "brokerName",
+            broker_addr: String = "brokerAddr",
+            cluster_name: String = "clusterName",
+            broker_id: i64 = "brokerId",
+        }
+    }
+    header! {
+        pub struct GetRouteInfoRequestHeader {
+            topic: String = "topic",
+            accept_standard_json_only: Option<bool> = "acceptStandardJsonOnly",
+        }
+    }
+    header! {
+        pub struct QueryDataVersionRequestHeader {
+            broker_name: String = "brokerName",
+            broker_addr: String = "brokerAddr",
+            cluster_name: String = "clusterName",
+            broker_id: i64 = "brokerId",
+        }
+    }
+    header! {
+        pub struct QueryDataVersionResponseHeader {
+            changed: bool = "changed",
+        }
+    }
+    header! {
+        pub struct PutKvConfigRequestHeader {
+            namespace: String = "namespace",
+            key: String = "key",
+            value: String = "value",
+        }
+    }
+    header! {
+        pub struct GetKvConfigRequestHeader {
+            namespace: String = "namespace",
+            key: String = "key",
+        }
+    }
+    header! {
+        pub struct GetKvConfigResponseHeader {
+            value: Option<String> = "value",
+        }
+    }
+    header! {
+        pub struct DeleteKvConfigRequestHeader {
+            namespace: String = "namespace",
+            key: String = "key",
+        }
+    }
+    header! {
+        pub struct GetKvListByNamespaceRequestHeader {
+            namespace: String = "namespace",
+        }
+    }
+    header! {
+        pub struct WipeWritePermOfBrokerRequestHeader {
+            broker_name: String = "brokerName",
+        }
+    }
+    header! {
+        pub struct WipeWritePermOfBrokerResponseHeader {
+            wipe_topic_count: i32 = "wipeTopicCount",
+        }
+    }
+    header! {
+        pub struct AddWritePermOfBrokerRequestHeader {
+            broker_name: String = "brokerName",
+        }
+    }
+    header! {
+        pub struct AddWritePermOfBrokerResponseHeader {
+            add_topic_count: i32 = "addTopicCount",
+        }
+    }
+    header! {
+        pub struct DeleteTopicFromNamesrvRequestHeader {
+            topic: String = "topic",
+            cluster_name: Option<String> = "clusterName",
+        }
+    }
+    header! {
+        pub struct GetTopicsByClusterRequestHeader {
+            cluster: String = "cluster",
+        }
+    }
+}
+
+/// Headers of broker requests (`remoting-protocol.md` §5.1–§5.16).
+pub mod broker {
+    header! {
+        /// SEND_MESSAGE (10) and SEND_REPLY_MESSAGE (324): full field names.
+        pub struct SendMessageRequestHeader {
+            producer_group: String = "producerGroup",
+            topic: String = "topic",
+            default_topic: String = "defaultTopic",
+            default_topic_queue_nums: i32 = "defaultTopicQueueNums",
+            queue_id: i32 = "queueId",
+            sys_flag: i32 = "sysFlag",
+            born_timestamp: i64 = "bornTimestamp",
+            flag: i32 = "flag",
+            properties: Option<String> = "properties",
+            reconsume_times: Option<i32> = "reconsumeTimes",
+            unit_mode: Option<bool> = "unitMode",
+            batch: Option<bool> = "batch",
+            max_reconsume_times: Option<i32> = "maxReconsumeTimes",
+            broker_name: Option<String> = "bname",
+        }
+    }
+    header! {
+        /// SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320), SEND_REPLY_MESSAGE_V2 (325):
+        /// the same fields under one-letter keys.
+        pub struct SendMessageRequestHeaderV2 {
+            producer_group: String = "a",
+            topic: String = "b",
+            default_topic: String = "c",
+            default_topic_queue_nums: i32 = "d",
+            queue_id: i32 = "e",
+            sys_flag: i32 = "f",
+            born_timestamp: i64 = "g",
+            flag: i32 = "h",
+            properties: Option<String> = "i",
+            reconsume_times: Option<i32> = "j",
+            unit_mode: Option<bool> = "k",
+            max_reconsume_times: Option<i32> = "l",
+            batch: Option<bool> = "m",
+            broker_name: Option<String> = "n",
+        }
+    }
+
+    impl From<SendMessageRequestHeaderV2> for SendMessageRequestHeader {
+        fn from(v: SendMessageRequestHeaderV2) -> Self {
+            Self {
+                producer_group: v.producer_group,
+                topic: v.topic,
+                default_topic: v.default_topic,
+                default_topic_queue_nums: v.default_topic_queue_nums,
+                queue_id: v.queue_id,
+                sys_flag: v.sys_flag,
+                born_timestamp: v.born_timestamp,
+                flag: v.flag,
+                properties: v.properties,
+                reconsume_times: v.reconsume_times,
+                unit_mode: v.unit_mode,
+                batch: v.batch,
+                max_reconsume_times: v.max_reconsume_times,
+                broker_name: v.broker_name,
+            }
+        }
+    }
+
+    impl From<SendMessageRequestHeader> for SendMessageRequestHeaderV2 {
+        fn from(v: SendMessageRequestHeader) -> Self {
+            Self {
+                producer_group: v.producer_group,
+                topic: v.topic,
+                default_topic: v.default_topic,
+                default_topic_queue_nums: v.default_topic_queue_nums,
+                queue_id: v.queue_id,
+                sys_flag: v.sys_flag,
+                born_timestamp: v.born_timestamp,
+                flag: v.flag,
+                properties: v.properties,
+                reconsume_times: v.reconsume_times,
+                unit_mode: v.unit_mode,
+                batch: v.batch,
+                max_reconsume_times: v.max_reconsume_times,
+                broker_name: v.broker_name,
+            }
+        }
+    }
+
+    header! {
+        pub struct SendMessageResponseHeader {
+            /// offsetMsgId; comma-joined for batches.
+            msg_id: String = "msgId",
+            queue_id: i32 = "queueId",
+            queue_offset: i64 = "queueOffset",
+            transaction_id: Option<String> = "transactionId",
+            batch_uniq_id: Option<String> = "batchUniqId",
+        }
+    }
+    header! {
+        pub struct PullMessageRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            queue_offset: i64 = "queueOffset",
+            max_msg_nums: i32 = "maxMsgNums",
+            sys_flag: i32 = "sysFlag",
+            commit_offset: i64 = "commitOffset",
+            suspend_timeout_millis: i64 = "suspendTimeoutMillis",
+            subscription: Option<String> = "subscription",
+            sub_version: i64 = "subVersion",
+            expression_type: Option<String> = "expressionType",
+            max_msg_bytes: Option<i32> = "maxMsgBytes",
+            broker_name: Option<String> = "bname",
+        }
+    }
+    header! {
+        /// Sent on every pull answer, whatever the code (the Java client requires it).
+        pub struct PullMessageResponseHeader {
+            suggest_which_broker_id: i64 = "suggestWhichBrokerId",
+            next_begin_offset: i64 = "nextBeginOffset",
+            min_offset: i64 = "minOffset",
+            max_offset: i64 = "maxOffset",
+        }
+    }
+    header! {
+        pub struct QueryConsumerOffsetRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            set_zero_if_not_found: Option<bool> = "setZeroIfNotFound",
+        }
+    }
+    header! {
+        pub struct QueryConsumerOffsetResponseHeader {
+            offset: i64 = "offset",
+        }
+    }
+    header! {
+        pub struct UpdateConsumerOffsetRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            commit_offset: i64 = "commitOffset",
+        }
+    }
+    header! {
+        pub struct SearchOffsetRequestHeader {
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            timestamp: i64 = "timestamp",
+            boundary_type: Option<String> = "boundaryType",
+        }
+    }
+    header! {
+        /// Answer of SEARCH_OFFSET_BY_TIMESTAMP, GET_MAX_OFFSET and GET_MIN_OFFSET.
+        pub struct OffsetResponseHeader {
+            offset: i64 = "offset",
+        }
+    }
+    header! {
+        pub struct GetMaxOffsetRequestHeader {
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            committed: Option<bool> = "committed",
+        }
+    }
+    header! {
+        /// GET_MIN_OFFSET and GET_EARLIEST_MSG_STORETIME.
+        pub struct TopicQueueRequestHeader {
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+        }
+    }
+    header! {
+        pub struct GetEarliestMsgStoretimeResponseHeader {
+            timestamp: i64 = "timestamp",
+        }
+    }
+    header! {
+        pub struct ViewMessageRequestHeader {
+            offset: i64 = "offset",
+        }
+    }
+    header! {
+        pub struct QueryMessageRequestHeader {
+            topic: String = "topic",
+            key: String = "key",
+            max_num: i32 = "maxNum",
+            begin_timestamp: i64 = "beginTimestamp",
+            end_timestamp: i64 = "endTimestamp",
+        }
+    }
+    header! {
+        pub struct QueryMessageResponseHeader {
+            index_last_update_timestamp: i64 = "indexLastUpdateTimestamp",
+            index_last_update_phyoffset: i64 = "indexLastUpdatePhyoffset",
+        }
+    }
+    header! {
+        pub struct UnregisterClientRequestHeader {
+            client_id: String = "clientID",
+            producer_group: Option<String> = "producerGroup",
+            consumer_group: Option<String> = "consumerGroup",
+        }
+    }
+    header! {
+        pub struct ConsumerSendMsgBackRequestHeader {
+            /// Commit-log offset of the message being returned.
+            offset: i64 = "offset",
+            group: String = "group",
+            delay_level: i32 = "delayLevel",
+            origin_msg_id: Option<String> = "originMsgId",
+            origin_topic: Option<String> = "originTopic",
+            unit_mode: Option<bool> = "unitMode",
+            max_reconsume_times: Option<i32> = "maxReconsumeTimes",
+        }
+    }
+    header! {
+        pub struct EndTransactionRequestHeader {
+            producer_group: String = "producerGroup",
+            tran_state_table_offset: i64 = "tranStateTableOffset",
+            commit_log_offset: i64 = "commitLogOffset",
+            /// 0 = unknown, 8 = commit, 12 = rollback.
+            commit_or_rollback: i32 = "commitOrRollback",
+            from_transaction_check: Option<bool> = "fromTransactionCheck",
+            msg_id: String = "msgId",
+            transaction_id: Option<String> = "transactionId",
+            topic: Option<String> = "topic",
+        }
+    }
+    header! {
+        pub struct CheckTransactionStateRequestHeader {
+            tran_state_table_offset: i64 = "tranStateTableOffset",
+            commit_log_offset: i64 = "commitLogOffset",
+            msg_id: Option<String> = "msgId",
+            transaction_id: Option<String> = "transactionId",
+            offset_msg_id: Option<String> = "offsetMsgId",
+            topic: Option<String> = "topic",
+        }
+    }
+    header! {
+        /// GET_CONSUMER_LIST_BY_GROUP, NOTIFY_CONSUMER_IDS_CHANGED,
+        /// GET_CONSUMER_CONNECTION_LIST.
+        pub struct ConsumerGroupRequestHeader {
+            consumer_group: String = "consumerGroup",
+        }
+    }
+    header! {
+        pub struct CreateTopicRequestHeader {
+            topic: String = "topic",
+            default_topic: String = "defaultTopic",
+            read_queue_nums: i32 = "readQueueNums",
+            write_queue_nums: i32 = "writeQueueNums",
+            perm: i32 = "perm",
+            topic_filter_type: String = "topicFilterType",
+            topic_sys_flag: Option<i32> = "topicSysFlag",
+            order: bool = "order",
+        }
+    }
+    header! {
+        pub struct TopicRequestHeader {
+            topic: String = "topic",
+        }
+    }
+    header! {
+        pub struct DeleteSubscriptionGroupRequestHeader {
+            group_name: String = "groupName",
+            remove_offset: Option<bool> = "removeOffset",
+        }
+    }
+    header! {
+        pub struct GetConsumeStatsRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: Option<String> = "topic",
+        }
+    }
+    header! {
+        pub struct GetConsumerRunningInfoRequestHeader {
+            consumer_group: String = "consumerGroup",
+            client_id: String = "clientId",
+            jstack_enable: Option<bool> = "jstackEnable",
+        }
+    }
+    header! {
+        pub struct ResetOffsetRequestHeader {
+            topic: String = "topic",
+            group: String = "group",
+            timestamp: i64 = "timestamp",
+            is_force: bool = "isForce",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broker::*;
+    use super::*;
+
+    #[test]
+    fn required_and_optional_fields() {
+        let ext: ExtFields = [("topic", "T"), ("queueId", " 3 "), ("committed", "TRUE")].into_iter().collect();
+        let h = GetMaxOffsetRequestHeader::decode(&ext).unwrap();
+        assert_eq!(h, GetMaxOffsetRequestHeader { topic: "T".into(), queue_id: 3, committed: Some(true) });
+        let ext: ExtFields = [("topic", "T")].into_iter().collect();
+        assert_eq!(GetMaxOffsetRequestHeader::decode(&ext), Err(HeaderError::Missing("queueId")));
+        let ext: ExtFields = [("topic", "T"), ("queueId", "x")].into_iter().collect();
+        assert!(matches!(GetMaxOffsetRequestHeader::decode(&ext), Err(HeaderError::Invalid { key: "queueId", .. })));
+        let ext: ExtFields = [("topic", "T"), ("queueId", "1"), ("committed", "no"), ("unknown", "1")]
+            .into_iter()
+            .collect();
+        assert_eq!(GetMaxOffsetRequestHeader::decode(&ext).unwrap().committed, Some(false));
+    }
+
+    #[test]
+    fn encodes_every_value_as_a_string_and_skips_none() {
+        let h = SendMessageResponseHeader { msg_id: "ID".into(), queue_id: 2, queue_offset: 57, ..Default::default() };
+        let mut ext = ExtFields::new();
+        h.encode(&mut ext);
+        assert_eq!(ext.get("queueOffset"), Some("57"));
+        assert_eq!(ext.get("transactionId"), None);
+        assert_eq!(SendMessageResponseHeader::decode(&ext).unwrap(), h);
+    }
+
+    #[test]
+    fn v2_letters_map_to_full_names() {
+        let ext: ExtFields = [
+            ("a", "PG"),
+            ("b", "TopicTest"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "2"),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", "TAGS\u{1}TagA"),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "false"),
+            ("n", "broker-a"),
+        ]
+        .into_iter()
+        .collect();
+        let v2 = SendMessageRequestHeaderV2::decode(&ext).unwrap();
+        let v1: SendMessageRequestHeader = v2.clone().into();
+        assert_eq!(v1.topic, "TopicTest");
+        assert_eq!(v1.born_timestamp, 1_700_000_000_000);
+        assert_eq!(v1.batch, Some(false));
+        assert_eq!(v1.broker_name.as_deref(), Some("broker-a"));
+        assert_eq!(SendMessageRequestHeaderV2::from(v1), v2);
+    }
+}

@@ -1,0 +1,225 @@
+//! The remoting server: accepts connections and dispatches requests by code.
+//!
+//! [`Dispatcher`] is the processor table: request code → [`Processor`]; a code with
+//! no processor is answered with REQUEST_CODE_NOT_SUPPORTED and the remark Java uses.
+//! [`RemotingServer`] owns the listener; shutdown stops accepting, closes every
+//! connection's reader, and waits (bounded) for requests already being processed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use common::ResponseCode;
+
+use crate::channel::{BoxFuture, Channel, ChannelOptions, RequestHandler};
+use crate::code::RequestCode;
+use crate::command::RemotingCommand;
+use crate::error::Result;
+
+/// Processes one kind of request.
+pub trait Processor: Send + Sync + 'static {
+    fn process(&self, channel: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>>;
+}
+
+impl<F, Fut> Processor for F
+where
+    F: Fn(Channel, RemotingCommand) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<RemotingCommand>> + Send + 'static,
+{
+    fn process(&self, channel: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
+        Box::pin(self(channel, request))
+    }
+}
+
+type CloseHook = Arc<dyn Fn(&Channel) + Send + Sync>;
+
+/// Routes requests to processors by request code.
+#[derive(Default)]
+pub struct Dispatcher {
+    table: HashMap<i32, Arc<dyn Processor>>,
+    close_hooks: Vec<CloseHook>,
+}
+
+impl Dispatcher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `processor` for `code`, replacing an earlier one.
+    pub fn register(&mut self, code: RequestCode, processor: impl Processor) -> &mut Self {
+        self.table.insert(code.0, Arc::new(processor));
+        self
+    }
+
+    /// Registers one shared processor for several codes.
+    pub fn register_many(&mut self, codes: &[RequestCode], processor: Arc<dyn Processor>) -> &mut Self {
+        for c in codes {
+            self.table.insert(c.0, processor.clone());
+        }
+        self
+    }
+
+    /// Runs `hook` whenever a connection closes.
+    pub fn on_close(&mut self, hook: impl Fn(&Channel) + Send + Sync + 'static) -> &mut Self {
+        self.close_hooks.push(Arc::new(hook));
+        self
+    }
+
+    pub fn handles(&self, code: RequestCode) -> bool {
+        self.table.contains_key(&code.0)
+    }
+}
+
+impl RequestHandler for Dispatcher {
+    fn handle(&self, channel: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
+        match self.table.get(&request.code) {
+            Some(p) => p.process(channel, request),
+            None => {
+                let code = request.code;
+                tracing::debug!(opcode = code, "request code not supported");
+                Box::pin(async move {
+                    Some(RemotingCommand::error(
+                        ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                        format!(" request type {code} not supported"),
+                    ))
+                })
+            }
+        }
+    }
+
+    fn on_close(&self, channel: &Channel) {
+        for hook in &self.close_hooks {
+            hook(channel);
+        }
+    }
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub channel: ChannelOptions,
+    /// Connections above this are accepted and closed at once (port scanners and
+    /// health checks must not exhaust memory).
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    pub fn new(bind: SocketAddr) -> Self {
+        Self { bind, channel: ChannelOptions::default(), max_connections: 65_536 }
+    }
+}
+
+/// A running server.
+pub struct RemotingServer {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    accept: tokio::task::JoinHandle<()>,
+    channels: Arc<Mutex<HashMap<u64, Channel>>>,
+}
+
+impl RemotingServer {
+    /// Binds and starts accepting.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind(config: ServerConfig, handler: Arc<dyn RequestHandler>) -> Result<Self> {
+        let listener = TcpListener::bind(config.bind).await?;
+        let local_addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let channels: Arc<Mutex<HashMap<u64, Channel>>> = Arc::default();
+        let accept = tokio::spawn(
+            accept_loop(listener, config, handler, cancel.clone(), tracker.clone(), channels.clone())
+                .instrument(tracing::info_span!("accept", addr = %local_addr)),
+        );
+        Ok(Self { local_addr, cancel, tracker, accept, channels })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.channels.lock().len()
+    }
+
+    /// Stops accepting, closes connections and waits up to `grace` for requests in
+    /// progress to finish.
+    pub async fn shutdown(self, grace: Duration) {
+        self.cancel.cancel();
+        let _ = self.accept.await;
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            warn!("requests still running after the shutdown grace period");
+        }
+        for ch in self.channels.lock().values() {
+            ch.close();
+        }
+    }
+}
+
+struct Tracked {
+    inner: Arc<dyn RequestHandler>,
+    channels: Arc<Mutex<HashMap<u64, Channel>>>,
+}
+
+impl RequestHandler for Tracked {
+    fn handle(&self, channel: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
+        self.inner.handle(channel, request)
+    }
+
+    fn on_close(&self, channel: &Channel) {
+        self.channels.lock().remove(&channel.id());
+        self.inner.on_close(channel);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: ServerConfig,
+    handler: Arc<dyn RequestHandler>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    channels: Arc<Mutex<HashMap<u64, Channel>>>,
+) {
+    let handler: Arc<dyn RequestHandler> = Arc::new(Tracked { inner: handler, channels: channels.clone() });
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if channels.lock().len() >= config.max_connections {
+            warn!(peer = %peer, "connection limit reached; refusing connection");
+            drop(stream);
+            continue;
+        }
+        match Channel::spawn(stream, handler.clone(), &config.channel, tracker.clone(), cancel.child_token()) {
+            Ok(ch) => {
+                tracing::debug!(peer = %peer, "connection accepted");
+                channels.lock().insert(ch.id(), ch);
+            }
+            Err(e) => warn!(peer = %peer, error = %e, "could not set up connection"),
+        }
+    }
+    info!("stopped accepting connections");
+}

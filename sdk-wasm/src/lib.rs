@@ -1,0 +1,3 @@
+//! Guest-side SDK for FerroMQ WASM plugins.
+//!
+//! Filled by the plugin-platform issue; empty until then.
