@@ -1,5 +1,5 @@
 //! Delay levels (`messageDelayLevel`): `"1s 5s 10s 30s 1m 2m ..."`, level N being the
-//! N-th entry (1-based). Units: `ms`, `s`, `m`, `h`, `d`.
+//! N-th entry (1-based). Units: `s`, `m`, `h`, `d`.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ pub struct DelayLevels {
 
 /// A `messageDelayLevel` string that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid delay level `{token}`: expected a number followed by ms, s, m, h or d")]
+#[error("invalid delay level `{token}`: expected a number followed by s, m, h or d")]
 pub struct DelayLevelError {
     pub token: String,
 }
@@ -64,20 +64,23 @@ impl Default for DelayLevels {
     }
 }
 
+/// RocketMQ's rule: the last character is the unit (`s`, `m`, `h`, `d`), the rest a
+/// whole number.
 fn parse_token(token: &str) -> Result<Duration, DelayLevelError> {
     let err = || DelayLevelError { token: token.to_owned() };
-    let split = token.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-    let (num, unit) = token.split_at(split);
-    let n: u64 = num.parse().map_err(|_| err())?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
+    let unit_secs: u64 = match token.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
         _ => return Err(err()),
     };
-    Ok(Duration::from_millis(ms))
+    let number = &token[..token.len() - 1];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    let count: u64 = number.parse().map_err(|_| err())?;
+    count.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(err)
 }
 
 #[cfg(test)]
@@ -99,9 +102,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "1x", "s", "1s 2q", "-1s"] {
+        for bad in ["", "1x", "s", "1s 2q", "-1s", "100ms", "99999999999999999999d"] {
             assert!(DelayLevels::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(DelayLevels::parse("100ms 1d").unwrap().delay(2), Some(Duration::from_secs(86_400)));
+        assert_eq!(DelayLevels::parse("2s 1d").unwrap().delay(2), Some(Duration::from_secs(86_400)));
     }
 }

@@ -9,6 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use common::delay::DelayLevels;
+
 use serde::{Deserialize, Serialize};
 
 use crate::check;
@@ -253,61 +255,34 @@ impl BrokerConfig {
         self.store.validate().map_err(|e| e.within("store"))
     }
 
-    /// The delays of `message_delay_level`, level 1 first.
+    /// The parsed `message_delay_level` table.
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if the list is empty or a token is not a number
-    /// followed by `s`, `m`, `h` or `d`.
-    pub fn delay_levels(&self) -> Result<Vec<Duration>> {
+    /// [`Error::Invalid`] keyed `message_delay_level` if the list is empty or
+    /// a token is not a number followed by `s`, `m`, `h` or `d`.
+    pub fn delay_levels(&self) -> Result<DelayLevels> {
         parse_delay_levels(&self.message_delay_level)
     }
 }
 
-/// Parses RocketMQ's delay-level syntax (`"1s 5s 10s 30s 1m ... 2h"`).
-///
-/// RocketMQ reads the last character of each token as the unit and the rest
-/// as a whole number; we accept the same and nothing more.
+/// Parses RocketMQ's delay-level syntax (`"1s 5s 10s 30s 1m ... 2h"`) with the
+/// one parser the broker uses ([`common::delay::DelayLevels`]), keyed for errors.
 ///
 /// # Errors
 ///
 /// [`Error::Invalid`] keyed `message_delay_level` on an empty list or a bad
 /// token.
-pub fn parse_delay_levels(levels: &str) -> Result<Vec<Duration>> {
-    let levels = levels
-        .split_whitespace()
-        .map(|token| {
-            parse_delay_token(token).ok_or_else(|| {
-                Error::invalid(
-                    "message_delay_level",
-                    Invalid::Malformed {
-                        value: token.to_owned(),
-                        expected: "a number followed by s, m, h or d",
-                    },
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if levels.is_empty() {
+pub fn parse_delay_levels(levels: &str) -> Result<DelayLevels> {
+    if levels.trim().is_empty() {
         return Err(Error::invalid("message_delay_level", Invalid::Empty));
     }
-    Ok(levels)
-}
-
-fn parse_delay_token(token: &str) -> Option<Duration> {
-    let unit_secs = match token.chars().last()? {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    let number = &token[..token.len() - 1];
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let count: u64 = number.parse().ok()?;
-    Some(Duration::from_secs(count.checked_mul(unit_secs)?))
+    DelayLevels::parse(levels).map_err(|e| {
+        Error::invalid(
+            "message_delay_level",
+            Invalid::Malformed { value: e.token, expected: "a number followed by s, m, h or d" },
+        )
+    })
 }
 
 #[cfg(test)]
@@ -317,9 +292,9 @@ mod tests {
     #[test]
     fn default_delay_levels_are_rocketmqs_eighteen() {
         let levels = parse_delay_levels(DEFAULT_MESSAGE_DELAY_LEVEL).unwrap();
-        assert_eq!(levels.len(), 18);
-        assert_eq!(levels[0], Duration::from_secs(1));
-        assert_eq!(levels[17], Duration::from_secs(7200));
+        assert_eq!(levels.max_level(), 18);
+        assert_eq!(levels.delay(1), Some(Duration::from_secs(1)));
+        assert_eq!(levels.delay(18), Some(Duration::from_secs(7200)));
     }
 
     #[test]
@@ -336,9 +311,8 @@ mod tests {
         ] {
             assert!(parse_delay_levels(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(
-            parse_delay_levels("2d 3h").unwrap(),
-            [Duration::from_secs(172_800), Duration::from_secs(10_800)]
-        );
+        let levels = parse_delay_levels("2d 3h").unwrap();
+        assert_eq!(levels.delay(1), Some(Duration::from_secs(172_800)));
+        assert_eq!(levels.delay(2), Some(Duration::from_secs(10_800)));
     }
 }

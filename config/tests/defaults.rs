@@ -58,7 +58,7 @@ fn defaults_are_rocketmqs() {
     assert_eq!(broker.listen_port, 10911);
     assert_eq!(broker.ha_listen_port, 10912);
     assert_eq!(broker.broker_permission, 6);
-    assert_eq!(broker.delay_levels().unwrap().len(), 18);
+    assert_eq!(broker.delay_levels().unwrap().max_level(), 18);
     let store = broker.store;
     assert_eq!(store.mapped_file_size_commit_log.as_u64(), 1 << 30);
     assert_eq!(store.mapped_file_size_consume_queue.as_u64(), 6_000_000);

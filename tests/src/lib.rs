@@ -1,1 +1,215 @@
-//! placeholder
+//! Harness for end-to-end tests: starts the real `namesrv` (and later `broker`)
+//! binaries as child processes on ephemeral ports with temporary directories, and
+//! waits on conditions with deadlines instead of sleeping.
+//!
+//! Binaries are built once per test process with the same cargo and profile that
+//! built the tests, so `cargo test --workspace` is the only command anyone needs.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Path of a workspace binary, building it (once per process) if needed.
+///
+/// # Panics
+/// When the binary cannot be built: every test using it would fail anyway.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let dir = target_dir();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "namesrv", "--bin", "namesrv"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("cargo build exited with {s}")),
+            Err(e) => Err(format!("cannot run cargo: {e}")),
+        }
+    });
+    if let Err(e) = built {
+        panic!("building the server binaries failed: {e}");
+    }
+    let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// `target/<profile>` of the running test binary (`target/<profile>/deps/test-…`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+}
+
+/// A server process; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// The remoting address from the ready line.
+    pub addr: SocketAddr,
+    /// Other `key on addr` lines printed at start (e.g. the HTTP endpoint).
+    pub extra: Vec<String>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `env` and waits up to 30 s for `listening on ADDR`.
+    ///
+    /// # Errors
+    /// The process exits or prints no ready line in time.
+    pub fn start(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Result<Self> {
+        let mut cmd = Command::new(binary);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+        cmd.env("RUST_LOG", std::env::var("FERROMQ_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("spawning {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut extra = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        let addr: SocketAddr = addr.trim().parse().with_context(|| format!("bad ready line {line:?}"))?;
+                        // Drain lines printed right after the ready line.
+                        while let Ok(more) = rx.recv_timeout(Duration::from_millis(50)) {
+                            extra.push(more);
+                        }
+                        return Ok(Self { child, addr, extra, stdout: rx });
+                    }
+                    extra.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    bail!("{} printed no ready line (exit status {status:?}, output {extra:?})", binary.display());
+                }
+            }
+        }
+    }
+
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    ///
+    /// # Errors
+    /// The process does not exit within `timeout`.
+    pub fn terminate(mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process {} did not exit within {timeout:?} of SIGTERM", self.child.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Lines printed on stdout since start.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.try_iter().collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A name server on an ephemeral loopback port with its own KV directory.
+pub struct Namesrv {
+    pub process: ServerProcess,
+    pub home: tempfile::TempDir,
+}
+
+impl Namesrv {
+    /// Starts a name server with extra `FERROMQ_NAMESRV_*` settings.
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start(settings: &[(&str, &str)]) -> Result<Self> {
+        let home = tempfile::tempdir()?;
+        Self::start_in(home, settings)
+    }
+
+    /// Starts a name server whose KV file lives in `home` (to test restarts).
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start_in(home: tempfile::TempDir, settings: &[(&str, &str)]) -> Result<Self> {
+        let mut env = vec![
+            ("HOME", home.path().display().to_string()),
+            ("FERROMQ_NAMESRV_BIND_ADDRESS", "127.0.0.1".to_owned()),
+            ("FERROMQ_NAMESRV_LISTEN_PORT", "0".to_owned()),
+            ("FERROMQ_NAMESRV_KV_CONFIG_PATH", home.path().join("kvConfig.json").display().to_string()),
+        ];
+        let owned: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| (format!("FERROMQ_NAMESRV_{k}"), (*v).to_owned())).collect();
+        for (k, v) in &owned {
+            env.push((k.as_str(), v.clone()));
+        }
+        let process = ServerProcess::start(&binary("namesrv"), &[], &env)?;
+        Ok(Self { process, home })
+    }
+
+    pub fn addr(&self) -> String {
+        self.process.addr_string()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+///
+/// # Errors
+/// The condition did not hold within `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!("timed out after {timeout:?} waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
