@@ -125,6 +125,10 @@ pub struct BrokerConfig {
     /// Redeliveries before a message goes to the dead-letter queue, for
     /// groups that do not set their own (Java clients send -1 for 16).
     pub max_reconsume_times: u32,
+    /// An orderly consumer's queue lock expires when not renewed for this long
+    /// (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).
+    #[serde(with = "humantime_serde")]
+    pub rebalance_lock_max_live_time: Duration,
     /// The message store, `[broker.store]` in TOML.
     pub store: StoreConfig,
 }
@@ -162,6 +166,7 @@ impl Default for BrokerConfig {
             flush_consumer_offset_interval: Duration::from_secs(5),
             flush_delay_offset_interval: Duration::from_secs(10),
             max_reconsume_times: 16,
+            rebalance_lock_max_live_time: Duration::from_secs(60),
             store: StoreConfig::default(),
         }
     }
@@ -244,6 +249,7 @@ impl BrokerConfig {
             self.client_channel_max_idle_time,
         )?;
         check::non_zero("channel_idle_timeout", self.channel_idle_timeout)?;
+        check::non_zero("rebalance_lock_max_live_time", self.rebalance_lock_max_live_time)?;
         check::non_zero(
             "flush_consumer_offset_interval",
             self.flush_consumer_offset_interval,

@@ -44,6 +44,7 @@ mod error;
 mod file;
 mod layer;
 mod load;
+pub mod persist;
 mod namesrv;
 mod rocketmq;
 mod serde_util;

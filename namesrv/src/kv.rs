@@ -3,12 +3,10 @@
 //! shape). The `ORDER_TOPIC_CONFIG` namespace maps topics to `broker:queues` lists
 //! and feeds `orderTopicConf` in routes.
 //!
-//! Writes go to a temporary file that is synced and renamed over the old one, and
-//! the previous version is kept as `kvConfig.json.bak`, so a crash mid-write never
-//! leaves a truncated file.
+//! Writes go through `config::persist`, so a crash mid-write never leaves a
+//! truncated file and the previous version stays in `kvConfig.json.bak`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
@@ -38,12 +36,11 @@ impl KvConfigManager {
     /// # Errors
     /// The file exists but cannot be read or parsed.
     pub fn load(path: PathBuf) -> Result<Self> {
-        let table = match std::fs::read(&path) {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => BTreeMap::new(),
-            Ok(bytes) => remoting::json::from_slice::<KvFile>(&bytes)
+        let table = match config::persist::read_with_backup(&path) {
+            Ok(None) => BTreeMap::new(),
+            Ok(Some(bytes)) => remoting::json::from_slice::<KvFile>(&bytes)
                 .map_err(|source| Error::KvParse { path: path.clone(), source })?
                 .config_table,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(Error::KvRead { path, source }),
         };
         if !table.is_empty() {
@@ -100,19 +97,7 @@ impl KvConfigManager {
         let snapshot = KvFile { config_table: self.table.lock().clone() };
         let err = |source| Error::KvWrite { path: self.path.clone(), source };
         let json = serde_json::to_vec_pretty(&snapshot).map_err(|e| err(std::io::Error::other(e)))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&json).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        if self.path.exists() {
-            std::fs::copy(&self.path, self.path.with_extension("json.bak")).map_err(err)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        config::persist::write_atomic(&self.path, &json).map_err(err)?;
         Ok(())
     }
 }

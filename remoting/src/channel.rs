@@ -376,9 +376,15 @@ async fn write_loop(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, can
 
 fn push(bufs: &mut Vec<Bytes>, o: Outgoing) {
     bufs.push(o.prefix);
+    // Empty slices are skipped: a vectored write of nothing but empty slices returns 0,
+    // which `write_all_vectored` must read as WriteZero and close the connection.
     match o.body {
         Body::Empty => {}
-        Body::Bytes(b) => bufs.push(b),
+        Body::Bytes(b) => {
+            if !b.is_empty() {
+                bufs.push(b);
+            }
+        }
         Body::Chain(parts) => bufs.extend(parts.into_iter().filter(|p| !p.is_empty())),
     }
 }

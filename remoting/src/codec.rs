@@ -82,7 +82,7 @@ pub fn decode_frame(frame: Bytes) -> Result<RemotingCommand> {
     Ok(cmd)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(default)]
 struct JsonHeaderIn {
     #[serde(deserialize_with = "common::lenient::i32")]
@@ -98,12 +98,6 @@ struct JsonHeaderIn {
     remark: Option<String>,
     #[serde(rename = "extFields")]
     ext_fields: Option<ExtFields>,
-}
-
-impl Default for JsonHeaderIn {
-    fn default() -> Self {
-        Self { code: 0, language: String::new(), version: 0, opaque: 0, flag: 0, remark: None, ext_fields: None }
-    }
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {

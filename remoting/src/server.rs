@@ -2,8 +2,9 @@
 //!
 //! [`Dispatcher`] is the processor table: request code → [`Processor`]; a code with
 //! no processor is answered with REQUEST_CODE_NOT_SUPPORTED and the remark Java uses.
-//! [`RemotingServer`] owns the listener; shutdown stops accepting, closes every
-//! connection's reader, and waits (bounded) for requests already being processed.
+//! [`RemotingServer`] owns the listener; shutdown stops accepting, waits (bounded) for
+//! requests already being processed and writes their responses, then closes every
+//! connection.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -121,7 +122,11 @@ impl ServerConfig {
 /// A running server.
 pub struct RemotingServer {
     local_addr: SocketAddr,
+    /// Stops the accept loop.
     cancel: CancellationToken,
+    /// Parent of every connection's token: cancelled last, so that requests finishing
+    /// during shutdown can still write their responses.
+    connections: CancellationToken,
     tracker: TaskTracker,
     accept: tokio::task::JoinHandle<()>,
     channels: Arc<Mutex<HashMap<u64, Channel>>>,
@@ -134,15 +139,33 @@ impl RemotingServer {
     /// The address cannot be bound.
     pub async fn bind(config: ServerConfig, handler: Arc<dyn RequestHandler>) -> Result<Self> {
         let listener = TcpListener::bind(config.bind).await?;
+        Self::serve(listener, config, handler)
+    }
+
+    /// Serves an already bound listener (a broker binds first so that it knows its
+    /// port before it opens the store, whose records carry that address).
+    ///
+    /// # Errors
+    /// The listener's local address cannot be read.
+    pub fn serve(listener: TcpListener, config: ServerConfig, handler: Arc<dyn RequestHandler>) -> Result<Self> {
         let local_addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
+        let connections = CancellationToken::new();
         let tracker = TaskTracker::new();
         let channels: Arc<Mutex<HashMap<u64, Channel>>> = Arc::default();
         let accept = tokio::spawn(
-            accept_loop(listener, config, handler, cancel.clone(), tracker.clone(), channels.clone())
-                .instrument(tracing::info_span!("accept", addr = %local_addr)),
+            accept_loop(
+                listener,
+                config,
+                handler,
+                cancel.clone(),
+                connections.clone(),
+                tracker.clone(),
+                channels.clone(),
+            )
+            .instrument(tracing::info_span!("accept", addr = %local_addr)),
         );
-        Ok(Self { local_addr, cancel, tracker, accept, channels })
+        Ok(Self { local_addr, cancel, connections, tracker, accept, channels })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -154,8 +177,12 @@ impl RemotingServer {
         self.channels.lock().len()
     }
 
-    /// Stops accepting, closes connections and waits up to `grace` for requests in
-    /// progress to finish.
+    /// Stops accepting, waits up to `grace` for requests in progress to finish, then
+    /// closes every connection.
+    ///
+    /// Connections stay open while requests finish, so their responses reach the
+    /// peers: a request that completes within `grace` is answered. Each connection's
+    /// writer flushes what is queued before it closes.
     pub async fn shutdown(self, grace: Duration) {
         self.cancel.cancel();
         let _ = self.accept.await;
@@ -163,9 +190,7 @@ impl RemotingServer {
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             warn!("requests still running after the shutdown grace period");
         }
-        for ch in self.channels.lock().values() {
-            ch.close();
-        }
+        self.connections.cancel();
     }
 }
 
@@ -190,6 +215,7 @@ async fn accept_loop(
     config: ServerConfig,
     handler: Arc<dyn RequestHandler>,
     cancel: CancellationToken,
+    connections: CancellationToken,
     tracker: TaskTracker,
     channels: Arc<Mutex<HashMap<u64, Channel>>>,
 ) {
@@ -213,7 +239,7 @@ async fn accept_loop(
             drop(stream);
             continue;
         }
-        match Channel::spawn(stream, handler.clone(), &config.channel, tracker.clone(), cancel.child_token()) {
+        match Channel::spawn(stream, handler.clone(), &config.channel, tracker.clone(), connections.child_token()) {
             Ok(ch) => {
                 tracing::debug!(peer = %peer, "connection accepted");
                 channels.lock().insert(ch.id(), ch);
