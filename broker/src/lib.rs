@@ -1,4 +1,170 @@
-//! The FerroMQ broker: request processors on top of the `store` crate.
+//! The FerroMQ broker: RocketMQ's request processors on top of the `store` crate.
 //!
-//! This crate is filled by the broker-core issue; today it holds nothing but this
-//! description so that the workspace layout of `ARCHITECTURE.md` is complete.
+//! [`Broker::start`] opens the store (running recovery), loads the JSON state under
+//! `<store>/config/`, binds the remoting listener, registers with every name server
+//! and starts the background services: name-server registration, client
+//! housekeeping, offset persistence, delay-level schedules and long-polling holds.
+//! Processors live in [`processor`], one module per family of request codes.
+//!
+//! Invariants:
+//! * the store host written into records (and hence every offsetMsgId) is the
+//!   advertised `ip:port` clients can reach — `broker_ip1` or a detected address,
+//!   with the port actually bound;
+//! * every request gets a RocketMQ response code and remark; nothing on input panics;
+//! * state files are written atomically (`config::persist`).
+
+pub mod client_manager;
+pub mod consumer_offset;
+pub mod context;
+pub mod error;
+pub mod filter;
+pub mod hold;
+pub mod lock;
+pub mod namesrv_api;
+pub mod persist;
+pub mod processor;
+pub mod schedule;
+pub mod stats;
+pub mod subscription_group;
+pub mod timer;
+pub mod topic_config;
+pub mod transaction;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, Instrument};
+
+pub use context::BrokerContext;
+pub use error::{Error, Result};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A running broker.
+pub struct Broker {
+    ctx: Arc<BrokerContext>,
+    server: remoting::RemotingServer,
+    cancel: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Broker {
+    /// Starts a broker: store recovery, state files, listener, registration and
+    /// background services.
+    ///
+    /// # Errors
+    /// Invalid configuration, an unusable store, or a port that cannot be bound.
+    pub async fn start(config: config::BrokerConfig) -> Result<Self> {
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
+        let bound = listener.local_addr()?;
+        let advertised_ip = advertised_ip(&config, bound.ip())?;
+        let broker_addr = SocketAddr::new(advertised_ip, bound.port());
+        let ctx = context::BrokerContext::open(config, broker_addr)?;
+        let cancel = CancellationToken::new();
+        let tasks = tokio_util::task::TaskTracker::new();
+
+        let dispatcher = processor::dispatcher(ctx.clone());
+        let mut server_config = remoting::ServerConfig::new(bound);
+        server_config.channel.idle_timeout = ctx.config.channel_idle_timeout;
+        let server = remoting::RemotingServer::serve(listener, server_config, Arc::new(dispatcher))?;
+
+        ctx.holds.attach(ctx.clone());
+        tasks.spawn(namesrv_api::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("register_broker")));
+        tasks.spawn(housekeeping(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("client_housekeeping")));
+        tasks.spawn(persist_offsets(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("offset_persist")));
+        schedule::start(ctx.clone(), cancel.clone(), &tasks);
+        timer::start(ctx.clone(), cancel.clone(), &tasks);
+        tasks.spawn(transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")));
+        info!(addr = %broker_addr, cluster = %ctx.config.broker_cluster_name, broker_name = %ctx.config.broker_name,
+              "broker started");
+        Ok(Self { ctx, server, cancel, tasks })
+    }
+
+    /// The address bound by the listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The address registered with name servers and written into records.
+    pub fn broker_addr(&self) -> SocketAddr {
+        self.ctx.broker_addr
+    }
+
+    pub fn context(&self) -> &Arc<BrokerContext> {
+        &self.ctx
+    }
+
+    /// Clean shutdown: unregister from name servers, stop accepting, finish requests
+    /// in progress (up to `grace`), persist offsets and delay progress, close the
+    /// store (flush + checkpoint).
+    pub async fn shutdown(self, grace: Duration) {
+        namesrv_api::unregister_all(&self.ctx).await;
+        self.cancel.cancel();
+        self.server.shutdown(grace).await;
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        self.ctx.persist_all();
+        if let Err(e) = self.ctx.store.shutdown() {
+            tracing::error!(error = %e, "store shutdown failed");
+        }
+        info!("broker stopped");
+    }
+}
+
+/// `broker_ip1` if set, else the bound address if specific, else the first
+/// non-loopback IPv4 address of this host (RocketMQ's `getLocalAddress` rule), else
+/// loopback.
+fn advertised_ip(config: &config::BrokerConfig, bound: IpAddr) -> Result<IpAddr> {
+    if let Some(ip) = &config.broker_ip1 {
+        return ip.parse().map_err(|_| Error::Config(format!("broker_ip1 `{ip}` is not an IP address")));
+    }
+    if !bound.is_unspecified() {
+        return Ok(bound);
+    }
+    let detected = if_addrs::get_if_addrs()
+        .ok()
+        .and_then(|ifs| ifs.into_iter().map(|i| i.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback()));
+    Ok(detected.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
+}
+
+async fn housekeeping(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
+    let max_idle = ctx.config.client_channel_max_idle_time;
+    let period = (max_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        for (group, channel) in ctx.clients.scan_expired(max_idle) {
+            channel.close();
+            ctx.notify_group_changed(&group);
+        }
+    }
+}
+
+async fn persist_offsets(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.config.flush_consumer_offset_interval);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let c = ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = c.offsets.persist() {
+                tracing::error!(error = %e, "could not persist consumer offsets");
+            }
+        })
+        .await;
+    }
+}

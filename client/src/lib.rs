@@ -1,3 +1,27 @@
-//! Rust producer and consumer SDK for FerroMQ and Apache RocketMQ clusters.
+//! The FerroMQ client SDK: producers and consumers for FerroMQ **and** Apache
+//! RocketMQ clusters (same remoting protocol), with the semantics of RocketMQ's
+//! Java client and an async Rust API.
 //!
-//! Filled by the client-SDK issue; empty until then.
+//! * [`Producer`] — sync, async (future or callback) and oneway sends, batches,
+//!   retries on another broker, fault avoidance, compression, UNIQ_KEY stamping,
+//!   queue selectors.
+//! * [`consumer`] — push consumers (clustering/broadcasting, concurrent/orderly,
+//!   rebalance, retry) and pull consumers.
+//! * [`Admin`] — create topics, routes, cluster info, consumer progress, replay.
+//!
+//! Every producer/consumer owns a [`ClientInstance`]: connections, route cache,
+//! heartbeats.
+
+pub mod admin;
+pub mod consumer;
+pub mod error;
+pub mod instance;
+pub mod namesrv;
+pub mod producer;
+
+pub use admin::Admin;
+pub use common::route::MessageQueue;
+pub use common::{Message, MessageExt};
+pub use error::{Error, Result};
+pub use instance::ClientInstance;
+pub use producer::{Producer, ProducerOptions, QueueSelector, SendResult, SendStatus};

@@ -129,6 +129,10 @@ pub struct BrokerConfig {
     /// (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).
     #[serde(with = "humantime_serde")]
     pub rebalance_lock_max_live_time: Duration,
+    /// Longest delay a timed message (`TIMER_DELIVER_MS` / `TIMER_DELAY_SEC`) may
+    /// ask for (RocketMQ 5's `timerMaxDelaySec`, 3 days there; 30 days here).
+    #[serde(with = "humantime_serde")]
+    pub timer_max_delay: Duration,
     /// The message store, `[broker.store]` in TOML.
     pub store: StoreConfig,
 }
@@ -167,6 +171,7 @@ impl Default for BrokerConfig {
             flush_delay_offset_interval: Duration::from_secs(10),
             max_reconsume_times: 16,
             rebalance_lock_max_live_time: Duration::from_secs(60),
+            timer_max_delay: Duration::from_secs(30 * 86_400),
             store: StoreConfig::default(),
         }
     }
@@ -250,6 +255,7 @@ impl BrokerConfig {
         )?;
         check::non_zero("channel_idle_timeout", self.channel_idle_timeout)?;
         check::non_zero("rebalance_lock_max_live_time", self.rebalance_lock_max_live_time)?;
+        check::non_zero("timer_max_delay", self.timer_max_delay)?;
         check::non_zero(
             "flush_consumer_offset_interval",
             self.flush_consumer_offset_interval,

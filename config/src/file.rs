@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerConfig;
+use crate::client::ClientConfig;
 use crate::error::Result;
 use crate::namesrv::NamesrvConfig;
 use crate::telemetry::TelemetryConfig;
@@ -64,6 +65,28 @@ impl BrokerFile {
     /// e.g. `broker.store.delete_when`.
     pub fn validate(&self) -> Result<()> {
         self.broker.validate().map_err(|e| e.within("broker"))?;
+        self.telemetry.validate().map_err(|e| e.within("telemetry"))
+    }
+}
+
+/// Everything a client application reads (`client.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientFile {
+    /// `[client]`.
+    pub client: ClientConfig,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
+}
+
+impl ClientFile {
+    /// Validates every section.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) with the full dotted key.
+    pub fn validate(&self) -> Result<()> {
+        self.client.validate().map_err(|e| e.within("client"))?;
         self.telemetry.validate().map_err(|e| e.within("telemetry"))
     }
 }

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod broker;
+mod client;
 mod check;
 mod error;
 mod file;
@@ -54,9 +55,11 @@ mod warning;
 
 pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, DEFAULT_MESSAGE_DELAY_LEVEL};
 pub use error::{Error, Invalid, Result};
-pub use file::{BrokerFile, NamesrvFile};
+pub use client::ClientConfig;
+pub use file::{BrokerFile, ClientFile, NamesrvFile};
 pub use load::{
-    load_broker, load_broker_with_env, load_namesrv, load_namesrv_with_env, Loaded,
+    load_broker, load_broker_with_env, load_client, load_client_with_env, load_namesrv, load_namesrv_with_env,
+    Loaded,
     NAMESRV_ADDR_ENV,
 };
 pub use namesrv::NamesrvConfig;

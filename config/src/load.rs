@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::file::{BrokerFile, NamesrvFile};
+use crate::file::{BrokerFile, ClientFile, NamesrvFile};
 use crate::layer::{self, Layer};
 use crate::rocketmq::{self, Table};
 use crate::warning::{closest, ConfigWarning, Origin, WarningKind};
@@ -105,6 +105,31 @@ where
     load(path, env)
 }
 
+/// Loads a client's configuration from `path` (if any) and the process
+/// environment (`FERROMQ_CLIENT_*` and RocketMQ's `NAMESRV_ADDR`).
+///
+/// # Errors
+///
+/// See [`load_client_with_env`].
+pub fn load_client(path: Option<&Path>) -> Result<Loaded<ClientFile>> {
+    load_client_with_env(path, std::env::vars_os())
+}
+
+/// [`load_client`] with the environment given as `(name, value)` pairs.
+///
+/// # Errors
+///
+/// As [`load_namesrv_with_env`], for `FERROMQ_CLIENT_` variables and
+/// `NAMESRV_ADDR`.
+pub fn load_client_with_env<I, K, V>(path: Option<&Path>, env: I) -> Result<Loaded<ClientFile>>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    load(path, env)
+}
+
 /// What the loader needs to know about a file-level struct.
 trait Component: Default + Serialize + DeserializeOwned {
     /// The component's own section, which unprefixed environment keys address.
@@ -136,6 +161,17 @@ impl Component for BrokerFile {
 
     fn validate(&self) -> Result<()> {
         BrokerFile::validate(self)
+    }
+}
+
+impl Component for ClientFile {
+    const SECTION: &'static str = "client";
+    const ENV_PREFIX: &'static str = "FERROMQ_CLIENT_";
+    const NAMESRV_ADDR_KEY: Option<&'static str> = Some("client.namesrv_addr");
+    const ROCKETMQ: &'static Table = &rocketmq::CLIENT;
+
+    fn validate(&self) -> Result<()> {
+        ClientFile::validate(self)
     }
 }
 

@@ -73,6 +73,7 @@ fn full_broker_toml() {
             flush_delay_offset_interval: Duration::from_secs(15),
             max_reconsume_times: 3,
             rebalance_lock_max_live_time: Duration::from_secs(7),
+            timer_max_delay: Duration::from_secs(8 * 86_400),
             store: StoreConfig {
                 store_path_root_dir: "/data/ferromq/store".into(),
                 mapped_file_size_commit_log: ByteSize::mib(64),

@@ -13,7 +13,7 @@ use crate::command::ExtFields;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// Java's wording, which clients show users: "the custom field <x> is null".
-    #[error("the custom field {0} is null")]
+    #[error("the custom field <{0}> is null")]
     Missing(&'static str),
     #[error("the custom field {key} has an invalid value `{value}`")]
     Invalid { key: &'static str, value: String },
@@ -313,6 +313,26 @@ pub mod broker {
         }
     }
 
+    header! {
+        /// PUSH_REPLY_MESSAGE_TO_CLIENT (326): a reply pushed to the requester, with
+        /// the send header's fields plus where and when it passed the broker.
+        pub struct ReplyMessageRequestHeader {
+            producer_group: String = "producerGroup",
+            topic: String = "topic",
+            default_topic: String = "defaultTopic",
+            default_topic_queue_nums: i32 = "defaultTopicQueueNums",
+            queue_id: i32 = "queueId",
+            sys_flag: i32 = "sysFlag",
+            born_timestamp: i64 = "bornTimestamp",
+            flag: i32 = "flag",
+            properties: Option<String> = "properties",
+            reconsume_times: Option<i32> = "reconsumeTimes",
+            unit_mode: Option<bool> = "unitMode",
+            born_host: String = "bornHost",
+            store_host: String = "storeHost",
+            store_timestamp: i64 = "storeTimestamp",
+        }
+    }
     header! {
         pub struct SendMessageResponseHeader {
             /// offsetMsgId; comma-joined for batches.

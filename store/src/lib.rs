@@ -1,1 +1,53 @@
-//! The message store (commit log, consume queues, index); filled by the store issue.
+//! FerroMQ's message store: a RocketMQ-compatible commit log with consume queues, a
+//! key index, group-commit flushing, crash recovery and retention. It knows nothing
+//! of RPC; the broker drives it through [`MessageStore`].
+//!
+//! ```text
+//!  put() ──► AppendQueue ──► store-append ──► commit log segments (mmap, 20-digit names)
+//!  (async)   (bounded)       (single writer,      │            ▲
+//!                             group commit)       │ written    │ flushed
+//!                                                 ▼            │
+//!                                   store-reput (dispatcher)  store-flush (msync;
+//!                                    │      │     │            SYNC: wakes waiters)
+//!                          consume queues  index  arrival listener
+//!                          (20-byte entries)(hash files)
+//!  get_messages() ──► consume queue ──► Bytes slices of the mapped commit log
+//! ```
+//!
+//! Invariants the broker can rely on:
+//! * Records are RocketMQ's exact stored layout ([`common::record`]); what
+//!   [`MessageStore::get_messages`] returns can be written to a socket as a pull body.
+//! * A put resolves only when its ack condition holds (page cache for ASYNC_FLUSH,
+//!   disk for SYNC_FLUSH); disk syncs never run on a runtime worker.
+//! * Reads only return records the dispatcher has made visible, and with SYNC_FLUSH
+//!   the dispatcher only makes durable records visible.
+//! * After recovery, consume queues and the index never point past the commit log,
+//!   and a torn tail is cut off and reported ([`RecoveryReport`]), never served.
+//! * All `unsafe` for memory maps lives in `mapped_file`.
+
+mod checkpoint;
+mod commit_log;
+mod consume_queue;
+mod dispatch;
+mod error;
+mod flush;
+mod index;
+mod mapped_file;
+mod recovery;
+mod retention;
+mod settings;
+mod store;
+mod types;
+mod util;
+mod writer;
+
+pub use config::{FlushDiskType, StoreConfig};
+pub use dispatch::derive_tags_code;
+pub use error::{Error, Result};
+pub use retention::CleanReport;
+pub use settings::{StoreOptions, CQ_ENTRY_SIZE};
+pub use store::MessageStore;
+pub use types::{
+    Arrival, ArrivalListener, CqEntry, CqFilter, GetRequest, GetResult, GetStatus, PutMessage,
+    PutResult, PutStatus, RecordFilter, RecoveryReport, StoreStats, TruncatedTail,
+};

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub mod wire;
+
 /// Path of a workspace binary, building it (once per process) if needed.
 ///
 /// # Panics
@@ -24,7 +26,7 @@ pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "namesrv", "--bin", "namesrv"]);
+        cmd.args(["build", "--quiet", "-p", "namesrv", "--bin", "namesrv", "-p", "broker", "--bin", "broker"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -190,6 +192,69 @@ impl Namesrv {
 
     pub fn addr(&self) -> String {
         self.process.addr_string()
+    }
+}
+
+/// A broker on an ephemeral loopback port with its own store directory.
+pub struct Broker {
+    pub process: ServerProcess,
+    pub home: tempfile::TempDir,
+    settings: Vec<(String, String)>,
+}
+
+impl Broker {
+    /// Starts a broker registered with `namesrv`, with extra `FERROMQ_BROKER_*`
+    /// settings (`("STORE__FLUSH_DISK_TYPE", "SYNC_FLUSH")`, ...).
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start(namesrv: &str, settings: &[(&str, &str)]) -> Result<Self> {
+        let home = tempfile::tempdir()?;
+        let settings: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self::start_in(home, namesrv, settings)
+    }
+
+    fn start_in(home: tempfile::TempDir, namesrv: &str, settings: Vec<(String, String)>) -> Result<Self> {
+        let mut env: Vec<(String, String)> = vec![
+            ("HOME".into(), home.path().display().to_string()),
+            ("FERROMQ_BROKER_BIND_ADDRESS".into(), "127.0.0.1".into()),
+            ("FERROMQ_BROKER_BROKER_IP1".into(), "127.0.0.1".into()),
+            ("FERROMQ_BROKER_LISTEN_PORT".into(), "0".into()),
+            ("FERROMQ_BROKER_HA_LISTEN_PORT".into(), "0".into()),
+            ("FERROMQ_BROKER_NAMESRV_ADDR".into(), namesrv.to_owned()),
+            ("FERROMQ_BROKER_REGISTER_NAME_SERVER_PERIOD".into(), "2s".into()),
+            ("FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR".into(), home.path().join("store").display().to_string()),
+            ("FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_COMMIT_LOG".into(), "67108864".into()),
+            ("FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_CONSUME_QUEUE".into(), "600000".into()),
+            ("FERROMQ_BROKER_STORE__MAX_HASH_SLOT_NUM".into(), "10000".into()),
+            ("FERROMQ_BROKER_STORE__MAX_INDEX_NUM".into(), "40000".into()),
+        ];
+        for (k, v) in &settings {
+            env.push((format!("FERROMQ_BROKER_{k}"), v.clone()));
+        }
+        let refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let process = ServerProcess::start(&binary("broker"), &[], &refs)?;
+        Ok(Self { process, home, settings })
+    }
+
+    pub fn addr(&self) -> String {
+        self.process.addr_string()
+    }
+
+    /// Stops the broker (SIGTERM, or SIGKILL when `kill9`) and starts it again on
+    /// the same store, with the same settings. The port changes.
+    ///
+    /// # Errors
+    /// The process does not stop or restart.
+    pub fn restart(self, namesrv: &str, kill9: bool) -> Result<Self> {
+        let Broker { process, home, settings } = self;
+        if kill9 {
+            process.kill9();
+        } else {
+            process.terminate(Duration::from_secs(15))?;
+        }
+        Self::start_in(home, namesrv, settings)
     }
 }
 

@@ -126,6 +126,7 @@ pub(crate) const BROKER: Table = Table {
         entry("longPollingEnable",                 "broker.long_polling_enable",                      Unit::Bool),
         entry("shortPollingTimeMills",             "broker.short_polling_time_mills",                 Unit::Millis),
         entry("transactionTimeOut",                "broker.transaction_time_out",                     Unit::Millis),
+        entry("timerMaxDelaySec",                  "broker.timer_max_delay",                          Unit::Seconds),
         entry("transactionCheckMax",               "broker.transaction_check_max",                    U32),
         entry("transactionCheckInterval",          "broker.transaction_check_interval",               Unit::Millis),
         entry("rejectTransactionMessage",          "broker.reject_transaction_message",               Unit::Bool),
@@ -175,6 +176,22 @@ pub(crate) const NAMESRV: Table = Table {
         entry("orderMessageEnable",                "namesrv.order_message_enable",                    Unit::Bool),
     ],
     unsupported: unsupported::NAMESRV,
+};
+
+/// RocketMQ client properties (`rocketmq.namesrv.addr` is the system-property
+/// spelling of `namesrvAddr`).
+pub(crate) const CLIENT: Table = Table {
+    entries: &[
+        entry("namesrvAddr",                       "client.namesrv_addr",                             Unit::Text),
+        entry("rocketmq.namesrv.addr",             "client.namesrv_addr",                             Unit::Text),
+        entry("instanceName",                      "client.instance_name",                            Unit::Text),
+        entry("clientIP",                          "client.client_ip",                                Unit::Text),
+        entry("pollNameServerInterval",            "client.poll_name_server_interval",                Unit::Millis),
+        entry("heartbeatBrokerInterval",           "client.heartbeat_broker_interval",                Unit::Millis),
+        entry("persistConsumerOffsetInterval",     "client.persist_consumer_offset_interval",         Unit::Millis),
+        entry("mqClientApiTimeout",                "client.mq_client_api_timeout",                    Unit::Millis),
+    ],
+    unsupported: &[],
 };
 
 /// Reads a RocketMQ properties file into a dictionary shaped like our TOML

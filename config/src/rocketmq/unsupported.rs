@@ -127,7 +127,7 @@ pub(super) const BROKER: &[&str] = &[
     "syncFromLastFile", "syncMasterFlushOffsetWhenStartup", "timerCheckMetricsWhen",
     "timerColdDataCheckIntervalMs", "timerCongestNumEachSlot", "timerEnableCheckMetrics",
     "timerEnableDisruptor", "timerEnableRetryUntilSuccess", "timerFlushIntervalMs",
-    "timerGetMessageThreadNum", "timerInterceptDelayLevel", "timerMaxDelaySec",
+    "timerGetMessageThreadNum", "timerInterceptDelayLevel",
     "timerMetricSmallThreshold", "timerPrecisionMs", "timerProgressLogIntervalMs",
     "timerPutMessageThreadNum", "timerRollWindowSlot", "timerSkipUnknownError", "timerStopDequeue",
     "timerStopEnqueue", "timerWarmEnable", "timerWheelEnable", "topicQueueLockNum", "totalReplicas",

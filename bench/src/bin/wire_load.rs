@@ -1,0 +1,471 @@
+//! End-to-end load generator speaking RocketMQ's wire protocol to a broker.
+//!
+//! Modes:
+//! * `send` — N connections × M requests in flight of SEND_MESSAGE_V2 (sync sends):
+//!   msgs/s, MB/s and send latency percentiles; `--rate` caps the total rate (for
+//!   latency at a given load).
+//! * `pull` — pulls a pre-filled topic with M pulls in flight per connection:
+//!   msgs/s and MB/s of message bytes.
+//! * `e2e` — senders at `--rate` plus long-polling pullers: produce-to-consume
+//!   latency (the body carries the send instant).
+//!
+//! Example: `cargo run --release -p bench --bin wire_load -- --broker 127.0.0.1:10911
+//! --mode send --connections 4 --inflight 64 --size 1024 --duration 10s`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use remoting::header::broker::{
+    CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    SendMessageRequestHeaderV2,
+};
+use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Mode {
+    Send,
+    Pull,
+    E2e,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wire_load",
+    about = "FerroMQ/RocketMQ wire-protocol load generator"
+)]
+struct Args {
+    /// Broker address (`ip:port`).
+    #[arg(long)]
+    broker: String,
+    #[arg(long, value_enum, default_value = "send")]
+    mode: Mode,
+    #[arg(long, default_value = "BenchmarkLoad")]
+    topic: String,
+    /// Queues of the topic (created if missing).
+    #[arg(long, default_value_t = 8)]
+    queues: i32,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// TCP connections (each is one RocketMQ client connection).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Total send rate cap in messages/s (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Measurement time (humantime).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warm-up time before measuring.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Messages to pre-fill for `pull` mode.
+    #[arg(long, default_value_t = 200_000)]
+    prefill: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Stats {
+    msgs: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    hist: Mutex<Histogram<u64>>,
+    measuring: AtomicBool,
+}
+
+impl Stats {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            msgs: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            hist: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+            ),
+            measuring: AtomicBool::new(false),
+        })
+    }
+
+    fn record(&self, n: u64, bytes: u64, latency: Option<Duration>) {
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        self.msgs.fetch_add(n, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(l) = latency {
+            let _ = self.hist.lock().record((l.as_micros() as u64).max(1));
+        }
+    }
+}
+
+fn send_request(topic: &str, queue_id: i32, body: Bytes) -> RemotingCommand {
+    let h = SendMessageRequestHeaderV2 {
+        producer_group: "BENCH_PG".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: 0,
+        flag: 0,
+        properties: Some("TAGS\u{1}bench\u{2}WAIT\u{1}true".into()),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        max_reconsume_times: None,
+        batch: Some(false),
+        broker_name: None,
+    };
+    RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &h).with_body(body)
+}
+
+fn pull_request(topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -> RemotingCommand {
+    let mut flag = common::sysflag::pull::SUBSCRIPTION;
+    if suspend_ms > 0 {
+        flag |= common::sysflag::pull::SUSPEND;
+    }
+    let h = PullMessageRequestHeader {
+        consumer_group: "BENCH_CG".into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag: flag,
+        commit_offset: 0,
+        suspend_timeout_millis: suspend_ms,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+        broker_name: None,
+    };
+    RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &h)
+}
+
+/// A body of `size` bytes whose first 8 bytes are the send instant (ns since `epoch`).
+fn body(size: usize, epoch: Instant) -> Bytes {
+    let mut b = BytesMut::with_capacity(size.max(8));
+    b.put_u64(epoch.elapsed().as_nanos() as u64);
+    b.resize(size.max(8), b'x');
+    b.freeze()
+}
+
+/// Paces a total rate across tasks (token bucket keyed on a shared counter).
+struct Pacer {
+    rate: u64,
+    start: Instant,
+    issued: AtomicU64,
+}
+
+impl Pacer {
+    async fn wait(&self) {
+        if self.rate == 0 {
+            return;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        let due = self.start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+async fn create_topic(
+    client: &RemotingClient,
+    broker: &str,
+    topic: &str,
+    queues: i32,
+) -> Result<()> {
+    let h = CreateTopicRequestHeader {
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        topic_sys_flag: Some(0),
+        order: false,
+    };
+    let resp = client
+        .invoke(
+            broker,
+            RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h),
+            Duration::from_secs(5),
+        )
+        .await?;
+    if resp.response_code() != ResponseCode::SUCCESS {
+        bail!(
+            "creating topic {topic}: {:?} {}",
+            resp.response_code(),
+            resp.remark_str()
+        );
+    }
+    Ok(())
+}
+
+fn clients(n: usize) -> Vec<RemotingClient> {
+    (0..n)
+        .map(|_| RemotingClient::new(ClientConfig::default(), None))
+        .collect()
+}
+
+async fn run_senders(
+    args: &Args,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let pacer = Arc::new(Pacer {
+        rate: args.rate,
+        start: Instant::now(),
+        issued: AtomicU64::new(0),
+    });
+    let mut handles = Vec::new();
+    let mut q = 0;
+    for client in clients(args.connections) {
+        for _ in 0..args.inflight {
+            let client = client.clone();
+            let (stats, stop, pacer) = (stats.clone(), stop.clone(), pacer.clone());
+            let (broker, topic, size, queues) = (
+                args.broker.clone(),
+                args.topic.clone(),
+                args.size,
+                args.queues,
+            );
+            let queue = q % queues;
+            q += 1;
+            handles.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    pacer.wait().await;
+                    let started = Instant::now();
+                    let req = send_request(&topic, queue, body(size, epoch));
+                    match client.invoke(&broker, req, Duration::from_secs(10)).await {
+                        Ok(r) if r.response_code() == ResponseCode::SUCCESS => {
+                            stats.record(1, size as u64, Some(started.elapsed()));
+                        }
+                        _ => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    handles
+}
+
+async fn prefill(args: &Args) -> Result<()> {
+    let stats = Stats::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let target = args.prefill;
+    let done = stats.clone();
+    done.measuring.store(true, Ordering::Relaxed);
+    let handles = run_senders(
+        &Args {
+            rate: 0,
+            ..args.clone_args()
+        },
+        stats.clone(),
+        stop.clone(),
+        epoch,
+    )
+    .await;
+    while done.msgs.load(Ordering::Relaxed) < target {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+impl Args {
+    fn clone_args(&self) -> Args {
+        Args {
+            broker: self.broker.clone(),
+            mode: self.mode,
+            topic: self.topic.clone(),
+            queues: self.queues,
+            size: self.size,
+            connections: self.connections,
+            inflight: self.inflight,
+            rate: self.rate,
+            duration: self.duration,
+            warmup: self.warmup,
+            prefill: self.prefill,
+            json: self.json,
+        }
+    }
+}
+
+/// Pullers: each walks its queues from offset 0 (or the tail for e2e) and records
+/// message counts; e2e records produce-to-consume latency from the body stamp.
+async fn run_pullers(
+    args: &Args,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+    from_tail: bool,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    let cls = clients(args.connections);
+    for queue in 0..args.queues {
+        let client = cls[queue as usize % cls.len()].clone();
+        let (stats, stop) = (stats.clone(), stop.clone());
+        let (broker, topic) = (args.broker.clone(), args.topic.clone());
+        let mut offset = if from_tail {
+            max_offset(&client, &broker, &topic, queue).await?
+        } else {
+            0
+        };
+        let suspend = if from_tail { 15_000 } else { 0 };
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let req = pull_request(&topic, queue, offset, suspend);
+                let Ok(resp) = client.invoke(&broker, req, Duration::from_secs(30)).await else {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let Ok(h) = resp.decode_header::<PullMessageResponseHeader>() else {
+                    continue;
+                };
+                if resp.response_code() == ResponseCode::SUCCESS {
+                    let body = resp.body_bytes();
+                    let mut n = 0u64;
+                    let mut at = 0usize;
+                    let now = epoch.elapsed();
+                    while at < body.len() {
+                        let Ok(v) = common::record::RecordView::parse(&body[at..]) else {
+                            break;
+                        };
+                        if from_tail {
+                            let b = v.body();
+                            if b.len() >= 8 {
+                                let sent =
+                                    u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
+                                let lat = now.saturating_sub(Duration::from_nanos(sent));
+                                stats.record(0, 0, Some(lat));
+                            }
+                        }
+                        n += 1;
+                        at += v.total_size();
+                    }
+                    stats.record(n, body.len() as u64, None);
+                } else if !from_tail && resp.response_code() == ResponseCode::PULL_NOT_FOUND {
+                    // Drained: start over so the measurement keeps reading warm data.
+                    offset = 0;
+                    continue;
+                }
+                offset = h.next_begin_offset;
+            }
+        }));
+    }
+    Ok(handles)
+}
+
+async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queue: i32) -> Result<i64> {
+    let h = remoting::header::broker::GetMaxOffsetRequestHeader {
+        topic: topic.into(),
+        queue_id: queue,
+        committed: None,
+    };
+    let resp = client
+        .invoke(
+            broker,
+            RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h),
+            Duration::from_secs(5),
+        )
+        .await?;
+    Ok(resp
+        .decode_header::<remoting::header::broker::OffsetResponseHeader>()?
+        .offset)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let admin = RemotingClient::new(ClientConfig::default(), None);
+    create_topic(&admin, &args.broker, &args.topic, args.queues)
+        .await
+        .context("creating the topic")?;
+    let epoch = Instant::now();
+    let stats = Stats::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    match args.mode {
+        Mode::Send => handles.extend(run_senders(&args, stats.clone(), stop.clone(), epoch).await),
+        Mode::Pull => {
+            prefill(&args).await?;
+            handles.extend(run_pullers(&args, stats.clone(), stop.clone(), epoch, false).await?);
+        }
+        Mode::E2e => {
+            let send_stats = Stats::new();
+            send_stats.measuring.store(true, Ordering::Relaxed);
+            handles.extend(run_pullers(&args, stats.clone(), stop.clone(), epoch, true).await?);
+            handles.extend(run_senders(&args, send_stats, stop.clone(), epoch).await);
+        }
+    }
+    tokio::time::sleep(args.warmup).await;
+    stats.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(args.duration).await;
+    stats.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.abort();
+    }
+    let msgs = stats.msgs.load(Ordering::Relaxed);
+    let bytes = stats.bytes.load(Ordering::Relaxed);
+    let hist = stats.hist.lock();
+    let pct = |q: f64| {
+        if hist.is_empty() {
+            0.0
+        } else {
+            hist.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let report = serde_json::json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "size": args.size,
+        "connections": args.connections,
+        "inflight_per_connection": args.inflight,
+        "rate_cap": args.rate,
+        "seconds": elapsed,
+        "msgs_per_sec": msgs as f64 / elapsed,
+        "mb_per_sec": bytes as f64 / elapsed / 1_000_000.0,
+        "errors": stats.errors.load(Ordering::Relaxed),
+        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": hist.max() as f64 / 1000.0 },
+        "commit": option_env!("FERROMQ_COMMIT").unwrap_or("unknown"),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "mode {:?}: {:.0} msgs/s, {:.1} MB/s, errors {}",
+            args.mode,
+            msgs as f64 / elapsed,
+            bytes as f64 / elapsed / 1e6,
+            stats.errors.load(Ordering::Relaxed)
+        );
+        println!(
+            "latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}",
+            pct(0.5),
+            pct(0.99),
+            pct(0.999),
+            hist.max() as f64 / 1000.0
+        );
+    }
+    Ok(())
+}

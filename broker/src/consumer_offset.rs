@@ -1,0 +1,109 @@
+//! Committed consumer offsets: (topic, group, queue) → next offset to consume,
+//! persisted to `config/consumerOffset.json` every `flush_consumer_offset_interval`
+//! and on shutdown (`{"offsetTable":{"topic@group":{"0":15,...}}}`; Java's unquoted
+//! keys are read too).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::persist;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerOffsetWrapper {
+    pub offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+fn key(topic: &str, group: &str) -> String {
+    format!("{topic}@{group}")
+}
+
+pub struct ConsumerOffsetManager {
+    path: PathBuf,
+    table: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
+}
+
+impl ConsumerOffsetManager {
+    /// # Errors
+    /// The file exists but cannot be read or parsed.
+    pub fn load(path: PathBuf) -> Result<Self> {
+        let w: ConsumerOffsetWrapper = persist::load(&path)?.unwrap_or_default();
+        Ok(Self { path, table: RwLock::new(w.offset_table.into_iter().collect()) })
+    }
+
+    pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        let k = key(topic, group);
+        let mut t = self.table.write();
+        t.entry(k).or_default().insert(queue_id, offset);
+    }
+
+    /// The committed offset, or -1.
+    pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> i64 {
+        self.table.read().get(&key(topic, group)).and_then(|q| q.get(&queue_id)).copied().unwrap_or(-1)
+    }
+
+    /// Every queue's committed offset of (group, topic).
+    pub fn queues(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+        self.table.read().get(&key(topic, group)).cloned().unwrap_or_default()
+    }
+
+    /// Topics a group has offsets for.
+    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+        let suffix = format!("@{group}");
+        self.table
+            .read()
+            .keys()
+            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_owned))
+            .collect()
+    }
+
+    /// Groups with offsets on `topic`.
+    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+        let prefix = format!("{topic}@");
+        self.table.read().keys().filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned)).collect()
+    }
+
+    pub fn remove_group(&self, group: &str) {
+        let suffix = format!("@{group}");
+        self.table.write().retain(|k, _| !k.ends_with(&suffix));
+    }
+
+    pub fn remove_topic(&self, topic: &str) {
+        let prefix = format!("{topic}@");
+        self.table.write().retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    pub fn snapshot(&self) -> ConsumerOffsetWrapper {
+        ConsumerOffsetWrapper { offset_table: self.table.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect() }
+    }
+
+    /// # Errors
+    /// I/O failure.
+    pub fn persist(&self) -> Result<()> {
+        persist::save(&self.path, &self.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_java_files_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consumerOffset.json");
+        std::fs::write(&path, br#"{"offsetTable":{"T@G":{0:15,1:3}}}"#).unwrap();
+        let m = ConsumerOffsetManager::load(path.clone()).unwrap();
+        assert_eq!(m.query("G", "T", 1), 3);
+        assert_eq!(m.query("G", "T", 2), -1);
+        m.commit("G", "T", 2, 9);
+        m.persist().unwrap();
+        let again = ConsumerOffsetManager::load(path).unwrap();
+        assert_eq!(again.query("G", "T", 2), 9);
+        assert_eq!(again.topics_of_group("G"), ["T"]);
+    }
+}

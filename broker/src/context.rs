@@ -1,0 +1,136 @@
+//! [`BrokerContext`]: everything the processors and background services share.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use common::delay::DelayLevels;
+use config::BrokerConfig;
+use store::{MessageStore, StoreOptions};
+
+use crate::client_manager::ClientManager;
+use crate::consumer_offset::ConsumerOffsetManager;
+use crate::error::{Error, Result};
+use crate::hold::PullHoldService;
+use crate::lock::RebalanceLockManager;
+use crate::processor::pull::FilterCache;
+use crate::schedule::DelayOffsets;
+use crate::stats::BrokerStats;
+use crate::subscription_group::SubscriptionGroupManager;
+use crate::topic_config::TopicConfigManager;
+
+pub struct BrokerContext {
+    pub config: BrokerConfig,
+    /// Advertised `ip:port`: registered with name servers, written into records.
+    pub broker_addr: SocketAddr,
+    pub store: MessageStore,
+    pub topics: TopicConfigManager,
+    pub groups: SubscriptionGroupManager,
+    pub offsets: ConsumerOffsetManager,
+    pub clients: ClientManager,
+    pub locks: RebalanceLockManager,
+    pub holds: PullHoldService,
+    pub filters: FilterCache,
+    pub delay_levels: DelayLevels,
+    pub delay_offsets: DelayOffsets,
+    pub stats: BrokerStats,
+    pub transactions: crate::transaction::TransactionState,
+    pub timers: crate::timer::TimerService,
+    /// Wakes the registration task at once (topic created or changed).
+    pub register_now: Notify,
+    boot_ms: i64,
+}
+
+impl BrokerContext {
+    /// Opens the store and loads the state files.
+    ///
+    /// # Errors
+    /// Invalid configuration or unreadable state.
+    pub fn open(config: BrokerConfig, broker_addr: SocketAddr) -> Result<Arc<Self>> {
+        config.validate().map_err(|e| Error::Config(e.to_string()))?;
+        let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
+        let root = config.store.store_path_root_dir.clone();
+        let config_dir = root.join("config");
+        let opts = StoreOptions { delay_levels: delay_levels.clone(), ..StoreOptions::default() };
+        let store = MessageStore::open_with(Arc::new(config.store.clone()), broker_addr, opts)?;
+        let report = store.recovery_report();
+        if !report.clean_shutdown && report.commit_log_end > 0 {
+            tracing::warn!(commit_log_end = report.commit_log_end, truncated = ?report.truncated,
+                           redispatched = report.records_redispatched, "recovered after an unclean shutdown");
+        }
+        let topics = TopicConfigManager::load(config_dir.join("topics.json"), &config)?;
+        let groups = SubscriptionGroupManager::load(config_dir.join("subscriptionGroup.json"), config.auto_create_subscription_group)?
+            .with_default_retry_max_times(i32::try_from(config.max_reconsume_times).unwrap_or(i32::MAX));
+        let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"))?;
+        let delay_offsets = DelayOffsets::load(config_dir.join("delayOffset.json"))?;
+        let timers = crate::timer::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
+        let ctx = Arc::new(Self {
+            locks: RebalanceLockManager::new(config.rebalance_lock_max_live_time),
+            holds: PullHoldService::new(),
+            filters: FilterCache::default(),
+            clients: ClientManager::new(),
+            stats: BrokerStats::default(),
+            transactions: Default::default(),
+            timers,
+            register_now: Notify::new(),
+            boot_ms: crate::now_ms(),
+            delay_levels,
+            delay_offsets,
+            config,
+            broker_addr,
+            store,
+            topics,
+            groups,
+            offsets,
+        });
+        let weak = Arc::downgrade(&ctx);
+        ctx.topics.set_change_hook(Arc::new(move || {
+            if let Some(c) = weak.upgrade() {
+                c.register_now.notify_one();
+            }
+        }));
+        Ok(ctx)
+    }
+
+    /// Notifies a consumer group that its membership or subscriptions changed, if the
+    /// group allows it.
+    pub fn notify_group_changed(&self, group: &str) {
+        let enabled = self.groups.get(group).is_none_or(|g| g.notify_consumer_ids_changed_enable);
+        if enabled {
+            self.clients.notify_ids_changed(group);
+        }
+    }
+
+    /// Persists offsets and delay progress (shutdown and periodic flushes).
+    pub fn persist_all(&self) {
+        if let Err(e) = self.offsets.persist() {
+            tracing::error!(error = %e, "could not persist consumer offsets");
+        }
+        if let Err(e) = self.delay_offsets.persist() {
+            tracing::error!(error = %e, "could not persist delay offsets");
+        }
+        if let Err(e) = self.timers.persist() {
+            tracing::error!(error = %e, "could not persist the timer checkpoint");
+        }
+        if let Err(e) = self.topics.persist() {
+            tracing::error!(error = %e, "could not persist topics");
+        }
+    }
+
+    pub fn stats_boot_ms(&self) -> i64 {
+        self.boot_ms
+    }
+
+    pub fn broker_addr_string(&self) -> String {
+        self.broker_addr.to_string()
+    }
+
+    pub fn is_writeable(&self) -> bool {
+        common::perm::is_writeable(i32::from(self.config.broker_permission))
+    }
+
+    pub fn is_readable(&self) -> bool {
+        common::perm::is_readable(i32::from(self.config.broker_permission))
+    }
+}

@@ -1,0 +1,263 @@
+// PERF-CRITICAL PATH: the pull path asks these filters about every scanned message.
+//! Message filtering on pull: TAG subscriptions ([`tag`]) and SQL92 subscriptions
+//! ([`sql92`]), behind the two-stage [`MessageFilter`] the pull path uses.
+//!
+//! This module decides whether a message matches a subscription. It does not read
+//! the store, decode records, cache compiled filters, or know about plugin filters
+//! (expression types other than TAG and SQL92 are an error here; the pull path
+//! looks them up before asking us).
+//!
+//! # The two stages
+//!
+//! 1. [`MessageFilter::pre_filter`] runs on the consume-queue entry's tags code,
+//!    before the commit log is read. It is cheap and **may return false positives,
+//!    never false negatives**: for every message,
+//!    `matches_properties(props)` implies `pre_filter(tags_code(props.TAGS))`.
+//!    So a caller can always skip it, and must never skip stage 2 because of it.
+//! 2. [`MessageFilter::matches_properties`] is the exact decision, made on the
+//!    message's properties (user properties and system ones such as `TAGS`).
+
+pub mod sql92;
+pub mod tag;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use common::properties::{keys, Properties, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use common::subscription::SubscriptionData;
+use common::ResponseCode;
+
+pub use sql92::{SqlError, SqlFilter};
+pub use tag::TagFilter;
+
+/// Read access to one message's properties, by name.
+///
+/// Java's broker decodes properties into a `HashMap`, so when a name occurs twice the
+/// **last** occurrence wins, and entries with an empty name or value do not exist;
+/// implementations follow that.
+pub trait PropertyLookup {
+    fn get(&self, key: &str) -> Option<&str>;
+}
+
+impl<T: PropertyLookup + ?Sized> PropertyLookup for &T {
+    fn get(&self, key: &str) -> Option<&str> {
+        (**self).get(key)
+    }
+}
+
+impl PropertyLookup for Properties {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.iter().filter(|(k, _)| *k == key).map(|(_, v)| v).last()
+    }
+}
+
+impl<S: BuildHasher> PropertyLookup for HashMap<String, String, S> {
+    fn get(&self, key: &str) -> Option<&str> {
+        HashMap::get(self, key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// The encoded properties of a record (`k1 \x01 v1 \x02 k2 \x01 v2`), looked up in
+/// place: zero allocations, so the pull path needs no map per message.
+///
+/// Unlike [`common::properties::find_in_encoded`], which returns the first match,
+/// this returns the last one, as Java's `string2messageProperties` map does.
+impl PropertyLookup for str {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key.is_empty() {
+            return None;
+        }
+        // Walk the entries from the end (the last occurrence wins) and compare only the
+        // name prefix. A plain byte loop measured 2-3x faster here than `rsplit` plus
+        // `split_once`, or `rfind(char)`, whose setup dominates on ~20-byte entries.
+        let bytes = self.as_bytes();
+        let mut end = bytes.len();
+        loop {
+            let start = bytes[..end].iter().rposition(|&b| b == PROPERTY_SEPARATOR as u8).map_or(0, |p| p + 1);
+            let entry = &bytes[start..end];
+            let name_end = key.len();
+            if entry.len() > name_end + 1
+                && entry.starts_with(key.as_bytes())
+                && entry[name_end] == NAME_VALUE_SEPARATOR as u8
+            {
+                // Both cut points sit next to ASCII separators, so they are char boundaries.
+                return Some(&self[start + name_end + 1..end]);
+            }
+            if start == 0 {
+                return None;
+            }
+            end = start - 1;
+        }
+    }
+}
+
+/// Why a subscription cannot be turned into a filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("unsupported expression type {0:?}")]
+    UnsupportedExpressionType(String),
+}
+
+impl FilterError {
+    /// Both cases are `SUBSCRIPTION_PARSE_FAILED`, as in Java's `PullMessageProcessor`
+    /// (a failed `ConsumerFilterManager.build` returns null, answered with that code).
+    pub fn response_code(&self) -> ResponseCode {
+        ResponseCode::SUBSCRIPTION_PARSE_FAILED
+    }
+}
+
+/// The filter of one subscription, as the pull path applies it.
+#[derive(Debug, Clone)]
+pub enum MessageFilter {
+    /// `*` (or a legacy class-filter subscription, which Java also passes through).
+    All,
+    Tag(TagFilter),
+    Sql(SqlFilter),
+}
+
+impl MessageFilter {
+    /// Builds the filter for a subscription: TAG when `expressionType` is empty or
+    /// `TAG`, SQL92 when it is `SQL92` (both case-insensitive).
+    ///
+    /// # Errors
+    /// [`FilterError::Sql`] when the SQL92 expression does not compile,
+    /// [`FilterError::UnsupportedExpressionType`] for any other type.
+    pub fn from_subscription(sub: &SubscriptionData) -> Result<MessageFilter, FilterError> {
+        if sub.class_filter_mode {
+            // `ExpressionMessageFilter` returns true at both stages in class-filter mode.
+            return Ok(MessageFilter::All);
+        }
+        if sub.is_tag_type() {
+            let tags = TagFilter::from_subscription(sub);
+            return Ok(if tags.is_all() { MessageFilter::All } else { MessageFilter::Tag(tags) });
+        }
+        if sub.expression_type.eq_ignore_ascii_case("SQL92") {
+            return Ok(MessageFilter::Sql(SqlFilter::compile(&sub.sub_string)?));
+        }
+        Err(FilterError::UnsupportedExpressionType(sub.expression_type.clone()))
+    }
+
+    /// Stage 1, on the consume-queue tags code: false positives allowed, false
+    /// negatives never (see the module doc). SQL92 filters always pass here: we keep
+    /// no consume-queue bloom filter.
+    pub fn pre_filter(&self, tags_code: i64) -> bool {
+        match self {
+            MessageFilter::All | MessageFilter::Sql(_) => true,
+            MessageFilter::Tag(tags) => tags.matches_tags_code(tags_code),
+        }
+    }
+
+    /// Stage 2, the exact decision on the message's properties.
+    pub fn matches_properties<P: PropertyLookup + ?Sized>(&self, props: &P) -> bool {
+        match self {
+            MessageFilter::All => true,
+            MessageFilter::Tag(tags) => tags.matches_tag(props.get(keys::TAGS)),
+            MessageFilter::Sql(sql) => sql.matches(props),
+        }
+    }
+
+    /// Whether stage 2 looks at properties at all; when it does not, the pull path can
+    /// skip decoding them.
+    pub fn needs_properties(&self) -> bool {
+        !matches!(self, MessageFilter::All)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::hash::tags_code;
+    use proptest::prelude::*;
+
+    fn sub(expr: &str, ty: &str) -> SubscriptionData {
+        SubscriptionData::new("TopicTest", expr, ty, 1)
+    }
+
+    #[test]
+    fn encoded_lookup_matches_java_decoding() {
+        let enc = "a\u{1}1\u{2}TAGS\u{1}TagA\u{2}empty\u{1}\u{2}\u{1}x\u{2}a\u{1}2\u{2}";
+        assert_eq!(PropertyLookup::get(enc, "a"), Some("2"), "last occurrence wins, as in Java's HashMap");
+        assert_eq!(PropertyLookup::get(enc, "TAGS"), Some("TagA"));
+        assert_eq!(PropertyLookup::get(enc, "empty"), None);
+        assert_eq!(PropertyLookup::get(enc, ""), None);
+        assert_eq!(PropertyLookup::get(enc, "TAG"), None);
+        assert_eq!(PropertyLookup::get("", "a"), None);
+        assert_eq!(PropertyLookup::get("v\u{1}x\u{1}y", "v"), Some("x\u{1}y"));
+    }
+
+    #[test]
+    fn properties_lookup_agrees_with_encoded() {
+        let p = Properties::decode("a\u{1}1\u{2}b\u{1}2\u{2}a\u{1}3");
+        assert_eq!(PropertyLookup::get(&p, "a"), Some("3"));
+        assert_eq!(PropertyLookup::get(&p, "b"), Some("2"));
+        let m: HashMap<String, String> = [("a".into(), "1".into()), ("e".into(), String::new())].into();
+        assert_eq!(PropertyLookup::get(&m, "a"), Some("1"));
+        assert_eq!(PropertyLookup::get(&m, "e"), None);
+    }
+
+    #[test]
+    fn builds_each_kind_of_filter() {
+        assert!(matches!(MessageFilter::from_subscription(&sub("*", "TAG")), Ok(MessageFilter::All)));
+        assert!(matches!(MessageFilter::from_subscription(&sub("", "")), Ok(MessageFilter::All)));
+        assert!(matches!(MessageFilter::from_subscription(&sub("TagA", "TAG")), Ok(MessageFilter::Tag(_))));
+        assert!(matches!(MessageFilter::from_subscription(&sub("a > 1", "SQL92")), Ok(MessageFilter::Sql(_))));
+        assert!(matches!(MessageFilter::from_subscription(&sub("a > 1", "sql92")), Ok(MessageFilter::Sql(_))));
+        let mut legacy = sub("whatever", "SQL92");
+        legacy.class_filter_mode = true;
+        assert!(matches!(MessageFilter::from_subscription(&legacy), Ok(MessageFilter::All)));
+    }
+
+    #[test]
+    fn build_errors_map_to_subscription_parse_failed() {
+        let err = MessageFilter::from_subscription(&sub("a >", "SQL92")).unwrap_err();
+        assert!(matches!(err, FilterError::Sql(SqlError::UnexpectedToken { position: 3, .. })));
+        assert_eq!(err.response_code(), ResponseCode::SUBSCRIPTION_PARSE_FAILED);
+        assert_eq!(err.to_string(), "expected an expression at position 3, found end of input");
+        let err = MessageFilter::from_subscription(&sub("x", "LUA")).unwrap_err();
+        assert_eq!(err, FilterError::UnsupportedExpressionType("LUA".into()));
+        assert_eq!(err.response_code(), ResponseCode::SUBSCRIPTION_PARSE_FAILED);
+    }
+
+    #[test]
+    fn two_stage_tag_filter() {
+        let f = MessageFilter::from_subscription(&sub("TagA || TagB", "TAG")).unwrap();
+        assert!(f.pre_filter(tags_code(Some("TagA"))));
+        assert!(!f.pre_filter(tags_code(Some("TagC"))));
+        assert!(!f.pre_filter(0));
+        assert!(f.matches_properties("TAGS\u{1}TagB"));
+        assert!(!f.matches_properties("KEYS\u{1}k"));
+        assert!(f.needs_properties());
+        assert!(!MessageFilter::All.needs_properties());
+    }
+
+    #[test]
+    fn two_stage_sql_filter() {
+        let f = MessageFilter::from_subscription(&sub("TAGS = 'TagA' AND a > 5", "SQL92")).unwrap();
+        assert!(f.pre_filter(0) && f.pre_filter(-1));
+        assert!(f.matches_properties("TAGS\u{1}TagA\u{2}a\u{1}6"));
+        assert!(!f.matches_properties("TAGS\u{1}TagA\u{2}a\u{1}5"));
+    }
+
+    fn tag_expr() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_owned()),
+            Just(String::new()),
+            proptest::collection::vec("[A-Za-z]{1,3}", 1..4).prop_map(|t| t.join(" || ")),
+        ]
+    }
+
+    proptest! {
+        /// The documented invariant: stage 1 never rejects what stage 2 accepts.
+        #[test]
+        fn pre_filter_has_no_false_negatives(expr in tag_expr(), tag in proptest::option::of("[A-Za-z]{1,3}")) {
+            let f = MessageFilter::from_subscription(&sub(&expr, "TAG")).unwrap();
+            let props: Properties = tag.iter().map(|t| ("TAGS", t.as_str())).collect();
+            if f.matches_properties(&props) {
+                prop_assert!(f.pre_filter(tags_code(tag.as_deref())));
+            }
+        }
+    }
+}

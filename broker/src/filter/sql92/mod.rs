@@ -1,0 +1,210 @@
+//! RocketMQ's SQL92 message filter: compile a subscription expression once, then
+//! evaluate it against each message's properties.
+//!
+//! This module owns the language — grammar, compile-time checks, and runtime
+//! semantics — and nothing else: caching compiled filters per (group, topic,
+//! subVersion), deciding whether SQL92 is enabled, and handling retry topics belong to
+//! the pull path.
+//!
+//! # Compatibility
+//!
+//! The reference is the Java `filter` module (`SelectorParser.jj`,
+//! `ComparisonExpression`, `LogicExpression`, `UnaryExpression`,
+//! `ConstantExpression`), which is the same in 4.9.x and 5.x except that 5.1.3 added
+//! `CONTAINS`, `STARTSWITH`, `ENDSWITH` and their `NOT` forms (we accept them, so those
+//! three words are reserved, as in 5.x). The consequences callers and users notice:
+//!
+//! - **Values.** A property is always its raw string. Literals are `'strings'` (`''`
+//!   escapes a quote), integers (an `int` when they fit in 32 bits, else a `long`; an
+//!   `L` suffix is allowed), decimals (`double`), `TRUE`, `FALSE`, `NULL`.
+//! - **Identifiers** are `[A-Za-z_$][A-Za-z0-9_$]*` and case-sensitive; `.` is not
+//!   allowed (Java's lexer fails on it), so dotted property names cannot be filtered
+//!   on. Keywords are case-insensitive and reserved.
+//! - **No `!=`**: the only inequality is `<>` (we give `!=` its own error message).
+//! - **Comparing a property with a number** parses the property with the literal's Java
+//!   parser: `a > 5` uses `Integer.valueOf(a)`, so `a = '5.5'` or `a = '3000000000'`
+//!   makes the evaluation *fail*; `a > 5.0` uses `Double.valueOf`. Two properties
+//!   (`a > b`) are compared as doubles. Equality between two strings is exact.
+//!   `a = TRUE` is `Boolean.valueOf(a) == true` (case-insensitive `"true"`).
+//! - **A failed conversion aborts the whole evaluation** and the message does not
+//!   match (Java throws, `ExpressionMessageFilter` catches and answers false), even
+//!   under `NOT` or on one side of an `OR` that is evaluated.
+//! - **Three-valued logic.** A missing property is NULL; comparisons with NULL are
+//!   NULL; `NOT NULL` is NULL; `AND` is FALSE if an operand is FALSE, else NULL if one
+//!   is NULL; `OR` is TRUE if an operand is TRUE, else NULL if one is NULL; both
+//!   short-circuit left to right. Only TRUE matches. Quirks kept from Java: `a = b` is
+//!   TRUE when both are missing, `'x' = a` is FALSE (not NULL) when `a` is missing,
+//!   and `CONTAINS`/`STARTSWITH`/`ENDSWITH` (plain or `NOT`) are FALSE, never NULL, on
+//!   a missing property or an empty needle.
+//! - **`NOT` binds tighter than comparisons**: `NOT a = 'x'` is `(NOT a) = 'x'`, which
+//!   fails at runtime whenever `a` is present. Write `NOT (a = 'x')` or `a <> 'x'`.
+//! - **Compile-time checks** that Java makes while building the tree are errors here
+//!   too: `= NULL` (use `IS NULL`), `TRUE = 'x'`, ordering a string or boolean literal
+//!   (`a > 'x'`), `IN` on anything but a property, `BETWEEN 10 AND 1`, and float
+//!   literals that are or round to zero (`0.0` is rejected by RocketMQ because it is
+//!   below `Double.MIN_VALUE`) or overflow.
+//!
+//! Deliberate differences from Java, all in what is *accepted*:
+//! - Java ignores anything after a complete expression (`a = 1 b = 2` filters on
+//!   `a = 1`); we reject trailing input with its position.
+//! - A `--` comment may end at the end of input (JavaCC needs a newline, and only
+//!   accepts such input because it ignores trailing tokens).
+//! - Inputs longer than [`MAX_EXPRESSION_LEN`] bytes or nested deeper than
+//!   [`MAX_DEPTH`] levels are rejected, so that neither compilation nor evaluation
+//!   can exhaust the stack.
+//! - Numeric conversion of property values accepts ASCII digits only (Java also takes
+//!   other Unicode decimal digits) and no hexadecimal floats.
+//!
+//! # Performance
+//!
+//! [`SqlFilter::matches`] does not allocate: strings are borrowed from the property
+//! lookup and numbers parsed from the borrowed text. `AND`/`OR` chains are flattened,
+//! `IN` lists are sorted, negated and empty-needle constants are folded.
+
+mod eval;
+mod lexer;
+mod parser;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use crate::filter::PropertyLookup;
+
+/// Longest expression, in bytes, that [`SqlFilter::compile`] accepts.
+pub const MAX_EXPRESSION_LEN: usize = 8 * 1024;
+
+/// Deepest nesting (parentheses and prefix operators, and height of the compiled tree)
+/// that [`SqlFilter::compile`] accepts.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why an expression does not compile. Every variant except [`SqlError::TooLong`]
+/// carries the byte offset in the expression where the problem was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    #[error("expression is {len} bytes long, the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("expression nests deeper than {max} levels at position {position}")]
+    TooDeep { position: usize, max: usize },
+    #[error("unexpected character {found:?} at position {position}")]
+    UnexpectedChar { position: usize, found: char },
+    #[error("`!=` at position {position} is not SQL92 as RocketMQ speaks it, use `<>`")]
+    BangEquals { position: usize },
+    #[error("string literal starting at position {position} is not terminated")]
+    UnterminatedString { position: usize },
+    #[error("comment starting at position {position} is not terminated")]
+    UnterminatedComment { position: usize },
+    #[error("expected {expected} at position {position}, found {found}")]
+    UnexpectedToken { position: usize, expected: &'static str, found: String },
+    #[error("integer literal at position {position} does not fit in a 64-bit long")]
+    IntegerOutOfRange { position: usize },
+    #[error(
+        "decimal literal at position {position} is out of RocketMQ's range \
+         (4.9E-324 to 1.7976931348623157E308; zero is not allowed)"
+    )]
+    FloatOutOfRange { position: usize },
+    #[error("expression at position {position} does not produce a boolean")]
+    NotBoolean { position: usize },
+    #[error("NULL at position {position} cannot be compared with `=` or `<>`, use IS NULL")]
+    NullComparison { position: usize },
+    #[error("boolean literal at position {position} cannot be compared with a number or string literal")]
+    IncompatibleLiterals { position: usize },
+    #[error("{operand} at position {position} cannot be an operand of {op}, only numbers and properties can")]
+    NotOrderable { position: usize, op: &'static str, operand: &'static str },
+    #[error("BETWEEN at position {position} has its lower bound above its upper bound")]
+    BetweenBoundsReversed { position: usize },
+    #[error("IN at position {position} needs a property on its left")]
+    InNeedsProperty { position: usize },
+}
+
+impl SqlError {
+    /// Byte offset of the problem in the expression, when there is one.
+    pub fn position(&self) -> Option<usize> {
+        use SqlError::*;
+        match *self {
+            TooLong { .. } => None,
+            TooDeep { position, .. }
+            | UnexpectedChar { position, .. }
+            | BangEquals { position }
+            | UnterminatedString { position }
+            | UnterminatedComment { position }
+            | UnexpectedToken { position, .. }
+            | IntegerOutOfRange { position }
+            | FloatOutOfRange { position }
+            | NotBoolean { position }
+            | NullComparison { position }
+            | IncompatibleLiterals { position }
+            | NotOrderable { position, .. }
+            | BetweenBoundsReversed { position }
+            | InNeedsProperty { position } => Some(position),
+        }
+    }
+}
+
+/// Why evaluating a compiled filter against one message failed: the conditions under
+/// which the Java evaluator throws. The message then does not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// A string had to be read as a number (`Integer.valueOf`, `Long.valueOf`,
+    /// `Double.valueOf`) and was not one.
+    #[error("a string operand is not a valid {expected}")]
+    NotANumber { expected: &'static str },
+    /// A boolean on the left of `=` met a string on the right (Java's
+    /// `ClassCastException` in `ComparisonExpression.__compare`).
+    #[error("a boolean cannot be compared with a string on its right")]
+    BooleanVsString,
+    /// A logical operator got a non-boolean operand. The compiler never builds such
+    /// a tree; this exists so that evaluation cannot panic.
+    #[error("a logical operator got a non-boolean operand")]
+    NotBoolean,
+}
+
+/// A compiled SQL92 subscription expression. Cheap to share (`Arc`), `Send + Sync`.
+#[derive(Clone)]
+pub struct SqlFilter {
+    expression: Box<str>,
+    root: eval::Node,
+}
+
+impl SqlFilter {
+    /// Compiles `expr`.
+    ///
+    /// # Errors
+    /// [`SqlError`] with the position of the first problem; the broker answers
+    /// `SUBSCRIPTION_PARSE_FAILED` with its text.
+    pub fn compile(expr: &str) -> Result<SqlFilter, SqlError> {
+        let root = parser::parse(expr)?;
+        Ok(SqlFilter { expression: expr.into(), root })
+    }
+
+    /// The source text this filter was compiled from.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// Whether a message with these properties matches: the expression evaluates to
+    /// TRUE. NULL, FALSE and evaluation errors do not match.
+    pub fn matches<P: PropertyLookup + ?Sized>(&self, props: &P) -> bool {
+        matches!(eval::eval(&self.root, props), Ok(Some(eval::Scalar::Bool(true))))
+    }
+
+    /// The three-valued result, for diagnostics: `Ok(None)` is NULL.
+    ///
+    /// # Errors
+    /// [`EvalError`] where the Java evaluator throws.
+    pub fn evaluate<P: PropertyLookup + ?Sized>(&self, props: &P) -> Result<Option<bool>, EvalError> {
+        match eval::eval(&self.root, props)? {
+            None => Ok(None),
+            Some(eval::Scalar::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(EvalError::NotBoolean),
+        }
+    }
+}
+
+impl fmt::Debug for SqlFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SqlFilter").field(&self.expression).finish()
+    }
+}

@@ -1,0 +1,30 @@
+//! Loading and saving the broker's JSON state files under `<store>/config/`.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Reads `path` (or its `.bak`); `None` when neither exists. Java-written files with
+/// fastjson's bare numeric keys are accepted.
+///
+/// # Errors
+/// The file cannot be read or parsed.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let bytes = config::persist::read_with_backup(path).map_err(|source| Error::Read { path: path.into(), source })?;
+    match bytes {
+        None => Ok(None),
+        Some(b) => remoting::json::from_slice(&b).map(Some).map_err(|source| Error::Parse { path: path.into(), source }),
+    }
+}
+
+/// Writes `value` as pretty JSON, atomically.
+///
+/// # Errors
+/// Serialisation or I/O failure.
+pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|source| Error::Parse { path: path.into(), source })?;
+    config::persist::write_atomic(path, &json).map_err(|source| Error::Write { path: path.into(), source })
+}

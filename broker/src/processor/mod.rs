@@ -1,0 +1,101 @@
+//! Request processors, one module per family, and the processor table.
+//!
+//! Each processor turns every failure into a response with a RocketMQ code and a
+//! remark; the dispatcher answers codes without a processor with
+//! REQUEST_CODE_NOT_SUPPORTED.
+
+pub mod admin;
+pub mod client;
+pub mod offset;
+pub mod pull;
+pub mod query;
+pub mod reply;
+pub mod send;
+
+use std::sync::Arc;
+
+use common::ResponseCode;
+use remoting::header::CommandHeader;
+use remoting::server::Dispatcher;
+use remoting::{Channel, RemotingCommand, RequestCode};
+
+use crate::context::BrokerContext;
+
+/// Decodes a typed header or answers SYSTEM_ERROR with Java's message.
+pub(crate) fn header<H: CommandHeader>(req: &RemotingCommand) -> Result<H, RemotingCommand> {
+    req.decode_header::<H>().map_err(|e| RemotingCommand::error(ResponseCode::SYSTEM_ERROR, e.to_string()))
+}
+
+macro_rules! try_header {
+    ($req:expr) => {
+        match $crate::processor::header($req) {
+            Ok(h) => h,
+            Err(resp) => return Some(resp),
+        }
+    };
+}
+pub(crate) use try_header;
+
+/// A success response with a compact JSON body.
+pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> RemotingCommand {
+    match remoting::json::to_vec(value) {
+        Ok(b) => RemotingCommand::success().with_body(b),
+        Err(e) => RemotingCommand::error(ResponseCode::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+/// The broker's processor table.
+pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
+    let mut d = Dispatcher::new();
+    macro_rules! route {
+        ($f:path, $($code:ident),+) => {{
+            $(
+                let c = ctx.clone();
+                d.register(RequestCode::$code, move |ch: Channel, req: RemotingCommand| {
+                    let c = c.clone();
+                    async move { $f(&c, &ch, req).await }
+                });
+            )+
+        }};
+    }
+    route!(send::process, SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE);
+    route!(pull::process_first, PULL_MESSAGE);
+    route!(reply::send_reply, SEND_REPLY_MESSAGE, SEND_REPLY_MESSAGE_V2);
+    route!(send::consumer_send_msg_back, CONSUMER_SEND_MSG_BACK);
+    route!(crate::transaction::end_transaction, END_TRANSACTION);
+    route!(offset::query_consumer_offset, QUERY_CONSUMER_OFFSET);
+    route!(offset::update_consumer_offset, UPDATE_CONSUMER_OFFSET);
+    route!(offset::search_offset_by_timestamp, SEARCH_OFFSET_BY_TIMESTAMP);
+    route!(offset::get_max_offset, GET_MAX_OFFSET);
+    route!(offset::get_min_offset, GET_MIN_OFFSET);
+    route!(offset::get_earliest_msg_storetime, GET_EARLIEST_MSG_STORETIME);
+    route!(offset::get_consumer_list_by_group, GET_CONSUMER_LIST_BY_GROUP);
+    route!(client::heart_beat, HEART_BEAT);
+    route!(client::unregister_client, UNREGISTER_CLIENT);
+    route!(client::check_client_config, CHECK_CLIENT_CONFIG);
+    route!(client::lock_batch_mq, LOCK_BATCH_MQ);
+    route!(client::unlock_batch_mq, UNLOCK_BATCH_MQ);
+    route!(query::view_message_by_id, VIEW_MESSAGE_BY_ID);
+    route!(query::query_message, QUERY_MESSAGE);
+    route!(admin::update_and_create_topic, UPDATE_AND_CREATE_TOPIC);
+    route!(admin::delete_topic, DELETE_TOPIC_IN_BROKER);
+    route!(admin::get_all_topic_config, GET_ALL_TOPIC_CONFIG);
+    route!(admin::update_and_create_subscription_group, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP);
+    route!(admin::get_all_subscription_group, GET_ALL_SUBSCRIPTIONGROUP_CONFIG);
+    route!(admin::delete_subscription_group, DELETE_SUBSCRIPTIONGROUP);
+    route!(admin::get_all_consumer_offset, GET_ALL_CONSUMER_OFFSET);
+    route!(admin::get_all_delay_offset, GET_ALL_DELAY_OFFSET);
+    route!(admin::get_broker_runtime_info, GET_BROKER_RUNTIME_INFO);
+    route!(admin::get_topic_stats_info, GET_TOPIC_STATS_INFO);
+    route!(admin::get_consume_stats, GET_CONSUME_STATS);
+    route!(admin::get_consumer_connection_list, GET_CONSUMER_CONNECTION_LIST);
+    route!(admin::get_broker_config, GET_BROKER_CONFIG);
+    route!(admin::reset_offset, INVOKE_BROKER_TO_RESET_OFFSET);
+    let c = ctx.clone();
+    d.on_close(move |ch| {
+        for group in c.clients.channel_closed(ch) {
+            c.notify_group_changed(&group);
+        }
+    });
+    d
+}

@@ -1,0 +1,440 @@
+// PERF-CRITICAL PATH: every produced message passes through `process`.
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and
+//! CONSUMER_SEND_MSG_BACK (36) — RocketMQ's `SendMessageProcessor`
+//! (`remoting-protocol.md` §12.3, §12.4, §12.8).
+
+use std::sync::Arc;
+
+use rand::Rng;
+use tracing::Span;
+
+use common::properties::{keys, Properties};
+use common::sysflag::message as sysflag;
+use common::topic::{self, TopicConfig, TopicFilterType};
+use common::{perm, MessageExt, ResponseCode};
+use remoting::header::broker::{
+    ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
+use remoting::{Channel, RemotingCommand, RequestCode};
+use store::{PutMessage, PutResult, PutStatus};
+
+use crate::context::BrokerContext;
+use crate::processor::try_header;
+use crate::stats::BrokerStats;
+
+/// `MQVersion.V3_4_9`: from this client version on, the header's
+/// `maxReconsumeTimes` is honoured.
+const V3_4_9: i32 = 121;
+
+/// A failed send: the response to return.
+type Reject = RemotingCommand;
+
+fn reject(code: ResponseCode, remark: impl Into<String>) -> Reject {
+    RemotingCommand::error(code, remark)
+}
+
+pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+    let code = req.request_code();
+    let header: SendMessageRequestHeader = if code == RequestCode::SEND_MESSAGE {
+        try_header!(&req)
+    } else {
+        let v2: SendMessageRequestHeaderV2 = try_header!(&req);
+        v2.into()
+    };
+    let span = Span::current();
+    span.record("topic", header.topic.as_str());
+    span.record("group", header.producer_group.as_str());
+    BrokerStats::add(&ctx.stats.send_requests, 1);
+    // Java decides by the header's `batch` (`m`) flag. rocketmq-client-cpp 2.1
+    // sends batches as SEND_MESSAGE_V2 with `m` = "1" (its bool-to-string), which
+    // `Boolean.parseBoolean` (and so a Java broker) reads as false, storing the
+    // whole batch as one message (rocketmq-client-cpp issues #189, #363).
+    let batch = code == RequestCode::SEND_BATCH_MESSAGE
+        || (code == RequestCode::SEND_MESSAGE_V2
+            && (header.batch == Some(true) || req.ext_fields.get("m").is_some_and(|m| m.trim() == "1")));
+    let mut resp = match send(ctx, ch, &req, header, batch).await {
+        Ok(r) | Err(r) => r,
+    };
+    if !resp.response_code().is_success() && resp.code != ResponseCode::FLUSH_DISK_TIMEOUT.0 {
+        BrokerStats::add(&ctx.stats.send_failures, 1);
+    }
+    // The Java client reads these two keys without a null check.
+    resp.ext_fields.insert(keys::MSG_REGION, "DefaultRegion");
+    resp.ext_fields.insert(keys::TRACE_SWITCH, "true");
+    Some(resp)
+}
+
+/// Checks shared by every send: broker and topic permissions, topic name, topic
+/// existence (auto-creating it when allowed) and the queue id.
+fn check_topic(ctx: &BrokerContext, h: &SendMessageRequestHeader, ch: &Channel) -> Result<TopicConfig, Reject> {
+    if !ctx.is_writeable() {
+        return Err(reject(ResponseCode::NO_PERMISSION, format!("the broker[{}] sending message is forbidden", ctx.broker_addr)));
+    }
+    if let Err(e) = topic::validate_topic(&h.topic) {
+        return Err(reject(ResponseCode::SYSTEM_ERROR, format!("the topic[{}] is invalid: {e}", h.topic)));
+    }
+    if topic::is_not_allowed_send(&h.topic) {
+        return Err(reject(ResponseCode::NO_PERMISSION, format!("Sending message to topic[{}] is forbidden.", h.topic)));
+    }
+    let tc = match ctx.topics.get(&h.topic) {
+        Some(tc) => tc,
+        None => {
+            let sys_flag = if h.unit_mode.unwrap_or(false) {
+                if topic::is_retry_topic(&h.topic) {
+                    common::sysflag::topic::UNIT_SUB
+                } else {
+                    common::sysflag::topic::UNIT
+                }
+            } else {
+                0
+            };
+            let created = ctx.topics.create_in_send(&h.topic, &h.default_topic, h.default_topic_queue_nums, sys_flag);
+            match created {
+                Some(tc) => tc,
+                None if topic::is_retry_topic(&h.topic) => ctx.topics.create_system(&h.topic, 1, perm::READ_WRITE, sys_flag),
+                None => {
+                    let why = if ctx.config.auto_create_topic_enable {
+                        format!("its template topic {} does not allow auto-creation", h.default_topic)
+                    } else {
+                        "auto-creation is disabled on this broker (autoCreateTopicEnable=false)".to_owned()
+                    };
+                    return Err(reject(
+                        ResponseCode::TOPIC_NOT_EXIST,
+                        format!("topic[{}] not exist, apply first please! ({why}; producer {})", h.topic, ch.peer_addr()),
+                    ));
+                }
+            }
+        }
+    };
+    if !perm::is_writeable(tc.perm) {
+        return Err(reject(ResponseCode::NO_PERMISSION, format!("the topic[{}] sending message is forbidden", h.topic)));
+    }
+    let valid = tc.read_queue_nums.max(tc.write_queue_nums);
+    if h.queue_id >= valid {
+        return Err(reject(
+            ResponseCode::SYSTEM_ERROR,
+            format!("request queueId[{}] is illegal, topic {} has {} queues, producer {}", h.queue_id, h.topic, valid, ch.peer_addr()),
+        ));
+    }
+    Ok(tc)
+}
+
+fn pick_queue(requested: i32, tc: &TopicConfig) -> i32 {
+    if requested >= 0 {
+        requested
+    } else {
+        rand::thread_rng().gen_range(0..tc.write_queue_nums.max(1))
+    }
+}
+
+async fn send(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: &RemotingCommand,
+    h: SendMessageRequestHeader,
+    batch: bool,
+) -> Result<RemotingCommand, Reject> {
+    let tc = check_topic(ctx, &h, ch)?;
+    let queue_id = pick_queue(h.queue_id, &tc);
+    Span::current().record("queue_id", queue_id);
+    if batch {
+        return send_batch(ctx, ch, req, &h, &tc, queue_id).await;
+    }
+    let body = req.body_bytes();
+    let max = ctx.config.store.max_message_size.as_u64() as usize;
+    if body.len() > max {
+        return Err(reject(
+            ResponseCode::MESSAGE_ILLEGAL,
+            format!("the message body size {} exceeds the maximum {} (maxMessageSize)", body.len(), max),
+        ));
+    }
+    let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));
+    let mut topic_name = h.topic.clone();
+    let mut target_queue = queue_id;
+    let mut sys_flag = h.sys_flag;
+    let reconsume_times = h.reconsume_times.unwrap_or(0);
+
+    // A client's fallback resend of a failed message: to the DLQ once it has been
+    // retried enough.
+    if topic::is_retry_topic(&topic_name) {
+        let group = &topic_name[topic::RETRY_GROUP_TOPIC_PREFIX.len()..];
+        let Some(gc) = ctx.groups.find_or_create(group) else {
+            return Err(reject(ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group not exist, {group}")));
+        };
+        let max_times = match h.max_reconsume_times {
+            Some(m) if req.version >= V3_4_9 => m,
+            _ => gc.retry_max_times,
+        };
+        if reconsume_times >= max_times {
+            let dlq = dlq_topic(ctx, group);
+            topic_name = dlq.topic_name;
+            target_queue = 0;
+            props.remove(keys::DELAY_TIME_LEVEL);
+        }
+    }
+
+    if tc.topic_filter_type == TopicFilterType::MultiTag {
+        sys_flag |= sysflag::MULTI_TAGS;
+    }
+    props.remove(keys::WAIT_STORE_MSG_OK);
+    props.insert(keys::CLUSTER, ctx.config.broker_cluster_name.clone());
+
+    let tx_prepared = props.get(keys::TRANSACTION_PREPARED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if tx_prepared {
+        if ctx.config.reject_transaction_message {
+            return Err(reject(
+                ResponseCode::NO_PERMISSION,
+                format!("the broker[{}] sending transaction message is forbidden", ctx.broker_addr),
+            ));
+        }
+        // Half message: parked in the half topic, invisible to consumers until the
+        // producer commits.
+        props.insert(keys::REAL_TOPIC, topic_name.clone());
+        props.insert(keys::REAL_QUEUE_ID, target_queue.to_string());
+        sys_flag = sysflag::with_transaction_type(sys_flag, sysflag::TRANSACTION_NOT_TYPE);
+        ctx.topics.create_system(topic::TRANS_HALF_TOPIC, 1, perm::READ_WRITE, 0);
+        topic_name = topic::TRANS_HALF_TOPIC.to_owned();
+        target_queue = 0;
+    } else {
+        match crate::timer::apply_timer(ctx, &mut props, &mut topic_name, &mut target_queue, crate::now_ms()) {
+            Ok(true) => {}
+            Ok(false) => apply_delay(ctx, &mut props, &mut topic_name, &mut target_queue, sys_flag),
+            Err(remark) => return Err(reject(ResponseCode::MESSAGE_ILLEGAL, remark)),
+        }
+    }
+
+    let tags_code = if topic_name == topic::TIMER_TOPIC {
+        // The timer queue's tags code is the delivery time.
+        props.get(keys::TIMER_DELIVER_MS).and_then(|v| v.parse().ok()).unwrap_or(0)
+    } else {
+        common::hash::tags_code(props.tags())
+    };
+    let put = PutMessage {
+        tags_code,
+        topic: topic_name,
+        queue_id: target_queue,
+        flag: h.flag,
+        sys_flag,
+        born_timestamp: h.born_timestamp,
+        born_host: ch.peer_addr(),
+        reconsume_times,
+        prepared_transaction_offset: 0,
+        body,
+        properties: props.encode(),
+    };
+    let result = ctx.store.put(put).await;
+    if result.status.is_stored() {
+        BrokerStats::add(&ctx.stats.send_messages, 1);
+        BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
+    }
+    to_response(&result, queue_id, result.msg_id())
+}
+
+/// Redirects a message with a `DELAY` level to `SCHEDULE_TOPIC_XXXX` (queue level−1),
+/// remembering its real topic and queue (§12.9).
+pub(crate) fn apply_delay(ctx: &BrokerContext, props: &mut Properties, topic_name: &mut String, queue_id: &mut i32, sys_flag: i32) {
+    let tx = sysflag::transaction_type(sys_flag);
+    if tx != sysflag::TRANSACTION_NOT_TYPE && tx != sysflag::TRANSACTION_COMMIT_TYPE {
+        return;
+    }
+    let level: i32 = props.get(keys::DELAY_TIME_LEVEL).and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    if level <= 0 {
+        return;
+    }
+    let level = ctx.delay_levels.clamp(level);
+    props.insert(keys::DELAY_TIME_LEVEL, level.to_string());
+    props.insert(keys::REAL_TOPIC, topic_name.clone());
+    props.insert(keys::REAL_QUEUE_ID, queue_id.to_string());
+    *topic_name = topic::SCHEDULE_TOPIC.to_owned();
+    *queue_id = level - 1;
+}
+
+fn dlq_topic(ctx: &BrokerContext, group: &str) -> TopicConfig {
+    // Write-only: dead letters are not consumed unless an operator makes them readable.
+    ctx.topics.create_system(&topic::dlq_topic(group), 1, perm::WRITE, 0)
+}
+
+/// Maps a store result to the send response (§12.3 step 9).
+fn to_response(result: &PutResult, queue_id: i32, msg_id: String) -> Result<RemotingCommand, Reject> {
+    let code = match result.status {
+        PutStatus::PutOk => ResponseCode::SUCCESS,
+        PutStatus::FlushDiskTimeout => ResponseCode::FLUSH_DISK_TIMEOUT,
+        PutStatus::MessageIllegal => {
+            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "the message is illegal: body or record larger than the store allows"))
+        }
+        PutStatus::PropertiesSizeExceeded => {
+            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "the message properties exceed 32767 bytes"))
+        }
+        PutStatus::ServiceNotAvailable => {
+            return Err(reject(
+                ResponseCode::SERVICE_NOT_AVAILABLE,
+                "service not available now: the store is not accepting messages (disk usage above the warning ratio, or shutting down)",
+            ))
+        }
+        PutStatus::OsPageCacheBusy => {
+            return Err(reject(
+                ResponseCode::SYSTEM_BUSY,
+                "[PCBUSY_CLEAN_QUEUE]broker busy: the commit-log queue stayed full; retry later",
+            ))
+        }
+        PutStatus::UnknownError => return Err(reject(ResponseCode::SYSTEM_ERROR, "the commit log could not be written")),
+    };
+    Ok(RemotingCommand::response_with(
+        code,
+        &SendMessageResponseHeader {
+            msg_id,
+            queue_id,
+            queue_offset: result.queue_offset,
+            transaction_id: None,
+            batch_uniq_id: None,
+        },
+    ))
+}
+
+async fn send_batch(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: &RemotingCommand,
+    h: &SendMessageRequestHeader,
+    tc: &TopicConfig,
+    queue_id: i32,
+) -> Result<RemotingCommand, Reject> {
+    if topic::is_retry_topic(&h.topic) {
+        return Err(reject(ResponseCode::MESSAGE_ILLEGAL, format!("batch request does not support retry group {}", h.topic)));
+    }
+    let body = req.body_bytes();
+    let max = ctx.config.store.max_message_size.as_u64() as usize;
+    if body.len() > max {
+        return Err(reject(
+            ResponseCode::MESSAGE_ILLEGAL,
+            format!("the batch body size {} exceeds the maximum {} (maxMessageSize)", body.len(), max),
+        ));
+    }
+    let items = common::batch::decode(&body)
+        .map_err(|e| reject(ResponseCode::MESSAGE_ILLEGAL, format!("malformed batch body: {e}")))?;
+    if items.is_empty() {
+        return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "empty batch"));
+    }
+    let mut batch_props = Properties::decode(h.properties.as_deref().unwrap_or(""));
+    batch_props.remove(keys::WAIT_STORE_MSG_OK);
+    batch_props.insert(keys::CLUSTER, ctx.config.broker_cluster_name.clone());
+    let batch_props = batch_props.encode();
+    let mut sys_flag = h.sys_flag;
+    if sysflag::transaction_type(sys_flag) != sysflag::TRANSACTION_NOT_TYPE {
+        return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "batch messages cannot be transactional"));
+    }
+    if tc.topic_filter_type == TopicFilterType::MultiTag {
+        sys_flag |= sysflag::MULTI_TAGS;
+    }
+    let mut puts = Vec::with_capacity(items.len());
+    for item in items {
+        let item_props = item.properties_str();
+        if common::properties::find_in_encoded(&item_props, keys::DELAY_TIME_LEVEL).is_some_and(|l| l != "0") {
+            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "batch messages cannot be delayed"));
+        }
+        let props = common::batch::merge_properties(&item_props, &batch_props);
+        let tags_code = common::hash::tags_code(common::properties::find_in_encoded(&props, keys::TAGS));
+        puts.push(PutMessage {
+            topic: h.topic.clone(),
+            queue_id,
+            flag: item.flag,
+            sys_flag,
+            born_timestamp: h.born_timestamp,
+            born_host: ch.peer_addr(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: item.body,
+            properties: props,
+            tags_code,
+        });
+    }
+    let n = puts.len() as u64;
+    let result = ctx.store.put_batch(puts).await;
+    if result.status.is_stored() {
+        BrokerStats::add(&ctx.stats.send_messages, n);
+        BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
+    }
+    to_response(&result, queue_id, result.msg_ids())
+}
+
+/// CONSUMER_SEND_MSG_BACK: a consumer failed a message; re-topic it to the group's
+/// retry topic through the delay levels, or to its DLQ after too many attempts.
+pub async fn consumer_send_msg_back(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+    let h: ConsumerSendMsgBackRequestHeader = try_header!(&req);
+    Span::current().record("group", h.group.as_str());
+    Some(match send_back(ctx, ch, &req, &h).await {
+        Ok(r) | Err(r) => r,
+    })
+}
+
+async fn send_back(
+    ctx: &Arc<BrokerContext>,
+    _ch: &Channel,
+    req: &RemotingCommand,
+    h: &ConsumerSendMsgBackRequestHeader,
+) -> Result<RemotingCommand, Reject> {
+    let Some(gc) = ctx.groups.find_or_create(&h.group) else {
+        return Err(reject(ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group not exist, {}", h.group)));
+    };
+    if !ctx.is_writeable() {
+        return Err(reject(ResponseCode::NO_PERMISSION, format!("the broker[{}] sending message is forbidden", ctx.broker_addr)));
+    }
+    if gc.retry_queue_nums <= 0 {
+        return Ok(RemotingCommand::success());
+    }
+    let Some(raw) = ctx.store.look_message_by_offset(h.offset) else {
+        return Err(reject(ResponseCode::SYSTEM_ERROR, format!("look message by offset failed, {}", h.offset)));
+    };
+    let original = MessageExt::decode(&raw, false)
+        .map_err(|e| reject(ResponseCode::SYSTEM_ERROR, format!("stored message at {} is unreadable: {e}", h.offset)))?;
+    let retry = ctx.topics.create_system(&topic::retry_topic(&h.group), gc.retry_queue_nums, perm::READ_WRITE, 0);
+    let max_times = match h.max_reconsume_times {
+        Some(m) if req.version >= V3_4_9 => m,
+        _ => gc.retry_max_times,
+    };
+    let mut props = original.properties.clone();
+    if !props.contains(keys::RETRY_TOPIC) {
+        props.insert(keys::RETRY_TOPIC, original.topic.clone());
+    }
+    let (mut topic_name, mut queue_id) = if original.reconsume_times >= max_times || h.delay_level < 0 {
+        props.remove(keys::DELAY_TIME_LEVEL);
+        (dlq_topic(ctx, &h.group).topic_name, 0)
+    } else {
+        let level = if h.delay_level == 0 { 3 + original.reconsume_times } else { h.delay_level };
+        props.insert(keys::DELAY_TIME_LEVEL, level.to_string());
+        let q = rand::thread_rng().gen_range(0..retry.write_queue_nums.max(1));
+        (retry.topic_name, q)
+    };
+    if !props.contains(keys::ORIGIN_MESSAGE_ID) {
+        // Java's broker uses `msgExt.getMsgId()` of the record it looked up, which
+        // is its offsetMsgId; the header's `originMsgId` (the client's UNIQ_KEY) is
+        // ignored. Tools resolve this id with VIEW_MESSAGE_BY_ID, so it must decode
+        // to a commit-log address.
+        props.insert(keys::ORIGIN_MESSAGE_ID, original.offset_msg_id());
+    }
+    props.remove(keys::WAIT_STORE_MSG_OK);
+    props.remove(keys::REAL_TOPIC);
+    props.remove(keys::REAL_QUEUE_ID);
+    let tags_code = common::hash::tags_code(props.tags());
+    apply_delay(ctx, &mut props, &mut topic_name, &mut queue_id, original.sys_flag);
+    Span::current().record("topic", topic_name.as_str());
+    let put = PutMessage {
+        topic: topic_name,
+        queue_id,
+        flag: original.flag,
+        sys_flag: original.sys_flag,
+        born_timestamp: original.born_timestamp,
+        born_host: original.born_host,
+        reconsume_times: original.reconsume_times + 1,
+        prepared_transaction_offset: 0,
+        body: original.body.clone(),
+        properties: props.encode(),
+        tags_code,
+    };
+    let result = ctx.store.put(put).await;
+    if result.status.is_stored() {
+        Ok(RemotingCommand::success())
+    } else {
+        Err(reject(ResponseCode::SYSTEM_ERROR, format!("{:?}", result.status)))
+    }
+}

@@ -1,0 +1,293 @@
+//! Administration basics the CLI needs (in the spirit of `mqadmin`): create a
+//! topic, read routes and cluster info, consumer progress, and replay by resetting
+//! a group's offsets to a timestamp.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use common::route::{ClusterInfo, MessageQueue, TopicRouteData};
+use common::topic::AUTO_CREATE_TOPIC_KEY;
+use common::ResponseCode;
+use remoting::header::broker::{CreateTopicRequestHeader, GetConsumeStatsRequestHeader, ResetOffsetRequestHeader};
+use remoting::{RemotingCommand, RequestCode};
+
+use crate::error::{Error, Result};
+use crate::instance::ClientInstance;
+
+/// Administration client.
+#[derive(Clone)]
+pub struct Admin {
+    instance: ClientInstance,
+    timeout: Duration,
+}
+
+/// One queue's progress for a consumer group (`GET_CONSUME_STATS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueProgress {
+    pub queue: MessageQueue,
+    pub broker_offset: i64,
+    pub consumer_offset: i64,
+    pub last_timestamp: i64,
+}
+
+impl QueueProgress {
+    /// Messages not yet consumed.
+    pub fn lag(&self) -> i64 {
+        (self.broker_offset - self.consumer_offset).max(0)
+    }
+}
+
+impl Admin {
+    pub fn new(config: config::ClientConfig, namesrv: Option<Vec<String>>) -> Self {
+        let timeout = config.mq_client_api_timeout;
+        Self { instance: ClientInstance::new(config, namesrv), timeout }
+    }
+
+    pub fn instance(&self) -> &ClientInstance {
+        &self.instance
+    }
+
+    /// Creates (or updates) `topic` with `queues` read/write queues on every master
+    /// of `cluster` (all known brokers when `None`).
+    ///
+    /// # Errors
+    /// No broker found, or a broker refused.
+    pub async fn create_topic(&self, topic: &str, queues: i32, cluster: Option<&str>) -> Result<()> {
+        let info = self.cluster_info().await?;
+        let mut masters = Vec::new();
+        for (cluster_name, names) in &info.cluster_addr_table {
+            if cluster.is_some_and(|c| c != cluster_name) {
+                continue;
+            }
+            for name in names {
+                if let Some(addr) = info.broker_addr_table.get(name).and_then(|b| b.master_addr()) {
+                    masters.push(addr.to_owned());
+                }
+            }
+        }
+        if masters.is_empty() {
+            return Err(Error::NoBrokerAddr(cluster.unwrap_or("any cluster").to_owned()));
+        }
+        for addr in masters {
+            self.create_topic_on(&addr, topic, queues, 6).await?;
+        }
+        Ok(())
+    }
+
+    /// UPDATE_AND_CREATE_TOPIC on one broker.
+    ///
+    /// # Errors
+    /// Transport failure or a refusal.
+    pub async fn create_topic_on(&self, broker_addr: &str, topic: &str, queues: i32, perm: i32) -> Result<()> {
+        let h = CreateTopicRequestHeader {
+            topic: topic.to_owned(),
+            default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm,
+            topic_filter_type: "SINGLE_TAG".to_owned(),
+            topic_sys_flag: Some(0),
+            order: false,
+        };
+        let resp = self.instance.invoke(broker_addr, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), self.timeout).await?;
+        check(&resp, broker_addr)
+    }
+
+    /// The route of `topic`, fresh from the name server.
+    ///
+    /// # Errors
+    /// No route, or no name server answered.
+    pub async fn topic_route(&self, topic: &str) -> Result<TopicRouteData> {
+        Ok((*self.instance.refresh_route(topic).await?).clone())
+    }
+
+    /// GET_BROKER_CLUSTER_INFO.
+    ///
+    /// # Errors
+    /// No name server answered.
+    pub async fn cluster_info(&self) -> Result<ClusterInfo> {
+        let resp = self.instance.invoke_namesrv(RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO)).await?;
+        check(&resp, "namesrv")?;
+        remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(e.to_string()))
+    }
+
+    /// Per-queue progress of `group` on `topic`, across the topic's brokers.
+    ///
+    /// # Errors
+    /// No route, or a broker refused.
+    pub async fn consumer_progress(&self, group: &str, topic: &str) -> Result<Vec<QueueProgress>> {
+        let route = self.instance.refresh_route(topic).await?;
+        let mut out = Vec::new();
+        for bd in &route.broker_datas {
+            let Some(addr) = bd.master_addr() else { continue };
+            let h = GetConsumeStatsRequestHeader { consumer_group: group.to_owned(), topic: Some(topic.to_owned()) };
+            let resp = self.instance.invoke(addr, RemotingCommand::request_with(RequestCode::GET_CONSUME_STATS, &h), self.timeout).await?;
+            check(&resp, addr)?;
+            out.extend(parse_consume_stats(&resp.body_bytes())?);
+        }
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(out)
+    }
+
+    /// Replay: resets `group`'s offsets on `topic` to the first message stored at or
+    /// after `timestamp` (ms), on every broker of the topic. Online consumers are told
+    /// by the broker (RESET_CONSUMER_CLIENT_OFFSET) and restart from there.
+    ///
+    /// # Errors
+    /// No route, or a broker refused.
+    pub async fn reset_offset_by_timestamp(&self, group: &str, topic: &str, timestamp: i64) -> Result<BTreeMap<MessageQueue, i64>> {
+        let route = self.instance.refresh_route(topic).await?;
+        let mut all = BTreeMap::new();
+        for bd in &route.broker_datas {
+            let Some(addr) = bd.master_addr() else { continue };
+            let h = ResetOffsetRequestHeader { topic: topic.to_owned(), group: group.to_owned(), timestamp, is_force: true };
+            let req = RemotingCommand::request_with(RequestCode::INVOKE_BROKER_TO_RESET_OFFSET, &h);
+            let resp = self.instance.invoke(addr, req, self.timeout).await?;
+            check(&resp, addr)?;
+            all.extend(parse_mq_keyed_offsets(&resp.body_bytes()));
+        }
+        Ok(all)
+    }
+
+    pub fn shutdown(&self) {
+        self.instance.shutdown();
+    }
+}
+
+fn check(resp: &RemotingCommand, addr: &str) -> Result<()> {
+    if resp.response_code() == ResponseCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(Error::from_response(resp, addr))
+    }
+}
+
+/// Splits a fastjson map with `MessageQueue` object keys
+/// (`{{"brokerName":..,"queueId":..,"topic":..}:value,...}`) into its entries, given
+/// the text of the map (from `{` to the matching `}`).
+fn mq_keyed_entries(map: &str) -> Vec<(MessageQueue, &str)> {
+    let bytes = map.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 1; // after the outer '{'
+    while i < bytes.len() {
+        while i < bytes.len() && matches!(bytes[i], b',' | b' ' | b'\n' | b'\r' | b'\t') {
+            i += 1;
+        }
+        if i >= bytes.len() || bytes[i] != b'{' {
+            break;
+        }
+        let Some(key_end) = matching(bytes, i) else { break };
+        let key = &map[i..=key_end];
+        i = key_end + 1;
+        while i < bytes.len() && bytes[i] != b':' {
+            i += 1;
+        }
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let value_start = i;
+        let value_end = if i < bytes.len() && bytes[i] == b'{' {
+            match matching(bytes, i) {
+                Some(e) => e + 1,
+                None => break,
+            }
+        } else {
+            let mut j = i;
+            while j < bytes.len() && !matches!(bytes[j], b',' | b'}') {
+                j += 1;
+            }
+            j
+        };
+        if let Ok(mq) = serde_json::from_str::<MessageQueue>(key) {
+            out.push((mq, map[value_start..value_end].trim()));
+        }
+        i = value_end;
+    }
+    out
+}
+
+/// Index of the brace closing the one at `open`, skipping strings.
+fn matching(b: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    let mut in_str = false;
+    let mut i = open;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else {
+            match c {
+                b'"' => in_str = true,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The value text of `"<field>":{...}` in a body.
+fn object_field<'a>(body: &'a str, field: &str) -> Option<&'a str> {
+    let key = format!("\"{field}\":");
+    let at = body.find(&key)? + key.len();
+    let start = at + body[at..].find('{')?;
+    let end = matching(body.as_bytes(), start)?;
+    Some(&body[start..=end])
+}
+
+/// Reads `{"offsetTable":{MQ:offset,...}}` (RESET_CONSUMER_CLIENT_OFFSET and
+/// INVOKE_BROKER_TO_RESET_OFFSET bodies).
+pub fn parse_mq_keyed_offsets(body: &[u8]) -> Vec<(MessageQueue, i64)> {
+    let text = String::from_utf8_lossy(body);
+    let Some(table) = object_field(&text, "offsetTable") else { return Vec::new() };
+    mq_keyed_entries(table).into_iter().filter_map(|(mq, v)| v.parse().ok().map(|o| (mq, o))).collect()
+}
+
+fn parse_consume_stats(body: &[u8]) -> Result<Vec<QueueProgress>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wrapper {
+        broker_offset: i64,
+        consumer_offset: i64,
+        #[serde(default)]
+        last_timestamp: i64,
+    }
+    let text = String::from_utf8_lossy(body);
+    let table = object_field(&text, "offsetTable").ok_or_else(|| Error::Body("consume stats without offsetTable".into()))?;
+    let mut out = Vec::new();
+    for (queue, v) in mq_keyed_entries(table) {
+        let w: Wrapper = serde_json::from_str(v).map_err(|e| Error::Body(e.to_string()))?;
+        out.push(QueueProgress { queue, broker_offset: w.broker_offset, consumer_offset: w.consumer_offset, last_timestamp: w.last_timestamp });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fastjson_object_keys() {
+        let body = br#"{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:12,{"brokerName":"b","queueId":1,"topic":"T"}:7}}"#;
+        let v = parse_mq_keyed_offsets(body);
+        assert_eq!(v, vec![(MessageQueue::new("T", "b", 0), 12), (MessageQueue::new("T", "b", 1), 7)]);
+        let stats = br#"{"consumeTps":0.0,"offsetTable":{{"topic":"T","brokerName":"b","queueId":3}:{"brokerOffset":10,"consumerOffset":4,"lastTimestamp":5}}}"#;
+        let p = parse_consume_stats(stats).unwrap();
+        assert_eq!(p[0].queue.queue_id, 3);
+        assert_eq!(p[0].lag(), 6);
+    }
+}

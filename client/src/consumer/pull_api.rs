@@ -1,0 +1,557 @@
+// PERF-CRITICAL PATH: every pulled message goes through `PullApi::pull`.
+//! The consumer's broker calls: one PULL_MESSAGE on one queue, and the offset,
+//! membership, send-back and lock requests every consumer needs (RocketMQ's
+//! `PullAPIWrapper` plus the consumer half of `MQClientAPIImpl`).
+//!
+//! This module owns the request/response mapping only: it keeps no state between
+//! calls, retries nothing and never sleeps, so push and pull consumers can build
+//! their own loops on it. Callers rely on these invariants:
+//!
+//! * a pull that finds nothing is a [`PullStatus`], not an `Err`; `Err` means the
+//!   request failed (transport, timeout, or a broker refusal such as
+//!   SUBSCRIPTION_NOT_LATEST) and the caller decides when to try again;
+//! * [`PullStatus::Found`] always comes with at least one message: when the exact
+//!   tag re-filter (tag hash collisions, §8.9) drops every message of a batch the
+//!   result is [`PullStatus::NoMatchedMsg`], whose `next_begin_offset` still moves
+//!   past them;
+//! * returned bodies are decompressed and their `sys_flag` no longer carries the
+//!   compression bits, so a message can be re-sent or re-inspected as it is;
+//! * the broker address comes from the [`ClientInstance`]'s route cache: the master
+//!   when the request commits something (a piggy-backed commit offset, offset
+//!   updates, send-back, locks), any live address for reads; an unknown broker
+//!   name triggers one route refresh of the queue's topic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::route::MessageQueue;
+use common::subscription::SubscriptionData;
+use common::sysflag::{message as msg_flag, pull as pull_flag};
+use common::{MessageExt, ResponseCode};
+use remoting::body::{ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody};
+use remoting::header::broker::{
+    ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use remoting::{RemotingCommand, RequestCode};
+
+use crate::error::{Error, Result};
+use crate::instance::ClientInstance;
+
+/// Messages asked for per pull (`pullBatchSize`).
+pub const DEFAULT_PULL_BATCH_SIZE: i32 = 32;
+/// How long the broker may hold a pull that finds nothing (Java push consumer: 15 s).
+pub const DEFAULT_SUSPEND: Duration = Duration::from_secs(15);
+/// Request timeout of a long-polling pull: twice the hold, as the Java client uses.
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a pull found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    /// Messages were found (at least one survives the client-side re-filter).
+    Found,
+    /// The queue has nothing at or after the offset (after the hold, if any).
+    NoNewMsg,
+    /// Entries were scanned but none matched the subscription; continue from
+    /// `next_begin_offset`.
+    NoMatchedMsg,
+    /// The offset is outside `[min_offset, max_offset]`; `next_begin_offset` is
+    /// the broker's correction.
+    OffsetIllegal,
+}
+
+/// The outcome of one pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullResult {
+    pub status: PullStatus,
+    /// Where the next pull of this queue should start.
+    pub next_begin_offset: i64,
+    /// The queue's smallest logical offset.
+    pub min_offset: i64,
+    /// The queue's next logical offset to be written.
+    pub max_offset: i64,
+    /// Decoded, decompressed, re-filtered messages, in queue order.
+    pub messages: Vec<MessageExt>,
+}
+
+/// One PULL_MESSAGE. Build with [`PullRequest::new`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    pub group: String,
+    pub mq: MessageQueue,
+    /// Logical offset to read from.
+    pub offset: i64,
+    /// Messages at most (`maxMsgNums`).
+    pub max_msg_nums: i32,
+    /// The subscription: its expression is sent when `post_subscription` is set, its
+    /// `sub_version` always, and its tags re-filter the answer.
+    pub subscription: Arc<SubscriptionData>,
+    /// An offset for the broker (master) to commit for the group at the same time
+    /// (PullSysFlag COMMIT_OFFSET). Forces the request to the master.
+    pub commit_offset: Option<i64>,
+    /// Long polling: how long the broker may hold the request when nothing is
+    /// there (PullSysFlag SUSPEND). `None` answers at once.
+    pub suspend: Option<Duration>,
+    /// Send the subscription with the request (PullSysFlag SUBSCRIPTION) instead of
+    /// relying on what the broker learned from heartbeats (Java's
+    /// `postSubscriptionWhenPull`; lite pull consumers set it).
+    pub post_subscription: bool,
+    /// Mark the request as a lite pull consumer's (PullSysFlag LITE_PULL).
+    pub lite: bool,
+    /// Request timeout; must exceed `suspend`.
+    pub timeout: Duration,
+}
+
+impl PullRequest {
+    /// A long-polling pull with the Java push consumer's defaults: 32 messages,
+    /// 15 s hold, 30 s timeout, no commit, subscription from heartbeats.
+    pub fn new(group: impl Into<String>, mq: MessageQueue, offset: i64, subscription: Arc<SubscriptionData>) -> Self {
+        Self {
+            group: group.into(),
+            mq,
+            offset,
+            max_msg_nums: DEFAULT_PULL_BATCH_SIZE,
+            subscription,
+            commit_offset: None,
+            suspend: Some(DEFAULT_SUSPEND),
+            post_subscription: false,
+            lite: false,
+            timeout: DEFAULT_PULL_TIMEOUT,
+        }
+    }
+
+    fn sys_flag(&self, commit: bool) -> i32 {
+        let mut flag = pull_flag::build(commit, self.suspend.is_some(), self.post_subscription, false);
+        if self.lite {
+            flag |= pull_flag::LITE_PULL;
+        }
+        flag
+    }
+}
+
+/// The consumer-side broker API. Cheap to clone.
+#[derive(Clone)]
+pub struct PullApi {
+    instance: ClientInstance,
+    /// Timeout of the control requests (`mqClientApiTimeout`).
+    timeout: Duration,
+}
+
+impl PullApi {
+    pub fn new(instance: ClientInstance) -> Self {
+        let timeout = instance.config().mq_client_api_timeout;
+        Self { instance, timeout }
+    }
+
+    pub fn instance(&self) -> &ClientInstance {
+        &self.instance
+    }
+
+    /// Timeout used for every request except pulls.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Pulls one queue.
+    ///
+    /// # Errors
+    /// No address for the queue's broker, transport failures and timeouts, a
+    /// broker refusal (any code other than SUCCESS, PULL_NOT_FOUND,
+    /// PULL_RETRY_IMMEDIATELY, PULL_OFFSET_MOVED), or a malformed body.
+    pub async fn pull(&self, req: &PullRequest) -> Result<PullResult> {
+        let (addr, is_master) = match req.commit_offset {
+            Some(_) => match self.master_addr(&req.mq).await {
+                Ok(a) => (a, true),
+                // No master: read from a slave without committing, as Java does.
+                Err(_) => (self.read_addr(&req.mq).await?, false),
+            },
+            None => (self.read_addr(&req.mq).await?, false),
+        };
+        let commit = req.commit_offset.is_some() && is_master;
+        let sub = &req.subscription;
+        let header = PullMessageRequestHeader {
+            consumer_group: req.group.clone(),
+            topic: req.mq.topic.clone(),
+            queue_id: req.mq.queue_id,
+            queue_offset: req.offset,
+            max_msg_nums: req.max_msg_nums,
+            sys_flag: req.sys_flag(commit),
+            commit_offset: if commit { req.commit_offset.unwrap_or(0) } else { 0 },
+            suspend_timeout_millis: req.suspend.map_or(0, |d| d.as_millis() as i64),
+            subscription: Some(sub.sub_string.clone()),
+            sub_version: sub.sub_version,
+            expression_type: Some(if sub.expression_type.is_empty() { "TAG".to_owned() } else { sub.expression_type.clone() }),
+            max_msg_bytes: None,
+            broker_name: Some(req.mq.broker_name.clone()),
+        };
+        let resp = self.instance.invoke(&addr, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &header), req.timeout).await?;
+        let status = match resp.response_code() {
+            ResponseCode::SUCCESS => PullStatus::Found,
+            ResponseCode::PULL_NOT_FOUND => PullStatus::NoNewMsg,
+            ResponseCode::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatchedMsg,
+            ResponseCode::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
+            _ => return Err(Error::from_response(&resp, &addr)),
+        };
+        let h: PullMessageResponseHeader = resp.decode_header().map_err(|e| Error::Body(format!("pull response header: {e}")))?;
+        let mut result = PullResult {
+            status,
+            next_begin_offset: h.next_begin_offset,
+            min_offset: h.min_offset,
+            max_offset: h.max_offset,
+            messages: Vec::new(),
+        };
+        if status == PullStatus::Found {
+            result.messages = decode_messages(&resp.body_bytes(), sub)?;
+            if result.messages.is_empty() {
+                result.status = PullStatus::NoMatchedMsg;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The group's committed offset of `mq` (QUERY_CONSUMER_OFFSET to the master);
+    /// `None` when the broker has none (QUERY_NOT_FOUND).
+    ///
+    /// # Errors
+    /// No master, transport failures, another refusal.
+    pub async fn query_consumer_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<i64>> {
+        self.query_consumer_offset_with(group, mq, None).await
+    }
+
+    /// [`PullApi::query_consumer_offset`] with RocketMQ 5's `setZeroIfNotFound`:
+    /// `Some(false)` asks the broker to answer QUERY_NOT_FOUND instead of 0 for a
+    /// young queue the group never committed (brokers before 5.x ignore it).
+    ///
+    /// # Errors
+    /// As [`PullApi::query_consumer_offset`].
+    pub async fn query_consumer_offset_with(&self, group: &str, mq: &MessageQueue, set_zero_if_not_found: Option<bool>) -> Result<Option<i64>> {
+        let addr = self.master_addr(mq).await?;
+        let h = QueryConsumerOffsetRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            set_zero_if_not_found,
+        };
+        let resp = self.invoke(&addr, RemotingCommand::request_with(RequestCode::QUERY_CONSUMER_OFFSET, &h)).await?;
+        match resp.response_code() {
+            ResponseCode::SUCCESS => {
+                let h: QueryConsumerOffsetResponseHeader = resp.decode_header().map_err(|e| Error::Body(e.to_string()))?;
+                Ok(Some(h.offset))
+            }
+            ResponseCode::QUERY_NOT_FOUND => Ok(None),
+            _ => Err(Error::from_response(&resp, &addr)),
+        }
+    }
+
+    /// Commits `offset` (next offset to consume) for the group and waits for the
+    /// broker's answer.
+    ///
+    /// # Errors
+    /// No master, transport failures, a refusal.
+    pub async fn update_consumer_offset(&self, group: &str, mq: &MessageQueue, offset: i64) -> Result<()> {
+        let addr = self.master_addr(mq).await?;
+        let resp = self.invoke(&addr, update_offset_request(group, mq, offset)).await?;
+        check(&resp, &addr)
+    }
+
+    /// Commits `offset` without waiting (what the periodic persist sends).
+    ///
+    /// # Errors
+    /// No master, or the request could not be written.
+    pub async fn update_consumer_offset_oneway(&self, group: &str, mq: &MessageQueue, offset: i64) -> Result<()> {
+        let addr = self.master_addr(mq).await?;
+        self.instance.oneway(&addr, update_offset_request(group, mq, offset)).await
+    }
+
+    /// The queue's next offset to be written (GET_MAX_OFFSET).
+    ///
+    /// # Errors
+    /// No address, transport failures, a refusal.
+    pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.read_addr(mq).await?;
+        let h = GetMaxOffsetRequestHeader { topic: mq.topic.clone(), queue_id: mq.queue_id, committed: None };
+        self.offset_call(&addr, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h)).await
+    }
+
+    /// The queue's smallest offset still stored (GET_MIN_OFFSET).
+    ///
+    /// # Errors
+    /// No address, transport failures, a refusal.
+    pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.read_addr(mq).await?;
+        let h = TopicQueueRequestHeader { topic: mq.topic.clone(), queue_id: mq.queue_id };
+        self.offset_call(&addr, RemotingCommand::request_with(RequestCode::GET_MIN_OFFSET, &h)).await
+    }
+
+    /// The offset of the first message stored at or after `timestamp` (ms)
+    /// (SEARCH_OFFSET_BY_TIMESTAMP).
+    ///
+    /// # Errors
+    /// No address, transport failures, a refusal.
+    pub async fn search_offset(&self, mq: &MessageQueue, timestamp: i64) -> Result<i64> {
+        let addr = self.read_addr(mq).await?;
+        let h = SearchOffsetRequestHeader { topic: mq.topic.clone(), queue_id: mq.queue_id, timestamp, boundary_type: None };
+        self.offset_call(&addr, RemotingCommand::request_with(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, &h)).await
+    }
+
+    /// The ids of the group's live consumers, asked of one broker hosting `topic`
+    /// (a random one, preferring masters), sorted. A broker that knows no
+    /// consumer of the group answers SYSTEM_ERROR; that is an empty list.
+    ///
+    /// # Errors
+    /// No route or broker for the topic, transport failures, another refusal.
+    pub async fn consumer_ids(&self, topic: &str, group: &str) -> Result<Vec<String>> {
+        let route = self.instance.route(topic).await?;
+        let masters: Vec<&str> = route.broker_datas.iter().filter_map(|b| b.master_addr()).collect();
+        let pool: Vec<&str> =
+            if masters.is_empty() { route.broker_datas.iter().filter_map(|b| b.select_addr()).collect() } else { masters };
+        if pool.is_empty() {
+            return Err(Error::NoRoute(topic.to_owned()));
+        }
+        let addr = pool[rand::random::<usize>() % pool.len()].to_owned();
+        self.consumer_ids_from(&addr, group).await
+    }
+
+    /// GET_CONSUMER_LIST_BY_GROUP to one broker, sorted.
+    ///
+    /// # Errors
+    /// As [`PullApi::consumer_ids`].
+    pub async fn consumer_ids_from(&self, broker_addr: &str, group: &str) -> Result<Vec<String>> {
+        let h = ConsumerGroupRequestHeader { consumer_group: group.to_owned() };
+        let resp = self.invoke(broker_addr, RemotingCommand::request_with(RequestCode::GET_CONSUMER_LIST_BY_GROUP, &h)).await?;
+        match resp.response_code() {
+            ResponseCode::SUCCESS => {
+                let body: ConsumerListBody =
+                    remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(format!("consumer list: {e}")))?;
+                let mut ids = body.consumer_id_list;
+                ids.sort();
+                ids.dedup();
+                Ok(ids)
+            }
+            ResponseCode::SYSTEM_ERROR => Ok(Vec::new()),
+            _ => Err(Error::from_response(&resp, broker_addr)),
+        }
+    }
+
+    /// Returns a message the consumer failed to process to the broker it came from
+    /// (CONSUMER_SEND_MSG_BACK): the broker re-stores it in `%RETRY%<group>` after a
+    /// delay, or in `%DLQ%<group>` once `max_reconsume_times` is reached.
+    /// `delay_level` 0 lets the broker pick (3 + reconsume times), −1 sends it
+    /// straight to the DLQ. `broker_name` is the broker of the queue the message
+    /// was pulled from; its master is asked, else the record's store host.
+    ///
+    /// # Errors
+    /// Transport failures or a refusal; callers fall back to re-sending a copy.
+    pub async fn send_back(&self, broker_name: &str, msg: &MessageExt, group: &str, delay_level: i32, max_reconsume_times: i32) -> Result<()> {
+        let addr = match self.instance.master_addr(broker_name) {
+            Some(a) => a,
+            None => msg.store_host.to_string(),
+        };
+        let h = ConsumerSendMsgBackRequestHeader {
+            offset: msg.commit_log_offset,
+            group: group.to_owned(),
+            delay_level,
+            origin_msg_id: Some(msg.msg_id()),
+            origin_topic: Some(msg.topic.clone()),
+            unit_mode: Some(false),
+            max_reconsume_times: Some(max_reconsume_times),
+        };
+        let resp = self.invoke(&addr, RemotingCommand::request_with(RequestCode::CONSUMER_SEND_MSG_BACK, &h)).await?;
+        check(&resp, &addr)
+    }
+
+    /// Locks `mqs` (all of broker `broker_name`) for this client in the group
+    /// (LOCK_BATCH_MQ to the master); returns the queues now held.
+    ///
+    /// # Errors
+    /// No master, transport failures, a refusal, a malformed body.
+    pub async fn lock_batch(&self, group: &str, broker_name: &str, mqs: &[MessageQueue]) -> Result<Vec<MessageQueue>> {
+        let addr = self.master_addr_of(broker_name, mqs.first().map(|m| m.topic.as_str())).await?;
+        let body = self.lock_body(group, mqs)?;
+        let req = RemotingCommand::request(RequestCode::LOCK_BATCH_MQ).with_body(body);
+        let resp = self.invoke(&addr, req).await?;
+        check(&resp, &addr)?;
+        let body: LockBatchResponseBody =
+            remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(format!("lock response: {e}")))?;
+        Ok(body.lock_ok_mq_set)
+    }
+
+    /// Releases the locks on `mqs` (UNLOCK_BATCH_MQ to the master of
+    /// `broker_name`), waiting for the answer unless `oneway`.
+    ///
+    /// # Errors
+    /// No master, transport failures, a refusal.
+    pub async fn unlock_batch(&self, group: &str, broker_name: &str, mqs: &[MessageQueue], oneway: bool) -> Result<()> {
+        let addr = self.master_addr_of(broker_name, mqs.first().map(|m| m.topic.as_str())).await?;
+        let body = self.lock_body(group, mqs)?;
+        let req = RemotingCommand::request(RequestCode::UNLOCK_BATCH_MQ).with_body(body);
+        if oneway {
+            return self.instance.oneway(&addr, req).await;
+        }
+        let resp = self.invoke(&addr, req).await?;
+        check(&resp, &addr)
+    }
+
+    /// Address of the master of `mq`'s broker (route refreshed once if unknown).
+    ///
+    /// # Errors
+    /// [`Error::NoBrokerAddr`] when the broker has no master, or the route failed.
+    pub async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
+        self.master_addr_of(&mq.broker_name, Some(&mq.topic)).await
+    }
+
+    /// Address to read `mq` from: the master, else any live replica.
+    ///
+    /// # Errors
+    /// [`Error::NoBrokerAddr`] when the broker has no address, or the route failed.
+    pub async fn read_addr(&self, mq: &MessageQueue) -> Result<String> {
+        if let Some(a) = self.instance.any_addr(&mq.broker_name) {
+            return Ok(a);
+        }
+        self.instance.refresh_route(&mq.topic).await?;
+        self.instance.any_addr(&mq.broker_name).ok_or_else(|| Error::NoBrokerAddr(mq.broker_name.clone()))
+    }
+
+    async fn master_addr_of(&self, broker_name: &str, topic: Option<&str>) -> Result<String> {
+        if let Some(a) = self.instance.master_addr(broker_name) {
+            return Ok(a);
+        }
+        if let Some(t) = topic {
+            self.instance.refresh_route(t).await?;
+        }
+        self.instance.master_addr(broker_name).ok_or_else(|| Error::NoBrokerAddr(broker_name.to_owned()))
+    }
+
+    fn lock_body(&self, group: &str, mqs: &[MessageQueue]) -> Result<Vec<u8>> {
+        let body = LockBatchRequestBody {
+            consumer_group: group.to_owned(),
+            client_id: self.instance.client_id().to_owned(),
+            mq_set: mqs.to_vec(),
+            only_this_broker: false,
+        };
+        remoting::json::to_vec(&body).map_err(|e| Error::Body(e.to_string()))
+    }
+
+    async fn invoke(&self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand> {
+        self.instance.invoke(addr, req, self.timeout).await
+    }
+
+    async fn offset_call(&self, addr: &str, req: RemotingCommand) -> Result<i64> {
+        let resp = self.invoke(addr, req).await?;
+        check(&resp, addr)?;
+        let h: OffsetResponseHeader = resp.decode_header().map_err(|e| Error::Body(e.to_string()))?;
+        Ok(h.offset)
+    }
+}
+
+fn update_offset_request(group: &str, mq: &MessageQueue, offset: i64) -> RemotingCommand {
+    let h = UpdateConsumerOffsetRequestHeader {
+        consumer_group: group.to_owned(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        commit_offset: offset,
+    };
+    RemotingCommand::request_with(RequestCode::UPDATE_CONSUMER_OFFSET, &h)
+}
+
+fn check(resp: &RemotingCommand, addr: &str) -> Result<()> {
+    if resp.response_code() == ResponseCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(Error::from_response(resp, addr))
+    }
+}
+
+/// Decodes a pull body, decompresses bodies and drops messages whose tag is not
+/// exactly one of a TAG subscription's tags (the broker matched hashes only).
+///
+/// # Errors
+/// A malformed record.
+pub fn decode_messages(body: &bytes::Bytes, sub: &SubscriptionData) -> Result<Vec<MessageExt>> {
+    let mut msgs = common::record::decode_all(body, false).map_err(|e| Error::Body(format!("pull body: {e}")))?;
+    let refilter = sub.is_tag_type() && !sub.tags_set.is_empty() && !sub.class_filter_mode;
+    if refilter {
+        msgs.retain(|m| m.tags().is_some_and(|t| sub.tags_set.iter().any(|s| s == t)));
+    }
+    for m in &mut msgs {
+        if m.sys_flag & msg_flag::COMPRESSED != 0 {
+            m.body = crate::producer::decompress_body(m.sys_flag, &m.body);
+            m.sys_flag &= !(msg_flag::COMPRESSED | msg_flag::COMPRESSION_TYPE_MASK);
+        }
+    }
+    Ok(msgs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, Bytes, BytesMut};
+    use common::record::RecordRef;
+
+    fn record(tag: &str, body: &[u8], sys_flag: i32, offset: i64) -> Bytes {
+        let props = format!("TAGS\u{1}{tag}");
+        RecordRef {
+            topic: "T",
+            queue_id: 0,
+            flag: 0,
+            queue_offset: offset,
+            physical_offset: offset * 100,
+            sys_flag,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_timestamp: 2,
+            store_host: "127.0.0.1:2".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body,
+            properties: props.as_bytes(),
+            body_crc: None,
+        }
+        .to_bytes()
+        .unwrap()
+    }
+
+    fn check(sub: &str, records: &[(&str, &[u8], i32)], expected: &[(&str, &[u8])]) {
+        let mut buf = BytesMut::new();
+        for (i, (tag, body, flag)) in records.iter().enumerate() {
+            buf.put(record(tag, body, *flag, i as i64));
+        }
+        let sub = SubscriptionData::new("T", sub, "TAG", 1);
+        let got = decode_messages(&buf.freeze(), &sub).unwrap();
+        let got: Vec<(String, Vec<u8>)> = got.iter().map(|m| (m.tags().unwrap_or("").to_owned(), m.body.to_vec())).collect();
+        let want: Vec<(String, Vec<u8>)> = expected.iter().map(|(t, b)| ((*t).to_owned(), b.to_vec())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn refilters_by_exact_tag() {
+        // "Aa" and "BB" have the same Java hash: the broker lets both through.
+        assert_eq!(common::hash::java_string_hash("Aa"), common::hash::java_string_hash("BB"));
+        check("Aa || TagC", &[("Aa", b"1", 0), ("BB", b"2", 0), ("TagC", b"3", 0)], &[("Aa", b"1"), ("TagC", b"3")]);
+        check("*", &[("Aa", b"1", 0), ("BB", b"2", 0)], &[("Aa", b"1"), ("BB", b"2")]);
+    }
+
+    #[test]
+    fn decompresses_bodies() {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+        z.write_all(b"hello hello hello").unwrap();
+        let compressed = z.finish().unwrap();
+        let flag = msg_flag::COMPRESSED | 0x300;
+        check("*", &[("A", &compressed, flag), ("B", b"plain", 0)], &[("A", b"hello hello hello"), ("B", b"plain")]);
+    }
+
+    #[test]
+    fn sys_flags_like_java() {
+        let sub = Arc::new(SubscriptionData::new("T", "*", "TAG", 1));
+        let mut r = PullRequest::new("G", MessageQueue::new("T", "b", 0), 0, sub);
+        assert_eq!(r.sys_flag(false), pull_flag::SUSPEND);
+        assert_eq!(r.sys_flag(true), pull_flag::SUSPEND | pull_flag::COMMIT_OFFSET);
+        r.post_subscription = true;
+        r.lite = true;
+        r.suspend = None;
+        assert_eq!(r.sys_flag(false), pull_flag::SUBSCRIPTION | pull_flag::LITE_PULL);
+    }
+}

@@ -1,0 +1,1167 @@
+//! The push consumer (RocketMQ's `DefaultMQPushConsumer`): the application gives
+//! a listener, the consumer does the rest — membership, queue assignment, long
+//! polling, flow control, offsets, retries and, for orderly listeners, queue locks.
+//!
+//! ```no_run
+//! # async fn demo() -> client::Result<()> {
+//! use client::consumer::{ConsumeContext, ConsumeStatus, PushConsumer};
+//! use client::MessageExt;
+//! let consumer = PushConsumer::builder("my_group")
+//!     .namesrv("127.0.0.1:9876")
+//!     .subscribe("TopicTest", "TagA || TagB")
+//!     .on_message(|msgs: &[MessageExt], _ctx: &ConsumeContext| {
+//!         println!("got {} messages", msgs.len());
+//!         ConsumeStatus::Success
+//!     })
+//!     .start()
+//!     .await?;
+//! // ...
+//! consumer.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! How it runs (the shape of the Java client, with tasks instead of thread pools):
+//!
+//! * **Rebalance** (every 20 s, on NOTIFY_CONSUMER_IDS_CHANGED, on demand): for each
+//!   subscribed topic — in clustering mode also `%RETRY%<group>` — the readable
+//!   queues of the route and the group's members (GET_CONSUMER_LIST_BY_GROUP) go
+//!   through the [`AllocateStrategy`]; broadcasting members take every queue.
+//!   Removed queues stop and commit their offset; new queues get a start offset
+//!   (the committed one, else consume-from-where) and a pull loop. Rebalances are
+//!   serialized.
+//! * **Pull loop**, one task per assigned queue: long polling (15 s hold), flow
+//!   control (per-queue message/byte caps → wait 50 ms), errors → wait 3 s,
+//!   OFFSET_ILLEGAL → commit the broker's offset and drop the queue until the next
+//!   rebalance.
+//! * **Concurrent consumption**: each pulled batch is split into listener batches
+//!   run as tasks, at most `consume_concurrency` at once. Failed batches go back
+//!   to the broker (CONSUMER_SEND_MSG_BACK), else are re-sent to the retry topic by
+//!   the inner producer, else consumed again locally 5 s later. The committed
+//!   offset is the smallest offset still in flight.
+//! * **Orderly consumption**: one task per queue, one batch at a time, only while
+//!   the broker lock is held (clustering). Newly assigned queues are locked at
+//!   once, and a queue whose lock is still held by a previous owner retries every
+//!   `lock_retry_interval` rather than waiting for the 20 s lock refresh (RocketMQ
+//!   pain point #10). A queue leaving this member waits for its batch in progress,
+//!   commits, then unlocks, so the next owner starts exactly after it.
+//!
+//! Delivery is at-least-once: a queue that changes owner may deliver messages
+//! consumed but not yet committed by the previous owner again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use common::properties::keys;
+use common::route::MessageQueue;
+use common::subscription::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData};
+use common::{topic, Message, MessageExt, ResponseCode};
+use remoting::channel::BoxFuture;
+
+use crate::consumer::listener::{
+    AsyncFnListener, ConsumeContext, ConsumeOrderlyStatus, ConsumeStatus, DynConcurrent, DynOrderly, MessageListenerConcurrently,
+    MessageListenerOrderly,
+};
+use crate::consumer::offset_store::OffsetStore;
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::pull_api::{PullApi, PullRequest, PullStatus};
+use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
+use crate::error::{Error, Result};
+use crate::instance::{now_ms, ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
+use crate::producer::{Producer, ProducerOptions};
+
+/// Push consumer settings (RocketMQ's names in snake case, same defaults).
+#[derive(Debug, Clone)]
+pub struct PushConsumerOptions {
+    /// Messages asked for per pull (`pullBatchSize`).
+    pub pull_batch_size: i32,
+    /// Messages per listener call (`consumeMessageBatchMaxSize`).
+    pub consume_batch_size: usize,
+    /// Listener calls in flight at once, across queues (`consumeThreadMax`).
+    pub consume_concurrency: usize,
+    /// Cached messages per queue above which pulling pauses (`pullThresholdForQueue`).
+    pub pull_threshold_for_queue: usize,
+    /// Cached body bytes per queue above which pulling pauses
+    /// (`pullThresholdSizeForQueue`, 100 MiB).
+    pub pull_threshold_size_for_queue: usize,
+    /// Pause of a flow-controlled pull loop.
+    pub flow_control_delay: Duration,
+    /// Deliveries before a message goes to the DLQ (`maxReconsumeTimes`); `None`
+    /// means 16 for concurrent listeners and unlimited for orderly ones, as Java.
+    pub max_reconsume_times: Option<i32>,
+    /// How long the broker may hold a pull (`brokerSuspendMaxTimeMillis`).
+    pub suspend: Duration,
+    /// Timeout of a long-polling pull (`consumerTimeoutMillisWhenSuspend`).
+    pub pull_timeout: Duration,
+    /// Pause of a pull loop after an error (`pullTimeDelayMillsWhenException`).
+    pub pull_error_delay: Duration,
+    /// Period of the rebalance (`rocketmq.client.rebalance.waitInterval`); values
+    /// below 20 s add a timer of this consumer's own (tests use it).
+    pub rebalance_interval: Duration,
+    /// Orderly: period of the lock refresh of every assigned queue.
+    pub lock_interval: Duration,
+    /// Orderly: retry period of a queue whose lock is held by someone else.
+    pub lock_retry_interval: Duration,
+    /// Orderly: pause after `SuspendCurrentQueueAMoment` (`suspendCurrentQueueTimeMillis`).
+    pub suspend_current_queue_time: Duration,
+    /// Pause before consuming again messages that could not be sent back.
+    pub reconsume_later_delay: Duration,
+    /// How long `shutdown` waits for listener calls in progress.
+    pub shutdown_timeout: Duration,
+    /// Send the subscription with every pull (`postSubscriptionWhenPull`).
+    pub post_subscription_when_pull: bool,
+    /// Broadcasting: directory of the local offset files (default
+    /// `~/.rocketmq_offsets`).
+    pub offset_store_dir: Option<PathBuf>,
+}
+
+impl Default for PushConsumerOptions {
+    fn default() -> Self {
+        Self {
+            pull_batch_size: 32,
+            consume_batch_size: 1,
+            consume_concurrency: 20,
+            pull_threshold_for_queue: 1000,
+            pull_threshold_size_for_queue: 100 * 1024 * 1024,
+            flow_control_delay: Duration::from_millis(50),
+            max_reconsume_times: None,
+            suspend: Duration::from_secs(15),
+            pull_timeout: Duration::from_secs(30),
+            pull_error_delay: Duration::from_secs(3),
+            rebalance_interval: REBALANCE_INTERVAL,
+            lock_interval: Duration::from_secs(20),
+            lock_retry_interval: Duration::from_millis(500),
+            suspend_current_queue_time: Duration::from_secs(1),
+            reconsume_later_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            post_subscription_when_pull: false,
+            offset_store_dir: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Listener {
+    Concurrent(Arc<dyn DynConcurrent>),
+    Orderly(Arc<dyn DynOrderly>),
+}
+
+/// Builds a [`PushConsumer`]; [`PushConsumerBuilder::start`] validates and starts it.
+pub struct PushConsumerBuilder {
+    group: String,
+    namesrv: Option<Vec<String>>,
+    config: config::ClientConfig,
+    instance: Option<ClientInstance>,
+    subscriptions: Vec<(String, String, String)>,
+    model: MessageModel,
+    from_where: ConsumeFromWhere,
+    consume_timestamp: Option<i64>,
+    strategy: Arc<dyn AllocateStrategy>,
+    options: PushConsumerOptions,
+    listener: Option<Listener>,
+}
+
+impl PushConsumerBuilder {
+    /// Name servers, `host:port;host:port` (overrides the client config's).
+    pub fn namesrv(mut self, addrs: &str) -> Self {
+        self.namesrv = Some(addrs.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect());
+        self
+    }
+
+    /// Client settings (name servers, instance name, intervals).
+    pub fn config(mut self, config: config::ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Runs on an existing instance (shared with producers of the process); the
+    /// consumer then leaves it running at shutdown.
+    pub fn instance(mut self, instance: ClientInstance) -> Self {
+        self.instance = Some(instance);
+        self
+    }
+
+    /// Subscribes to `topic` with a TAG expression: `*`, `TagA`, `TagA || TagB`.
+    pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
+        self.subscriptions.push((topic.into(), expression.into(), "TAG".to_owned()));
+        self
+    }
+
+    /// Subscribes to `topic` with an SQL92 expression on message properties (the
+    /// broker needs `enablePropertyFilter`).
+    pub fn subscribe_sql(mut self, topic: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.subscriptions.push((topic.into(), sql.into(), "SQL92".to_owned()));
+        self
+    }
+
+    /// CLUSTERING (default: the group shares the queues) or BROADCASTING (every
+    /// member gets everything).
+    pub fn message_model(mut self, model: MessageModel) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// Where a group with no committed offset starts (default LAST_OFFSET).
+    pub fn consume_from(mut self, from_where: ConsumeFromWhere) -> Self {
+        self.from_where = from_where;
+        self
+    }
+
+    /// The time (ms since the epoch) CONSUME_FROM_TIMESTAMP starts at (default:
+    /// 30 minutes before start).
+    pub fn consume_timestamp(mut self, ms: i64) -> Self {
+        self.consume_timestamp = Some(ms);
+        self
+    }
+
+    /// The queue allocation strategy (default [`AllocateAveragely`]).
+    pub fn allocate_strategy(mut self, strategy: Arc<dyn AllocateStrategy>) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    pub fn options(mut self, options: PushConsumerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Adjusts the options in place: `.with_options(|o| o.consume_batch_size = 4)`.
+    pub fn with_options(mut self, f: impl FnOnce(&mut PushConsumerOptions)) -> Self {
+        f(&mut self.options);
+        self
+    }
+
+    /// A concurrent listener.
+    pub fn listener(mut self, listener: impl MessageListenerConcurrently) -> Self {
+        self.listener = Some(Listener::Concurrent(Arc::new(listener)));
+        self
+    }
+
+    /// An orderly listener: each queue's messages one batch at a time, in order.
+    pub fn listener_orderly(mut self, listener: impl MessageListenerOrderly) -> Self {
+        self.listener = Some(Listener::Orderly(Arc::new(listener)));
+        self
+    }
+
+    /// A concurrent listener from a closure.
+    pub fn on_message<F>(self, f: F) -> Self
+    where
+        F: Fn(&[MessageExt], &ConsumeContext) -> ConsumeStatus + Send + Sync + 'static,
+    {
+        self.listener(f)
+    }
+
+    /// A concurrent listener from an async closure (it gets its own copy of each batch).
+    pub fn on_message_async<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ConsumeStatus> + Send + 'static,
+    {
+        self.listener(AsyncFnListener(f))
+    }
+
+    /// An orderly listener from a closure.
+    pub fn on_message_orderly<F>(self, f: F) -> Self
+    where
+        F: Fn(&[MessageExt], &ConsumeContext) -> ConsumeOrderlyStatus + Send + Sync + 'static,
+    {
+        self.listener_orderly(f)
+    }
+
+    /// Validates, registers with the brokers and does the first rebalance.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`]: no listener, no subscription, a bad group or
+    /// topic name, or the group already has a consumer on the instance.
+    pub async fn start(self) -> Result<PushConsumer> {
+        let listener = self.listener.ok_or_else(|| Error::InvalidArgument("a push consumer needs a listener".into()))?;
+        topic::validate_topic(&self.group).map_err(|e| Error::InvalidArgument(format!("group `{}`: {e}", self.group)))?;
+        if self.group == common::topic::CLIENT_INNER_PRODUCER_GROUP || self.group == "DEFAULT_CONSUMER" {
+            return Err(Error::InvalidArgument(format!("`{}` is reserved", self.group)));
+        }
+        if self.subscriptions.is_empty() {
+            return Err(Error::InvalidArgument("a push consumer needs at least one subscription".into()));
+        }
+        if self.options.consume_batch_size == 0 || self.options.consume_concurrency == 0 || self.options.pull_batch_size <= 0 {
+            return Err(Error::InvalidArgument("batch sizes and concurrency must be positive".into()));
+        }
+        let version = now_ms();
+        let mut subs: Vec<Arc<SubscriptionData>> = Vec::new();
+        for (t, expr, ty) in &self.subscriptions {
+            topic::validate_topic(t).map_err(|e| Error::InvalidArgument(format!("topic `{t}`: {e}")))?;
+            subs.retain(|s| &s.topic != t);
+            subs.push(Arc::new(SubscriptionData::new(t.clone(), expr, ty, version)));
+        }
+        let retry = topic::retry_topic(&self.group);
+        if self.model == MessageModel::Clustering && !subs.iter().any(|s| s.topic == retry) {
+            subs.push(Arc::new(SubscriptionData::new(retry, "*", "TAG", version)));
+        }
+        let owns_instance = self.instance.is_none();
+        let instance = self.instance.unwrap_or_else(|| ClientInstance::new(self.config, self.namesrv));
+        let api = PullApi::new(instance.clone());
+        let mut store = match self.model {
+            MessageModel::Clustering => OffsetStore::remote(api.clone(), self.group.clone()),
+            MessageModel::Broadcasting => OffsetStore::local(
+                OffsetStore::default_local_path(self.options.offset_store_dir.as_deref(), instance.client_id(), &self.group),
+                self.group.clone(),
+            ),
+        };
+        store.set_strict_query(self.from_where == ConsumeFromWhere::Timestamp);
+        store.load()?;
+        let inner_producer = (self.model == MessageModel::Clustering)
+            .then(|| Producer::with_instance(common::topic::CLIENT_INNER_PRODUCER_GROUP, instance.clone(), ProducerOptions::default()));
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(self.options.consume_concurrency)),
+            group: self.group,
+            instance,
+            owns_instance,
+            api,
+            model: self.model,
+            from_where: self.from_where,
+            consume_timestamp: self.consume_timestamp.unwrap_or_else(|| now_ms() - 30 * 60 * 1000),
+            strategy: self.strategy,
+            subs,
+            listener,
+            store,
+            opts: self.options,
+            table: Mutex::default(),
+            rebalance_lock: tokio::sync::Mutex::new(()),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            inner_producer,
+            shut_down: AtomicBool::new(false),
+        });
+        let handle = Arc::new(Handle { group: inner.group.clone(), inner: Arc::downgrade(&inner) });
+        if !inner.instance.try_register_consumer(handle) {
+            return Err(Error::InvalidArgument(format!("group `{}` already has a consumer on this client instance", inner.group)));
+        }
+        inner.instance.start();
+        for s in &inner.subs {
+            if let Err(e) = inner.instance.route(&s.topic).await {
+                // The topic may be created later; rebalances keep asking.
+                debug!(group = %inner.group, topic = %s.topic, error = %e, "no route yet");
+            }
+        }
+        inner.instance.send_heartbeat_to_all().await;
+        inner.spawn_timers();
+        inner.rebalance().await;
+        info!(group = %inner.group, client_id = %inner.instance.client_id(), model = ?inner.model, "push consumer started");
+        Ok(PushConsumer { inner })
+    }
+}
+
+/// A push consumer. Cheap to clone; clones share the consumer.
+#[derive(Clone)]
+pub struct PushConsumer {
+    inner: Arc<Inner>,
+}
+
+impl PushConsumer {
+    /// A builder for a consumer of `group`.
+    pub fn builder(group: impl Into<String>) -> PushConsumerBuilder {
+        PushConsumerBuilder {
+            group: group.into(),
+            namesrv: None,
+            config: config::ClientConfig::default(),
+            instance: None,
+            subscriptions: Vec::new(),
+            model: MessageModel::Clustering,
+            from_where: ConsumeFromWhere::LastOffset,
+            consume_timestamp: None,
+            strategy: Arc::new(AllocateAveragely),
+            options: PushConsumerOptions::default(),
+            listener: None,
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+
+    pub fn client_id(&self) -> &str {
+        self.inner.instance.client_id()
+    }
+
+    pub fn instance(&self) -> &ClientInstance {
+        &self.inner.instance
+    }
+
+    pub fn message_model(&self) -> MessageModel {
+        self.inner.model
+    }
+
+    /// The queues this member consumes now (all subscribed topics, the retry
+    /// topic included), sorted.
+    pub fn assigned_queues(&self) -> Vec<MessageQueue> {
+        let mut v: Vec<MessageQueue> = self.inner.table.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The consumer's offsets (in memory; committed every
+    /// `persist_consumer_offset_interval`).
+    pub fn offset_store(&self) -> &OffsetStore {
+        &self.inner.store
+    }
+
+    /// Rebalances now instead of waiting for the timer or a notification.
+    pub async fn rebalance(&self) {
+        self.inner.rebalance().await;
+    }
+
+    /// Commits the offsets of every assigned queue now.
+    pub async fn persist_offsets(&self) {
+        self.inner.persist_all().await;
+    }
+
+    /// Stops pulling, waits (up to `shutdown_timeout`) for listener calls in
+    /// progress, commits offsets, releases orderly locks and leaves the group.
+    /// Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown().await;
+    }
+}
+
+struct Inner {
+    group: String,
+    instance: ClientInstance,
+    owns_instance: bool,
+    api: PullApi,
+    opts: PushConsumerOptions,
+    model: MessageModel,
+    from_where: ConsumeFromWhere,
+    consume_timestamp: i64,
+    strategy: Arc<dyn AllocateStrategy>,
+    /// Fixed at start: user subscriptions plus the retry topic (clustering).
+    subs: Vec<Arc<SubscriptionData>>,
+    listener: Listener,
+    store: OffsetStore,
+    table: Mutex<HashMap<MessageQueue, Arc<ProcessQueue>>>,
+    /// Listener calls in flight.
+    permits: Arc<Semaphore>,
+    /// Rebalances and offset resets change the table one at a time.
+    rebalance_lock: tokio::sync::Mutex<()>,
+    cancel: CancellationToken,
+    /// Listener tasks, awaited at shutdown.
+    tasks: TaskTracker,
+    inner_producer: Option<Producer>,
+    shut_down: AtomicBool,
+}
+
+/// The instance's view of the consumer (weak: dropping the consumer ends it).
+struct Handle {
+    group: String,
+    inner: Weak<Inner>,
+}
+
+impl ConsumerHandle for Handle {
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn consumer_data(&self) -> ConsumerData {
+        match self.inner.upgrade() {
+            Some(i) => i.consumer_data(),
+            None => ConsumerData { group_name: self.group.clone(), ..ConsumerData::default() },
+        }
+    }
+
+    fn rebalance(&self) -> BoxFuture<()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let Some(i) = inner.upgrade() {
+                i.rebalance().await;
+            }
+        })
+    }
+
+    fn persist_offsets(&self) -> BoxFuture<()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let Some(i) = inner.upgrade() {
+                i.persist_all().await;
+            }
+        })
+    }
+
+    fn reset_offsets(&self, topic: String, offsets: Vec<(MessageQueue, i64)>) -> BoxFuture<()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let Some(i) = inner.upgrade() {
+                i.reset_offsets(&topic, offsets).await;
+            }
+        })
+    }
+}
+
+/// Sleeps unless `cancel` fires first; false when cancelled.
+async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+impl Inner {
+    fn is_orderly(&self) -> bool {
+        matches!(self.listener, Listener::Orderly(_))
+    }
+
+    /// Orderly consumers of a clustering group need broker locks.
+    fn needs_lock(&self) -> bool {
+        self.is_orderly() && self.model == MessageModel::Clustering
+    }
+
+    fn max_reconsume_times(&self) -> i32 {
+        match self.opts.max_reconsume_times {
+            Some(n) => n,
+            None if self.is_orderly() => i32::MAX,
+            None => 16,
+        }
+    }
+
+    fn consumer_data(&self) -> ConsumerData {
+        ConsumerData {
+            group_name: self.group.clone(),
+            consume_type: ConsumeType::ConsumePassively,
+            message_model: self.model,
+            consume_from_where: self.from_where,
+            subscription_data_set: self.subs.iter().map(|s| (**s).clone()).collect(),
+            unit_mode: false,
+        }
+    }
+
+    fn spawn_timers(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        if self.opts.rebalance_interval < REBALANCE_INTERVAL {
+            spawn_periodic(weak.clone(), self.cancel.clone(), self.opts.rebalance_interval, "rebalance", |i| {
+                Box::pin(async move { i.rebalance().await })
+            });
+        }
+        if self.needs_lock() {
+            spawn_periodic(weak, self.cancel.clone(), self.opts.lock_interval, "lock_all", |i| Box::pin(async move { i.lock_all().await }));
+        }
+    }
+
+    // ---- rebalance -------------------------------------------------------------
+
+    async fn rebalance(self: &Arc<Self>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let _serial = self.rebalance_lock.lock().await;
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        for sub in self.subs.clone() {
+            self.rebalance_topic(&sub).await;
+        }
+    }
+
+    async fn rebalance_topic(self: &Arc<Self>, sub: &Arc<SubscriptionData>) {
+        let topic_name = &sub.topic;
+        let mq_all = match self.instance.subscribe_queues(topic_name).await {
+            Ok(q) => q,
+            Err(e) => {
+                debug!(group = %self.group, topic = %topic_name, error = %e, "rebalance: no route");
+                return;
+            }
+        };
+        let assigned = match self.model {
+            MessageModel::Broadcasting => mq_all,
+            MessageModel::Clustering => {
+                let cids = match self.api.consumer_ids(topic_name, &self.group).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(group = %self.group, topic = %topic_name, error = %e, "rebalance: consumer list failed");
+                        return;
+                    }
+                };
+                if !cids.iter().any(|c| c == self.instance.client_id()) {
+                    // The broker has not seen our heartbeat yet: allocating now would
+                    // drop every queue. Heartbeat; the notification rebalances again.
+                    debug!(group = %self.group, topic = %topic_name, "rebalance: not yet a member; heartbeating");
+                    self.instance.send_heartbeat_to_all().await;
+                    return;
+                }
+                let mut got = self.strategy.allocate(&self.group, self.instance.client_id(), &mq_all, &cids);
+                got.retain(|q| mq_all.contains(q));
+                got
+            }
+        };
+        self.update_queues(sub, assigned).await;
+    }
+
+    async fn update_queues(self: &Arc<Self>, sub: &Arc<SubscriptionData>, assigned: Vec<MessageQueue>) {
+        let (removed, new): (Vec<Arc<ProcessQueue>>, Vec<MessageQueue>) = {
+            let mut table = self.table.lock();
+            let gone: Vec<MessageQueue> = table.keys().filter(|q| q.topic == sub.topic && !assigned.contains(q)).cloned().collect();
+            let removed = gone.iter().filter_map(|q| table.remove(q)).collect();
+            let new = assigned.iter().filter(|q| !table.contains_key(*q)).cloned().collect();
+            (removed, new)
+        };
+        for pq in removed {
+            info!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, broker_name = %pq.mq.broker_name, "queue removed");
+            self.remove_queue(pq).await;
+        }
+        if new.is_empty() {
+            return;
+        }
+        let mut locked: Vec<MessageQueue> = Vec::new();
+        if self.needs_lock() {
+            let mut by_broker: BTreeMap<&str, Vec<MessageQueue>> = BTreeMap::new();
+            for q in &new {
+                by_broker.entry(q.broker_name.as_str()).or_default().push(q.clone());
+            }
+            for (broker, mqs) in by_broker {
+                match self.api.lock_batch(&self.group, broker, &mqs).await {
+                    Ok(ok) => locked.extend(ok),
+                    Err(e) => debug!(group = %self.group, broker_name = broker, error = %e, "lock of new queues failed"),
+                }
+            }
+        }
+        for mq in new {
+            let pq = Arc::new(ProcessQueue::new(mq.clone(), self.cancel.child_token()));
+            let start = if self.needs_lock() {
+                if locked.contains(&mq) {
+                    pq.set_locked(true);
+                    // Offsets are read after the lock: the previous owner commits
+                    // before it unlocks.
+                    self.compute_start_offset(&mq).await.ok()
+                } else {
+                    None
+                }
+            } else {
+                match self.compute_start_offset(&mq).await {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        warn!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, error = %e, "no start offset; retrying at the next rebalance");
+                        continue;
+                    }
+                }
+            };
+            info!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, broker_name = %mq.broker_name, offset = ?start, "queue assigned");
+            self.table.lock().insert(mq, pq.clone());
+            self.spawn_pull_loop(pq, sub.clone(), start);
+        }
+    }
+
+    /// Stops a queue this member no longer owns and commits its offset; orderly
+    /// consumers let the batch in progress finish first and then unlock.
+    async fn remove_queue(self: &Arc<Self>, pq: Arc<ProcessQueue>) {
+        let orderly = self.needs_lock();
+        pq.drop_queue(!orderly);
+        if self.model == MessageModel::Broadcasting {
+            return;
+        }
+        if !orderly {
+            if let Err(e) = self.store.persist(&pq.mq).await {
+                debug!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "offset commit on removal failed");
+            }
+            self.store.remove(&pq.mq);
+            return;
+        }
+        // Orderly: the new owner must start exactly after our last committed batch.
+        let this = self.clone();
+        let finish = async move {
+            let _consuming = pq.consume_lock.lock().await;
+            if let Err(e) = this.store.persist(&pq.mq).await {
+                debug!(group = %this.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "offset commit on removal failed");
+            }
+            this.store.remove(&pq.mq);
+            if pq.is_locked() {
+                if let Err(e) = this.api.unlock_batch(&this.group, &pq.mq.broker_name, std::slice::from_ref(&pq.mq), false).await {
+                    debug!(group = %this.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "unlock failed");
+                }
+                pq.set_locked(false);
+            }
+        };
+        // A long batch must not hold up the rebalance: finish in the background.
+        let mut finish = Box::pin(finish);
+        if tokio::time::timeout(Duration::from_secs(1), &mut finish).await.is_err() {
+            tokio::spawn(finish);
+        }
+    }
+
+    /// The start offset of a queue this member just got (§12.6).
+    async fn compute_start_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        if let Some(o) = self.store.read_from_store(mq).await? {
+            if o >= 0 {
+                return Ok(o);
+            }
+        }
+        let retry = topic::is_retry_topic(&mq.topic);
+        match self.from_where {
+            ConsumeFromWhere::FirstOffset => Ok(0),
+            ConsumeFromWhere::Timestamp if retry => self.api.max_offset(mq).await,
+            ConsumeFromWhere::Timestamp => self.api.search_offset(mq, self.consume_timestamp).await,
+            // LAST_OFFSET and the deprecated values Java treats as it.
+            _ if retry => Ok(0),
+            _ => self.api.max_offset(mq).await,
+        }
+    }
+
+    async fn lock_all(self: &Arc<Self>) {
+        let pqs: Vec<Arc<ProcessQueue>> = self.table.lock().values().cloned().collect();
+        let mut by_broker: BTreeMap<String, Vec<Arc<ProcessQueue>>> = BTreeMap::new();
+        for pq in pqs {
+            by_broker.entry(pq.mq.broker_name.clone()).or_default().push(pq);
+        }
+        for (broker, pqs) in by_broker {
+            let mqs: Vec<MessageQueue> = pqs.iter().map(|p| p.mq.clone()).collect();
+            match self.api.lock_batch(&self.group, &broker, &mqs).await {
+                Ok(ok) => {
+                    for pq in pqs {
+                        let held = ok.contains(&pq.mq);
+                        if !held && pq.is_locked() {
+                            warn!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, "queue lock lost");
+                        }
+                        pq.set_locked(held);
+                    }
+                }
+                Err(e) => debug!(group = %self.group, broker_name = %broker, error = %e, "lock refresh failed"),
+            }
+        }
+    }
+
+    async fn lock_one(&self, pq: &ProcessQueue) -> bool {
+        match self.api.lock_batch(&self.group, &pq.mq.broker_name, std::slice::from_ref(&pq.mq)).await {
+            Ok(ok) => {
+                let held = ok.contains(&pq.mq);
+                pq.set_locked(held);
+                held
+            }
+            Err(e) => {
+                debug!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "lock failed");
+                false
+            }
+        }
+    }
+
+    // ---- pulling ---------------------------------------------------------------
+
+    fn spawn_pull_loop(self: &Arc<Self>, pq: Arc<ProcessQueue>, sub: Arc<SubscriptionData>, start: Option<i64>) {
+        let span = tracing::debug_span!("pull", group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id);
+        tokio::spawn(self.clone().pull_loop(pq, sub, start).instrument(span));
+    }
+
+    async fn pull_loop(self: Arc<Self>, pq: Arc<ProcessQueue>, sub: Arc<SubscriptionData>, start: Option<i64>) {
+        let mut next = start;
+        let cancel = pq.cancel.clone();
+        while !cancel.is_cancelled() {
+            if self.needs_lock() && !pq.lock_valid() && !self.lock_one(&pq).await {
+                if !pause(&cancel, self.opts.lock_retry_interval).await {
+                    break;
+                }
+                continue;
+            }
+            let offset = match next {
+                Some(o) => o,
+                None => match self.compute_start_offset(&pq.mq).await {
+                    Ok(o) => {
+                        next = Some(o);
+                        o
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "no start offset");
+                        if !pause(&cancel, self.opts.pull_error_delay).await {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let (count, bytes) = pq.cached();
+            if count > self.opts.pull_threshold_for_queue || bytes > self.opts.pull_threshold_size_for_queue {
+                if !pause(&cancel, self.opts.flow_control_delay).await {
+                    break;
+                }
+                continue;
+            }
+            let mut req = PullRequest::new(self.group.clone(), pq.mq.clone(), offset, sub.clone());
+            req.max_msg_nums = self.opts.pull_batch_size;
+            req.suspend = Some(self.opts.suspend);
+            req.timeout = self.opts.pull_timeout;
+            req.post_subscription = self.opts.post_subscription_when_pull;
+            if self.model == MessageModel::Clustering {
+                req.commit_offset = self.store.read(&pq.mq).filter(|o| *o > 0);
+            }
+            let result = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = self.api.pull(&req) => r,
+            };
+            match result {
+                Ok(r) => match r.status {
+                    PullStatus::Found => {
+                        next = Some(r.next_begin_offset);
+                        self.dispatch(&pq, r.messages);
+                    }
+                    PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
+                        next = Some(r.next_begin_offset);
+                        pq.correct_offset(r.next_begin_offset, &self.store);
+                    }
+                    PullStatus::OffsetIllegal => {
+                        warn!(offset, next_begin_offset = r.next_begin_offset, "offset illegal; dropping the queue until the next rebalance");
+                        self.offset_illegal(&pq, r.next_begin_offset).await;
+                        break;
+                    }
+                },
+                Err(e) => {
+                    let code = e.response_code();
+                    if matches!(code, Some(ResponseCode::SUBSCRIPTION_NOT_EXIST | ResponseCode::SUBSCRIPTION_NOT_LATEST)) {
+                        // The broker has not seen the subscription yet: tell it and
+                        // try again soon.
+                        debug!(error = %e, "pull refused; heartbeating");
+                        self.instance.send_heartbeat_to_all().await;
+                        if !pause(&cancel, self.opts.pull_error_delay.min(Duration::from_millis(200))).await {
+                            break;
+                        }
+                    } else {
+                        warn!(error = %e, "pull failed");
+                        if !pause(&cancel, self.opts.pull_error_delay).await {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn offset_illegal(&self, pq: &Arc<ProcessQueue>, next_begin_offset: i64) {
+        pq.drop_queue(true);
+        self.store.update(&pq.mq, next_begin_offset, false);
+        if let Err(e) = self.store.persist(&pq.mq).await {
+            debug!(error = %e, "offset commit after OFFSET_ILLEGAL failed");
+        }
+        if self.model == MessageModel::Clustering {
+            self.store.remove(&pq.mq);
+        }
+        let mut table = self.table.lock();
+        if table.get(&pq.mq).is_some_and(|p| Arc::ptr_eq(p, pq)) {
+            table.remove(&pq.mq);
+        }
+    }
+
+    // ---- consuming -------------------------------------------------------------
+
+    fn dispatch(self: &Arc<Self>, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) {
+        let start_task = pq.put(&msgs);
+        match &self.listener {
+            Listener::Concurrent(l) => {
+                if pq.is_dropped() {
+                    return;
+                }
+                let mut msgs = msgs;
+                while !msgs.is_empty() {
+                    let rest = msgs.split_off(msgs.len().min(self.opts.consume_batch_size));
+                    self.tasks.spawn(self.clone().consume_concurrently(pq.clone(), l.clone(), msgs, Duration::ZERO));
+                    msgs = rest;
+                }
+            }
+            Listener::Orderly(l) => {
+                if start_task {
+                    self.tasks.spawn(self.clone().consume_orderly(pq.clone(), l.clone()));
+                }
+            }
+        }
+    }
+
+    /// Messages of `%RETRY%<group>` get back the topic they were first sent to.
+    fn restore_retry_topic(&self, msgs: &mut [MessageExt]) {
+        let retry = topic::retry_topic(&self.group);
+        for m in msgs {
+            if m.topic == retry {
+                if let Some(t) = m.properties.get(keys::RETRY_TOPIC) {
+                    m.topic = t.to_owned();
+                }
+            }
+        }
+    }
+
+    /// Boxed: a batch that must be consumed again schedules itself.
+    fn consume_concurrently(self: Arc<Self>, pq: Arc<ProcessQueue>, listener: Arc<dyn DynConcurrent>, msgs: Vec<MessageExt>, delay: Duration) -> BoxFuture<()> {
+        Box::pin(self.consume_concurrently_inner(pq, listener, msgs, delay))
+    }
+
+    async fn consume_concurrently_inner(self: Arc<Self>, pq: Arc<ProcessQueue>, listener: Arc<dyn DynConcurrent>, mut msgs: Vec<MessageExt>, delay: Duration) {
+        if !delay.is_zero() && !pause(&self.cancel, delay).await {
+            return;
+        }
+        let _permit = tokio::select! {
+            _ = self.cancel.cancelled() => return,
+            p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        if pq.is_dropped() {
+            return;
+        }
+        self.restore_retry_topic(&mut msgs);
+        let ctx = ConsumeContext::new(pq.mq.clone());
+        let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
+            Ok(s) => s,
+            Err(_) => {
+                warn!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, "listener panicked; reconsuming later");
+                ConsumeStatus::ReconsumeLater
+            }
+        };
+        let mut again = Vec::new();
+        if status == ConsumeStatus::ReconsumeLater {
+            match self.model {
+                MessageModel::Broadcasting => {
+                    for m in &msgs {
+                        warn!(group = %self.group, topic = %m.topic, msg_id = %m.msg_id(), "broadcasting consumption failed; the message is dropped");
+                    }
+                }
+                MessageModel::Clustering => {
+                    for m in &msgs {
+                        if !self.send_back(&pq.mq, m).await {
+                            let mut m = m.clone();
+                            m.reconsume_times += 1;
+                            again.push(m);
+                        }
+                    }
+                }
+            }
+        }
+        let done: Vec<i64> = msgs.iter().map(|m| m.queue_offset).filter(|o| !again.iter().any(|m| m.queue_offset == *o)).collect();
+        pq.remove(&done, &self.store);
+        if !again.is_empty() && !pq.is_dropped() {
+            let delay = self.opts.reconsume_later_delay;
+            self.tasks.spawn(self.clone().consume_concurrently(pq, listener, again, delay));
+        }
+    }
+
+    /// Returns a failed message to the broker; falls back to re-sending a copy to
+    /// the retry topic (§12.8). False when both failed.
+    async fn send_back(&self, mq: &MessageQueue, msg: &MessageExt) -> bool {
+        let max = self.max_reconsume_times();
+        let e = match self.api.send_back(&mq.broker_name, msg, &self.group, 0, max).await {
+            Ok(()) => return true,
+            Err(e) => e,
+        };
+        debug!(group = %self.group, msg_id = %msg.msg_id(), error = %e, "send-back failed; re-sending to the retry topic");
+        let Some(producer) = &self.inner_producer else { return false };
+        let mut copy = Message { topic: topic::retry_topic(&self.group), flag: msg.flag, properties: msg.properties.clone(), body: msg.body.clone() };
+        if !copy.properties.contains(keys::ORIGIN_MESSAGE_ID) {
+            copy.properties.insert(keys::ORIGIN_MESSAGE_ID, msg.msg_id());
+        }
+        copy.properties.insert(keys::RETRY_TOPIC, msg.topic.clone());
+        copy.properties.insert(keys::RECONSUME_TIME, (msg.reconsume_times + 1).to_string());
+        copy.properties.insert(keys::MAX_RECONSUME_TIMES, max.to_string());
+        copy.properties.remove(keys::TRANSACTION_PREPARED);
+        copy.properties.insert(keys::DELAY_TIME_LEVEL, (3 + msg.reconsume_times).to_string());
+        match producer.send(copy).await {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(group = %self.group, msg_id = %msg.msg_id(), error = %e, "retry send failed; consuming again locally");
+                false
+            }
+        }
+    }
+
+    async fn consume_orderly(self: Arc<Self>, pq: Arc<ProcessQueue>, listener: Arc<dyn DynOrderly>) {
+        let span = tracing::debug_span!("consume_orderly", group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id);
+        async move {
+            loop {
+                if pq.is_dropped() || self.cancel.is_cancelled() {
+                    pq.end_consume_task();
+                    return;
+                }
+                if self.needs_lock() && !pq.lock_valid() && !self.lock_one(&pq).await {
+                    if !pause(&pq.cancel, self.opts.lock_retry_interval).await {
+                        pq.end_consume_task();
+                        return;
+                    }
+                    continue;
+                }
+                let permit = tokio::select! {
+                    _ = self.cancel.cancelled() => { pq.end_consume_task(); return; }
+                    p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => { pq.end_consume_task(); return; } },
+                };
+                let guard = pq.consume_lock.lock().await;
+                if pq.is_dropped() {
+                    pq.end_consume_task();
+                    return;
+                }
+                let mut msgs = pq.take(self.opts.consume_batch_size);
+                if msgs.is_empty() {
+                    return; // `take` ended the task under the queue's lock.
+                }
+                self.restore_retry_topic(&mut msgs);
+                let ctx = ConsumeContext::new(pq.mq.clone());
+                let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        warn!("orderly listener panicked; suspending the queue");
+                        ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
+                    }
+                };
+                match status {
+                    ConsumeOrderlyStatus::Success => {
+                        pq.commit(&self.store);
+                        drop(guard);
+                        drop(permit);
+                    }
+                    ConsumeOrderlyStatus::SuspendCurrentQueueAMoment => {
+                        let max = self.max_reconsume_times();
+                        let mut dead_lettered = true;
+                        for m in &mut msgs {
+                            m.reconsume_times = m.reconsume_times.saturating_add(1);
+                            if m.reconsume_times < max || self.model == MessageModel::Broadcasting {
+                                dead_lettered = false;
+                            }
+                        }
+                        if dead_lettered {
+                            // Every message has had its deliveries: straight to the DLQ.
+                            let mut all_sent = true;
+                            for m in &msgs {
+                                if let Err(e) = self.api.send_back(&pq.mq.broker_name, m, &self.group, -1, max).await {
+                                    warn!(msg_id = %m.msg_id(), error = %e, "sending to the DLQ failed");
+                                    all_sent = false;
+                                }
+                            }
+                            if all_sent {
+                                pq.commit(&self.store);
+                                continue;
+                            }
+                        }
+                        pq.consume_again(msgs);
+                        drop(guard);
+                        drop(permit);
+                        if !pause(&pq.cancel, self.opts.suspend_current_queue_time).await {
+                            pq.end_consume_task();
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    // ---- offsets ---------------------------------------------------------------
+
+    fn assigned(&self) -> Vec<MessageQueue> {
+        self.table.lock().keys().cloned().collect()
+    }
+
+    async fn persist_all(&self) {
+        self.store.persist_all(&self.assigned()).await;
+    }
+
+    /// An administrator moved the group's offsets (RESET_CONSUMER_CLIENT_OFFSET):
+    /// queues of this member restart from the given offsets, whatever was in flight.
+    async fn reset_offsets(self: &Arc<Self>, topic_name: &str, offsets: Vec<(MessageQueue, i64)>) {
+        let _serial = self.rebalance_lock.lock().await;
+        let Some(sub) = self.subs.iter().find(|s| s.topic == topic_name).cloned() else { return };
+        for (mq, offset) in offsets {
+            let Some(old) = self.table.lock().get(&mq).cloned() else { continue };
+            old.drop_queue(true);
+            if self.is_orderly() {
+                // Let a batch in progress finish before the new loop delivers again.
+                let _ = tokio::time::timeout(Duration::from_secs(1), old.consume_lock.lock()).await;
+            }
+            self.store.update(&mq, offset, false);
+            if let Err(e) = self.store.persist(&mq).await {
+                debug!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, error = %e, "offset commit after reset failed");
+            }
+            let pq = Arc::new(ProcessQueue::new(mq.clone(), self.cancel.child_token()));
+            pq.set_locked(old.is_locked());
+            info!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, offset, "offset reset; restarting the queue");
+            self.table.lock().insert(mq, pq.clone());
+            self.spawn_pull_loop(pq, sub.clone(), Some(offset));
+        }
+    }
+
+    async fn shutdown(self: &Arc<Self>) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _serial = self.rebalance_lock.lock().await;
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.opts.shutdown_timeout, self.tasks.wait()).await.is_err() {
+            warn!(group = %self.group, "listener calls still running at shutdown; their offsets are not committed");
+        }
+        let pqs: Vec<Arc<ProcessQueue>> = self.table.lock().drain().map(|(_, p)| p).collect();
+        let mqs: Vec<MessageQueue> = pqs.iter().map(|p| p.mq.clone()).collect();
+        match self.model {
+            MessageModel::Clustering => {
+                for mq in &mqs {
+                    if let Err(e) = self.store.persist(mq).await {
+                        warn!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, error = %e, "offset commit at shutdown failed");
+                    }
+                }
+            }
+            MessageModel::Broadcasting => self.store.persist_all(&mqs).await,
+        }
+        if self.needs_lock() {
+            let mut by_broker: BTreeMap<&str, Vec<MessageQueue>> = BTreeMap::new();
+            for pq in pqs.iter().filter(|p| p.is_locked()) {
+                by_broker.entry(pq.mq.broker_name.as_str()).or_default().push(pq.mq.clone());
+            }
+            for (broker, mqs) in by_broker {
+                if let Err(e) = self.api.unlock_batch(&self.group, broker, &mqs, false).await {
+                    debug!(group = %self.group, broker_name = broker, error = %e, "unlock at shutdown failed");
+                }
+            }
+        }
+        let producer_group = (self.owns_instance && self.inner_producer.is_some()).then_some(common::topic::CLIENT_INNER_PRODUCER_GROUP);
+        self.instance.unregister(producer_group, Some(&self.group)).await;
+        if self.owns_instance {
+            self.instance.shutdown();
+        }
+        info!(group = %self.group, "push consumer shut down");
+    }
+}
+
+fn spawn_periodic<F>(weak: Weak<Inner>, cancel: CancellationToken, period: Duration, name: &'static str, f: F)
+where
+    F: Fn(Arc<Inner>) -> BoxFuture<()> + Send + 'static,
+{
+    tokio::spawn(
+        async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate; start already did the work
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                f(inner).await;
+            }
+        }
+        .instrument(tracing::info_span!("consumer_task", task = name)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn start_validates_its_arguments() {
+        let no_listener = PushConsumer::builder("G").namesrv("127.0.0.1:1").subscribe("T", "*").start().await;
+        assert!(matches!(no_listener, Err(Error::InvalidArgument(_))));
+        let no_sub = PushConsumer::builder("G").namesrv("127.0.0.1:1").on_message(|_: &[MessageExt], _: &ConsumeContext| ConsumeStatus::Success).start().await;
+        assert!(matches!(no_sub, Err(Error::InvalidArgument(_))));
+        let bad_group = PushConsumer::builder("bad group")
+            .subscribe("T", "*")
+            .on_message(|_: &[MessageExt], _: &ConsumeContext| ConsumeStatus::Success)
+            .start()
+            .await;
+        assert!(matches!(bad_group, Err(Error::InvalidArgument(_))));
+    }
+}

@@ -1,0 +1,47 @@
+//! Client errors.
+
+use common::ResponseCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Remoting(#[from] remoting::Error),
+    /// The broker or name server answered with an error code.
+    #[error("{code}: {remark}")]
+    Broker { code: ResponseCode, remark: String, addr: String },
+    #[error("no route info of topic {0}: create it, or enable autoCreateTopicEnable on a broker")]
+    NoRoute(String),
+    #[error("no name server address: set it in code, in the client config, in NAMESRV_ADDR, or through namesrv_http_url")]
+    NoNameServer,
+    #[error("no broker address for broker {0}")]
+    NoBrokerAddr(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("send of message to {topic} failed after {attempts} attempts: {last}")]
+    SendFailed { topic: String, attempts: usize, last: Box<Error> },
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("the client is shut down")]
+    Shutdown,
+    #[error("invalid response body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The broker's response code, when the error is a broker answer.
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            Error::SendFailed { last, .. } => last.response_code(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_response(resp: &remoting::RemotingCommand, addr: &str) -> Self {
+        Error::Broker { code: resp.response_code(), remark: resp.remark_str().to_owned(), addr: addr.to_owned() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,493 @@
+//! The producer (RocketMQ's `DefaultMQProducer`).
+//!
+//! A sync send picks a queue round-robin over the topic's writable queues, skipping
+//! brokers that recently failed ([`FaultTolerance`]), and on a network error or a
+//! retryable broker code tries again on another broker — `1 + retry_times` attempts
+//! within one `send_timeout` budget. Every message gets a UNIQ_KEY (kept across
+//! retries, so a retried message keeps its msgId); bodies over
+//! `compress_over` bytes are zlib-compressed.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tracing::{debug, warn};
+
+use common::properties::keys;
+use common::route::MessageQueue;
+use common::sysflag::message as sysflag;
+use common::{Message, ResponseCode};
+use remoting::header::broker::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
+use remoting::{RemotingCommand, RequestCode};
+
+use crate::error::{Error, Result};
+use crate::instance::ClientInstance;
+
+/// Producer settings (RocketMQ's names in snake case).
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Whole budget of one send, retries included (`sendMsgTimeout`).
+    pub send_timeout: Duration,
+    /// Extra attempts of a sync send on another broker (`retryTimesWhenSendFailed`).
+    pub retry_times_when_send_failed: usize,
+    /// Extra attempts of an async send (`retryTimesWhenSendAsyncFailed`).
+    pub retry_times_when_send_async_failed: usize,
+    /// Bodies larger than this are zlib-compressed (`compressMsgBodyOverHowmuch`).
+    pub compress_over: usize,
+    /// Largest body accepted (`maxMessageSize`).
+    pub max_message_size: usize,
+    /// Queues asked for when the broker auto-creates the topic.
+    pub default_topic_queue_nums: i32,
+    /// Retry when the broker stored the message but not as asked (flush/slave timeouts).
+    pub retry_another_broker_when_not_store_ok: bool,
+    /// How long a broker that failed a send is avoided.
+    pub fault_isolation: Duration,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        Self {
+            send_timeout: Duration::from_secs(3),
+            retry_times_when_send_failed: 2,
+            retry_times_when_send_async_failed: 2,
+            compress_over: 4096,
+            max_message_size: 4 * 1024 * 1024,
+            default_topic_queue_nums: 4,
+            retry_another_broker_when_not_store_ok: false,
+            fault_isolation: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether the broker stored the message as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    SendOk,
+    FlushDiskTimeout,
+    FlushSlaveTimeout,
+    SlaveNotAvailable,
+}
+
+/// The outcome of a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    pub status: SendStatus,
+    /// The message id applications use: the UNIQ_KEY (comma-joined for batches).
+    pub msg_id: String,
+    /// The broker's id of the stored record(s).
+    pub offset_msg_id: String,
+    pub message_queue: MessageQueue,
+    pub queue_offset: i64,
+    pub transaction_id: Option<String>,
+}
+
+/// Chooses a queue for a message (RocketMQ's `MessageQueueSelector`). Closures
+/// `Fn(&[MessageQueue], &Message) -> usize` are selectors.
+pub trait QueueSelector: Send + Sync {
+    /// Index into `queues` (taken modulo its length).
+    fn select(&self, queues: &[MessageQueue], msg: &Message) -> usize;
+}
+
+impl<F: Fn(&[MessageQueue], &Message) -> usize + Send + Sync> QueueSelector for F {
+    fn select(&self, queues: &[MessageQueue], msg: &Message) -> usize {
+        self(queues, msg)
+    }
+}
+
+/// Selects by the Java hash of a key (`SelectMessageQueueByHash`): equal keys share
+/// a queue, which is what ordered messages need.
+pub struct SelectByHash(pub String);
+
+impl QueueSelector for SelectByHash {
+    fn select(&self, queues: &[MessageQueue], _: &Message) -> usize {
+        (common::hash::java_string_hash(&self.0).unsigned_abs() as usize) % queues.len().max(1)
+    }
+}
+
+/// Selects a random queue (`SelectMessageQueueByRandom`).
+pub struct SelectByRandom;
+
+impl QueueSelector for SelectByRandom {
+    fn select(&self, queues: &[MessageQueue], _: &Message) -> usize {
+        rand::random::<usize>() % queues.len().max(1)
+    }
+}
+
+/// Brokers to avoid for a while after a failure (RocketMQ's latency fault
+/// tolerance, simplified to what matters: a broker that just failed is skipped
+/// until its isolation ends).
+#[derive(Default)]
+pub struct FaultTolerance {
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+impl FaultTolerance {
+    pub fn mark_failed(&self, broker: &str, isolation: Duration) {
+        self.until.lock().insert(broker.to_owned(), Instant::now() + isolation);
+    }
+
+    pub fn mark_ok(&self, broker: &str) {
+        self.until.lock().remove(broker);
+    }
+
+    pub fn is_available(&self, broker: &str) -> bool {
+        self.until.lock().get(broker).is_none_or(|t| Instant::now() >= *t)
+    }
+}
+
+struct Inner {
+    instance: ClientInstance,
+    group: String,
+    opts: ProducerOptions,
+    next_queue: AtomicUsize,
+    faults: FaultTolerance,
+}
+
+/// A producer. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl Producer {
+    /// A producer of `group` with name servers from `config` (or `namesrv` set in
+    /// code, which wins), started at once.
+    pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>, opts: ProducerOptions) -> Self {
+        Self::with_instance(group, ClientInstance::new(config, namesrv), opts)
+    }
+
+    /// A producer on an existing instance (shared with consumers of the process).
+    pub fn with_instance(group: impl Into<String>, instance: ClientInstance, opts: ProducerOptions) -> Self {
+        let group = group.into();
+        instance.register_producer(&group, None);
+        instance.start();
+        Self { inner: Arc::new(Inner { instance, group, opts, next_queue: AtomicUsize::new(rand::random::<u16>() as usize), faults: FaultTolerance::default() }) }
+    }
+
+    /// A producer with the defaults, talking to `namesrv` (`host:port;host:port`).
+    pub fn connect(group: impl Into<String>, namesrv: &str) -> Self {
+        let addrs = namesrv.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        Self::new(group, config::ClientConfig::default(), Some(addrs), ProducerOptions::default())
+    }
+
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+
+    pub fn instance(&self) -> &ClientInstance {
+        &self.inner.instance
+    }
+
+    pub fn options(&self) -> &ProducerOptions {
+        &self.inner.opts
+    }
+
+    /// The brokers this producer currently avoids after failures.
+    pub fn faults(&self) -> &FaultTolerance {
+        &self.inner.faults
+    }
+
+    /// Sends and waits for the broker's answer, retrying on other brokers.
+    ///
+    /// # Errors
+    /// Invalid message, no route, or every attempt failed.
+    pub async fn send(&self, msg: Message) -> Result<SendResult> {
+        let retries = self.inner.opts.retry_times_when_send_failed;
+        self.send_with_retries(msg, retries, None).await
+    }
+
+    /// Sends to one queue, without retrying elsewhere.
+    ///
+    /// # Errors
+    /// Invalid message, or the attempt failed.
+    pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
+        let mut msg = self.prepare(msg)?;
+        let deadline = Instant::now() + self.inner.opts.send_timeout;
+        self.send_kernel(&mut msg, mq, deadline, RequestCode::SEND_MESSAGE_V2).await
+    }
+
+    /// Sends to the queue `selector` picks among the topic's writable queues (ordered
+    /// messages: equal keys → same queue). No retry on another queue, as in RocketMQ.
+    ///
+    /// # Errors
+    /// Invalid message, no route, or the attempt failed.
+    pub async fn send_with_selector(&self, msg: Message, selector: &dyn QueueSelector) -> Result<SendResult> {
+        let queues = self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await?;
+        let idx = selector.select(&queues, &msg) % queues.len();
+        let mq = queues[idx].clone();
+        self.send_to_queue(msg, &mq).await
+    }
+
+    /// Sends in the background and calls `callback` with the outcome (RocketMQ's
+    /// async send); the future-style async send is [`Producer::send`] itself.
+    pub fn send_with_callback(&self, msg: Message, callback: impl FnOnce(Result<SendResult>) + Send + 'static) {
+        let p = self.clone();
+        tokio::spawn(async move {
+            let retries = p.inner.opts.retry_times_when_send_async_failed;
+            callback(p.send_with_retries(msg, retries, None).await);
+        });
+    }
+
+    /// Sends without waiting for any answer (loss-tolerant bulk data).
+    ///
+    /// # Errors
+    /// Invalid message, no route, or the request could not be written.
+    pub async fn send_oneway(&self, msg: Message) -> Result<()> {
+        let mut msg = self.prepare(msg)?;
+        let queues = self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await?;
+        let mq = self.pick_queue(&queues, None);
+        let addr = self.broker_addr(&mq).await?;
+        let req = self.build_request(&mut msg, &mq, RequestCode::SEND_MESSAGE_V2);
+        self.inner.instance.oneway(&addr, req).await
+    }
+
+    /// Sends messages of one topic as one SEND_BATCH_MESSAGE (stored consecutively in
+    /// one queue).
+    ///
+    /// # Errors
+    /// Mixed topics, delayed or transactional messages, too large a batch, or every
+    /// attempt failed.
+    pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
+        let Some(first) = msgs.first() else { return Err(Error::InvalidArgument("empty batch".into())) };
+        let topic_name = first.topic.clone();
+        let mut prepared = Vec::with_capacity(msgs.len());
+        let mut ids = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if m.topic != topic_name {
+                return Err(Error::InvalidArgument("every message of a batch must have the same topic".into()));
+            }
+            if m.delay_level() > 0 {
+                return Err(Error::InvalidArgument("batch messages cannot be delayed".into()));
+            }
+            if common::topic::is_retry_topic(&m.topic) {
+                return Err(Error::InvalidArgument("batch messages cannot go to a retry topic".into()));
+            }
+            let m = self.prepare(m)?;
+            ids.push(m.uniq_key().unwrap_or_default().to_owned());
+            prepared.push(m);
+        }
+        let body = common::batch::encode(&prepared);
+        if body.len() > self.inner.opts.max_message_size {
+            return Err(Error::InvalidArgument(format!("batch of {} bytes exceeds max_message_size", body.len())));
+        }
+        let mut batch = Message { topic: topic_name, body, ..Message::default() };
+        batch.properties.insert(keys::WAIT_STORE_MSG_OK, "true");
+        let mut result = self.send_attempts(&mut batch, self.inner.opts.retry_times_when_send_failed, RequestCode::SEND_BATCH_MESSAGE).await?;
+        result.msg_id = ids.join(",");
+        Ok(result)
+    }
+
+    /// Unregisters from the brokers and stops the background tasks.
+    pub async fn shutdown(&self) {
+        self.inner.instance.unregister(Some(&self.inner.group), None).await;
+        self.inner.instance.shutdown();
+    }
+
+    /// Validates the message and stamps UNIQ_KEY; compresses a large body.
+    fn prepare(&self, mut msg: Message) -> Result<Message> {
+        common::topic::validate_topic(&msg.topic).map_err(|e| Error::InvalidArgument(format!("topic `{}`: {e}", msg.topic)))?;
+        if msg.body.is_empty() {
+            return Err(Error::InvalidArgument("the message body is empty".into()));
+        }
+        if msg.body.len() > self.inner.opts.max_message_size {
+            return Err(Error::InvalidArgument(format!(
+                "the message body is {} bytes; max_message_size is {}",
+                msg.body.len(),
+                self.inner.opts.max_message_size
+            )));
+        }
+        if msg.uniq_key().is_none() {
+            msg.properties.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, self.inner.instance.next_uniq_id());
+        }
+        Ok(msg)
+    }
+
+    pub(crate) async fn send_with_retries(&self, msg: Message, retries: usize, _hint: Option<()>) -> Result<SendResult> {
+        let mut msg = self.prepare(msg)?;
+        self.send_attempts(&mut msg, retries, RequestCode::SEND_MESSAGE_V2).await
+    }
+
+    async fn send_attempts(&self, msg: &mut Message, retries: usize, code: RequestCode) -> Result<SendResult> {
+        let deadline = Instant::now() + self.inner.opts.send_timeout;
+        let attempts = 1 + retries;
+        let mut last_broker: Option<String> = None;
+        let mut last_err = None;
+        let mut made = 0;
+        for attempt in 0..attempts {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let queues = match self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await {
+                Ok(q) => q,
+                // Nothing was sent: no route, no name server. Say so as it is.
+                Err(e) if made == 0 => return Err(e),
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            };
+            let mq = self.pick_queue(&queues, last_broker.as_deref());
+            made += 1;
+            match self.send_kernel(msg, &mq, deadline, code).await {
+                Ok(r) => {
+                    self.inner.faults.mark_ok(&mq.broker_name);
+                    if r.status != SendStatus::SendOk && self.inner.opts.retry_another_broker_when_not_store_ok && attempt + 1 < attempts {
+                        last_broker = Some(mq.broker_name.clone());
+                        last_err = None;
+                        continue;
+                    }
+                    return Ok(r);
+                }
+                Err(e) => {
+                    let retryable = is_retryable(&e);
+                    debug!(topic = %msg.topic, broker_name = %mq.broker_name, attempt, error = %e, retryable, "send attempt failed");
+                    self.inner.faults.mark_failed(&mq.broker_name, self.inner.opts.fault_isolation);
+                    last_broker = Some(mq.broker_name.clone());
+                    if !retryable {
+                        return Err(e);
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        let last = last_err.unwrap_or(Error::Timeout(self.inner.opts.send_timeout));
+        warn!(topic = %msg.topic, attempts = made, error = %last, "send failed");
+        Err(Error::SendFailed { topic: msg.topic.clone(), attempts: made, last: Box::new(last) })
+    }
+
+    /// Round-robin, skipping isolated brokers and the broker of the previous attempt.
+    fn pick_queue(&self, queues: &[MessageQueue], avoid: Option<&str>) -> MessageQueue {
+        let n = queues.len();
+        let start = self.inner.next_queue.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let mq = &queues[(start + i) % n];
+            if avoid == Some(mq.broker_name.as_str()) || !self.inner.faults.is_available(&mq.broker_name) {
+                continue;
+            }
+            return mq.clone();
+        }
+        // Everything is avoided: prefer another broker than the last, else anything.
+        for i in 0..n {
+            let mq = &queues[(start + i) % n];
+            if avoid != Some(mq.broker_name.as_str()) {
+                return mq.clone();
+            }
+        }
+        queues[start % n].clone()
+    }
+
+    async fn broker_addr(&self, mq: &MessageQueue) -> Result<String> {
+        if let Some(a) = self.inner.instance.master_addr(&mq.broker_name) {
+            return Ok(a);
+        }
+        self.inner.instance.refresh_route(&mq.topic).await?;
+        self.inner.instance.master_addr(&mq.broker_name).ok_or_else(|| Error::NoBrokerAddr(mq.broker_name.clone()))
+    }
+
+    fn build_request(&self, msg: &mut Message, mq: &MessageQueue, code: RequestCode) -> RemotingCommand {
+        let mut sys_flag = 0;
+        let mut body = msg.body.clone();
+        if code != RequestCode::SEND_BATCH_MESSAGE && body.len() > self.inner.opts.compress_over {
+            if let Some(z) = compress(&body) {
+                body = z;
+                // COMPRESSED with the zlib compression type, as the Java client sets.
+                sys_flag |= sysflag::COMPRESSED | 0x300;
+            }
+        }
+        if msg.properties.get(keys::TRANSACTION_PREPARED).is_some_and(|v| v == "true") {
+            sys_flag |= sysflag::TRANSACTION_PREPARED_TYPE;
+        }
+        let reconsume_times = msg.properties.get(keys::RECONSUME_TIME).and_then(|v| v.parse().ok());
+        let max_reconsume_times = msg.properties.get(keys::MAX_RECONSUME_TIMES).and_then(|v| v.parse().ok());
+        let h = SendMessageRequestHeaderV2 {
+            producer_group: self.inner.group.clone(),
+            topic: msg.topic.clone(),
+            default_topic: common::topic::AUTO_CREATE_TOPIC_KEY.to_owned(),
+            default_topic_queue_nums: self.inner.opts.default_topic_queue_nums,
+            queue_id: mq.queue_id,
+            sys_flag,
+            born_timestamp: crate::instance::now_ms(),
+            flag: msg.flag,
+            properties: Some(msg.properties.encode()),
+            reconsume_times: Some(reconsume_times.unwrap_or(0)),
+            unit_mode: Some(false),
+            max_reconsume_times,
+            batch: Some(code == RequestCode::SEND_BATCH_MESSAGE),
+            broker_name: Some(mq.broker_name.clone()),
+        };
+        RemotingCommand::request_with(code, &h).with_body(body)
+    }
+
+    async fn send_kernel(&self, msg: &mut Message, mq: &MessageQueue, deadline: Instant, code: RequestCode) -> Result<SendResult> {
+        let addr = self.broker_addr(mq).await?;
+        let req = self.build_request(msg, mq, code);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout(self.inner.opts.send_timeout));
+        }
+        let resp = self.inner.instance.invoke(&addr, req, left).await?;
+        let status = match resp.response_code() {
+            ResponseCode::SUCCESS => SendStatus::SendOk,
+            ResponseCode::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
+            ResponseCode::FLUSH_SLAVE_TIMEOUT => SendStatus::FlushSlaveTimeout,
+            ResponseCode::SLAVE_NOT_AVAILABLE => SendStatus::SlaveNotAvailable,
+            _ => return Err(Error::from_response(&resp, &addr)),
+        };
+        let h: SendMessageResponseHeader = resp.decode_header().map_err(|e| Error::Body(e.to_string()))?;
+        Ok(SendResult {
+            status,
+            msg_id: msg.uniq_key().unwrap_or_default().to_owned(),
+            offset_msg_id: h.msg_id,
+            message_queue: MessageQueue::new(mq.topic.clone(), mq.broker_name.clone(), h.queue_id),
+            queue_offset: h.queue_offset,
+            transaction_id: h.transaction_id,
+        })
+    }
+}
+
+/// Java's sync-send retry set: network errors and codes {17, 14, 1, 16, 204, 205}.
+fn is_retryable(e: &Error) -> bool {
+    match e {
+        Error::Remoting(_) | Error::Timeout(_) | Error::NoBrokerAddr(_) | Error::Io(_) => true,
+        Error::Broker { code, .. } => matches!(
+            *code,
+            ResponseCode::TOPIC_NOT_EXIST
+                | ResponseCode::SERVICE_NOT_AVAILABLE
+                | ResponseCode::SYSTEM_ERROR
+                | ResponseCode::NO_PERMISSION
+                | ResponseCode::NO_BUYER_ID
+                | ResponseCode::NOT_IN_CURRENT_UNIT
+                | ResponseCode::SYSTEM_BUSY
+        ),
+        _ => false,
+    }
+}
+
+/// zlib at level 5, as the Java client compresses.
+fn compress(body: &[u8]) -> Option<Bytes> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 2), flate2::Compression::new(5));
+    z.write_all(body).ok()?;
+    z.finish().ok().map(Bytes::from)
+}
+
+/// Inflates a body stored compressed (sys flag 0x1 with zlib type); other
+/// compression types are returned as they are.
+pub fn decompress_body(sys_flag: i32, body: &Bytes) -> Bytes {
+    if sys_flag & sysflag::COMPRESSED == 0 {
+        return body.clone();
+    }
+    let ty = (sys_flag & sysflag::COMPRESSION_TYPE_MASK) >> 8;
+    if ty != 0 && ty != 3 {
+        return body.clone();
+    }
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut d = flate2::read::ZlibDecoder::new(&body[..]);
+    match std::io::Read::read_to_end(&mut d, &mut out) {
+        Ok(_) => Bytes::from(out),
+        Err(_) => body.clone(),
+    }
+}

@@ -1,0 +1,80 @@
+//! [`ClientConfig`]: settings of the Rust client SDK (RocketMQ's `ClientConfig`),
+//! the `[client]` section of `client.toml`.
+//!
+//! Name servers reach a client four ways, as in RocketMQ: set in code (overrides
+//! everything), this file's `namesrv_addr` (RocketMQ's `rocketmq.namesrv.addr`),
+//! the `NAMESRV_ADDR` environment variable, or an HTTP endpoint
+//! (`namesrv_http_url`, RocketMQ's `rocketmq.namesrv.domain`) that returns the
+//! list and is polled periodically.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check;
+use crate::error::Result;
+use crate::serde_util::addr_list;
+
+/// Client SDK settings, the `[client]` section of `client.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientConfig {
+    /// Name servers (`host:port`; a `;`-separated string is accepted too).
+    #[serde(deserialize_with = "addr_list::deserialize")]
+    pub namesrv_addr: Vec<String>,
+    /// An HTTP URL returning `host:port;host:port` (RocketMQ's HTTP discovery).
+    pub namesrv_http_url: Option<String>,
+    /// How often the HTTP endpoint is polled.
+    #[serde(with = "humantime_serde")]
+    pub namesrv_http_poll_interval: Duration,
+    /// Instance name, the second half of the client id (`ip@instance`);
+    /// `DEFAULT` is replaced by the process id as the Java client does.
+    pub instance_name: String,
+    /// The IP in the client id; detected when absent.
+    pub client_ip: Option<String>,
+    /// Route refresh (`pollNameServerInterval`).
+    #[serde(with = "humantime_serde")]
+    pub poll_name_server_interval: Duration,
+    /// Heartbeat to brokers (`heartbeatBrokerInterval`).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_broker_interval: Duration,
+    /// Consumer offset commit period (`persistConsumerOffsetInterval`).
+    #[serde(with = "humantime_serde")]
+    pub persist_consumer_offset_interval: Duration,
+    /// Timeout of control requests (`mqClientApiTimeout`).
+    #[serde(with = "humantime_serde")]
+    pub mq_client_api_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            namesrv_addr: Vec::new(),
+            namesrv_http_url: None,
+            namesrv_http_poll_interval: Duration::from_secs(120),
+            instance_name: "DEFAULT".to_owned(),
+            client_ip: None,
+            poll_name_server_interval: Duration::from_secs(30),
+            heartbeat_broker_interval: Duration::from_secs(30),
+            persist_consumer_offset_interval: Duration::from_secs(5),
+            mq_client_api_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) naming the first offending key.
+    pub fn validate(&self) -> Result<()> {
+        for addr in &self.namesrv_addr {
+            check::host_port("namesrv_addr", addr)?;
+        }
+        check::not_blank("instance_name", &self.instance_name)?;
+        check::non_zero("poll_name_server_interval", self.poll_name_server_interval)?;
+        check::non_zero("heartbeat_broker_interval", self.heartbeat_broker_interval)?;
+        check::non_zero("persist_consumer_offset_interval", self.persist_consumer_offset_interval)?;
+        check::non_zero("mq_client_api_timeout", self.mq_client_api_timeout)?;
+        check::non_zero("namesrv_http_poll_interval", self.namesrv_http_poll_interval)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Retention (`store-clean` thread, RocketMQ's `CleanCommitLogService` and
+//! `CleanConsumeQueueService`).
+//!
+//! Every `clean_interval` it measures disk usage of the store's file system and:
+//! * refuses new puts above `disk_space_warning_level_ratio` (they answer
+//!   `ServiceNotAvailable`) until usage drops again;
+//! * deletes commit-log segments whose last modification is older than
+//!   `file_reserved_time` when the hour is one of `delete_when`, or at any hour
+//!   when usage exceeds `disk_max_used_space_ratio`;
+//! * above `disk_space_clean_forcibly_ratio`, deletes the oldest segments even if
+//!   they have not expired;
+//! * then deletes consume-queue and index files that only reference deleted data and
+//!   moves queue min offsets forward.
+//!
+//! Never deleted: the active (last) segment, and any segment at or past the flushed
+//! or dispatched offset. A segment that is being read is unlinked but stays mapped
+//! until its last reader drops the `Bytes` it holds (the mapping owns it), so a
+//! concurrent pull never sees freed memory; it can only find the segment gone for
+//! later lookups (`MessageWasRemoving`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::store::Core;
+use crate::util;
+
+/// At most this many commit-log segments are deleted per run (RocketMQ's
+/// `deleteFileBatchMax`), so a cleanup never stalls the disk for long.
+const MAX_DELETES_PER_RUN: usize = 10;
+
+/// What a retention run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanReport {
+    pub disk_usage_ratio: Option<f64>,
+    pub commit_log_segments_deleted: usize,
+    pub consume_queue_files_deleted: usize,
+    pub index_files_deleted: usize,
+    pub commit_log_min_offset: i64,
+}
+
+fn mtime_ms(path: &std::path::Path) -> Option<i64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+/// One retention pass at wall-clock `now` (ms). `manual` ignores `delete_when`.
+pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
+    let _guard = core.clean_lock.lock();
+    let s = &core.settings;
+    let usage = util::disk_usage_ratio(&s.root);
+    let mut report = CleanReport {
+        disk_usage_ratio: usage,
+        ..CleanReport::default()
+    };
+    let ratio = usage.unwrap_or(0.0);
+    let full = ratio > s.disk_warning_ratio;
+    if full != core.disk_full.swap(full, Ordering::AcqRel) {
+        if full {
+            tracing::error!(ratio, "disk almost full; refusing new messages");
+        } else {
+            tracing::info!(
+                ratio,
+                "disk usage back below the warning level; accepting messages"
+            );
+        }
+    }
+    let over = ratio > s.disk_max_used_ratio;
+    let forced = ratio > s.disk_clean_forcibly_ratio;
+    let hour_ok = s.delete_hours.contains(&util::hour_of_day(now));
+    if manual || hour_ok || over {
+        let reserved = s.file_reserved_time.as_millis() as i64;
+        let cl = &core.commit_log;
+        let safe_end = cl.flushed().min(core.dispatched());
+        while report.commit_log_segments_deleted < MAX_DELETES_PER_RUN {
+            let victim = cl.pop_front_if(|seg| {
+                seg.end() <= safe_end
+                    && (forced
+                        || mtime_ms(seg.path()).is_some_and(|m| m.saturating_add(reserved) <= now))
+            });
+            let Some(seg) = victim else { break };
+            let path = seg.path().to_owned();
+            drop(seg);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), forced, "deleted expired commit log segment")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "failed to delete commit log segment")
+                }
+            }
+            report.commit_log_segments_deleted += 1;
+        }
+    }
+    let cl_min = core.commit_log.min_offset();
+    report.commit_log_min_offset = cl_min;
+    for q in core.all_queues() {
+        report.consume_queue_files_deleted += q.delete_expired(cl_min);
+    }
+    if let Some(index) = &core.index {
+        report.index_files_deleted += index.delete_expired(cl_min);
+    }
+    report
+}
+
+/// The `store-clean` thread.
+pub(crate) fn run_cleaner(core: Arc<Core>) {
+    let _span = tracing::info_span!("clean").entered();
+    let interval = core
+        .settings
+        .opts
+        .clean_interval
+        .max(Duration::from_millis(10));
+    let mut next = Instant::now();
+    loop {
+        if core.stopping() {
+            return;
+        }
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+            continue;
+        }
+        next = now + interval;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        clean(&core, wall, false);
+    }
+}
