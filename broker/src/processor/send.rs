@@ -332,6 +332,15 @@ async fn send_batch(
         if common::properties::find_in_encoded(&item_props, keys::DELAY_TIME_LEVEL).is_some_and(|l| l != "0") {
             return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "batch messages cannot be delayed"));
         }
+        // Nor timed: a batch is appended to one queue as is, and silently
+        // delivering a timed message at once (what RocketMQ 5 does) is worse.
+        if item_props.contains("TIMER_D")
+            && [keys::TIMER_DELIVER_MS, keys::TIMER_DELAY_SEC, keys::TIMER_DELAY_MS]
+                .iter()
+                .any(|k| common::properties::find_in_encoded(&item_props, k).is_some())
+        {
+            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "batch messages cannot be timed (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS)"));
+        }
         let props = common::batch::merge_properties(&item_props, &batch_props);
         let tags_code = common::hash::tags_code(common::properties::find_in_encoded(&props, keys::TAGS));
         puts.push(PutMessage {
