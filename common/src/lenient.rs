@@ -257,5 +257,6 @@ mod tests {
         assert!(serde_json::from_str::<Color>("2").is_err());
         assert!(serde_json::from_str::<Color>("\"BLUE\"").is_err());
         assert_eq!(serde_json::to_string(&Color::Red).unwrap(), "\"RED\"");
+        assert_eq!(Color::Green.ordinal(), 1);
     }
 }
