@@ -57,16 +57,15 @@ impl SubscriptionGroupManager {
         }
         let mut cfg = SubscriptionGroupConfig::new(group);
         cfg.retry_max_times = self.default_retry_max_times;
-        {
+        let out = {
             let mut w = self.inner.write();
-            let entry = w.subscription_group_table.entry(group.to_owned()).or_insert_with(|| cfg.clone());
-            let out = entry.clone();
+            let out = w.subscription_group_table.entry(group.to_owned()).or_insert_with(|| cfg.clone()).clone();
             w.data_version.next_version(crate::now_ms());
-            drop(w);
-            info!(group, "subscription group auto-created");
-            self.persist_logged();
-            return Some(out);
-        }
+            out
+        };
+        info!(group, "subscription group auto-created");
+        self.persist_logged();
+        Some(out)
     }
 
     pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {

@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn message_queue_order_is_topic_broker_queue() {
-        let mut v = vec![
+        let mut v = [
             MessageQueue::new("T", "b", 0),
             MessageQueue::new("T", "a", 1),
             MessageQueue::new("T", "a", 0),

@@ -1,0 +1,106 @@
+//! `ferromq-admin` — see the library docs for the commands.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferromq-admin", version, about = "Administer FerroMQ / RocketMQ clusters")]
+struct Args {
+    /// Name servers (`host:9876;host2:9876`); default: NAMESRV_ADDR or the config file.
+    #[arg(short = 'n', long = "namesrv-addr", global = true)]
+    namesrv: Option<String>,
+    /// Client config file (`client.toml`, or RocketMQ properties).
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Brokers of every cluster.
+    #[command(name = "clusterList")]
+    ClusterList,
+    /// Route of a topic.
+    #[command(name = "topicRoute")]
+    TopicRoute {
+        #[arg(short = 't', long)]
+        topic: String,
+    },
+    /// Create or update a topic on every master of a cluster.
+    #[command(name = "updateTopic")]
+    UpdateTopic {
+        #[arg(short = 't', long)]
+        topic: String,
+        /// Read and write queue count.
+        #[arg(short = 'q', long, default_value_t = 8)]
+        queues: i32,
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// Broker offset, consumer offset and lag per queue.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress {
+        #[arg(short = 'g', long)]
+        group: String,
+        #[arg(short = 't', long)]
+        topic: String,
+    },
+    /// Replay: reset a group's offsets to a timestamp (ms, or `now`).
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime {
+        #[arg(short = 'g', long)]
+        group: String,
+        #[arg(short = 't', long)]
+        topic: String,
+        #[arg(short = 's', long)]
+        timestamp: String,
+    },
+    /// Send one message.
+    Send {
+        #[arg(short = 't', long)]
+        topic: String,
+        #[arg(long)]
+        tags: Option<String>,
+        #[arg(short = 'b', long)]
+        body: String,
+    },
+    /// Print up to `max` messages of a topic (from the start of every queue).
+    Consume {
+        #[arg(short = 't', long)]
+        topic: String,
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let cfg = config::load_client(args.config.as_deref()).context("loading the client configuration")?.config.client;
+    let namesrv = admin::namesrv_list(args.namesrv.as_deref());
+    let run = async {
+        let a = client::Admin::new(cfg.clone(), namesrv.clone());
+        let out = match &args.command {
+            Command::ClusterList => admin::cluster_list(&a).await?,
+            Command::TopicRoute { topic } => admin::topic_route(&a, topic).await?,
+            Command::UpdateTopic { topic, queues, cluster } => {
+                a.create_topic(topic, *queues, cluster.as_deref()).await?;
+                format!("topic {topic} created with {queues} queues")
+            }
+            Command::ConsumerProgress { group, topic } => admin::consumer_progress(&a, group, topic).await?,
+            Command::ResetOffsetByTime { group, topic, timestamp } => {
+                let ts = admin::parse_timestamp(timestamp)?;
+                let offsets = a.reset_offset_by_timestamp(group, topic, ts).await?;
+                offsets.iter().map(|(mq, o)| format!("{mq} -> {o}\n")).collect()
+            }
+            Command::Send { topic, tags, body } => admin::send(namesrv.clone(), cfg.clone(), topic, tags.as_deref(), body).await?,
+            Command::Consume { topic, max } => admin::consume(namesrv.clone(), cfg.clone(), topic, *max).await?,
+        };
+        a.shutdown();
+        anyhow::Ok(out)
+    };
+    let out = tokio::time::timeout(admin::COMMAND_TIMEOUT, run).await.context("the command timed out")??;
+    println!("{}", out.trim_end());
+    Ok(())
+}
