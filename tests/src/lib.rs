@@ -26,7 +26,7 @@ pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "namesrv", "--bin", "namesrv", "-p", "broker", "--bin", "broker"]);
+        cmd.args(["build", "--quiet", "-p", "namesrv", "--bin", "namesrv", "-p", "broker", "--bin", "broker", "-p", "admin", "--bin", "ferromq-admin"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
