@@ -37,6 +37,8 @@ pub struct BrokerContext {
     pub stats: BrokerStats,
     pub transactions: crate::transaction::TransactionState,
     pub timers: crate::timer::TimerService,
+    /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
+    pub order_expansions: crate::order_expansion::OrderExpansions,
     /// Wakes the registration task at once (topic created or changed).
     pub register_now: Notify,
     boot_ms: i64,
@@ -65,6 +67,7 @@ impl BrokerContext {
         let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"))?;
         let delay_offsets = DelayOffsets::load(config_dir.join("delayOffset.json"))?;
         let timers = crate::timer::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
+        let order_expansions = crate::order_expansion::OrderExpansions::load(config_dir.join("orderExpansion.json"))?;
         let ctx = Arc::new(Self {
             locks: RebalanceLockManager::new(config.rebalance_lock_max_live_time),
             holds: PullHoldService::new(),
@@ -73,6 +76,7 @@ impl BrokerContext {
             stats: BrokerStats::default(),
             transactions: Default::default(),
             timers,
+            order_expansions,
             register_now: Notify::new(),
             boot_ms: crate::now_ms(),
             delay_levels,

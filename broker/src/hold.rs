@@ -43,6 +43,20 @@ pub struct PullHoldService {
     ctx: OnceLock<Weak<BrokerContext>>,
 }
 
+/// Runs a parked pull again (never suspending) and answers it with its opaque.
+async fn rerun(ctx: &Arc<BrokerContext>, channel: Channel, request: RemotingCommand) {
+    if channel.is_closed() {
+        return;
+    }
+    let opaque = request.opaque;
+    let ser = request.serialize_type;
+    if let Some(mut resp) = pull::process(ctx, &channel, request, false).await {
+        resp.opaque = opaque;
+        resp.serialize_type = ser;
+        let _ = channel.send_response(resp).await;
+    }
+}
+
 /// What a parked pull needs to run again.
 pub struct HeldPull {
     pub channel: Channel,
@@ -115,16 +129,19 @@ impl PullHoldService {
                 }
             }
             ctx.holds.remove(&held.topic, held.queue_id, id);
-            if held.channel.is_closed() {
-                return;
-            }
-            let opaque = held.request.opaque;
-            let ser = held.request.serialize_type;
-            if let Some(mut resp) = pull::process(&ctx, &held.channel, held.request, false).await {
-                resp.opaque = opaque;
-                resp.serialize_type = ser;
-                let _ = held.channel.send_response(resp).await;
-            }
+            rerun(&ctx, held.channel, held.request).await;
+        });
+    }
+
+    /// Re-runs a pull after `hold`, without arrival wake-ups: a queue of an
+    /// expanded ordered topic that is still closed to the group
+    /// (`order_expansion`), where arrivals must not make the consumer spin.
+    pub fn delay(&self, channel: Channel, request: RemotingCommand, hold: Duration) {
+        let Some(ctx) = self.ctx.get().and_then(Weak::upgrade) else { return };
+        crate::stats::BrokerStats::add(&ctx.stats.pull_held, 1);
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            rerun(&ctx, channel, request).await;
         });
     }
 

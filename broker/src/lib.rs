@@ -21,6 +21,7 @@ pub mod filter;
 pub mod hold;
 pub mod lock;
 pub mod namesrv_api;
+pub mod order_expansion;
 pub mod persist;
 pub mod processor;
 pub mod schedule;
@@ -72,12 +73,21 @@ impl Broker {
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
 
+        // State rebuilt from the store before the first request can arrive: the
+        // arrival hook, then the pending timers (a timer reloaded here and also
+        // reported by the hook would fire twice), then the transaction decisions
+        // (an END_TRANSACTION must see the decisions made before the restart).
+        ctx.holds.attach(ctx.clone());
+        if ctx.config.broker_role.is_master() {
+            ctx.timers.recover(&ctx);
+            ctx.transactions.catch_up(&ctx);
+        }
+
         let dispatcher = processor::dispatcher(ctx.clone());
         let mut server_config = remoting::ServerConfig::new(bound);
         server_config.channel.idle_timeout = ctx.config.channel_idle_timeout;
         let server = remoting::RemotingServer::serve(listener, server_config, Arc::new(dispatcher))?;
 
-        ctx.holds.attach(ctx.clone());
         tasks.spawn(namesrv_api::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("register_broker")));
         tasks.spawn(housekeeping(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("client_housekeeping")));
         tasks.spawn(persist_offsets(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("offset_persist")));

@@ -15,7 +15,17 @@
 //! the earliest timer still in the map, so a restart — which reloads every entry of
 //! the timer queue due at or after the watermark, plus every entry past `loaded` —
 //! loses nothing; at most the deliveries since the last checkpoint repeat after a
-//! crash (none after a clean shutdown).
+//! crash (none after a clean shutdown). Timers taken out of the map for delivery
+//! still hold the watermark down (`inflight_min`) until their re-publication is
+//! stored, so a checkpoint written mid-batch cannot skip them.
+//!
+//! Recovery ([`TimerService::recover`]) must run before the broker accepts sends
+//! and after the arrival listener is installed (`Broker::start` does both before
+//! serving), so that no timer is both reloaded and reported live (delivered twice)
+//! or neither (lost).
+//!
+//! Timed messages are single sends: a SEND_BATCH_MESSAGE carrying timer properties
+//! is refused, as batches with a delay level are.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +75,9 @@ pub struct TimerService {
     watermark: AtomicI64,
     wake: Notify,
     delivered: AtomicU64,
+    /// Smallest delivery time of the batch being re-published (`i64::MAX` when
+    /// none): part of the persisted watermark.
+    inflight_min: AtomicI64,
 }
 
 /// When a message with these properties should be delivered (absolute ms), if it is
@@ -92,6 +105,7 @@ impl TimerService {
             watermark: AtomicI64::new(cp.watermark),
             wake: Notify::new(),
             delivered: AtomicU64::new(0),
+            inflight_min: AtomicI64::new(i64::MAX),
         })
     }
 
@@ -119,8 +133,9 @@ impl TimerService {
         }
     }
 
-    /// Reloads pending timers from the timer queue after a restart.
-    fn recover(&self, ctx: &BrokerContext) {
+    /// Reloads pending timers from the timer queue after a restart. Call once,
+    /// before the broker accepts sends (see the module doc).
+    pub fn recover(&self, ctx: &BrokerContext) {
         let watermark = self.watermark.load(Ordering::Relaxed);
         let loaded = self.loaded.load(Ordering::Relaxed);
         let max = ctx.store.max_offset_in_queue(TIMER_TOPIC, 0);
@@ -146,9 +161,13 @@ impl TimerService {
     }
 
     fn checkpoint(&self) -> Checkpoint {
-        let first = self.pending.lock().first_key_value().map(|(k, _)| *k);
+        // Read `loaded` first: an arrival after this read is re-read from the queue
+        // on recovery anyway (offset >= loaded).
+        let loaded = self.loaded.load(Ordering::Relaxed);
+        let first = self.pending.lock().first_key_value().map_or(i64::MAX, |(k, _)| *k);
         let wm = self.watermark.load(Ordering::Relaxed);
-        Checkpoint { loaded: self.loaded.load(Ordering::Relaxed), watermark: first.map_or(wm, |f| f.min(wm)) }
+        let inflight = self.inflight_min.load(Ordering::Acquire);
+        Checkpoint { loaded, watermark: wm.min(first).min(inflight) }
     }
 
     /// # Errors
@@ -158,12 +177,11 @@ impl TimerService {
     }
 }
 
-/// Starts the firing loop and the checkpoint writer.
+/// Starts the firing loop and the checkpoint writer (after [`TimerService::recover`]).
 pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &tokio_util::task::TaskTracker) {
     if !ctx.config.broker_role.is_master() {
         return;
     }
-    ctx.timers.recover(&ctx);
     let c = ctx.clone();
     let k = cancel.clone();
     tasks.spawn(tracing::Instrument::instrument(fire_loop(c, k), tracing::info_span!("timer")));
@@ -198,6 +216,11 @@ async fn fire_loop(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
                 let key = *entry.key();
                 out.push((key, entry.remove()));
             }
+            // Published under the lock: a checkpoint that no longer finds these
+            // timers in the map finds their bound here.
+            if let Some((first, _)) = out.first() {
+                timers.inflight_min.store(*first, Ordering::Release);
+            }
             out
         };
         if due.is_empty() {
@@ -210,34 +233,39 @@ async fn fire_loop(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
             }
             continue;
         }
-        let mut jobs = Vec::new();
-        for (_, list) in &due {
-            for p in list {
-                jobs.push(*p);
-            }
-        }
-        let n = jobs.len() as u64;
+        let jobs: Vec<(i64, Pending)> = due.iter().flat_map(|(k, list)| list.iter().map(move |p| (*k, *p))).collect();
+        let mut retried = 0u64;
+        let mut first_failed: Option<i64> = None;
         for chunk in jobs.chunks(DELIVERY_CONCURRENCY) {
-            let futs = chunk.iter().map(|p| deliver(&ctx, *p));
-            let results = futures_join_all(futs).await;
-            let failed: Vec<Pending> = chunk.iter().zip(results).filter(|(_, ok)| !ok).map(|(p, _)| *p).collect();
+            let futs = chunk.iter().map(|(_, p)| deliver(&ctx, *p));
+            let results = futures::future::join_all(futs).await;
+            let failed: Vec<(i64, Pending)> = chunk.iter().zip(results).filter(|(_, ok)| !ok).map(|(j, _)| *j).collect();
             if !failed.is_empty() {
                 // Put them back a second later rather than lose them.
                 warn!(count = failed.len(), "timed messages could not be re-published; retrying in 1 s");
+                retried += failed.len() as u64;
+                let min_key = failed.iter().map(|(k, _)| *k).min().unwrap_or(i64::MAX);
+                first_failed = Some(first_failed.map_or(min_key, |f| f.min(min_key)));
                 let mut pend = timers.pending.lock();
-                pend.entry(crate::now_ms() + 1000).or_default().extend(failed);
+                pend.entry(crate::now_ms() + 1000).or_default().extend(failed.into_iter().map(|(_, p)| p));
             }
         }
-        timers.count.fetch_sub(n, Ordering::Relaxed);
-        timers.delivered.fetch_add(n, Ordering::Relaxed);
-        if let Some((last, _)) = due.last() {
-            timers.watermark.fetch_max(last + 1, Ordering::Relaxed);
+        let delivered = jobs.len() as u64 - retried;
+        timers.count.fetch_sub(delivered, Ordering::Relaxed);
+        timers.delivered.fetch_add(delivered, Ordering::Relaxed);
+        // A failed timer sits in the map under a later key than its queue entry's
+        // tags code; the watermark must stay at or below that tags code, or a
+        // restart would not reload it.
+        let reached = match (first_failed, due.last()) {
+            (Some(f), _) => Some(f),
+            (None, Some((last, _))) => Some(last + 1),
+            (None, None) => None,
+        };
+        if let Some(r) = reached {
+            timers.watermark.fetch_max(r, Ordering::Relaxed);
         }
+        timers.inflight_min.store(i64::MAX, Ordering::Release);
     }
-}
-
-async fn futures_join_all<F: std::future::Future<Output = bool>>(futs: impl Iterator<Item = F>) -> Vec<bool> {
-    futures::future::join_all(futs).await
 }
 
 /// Re-publishes one timed message to its real topic; false to retry later.

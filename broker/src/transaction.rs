@@ -9,9 +9,11 @@
 //! The state machine is strict (RocketMQ pain point #9): decisions are keyed by the
 //! message's UNIQ_KEY (shared by a half message and the copies the check-back
 //! re-appends), so a second COMMIT is a no-op, a COMMIT after a ROLLBACK (or the
-//! reverse) is refused, and a resolved message is never checked again. The
-//! decision rides on the op record (`TX_UNIQ`, `TX_DECISION` properties) so it is
-//! rebuilt after a restart.
+//! reverse) is refused, and a resolved message is never checked again. A decision
+//! is claimed before the message is re-published, so two COMMITs racing (the
+//! producer's own and a check-back answer) publish it once. The decision rides on
+//! the op record (`TX_UNIQ`, `TX_DECISION` properties) so it is rebuilt after a
+//! restart, before the broker serves ([`TransactionState::catch_up`]).
 //!
 //! The check-back service wakes every `transaction_check_interval`, walks the half
 //! queue from the internal group `CID_RMQ_SYS_TRANS`'s offset, and for each
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Span};
+use tracing::{debug, warn, Span};
 
 use common::properties::{keys, Properties};
 use common::sysflag::message as sysflag;
@@ -89,8 +91,9 @@ impl TransactionState {
         self.decisions.lock().get(uniq).copied()
     }
 
-    /// Reads new op records into the state (restart, and before every check round).
-    fn catch_up(&self, ctx: &BrokerContext) {
+    /// Reads new op records into the state (at start, before the broker serves,
+    /// and before every check round).
+    pub fn catch_up(&self, ctx: &BrokerContext) {
         let mut read = self.op_read.lock();
         loop {
             let r = ctx.store.get_messages(&GetRequest::new(TRANS_OP_HALF_TOPIC, 0, *read, 256));
@@ -175,8 +178,10 @@ async fn end(ctx: &Arc<BrokerContext>, h: &EndTransactionRequestHeader, decision
     }
     let uniq = half.properties.uniq_key().unwrap_or(&h.msg_id).to_owned();
     let tx = &ctx.transactions;
+    // Claim the decision before publishing: a producer's own COMMIT and a
+    // check-back answer can arrive together, and only one may re-publish.
     {
-        let decisions = tx.decisions.lock();
+        let mut decisions = tx.decisions.lock();
         match decisions.get(&uniq) {
             Some(d) if *d == decision => return Ok(RemotingCommand::success()),
             Some(d) => {
@@ -185,40 +190,53 @@ async fn end(ctx: &Arc<BrokerContext>, h: &EndTransactionRequestHeader, decision
                     format!("transaction {uniq} was already resolved as {}", d.as_str()),
                 ))
             }
-            None => {}
+            None => {
+                decisions.insert(uniq.clone(), decision);
+            }
         }
     }
     if decision == Decision::Commit {
-        let mut props = half.properties.clone();
-        let Some(real_topic) = props.remove(keys::REAL_TOPIC) else { return Err(err("half message without REAL_TOPIC".into())) };
-        let real_queue: i32 = props.remove(keys::REAL_QUEUE_ID).and_then(|q| q.parse().ok()).unwrap_or(0);
-        props.remove(keys::TRANSACTION_PREPARED);
-        props.remove(keys::TRANSACTION_CHECK_TIMES);
-        let mut topic_name = real_topic;
-        let mut queue_id = real_queue;
-        let sys_flag = sysflag::with_transaction_type(half.sys_flag, sysflag::TRANSACTION_COMMIT_TYPE);
-        crate::processor::send::apply_delay(ctx, &mut props, &mut topic_name, &mut queue_id, sys_flag);
-        let put = PutMessage {
-            tags_code: common::hash::tags_code(props.tags()),
-            topic: topic_name,
-            queue_id,
-            flag: half.flag,
-            sys_flag,
-            born_timestamp: half.born_timestamp,
-            born_host: half.born_host,
-            reconsume_times: half.reconsume_times,
-            prepared_transaction_offset: h.commit_log_offset,
-            body: half.body.clone(),
-            properties: props.encode(),
-        };
-        let r = ctx.store.put(put).await;
-        if !r.status.is_stored() {
-            return Err(err(format!("committing the transaction failed: {:?}", r.status)));
+        if let Err(resp) = publish_committed(ctx, h, &half).await {
+            // Not resolved after all: the producer (or the check-back) may try again.
+            tx.decisions.lock().remove(&uniq);
+            return Err(resp);
         }
     }
     record_decision(ctx, &half, &uniq, decision).await;
-    info!(msg_id = %uniq, decision = decision.as_str(), "transaction resolved");
+    debug!(msg_id = %uniq, decision = decision.as_str(), "transaction resolved");
     Ok(RemotingCommand::success())
+}
+
+/// Re-publishes a committed half message to its real topic (§12.10).
+async fn publish_committed(ctx: &Arc<BrokerContext>, h: &EndTransactionRequestHeader, half: &MessageExt) -> Result<(), RemotingCommand> {
+    let err = |remark: String| RemotingCommand::error(ResponseCode::SYSTEM_ERROR, remark);
+    let mut props = half.properties.clone();
+    let Some(real_topic) = props.remove(keys::REAL_TOPIC) else { return Err(err("half message without REAL_TOPIC".into())) };
+    let real_queue: i32 = props.remove(keys::REAL_QUEUE_ID).and_then(|q| q.parse().ok()).unwrap_or(0);
+    props.remove(keys::TRANSACTION_PREPARED);
+    props.remove(keys::TRANSACTION_CHECK_TIMES);
+    let mut topic_name = real_topic;
+    let mut queue_id = real_queue;
+    let sys_flag = sysflag::with_transaction_type(half.sys_flag, sysflag::TRANSACTION_COMMIT_TYPE);
+    crate::processor::send::apply_delay(ctx, &mut props, &mut topic_name, &mut queue_id, sys_flag);
+    let put = PutMessage {
+        tags_code: common::hash::tags_code(props.tags()),
+        topic: topic_name,
+        queue_id,
+        flag: half.flag,
+        sys_flag,
+        born_timestamp: half.born_timestamp,
+        born_host: half.born_host,
+        reconsume_times: half.reconsume_times,
+        prepared_transaction_offset: h.commit_log_offset,
+        body: half.body.clone(),
+        properties: props.encode(),
+    };
+    let r = ctx.store.put(put).await;
+    if !r.status.is_stored() {
+        return Err(err(format!("committing the transaction failed: {:?}", r.status)));
+    }
+    Ok(())
 }
 
 async fn record_decision(ctx: &BrokerContext, half: &MessageExt, uniq: &str, decision: Decision) {
@@ -309,6 +327,15 @@ pub async fn check_round(ctx: &Arc<BrokerContext>) {
 }
 
 async fn discard(ctx: &BrokerContext, half: &MessageExt, uniq: &str) {
+    {
+        // Claimed like an END_TRANSACTION decision: a late COMMIT then gets
+        // TRANSACTION_FAILED instead of racing the discard.
+        let mut decisions = ctx.transactions.decisions.lock();
+        if decisions.contains_key(uniq) {
+            return;
+        }
+        decisions.insert(uniq.to_owned(), Decision::Discard);
+    }
     warn!(msg_id = uniq, "transaction checked too many times; parked in TRANS_CHECK_MAX_TIME_TOPIC");
     ctx.topics.create_system(TRANS_CHECK_MAX_TIME_TOPIC, 1, perm::READ_WRITE, 0);
     let put = PutMessage {

@@ -74,8 +74,6 @@ pub(crate) struct Inner {
     consumers: RwLock<HashMap<String, Arc<dyn ConsumerHandle>>>,
     pub uniq: UniqIdGenerator,
     cancel: CancellationToken,
-    /// Increments whenever routes change (consumers rebalance on change).
-    route_epoch: AtomicU64,
     /// Set by the first [`ClientInstance::start`]: a consumer and its inner producer
     /// (or several clients sharing an instance) start it once.
     started: std::sync::atomic::AtomicBool,
@@ -128,7 +126,6 @@ impl ClientInstance {
                 consumers: RwLock::default(),
                 uniq: UniqIdGenerator::new(ip, std::process::id(), salt),
                 cancel: CancellationToken::new(),
-                route_epoch: AtomicU64::new(0),
                 started: std::sync::atomic::AtomicBool::new(false),
             }
         });
@@ -205,10 +202,6 @@ impl ClientInstance {
         self.inner.producers.write().insert(group.to_owned(), ProducerEntry { tx_check });
     }
 
-    pub(crate) fn register_consumer(&self, consumer: Arc<dyn ConsumerHandle>) {
-        self.inner.consumers.write().insert(consumer.group(), consumer);
-    }
-
     /// Registers `consumer` unless its group already has one on this instance
     /// (Java refuses a second consumer of a group per client instance).
     pub(crate) fn try_register_consumer(&self, consumer: Arc<dyn ConsumerHandle>) -> bool {
@@ -268,6 +261,15 @@ impl ClientInstance {
             },
             Err(e) => return Err(e),
         };
+        // A globally ordered topic (`orderTopicConf`, from the name server's
+        // ORDER_TOPIC_CONFIG when `orderMessageEnable`): exactly the configured
+        // `broker:queues` list, in its order, as Java's topicRouteData2TopicPublishInfo.
+        if let Some(conf) = route.order_topic_conf.as_deref().filter(|c| !c.trim().is_empty()) {
+            let queues = order_topic_queues(topic_name, conf);
+            if !queues.is_empty() {
+                return Ok(queues);
+            }
+        }
         let mut queues = Vec::new();
         let mut datas = route.queue_datas.clone();
         datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
@@ -367,9 +369,6 @@ impl ClientInstance {
         self.inner.remoting.shutdown();
     }
 
-    pub(crate) fn route_epoch(&self) -> u64 {
-        self.inner.route_epoch.load(Ordering::Relaxed)
-    }
 }
 
 fn spawn_periodic<F>(weak: Weak<Inner>, cancel: CancellationToken, period: Duration, name: &'static str, f: F)
@@ -444,7 +443,6 @@ impl Inner {
             }
         }
         if changed {
-            self.route_epoch.fetch_add(1, Ordering::Relaxed);
             debug!(topic = topic_name, "route updated");
         }
         Ok(route)
@@ -540,6 +538,7 @@ impl RequestHandler for ServerRequests {
                     }
                     None
                 }
+                RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT => Some(crate::request::on_push_reply(&request)),
                 RequestCode::RESET_CONSUMER_CLIENT_OFFSET => {
                     reset_offsets(&inner, &request).await;
                     Some(RemotingCommand::success())
@@ -555,6 +554,18 @@ impl RequestHandler for ServerRequests {
             }
         })
     }
+}
+
+/// Queues of an `orderTopicConf` value: `brokerName:queueNums` entries joined with
+/// `;` (malformed entries skipped).
+fn order_topic_queues(topic_name: &str, conf: &str) -> Vec<MessageQueue> {
+    conf.split(';')
+        .filter_map(|item| {
+            let (broker, n) = item.trim().split_once(':')?;
+            Some((broker.trim().to_owned(), n.trim().parse::<i32>().ok()?))
+        })
+        .flat_map(|(broker, n)| (0..n.max(0)).map(move |q| MessageQueue::new(topic_name, broker.clone(), q)))
+        .collect()
 }
 
 /// The producer group of a half message sent back for checking (its `PGROUP`).

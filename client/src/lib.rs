@@ -8,6 +8,10 @@
 //! * [`consumer`] — push consumers (clustering/broadcasting, concurrent/orderly,
 //!   rebalance, retry) and pull consumers.
 //! * [`Admin`] — create topics, routes, cluster info, consumer progress, replay.
+//! * [`TransactionProducer`] — transactional messages (half message, local
+//!   transaction, check-back).
+//! * [`request`] — request-reply: [`Producer::request`], [`create_reply_message`],
+//!   [`Producer::send_reply`].
 //!
 //! Every producer/consumer owns a [`ClientInstance`]: connections, route cache,
 //! heartbeats.
@@ -18,6 +22,8 @@ pub mod error;
 pub mod instance;
 pub mod namesrv;
 pub mod producer;
+pub mod request;
+pub mod transaction;
 
 pub use admin::Admin;
 pub use common::route::MessageQueue;
@@ -25,3 +31,7 @@ pub use common::{Message, MessageExt};
 pub use error::{Error, Result};
 pub use instance::ClientInstance;
 pub use producer::{Producer, ProducerOptions, QueueSelector, SendResult, SendStatus};
+pub use request::create_reply_message;
+pub use transaction::{
+    transaction_listener_fn, LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
+};

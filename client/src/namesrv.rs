@@ -104,3 +104,45 @@ async fn http_get(url: &str, timeout: Duration) -> Result<String> {
     debug!(url, "fetched name server list");
     Ok(body.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn code_wins_over_config_and_empty_code_falls_back() {
+        let ns = NameServers::new(Some(addrs(&["code:1"])), addrs(&["cfg:1"]), None);
+        assert_eq!(ns.list(), addrs(&["code:1"]));
+        let ns = NameServers::new(Some(Vec::new()), addrs(&["cfg:1", "cfg:2"]), None);
+        assert_eq!(ns.list(), addrs(&["cfg:1", "cfg:2"]));
+        let ns = NameServers::new(None, Vec::new(), Some("http://h/x".into()));
+        assert!(matches!(ns.candidates(), Err(Error::NoNameServer)));
+    }
+
+    #[test]
+    fn candidates_start_at_the_last_good_one() {
+        let ns = NameServers::new(None, addrs(&["a:1", "b:1", "c:1"]), None);
+        assert_eq!(ns.candidates().unwrap(), addrs(&["a:1", "b:1", "c:1"]));
+        ns.mark_good("b:1");
+        assert_eq!(ns.candidates().unwrap(), addrs(&["b:1", "c:1", "a:1"]));
+    }
+
+    #[tokio::test]
+    async fn http_list_replaces_the_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/rocketmq/nsaddr", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n10.0.0.1:9876;x:1\n").await.unwrap();
+        });
+        let ns = NameServers::new(None, addrs(&["old:1"]), Some(url));
+        ns.refresh_from_http().await.unwrap();
+        assert_eq!(ns.list(), addrs(&["10.0.0.1:9876", "x:1"]));
+    }
+}

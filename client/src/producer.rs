@@ -141,6 +141,8 @@ impl FaultTolerance {
 
 struct Inner {
     instance: ClientInstance,
+    /// Created by this producer (not shared): shut down with it.
+    owns_instance: bool,
     group: String,
     opts: ProducerOptions,
     next_queue: AtomicUsize,
@@ -157,15 +159,21 @@ impl Producer {
     /// A producer of `group` with name servers from `config` (or `namesrv` set in
     /// code, which wins), started at once.
     pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>, opts: ProducerOptions) -> Self {
-        Self::with_instance(group, ClientInstance::new(config, namesrv), opts)
+        Self::build(group, ClientInstance::new(config, namesrv), opts, true)
     }
 
-    /// A producer on an existing instance (shared with consumers of the process).
+    /// A producer on an existing instance (shared with consumers of the process);
+    /// [`Producer::shutdown`] leaves the instance running.
     pub fn with_instance(group: impl Into<String>, instance: ClientInstance, opts: ProducerOptions) -> Self {
+        Self::build(group, instance, opts, false)
+    }
+
+    fn build(group: impl Into<String>, instance: ClientInstance, opts: ProducerOptions, owns_instance: bool) -> Self {
         let group = group.into();
         instance.register_producer(&group, None);
         instance.start();
-        Self { inner: Arc::new(Inner { instance, group, opts, next_queue: AtomicUsize::new(rand::random::<u16>() as usize), faults: FaultTolerance::default() }) }
+        let next_queue = AtomicUsize::new(rand::random::<u16>() as usize);
+        Self { inner: Arc::new(Inner { instance, owns_instance, group, opts, next_queue, faults: FaultTolerance::default() }) }
     }
 
     /// A producer with the defaults, talking to `namesrv` (`host:port;host:port`).
@@ -281,10 +289,13 @@ impl Producer {
         Ok(result)
     }
 
-    /// Unregisters from the brokers and stops the background tasks.
+    /// Unregisters from the brokers and stops the background tasks (of an
+    /// instance this producer created).
     pub async fn shutdown(&self) {
         self.inner.instance.unregister(Some(&self.inner.group), None).await;
-        self.inner.instance.shutdown();
+        if self.inner.owns_instance {
+            self.inner.instance.shutdown();
+        }
     }
 
     /// Validates the message and stamps UNIQ_KEY; compresses a large body.
@@ -418,6 +429,13 @@ impl Producer {
             max_reconsume_times,
             batch: Some(code == RequestCode::SEND_BATCH_MESSAGE),
             broker_name: Some(mq.broker_name.clone()),
+        };
+        // A reply (`request::create_reply_message`) goes as SEND_REPLY_MESSAGE_V2,
+        // as Java's MQClientAPIImpl sends it: the broker pushes it to the requester.
+        let code = if code == RequestCode::SEND_MESSAGE_V2 && msg.properties.get(keys::MESSAGE_TYPE) == Some(keys::REPLY_MESSAGE_FLAG) {
+            RequestCode::SEND_REPLY_MESSAGE_V2
+        } else {
+            code
         };
         RemotingCommand::request_with(code, &h).with_body(body)
     }

@@ -289,6 +289,10 @@ async fn read_loop(
         let cmd = match next {
             None => break,
             Some(Ok(cmd)) => cmd,
+            Some(Err(Error::Io(e))) => {
+                debug!(peer = %channel.peer_addr(), error = %e, "connection read failed");
+                break;
+            }
             Some(Err(e)) => {
                 warn!(peer = %channel.peer_addr(), error = %e, "closing connection after a malformed frame");
                 break;

@@ -49,6 +49,13 @@ pub async fn update_and_create_topic(ctx: &Arc<BrokerContext>, _: &Channel, req:
         order: h.order,
         ..TopicConfig::default()
     };
+    // An ordered topic that grows gets its drain barrier before any client can
+    // see the new queues (`order_expansion`).
+    let old = ctx.topics.get(&tc.topic_name);
+    let max_offset = |q: i32| ctx.store.max_offset_in_queue(&tc.topic_name, q);
+    if let Err(e) = ctx.order_expansions.on_topic_update(old.as_ref(), &tc, max_offset, crate::now_ms()) {
+        return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("could not record the ordered-topic expansion: {e}")));
+    }
     ctx.topics.upsert(tc);
     Some(RemotingCommand::success())
 }
@@ -63,6 +70,9 @@ pub async fn delete_topic(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCo
     }
     ctx.topics.delete(&h.topic);
     ctx.offsets.remove_topic(&h.topic);
+    if let Err(e) = ctx.order_expansions.delete_topic(&h.topic) {
+        tracing::error!(topic = %h.topic, error = %e, "could not forget the ordered-topic expansions");
+    }
     ctx.store.delete_topic(&h.topic);
     Some(RemotingCommand::success())
 }

@@ -106,6 +106,10 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
     }
     match pull(ctx, ch, &h, first) {
         Outcome::Respond(r) => Some(r),
+        Outcome::Delay(hold) => {
+            ctx.holds.delay(ch.clone(), req, hold);
+            None
+        }
         Outcome::Park(filter) => {
             let hold = if ctx.config.long_polling_enable {
                 Duration::from_millis(h.suspend_timeout_millis.max(0) as u64)
@@ -129,6 +133,9 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
 enum Outcome {
     Respond(RemotingCommand),
     Park(Arc<PreparedFilter>),
+    /// Answer after this long, ignoring arrivals (a closed queue of an expanded
+    /// ordered topic).
+    Delay(Duration),
 }
 
 fn error(code: ResponseCode, remark: String) -> Outcome {
@@ -213,6 +220,24 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         Err(e) => return error(ResponseCode::SUBSCRIPTION_PARSE_FAILED, format!("parse the consumer's subscription failed: {e}")),
     };
 
+    if tc.order {
+        if let Some(closed) = ctx.order_expansions.gate(
+            &h.topic,
+            &h.consumer_group,
+            h.queue_id,
+            |q| ctx.offsets.query(&h.consumer_group, &h.topic, q),
+            |q| ctx.store.min_offset_in_queue(&h.topic, q),
+        ) {
+            let broadcasting = ctx
+                .clients
+                .consumer_group(&h.consumer_group)
+                .is_some_and(|g| g.message_model == MessageModel::Broadcasting);
+            if !broadcasting {
+                return closed_queue(ctx, h, first, &closed);
+            }
+        }
+    }
+
     let cq_filter = |e: &CqEntry| filter.pre_filter(e.tags_code);
     let record_filter = |v: &RecordView<'_>| filter.matches_record(v);
     let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
@@ -268,5 +293,27 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         tracing::info!(group = %h.consumer_group, topic = %h.topic, queue_id = h.queue_id, requested = h.queue_offset,
                        next = next, min = result.min_offset, max = result.max_offset, "pull offset moved");
     }
+    Outcome::Respond(resp)
+}
+
+/// A queue added to an ordered topic that the group may not read yet
+/// (`order_expansion`): nothing found, from where it asked, so the consumer keeps
+/// its offset and asks again.
+fn closed_queue(ctx: &BrokerContext, h: &PullMessageRequestHeader, first: bool, closed: &crate::order_expansion::Closed) -> Outcome {
+    if first && h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && ctx.config.broker_role.is_master() {
+        ctx.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+    }
+    if first && h.sys_flag & pull_flag::SUSPEND != 0 {
+        let suspend = Duration::from_millis(h.suspend_timeout_millis.max(0) as u64);
+        return Outcome::Delay(suspend.min(crate::order_expansion::GATE_RECHECK));
+    }
+    let header = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: h.queue_offset,
+        min_offset: ctx.store.min_offset_in_queue(&h.topic, h.queue_id),
+        max_offset: ctx.store.max_offset_in_queue(&h.topic, h.queue_id),
+    };
+    let mut resp = RemotingCommand::response_with(ResponseCode::PULL_NOT_FOUND, &header);
+    resp.remark = Some(closed.to_string());
     Outcome::Respond(resp)
 }

@@ -128,12 +128,14 @@ impl OffsetStore {
     pub async fn read_from_store(&self, mq: &MessageQueue) -> Result<Option<i64>> {
         let found = match &self.backend {
             Backend::Remote(api) => {
-                let zero = if self.strict_query { Some(false) } else { None };
+                // Retry topics keep the broker's answer: a young retry queue starts at 0.
+                let zero = (self.strict_query && !common::topic::is_retry_topic(&mq.topic)).then_some(false);
                 api.query_consumer_offset_with(&self.group, mq, zero).await?
             }
             Backend::Local(path) => {
                 let path = path.clone();
-                let offsets = tokio::task::spawn_blocking(move || read_file(&path)).await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                let offsets =
+                    tokio::task::spawn_blocking(move || read_file(&path)).await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
                 offsets.into_iter().find(|(q, _)| q == mq).map(|(_, o)| o)
             }
         };

@@ -32,11 +32,14 @@ pub const LOCK_MAX_LIVE_TIME: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct State {
-    /// Pulled, not yet consumed (orderly: not yet taken), by queue offset.
+    /// Concurrent mode: body size of each message pulled and not yet consumed,
+    /// by queue offset (the messages themselves travel with their consume task).
+    pending: BTreeMap<i64, usize>,
+    /// Orderly: pulled, not yet taken, by queue offset.
     msgs: BTreeMap<i64, MessageExt>,
     /// Orderly: the batch the listener has now.
     consuming: BTreeMap<i64, MessageExt>,
-    /// Body bytes of `msgs` and `consuming`.
+    /// Body bytes of `pending`, `msgs` and `consuming`.
     bytes: usize,
     /// Largest queue offset ever cached.
     max_offset: Option<i64>,
@@ -81,6 +84,7 @@ impl ProcessQueue {
             s.dropped = true;
             s.frozen |= freeze_offsets;
             s.msgs.clear();
+            s.pending.clear();
             s.bytes = s.consuming.values().map(|m| m.body.len()).sum();
         }
         self.cancel.cancel();
@@ -89,10 +93,24 @@ impl ProcessQueue {
     /// (message count, body bytes) cached, for flow control.
     pub fn cached(&self) -> (usize, usize) {
         let s = self.state.lock();
-        (s.msgs.len() + s.consuming.len(), s.bytes)
+        (s.pending.len() + s.msgs.len() + s.consuming.len(), s.bytes)
     }
 
-    /// Caches pulled messages. Returns true when the caller must start an orderly
+    /// Concurrent mode: records pulled messages as in flight.
+    pub fn put_pending(&self, msgs: &[MessageExt]) {
+        let mut s = self.state.lock();
+        if s.dropped {
+            return;
+        }
+        for m in msgs {
+            if s.pending.insert(m.queue_offset, m.body.len()).is_none() {
+                s.bytes += m.body.len();
+            }
+            s.max_offset = Some(s.max_offset.map_or(m.queue_offset, |o| o.max(m.queue_offset)));
+        }
+    }
+
+    /// Orderly: caches pulled messages. Returns true when the caller must start a
     /// consume task (none is running).
     pub fn put(&self, msgs: &[MessageExt]) -> bool {
         let mut s = self.state.lock();
@@ -116,16 +134,16 @@ impl ProcessQueue {
     /// `store` (increase only) unless the queue is frozen or dropped.
     pub fn remove(&self, offsets: &[i64], store: &OffsetStore) {
         let mut s = self.state.lock();
-        let had_msgs = !s.msgs.is_empty();
+        let had_msgs = !s.pending.is_empty();
         for o in offsets {
-            if let Some(m) = s.msgs.remove(o) {
-                s.bytes -= m.body.len();
+            if let Some(size) = s.pending.remove(o) {
+                s.bytes -= size;
             }
         }
         if s.dropped || s.frozen || !had_msgs {
             return;
         }
-        let offset = match s.msgs.keys().next() {
+        let offset = match s.pending.keys().next() {
             Some(first) => *first,
             None => s.max_offset.map_or(0, |o| o + 1),
         };
@@ -136,7 +154,7 @@ impl ProcessQueue {
     /// committable (messages the filter skipped count as consumed).
     pub fn correct_offset(&self, next_offset: i64, store: &OffsetStore) {
         let s = self.state.lock();
-        if !s.dropped && !s.frozen && s.msgs.is_empty() && s.consuming.is_empty() {
+        if !s.dropped && !s.frozen && s.pending.is_empty() && s.msgs.is_empty() && s.consuming.is_empty() {
             store.update(&self.mq, next_offset, true);
         }
     }
@@ -238,7 +256,7 @@ mod tests {
         let mq = MessageQueue::new("T", "b", 0);
         let pq = ProcessQueue::new(mq.clone(), CancellationToken::new());
         let st = store();
-        pq.put(&[msg(10), msg(11), msg(12)]);
+        pq.put_pending(&[msg(10), msg(11), msg(12)]);
         assert_eq!(pq.cached(), (3, 6));
         pq.remove(&[11], &st);
         assert_eq!(st.read(&mq), Some(10), "10 is still in flight");
@@ -248,7 +266,7 @@ mod tests {
         assert_eq!(st.read(&mq), Some(13), "all consumed: one past the largest");
         pq.correct_offset(20, &st);
         assert_eq!(st.read(&mq), Some(20));
-        pq.put(&[msg(20)]);
+        pq.put_pending(&[msg(20)]);
         pq.drop_queue(true);
         pq.remove(&[20], &st);
         pq.correct_offset(30, &st);

@@ -31,9 +31,8 @@ use common::{MessageExt, ResponseCode};
 use remoting::body::{ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody};
 use remoting::header::broker::{
     ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
-    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
-    QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
-    UpdateConsumerOffsetRequestHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    SearchOffsetRequestHeader, TopicQueueRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use remoting::{RemotingCommand, RequestCode};
 
@@ -226,7 +225,12 @@ impl PullApi {
     ///
     /// # Errors
     /// As [`PullApi::query_consumer_offset`].
-    pub async fn query_consumer_offset_with(&self, group: &str, mq: &MessageQueue, set_zero_if_not_found: Option<bool>) -> Result<Option<i64>> {
+    pub async fn query_consumer_offset_with(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        set_zero_if_not_found: Option<bool>,
+    ) -> Result<Option<i64>> {
         let addr = self.master_addr(mq).await?;
         let h = QueryConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
@@ -344,7 +348,14 @@ impl PullApi {
     ///
     /// # Errors
     /// Transport failures or a refusal; callers fall back to re-sending a copy.
-    pub async fn send_back(&self, broker_name: &str, msg: &MessageExt, group: &str, delay_level: i32, max_reconsume_times: i32) -> Result<()> {
+    pub async fn send_back(
+        &self,
+        broker_name: &str,
+        msg: &MessageExt,
+        group: &str,
+        delay_level: i32,
+        max_reconsume_times: i32,
+    ) -> Result<()> {
         let addr = match self.instance.master_addr(broker_name) {
             Some(a) => a,
             None => msg.store_host.to_string(),

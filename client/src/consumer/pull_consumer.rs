@@ -69,6 +69,8 @@ fn split_addrs(namesrv: &str) -> Vec<String> {
 
 struct PullInner {
     instance: ClientInstance,
+    /// Created by this consumer (not shared): shut down with it.
+    owns_instance: bool,
     api: PullApi,
     group: String,
     /// Topics this consumer pulled or asked queues of (for the heartbeat).
@@ -91,7 +93,7 @@ impl PullConsumer {
     /// A pull consumer of `group` with name servers from `config` (or `namesrv`
     /// set in code, which wins), started at once.
     pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>) -> Self {
-        Self::with_instance(group, ClientInstance::new(config, namesrv))
+        Self::build(group, ClientInstance::new(config, namesrv), true)
     }
 
     /// A pull consumer with the defaults, talking to `namesrv` (`host:port;host:port`).
@@ -99,11 +101,21 @@ impl PullConsumer {
         Self::new(group, config::ClientConfig::default(), Some(split_addrs(namesrv)))
     }
 
-    /// A pull consumer on an existing instance (shared with producers of the process).
+    /// A pull consumer on an existing instance (shared with producers of the
+    /// process); [`PullConsumer::shutdown`] leaves the instance running.
     pub fn with_instance(group: impl Into<String>, instance: ClientInstance) -> Self {
-        let inner = Arc::new(PullInner { api: PullApi::new(instance.clone()), instance, group: group.into(), topics: Mutex::default() });
+        Self::build(group, instance, false)
+    }
+
+    fn build(group: impl Into<String>, instance: ClientInstance, owns_instance: bool) -> Self {
+        let inner =
+            Arc::new(PullInner { api: PullApi::new(instance.clone()), instance, owns_instance, group: group.into(), topics: Mutex::default() });
         let handle: Arc<dyn ConsumerHandle> = Arc::new(PullHandle(Arc::downgrade(&inner)));
-        inner.instance.register_consumer(handle);
+        // Registration only feeds heartbeats (admin tools see the group); a group
+        // that already has a consumer on a shared instance keeps that one.
+        if !inner.instance.try_register_consumer(handle) {
+            debug!(group = %inner.group, "group already registered on this instance; pulls work without it");
+        }
         inner.instance.start();
         Self { inner }
     }
@@ -239,10 +251,13 @@ impl PullConsumer {
         self.inner.api.search_offset(mq, timestamp).await
     }
 
-    /// Unregisters from the brokers and stops the background tasks.
+    /// Unregisters from the brokers and stops the background tasks (of an
+    /// instance this consumer created).
     pub async fn shutdown(&self) {
         self.inner.instance.unregister(None, Some(&self.inner.group)).await;
-        self.inner.instance.shutdown();
+        if self.inner.owns_instance {
+            self.inner.instance.shutdown();
+        }
     }
 }
 
@@ -377,6 +392,8 @@ struct LiteState {
 
 struct LiteInner {
     instance: ClientInstance,
+    /// Created by this consumer (not shared): shut down with it.
+    owns_instance: bool,
     api: PullApi,
     group: String,
     opts: LitePullOptions,
@@ -403,7 +420,7 @@ impl LitePullConsumer {
     /// A lite pull consumer of `group` with name servers from `config` (or `namesrv`
     /// set in code, which wins). Subscribe or assign, then [`LitePullConsumer::start`].
     pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>, opts: LitePullOptions) -> Self {
-        Self::with_instance(group, ClientInstance::new(config, namesrv), opts)
+        Self::build(group, ClientInstance::new(config, namesrv), opts, true)
     }
 
     /// A lite pull consumer with the defaults, talking to `namesrv` (`host:port;host:port`).
@@ -411,14 +428,20 @@ impl LitePullConsumer {
         Self::new(group, config::ClientConfig::default(), Some(split_addrs(namesrv)), LitePullOptions::default())
     }
 
-    /// A lite pull consumer on an existing instance.
+    /// A lite pull consumer on an existing instance;
+    /// [`LitePullConsumer::shutdown`] leaves the instance running.
     pub fn with_instance(group: impl Into<String>, instance: ClientInstance, opts: LitePullOptions) -> Self {
+        Self::build(group, instance, opts, false)
+    }
+
+    fn build(group: impl Into<String>, instance: ClientInstance, opts: LitePullOptions, owns_instance: bool) -> Self {
         let group = group.into();
         let api = PullApi::new(instance.clone());
         let (tx, rx) = mpsc::channel(opts.buffered_batches.max(1));
         let inner = Arc::new(LiteInner {
             offsets: OffsetStore::remote(api.clone(), group.clone()),
             instance,
+            owns_instance,
             api,
             group,
             opts,
@@ -520,7 +543,10 @@ impl LitePullConsumer {
             (st.mode, std::mem::take(&mut st.pending_assign))
         };
         let handle: Arc<dyn ConsumerHandle> = Arc::new(LiteHandle(Arc::downgrade(&self.inner)));
-        self.inner.instance.register_consumer(handle);
+        if !self.inner.instance.try_register_consumer(handle) {
+            self.inner.state.lock().started = false;
+            return Err(Error::InvalidArgument(format!("group `{}` already has a consumer on this client instance", self.inner.group)));
+        }
         self.inner.instance.start();
         match mode {
             Mode::Assign => self.inner.set_assignment(None, pending).await,
@@ -663,7 +689,9 @@ impl LitePullConsumer {
             }
         }
         self.inner.instance.unregister(None, Some(&self.inner.group)).await;
-        self.inner.instance.shutdown();
+        if self.inner.owns_instance {
+            self.inner.instance.shutdown();
+        }
         self.inner.rx.lock().await.close();
     }
 }

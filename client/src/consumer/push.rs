@@ -212,6 +212,11 @@ impl PushConsumerBuilder {
     }
 
     /// Where a group with no committed offset starts (default LAST_OFFSET).
+    ///
+    /// As with RocketMQ, a broker answers "offset 0" for a queue the group never
+    /// committed while the queue's first message is still in memory, so LAST_OFFSET
+    /// on a young queue starts at its beginning. TIMESTAMP asks the broker not to
+    /// (RocketMQ 5's `setZeroIfNotFound=false`), so it always searches by time.
     pub fn consume_from(mut self, from_where: ConsumeFromWhere) -> Self {
         self.from_where = from_where;
         self
@@ -360,7 +365,8 @@ impl PushConsumerBuilder {
     }
 }
 
-/// A push consumer. Cheap to clone; clones share the consumer.
+/// A push consumer. Cheap to clone; clones share the consumer. Call
+/// [`PushConsumer::shutdown`] to stop it: its tasks keep it alive until then.
 #[derive(Clone)]
 pub struct PushConsumer {
     inner: Arc<Inner>,
@@ -793,7 +799,10 @@ impl Inner {
             req.suspend = Some(self.opts.suspend);
             req.timeout = self.opts.pull_timeout;
             req.post_subscription = self.opts.post_subscription_when_pull;
-            if self.model == MessageModel::Clustering {
+            // Orderly consumers commit only through the offset store: a piggy-backed
+            // commit still in flight when the queue moves could land after the
+            // final commit and make the next owner repeat messages.
+            if self.model == MessageModel::Clustering && !self.is_orderly() {
                 req.commit_offset = self.store.read(&pq.mq).filter(|o| *o > 0);
             }
             let result = tokio::select! {
@@ -811,7 +820,11 @@ impl Inner {
                         pq.correct_offset(r.next_begin_offset, &self.store);
                     }
                     PullStatus::OffsetIllegal => {
-                        warn!(offset, next_begin_offset = r.next_begin_offset, "offset illegal; dropping the queue until the next rebalance");
+                        warn!(
+                            offset,
+                            next_begin_offset = r.next_begin_offset,
+                            "offset illegal; dropping the queue until the next rebalance"
+                        );
                         self.offset_illegal(&pq, r.next_begin_offset).await;
                         break;
                     }
@@ -855,9 +868,9 @@ impl Inner {
     // ---- consuming -------------------------------------------------------------
 
     fn dispatch(self: &Arc<Self>, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) {
-        let start_task = pq.put(&msgs);
         match &self.listener {
             Listener::Concurrent(l) => {
+                pq.put_pending(&msgs);
                 if pq.is_dropped() {
                     return;
                 }
@@ -869,7 +882,7 @@ impl Inner {
                 }
             }
             Listener::Orderly(l) => {
-                if start_task {
+                if pq.put(&msgs) {
                     self.tasks.spawn(self.clone().consume_orderly(pq.clone(), l.clone()));
                 }
             }
@@ -889,11 +902,23 @@ impl Inner {
     }
 
     /// Boxed: a batch that must be consumed again schedules itself.
-    fn consume_concurrently(self: Arc<Self>, pq: Arc<ProcessQueue>, listener: Arc<dyn DynConcurrent>, msgs: Vec<MessageExt>, delay: Duration) -> BoxFuture<()> {
+    fn consume_concurrently(
+        self: Arc<Self>,
+        pq: Arc<ProcessQueue>,
+        listener: Arc<dyn DynConcurrent>,
+        msgs: Vec<MessageExt>,
+        delay: Duration,
+    ) -> BoxFuture<()> {
         Box::pin(self.consume_concurrently_inner(pq, listener, msgs, delay))
     }
 
-    async fn consume_concurrently_inner(self: Arc<Self>, pq: Arc<ProcessQueue>, listener: Arc<dyn DynConcurrent>, mut msgs: Vec<MessageExt>, delay: Duration) {
+    async fn consume_concurrently_inner(
+        self: Arc<Self>,
+        pq: Arc<ProcessQueue>,
+        listener: Arc<dyn DynConcurrent>,
+        mut msgs: Vec<MessageExt>,
+        delay: Duration,
+    ) {
         if !delay.is_zero() && !pause(&self.cancel, delay).await {
             return;
         }
@@ -950,16 +975,7 @@ impl Inner {
         };
         debug!(group = %self.group, msg_id = %msg.msg_id(), error = %e, "send-back failed; re-sending to the retry topic");
         let Some(producer) = &self.inner_producer else { return false };
-        let mut copy = Message { topic: topic::retry_topic(&self.group), flag: msg.flag, properties: msg.properties.clone(), body: msg.body.clone() };
-        if !copy.properties.contains(keys::ORIGIN_MESSAGE_ID) {
-            copy.properties.insert(keys::ORIGIN_MESSAGE_ID, msg.msg_id());
-        }
-        copy.properties.insert(keys::RETRY_TOPIC, msg.topic.clone());
-        copy.properties.insert(keys::RECONSUME_TIME, (msg.reconsume_times + 1).to_string());
-        copy.properties.insert(keys::MAX_RECONSUME_TIMES, max.to_string());
-        copy.properties.remove(keys::TRANSACTION_PREPARED);
-        copy.properties.insert(keys::DELAY_TIME_LEVEL, (3 + msg.reconsume_times).to_string());
-        match producer.send(copy).await {
+        match producer.send(retry_copy(&self.group, msg, max)).await {
             Ok(_) => true,
             Err(e) => {
                 warn!(group = %self.group, msg_id = %msg.msg_id(), error = %e, "retry send failed; consuming again locally");
@@ -1055,7 +1071,10 @@ impl Inner {
         self.table.lock().keys().cloned().collect()
     }
 
+    /// Periodic commit. Serialized with rebalances, so a commit of a queue being
+    /// handed over cannot overtake the final one made on its removal.
     async fn persist_all(&self) {
+        let _serial = self.rebalance_lock.lock().await;
         self.store.persist_all(&self.assigned()).await;
     }
 
@@ -1125,6 +1144,24 @@ impl Inner {
     }
 }
 
+/// The copy of a failed message the client itself sends to `%RETRY%<group>` when
+/// CONSUMER_SEND_MSG_BACK fails (Java's `sendMessageBack` fallback): same body,
+/// flag and properties, plus what the broker would have added — the original
+/// topic, the id of the first message of the chain, the next reconsume count
+/// (the broker turns RECONSUME_TIME into the record's count) and the delay.
+fn retry_copy(group: &str, msg: &MessageExt, max_reconsume_times: i32) -> Message {
+    let mut copy = Message { topic: topic::retry_topic(group), flag: msg.flag, properties: msg.properties.clone(), body: msg.body.clone() };
+    if !copy.properties.contains(keys::ORIGIN_MESSAGE_ID) {
+        copy.properties.insert(keys::ORIGIN_MESSAGE_ID, msg.msg_id());
+    }
+    copy.properties.insert(keys::RETRY_TOPIC, msg.topic.clone());
+    copy.properties.insert(keys::RECONSUME_TIME, (msg.reconsume_times + 1).to_string());
+    copy.properties.insert(keys::MAX_RECONSUME_TIMES, max_reconsume_times.to_string());
+    copy.properties.remove(keys::TRANSACTION_PREPARED);
+    copy.properties.insert(keys::DELAY_TIME_LEVEL, (3 + msg.reconsume_times).to_string());
+    copy
+}
+
 fn spawn_periodic<F>(weak: Weak<Inner>, cancel: CancellationToken, period: Duration, name: &'static str, f: F)
 where
     F: Fn(Arc<Inner>) -> BoxFuture<()> + Send + 'static,
@@ -1151,11 +1188,53 @@ where
 mod tests {
     use super::*;
 
+    #[test]
+    fn retry_copy_carries_what_the_broker_would_add() {
+        let mut props = common::Properties::new();
+        props.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "ABC");
+        props.insert(keys::TAGS, "TagA");
+        props.insert(keys::TRANSACTION_PREPARED, "true");
+        let msg = MessageExt {
+            topic: "Orders".into(),
+            queue_id: 1,
+            flag: 7,
+            queue_offset: 3,
+            commit_log_offset: 100,
+            sys_flag: 0,
+            born_timestamp: 0,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_timestamp: 0,
+            store_host: "127.0.0.1:2".parse().unwrap(),
+            reconsume_times: 2,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+            store_size: 0,
+            properties: props,
+            body: bytes::Bytes::from_static(b"payload"),
+        };
+        let copy = retry_copy("G", &msg, 16);
+        assert_eq!(copy.topic, "%RETRY%G");
+        assert_eq!((copy.flag, &copy.body[..]), (7, &b"payload"[..]));
+        let p = &copy.properties;
+        assert_eq!(p.get(keys::RETRY_TOPIC), Some("Orders"));
+        assert_eq!(p.get(keys::ORIGIN_MESSAGE_ID), Some("ABC"));
+        assert_eq!(p.get(keys::RECONSUME_TIME), Some("3"));
+        assert_eq!(p.get(keys::MAX_RECONSUME_TIMES), Some("16"));
+        assert_eq!(p.get(keys::DELAY_TIME_LEVEL), Some("5"));
+        assert_eq!(p.get(keys::TAGS), Some("TagA"));
+        assert_eq!(p.get(keys::TRANSACTION_PREPARED), None);
+        assert_eq!(p.uniq_key(), Some("ABC"), "the copy keeps the message id");
+    }
+
     #[tokio::test]
     async fn start_validates_its_arguments() {
         let no_listener = PushConsumer::builder("G").namesrv("127.0.0.1:1").subscribe("T", "*").start().await;
         assert!(matches!(no_listener, Err(Error::InvalidArgument(_))));
-        let no_sub = PushConsumer::builder("G").namesrv("127.0.0.1:1").on_message(|_: &[MessageExt], _: &ConsumeContext| ConsumeStatus::Success).start().await;
+        let no_sub = PushConsumer::builder("G")
+            .namesrv("127.0.0.1:1")
+            .on_message(|_: &[MessageExt], _: &ConsumeContext| ConsumeStatus::Success)
+            .start()
+            .await;
         assert!(matches!(no_sub, Err(Error::InvalidArgument(_))));
         let bad_group = PushConsumer::builder("bad group")
             .subscribe("T", "*")

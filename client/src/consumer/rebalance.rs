@@ -154,7 +154,8 @@ fn md5(input: &[u8]) -> [u8; 16] {
     }
     msg.extend_from_slice(&bit_len.to_le_bytes());
     for chunk in msg.chunks_exact(64) {
-        let m: [u32; 16] = std::array::from_fn(|i| u32::from_le_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]));
+        let m: [u32; 16] =
+            std::array::from_fn(|i| u32::from_le_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]));
         let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
         for i in 0..64 {
             let (f, g) = match i / 16 {
@@ -199,8 +200,7 @@ mod tests {
     fn check(strategy: &dyn AllocateStrategy, n: i32, m: usize, expected: &[&[i32]]) {
         let mqs = queues(n);
         let ids = cids(m);
-        let got: Vec<Vec<i32>> =
-            ids.iter().map(|c| strategy.allocate("G", c, &mqs, &ids).iter().map(|q| q.queue_id).collect()).collect();
+        let got: Vec<Vec<i32>> = ids.iter().map(|c| strategy.allocate("G", c, &mqs, &ids).iter().map(|q| q.queue_id).collect()).collect();
         let want: Vec<Vec<i32>> = expected.iter().map(|e| e.to_vec()).collect();
         assert_eq!(got, want, "{} with {n} queues and {m} members", strategy.name());
     }

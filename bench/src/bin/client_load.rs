@@ -1,0 +1,266 @@
+//! Load generator driving a cluster through the Rust client SDK (`client`), the
+//! counterpart of `wire_load` (which hand-builds requests): the difference between
+//! the two, same broker, same connections and requests in flight, is the SDK's
+//! overhead (routing, queue selection, UNIQ_KEY stamping, properties, fault
+//! bookkeeping, response decoding into `SendResult`/`MessageExt`).
+//!
+//! Modes:
+//! * `send` — N producers (each its own client instance, so its own TCP
+//!   connection to the broker) × M `Producer::send` calls in flight each;
+//! * `pull` — pre-fills the topic, then one `PullConsumer::pull` loop per queue
+//!   (N consumers), 32 messages per pull, decoded to `MessageExt`, starting over
+//!   at the end of a queue as `wire_load --mode pull` does.
+//!
+//! Example: `cargo run --release -p bench --bin client_load -- --namesrv
+//! 127.0.0.1:9876 --mode send --connections 4 --inflight 16 --size 1024 --duration 10s`.
+//! The JSON report has the same fields as `wire_load`'s.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::{Parser, ValueEnum};
+use client::consumer::{PullConsumer, PullStatus};
+use client::{Admin, Message, Producer, ProducerOptions};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Mode {
+    Send,
+    Pull,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "client_load", about = "FerroMQ load generator using the Rust client SDK")]
+struct Args {
+    /// Name server address (`ip:port`).
+    #[arg(long)]
+    namesrv: String,
+    #[arg(long, value_enum, default_value = "send")]
+    mode: Mode,
+    #[arg(long, default_value = "BenchmarkClient")]
+    topic: String,
+    /// Queues of the topic on every broker (created if missing).
+    #[arg(long, default_value_t = 8)]
+    queues: i32,
+    /// Message body size in bytes (bodies over 4 KiB are compressed by the SDK).
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Producers / consumers, each with its own client instance and connection.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Sends in flight per producer.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Measurement time (humantime).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warm-up time before measuring.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Messages to pre-fill for `pull` mode.
+    #[arg(long, default_value_t = 200_000)]
+    prefill: u64,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Stats {
+    msgs: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    hist: Mutex<Histogram<u64>>,
+    measuring: AtomicBool,
+}
+
+impl Stats {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            msgs: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")),
+            measuring: AtomicBool::new(false),
+        })
+    }
+
+    fn record(&self, n: u64, bytes: u64, latency: Option<Duration>) {
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        self.msgs.fetch_add(n, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(l) = latency {
+            let _ = self.hist.lock().record((l.as_micros() as u64).max(1));
+        }
+    }
+}
+
+/// A body of `size` bytes whose first 8 bytes are the send instant, as `wire_load`'s.
+fn body(size: usize, epoch: Instant) -> Bytes {
+    let mut b = BytesMut::with_capacity(size.max(8));
+    b.put_u64(epoch.elapsed().as_nanos() as u64);
+    b.resize(size.max(8), b'x');
+    b.freeze()
+}
+
+fn client_config(namesrv: &str) -> config::ClientConfig {
+    config::ClientConfig { namesrv_addr: vec![namesrv.to_owned()], ..config::ClientConfig::default() }
+}
+
+async fn create_topic(args: &Args) -> Result<()> {
+    let admin = Admin::new(client_config(&args.namesrv), None);
+    admin.create_topic(&args.topic, args.queues, None).await.context("creating the topic")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if admin.topic_route(&args.topic).await.is_ok_and(|r| !r.queue_datas.is_empty()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("no route for {} after 30 s", args.topic);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin.shutdown();
+    Ok(())
+}
+
+fn producers(args: &Args) -> Vec<Producer> {
+    (0..args.connections)
+        .map(|i| Producer::new(format!("BENCH_CLIENT_PG_{i}"), client_config(&args.namesrv), None, ProducerOptions::default()))
+        .collect()
+}
+
+fn run_senders(args: &Args, producers: &[Producer], stats: Arc<Stats>, stop: Arc<AtomicBool>, epoch: Instant) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for p in producers {
+        for _ in 0..args.inflight {
+            let (p, stats, stop) = (p.clone(), stats.clone(), stop.clone());
+            let (topic, size) = (args.topic.clone(), args.size);
+            handles.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let msg = Message::new(topic.as_str(), body(size, epoch)).with_tags("bench");
+                    match p.send(msg).await {
+                        Ok(_) => stats.record(1, size as u64, Some(started.elapsed())),
+                        Err(_) => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    handles
+}
+
+async fn prefill(args: &Args, producers: &[Producer]) -> Result<()> {
+    let stats = Stats::new();
+    stats.measuring.store(true, Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = run_senders(args, producers, stats.clone(), stop.clone(), Instant::now());
+    while stats.msgs.load(Ordering::Relaxed) < args.prefill {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+async fn run_pullers(args: &Args, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let consumers: Vec<PullConsumer> =
+        (0..args.connections).map(|_| PullConsumer::new("BENCH_CLIENT_CG", client_config(&args.namesrv), None)).collect();
+    let queues = consumers[0].fetch_subscribe_queues(&args.topic).await?;
+    let mut handles = Vec::new();
+    for (i, mq) in queues.into_iter().enumerate() {
+        let c = consumers[i % consumers.len()].clone();
+        let (stats, stop) = (stats.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut offset = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match c.pull(&mq, "*", offset, 32).await {
+                    Ok(r) if r.status == PullStatus::Found => {
+                        let bytes: usize = r.messages.iter().map(|m| m.store_size as usize).sum();
+                        stats.record(r.messages.len() as u64, bytes as u64, None);
+                        offset = r.next_begin_offset;
+                    }
+                    // Drained: start over so the measurement keeps reading warm data.
+                    Ok(r) if r.status == PullStatus::NoNewMsg => offset = 0,
+                    Ok(r) => offset = r.next_begin_offset,
+                    Err(_) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    Ok(handles)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    create_topic(&args).await?;
+    let epoch = Instant::now();
+    let stats = Stats::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers = producers(&args);
+    let handles = match args.mode {
+        Mode::Send => run_senders(&args, &producers, stats.clone(), stop.clone(), epoch),
+        Mode::Pull => {
+            prefill(&args, &producers).await?;
+            run_pullers(&args, stats.clone(), stop.clone()).await?
+        }
+    };
+    tokio::time::sleep(args.warmup).await;
+    stats.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(args.duration).await;
+    stats.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.abort();
+    }
+    let msgs = stats.msgs.load(Ordering::Relaxed);
+    let bytes = stats.bytes.load(Ordering::Relaxed);
+    // A copy: the producers' shutdown below awaits, and no guard may live across it.
+    let hist = stats.hist.lock().clone();
+    let pct = |q: f64| if hist.is_empty() { 0.0 } else { hist.value_at_quantile(q) as f64 / 1000.0 };
+    let report = serde_json::json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "driver": "client",
+        "size": args.size,
+        "connections": args.connections,
+        "inflight_per_connection": args.inflight,
+        "seconds": elapsed,
+        "msgs_per_sec": msgs as f64 / elapsed,
+        "mb_per_sec": bytes as f64 / elapsed / 1_000_000.0,
+        "errors": stats.errors.load(Ordering::Relaxed),
+        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": hist.max() as f64 / 1000.0 },
+        "commit": option_env!("FERROMQ_COMMIT").unwrap_or("unknown"),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "client mode {:?}: {:.0} msgs/s, {:.1} MB/s, errors {}",
+            args.mode,
+            msgs as f64 / elapsed,
+            bytes as f64 / elapsed / 1e6,
+            stats.errors.load(Ordering::Relaxed)
+        );
+        println!("latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}", pct(0.5), pct(0.99), pct(0.999), hist.max() as f64 / 1000.0);
+    }
+    for p in &producers {
+        p.shutdown().await;
+    }
+    Ok(())
+}

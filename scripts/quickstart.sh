@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# FerroMQ quick start: build, start a name server and a broker in the background,
+# send messages with the Rust SDK and receive them with a push consumer.
+#
+#   scripts/quickstart.sh          # start (or reuse) namesrv + broker, send 10, receive 10
+#   scripts/quickstart.sh stop     # stop the namesrv and broker this script started
+#   scripts/quickstart.sh --once   # the same, then stop both (nothing left running)
+#
+# The servers keep running after the first form, like RocketMQ's own quick start
+# (mqnamesrv, mqbroker, then mqshutdown), so the other examples and any RocketMQ
+# client can use them at NAMESRV_ADDR=127.0.0.1:9876. Their logs, store and state
+# live in a fresh temporary directory; the pids are kept in target/quickstart/.
+#
+# Ports: NAMESRV_PORT (default 9876), BROKER_PORT (default 10911) and
+# BROKER_HA_PORT (default BROKER_PORT + 1, RocketMQ's convention);
+# FERROMQ_QUICKSTART_STATE moves the pid files (tests/tests/client_quickstart.rs).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=${FERROMQ_QUICKSTART_STATE:-$ROOT/target/quickstart}
+NAMESRV_PORT=${NAMESRV_PORT:-9876}
+BROKER_PORT=${BROKER_PORT:-10911}
+BROKER_HA_PORT=${BROKER_HA_PORT:-$((BROKER_PORT + 1))}
+NAMESRV_ADDR=127.0.0.1:$NAMESRV_PORT
+export NAMESRV_ADDR
+CARGO=${CARGO:-cargo}
+BIN=$ROOT/target/debug
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+stop_servers() {
+    local stopped=0
+    for name in broker namesrv; do
+        local pidfile=$STATE/$name.pid
+        [[ -f $pidfile ]] || continue
+        local pid
+        pid=$(cat "$pidfile")
+        if alive "$pid"; then
+            kill -TERM "$pid"
+            for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+            alive "$pid" && kill -KILL "$pid"
+            say "stopped $name (pid $pid)"
+            stopped=1
+        fi
+        rm -f "$pidfile"
+    done
+    [[ $stopped == 1 ]] || say "nothing to stop"
+}
+
+# Waits up to 60 s for $2 (a fixed string) to appear in the log file $1.
+wait_for() {
+    local log=$1 text=$2 pid=$3
+    for _ in $(seq 1 600); do
+        grep -qF "$text" "$log" 2>/dev/null && return 0
+        if ! alive "$pid"; then
+            echo "the process exited; its log ($log):" >&2
+            tail -n 30 "$log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "timed out waiting for '$text' in $log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+case "${1:-}" in
+    stop) stop_servers; exit 0 ;;
+    --once | "") ;;
+    *) echo "usage: $0 [stop | --once]" >&2; exit 2 ;;
+esac
+ONCE=0
+[[ "${1:-}" == --once ]] && ONCE=1
+
+say "building namesrv, broker and the client examples"
+"$CARGO" build --quiet -p namesrv -p broker
+"$CARGO" build --quiet -p client --examples
+
+mkdir -p "$STATE"
+if alive "$(cat "$STATE/namesrv.pid" 2>/dev/null)" && alive "$(cat "$STATE/broker.pid" 2>/dev/null)"; then
+    WORK=$(cat "$STATE/workdir")
+    say "reusing the running name server and broker (logs in $WORK)"
+else
+    stop_servers >/dev/null
+    for port in "$NAMESRV_PORT" "$BROKER_PORT" "$BROKER_HA_PORT"; do
+        [[ $port == 0 ]] && continue
+        if port_busy "$port"; then
+            echo "port $port is in use: stop what runs there, or set NAMESRV_PORT / BROKER_PORT" >&2
+            exit 1
+        fi
+    done
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferromq-quickstart.XXXXXX")
+    echo "$WORK" >"$STATE/workdir"
+
+    say "starting the name server on $NAMESRV_ADDR"
+    FERROMQ_NAMESRV_LISTEN_PORT=$NAMESRV_PORT \
+    FERROMQ_NAMESRV_KV_CONFIG_PATH=$WORK/namesrv/kvConfig.json \
+        nohup "$BIN/namesrv" >"$WORK/namesrv.log" 2>&1 </dev/null &
+    echo $! >"$STATE/namesrv.pid"
+    wait_for "$WORK/namesrv.log" "listening on" "$(cat "$STATE/namesrv.pid")"
+
+    say "starting the broker on port $BROKER_PORT"
+    FERROMQ_BROKER_LISTEN_PORT=$BROKER_PORT \
+    FERROMQ_BROKER_HA_LISTEN_PORT=$BROKER_HA_PORT \
+    FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR=$WORK/store \
+    FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_COMMIT_LOG=67108864 \
+    FERROMQ_BROKER_TELEMETRY__LOG_LEVEL=info \
+        nohup "$BIN/broker" -n "$NAMESRV_ADDR" >"$WORK/broker.log" 2>&1 </dev/null &
+    echo $! >"$STATE/broker.pid"
+    wait_for "$WORK/broker.log" "listening on" "$(cat "$STATE/broker.pid")"
+    wait_for "$WORK/broker.log" "registered with name servers" "$(cat "$STATE/broker.pid")"
+fi
+
+say "sending 10 messages to TopicTest (examples/quickstart_producer.rs)"
+"$BIN/examples/quickstart_producer" 10 TopicTest
+
+say "receiving them (examples/push_consumer.rs)"
+"$BIN/examples/push_consumer" 10 TopicTest
+
+if [[ $ONCE == 1 ]]; then
+    stop_servers
+    say "done; logs are in $WORK"
+else
+    cat <<EOF
+
+The name server ($NAMESRV_ADDR, pid $(cat "$STATE/namesrv.pid")) and the broker
+(127.0.0.1:$BROKER_PORT, pid $(cat "$STATE/broker.pid")) are still running.
+  logs and store:  $WORK
+  try:             NAMESRV_ADDR=$NAMESRV_ADDR cargo run -p client --example lite_pull_consumer
+  stop them:       scripts/quickstart.sh stop
+EOF
+fi
