@@ -293,6 +293,10 @@ async fn read_loop(
                 debug!(peer = %channel.peer_addr(), error = %e, "connection read failed");
                 break;
             }
+            Some(Err(Error::Io(e))) => {
+                debug!(peer = %channel.peer_addr(), error = %e, "connection read failed");
+                break;
+            }
             Some(Err(e)) => {
                 warn!(peer = %channel.peer_addr(), error = %e, "closing connection after a malformed frame");
                 break;
