@@ -52,13 +52,19 @@ pub async fn topic_route(admin: &Admin, topic: &str) -> Result<String> {
 /// Unknown topic, or a broker refused.
 pub async fn consumer_progress(admin: &Admin, group: &str, topic: &str) -> Result<String> {
     let rows = admin.consumer_progress(group, topic).await?;
-    let mut out = String::from("#Topic                  #Broker Name   #QID  #Broker Offset  #Consumer Offset  #Diff\n");
+    let mut out =
+        String::from("#Topic                  #Broker Name   #QID  #Broker Offset  #Consumer Offset  #Diff\n");
     let mut total = 0;
     for r in rows {
         total += r.lag();
         out.push_str(&format!(
             "{:<24} {:<14} {:<5} {:<15} {:<17} {}\n",
-            r.queue.topic, r.queue.broker_name, r.queue.queue_id, r.broker_offset, r.consumer_offset, r.lag()
+            r.queue.topic,
+            r.queue.broker_name,
+            r.queue.queue_id,
+            r.broker_offset,
+            r.consumer_offset,
+            r.lag()
         ));
     }
     out.push_str(&format!("Diff Total: {total}\n"));
@@ -69,7 +75,13 @@ pub async fn consumer_progress(admin: &Admin, group: &str, topic: &str) -> Resul
 ///
 /// # Errors
 /// The send failed.
-pub async fn send(namesrv: Option<Vec<String>>, cfg: config::ClientConfig, topic: &str, tags: Option<&str>, body: &str) -> Result<String> {
+pub async fn send(
+    namesrv: Option<Vec<String>>,
+    cfg: config::ClientConfig,
+    topic: &str,
+    tags: Option<&str>,
+    body: &str,
+) -> Result<String> {
     let producer = Producer::new("ferromq-admin", cfg, namesrv, ProducerOptions::default());
     let mut msg = Message::new(topic, bytes::Bytes::copy_from_slice(body.as_bytes()));
     if let Some(t) = tags {
@@ -89,7 +101,12 @@ pub async fn send(namesrv: Option<Vec<String>>, cfg: config::ClientConfig, topic
 ///
 /// # Errors
 /// Unknown topic, or a broker refused.
-pub async fn consume(namesrv: Option<Vec<String>>, cfg: config::ClientConfig, topic: &str, max: usize) -> Result<String> {
+pub async fn consume(
+    namesrv: Option<Vec<String>>,
+    cfg: config::ClientConfig,
+    topic: &str,
+    max: usize,
+) -> Result<String> {
     let consumer = PullConsumer::new("ferromq-admin", cfg, namesrv);
     let mut out = String::new();
     let mut seen = 0;

@@ -94,7 +94,9 @@ async fn main() -> Result<()> {
                 let offsets = a.reset_offset_by_timestamp(group, topic, ts).await?;
                 offsets.iter().map(|(mq, o)| format!("{mq} -> {o}\n")).collect()
             }
-            Command::Send { topic, tags, body } => admin::send(namesrv.clone(), cfg.clone(), topic, tags.as_deref(), body).await?,
+            Command::Send { topic, tags, body } => {
+                admin::send(namesrv.clone(), cfg.clone(), topic, tags.as_deref(), body).await?
+            }
             Command::Consume { topic, max } => admin::consume(namesrv.clone(), cfg.clone(), topic, *max).await?,
         };
         a.shutdown();

@@ -235,12 +235,17 @@ impl ClientManager {
     /// reply), among producer and consumer connections.
     pub fn channel_of_client(&self, client_id: &str) -> Option<Channel> {
         let p = self.producers.read();
-        if let Some(c) = p.values().flat_map(|m| m.values()).find(|c| c.client_id == client_id && !c.channel.is_closed()) {
+        if let Some(c) =
+            p.values().flat_map(|m| m.values()).find(|c| c.client_id == client_id && !c.channel.is_closed())
+        {
             return Some(c.channel.clone());
         }
         drop(p);
         let g = self.consumers.read();
-        g.values().flat_map(|g| g.channels.values()).find(|c| c.client_id == client_id && !c.channel.is_closed()).map(|c| c.channel.clone())
+        g.values()
+            .flat_map(|g| g.channels.values())
+            .find(|c| c.client_id == client_id && !c.channel.is_closed())
+            .map(|c| c.channel.clone())
     }
 
     pub fn producer_groups(&self) -> HashMap<String, Vec<ClientChannelInfo>> {

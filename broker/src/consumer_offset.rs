@@ -54,11 +54,7 @@ impl ConsumerOffsetManager {
     /// Topics a group has offsets for.
     pub fn topics_of_group(&self, group: &str) -> Vec<String> {
         let suffix = format!("@{group}");
-        self.table
-            .read()
-            .keys()
-            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_owned))
-            .collect()
+        self.table.read().keys().filter_map(|k| k.strip_suffix(&suffix).map(str::to_owned)).collect()
     }
 
     /// Groups with offsets on `topic`.

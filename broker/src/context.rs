@@ -62,8 +62,11 @@ impl BrokerContext {
                            redispatched = report.records_redispatched, "recovered after an unclean shutdown");
         }
         let topics = TopicConfigManager::load(config_dir.join("topics.json"), &config)?;
-        let groups = SubscriptionGroupManager::load(config_dir.join("subscriptionGroup.json"), config.auto_create_subscription_group)?
-            .with_default_retry_max_times(i32::try_from(config.max_reconsume_times).unwrap_or(i32::MAX));
+        let groups = SubscriptionGroupManager::load(
+            config_dir.join("subscriptionGroup.json"),
+            config.auto_create_subscription_group,
+        )?
+        .with_default_retry_max_times(i32::try_from(config.max_reconsume_times).unwrap_or(i32::MAX));
         let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"))?;
         let delay_offsets = DelayOffsets::load(config_dir.join("delayOffset.json"))?;
         let timers = crate::timer::TimerService::load(config_dir.join("timerCheckpoint.json"))?;

@@ -43,10 +43,7 @@ pub use error::{Error, Result};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A running broker.
@@ -64,8 +61,7 @@ impl Broker {
     /// # Errors
     /// Invalid configuration, an unusable store, or a port that cannot be bound.
     pub async fn start(config: config::BrokerConfig) -> Result<Self> {
-        let listener =
-            tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
         let bound = listener.local_addr()?;
         let advertised_ip = advertised_ip(&config, bound.ip())?;
         let broker_addr = SocketAddr::new(advertised_ip, bound.port());
@@ -93,7 +89,9 @@ impl Broker {
         tasks.spawn(persist_offsets(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("offset_persist")));
         schedule::start(ctx.clone(), cancel.clone(), &tasks);
         timer::start(ctx.clone(), cancel.clone(), &tasks);
-        tasks.spawn(transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")));
+        tasks.spawn(
+            transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")),
+        );
         info!(addr = %broker_addr, cluster = %ctx.config.broker_cluster_name, broker_name = %ctx.config.broker_name,
               "broker started");
         Ok(Self { ctx, server, cancel, tasks })

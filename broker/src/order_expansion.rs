@@ -132,7 +132,13 @@ impl OrderExpansions {
     /// # Errors
     /// The record could not be written; the caller should refuse the update, since
     /// serving the new queues without a barrier would break the order.
-    pub fn on_topic_update(&self, old: Option<&TopicConfig>, new: &TopicConfig, max_offset: impl Fn(i32) -> i64, now_ms: i64) -> Result<()> {
+    pub fn on_topic_update(
+        &self,
+        old: Option<&TopicConfig>,
+        new: &TopicConfig,
+        max_offset: impl Fn(i32) -> i64,
+        now_ms: i64,
+    ) -> Result<()> {
         let Some(old) = old else { return Ok(()) };
         let before = old.read_queue_nums.max(old.write_queue_nums);
         let after = new.read_queue_nums.max(new.write_queue_nums);
@@ -142,7 +148,12 @@ impl OrderExpansions {
             if after > before && new.order {
                 let barrier: BTreeMap<i32, i64> = (0..before).map(|q| (q, max_offset(q))).collect();
                 info!(topic = %topic, from = before, to = after, ?barrier, "ordered topic expanded; new queues open per group once it drains the old ones");
-                table.entry(topic.clone()).or_default().push(Expansion { from_queues: before, to_queues: after, barrier, timestamp: now_ms });
+                table.entry(topic.clone()).or_default().push(Expansion {
+                    from_queues: before,
+                    to_queues: after,
+                    barrier,
+                    timestamp: now_ms,
+                });
                 true
             } else if after < before {
                 let list = table.entry(topic.clone()).or_default();
@@ -225,7 +236,13 @@ mod tests {
     use super::*;
 
     fn topic(queues: i32, order: bool) -> TopicConfig {
-        TopicConfig { topic_name: "T".into(), read_queue_nums: queues, write_queue_nums: queues, order, ..TopicConfig::default() }
+        TopicConfig {
+            topic_name: "T".into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            order,
+            ..TopicConfig::default()
+        }
     }
 
     fn load(dir: &tempfile::TempDir) -> OrderExpansions {

@@ -16,7 +16,9 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let bytes = config::persist::read_with_backup(path).map_err(|source| Error::Read { path: path.into(), source })?;
     match bytes {
         None => Ok(None),
-        Some(b) => remoting::json::from_slice(&b).map(Some).map_err(|source| Error::Parse { path: path.into(), source }),
+        Some(b) => {
+            remoting::json::from_slice(&b).map(Some).map_err(|source| Error::Parse { path: path.into(), source })
+        }
     }
 }
 

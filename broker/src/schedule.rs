@@ -80,8 +80,7 @@ pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &TaskTra
     }
     for (level, delay) in ctx.delay_levels.iter() {
         tasks.spawn(
-            deliver_level(ctx.clone(), cancel.clone(), level, delay)
-                .instrument(tracing::info_span!("schedule", level)),
+            deliver_level(ctx.clone(), cancel.clone(), level, delay).instrument(tracing::info_span!("schedule", level)),
         );
     }
     let c = ctx.clone();
@@ -139,7 +138,13 @@ async fn deliver_level(ctx: Arc<BrokerContext>, cancel: CancellationToken, level
 
 /// Delivers the due prefix of `records`; returns how long to wait before the next
 /// look (`None` = look again at once).
-async fn deliver_batch(ctx: &BrokerContext, level: i32, delay_ms: i64, records: &[bytes::Bytes], offsets: &[i64]) -> Option<Duration> {
+async fn deliver_batch(
+    ctx: &BrokerContext,
+    level: i32,
+    delay_ms: i64,
+    records: &[bytes::Bytes],
+    offsets: &[i64],
+) -> Option<Duration> {
     for (raw, &queue_offset) in records.iter().zip(offsets) {
         let msg = match MessageExt::decode(raw, false) {
             Ok(m) => m,

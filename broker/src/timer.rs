@@ -239,7 +239,8 @@ async fn fire_loop(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
         for chunk in jobs.chunks(DELIVERY_CONCURRENCY) {
             let futs = chunk.iter().map(|(_, p)| deliver(&ctx, *p));
             let results = futures::future::join_all(futs).await;
-            let failed: Vec<(i64, Pending)> = chunk.iter().zip(results).filter(|(_, ok)| !ok).map(|(j, _)| *j).collect();
+            let failed: Vec<(i64, Pending)> =
+                chunk.iter().zip(results).filter(|(_, ok)| !ok).map(|(j, _)| *j).collect();
             if !failed.is_empty() {
                 // Put them back a second later rather than lose them.
                 warn!(count = failed.len(), "timed messages could not be re-published; retrying in 1 s");
@@ -310,7 +311,13 @@ async fn deliver(ctx: &BrokerContext, p: Pending) -> bool {
 
 /// Redirects a timed message into the timer topic; `false` when it is not timed (or
 /// already due, which is delivered at once).
-pub(crate) fn apply_timer(ctx: &BrokerContext, props: &mut Properties, topic_name: &mut String, queue_id: &mut i32, now_ms: i64) -> Result<bool, String> {
+pub(crate) fn apply_timer(
+    ctx: &BrokerContext,
+    props: &mut Properties,
+    topic_name: &mut String,
+    queue_id: &mut i32,
+    now_ms: i64,
+) -> Result<bool, String> {
     let Some(at) = delivery_time(props, now_ms) else { return Ok(false) };
     let max = ctx.config.timer_max_delay.as_millis() as i64;
     if at - now_ms > max {

@@ -131,7 +131,13 @@ impl TopicConfigManager {
     /// RocketMQ's `createTopicInSendMessageMethod`: creates `topic` from the template
     /// `default_topic` if auto-creation is enabled and the template is inheritable.
     /// Returns the (possibly pre-existing) config, or `None` when not allowed.
-    pub fn create_in_send(&self, topic: &str, default_topic: &str, client_queue_nums: i32, topic_sys_flag: i32) -> Option<TopicConfig> {
+    pub fn create_in_send(
+        &self,
+        topic: &str,
+        default_topic: &str,
+        client_queue_nums: i32,
+        topic_sys_flag: i32,
+    ) -> Option<TopicConfig> {
         if let Some(tc) = self.get(topic) {
             return Some(tc);
         }

@@ -98,7 +98,9 @@ impl TransactionState {
         loop {
             let r = ctx.store.get_messages(&GetRequest::new(TRANS_OP_HALF_TOPIC, 0, *read, 256));
             if r.status != GetStatus::Found {
-                if matches!(r.status, GetStatus::OffsetTooSmall | GetStatus::NoMatchedMessage) && r.next_begin_offset > *read {
+                if matches!(r.status, GetStatus::OffsetTooSmall | GetStatus::NoMatchedMessage)
+                    && r.next_begin_offset > *read
+                {
                     *read = r.next_begin_offset;
                     continue;
                 }
@@ -109,7 +111,9 @@ impl TransactionState {
                     if let Some(off) = std::str::from_utf8(&m.body).ok().and_then(|s| s.trim().parse::<i64>().ok()) {
                         self.done_offsets.lock().insert(off);
                     }
-                    if let (Some(u), Some(d)) = (m.properties.get(PROP_TX_UNIQ), m.properties.get(PROP_TX_DECISION).and_then(Decision::parse)) {
+                    if let (Some(u), Some(d)) =
+                        (m.properties.get(PROP_TX_UNIQ), m.properties.get(PROP_TX_DECISION).and_then(Decision::parse))
+                    {
                         self.decisions.lock().insert(u.to_owned(), d);
                     }
                 }
@@ -157,7 +161,11 @@ pub async fn end_transaction(ctx: &Arc<BrokerContext>, ch: &Channel, req: Remoti
     })
 }
 
-async fn end(ctx: &Arc<BrokerContext>, h: &EndTransactionRequestHeader, decision: Decision) -> Result<RemotingCommand, RemotingCommand> {
+async fn end(
+    ctx: &Arc<BrokerContext>,
+    h: &EndTransactionRequestHeader,
+    decision: Decision,
+) -> Result<RemotingCommand, RemotingCommand> {
     let err = |remark: String| RemotingCommand::error(ResponseCode::SYSTEM_ERROR, remark);
     let raw = ctx
         .store
@@ -208,10 +216,16 @@ async fn end(ctx: &Arc<BrokerContext>, h: &EndTransactionRequestHeader, decision
 }
 
 /// Re-publishes a committed half message to its real topic (§12.10).
-async fn publish_committed(ctx: &Arc<BrokerContext>, h: &EndTransactionRequestHeader, half: &MessageExt) -> Result<(), RemotingCommand> {
+async fn publish_committed(
+    ctx: &Arc<BrokerContext>,
+    h: &EndTransactionRequestHeader,
+    half: &MessageExt,
+) -> Result<(), RemotingCommand> {
     let err = |remark: String| RemotingCommand::error(ResponseCode::SYSTEM_ERROR, remark);
     let mut props = half.properties.clone();
-    let Some(real_topic) = props.remove(keys::REAL_TOPIC) else { return Err(err("half message without REAL_TOPIC".into())) };
+    let Some(real_topic) = props.remove(keys::REAL_TOPIC) else {
+        return Err(err("half message without REAL_TOPIC".into()));
+    };
     let real_queue: i32 = props.remove(keys::REAL_QUEUE_ID).and_then(|q| q.parse().ok()).unwrap_or(0);
     props.remove(keys::TRANSACTION_PREPARED);
     props.remove(keys::TRANSACTION_CHECK_TIMES);
@@ -300,7 +314,8 @@ pub async fn check_round(ctx: &Arc<BrokerContext>) {
                 cur = off + 1;
                 continue;
             }
-            let times: u32 = half.properties.get(keys::TRANSACTION_CHECK_TIMES).and_then(|t| t.parse().ok()).unwrap_or(0);
+            let times: u32 =
+                half.properties.get(keys::TRANSACTION_CHECK_TIMES).and_then(|t| t.parse().ok()).unwrap_or(0);
             if times >= ctx.config.transaction_check_max {
                 discard(ctx, &half, &uniq).await;
                 cur = off + 1;

@@ -40,7 +40,12 @@ async fn main() -> Result<(), client::Error> {
         .message_model(MessageModel::Broadcasting)
         .on_message(move |msgs: &[MessageExt], _ctx: &ConsumeContext| {
             for m in msgs {
-                println!("Received [queue={}, offset={}]: {}", m.queue_id, m.queue_offset, String::from_utf8_lossy(&m.body));
+                println!(
+                    "Received [queue={}, offset={}]: {}",
+                    m.queue_id,
+                    m.queue_offset,
+                    String::from_utf8_lossy(&m.body)
+                );
             }
             counter.fetch_add(msgs.len(), Ordering::Relaxed);
             ConsumeStatus::Success

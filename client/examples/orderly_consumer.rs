@@ -74,7 +74,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let p = progress.lock().expect("not poisoned");
     let out_of_order: Vec<&String> =
-        p.1.iter().filter(|(_, steps)| !steps.iter().zip(STEPS.iter().cycle()).all(|(s, want)| s == want)).map(|(o, _)| o).collect();
+        p.1.iter()
+            .filter(|(_, steps)| !steps.iter().zip(STEPS.iter().cycle()).all(|(s, want)| s == want))
+            .map(|(o, _)| o)
+            .collect();
     println!("received {} message(s) of {} order(s); out of order: {:?}", p.0, p.1.len(), out_of_order);
     if !out_of_order.is_empty() {
         return Err(format!("orders delivered out of order: {out_of_order:?}").into());

@@ -33,9 +33,14 @@ async fn main() -> Result<(), client::Error> {
     for (step, tag) in STEPS {
         for order in 0..orders {
             let order_id = format!("order-{order:04}");
-            let msg = Message::new(topic.as_str(), format!("{order_id} {step}")).with_tags(tag).with_keys([order_id.as_str()]);
+            let msg = Message::new(topic.as_str(), format!("{order_id} {step}"))
+                .with_tags(tag)
+                .with_keys([order_id.as_str()]);
             let r = producer.send_with_selector(msg, &SelectByHash(order_id.clone())).await?;
-            println!("{order_id} {step:<6} -> queue {}:{} offset {}", r.message_queue.broker_name, r.message_queue.queue_id, r.queue_offset);
+            println!(
+                "{order_id} {step:<6} -> queue {}:{} offset {}",
+                r.message_queue.broker_name, r.message_queue.queue_id, r.queue_offset
+            );
         }
     }
     producer.shutdown().await;

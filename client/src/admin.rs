@@ -91,7 +91,10 @@ impl Admin {
             topic_sys_flag: Some(0),
             order: false,
         };
-        let resp = self.instance.invoke(broker_addr, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), self.timeout).await?;
+        let resp = self
+            .instance
+            .invoke(broker_addr, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), self.timeout)
+            .await?;
         check(&resp, broker_addr)
     }
 
@@ -123,7 +126,10 @@ impl Admin {
         for bd in &route.broker_datas {
             let Some(addr) = bd.master_addr() else { continue };
             let h = GetConsumeStatsRequestHeader { consumer_group: group.to_owned(), topic: Some(topic.to_owned()) };
-            let resp = self.instance.invoke(addr, RemotingCommand::request_with(RequestCode::GET_CONSUME_STATS, &h), self.timeout).await?;
+            let resp = self
+                .instance
+                .invoke(addr, RemotingCommand::request_with(RequestCode::GET_CONSUME_STATS, &h), self.timeout)
+                .await?;
             check(&resp, addr)?;
             out.extend(parse_consume_stats(&resp.body_bytes())?);
         }
@@ -137,12 +143,22 @@ impl Admin {
     ///
     /// # Errors
     /// No route, or a broker refused.
-    pub async fn reset_offset_by_timestamp(&self, group: &str, topic: &str, timestamp: i64) -> Result<BTreeMap<MessageQueue, i64>> {
+    pub async fn reset_offset_by_timestamp(
+        &self,
+        group: &str,
+        topic: &str,
+        timestamp: i64,
+    ) -> Result<BTreeMap<MessageQueue, i64>> {
         let route = self.instance.refresh_route(topic).await?;
         let mut all = BTreeMap::new();
         for bd in &route.broker_datas {
             let Some(addr) = bd.master_addr() else { continue };
-            let h = ResetOffsetRequestHeader { topic: topic.to_owned(), group: group.to_owned(), timestamp, is_force: true };
+            let h = ResetOffsetRequestHeader {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+                timestamp,
+                is_force: true,
+            };
             let req = RemotingCommand::request_with(RequestCode::INVOKE_BROKER_TO_RESET_OFFSET, &h);
             let resp = self.instance.invoke(addr, req, self.timeout).await?;
             check(&resp, addr)?;
@@ -267,11 +283,17 @@ fn parse_consume_stats(body: &[u8]) -> Result<Vec<QueueProgress>> {
         last_timestamp: i64,
     }
     let text = String::from_utf8_lossy(body);
-    let table = object_field(&text, "offsetTable").ok_or_else(|| Error::Body("consume stats without offsetTable".into()))?;
+    let table =
+        object_field(&text, "offsetTable").ok_or_else(|| Error::Body("consume stats without offsetTable".into()))?;
     let mut out = Vec::new();
     for (queue, v) in mq_keyed_entries(table) {
         let w: Wrapper = serde_json::from_str(v).map_err(|e| Error::Body(e.to_string()))?;
-        out.push(QueueProgress { queue, broker_offset: w.broker_offset, consumer_offset: w.consumer_offset, last_timestamp: w.last_timestamp });
+        out.push(QueueProgress {
+            queue,
+            broker_offset: w.broker_offset,
+            consumer_offset: w.consumer_offset,
+            last_timestamp: w.last_timestamp,
+        });
     }
     Ok(out)
 }

@@ -11,7 +11,9 @@ pub enum Error {
     Broker { code: ResponseCode, remark: String, addr: String },
     #[error("no route info of topic {0}: create it, or enable autoCreateTopicEnable on a broker")]
     NoRoute(String),
-    #[error("no name server address: set it in code, in the client config, in NAMESRV_ADDR, or through namesrv_http_url")]
+    #[error(
+        "no name server address: set it in code, in the client config, in NAMESRV_ADDR, or through namesrv_http_url"
+    )]
     NoNameServer,
     #[error("no broker address for broker {0}")]
     NoBrokerAddr(String),

@@ -104,14 +104,16 @@ impl ClientInstance {
         let instance = if config.instance_name == "DEFAULT" {
             // Java replaces DEFAULT with "<pid>#<nanoTime>"; a counter keeps several
             // instances of one process apart.
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             format!("{}#{}{}", std::process::id(), nanos % 1_000_000_000_000, n)
         } else {
             config.instance_name.clone()
         };
         let client_id = format!("{ip}@{instance}");
-        let salt = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
-            ^ (n as u32).wrapping_mul(2_654_435_761)) as i32;
+        let salt =
+            (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+                ^ (n as u32).wrapping_mul(2_654_435_761)) as i32;
         let namesrv = NameServers::new(namesrv, config.namesrv_addr.clone(), config.namesrv_http_url.clone());
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let handler: Arc<dyn RequestHandler> = Arc::new(ServerRequests { inner: weak.clone() });
@@ -296,7 +298,9 @@ impl ClientInstance {
             .queue_datas
             .iter()
             .filter(|qd| perm::is_readable(qd.perm))
-            .flat_map(|qd| (0..qd.read_queue_nums).map(move |q| MessageQueue::new(topic_name, qd.broker_name.clone(), q)))
+            .flat_map(|qd| {
+                (0..qd.read_queue_nums).map(move |q| MessageQueue::new(topic_name, qd.broker_name.clone(), q))
+            })
             .collect();
         queues.sort();
         Ok(queues)
@@ -368,7 +372,6 @@ impl ClientInstance {
         self.inner.cancel.cancel();
         self.inner.remoting.shutdown();
     }
-
 }
 
 fn spawn_periodic<F>(weak: Weak<Inner>, cancel: CancellationToken, period: Duration, name: &'static str, f: F)
@@ -427,8 +430,8 @@ impl Inner {
             ResponseCode::TOPIC_NOT_EXIST => return Err(Error::NoRoute(topic_name.to_owned())),
             _ => return Err(Error::from_response(&resp, "namesrv")),
         }
-        let route: TopicRouteData =
-            remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(format!("route of {topic_name}: {e}")))?;
+        let route: TopicRouteData = remoting::json::from_slice(&resp.body_bytes())
+            .map_err(|e| Error::Body(format!("route of {topic_name}: {e}")))?;
         let route = Arc::new(route);
         let changed = {
             let mut routes = self.routes.write();

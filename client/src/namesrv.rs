@@ -60,7 +60,8 @@ impl NameServers {
     pub async fn refresh_from_http(&self) -> Result<()> {
         let Some(url) = &self.http_url else { return Ok(()) };
         let body = http_get(url, Duration::from_secs(3)).await?;
-        let list: Vec<String> = body.trim().split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let list: Vec<String> =
+            body.trim().split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         if list.is_empty() {
             return Err(Error::Body(format!("{url} returned no name server address")));
         }

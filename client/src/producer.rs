@@ -158,7 +158,12 @@ pub struct Producer {
 impl Producer {
     /// A producer of `group` with name servers from `config` (or `namesrv` set in
     /// code, which wins), started at once.
-    pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>, opts: ProducerOptions) -> Self {
+    pub fn new(
+        group: impl Into<String>,
+        config: config::ClientConfig,
+        namesrv: Option<Vec<String>>,
+        opts: ProducerOptions,
+    ) -> Self {
         Self::build(group, ClientInstance::new(config, namesrv), opts, true)
     }
 
@@ -173,7 +178,16 @@ impl Producer {
         instance.register_producer(&group, None);
         instance.start();
         let next_queue = AtomicUsize::new(rand::random::<u16>() as usize);
-        Self { inner: Arc::new(Inner { instance, owns_instance, group, opts, next_queue, faults: FaultTolerance::default() }) }
+        Self {
+            inner: Arc::new(Inner {
+                instance,
+                owns_instance,
+                group,
+                opts,
+                next_queue,
+                faults: FaultTolerance::default(),
+            }),
+        }
     }
 
     /// A producer with the defaults, talking to `namesrv` (`host:port;host:port`).
@@ -284,7 +298,9 @@ impl Producer {
         }
         let mut batch = Message { topic: topic_name, body, ..Message::default() };
         batch.properties.insert(keys::WAIT_STORE_MSG_OK, "true");
-        let mut result = self.send_attempts(&mut batch, self.inner.opts.retry_times_when_send_failed, RequestCode::SEND_BATCH_MESSAGE).await?;
+        let mut result = self
+            .send_attempts(&mut batch, self.inner.opts.retry_times_when_send_failed, RequestCode::SEND_BATCH_MESSAGE)
+            .await?;
         result.msg_id = ids.join(",");
         Ok(result)
     }
@@ -300,7 +316,8 @@ impl Producer {
 
     /// Validates the message and stamps UNIQ_KEY; compresses a large body.
     fn prepare(&self, mut msg: Message) -> Result<Message> {
-        common::topic::validate_topic(&msg.topic).map_err(|e| Error::InvalidArgument(format!("topic `{}`: {e}", msg.topic)))?;
+        common::topic::validate_topic(&msg.topic)
+            .map_err(|e| Error::InvalidArgument(format!("topic `{}`: {e}", msg.topic)))?;
         if msg.body.is_empty() {
             return Err(Error::InvalidArgument("the message body is empty".into()));
         }
@@ -317,7 +334,12 @@ impl Producer {
         Ok(msg)
     }
 
-    pub(crate) async fn send_with_retries(&self, msg: Message, retries: usize, _hint: Option<()>) -> Result<SendResult> {
+    pub(crate) async fn send_with_retries(
+        &self,
+        msg: Message,
+        retries: usize,
+        _hint: Option<()>,
+    ) -> Result<SendResult> {
         let mut msg = self.prepare(msg)?;
         self.send_attempts(&mut msg, retries, RequestCode::SEND_MESSAGE_V2).await
     }
@@ -332,21 +354,25 @@ impl Producer {
             if Instant::now() >= deadline {
                 break;
             }
-            let queues = match self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await {
-                Ok(q) => q,
-                // Nothing was sent: no route, no name server. Say so as it is.
-                Err(e) if made == 0 => return Err(e),
-                Err(e) => {
-                    last_err = Some(e);
-                    break;
-                }
-            };
+            let queues =
+                match self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await {
+                    Ok(q) => q,
+                    // Nothing was sent: no route, no name server. Say so as it is.
+                    Err(e) if made == 0 => return Err(e),
+                    Err(e) => {
+                        last_err = Some(e);
+                        break;
+                    }
+                };
             let mq = self.pick_queue(&queues, last_broker.as_deref());
             made += 1;
             match self.send_kernel(msg, &mq, deadline, code).await {
                 Ok(r) => {
                     self.inner.faults.mark_ok(&mq.broker_name);
-                    if r.status != SendStatus::SendOk && self.inner.opts.retry_another_broker_when_not_store_ok && attempt + 1 < attempts {
+                    if r.status != SendStatus::SendOk
+                        && self.inner.opts.retry_another_broker_when_not_store_ok
+                        && attempt + 1 < attempts
+                    {
                         last_broker = Some(mq.broker_name.clone());
                         last_err = None;
                         continue;
@@ -432,7 +458,9 @@ impl Producer {
         };
         // A reply (`request::create_reply_message`) goes as SEND_REPLY_MESSAGE_V2,
         // as Java's MQClientAPIImpl sends it: the broker pushes it to the requester.
-        let code = if code == RequestCode::SEND_MESSAGE_V2 && msg.properties.get(keys::MESSAGE_TYPE) == Some(keys::REPLY_MESSAGE_FLAG) {
+        let code = if code == RequestCode::SEND_MESSAGE_V2
+            && msg.properties.get(keys::MESSAGE_TYPE) == Some(keys::REPLY_MESSAGE_FLAG)
+        {
             RequestCode::SEND_REPLY_MESSAGE_V2
         } else {
             code
@@ -440,7 +468,13 @@ impl Producer {
         RemotingCommand::request_with(code, &h).with_body(body)
     }
 
-    async fn send_kernel(&self, msg: &mut Message, mq: &MessageQueue, deadline: Instant, code: RequestCode) -> Result<SendResult> {
+    async fn send_kernel(
+        &self,
+        msg: &mut Message,
+        mq: &MessageQueue,
+        deadline: Instant,
+        code: RequestCode,
+    ) -> Result<SendResult> {
         let addr = self.broker_addr(mq).await?;
         let req = self.build_request(msg, mq, code);
         let left = deadline.saturating_duration_since(Instant::now());

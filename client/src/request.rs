@@ -94,7 +94,12 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::request`].
-    pub async fn request_with_selector(&self, msg: Message, selector: &dyn QueueSelector, timeout: Duration) -> Result<MessageExt> {
+    pub async fn request_with_selector(
+        &self,
+        msg: Message,
+        selector: &dyn QueueSelector,
+        timeout: Duration,
+    ) -> Result<MessageExt> {
         self.request_inner(msg, Target::Selector(selector), timeout).await
     }
 
@@ -157,7 +162,9 @@ pub fn create_reply_message(request: &MessageExt, body: impl Into<Bytes>) -> Res
         return Err(Error::InvalidArgument("create reply message fail: the request has no CLUSTER property".into()));
     };
     let Some(reply_to) = p.get(keys::MESSAGE_REPLY_TO_CLIENT) else {
-        return Err(Error::InvalidArgument("create reply message fail: the request has no REPLY_TO_CLIENT property".into()));
+        return Err(Error::InvalidArgument(
+            "create reply message fail: the request has no REPLY_TO_CLIENT property".into(),
+        ));
     };
     // MixAll.getReplyTopic; the broker creates this topic at start.
     let mut reply = Message::new(format!("{cluster}_REPLY_TOPIC"), body);
@@ -255,7 +262,12 @@ mod tests {
 
     #[test]
     fn reply_goes_to_the_cluster_reply_topic_with_the_request_ids() {
-        let req = request_ext(&[("CLUSTER", "C1"), ("REPLY_TO_CLIENT", "10.0.0.1@x"), ("CORRELATION_ID", "abc"), ("TTL", "3000")]);
+        let req = request_ext(&[
+            ("CLUSTER", "C1"),
+            ("REPLY_TO_CLIENT", "10.0.0.1@x"),
+            ("CORRELATION_ID", "abc"),
+            ("TTL", "3000"),
+        ]);
         let r = create_reply_message(&req, "a").unwrap();
         assert_eq!(r.topic, "C1_REPLY_TOPIC");
         assert_eq!(r.properties.get("MSG_TYPE"), Some("reply"));
@@ -288,7 +300,8 @@ mod tests {
             store_host: "127.0.0.1:10911".into(),
             store_timestamp: 6,
         };
-        let cmd = RemotingCommand::request_with(remoting::RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT, &h).with_body(Bytes::from_static(b"answer"));
+        let cmd = RemotingCommand::request_with(remoting::RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT, &h)
+            .with_body(Bytes::from_static(b"answer"));
         assert_eq!(on_push_reply(&cmd).response_code(), ResponseCode::SUCCESS);
         let got = rx.try_recv().unwrap();
         assert_eq!(&got.body[..], b"answer");

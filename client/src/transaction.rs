@@ -75,7 +75,11 @@ pub trait TransactionListener: Send + Sync + 'static {
 
     /// Runs the local transaction of a half message the broker has stored. `msg`
     /// carries the UNIQ_KEY that identifies the transaction.
-    fn execute_local_transaction(&self, msg: &Message, arg: &Self::Arg) -> impl Future<Output = LocalTransactionState> + Send;
+    fn execute_local_transaction(
+        &self,
+        msg: &Message,
+        arg: &Self::Arg,
+    ) -> impl Future<Output = LocalTransactionState> + Send;
 
     /// Answers a check-back about a half message still undecided (`msg` is the
     /// half message as the broker stored it, with its real topic; its
@@ -190,12 +194,23 @@ pub struct TransactionProducer<L: TransactionListener> {
 impl<L: TransactionListener> TransactionProducer<L> {
     /// A transactional producer of `group` with its own client instance, started
     /// at once (name servers from `namesrv`, else `config`).
-    pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>, opts: ProducerOptions, listener: L) -> Self {
+    pub fn new(
+        group: impl Into<String>,
+        config: config::ClientConfig,
+        namesrv: Option<Vec<String>>,
+        opts: ProducerOptions,
+        listener: L,
+    ) -> Self {
         Self::wrap(Producer::new(group, config, namesrv, opts), listener)
     }
 
     /// A transactional producer on an existing instance.
-    pub fn with_instance(group: impl Into<String>, instance: ClientInstance, opts: ProducerOptions, listener: L) -> Self {
+    pub fn with_instance(
+        group: impl Into<String>,
+        instance: ClientInstance,
+        opts: ProducerOptions,
+        listener: L,
+    ) -> Self {
         Self::wrap(Producer::with_instance(group, instance, opts), listener)
     }
 
@@ -208,7 +223,11 @@ impl<L: TransactionListener> TransactionProducer<L> {
 
     fn wrap(producer: Producer, listener: L) -> Self {
         let listener = Arc::new(listener);
-        let checker = Arc::new(Checker { group: producer.group().to_owned(), instance: producer.instance().clone(), listener: listener.clone() });
+        let checker = Arc::new(Checker {
+            group: producer.group().to_owned(),
+            instance: producer.instance().clone(),
+            listener: listener.clone(),
+        });
         // Replaces the plain registration `Producer` made: checks for this group
         // now reach the listener.
         producer.instance().register_producer(producer.group(), Some(checker));

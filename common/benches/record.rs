@@ -38,7 +38,9 @@ fn bench(c: &mut Criterion) {
             black_box(&rec).encode(&mut buf).unwrap();
         })
     });
-    g.bench_function("view_parse_1KiB", |b| b.iter(|| black_box(RecordView::parse(black_box(&encoded)).unwrap().queue_offset())));
+    g.bench_function("view_parse_1KiB", |b| {
+        b.iter(|| black_box(RecordView::parse(black_box(&encoded)).unwrap().queue_offset()))
+    });
     g.bench_function("view_parse_and_verify_crc_1KiB", |b| {
         b.iter(|| {
             let v = RecordView::parse(black_box(&encoded)).unwrap();
@@ -46,7 +48,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     let shared: Bytes = encoded.clone();
-    g.bench_function("decode_owned_1KiB", |b| b.iter(|| black_box(MessageExt::decode(black_box(&shared), false).unwrap())));
+    g.bench_function("decode_owned_1KiB", |b| {
+        b.iter(|| black_box(MessageExt::decode(black_box(&shared), false).unwrap()))
+    });
     g.finish();
 }
 

@@ -23,10 +23,7 @@ impl DelayLevels {
     /// # Errors
     /// A token that is not `<number><unit>`, or an empty table.
     pub fn parse(spec: &str) -> Result<Self, DelayLevelError> {
-        let levels = spec
-            .split_whitespace()
-            .map(parse_token)
-            .collect::<Result<Vec<_>, _>>()?;
+        let levels = spec.split_whitespace().map(parse_token).collect::<Result<Vec<_>, _>>()?;
         if levels.is_empty() {
             return Err(DelayLevelError { token: spec.to_owned() });
         }

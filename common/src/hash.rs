@@ -5,8 +5,7 @@
 ///
 /// Non-BMP characters count as two code units, exactly as in Java.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    s.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
 }
 
 /// The consume-queue "tags code" of a message: the Java hash of its `TAGS` property,

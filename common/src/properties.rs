@@ -176,10 +176,7 @@ impl Properties {
 
     /// The business keys in `KEYS`, split on spaces.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.get(keys::KEYS)
-            .into_iter()
-            .flat_map(|k| k.split(' '))
-            .filter(|k| !k.is_empty())
+        self.get(keys::KEYS).into_iter().flat_map(|k| k.split(' ')).filter(|k| !k.is_empty())
     }
 
     pub fn uniq_key(&self) -> Option<&str> {

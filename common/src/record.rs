@@ -286,10 +286,7 @@ impl<'a> RecordView<'a> {
         }
         let rec = &buf[..total as usize];
         let sys_flag = be_i32(rec, pos::SYS_FLAG);
-        let body_len_pos = fixed_len(
-            sys_flag & sysflag::BORNHOST_V6 != 0,
-            sys_flag & sysflag::STOREHOST_V6 != 0,
-        );
+        let body_len_pos = fixed_len(sys_flag & sysflag::BORNHOST_V6 != 0, sys_flag & sysflag::STOREHOST_V6 != 0);
         let mut cur = body_len_pos;
         let body_len = read_len(rec, &mut cur, 4, "body")?;
         let body = (cur, body_len);

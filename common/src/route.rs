@@ -139,11 +139,7 @@ mod tests {
 
     #[test]
     fn message_queue_order_is_topic_broker_queue() {
-        let mut v = [
-            MessageQueue::new("T", "b", 0),
-            MessageQueue::new("T", "a", 1),
-            MessageQueue::new("T", "a", 0),
-        ];
+        let mut v = [MessageQueue::new("T", "b", 0), MessageQueue::new("T", "a", 1), MessageQueue::new("T", "a", 0)];
         v.sort();
         assert_eq!(v[0], MessageQueue::new("T", "a", 0));
         assert_eq!(v[2], MessageQueue::new("T", "b", 0));

@@ -19,8 +19,7 @@ use crate::serde_util::addr_list;
 use crate::store::StoreConfig;
 
 /// RocketMQ's default delay levels: level 1 is `1s`, level 18 is `2h`.
-pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
-    "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
 /// The broker's role in a master/slave pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -193,42 +192,25 @@ impl BrokerConfig {
         if self.broker_role.is_master() && self.broker_id != 0 {
             return Err(Error::invalid(
                 "broker_id",
-                Invalid::Conflict {
-                    other: "broker_role",
-                    why: "a master must have broker_id 0",
-                },
+                Invalid::Conflict { other: "broker_role", why: "a master must have broker_id 0" },
             ));
         }
         if !self.broker_role.is_master() && self.broker_id == 0 {
             return Err(Error::invalid(
                 "broker_id",
-                Invalid::Conflict {
-                    other: "broker_role",
-                    why: "a slave must have a broker_id above 0",
-                },
+                Invalid::Conflict { other: "broker_role", why: "a slave must have a broker_id above 0" },
             ));
         }
-        for (key, ip) in [
-            ("broker_ip1", &self.broker_ip1),
-            ("broker_ip2", &self.broker_ip2),
-        ] {
+        for (key, ip) in [("broker_ip1", &self.broker_ip1), ("broker_ip2", &self.broker_ip2)] {
             if let Some(ip) = ip {
                 check::not_blank(key, ip)?;
             }
         }
-        check::distinct_ports(
-            "ha_listen_port",
-            self.ha_listen_port,
-            "listen_port",
-            self.listen_port,
-        )?;
+        check::distinct_ports("ha_listen_port", self.ha_listen_port, "listen_port", self.listen_port)?;
         for addr in &self.namesrv_addr {
             check::host_port("namesrv_addr", addr)?;
         }
-        check::positive(
-            "default_topic_queue_nums",
-            self.default_topic_queue_nums.into(),
-        )?;
+        check::positive("default_topic_queue_nums", self.default_topic_queue_nums.into())?;
         if self.broker_permission > 7 {
             return Err(Error::invalid(
                 "broker_permission",
@@ -238,32 +220,17 @@ impl BrokerConfig {
                 },
             ));
         }
-        check::non_zero(
-            "register_name_server_period",
-            self.register_name_server_period,
-        )?;
+        check::non_zero("register_name_server_period", self.register_name_server_period)?;
         self.delay_levels()?;
         check::non_zero("short_polling_time_mills", self.short_polling_time_mills)?;
         check::non_zero("transaction_time_out", self.transaction_time_out)?;
-        check::non_zero(
-            "transaction_check_interval",
-            self.transaction_check_interval,
-        )?;
-        check::non_zero(
-            "client_channel_max_idle_time",
-            self.client_channel_max_idle_time,
-        )?;
+        check::non_zero("transaction_check_interval", self.transaction_check_interval)?;
+        check::non_zero("client_channel_max_idle_time", self.client_channel_max_idle_time)?;
         check::non_zero("channel_idle_timeout", self.channel_idle_timeout)?;
         check::non_zero("rebalance_lock_max_live_time", self.rebalance_lock_max_live_time)?;
         check::non_zero("timer_max_delay", self.timer_max_delay)?;
-        check::non_zero(
-            "flush_consumer_offset_interval",
-            self.flush_consumer_offset_interval,
-        )?;
-        check::non_zero(
-            "flush_delay_offset_interval",
-            self.flush_delay_offset_interval,
-        )?;
+        check::non_zero("flush_consumer_offset_interval", self.flush_consumer_offset_interval)?;
+        check::non_zero("flush_delay_offset_interval", self.flush_delay_offset_interval)?;
         self.store.validate().map_err(|e| e.within("store"))
     }
 
@@ -311,16 +278,7 @@ mod tests {
 
     #[test]
     fn delay_levels_reject_what_rocketmq_cannot_parse() {
-        for bad in [
-            "",
-            "  ",
-            "1x",
-            "s",
-            "1.5s",
-            "-1s",
-            "1ms",
-            "99999999999999999999d",
-        ] {
+        for bad in ["", "  ", "1x", "s", "1.5s", "-1s", "1ms", "99999999999999999999d"] {
             assert!(parse_delay_levels(bad).is_err(), "{bad:?}");
         }
         let levels = parse_delay_levels("2d 3h").unwrap();

@@ -35,15 +35,8 @@ pub(crate) fn positive(key: &str, value: u64) -> Result<()> {
 /// Accepts `host:port` (IPv6 hosts in brackets), the form RocketMQ uses for
 /// every address it exchanges, with a non-zero port.
 pub(crate) fn host_port(key: &str, value: &str) -> Result<()> {
-    let malformed = || {
-        Error::invalid(
-            key,
-            Invalid::Malformed {
-                value: value.to_owned(),
-                expected: "a host:port address",
-            },
-        )
-    };
+    let malformed =
+        || Error::invalid(key, Invalid::Malformed { value: value.to_owned(), expected: "a host:port address" });
     let (host, port) = value.rsplit_once(':').ok_or_else(malformed)?;
     let host_ok = !host.is_empty() && !host.contains(|c: char| c.is_whitespace() || c == ';');
     let port_ok = port.parse::<u16>().is_ok_and(|port| port != 0);
@@ -56,20 +49,9 @@ pub(crate) fn host_port(key: &str, value: &str) -> Result<()> {
 
 /// Two listeners on the same fixed port would make the second bind fail at
 /// start-up; port 0 asks the OS for a free port, so it never clashes.
-pub(crate) fn distinct_ports(
-    key: &str,
-    port: u16,
-    other: &'static str,
-    other_port: u16,
-) -> Result<()> {
+pub(crate) fn distinct_ports(key: &str, port: u16, other: &'static str, other_port: u16) -> Result<()> {
     if port != 0 && port == other_port {
-        return Err(Error::invalid(
-            key,
-            Invalid::Conflict {
-                other,
-                why: "two listeners cannot share a port",
-            },
-        ));
+        return Err(Error::invalid(key, Invalid::Conflict { other, why: "two listeners cannot share a port" }));
     }
     Ok(())
 }

@@ -155,19 +155,13 @@ impl Error {
     #[must_use]
     pub fn within(self, section: &str) -> Self {
         match self {
-            Error::Invalid { key, reason } => Error::Invalid {
-                key: format!("{section}.{key}"),
-                reason,
-            },
+            Error::Invalid { key, reason } => Error::Invalid { key: format!("{section}.{key}"), reason },
             other => other,
         }
     }
 
     pub(crate) fn invalid(key: impl Into<String>, reason: Invalid) -> Self {
-        Error::Invalid {
-            key: key.into(),
-            reason,
-        }
+        Error::Invalid { key: key.into(), reason }
     }
 
     /// Converts figment's error, keeping the key and where the value came from.
@@ -190,10 +184,6 @@ impl Error {
             },
             None => "configuration".to_owned(),
         };
-        Error::Value {
-            key,
-            origin,
-            kind: error.kind,
-        }
+        Error::Value { key, origin, kind: error.kind }
     }
 }

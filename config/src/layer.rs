@@ -33,11 +33,10 @@ impl Layer {
     /// to the variable that set it, so errors name the variable.
     pub(crate) fn env(dict: Dict, vars: BTreeMap<String, String>) -> Self {
         let vars = Arc::new(vars);
-        let metadata =
-            Metadata::named("environment").interpolater(move |_: &Profile, keys: &[&str]| {
-                let dotted = keys.join(".");
-                vars.get(&dotted).cloned().unwrap_or(dotted)
-            });
+        let metadata = Metadata::named("environment").interpolater(move |_: &Profile, keys: &[&str]| {
+            let dotted = keys.join(".");
+            vars.get(&dotted).cloned().unwrap_or(dotted)
+        });
         Self { dict, metadata }
     }
 }
@@ -68,9 +67,7 @@ pub(crate) fn insert_path(dict: &mut Dict, keys: &[&str], value: Value) {
     };
     let mut table = dict;
     for key in parents {
-        let slot = table
-            .entry((*key).to_owned())
-            .or_insert_with(|| Value::from(Dict::new()));
+        let slot = table.entry((*key).to_owned()).or_insert_with(|| Value::from(Dict::new()));
         if slot.as_dict().is_none() {
             *slot = Value::from(Dict::new());
         }

@@ -39,14 +39,14 @@
 #![warn(missing_docs)]
 
 mod broker;
-mod client;
 mod check;
+mod client;
 mod error;
 mod file;
 mod layer;
 mod load;
-pub mod persist;
 mod namesrv;
+pub mod persist;
 mod rocketmq;
 mod serde_util;
 mod store;
@@ -54,12 +54,11 @@ mod telemetry;
 mod warning;
 
 pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, DEFAULT_MESSAGE_DELAY_LEVEL};
-pub use error::{Error, Invalid, Result};
 pub use client::ClientConfig;
+pub use error::{Error, Invalid, Result};
 pub use file::{BrokerFile, ClientFile, NamesrvFile};
 pub use load::{
-    load_broker, load_broker_with_env, load_client, load_client_with_env, load_namesrv, load_namesrv_with_env,
-    Loaded,
+    load_broker, load_broker_with_env, load_client, load_client_with_env, load_namesrv, load_namesrv_with_env, Loaded,
     NAMESRV_ADDR_ENV,
 };
 pub use namesrv::NamesrvConfig;

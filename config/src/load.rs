@@ -211,21 +211,12 @@ fn schema<T: Component>() -> Result<Dict> {
 }
 
 fn read_file<T: Component>(path: &Path, schema: &Dict) -> Result<(Dict, Vec<ConfigWarning>)> {
-    let read_error = |source| Error::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let extension = path
-        .extension()
-        .and_then(OsStr::to_str)
-        .map(str::to_ascii_lowercase);
+    let read_error = |source| Error::Read { path: path.to_owned(), source };
+    let extension = path.extension().and_then(OsStr::to_str).map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("toml") => {
             let text = std::fs::read_to_string(path).map_err(read_error)?;
-            let dict: Dict = toml::from_str(&text).map_err(|source| Error::Toml {
-                path: path.to_owned(),
-                source,
-            })?;
+            let dict: Dict = toml::from_str(&text).map_err(|source| Error::Toml { path: path.to_owned(), source })?;
             let mut warnings = Vec::new();
             unknown_in_file(schema, &dict, &mut Vec::new(), path, &mut warnings);
             Ok((dict, warnings))
@@ -234,13 +225,11 @@ fn read_file<T: Component>(path: &Path, schema: &Dict) -> Result<(Dict, Vec<Conf
             let bytes = std::fs::read(path).map_err(read_error)?;
             // Java's Properties.load(InputStream), which RocketMQ uses, reads
             // ISO-8859-1. Modern files are UTF-8, so try that first.
-            let text = String::from_utf8(bytes)
-                .unwrap_or_else(|e| e.into_bytes().iter().map(|&b| char::from(b)).collect());
+            let text =
+                String::from_utf8(bytes).unwrap_or_else(|e| e.into_bytes().iter().map(|&b| char::from(b)).collect());
             rocketmq::to_dict(path, &text, T::ROCKETMQ)
         }
-        _ => Err(Error::UnknownFormat {
-            path: path.to_owned(),
-        }),
+        _ => Err(Error::UnknownFormat { path: path.to_owned() }),
     }
 }
 
@@ -295,8 +284,7 @@ fn unknown_in_file<'a>(
 
 /// The table at `keys` in the schema.
 fn lookup<'s>(schema: &'s Dict, keys: &[&str]) -> Option<&'s Dict> {
-    keys.iter()
-        .try_fold(schema, |table, key| table.get(*key)?.as_dict())
+    keys.iter().try_fold(schema, |table, key| table.get(*key)?.as_dict())
 }
 
 /// The full path of what an unknown `key` in the table at `parent` probably
@@ -308,14 +296,7 @@ fn suggest(schema: &Dict, parent: &[&str], key: &str) -> Option<Vec<String>> {
     }
     let level = lookup(schema, parent)?;
     let name = closest(key, level.keys().map(String::as_str))?;
-    Some(
-        parent
-            .iter()
-            .copied()
-            .chain([name])
-            .map(str::to_owned)
-            .collect(),
-    )
+    Some(parent.iter().copied().chain([name]).map(str::to_owned).collect())
 }
 
 /// The path of the first key named `key`, depth first.
@@ -354,13 +335,7 @@ where
         if !is_namesrv_addr && !name.starts_with(T::ENV_PREFIX) {
             continue;
         }
-        let value = value
-            .as_ref()
-            .to_str()
-            .ok_or_else(|| Error::EnvNotUnicode {
-                var: name.to_owned(),
-            })?
-            .to_owned();
+        let value = value.as_ref().to_str().ok_or_else(|| Error::EnvNotUnicode { var: name.to_owned() })?.to_owned();
         if is_namesrv_addr {
             namesrv_addr = Some(value);
         } else {
@@ -388,9 +363,7 @@ where
             warnings.push(ConfigWarning {
                 key: keys.join("."),
                 origin: Origin::Env(name.clone()),
-                kind: WarningKind::UnknownKey {
-                    suggestion: suggestion.map(|path| env_var::<T>(&path)),
-                },
+                kind: WarningKind::UnknownKey { suggestion: suggestion.map(|path| env_var::<T>(&path)) },
             });
         }
         layer::insert_path(&mut dict, &keys, Value::from(value));
@@ -416,11 +389,7 @@ fn env_var<T: Component>(keys: &[String]) -> String {
         Some((first, rest)) if first == T::SECTION => rest,
         _ => keys,
     };
-    format!(
-        "{}{}",
-        T::ENV_PREFIX,
-        within.join("__").to_ascii_uppercase()
-    )
+    format!("{}{}", T::ENV_PREFIX, within.join("__").to_ascii_uppercase())
 }
 
 /// `None` if `keys` names a known field (or lies below one); otherwise the

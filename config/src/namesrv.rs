@@ -77,22 +77,11 @@ impl NamesrvConfig {
     /// [`Error::Invalid`](crate::Error::Invalid) naming the first offending key.
     pub fn validate(&self) -> Result<()> {
         check::not_blank("kv_config_path", &self.kv_config_path.to_string_lossy())?;
-        check::non_zero(
-            "scan_not_active_broker_interval",
-            self.scan_not_active_broker_interval,
-        )?;
-        check::non_zero(
-            "broker_channel_expired_time",
-            self.broker_channel_expired_time,
-        )?;
+        check::non_zero("scan_not_active_broker_interval", self.scan_not_active_broker_interval)?;
+        check::non_zero("broker_channel_expired_time", self.broker_channel_expired_time)?;
         check::non_zero("channel_idle_timeout", self.channel_idle_timeout)?;
         if let Some(http_port) = self.http_listen_port {
-            check::distinct_ports(
-                "http_listen_port",
-                http_port,
-                "listen_port",
-                self.listen_port,
-            )?;
+            check::distinct_ports("http_listen_port", http_port, "listen_port", self.listen_port)?;
         }
         if let Some(addr) = &self.advertised_addr {
             check::host_port("advertised_addr", addr)?;

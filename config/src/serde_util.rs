@@ -15,16 +15,11 @@ pub(crate) mod byte_size {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
 
-    pub(crate) fn serialize<S: Serializer>(
-        size: &ByteSize,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(size: &ByteSize, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(size.as_u64())
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<ByteSize, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
         deserializer.deserialize_any(SizeVisitor)
     }
 
@@ -42,15 +37,11 @@ pub(crate) mod byte_size {
         }
 
         fn visit_i64<E: de::Error>(self, bytes: i64) -> Result<ByteSize, E> {
-            u64::try_from(bytes)
-                .map(ByteSize::b)
-                .map_err(|_| E::invalid_value(de::Unexpected::Signed(bytes), &self))
+            u64::try_from(bytes).map(ByteSize::b).map_err(|_| E::invalid_value(de::Unexpected::Signed(bytes), &self))
         }
 
         fn visit_str<E: de::Error>(self, text: &str) -> Result<ByteSize, E> {
-            text.trim()
-                .parse::<ByteSize>()
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(text), &self))
+            text.trim().parse::<ByteSize>().map_err(|_| E::invalid_value(de::Unexpected::Str(text), &self))
         }
     }
 }
@@ -66,16 +57,10 @@ pub(crate) mod addr_list {
     /// Splits RocketMQ's `"a:9876;b:9876"` form, dropping empty entries the
     /// way RocketMQ's own `split(";")` users do.
     pub(crate) fn split(text: &str) -> Vec<String> {
-        text.split(';')
-            .map(str::trim)
-            .filter(|addr| !addr.is_empty())
-            .map(str::to_owned)
-            .collect()
+        text.split(';').map(str::trim).filter(|addr| !addr.is_empty()).map(str::to_owned).collect()
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<String>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
         deserializer.deserialize_any(AddrListVisitor)
     }
 

@@ -130,10 +130,7 @@ impl StoreConfig {
     /// [`Error::Invalid`] naming the first offending key (relative to this
     /// struct; callers add their section with [`Error::within`]).
     pub fn validate(&self) -> Result<()> {
-        check::not_blank(
-            "store_path_root_dir",
-            &self.store_path_root_dir.to_string_lossy(),
-        )?;
+        check::not_blank("store_path_root_dir", &self.store_path_root_dir.to_string_lossy())?;
         check::positive("max_message_size", self.max_message_size.as_u64())?;
         // A message is never split across segments, so the largest one must fit.
         if self.mapped_file_size_commit_log < self.max_message_size {
@@ -157,10 +154,7 @@ impl StoreConfig {
             ));
         }
         check::non_zero("flush_interval_commit_log", self.flush_interval_commit_log)?;
-        check::non_zero(
-            "flush_interval_consume_queue",
-            self.flush_interval_consume_queue,
-        )?;
+        check::non_zero("flush_interval_consume_queue", self.flush_interval_consume_queue)?;
         check::non_zero("sync_flush_timeout", self.sync_flush_timeout)?;
         check::non_zero("file_reserved_time", self.file_reserved_time)?;
         self.delete_when_hours()?;
@@ -173,14 +167,8 @@ impl StoreConfig {
                 },
             ));
         }
-        check_ratio(
-            "disk_space_warning_level_ratio",
-            self.disk_space_warning_level_ratio,
-        )?;
-        check_ratio(
-            "disk_space_clean_forcibly_ratio",
-            self.disk_space_clean_forcibly_ratio,
-        )?;
+        check_ratio("disk_space_warning_level_ratio", self.disk_space_warning_level_ratio)?;
+        check_ratio("disk_space_clean_forcibly_ratio", self.disk_space_clean_forcibly_ratio)?;
         // Forced cleaning has to start before writes are refused, or a full
         // disk would never recover on its own.
         if self.disk_space_clean_forcibly_ratio > self.disk_space_warning_level_ratio {
@@ -214,10 +202,7 @@ impl StoreConfig {
                 Ok(hour) if hour < 24 => Ok(hour),
                 _ => Err(Error::invalid(
                     "delete_when",
-                    Invalid::Malformed {
-                        value: token.to_owned(),
-                        expected: "an hour between 00 and 23",
-                    },
+                    Invalid::Malformed { value: token.to_owned(), expected: "an hour between 00 and 23" },
                 )),
             })
             .collect::<Result<Vec<u8>>>()?;
@@ -232,12 +217,6 @@ fn check_ratio(key: &str, ratio: f64) -> Result<()> {
     if ratio > 0.0 && ratio <= 1.0 {
         Ok(())
     } else {
-        Err(Error::invalid(
-            key,
-            Invalid::OutOfRange {
-                value: ratio.to_string(),
-                expected: "a ratio in (0, 1]",
-            },
-        ))
+        Err(Error::invalid(key, Invalid::OutOfRange { value: ratio.to_string(), expected: "a ratio in (0, 1]" }))
     }
 }

@@ -37,10 +37,7 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            log_format: LogFormat::Human,
-            log_level: "info".to_owned(),
-        }
+        Self { log_format: LogFormat::Human, log_level: "info".to_owned() }
     }
 }
 
@@ -66,9 +63,7 @@ impl TelemetryConfig {
     /// [`Error::Telemetry`] if a global subscriber is already installed.
     pub fn install(&self) -> Result<()> {
         let filter = match std::env::var("RUST_LOG") {
-            Ok(directives) if !directives.trim().is_empty() => {
-                parse_filter("RUST_LOG", &directives)?
-            }
+            Ok(directives) if !directives.trim().is_empty() => parse_filter("RUST_LOG", &directives)?,
             _ => parse_filter("log_level", &self.log_level).map_err(|e| e.within("telemetry"))?,
         };
         let builder = tracing_subscriber::fmt()

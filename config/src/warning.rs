@@ -74,10 +74,9 @@ impl fmt::Display for ConfigWarning {
                 }
                 Ok(())
             }
-            WarningKind::NotImplemented => write!(
-                f,
-                "`{key}` is a RocketMQ setting FerroMQ does not implement; ignored (in {origin})"
-            ),
+            WarningKind::NotImplemented => {
+                write!(f, "`{key}` is a RocketMQ setting FerroMQ does not implement; ignored (in {origin})")
+            }
             WarningKind::CommitLogPathIgnored { commit_log_dir } => write!(
                 f,
                 "`{key}` is ignored: FerroMQ keeps the commit log in {} (in {origin})",
@@ -91,21 +90,13 @@ impl fmt::Display for ConfigWarning {
 /// typo. Jaro-Winkler rather than plain edit distance because it rewards a
 /// shared prefix: `flush_intervall` is 11 edits from
 /// `flush_interval_commit_log` but obviously meant it.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     // Below this, suggestions for short or unrelated words turn into noise.
     const THRESHOLD: f64 = 0.8;
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| {
-            (
-                strsim::jaro_winkler(&word, &candidate.to_ascii_lowercase()),
-                candidate,
-            )
-        })
+        .map(|candidate| (strsim::jaro_winkler(&word, &candidate.to_ascii_lowercase()), candidate))
         .filter(|(score, _)| *score >= THRESHOLD)
         .max_by(|(a, _), (b, _)| a.total_cmp(b))
         .map(|(_, candidate)| candidate)

@@ -22,16 +22,10 @@ fn wrong_type_in_toml_names_the_key_and_file() {
     assert!(err.starts_with("broker.listen_port: "), "{err}");
 
     let (err, _) = toml_error("[broker.store]\nflush_interval_commit_log = \"5 parsecs\"\n");
-    assert!(
-        err.starts_with("broker.store.flush_interval_commit_log: "),
-        "{err}"
-    );
+    assert!(err.starts_with("broker.store.flush_interval_commit_log: "), "{err}");
 
     let (err, _) = toml_error("[broker.store]\nflush_disk_type = \"FAST\"\n");
-    assert!(
-        err.starts_with("broker.store.flush_disk_type: unknown variant"),
-        "{err}"
-    );
+    assert!(err.starts_with("broker.store.flush_disk_type: unknown variant"), "{err}");
 
     let (err, _) = toml_error("[broker.store]\nmax_message_size = \"lots\"\n");
     assert!(err.starts_with("broker.store.max_message_size: "), "{err}");
@@ -39,18 +33,11 @@ fn wrong_type_in_toml_names_the_key_and_file() {
 
 #[test]
 fn wrong_type_in_env_names_the_variable() {
-    let err = load_broker_with_env(None, [("FERROMQ_BROKER_STORE__FLUSH_DISK_TYPE", "FAST")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("FERROMQ_BROKER_STORE__FLUSH_DISK_TYPE: unknown variant"),
-        "{err}"
-    );
+    let err = load_broker_with_env(None, [("FERROMQ_BROKER_STORE__FLUSH_DISK_TYPE", "FAST")]).unwrap_err().to_string();
+    assert!(err.starts_with("FERROMQ_BROKER_STORE__FLUSH_DISK_TYPE: unknown variant"), "{err}");
     assert!(err.ends_with(" in environment"), "{err}");
 
-    let err = load_namesrv_with_env(None, [("FERROMQ_NAMESRV_LISTEN_PORT", "abc")])
-        .unwrap_err()
-        .to_string();
+    let err = load_namesrv_with_env(None, [("FERROMQ_NAMESRV_LISTEN_PORT", "abc")]).unwrap_err().to_string();
     assert!(err.starts_with("FERROMQ_NAMESRV_LISTEN_PORT: "), "{err}");
 }
 
@@ -70,17 +57,9 @@ fn validation_errors_use_the_full_dotted_key() {
         let (err, _) = toml_error(toml);
         assert_eq!(err, expected);
     }
-    let (_dir, path) = temp_file(
-        "namesrv.toml",
-        "[namesrv]\nlisten_port = 8080\nhttp_listen_port = 8080\n",
-    );
-    let err = load_namesrv_with_env(Some(&path), NO_ENV)
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "namesrv.http_listen_port: conflicts with `listen_port`: two listeners cannot share a port"
-    );
+    let (_dir, path) = temp_file("namesrv.toml", "[namesrv]\nlisten_port = 8080\nhttp_listen_port = 8080\n");
+    let err = load_namesrv_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
+    assert_eq!(err, "namesrv.http_listen_port: conflicts with `listen_port`: two listeners cannot share a port");
 }
 
 #[test]

@@ -20,32 +20,20 @@ fn no_file_no_env_is_default() {
 #[test]
 fn empty_file_is_default() {
     let (_dir, path) = temp_file("empty.toml", "");
-    assert_eq!(
-        load_broker_with_env(Some(&path), NO_ENV).unwrap().config,
-        BrokerFile::default()
-    );
+    assert_eq!(load_broker_with_env(Some(&path), NO_ENV).unwrap().config, BrokerFile::default());
     let (_dir, path) = temp_file("empty.properties", "# nothing\n");
-    assert_eq!(
-        load_namesrv_with_env(Some(&path), NO_ENV).unwrap().config,
-        NamesrvFile::default()
-    );
+    assert_eq!(load_namesrv_with_env(Some(&path), NO_ENV).unwrap().config, NamesrvFile::default());
 }
 
 #[test]
 fn serialised_defaults_load_back_unchanged() {
     // Catches lossy serialisation, e.g. sizes printed as "1.1 GB".
-    let (_dir, path) = temp_file(
-        "broker.toml",
-        &toml::to_string(&BrokerFile::default()).unwrap(),
-    );
+    let (_dir, path) = temp_file("broker.toml", &toml::to_string(&BrokerFile::default()).unwrap());
     let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
     assert_eq!(loaded.config, BrokerFile::default());
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 
-    let (_dir, path) = temp_file(
-        "namesrv.toml",
-        &toml::to_string(&NamesrvFile::default()).unwrap(),
-    );
+    let (_dir, path) = temp_file("namesrv.toml", &toml::to_string(&NamesrvFile::default()).unwrap());
     let loaded = load_namesrv_with_env(Some(&path), NO_ENV).unwrap();
     assert_eq!(loaded.config, NamesrvFile::default());
 }

@@ -7,16 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{fixture, temp_file};
-use config::{
-    load_broker_with_env, load_namesrv_with_env, FlushDiskType, LogFormat, Origin, WarningKind,
-};
+use config::{load_broker_with_env, load_namesrv_with_env, FlushDiskType, LogFormat, Origin, WarningKind};
 
 #[test]
 fn ferromq_variables_override_defaults_and_file() {
-    let (_dir, path) = temp_file(
-        "broker.toml",
-        "[broker]\nlisten_port = 1234\nbroker_name = \"from-file\"\n",
-    );
+    let (_dir, path) = temp_file("broker.toml", "[broker]\nlisten_port = 1234\nbroker_name = \"from-file\"\n");
     let env = [
         ("FERROMQ_BROKER_LISTEN_PORT", "0"),
         ("FERROMQ_BROKER_BROKER_NAME", "123"),
@@ -39,10 +34,7 @@ fn ferromq_variables_override_defaults_and_file() {
     assert_eq!(broker.broker_ip1.as_deref(), Some("203.0.113.7"));
     assert_eq!(broker.store.flush_disk_type, FlushDiskType::SyncFlush);
     assert_eq!(broker.store.max_message_size.as_u64(), 8 << 20);
-    assert_eq!(
-        broker.store.flush_interval_commit_log,
-        Duration::from_millis(250)
-    );
+    assert_eq!(broker.store.flush_interval_commit_log, Duration::from_millis(250));
     assert_eq!(loaded.config.telemetry.log_format, LogFormat::Json);
 }
 
@@ -64,10 +56,7 @@ fn namesrv_variables() {
     assert_eq!(namesrv.listen_port, 0);
     assert_eq!(namesrv.http_listen_port, Some(8080));
     assert_eq!(namesrv.advertised_addr.as_deref(), Some("10.0.0.5:9876"));
-    assert_eq!(
-        namesrv.scan_not_active_broker_interval,
-        Duration::from_secs(3)
-    );
+    assert_eq!(namesrv.scan_not_active_broker_interval, Duration::from_secs(3));
     assert_eq!(loaded.config.telemetry.log_level, "debug");
 }
 
@@ -75,49 +64,29 @@ fn namesrv_variables() {
 fn namesrv_addr_ranks_above_the_file_and_below_ferromq_variables() {
     let (_dir, path) = temp_file("broker.toml", "[broker]\nnamesrv_addr = [\"file:9876\"]\n");
     let addrs = |env: &[(&str, &str)]| {
-        load_broker_with_env(Some(&path), env.iter().copied())
-            .unwrap()
-            .config
-            .broker
-            .namesrv_addr
+        load_broker_with_env(Some(&path), env.iter().copied()).unwrap().config.broker.namesrv_addr
     };
     assert_eq!(addrs(&[]), ["file:9876"]);
+    assert_eq!(addrs(&[("NAMESRV_ADDR", "a:9876; b:9876;")]), ["a:9876", "b:9876"]);
     assert_eq!(
-        addrs(&[("NAMESRV_ADDR", "a:9876; b:9876;")]),
-        ["a:9876", "b:9876"]
-    );
-    assert_eq!(
-        addrs(&[
-            ("NAMESRV_ADDR", "a:9876"),
-            ("FERROMQ_BROKER_NAMESRV_ADDR", "c:9876;d:9876")
-        ]),
+        addrs(&[("NAMESRV_ADDR", "a:9876"), ("FERROMQ_BROKER_NAMESRV_ADDR", "c:9876;d:9876")]),
         ["c:9876", "d:9876"]
     );
 }
 
 #[test]
 fn namesrv_addr_overrides_a_rocketmq_file_too() {
-    let loaded =
-        load_broker_with_env(Some(&fixture("broker.conf")), [("NAMESRV_ADDR", "ns:9876")]).unwrap();
+    let loaded = load_broker_with_env(Some(&fixture("broker.conf")), [("NAMESRV_ADDR", "ns:9876")]).unwrap();
     assert_eq!(loaded.config.broker.namesrv_addr, ["ns:9876"]);
 }
 
 #[test]
 fn unknown_variables_are_warned_about_with_the_variable_to_use() {
-    let env = [
-        ("FERROMQ_BROKER_LISTEN_PROT", "1"),
-        ("FERROMQ_BROKER_FLUSH_DISK_TYPE", "SYNC_FLUSH"),
-    ];
+    let env = [("FERROMQ_BROKER_LISTEN_PROT", "1"), ("FERROMQ_BROKER_FLUSH_DISK_TYPE", "SYNC_FLUSH")];
     let loaded = load_broker_with_env(None, env).unwrap();
-    let found: Vec<_> = loaded
-        .warnings
-        .iter()
-        .map(|w| (w.key.as_str(), &w.origin, &w.kind))
-        .collect();
+    let found: Vec<_> = loaded.warnings.iter().map(|w| (w.key.as_str(), &w.origin, &w.kind)).collect();
     let env_origin = |var: &str| Origin::Env(var.to_owned());
-    let suggest = |s: &str| WarningKind::UnknownKey {
-        suggestion: Some(s.to_owned()),
-    };
+    let suggest = |s: &str| WarningKind::UnknownKey { suggestion: Some(s.to_owned()) };
     assert_eq!(
         found,
         [
@@ -126,11 +95,7 @@ fn unknown_variables_are_warned_about_with_the_variable_to_use() {
                 &env_origin("FERROMQ_BROKER_FLUSH_DISK_TYPE"),
                 &suggest("FERROMQ_BROKER_STORE__FLUSH_DISK_TYPE")
             ),
-            (
-                "broker.listen_prot",
-                &env_origin("FERROMQ_BROKER_LISTEN_PROT"),
-                &suggest("FERROMQ_BROKER_LISTEN_PORT")
-            ),
+            ("broker.listen_prot", &env_origin("FERROMQ_BROKER_LISTEN_PROT"), &suggest("FERROMQ_BROKER_LISTEN_PORT")),
         ]
     );
     assert_eq!(
@@ -149,10 +114,7 @@ fn non_unicode_values_of_our_variables_are_errors() {
     let bad = OsStr::from_bytes(b"\xff");
     let env = [(OsStr::new("FERROMQ_BROKER_BROKER_NAME"), bad)];
     let err = load_broker_with_env(None, env).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "environment variable FERROMQ_BROKER_BROKER_NAME is not valid unicode"
-    );
+    assert_eq!(err.to_string(), "environment variable FERROMQ_BROKER_BROKER_NAME is not valid unicode");
     // Someone else's variable is none of our business.
     let env = [(OsStr::new("SOMETHING_ELSE"), bad)];
     load_broker_with_env(None, env).unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use common::{fixture, leaves, NO_ENV};
 use config::{
-    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole,
-    FlushDiskType, LogFormat, NamesrvConfig, NamesrvFile, StoreConfig, TelemetryConfig,
+    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, FlushDiskType, LogFormat,
+    NamesrvConfig, NamesrvFile, StoreConfig, TelemetryConfig,
 };
 use serde::Serialize;
 
@@ -21,17 +21,10 @@ fn check_field_by_field<T: Serialize + Default>(actual: &T, expected: &T) {
     let actual = leaves(actual);
     let expected = leaves(expected);
     let defaults = leaves(&T::default());
-    assert_eq!(
-        actual.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(actual.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
     for (key, want) in &expected {
         assert_eq!(actual.get(key), Some(want), "field {key}");
-        assert_ne!(
-            defaults.get(key),
-            Some(want),
-            "fixture leaves {key} at its default"
-        );
+        assert_ne!(defaults.get(key), Some(want), "fixture leaves {key} at its default");
     }
 }
 
@@ -96,10 +89,7 @@ fn full_broker_toml() {
                 check_crc_on_recover: false,
             },
         },
-        telemetry: TelemetryConfig {
-            log_format: LogFormat::Json,
-            log_level: "debug,store=trace".into(),
-        },
+        telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "debug,store=trace".into() },
     };
     check_field_by_field(&loaded.config, &expected);
     assert_eq!(loaded.config, expected);
@@ -121,10 +111,7 @@ fn full_namesrv_toml() {
             channel_idle_timeout: Duration::from_secs(180),
             order_message_enable: true,
         },
-        telemetry: TelemetryConfig {
-            log_format: LogFormat::Json,
-            log_level: "warn".into(),
-        },
+        telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "warn".into() },
     };
     check_field_by_field(&loaded.config, &expected);
     assert_eq!(loaded.config, expected);

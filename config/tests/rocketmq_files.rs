@@ -9,16 +9,11 @@ use std::time::Duration;
 
 use common::{fixture, temp_file, NO_ENV};
 use config::{
-    load_broker_with_env, load_namesrv_with_env, BrokerRole, ConfigWarning, Error, FlushDiskType,
-    Origin, WarningKind,
+    load_broker_with_env, load_namesrv_with_env, BrokerRole, ConfigWarning, Error, FlushDiskType, Origin, WarningKind,
 };
 
 fn warning(path: &Path, key: &str, kind: WarningKind) -> ConfigWarning {
-    ConfigWarning {
-        key: key.to_owned(),
-        origin: Origin::File(path.to_owned()),
-        kind,
-    }
+    ConfigWarning { key: key.to_owned(), origin: Origin::File(path.to_owned()), kind }
 }
 
 #[test]
@@ -53,23 +48,14 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(broker.transaction_check_interval, Duration::from_secs(30));
     assert!(broker.reject_transaction_message);
     assert!(!broker.enable_property_filter);
-    assert_eq!(
-        broker.client_channel_max_idle_time,
-        Duration::from_secs(180)
-    );
+    assert_eq!(broker.client_channel_max_idle_time, Duration::from_secs(180));
     // Seconds.
     assert_eq!(broker.channel_idle_timeout, Duration::from_secs(240));
-    assert_eq!(
-        broker.flush_consumer_offset_interval,
-        Duration::from_secs(7)
-    );
+    assert_eq!(broker.flush_consumer_offset_interval, Duration::from_secs(7));
     assert_eq!(broker.flush_delay_offset_interval, Duration::from_secs(15));
 
     let store = &broker.store;
-    assert_eq!(
-        store.store_path_root_dir,
-        PathBuf::from("/data/rocketmq/store")
-    );
+    assert_eq!(store.store_path_root_dir, PathBuf::from("/data/rocketmq/store"));
     assert_eq!(store.mapped_file_size_commit_log.as_u64(), 64 << 20);
     assert_eq!(store.mapped_file_size_consume_queue.as_u64(), 60_000);
     assert_eq!(store.flush_disk_type, FlushDiskType::SyncFlush);
@@ -96,19 +82,9 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(
         loaded.warnings,
         [
-            warning(
-                &path,
-                "sendMessageThreadPoolNums",
-                WarningKind::NotImplemented
-            ),
+            warning(&path, "sendMessageThreadPoolNums", WarningKind::NotImplemented),
             warning(&path, "aclEnable", WarningKind::NotImplemented),
-            warning(
-                &path,
-                "listenPrt",
-                WarningKind::UnknownKey {
-                    suggestion: Some("listenPort".into())
-                }
-            ),
+            warning(&path, "listenPrt", WarningKind::UnknownKey { suggestion: Some("listenPort".into()) }),
         ]
     );
     assert_eq!(
@@ -129,75 +105,42 @@ fn namesrv_properties_converts_every_mapped_key() {
     assert_eq!(namesrv.listen_port, 19876);
     assert_eq!(namesrv.bind_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
     // \u0043 is 'C'.
-    assert_eq!(
-        namesrv.kv_config_path,
-        PathBuf::from("/data/rocketmq/namesrv/kvConfig.json")
-    );
-    assert_eq!(
-        namesrv.scan_not_active_broker_interval,
-        Duration::from_secs(5)
-    );
+    assert_eq!(namesrv.kv_config_path, PathBuf::from("/data/rocketmq/namesrv/kvConfig.json"));
+    assert_eq!(namesrv.scan_not_active_broker_interval, Duration::from_secs(5));
     assert_eq!(namesrv.channel_idle_timeout, Duration::from_secs(180));
     assert!(namesrv.order_message_enable);
-    assert_eq!(
-        loaded.warnings,
-        [warning(&path, "clusterTest", WarningKind::NotImplemented)]
-    );
+    assert_eq!(loaded.warnings, [warning(&path, "clusterTest", WarningKind::NotImplemented)]);
 }
 
 #[test]
 fn a_commit_log_outside_the_store_root_is_warned_about() {
-    let (_dir, path) = temp_file(
-        "broker.conf",
-        "storePathCommitLog=/mnt/fast/commitlog\nstorePathRootDir=/data/store\n",
-    );
+    let (_dir, path) =
+        temp_file("broker.conf", "storePathCommitLog=/mnt/fast/commitlog\nstorePathRootDir=/data/store\n");
     let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
     assert_eq!(
         loaded.warnings,
         [warning(
             &path,
             "storePathCommitLog",
-            WarningKind::CommitLogPathIgnored {
-                commit_log_dir: "/data/store/commitlog".into()
-            }
+            WarningKind::CommitLogPathIgnored { commit_log_dir: "/data/store/commitlog".into() }
         )]
     );
-    assert!(loaded.warnings[0]
-        .to_string()
-        .contains("FerroMQ keeps the commit log in /data/store/commitlog"));
+    assert!(loaded.warnings[0].to_string().contains("FerroMQ keeps the commit log in /data/store/commitlog"));
 }
 
 #[test]
 fn bad_values_name_the_rocketmq_key_and_the_file() {
     for (line, expected) in [
-        (
-            "listenPort=abc",
-            "listenPort: invalid value \"abc\" in {}: invalid digit found in string",
-        ),
-        (
-            "listenPort=70000",
-            "listenPort: invalid value \"70000\" in {}: must be at most 65535",
-        ),
-        (
-            "flushDiskType=SYNC",
-            "flushDiskType: invalid value \"SYNC\" in {}: expected one of ASYNC_FLUSH, SYNC_FLUSH",
-        ),
-        (
-            "autoCreateTopicEnable=yes",
-            "autoCreateTopicEnable: invalid value \"yes\" in {}: expected true or false",
-        ),
-        (
-            "bindAddress=localhost",
-            "bindAddress: invalid value \"localhost\" in {}: invalid IP address syntax",
-        ),
+        ("listenPort=abc", "listenPort: invalid value \"abc\" in {}: invalid digit found in string"),
+        ("listenPort=70000", "listenPort: invalid value \"70000\" in {}: must be at most 65535"),
+        ("flushDiskType=SYNC", "flushDiskType: invalid value \"SYNC\" in {}: expected one of ASYNC_FLUSH, SYNC_FLUSH"),
+        ("autoCreateTopicEnable=yes", "autoCreateTopicEnable: invalid value \"yes\" in {}: expected true or false"),
+        ("bindAddress=localhost", "bindAddress: invalid value \"localhost\" in {}: invalid IP address syntax"),
     ] {
         let (_dir, path) = temp_file("broker.conf", line);
         let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err();
         assert!(matches!(err, Error::Property { .. }), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            expected.replace("{}", &path.display().to_string())
-        );
+        assert_eq!(err.to_string(), expected.replace("{}", &path.display().to_string()));
     }
 }
 
@@ -215,10 +158,7 @@ fn converted_values_are_still_validated() {
 fn malformed_escape_is_a_syntax_error_with_its_line() {
     let (_dir, path) = temp_file("namesrv.properties", "listenPort=1\nkvConfigPath=\\u00zz\n");
     let err = load_namesrv_with_env(Some(&path), NO_ENV).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("{}:2: malformed \\uXXXX escape", path.display())
-    );
+    assert_eq!(err.to_string(), format!("{}:2: malformed \\uXXXX escape", path.display()));
 }
 
 #[test]

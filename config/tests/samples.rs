@@ -8,8 +8,7 @@ use config::{load_broker_with_env, load_namesrv_with_env, BrokerFile, NamesrvFil
 #[test]
 fn namesrv_samples() {
     for name in ["namesrv.toml", "namesrv.properties"] {
-        let loaded = load_namesrv_with_env(Some(&sample(name)), NO_ENV)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded = load_namesrv_with_env(Some(&sample(name)), NO_ENV).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
         // The samples document the defaults.
         assert_eq!(loaded.config, NamesrvFile::default(), "{name}");
@@ -19,14 +18,9 @@ fn namesrv_samples() {
 #[test]
 fn broker_samples() {
     for name in ["broker.toml", "broker.conf"] {
-        let loaded = load_broker_with_env(Some(&sample(name)), NO_ENV)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded = load_broker_with_env(Some(&sample(name)), NO_ENV).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
-        assert_eq!(
-            loaded.config.broker.namesrv_addr,
-            ["127.0.0.1:9876"],
-            "{name}"
-        );
+        assert_eq!(loaded.config.broker.namesrv_addr, ["127.0.0.1:9876"], "{name}");
     }
     // broker.toml shows the defaults, apart from the name-server address.
     let loaded = load_broker_with_env(Some(&sample("broker.toml")), NO_ENV).unwrap();

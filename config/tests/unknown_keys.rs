@@ -24,10 +24,8 @@ fn warnings(toml: &str) -> Vec<(String, Option<String>)> {
 }
 
 fn check(toml: &str, expected: &[(&str, Option<&str>)]) {
-    let expected: Vec<(String, Option<String>)> = expected
-        .iter()
-        .map(|(k, s)| (k.to_string(), s.map(str::to_owned)))
-        .collect();
+    let expected: Vec<(String, Option<String>)> =
+        expected.iter().map(|(k, s)| (k.to_string(), s.map(str::to_owned))).collect();
     assert_eq!(warnings(toml), expected, "{toml}");
 }
 
@@ -35,42 +33,24 @@ fn check(toml: &str, expected: &[(&str, Option<&str>)]) {
 fn typo_gets_a_suggestion_from_the_same_table() {
     check(
         "[broker.store]\nflush_intervall = \"1s\"\n",
-        &[(
-            "broker.store.flush_intervall",
-            Some("flush_interval_commit_log"),
-        )],
+        &[("broker.store.flush_intervall", Some("flush_interval_commit_log"))],
     );
-    check(
-        "[broker]\nlisten_prot = 1\n",
-        &[("broker.listen_prot", Some("listen_port"))],
-    );
+    check("[broker]\nlisten_prot = 1\n", &[("broker.listen_prot", Some("listen_port"))]);
 }
 
 #[test]
 fn key_in_the_wrong_section_gets_its_full_path() {
     check(
         "[broker]\nflush_disk_type = \"SYNC_FLUSH\"\n",
-        &[(
-            "broker.flush_disk_type",
-            Some("broker.store.flush_disk_type"),
-        )],
+        &[("broker.flush_disk_type", Some("broker.store.flush_disk_type"))],
     );
-    check(
-        "[store]\nmax_message_size = 1\n",
-        &[("store", Some("broker.store"))],
-    );
-    check(
-        "log_level = \"debug\"\n",
-        &[("log_level", Some("telemetry.log_level"))],
-    );
+    check("[store]\nmax_message_size = 1\n", &[("store", Some("broker.store"))]);
+    check("log_level = \"debug\"\n", &[("log_level", Some("telemetry.log_level"))]);
 }
 
 #[test]
 fn unrelated_keys_get_no_suggestion_and_unknown_tables_are_reported_once() {
-    check(
-        "[broker]\nzzz = 1\n[broker.plugins]\na = 1\nb = 2\n",
-        &[("broker.plugins", None), ("broker.zzz", None)],
-    );
+    check("[broker]\nzzz = 1\n[broker.plugins]\na = 1\nb = 2\n", &[("broker.plugins", None), ("broker.zzz", None)]);
 }
 
 #[test]

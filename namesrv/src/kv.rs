@@ -38,9 +38,11 @@ impl KvConfigManager {
     pub fn load(path: PathBuf) -> Result<Self> {
         let table = match config::persist::read_with_backup(&path) {
             Ok(None) => BTreeMap::new(),
-            Ok(Some(bytes)) => remoting::json::from_slice::<KvFile>(&bytes)
-                .map_err(|source| Error::KvParse { path: path.clone(), source })?
-                .config_table,
+            Ok(Some(bytes)) => {
+                remoting::json::from_slice::<KvFile>(&bytes)
+                    .map_err(|source| Error::KvParse { path: path.clone(), source })?
+                    .config_table
+            }
             Err(source) => return Err(Error::KvRead { path, source }),
         };
         if !table.is_empty() {

@@ -52,7 +52,8 @@ impl NameServer {
         let state = Arc::new(processor::NamesrvState { config: config.clone(), routes, kv });
         let dispatcher = processor::dispatcher(state.clone());
         let mut server_config = ServerConfig::new(SocketAddr::new(config.bind_address, config.listen_port));
-        server_config.channel = ChannelOptions { idle_timeout: config.channel_idle_timeout, ..ChannelOptions::default() };
+        server_config.channel =
+            ChannelOptions { idle_timeout: config.channel_idle_timeout, ..ChannelOptions::default() };
         let server = RemotingServer::bind(server_config, Arc::new(dispatcher)).await?;
         let cancel = CancellationToken::new();
 

@@ -196,7 +196,9 @@ fn put_kv(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> RemotingComman
 fn get_kv(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> RemotingCommand {
     let h: GetKvConfigRequestHeader = try_header!(&req);
     match s.kv.get(&h.namespace, &h.key) {
-        Some(value) => RemotingCommand::response_with(ResponseCode::SUCCESS, &GetKvConfigResponseHeader { value: Some(value) }),
+        Some(value) => {
+            RemotingCommand::response_with(ResponseCode::SUCCESS, &GetKvConfigResponseHeader { value: Some(value) })
+        }
         None => RemotingCommand::error(
             ResponseCode::QUERY_NOT_FOUND,
             format!("No config item, Namespace: {} Key: {}", h.namespace, h.key),
@@ -216,7 +218,9 @@ fn get_kv_list(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> RemotingC
     let h: GetKvListByNamespaceRequestHeader = try_header!(&req);
     match s.kv.list(&h.namespace) {
         Some(table) => json_body(&KvTable { table }),
-        None => RemotingCommand::error(ResponseCode::QUERY_NOT_FOUND, format!("No config item, Namespace: {}", h.namespace)),
+        None => {
+            RemotingCommand::error(ResponseCode::QUERY_NOT_FOUND, format!("No config item, Namespace: {}", h.namespace))
+        }
     }
 }
 
@@ -224,14 +228,20 @@ fn wipe_write_perm(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> Remot
     let h: WipeWritePermOfBrokerRequestHeader = try_header!(&req);
     let count = s.routes.set_write_perm_of_broker(&h.broker_name, false);
     tracing::info!(broker_name = %h.broker_name, topics = count, "write permission wiped");
-    RemotingCommand::response_with(ResponseCode::SUCCESS, &WipeWritePermOfBrokerResponseHeader { wipe_topic_count: count })
+    RemotingCommand::response_with(
+        ResponseCode::SUCCESS,
+        &WipeWritePermOfBrokerResponseHeader { wipe_topic_count: count },
+    )
 }
 
 fn add_write_perm(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> RemotingCommand {
     let h: AddWritePermOfBrokerRequestHeader = try_header!(&req);
     let count = s.routes.set_write_perm_of_broker(&h.broker_name, true);
     tracing::info!(broker_name = %h.broker_name, topics = count, "write permission granted");
-    RemotingCommand::response_with(ResponseCode::SUCCESS, &AddWritePermOfBrokerResponseHeader { add_topic_count: count })
+    RemotingCommand::response_with(
+        ResponseCode::SUCCESS,
+        &AddWritePermOfBrokerResponseHeader { add_topic_count: count },
+    )
 }
 
 fn delete_topic(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> RemotingCommand {
@@ -240,4 +250,3 @@ fn delete_topic(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> Remoting
     tracing::info!(topic = %h.topic, "topic deleted from name server");
     RemotingCommand::success()
 }
-

@@ -96,10 +96,8 @@ impl RouteInfoManager {
         let register_first = first || replaced.is_none();
 
         if r.broker_id == MASTER_ID {
-            let changed = t
-                .broker_live
-                .get(&r.broker_addr)
-                .is_none_or(|live| live.data_version != r.topic_config.data_version);
+            let changed =
+                t.broker_live.get(&r.broker_addr).is_none_or(|live| live.data_version != r.topic_config.data_version);
             if changed || register_first {
                 for tc in r.topic_config.topic_config_table.values() {
                     let qd = QueueData {
@@ -177,10 +175,7 @@ impl RouteInfoManager {
     pub fn on_channel_closed(&self, channel: &Channel) -> Option<String> {
         let addr = {
             let t = self.tables.read();
-            t.broker_live
-                .iter()
-                .find(|(_, live)| live.channel.as_ref() == Some(channel))
-                .map(|(addr, _)| addr.clone())
+            t.broker_live.iter().find(|(_, live)| live.channel.as_ref() == Some(channel)).map(|(addr, _)| addr.clone())
         }?;
         let mut t = self.tables.write();
         // Re-check under the write lock: the broker may have re-registered on a new

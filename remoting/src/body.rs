@@ -110,12 +110,14 @@ impl RegisterBrokerBody {
         let mut table = BTreeMap::new();
         for _ in 0..n {
             let raw = read_chunk(&mut cur)?;
-            let s = std::str::from_utf8(raw).map_err(|_| RegisterBodyError::Compressed("topic config is not UTF-8".into()))?;
+            let s = std::str::from_utf8(raw)
+                .map_err(|_| RegisterBodyError::Compressed("topic config is not UTF-8".into()))?;
             let tc = TopicConfig::decode_compact(s)
                 .ok_or_else(|| RegisterBodyError::Compressed(format!("bad topic config `{s}`")))?;
             table.insert(tc.topic_name.clone(), tc);
         }
-        let filter_server_list = if cur.is_empty() { Vec::new() } else { crate::json::from_slice(read_chunk(&mut cur)?)? };
+        let filter_server_list =
+            if cur.is_empty() { Vec::new() } else { crate::json::from_slice(read_chunk(&mut cur)?)? };
         Ok(Self {
             topic_config_serialize_wrapper: TopicConfigSerializeWrapper { topic_config_table: table, data_version: dv },
             filter_server_list,

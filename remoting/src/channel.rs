@@ -149,7 +149,8 @@ impl Channel {
             }),
         };
         tokio::spawn(write_loop(write, rx, channel.inner.cancel.clone(), channel.clone()));
-        let reader = read_loop(FramedRead::new(read, RemotingCodec), channel.clone(), handler, tracker, options.idle_timeout);
+        let reader =
+            read_loop(FramedRead::new(read, RemotingCodec), channel.clone(), handler, tracker, options.idle_timeout);
         tokio::spawn(reader);
         Ok(channel)
     }
@@ -237,11 +238,7 @@ impl Channel {
         let mut prefix = BytesMut::with_capacity(192);
         encode_prefix(cmd, &mut prefix)?;
         let out = Outgoing { prefix: prefix.freeze(), body: cmd.body.clone() };
-        self.inner
-            .tx
-            .send(out)
-            .await
-            .map_err(|_| Error::ConnectionClosed(self.inner.peer.to_string()))
+        self.inner.tx.send(out).await.map_err(|_| Error::ConnectionClosed(self.inner.peer.to_string()))
     }
 
     fn touch(&self) {
@@ -289,10 +286,6 @@ async fn read_loop(
         let cmd = match next {
             None => break,
             Some(Ok(cmd)) => cmd,
-            Some(Err(Error::Io(e))) => {
-                debug!(peer = %channel.peer_addr(), error = %e, "connection read failed");
-                break;
-            }
             Some(Err(Error::Io(e))) => {
                 debug!(peer = %channel.peer_addr(), error = %e, "connection read failed");
                 break;
@@ -357,7 +350,12 @@ async fn serve_request(handler: Arc<dyn RequestHandler>, channel: Channel, cmd: 
     }
 }
 
-async fn write_loop(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, cancel: CancellationToken, channel: Channel) {
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    cancel: CancellationToken,
+    channel: Channel,
+) {
     let mut bufs: Vec<Bytes> = Vec::with_capacity(64);
     loop {
         let first = tokio::select! {

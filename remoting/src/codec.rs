@@ -101,8 +101,7 @@ struct JsonHeaderIn {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
-    let h: JsonHeaderIn = serde_json::from_slice(header)
-        .map_err(|e| Error::Malformed(format!("json header: {e}")))?;
+    let h: JsonHeaderIn = serde_json::from_slice(header).map_err(|e| Error::Malformed(format!("json header: {e}")))?;
     Ok(RemotingCommand {
         code: h.code,
         language: LanguageCode::from_name_lossy(&h.language),
@@ -125,9 +124,8 @@ fn decode_binary_header(mut h: &[u8]) -> Result<RemotingCommand> {
     }
     fn string(h: &mut &[u8], len: usize, what: &str) -> Result<String> {
         need(h, len, what)?;
-        let s = std::str::from_utf8(&h[..len])
-            .map_err(|_| Error::Malformed(format!("{what} is not UTF-8")))?
-            .to_owned();
+        let s =
+            std::str::from_utf8(&h[..len]).map_err(|_| Error::Malformed(format!("{what} is not UTF-8")))?.to_owned();
         h.advance(len);
         Ok(s)
     }

@@ -552,9 +552,8 @@ mod tests {
         assert_eq!(GetMaxOffsetRequestHeader::decode(&ext), Err(HeaderError::Missing("queueId")));
         let ext: ExtFields = [("topic", "T"), ("queueId", "x")].into_iter().collect();
         assert!(matches!(GetMaxOffsetRequestHeader::decode(&ext), Err(HeaderError::Invalid { key: "queueId", .. })));
-        let ext: ExtFields = [("topic", "T"), ("queueId", "1"), ("committed", "no"), ("unknown", "1")]
-            .into_iter()
-            .collect();
+        let ext: ExtFields =
+            [("topic", "T"), ("queueId", "1"), ("committed", "no"), ("unknown", "1")].into_iter().collect();
         assert_eq!(GetMaxOffsetRequestHeader::decode(&ext).unwrap().committed, Some(false));
     }
 

@@ -18,15 +18,10 @@ fn open(dir: &std::path::Path, sync: bool) -> Arc<MessageStore> {
     let cfg = StoreConfig {
         store_path_root_dir: dir.to_owned(),
         mapped_file_size_commit_log: bytesize::ByteSize::mib(256),
-        flush_disk_type: if sync {
-            FlushDiskType::SyncFlush
-        } else {
-            FlushDiskType::AsyncFlush
-        },
+        flush_disk_type: if sync { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush },
         ..StoreConfig::default()
     };
-    let store =
-        Arc::new(MessageStore::open(Arc::new(cfg), "127.0.0.1:10911".parse().unwrap()).unwrap());
+    let store = Arc::new(MessageStore::open(Arc::new(cfg), "127.0.0.1:10911".parse().unwrap()).unwrap());
     let until = Instant::now() + Duration::from_secs(60);
     while !store.is_warm() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(5));
@@ -41,14 +36,7 @@ fn msg(body: &Bytes, queue: i32) -> PutMessage {
 }
 
 /// `n` puts from `tasks` tasks, each keeping `window` puts of `batch` messages in flight.
-async fn drive(
-    store: &Arc<MessageStore>,
-    body: &Bytes,
-    n: u64,
-    tasks: u64,
-    window: usize,
-    batch: usize,
-) {
+async fn drive(store: &Arc<MessageStore>, body: &Bytes, n: u64, tasks: u64, window: usize, batch: usize) {
     let mut handles = Vec::new();
     for t in 0..tasks {
         let store = store.clone();
@@ -81,11 +69,7 @@ async fn drive(
 }
 
 fn appends(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let body = Bytes::from(vec![0x5Au8; SIZE]);
     let mut g = c.benchmark_group("append_1k");
     g.throughput(Throughput::Elements(1));
@@ -101,14 +85,7 @@ fn appends(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let t = Instant::now();
-                rt.block_on(drive(
-                    &store,
-                    &body,
-                    iters.max(tasks * batch as u64),
-                    tasks,
-                    window,
-                    batch,
-                ));
+                rt.block_on(drive(&store, &body, iters.max(tasks * batch as u64), tasks, window, batch));
                 t.elapsed()
             });
         });
@@ -118,20 +95,14 @@ fn appends(c: &mut Criterion) {
 }
 
 fn reads(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), false);
     let body = Bytes::from(vec![0x5Au8; SIZE]);
     rt.block_on(drive(&store, &body, 20_000, 1, 64, 1));
     assert!(store.wait_dispatched(Duration::from_secs(30)));
     let max = store.max_offset_in_queue("Bench", 0);
-    let bytes_per_pull = store
-        .get_messages(&GetRequest::new("Bench", 0, 0, 32))
-        .total_bytes as u64;
+    let bytes_per_pull = store.get_messages(&GetRequest::new("Bench", 0, 0, 32)).total_bytes as u64;
 
     let mut g = c.benchmark_group("read");
     g.throughput(Throughput::Bytes(bytes_per_pull));
@@ -139,27 +110,14 @@ fn reads(c: &mut Criterion) {
     g.bench_function("get_messages_32x1k", |b| {
         b.iter(|| {
             let r = store.get_messages(&GetRequest::new("Bench", 0, off, 32));
-            off = if r.next_begin_offset + 32 > max {
-                0
-            } else {
-                r.next_begin_offset
-            };
+            off = if r.next_begin_offset + 32 > max { 0 } else { r.next_begin_offset };
             std::hint::black_box(r)
         });
     });
     g.throughput(Throughput::Elements(1));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     g.bench_function("offset_by_timestamp", |b| {
-        b.iter(|| {
-            std::hint::black_box(store.offset_by_timestamp(
-                "Bench",
-                0,
-                std::hint::black_box(now - 10),
-            ))
-        });
+        b.iter(|| std::hint::black_box(store.offset_by_timestamp("Bench", 0, std::hint::black_box(now - 10))));
     });
     g.finish();
 

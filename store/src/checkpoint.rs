@@ -87,17 +87,8 @@ impl Checkpoint {
     /// # Errors
     /// The file cannot be opened.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .at(path)?;
-        Ok(Self {
-            path: path.to_owned(),
-            file,
-        })
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(path)?;
+        Ok(Self { path: path.to_owned(), file })
     }
 
     /// Writes and syncs `data`. Blocking.
@@ -119,13 +110,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("checkpoint");
         assert_eq!(Checkpoint::read(&p), None);
-        let d = CheckpointData {
-            physic_ts: 1,
-            logics_ts: 2,
-            index_ts: 3,
-            commit_log_offset: 4096,
-            dispatch_offset: 100,
-        };
+        let d =
+            CheckpointData { physic_ts: 1, logics_ts: 2, index_ts: 3, commit_log_offset: 4096, dispatch_offset: 100 };
         Checkpoint::open(&p).unwrap().write(&d).unwrap();
         assert_eq!(Checkpoint::read(&p), Some(d));
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 4096);

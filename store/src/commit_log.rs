@@ -77,19 +77,10 @@ impl CommitLog {
             }
             if let Some(prev) = out.last() {
                 if prev.end() != start {
-                    return Err(Error::Gap {
-                        path,
-                        found: start,
-                        expected: prev.end(),
-                    });
+                    return Err(Error::Gap { path, found: start, expected: prev.end() });
                 }
             }
-            out.push(MappedFile::open(
-                &path,
-                start,
-                segment_size,
-                Access::Append,
-            )?);
+            out.push(MappedFile::open(&path, start, segment_size, Access::Append)?);
         }
         Ok(out)
     }
@@ -98,11 +89,7 @@ impl CommitLog {
     /// validating magic, sizes, the physical-offset field and optionally body CRCs.
     pub(crate) fn scan_from(segments: &[MappedFile], from: i64, check_crc: bool) -> ScanEnd {
         let Some(first) = segments.first() else {
-            return ScanEnd {
-                end: from,
-                torn: None,
-                last_ts: 0,
-            };
+            return ScanEnd { end: from, torn: None, last_ts: 0 };
         };
         let mut last_ts = 0;
         let size = first.size() as i64;
@@ -112,33 +99,18 @@ impl CommitLog {
             let seg = &segments[idx];
             let local = (pos - seg.start()) as usize;
             let Some(buf) = seg.read(local, seg.published() - local) else {
-                return ScanEnd {
-                    end: pos,
-                    torn: Some("position beyond segment".into()),
-                    last_ts,
-                };
+                return ScanEnd { end: pos, torn: Some("position beyond segment".into()), last_ts };
             };
             match record::scan(buf, check_crc) {
                 Ok(Entry::Record(view)) => {
                     if view.physical_offset() != pos {
-                        let torn = Some(format!(
-                            "physical offset field {} != position",
-                            view.physical_offset()
-                        ));
-                        return ScanEnd {
-                            end: pos,
-                            torn,
-                            last_ts,
-                        };
+                        let torn = Some(format!("physical offset field {} != position", view.physical_offset()));
+                        return ScanEnd { end: pos, torn, last_ts };
                     }
                     // A record must leave room for the end-of-segment blank.
                     if view.total_size() + record::BLANK_LEN > buf.len() {
                         let torn = Some("record overlaps the end-of-segment reserve".into());
-                        return ScanEnd {
-                            end: pos,
-                            torn,
-                            last_ts,
-                        };
+                        return ScanEnd { end: pos, torn, last_ts };
                     }
                     last_ts = view.store_timestamp();
                     pos += view.total_size() as i64;
@@ -146,34 +118,18 @@ impl CommitLog {
                 Ok(Entry::Blank(n)) => {
                     if n != buf.len() {
                         let torn = Some(format!("blank of {n} bytes with {} left", buf.len()));
-                        return ScanEnd {
-                            end: pos,
-                            torn,
-                            last_ts,
-                        };
+                        return ScanEnd { end: pos, torn, last_ts };
                     }
                     pos = seg.end();
                     idx += 1;
                 }
                 Err(e) => {
-                    let torn = if buf.iter().take(64).all(|&b| b == 0) {
-                        None
-                    } else {
-                        Some(e.to_string())
-                    };
-                    return ScanEnd {
-                        end: pos,
-                        torn,
-                        last_ts,
-                    };
+                    let torn = if buf.iter().take(64).all(|&b| b == 0) { None } else { Some(e.to_string()) };
+                    return ScanEnd { end: pos, torn, last_ts };
                 }
             }
         }
-        ScanEnd {
-            end: pos,
-            torn: None,
-            last_ts,
-        }
+        ScanEnd { end: pos, torn: None, last_ts }
     }
 
     pub(crate) fn new(segment_size: usize, segments: Vec<Arc<MappedFile>>, end: i64) -> Self {
@@ -243,10 +199,7 @@ impl CommitLog {
     }
 
     /// Removes the first segment if it ends at or before `limit` (never the last one).
-    pub(crate) fn pop_front_if(
-        &self,
-        pred: impl FnOnce(&MappedFile) -> bool,
-    ) -> Option<Arc<MappedFile>> {
+    pub(crate) fn pop_front_if(&self, pred: impl FnOnce(&MappedFile) -> bool) -> Option<Arc<MappedFile>> {
         let mut segs = self.segments.write();
         if segs.len() < 2 || !pred(&segs[0]) {
             return None;
@@ -271,12 +224,7 @@ impl CommitLog {
 
     /// Runs `f` on a borrowed view of the record at `offset`, whose size is read from
     /// the record itself (for lookups by offset and timestamp searches).
-    pub(crate) fn with_record<R>(
-        &self,
-        offset: i64,
-        limit: i64,
-        f: impl FnOnce(RecordView<'_>) -> R,
-    ) -> Option<R> {
+    pub(crate) fn with_record<R>(&self, offset: i64, limit: i64, f: impl FnOnce(RecordView<'_>) -> R) -> Option<R> {
         let seg = self.segment_for(offset)?;
         let local = (offset - seg.start()) as usize;
         let avail = (seg.published() as i64).min(limit - seg.start());
@@ -293,11 +241,7 @@ impl CommitLog {
         let seg = self.segment_for(offset)?;
         let local = (offset - seg.start()) as usize;
         let head = seg.read(local, record::pos::BORN_HOST)?;
-        let sys_flag = i32::from_be_bytes(
-            head[record::pos::SYS_FLAG..record::pos::SYS_FLAG + 4]
-                .try_into()
-                .ok()?,
-        );
+        let sys_flag = i32::from_be_bytes(head[record::pos::SYS_FLAG..record::pos::SYS_FLAG + 4].try_into().ok()?);
         let at = record::store_timestamp_pos(sys_flag);
         let ts = seg.read(local + at, 8)?;
         Some(i64::from_be_bytes(ts.try_into().ok()?))
@@ -336,9 +280,7 @@ mod tests {
     #[test]
     fn scan_stops_at_zeroes_crc_and_wrong_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let seg = Arc::new(
-            MappedFile::create(&dir.path().join(segment_name(0)), 0, 4096, Access::Append).unwrap(),
-        );
+        let seg = Arc::new(MappedFile::create(&dir.path().join(segment_name(0)), 0, 4096, Access::Append).unwrap());
         let mut w = seg.take_writer().unwrap();
         let a = rec(0, b"aaaa");
         let b = rec(a.len() as i64, b"bbbb");
@@ -350,14 +292,7 @@ mod tests {
         drop(seg);
         let segs = CommitLog::load_segments(dir.path(), 4096).unwrap();
         let end = CommitLog::scan_from(&segs, 0, true);
-        assert_eq!(
-            end,
-            ScanEnd {
-                end: (a.len() + b.len()) as i64,
-                torn: None,
-                last_ts: 2
-            }
-        );
+        assert_eq!(end, ScanEnd { end: (a.len() + b.len()) as i64, torn: None, last_ts: 2 });
         drop(segs);
 
         // Corrupt the second body: CRC catches it.
@@ -371,10 +306,7 @@ mod tests {
         assert_eq!(end.end, a.len() as i64);
         assert!(end.torn.unwrap().contains("crc"));
         // Without CRC checking the record is accepted.
-        assert_eq!(
-            CommitLog::scan_from(&segs, 0, false).end,
-            (a.len() + b.len()) as i64
-        );
+        assert_eq!(CommitLog::scan_from(&segs, 0, false).end, (a.len() + b.len()) as i64);
         drop(segs);
 
         // A record whose physical offset field is stale is rejected.
@@ -391,22 +323,10 @@ mod tests {
     fn load_rejects_gaps_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         MappedFile::create(&dir.path().join(segment_name(0)), 0, 4096, Access::Append).unwrap();
-        MappedFile::create(
-            &dir.path().join(segment_name(8192)),
-            8192,
-            4096,
-            Access::Append,
-        )
-        .unwrap();
-        assert!(matches!(
-            CommitLog::load_segments(dir.path(), 4096),
-            Err(Error::Gap { .. })
-        ));
+        MappedFile::create(&dir.path().join(segment_name(8192)), 8192, 4096, Access::Append).unwrap();
+        assert!(matches!(CommitLog::load_segments(dir.path(), 4096), Err(Error::Gap { .. })));
         std::fs::remove_file(dir.path().join(segment_name(8192))).unwrap();
         std::fs::write(dir.path().join("junk"), b"x").unwrap();
-        assert!(matches!(
-            CommitLog::load_segments(dir.path(), 4096),
-            Err(Error::BadFileName { .. })
-        ));
+        assert!(matches!(CommitLog::load_segments(dir.path(), 4096), Err(Error::BadFileName { .. })));
     }
 }

@@ -36,11 +36,7 @@ pub(crate) fn decode_entry(b: &[u8]) -> CqEntry {
     s.copy_from_slice(&b[8..12]);
     let mut t = [0u8; 8];
     t.copy_from_slice(&b[12..20]);
-    CqEntry {
-        phy_offset: i64::from_be_bytes(o),
-        size: i32::from_be_bytes(s),
-        tags_code: i64::from_be_bytes(t),
-    }
+    CqEntry { phy_offset: i64::from_be_bytes(o), size: i32::from_be_bytes(s), tags_code: i64::from_be_bytes(t) }
 }
 
 #[inline]
@@ -132,19 +128,10 @@ impl ConsumeQueue {
         for (start, path) in named {
             if let Some(prev) = files.last() {
                 if prev.end() != start {
-                    return Err(Error::Gap {
-                        path,
-                        found: start,
-                        expected: prev.end(),
-                    });
+                    return Err(Error::Gap { path, found: start, expected: prev.end() });
                 }
             }
-            files.push(MappedFile::open(
-                &path,
-                start,
-                segment_size,
-                Access::Append,
-            )?);
+            files.push(MappedFile::open(&path, start, segment_size, Access::Append)?);
         }
         let mut load = CqLoad::default();
         let epf = (segment_size / CQ_ENTRY_SIZE) as i64;
@@ -184,11 +171,7 @@ impl ConsumeQueue {
             drop(f);
             std::fs::remove_file(&path).at(&path)?;
         }
-        let max = max_offset.unwrap_or_else(|| {
-            files
-                .first()
-                .map_or(0, |f| f.start() / CQ_ENTRY_SIZE as i64)
-        });
+        let max = max_offset.unwrap_or_else(|| files.first().map_or(0, |f| f.start() / CQ_ENTRY_SIZE as i64));
         let segments: Vec<Arc<MappedFile>> = files.into_iter().map(Arc::new).collect();
         let writer = segments.last().and_then(MappedFile::take_writer);
         let cq = Self {
@@ -202,11 +185,7 @@ impl ConsumeQueue {
             max_offset: AtomicI64::new(max),
             deleted: AtomicBool::new(false),
         };
-        let first = cq
-            .segments
-            .read()
-            .first()
-            .map_or(max, |f| f.start() / CQ_ENTRY_SIZE as i64);
+        let first = cq.segments.read().first().map_or(max, |f| f.start() / CQ_ENTRY_SIZE as i64);
         cq.min_offset.store(first, Ordering::Release);
         cq.correct_min_offset(cl_min);
         Ok((cq, load))
@@ -227,9 +206,7 @@ impl ConsumeQueue {
 
     #[inline]
     pub(crate) fn min_offset(&self) -> i64 {
-        self.min_offset
-            .load(Ordering::Acquire)
-            .min(self.max_offset())
+        self.min_offset.load(Ordering::Acquire).min(self.max_offset())
     }
 
     /// Appends the entry for queue offset `offset`. Idempotent: an offset below the
@@ -259,10 +236,7 @@ impl ConsumeQueue {
         let seg = self.segment_size as i64;
         let byte = offset * CQ_ENTRY_SIZE as i64;
         let file_start = byte - byte % seg;
-        if guard
-            .as_ref()
-            .is_none_or(|w| w.file().start() != file_start)
-        {
+        if guard.as_ref().is_none_or(|w| w.file().start() != file_start) {
             if let Some(w) = guard.as_mut() {
                 // Whatever is left of the old file reads as holes.
                 let end = w.file().size();
@@ -343,20 +317,14 @@ impl ConsumeQueue {
         }
         let idx = ((byte - first.start()) / self.segment_size as i64) as usize;
         let seg = segs.get(idx)?;
-        seg.read((byte - seg.start()) as usize, CQ_ENTRY_SIZE)
-            .map(decode_entry)
+        seg.read((byte - seg.start()) as usize, CQ_ENTRY_SIZE).map(decode_entry)
     }
 
     /// Runs `f` over the published entries from `offset` to the end of the file
     /// holding it (at most `limit` entries), as RocketMQ's `getIndexBuffer` does.
     /// Returns `None` if that file is gone.
     #[inline]
-    pub(crate) fn with_entries<R>(
-        &self,
-        offset: i64,
-        limit: usize,
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Option<R> {
+    pub(crate) fn with_entries<R>(&self, offset: i64, limit: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let max = self.max_offset();
         if offset < self.min_offset() || offset >= max {
             return None;
@@ -506,11 +474,7 @@ mod tests {
     use super::*;
 
     fn e(phy: i64) -> CqEntry {
-        CqEntry {
-            phy_offset: phy,
-            size: 100,
-            tags_code: phy * 7,
-        }
+        CqEntry { phy_offset: phy, size: 100, tags_code: phy * 7 }
     }
 
     #[test]
@@ -526,15 +490,12 @@ mod tests {
         assert_eq!(cq.get(3), Some(e(300)));
         assert_eq!(cq.get(11), Some(e(1100)));
         assert_eq!(cq.get(12), None);
-        let n = cq
-            .with_entries(3, 100, |b| b.len() / CQ_ENTRY_SIZE)
-            .unwrap();
+        let n = cq.with_entries(3, 100, |b| b.len() / CQ_ENTRY_SIZE).unwrap();
         assert_eq!(n, 2, "stops at the end of the file");
         cq.flush().unwrap();
         drop(cq);
 
-        let (cq, load) =
-            ConsumeQueue::load("T", 0, qdir.clone(), 5 * CQ_ENTRY_SIZE, 800, 0).unwrap();
+        let (cq, load) = ConsumeQueue::load("T", 0, qdir.clone(), 5 * CQ_ENTRY_SIZE, 800, 0).unwrap();
         assert_eq!(cq.max_offset(), 8);
         assert_eq!(load.dropped, 4);
         assert_eq!(cq.get(7), Some(e(700)));
@@ -545,11 +506,7 @@ mod tests {
         drop(cq);
         let (cq, _) = ConsumeQueue::load("T", 0, qdir, 5 * CQ_ENTRY_SIZE, i64::MAX, 250).unwrap();
         assert_eq!(cq.max_offset(), 9);
-        assert_eq!(
-            cq.min_offset(),
-            3,
-            "entries below the commit-log min are dropped logically"
-        );
+        assert_eq!(cq.min_offset(), 3, "entries below the commit-log min are dropped logically");
     }
 
     #[test]

@@ -23,9 +23,7 @@ use std::time::Duration;
 
 use common::properties::{find_in_encoded, keys};
 use common::record::{self, Entry, RecordView};
-use common::sysflag::message::{
-    transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE,
-};
+use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 
 use crate::settings::StoreOptions;
 use crate::store::Core;
@@ -43,13 +41,8 @@ pub fn derive_tags_code(view: &RecordView<'_>, opts: &StoreOptions) -> i64 {
         }
     }
     if view.topic() == common::topic::SCHEDULE_TOPIC {
-        if let Some(level) =
-            find_in_encoded(props, keys::DELAY_TIME_LEVEL).and_then(|l| l.parse::<i32>().ok())
-        {
-            let delay = opts
-                .delay_levels
-                .delay(level)
-                .map_or(1000, |d| d.as_millis() as i64);
+        if let Some(level) = find_in_encoded(props, keys::DELAY_TIME_LEVEL).and_then(|l| l.parse::<i32>().ok()) {
+            let delay = opts.delay_levels.delay(level).map_or(1000, |d| d.as_millis() as i64);
             return view.store_timestamp() + delay;
         }
     }
@@ -63,9 +56,7 @@ pub(crate) struct TagsFeed {
 
 impl TagsFeed {
     pub(crate) fn new() -> Self {
-        Self {
-            local: VecDeque::with_capacity(1024),
-        }
+        Self { local: VecDeque::with_capacity(1024) }
     }
 
     fn take(&mut self, core: &Core, phy: i64) -> Option<i64> {
@@ -92,12 +83,7 @@ impl TagsFeed {
 
 /// Dispatches every record in `[from, limit)`; returns where it stopped (`limit`, or
 /// earlier on a record it cannot parse, which is logged).
-pub(crate) fn dispatch_range(
-    core: &Core,
-    from: i64,
-    limit: i64,
-    feed: Option<&mut TagsFeed>,
-) -> (i64, u64) {
+pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&mut TagsFeed>) -> (i64, u64) {
     let cl = &core.commit_log;
     let mut pos = from;
     let mut count = 0u64;
@@ -157,11 +143,7 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>)
         let tags = if topic == common::topic::SCHEDULE_TOPIC { None } else { tags };
         let tags_code = tags.unwrap_or_else(|| derive_tags_code(view, &core.settings.opts));
         let cq = core.queue_for(topic, view.queue_id());
-        let entry = CqEntry {
-            phy_offset: phy,
-            size: view.total_size() as i32,
-            tags_code,
-        };
+        let entry = CqEntry { phy_offset: phy, size: view.total_size() as i32, tags_code };
         match cq.put(view.queue_offset(), entry) {
             Ok(()) => {
                 // Cloned out so a listener may replace itself without deadlocking.
@@ -187,9 +169,7 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>)
         if let Some(index) = &core.index {
             let props = std::str::from_utf8(view.properties_raw()).unwrap_or("");
             let uniq = find_in_encoded(props, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
-            let words = find_in_encoded(props, keys::KEYS)
-                .into_iter()
-                .flat_map(|k| k.split(' '));
+            let words = find_in_encoded(props, keys::KEYS).into_iter().flat_map(|k| k.split(' '));
             if let Err(e) = index.build(topic, uniq.into_iter().chain(words), phy, store_ts) {
                 tracing::error!(error = %e, "index append failed");
             }
@@ -208,11 +188,7 @@ pub(crate) fn run_dispatcher(core: Arc<Core>) {
             return;
         }
         let cl = &core.commit_log;
-        let limit = if core.settings.sync_flush {
-            cl.flushed()
-        } else {
-            cl.written()
-        };
+        let limit = if core.settings.sync_flush { cl.flushed() } else { cl.written() };
         if pos < limit {
             let (p, _) = dispatch_range(&core, pos, limit, Some(&mut feed));
             if p == pos {

@@ -23,27 +23,13 @@ pub enum Error {
     #[error("store directory {path:?} is locked by another process")]
     Locked { path: PathBuf },
     #[error("file {path:?} has size {actual}, expected {expected}")]
-    SegmentSize {
-        path: PathBuf,
-        actual: u64,
-        expected: u64,
-    },
+    SegmentSize { path: PathBuf, actual: u64, expected: u64 },
     #[error("file name {path:?} is not a valid segment name")]
     BadFileName { path: PathBuf },
-    #[error(
-        "commit log segments are not contiguous: {path:?} starts at {found}, expected {expected}"
-    )]
-    Gap {
-        path: PathBuf,
-        found: i64,
-        expected: i64,
-    },
+    #[error("commit log segments are not contiguous: {path:?} starts at {found}, expected {expected}")]
+    Gap { path: PathBuf, found: i64, expected: i64 },
     #[error("{path:?} is corrupt at offset {offset}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: &'static str,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: &'static str },
     #[error("invalid store configuration: {0}")]
     Config(&'static str),
     #[error("store is shut down")]
@@ -58,10 +44,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }
 

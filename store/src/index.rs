@@ -53,20 +53,12 @@ impl IndexFile {
     fn create(path: &Path, slots: u32, entries: u32) -> Result<Self> {
         let file = MappedFile::create(path, 0, Self::file_size(slots, entries), Access::Words)?;
         file.store_u32(H_INDEX_COUNT, 1);
-        Ok(Self {
-            file,
-            slots,
-            max_entries: entries,
-        })
+        Ok(Self { file, slots, max_entries: entries })
     }
 
     fn open(path: &Path, slots: u32, entries: u32) -> Result<Self> {
         let file = MappedFile::open(path, 0, Self::file_size(slots, entries), Access::Words)?;
-        let f = Self {
-            file,
-            slots,
-            max_entries: entries,
-        };
+        let f = Self { file, slots, max_entries: entries };
         if f.index_count() == 0 {
             f.file.store_u32(H_INDEX_COUNT, 1);
         }
@@ -128,11 +120,7 @@ impl IndexFile {
             self.file.store_i64(H_BEGIN_TS, store_ts);
         }
         let begin_ts = self.begin_timestamp();
-        let diff = if begin_ts <= 0 {
-            0
-        } else {
-            ((store_ts - begin_ts) / 1000).clamp(0, i64::from(i32::MAX))
-        };
+        let diff = if begin_ts <= 0 { 0 } else { ((store_ts - begin_ts) / 1000).clamp(0, i64::from(i32::MAX)) };
         let slot_pos = self.slot_pos(hash);
         let old = self.file.load_u32(slot_pos).unwrap_or(0);
         let prev = if old >= count { 0 } else { old };
@@ -209,8 +197,7 @@ impl IndexFile {
             }
             self.file.store_u32(slot_pos, prev);
             if prev == 0 {
-                self.file
-                    .store_u32(H_SLOT_COUNT, self.slot_count().saturating_sub(1));
+                self.file.store_u32(H_SLOT_COUNT, self.slot_count().saturating_sub(1));
             }
             for w in 0..5 {
                 self.file.store_u32(at + w * 4, 0);
@@ -224,8 +211,7 @@ impl IndexFile {
             let phy = self.file.load_i64(at + 4).unwrap_or(0);
             let diff = i64::from(self.file.load_u32(at + 12).unwrap_or(0));
             self.file.store_i64(H_END_PHY, phy);
-            self.file
-                .store_i64(H_END_TS, self.begin_timestamp() + diff * 1000);
+            self.file.store_i64(H_END_TS, self.begin_timestamp() + diff * 1000);
         } else {
             for h in [H_BEGIN_TS, H_END_TS, H_BEGIN_PHY, H_END_PHY] {
                 self.file.store_i64(h, 0);
@@ -265,12 +251,7 @@ impl IndexService {
     ///
     /// # Errors
     /// Unreadable directory or a file of the wrong size.
-    pub(crate) fn load(
-        dir: PathBuf,
-        slots: u32,
-        entries: u32,
-        truncate_at: i64,
-    ) -> Result<(Self, IndexLoad)> {
+    pub(crate) fn load(dir: PathBuf, slots: u32, entries: u32, truncate_at: i64) -> Result<(Self, IndexLoad)> {
         std::fs::create_dir_all(&dir).at(&dir)?;
         let mut names = Vec::new();
         for e in std::fs::read_dir(&dir).at(&dir)? {
@@ -295,8 +276,7 @@ impl IndexService {
                     Err(()) => {
                         tracing::warn!(path = %path.display(), "index file inconsistent; rebuilding it");
                         let from = f.begin_phy_offset();
-                        load.rebuild_from =
-                            Some(load.rebuild_from.map_or(from, |r: i64| r.min(from)));
+                        load.rebuild_from = Some(load.rebuild_from.map_or(from, |r: i64| r.min(from)));
                         drop(f);
                         std::fs::remove_file(&path).at(&path)?;
                         continue;
@@ -310,13 +290,7 @@ impl IndexService {
             }
             files.push(Arc::new(f));
         }
-        let svc = Self {
-            dir,
-            slots,
-            entries,
-            files: RwLock::new(files),
-            write: Mutex::new(()),
-        };
+        let svc = Self { dir, slots, entries, files: RwLock::new(files), write: Mutex::new(()) };
         Ok((svc, load))
     }
 
@@ -376,14 +350,7 @@ impl IndexService {
 
     /// Candidate commit-log offsets for `topic#key` stored in `[begin, end]`, newest
     /// first, deduplicated, at most `max`.
-    pub(crate) fn query(
-        &self,
-        topic: &str,
-        key: &str,
-        max: usize,
-        begin: i64,
-        end: i64,
-    ) -> Vec<i64> {
+    pub(crate) fn query(&self, topic: &str, key: &str, max: usize, begin: i64, end: i64) -> Vec<i64> {
         let hash = common::hash::index_key_hash(topic, key);
         let files = self.files.read().clone();
         let mut out = Vec::new();
@@ -461,8 +428,7 @@ mod tests {
         let base = 1_700_000_000_000;
         for i in 0..12i64 {
             let key = format!("k{}", i % 3);
-            idx.build("T", [key.as_str()].into_iter(), i * 100, base + i * 1000)
-                .unwrap();
+            idx.build("T", [key.as_str()].into_iter(), i * 100, base + i * 1000).unwrap();
         }
         assert!(idx.file_count() >= 3, "5 entries per file");
         let got = idx.query("T", "k1", 100, 0, i64::MAX);
@@ -471,13 +437,9 @@ mod tests {
         // Time range narrows the result.
         let got = idx.query("T", "k1", 100, base + 3000, base + 7000);
         assert_eq!(got, vec![700, 400]);
-        assert!(idx
-            .query("U", "k1", 100, 0, i64::MAX)
-            .iter()
-            .all(|p| [100, 400, 700, 1000].contains(p)));
+        assert!(idx.query("U", "k1", 100, 0, i64::MAX).iter().all(|p| [100, 400, 700, 1000].contains(p)));
         // Re-dispatch of an already indexed record is ignored.
-        idx.build("T", ["k1"].into_iter(), 700, base + 7000)
-            .unwrap();
+        idx.build("T", ["k1"].into_iter(), 700, base + 7000).unwrap();
         assert_eq!(idx.query("T", "k1", 100, 0, i64::MAX).len(), 4);
     }
 
@@ -490,23 +452,16 @@ mod tests {
             let (idx, _) = IndexService::load(d.clone(), 2, 100, i64::MAX).unwrap();
             for i in 0..20i64 {
                 let key = format!("k{}", i % 4);
-                idx.build("T", [key.as_str(), "all"].into_iter(), i * 10, base + i)
-                    .unwrap();
+                idx.build("T", [key.as_str(), "all"].into_iter(), i * 10, base + i).unwrap();
             }
             idx.flush_all().unwrap();
         }
         let (idx, load) = IndexService::load(d.clone(), 2, 100, 120).unwrap();
         assert_eq!(load.dropped, 16);
-        assert_eq!(
-            idx.query("T", "all", 100, 0, i64::MAX),
-            (0..12).rev().map(|i| i * 10).collect::<Vec<_>>()
-        );
+        assert_eq!(idx.query("T", "all", 100, 0, i64::MAX), (0..12).rev().map(|i| i * 10).collect::<Vec<_>>());
         assert_eq!(idx.query("T", "k3", 100, 0, i64::MAX), vec![110, 70, 30]);
         idx.build("T", ["k3"].into_iter(), 120, base + 12).unwrap();
-        assert_eq!(
-            idx.query("T", "k3", 100, 0, i64::MAX),
-            vec![120, 110, 70, 30]
-        );
+        assert_eq!(idx.query("T", "k3", 100, 0, i64::MAX), vec![120, 110, 70, 30]);
         drop(idx);
         // Rolling back everything removes the file.
         let (idx, _) = IndexService::load(d, 2, 100, 0).unwrap();

@@ -48,6 +48,6 @@ pub use retention::CleanReport;
 pub use settings::{StoreOptions, CQ_ENTRY_SIZE};
 pub use store::MessageStore;
 pub use types::{
-    Arrival, ArrivalListener, CqEntry, CqFilter, GetRequest, GetResult, GetStatus, PutMessage,
-    PutResult, PutStatus, RecordFilter, RecoveryReport, StoreStats, TruncatedTail,
+    Arrival, ArrivalListener, CqEntry, CqFilter, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus,
+    RecordFilter, RecoveryReport, StoreStats, TruncatedTail,
 };

@@ -104,21 +104,13 @@ impl MappedFile {
     /// The file exists already or cannot be created/mapped.
     pub(crate) fn create(path: &Path, start: i64, size: usize, access: Access) -> Result<Self> {
         if path.exists() {
-            return Err(Error::io(
-                path,
-                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            ));
+            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .at(&tmp)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).at(&tmp)?;
         file.set_len(size as u64).at(&tmp)?;
         std::fs::rename(&tmp, path).at(path)?;
         Self::new(path, file, start, size, access, 0)
@@ -131,35 +123,18 @@ impl MappedFile {
     /// # Errors
     /// The file cannot be opened or mapped, or has another size.
     pub(crate) fn open(path: &Path, start: i64, size: usize, access: Access) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .at(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path).at(path)?;
         let actual = file.metadata().at(path)?.len();
         if actual != size as u64 {
-            return Err(Error::SegmentSize {
-                path: path.to_owned(),
-                actual,
-                expected: size as u64,
-            });
+            return Err(Error::SegmentSize { path: path.to_owned(), actual, expected: size as u64 });
         }
         let published = if access == Access::Append { size } else { 0 };
         Self::new(path, file, start, size, access, published)
     }
 
-    fn new(
-        path: &Path,
-        file: File,
-        start: i64,
-        size: usize,
-        access: Access,
-        published: usize,
-    ) -> Result<Self> {
+    fn new(path: &Path, file: File, start: i64, size: usize, access: Access, published: usize) -> Result<Self> {
         if size == 0 || size % 4 != 0 {
-            return Err(Error::Config(
-                "mapped file size must be a positive multiple of 4",
-            ));
+            return Err(Error::Config("mapped file size must be a positive multiple of 4"));
         }
         let map = MmapOptions::new().len(size).map_raw(&file).at(path)?;
         let owner = Arc::new(MapOwner { map });
@@ -233,10 +208,7 @@ impl MappedFile {
             return None;
         }
         let pos = self.published();
-        Some(MappedWriter {
-            file: self.clone(),
-            pos,
-        })
+        Some(MappedWriter { file: self.clone(), pos })
     }
 
     /// Pre-faults `[from, to)` for writing (`MADV_POPULATE_WRITE`): allocates and
@@ -253,11 +225,7 @@ impl MappedFile {
         // MADV_POPULATE_WRITE only faults pages in and never changes their contents,
         // so it cannot race with Rust accesses to the mapped bytes.
         let rc = unsafe {
-            libc::madvise(
-                self.owner.map.as_mut_ptr().add(from).cast(),
-                to - from,
-                libc::MADV_POPULATE_WRITE,
-            )
+            libc::madvise(self.owner.map.as_mut_ptr().add(from).cast(), to - from, libc::MADV_POPULATE_WRITE)
         };
         rc == 0
     }
@@ -327,10 +295,7 @@ impl MappedFile {
             return Ok(0);
         }
         let aligned = from - from % PAGE_SIZE;
-        self.owner
-            .map
-            .flush_range(aligned, target - aligned)
-            .at(&self.path)?;
+        self.owner.map.flush_range(aligned, target - aligned).at(&self.path)?;
         self.flushed.fetch_max(target, Ordering::AcqRel);
         Ok(target - from)
     }
@@ -370,8 +335,7 @@ impl MappedFile {
     /// Reads a big-endian `u32` at `pos` (word files; `None` out of bounds).
     #[inline]
     pub(crate) fn load_u32(&self, pos: usize) -> Option<u32> {
-        self.word(pos)
-            .map(|w| u32::from_be(w.load(Ordering::Acquire)))
+        self.word(pos).map(|w| u32::from_be(w.load(Ordering::Acquire)))
     }
 
     /// Writes a big-endian `u32` at `pos` (word files); returns false out of bounds.
@@ -419,10 +383,7 @@ pub(crate) struct MappedWriter {
 
 impl std::fmt::Debug for MappedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MappedWriter")
-            .field("file", &self.file.path)
-            .field("pos", &self.pos)
-            .finish()
+        f.debug_struct("MappedWriter").field("file", &self.file.path).field("pos", &self.pos).finish()
     }
 }
 
@@ -447,17 +408,11 @@ impl MappedWriter {
     /// If `len` exceeds [`MappedWriter::remaining`] (callers check first).
     #[inline]
     pub(crate) fn append_with<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> R {
-        assert!(
-            len <= self.remaining(),
-            "append past the end of {:?}",
-            self.file.path
-        );
+        assert!(len <= self.remaining(), "append past the end of {:?}", self.file.path);
         // SAFETY: this writer is the only one for the file (`take_writer`), and
         // `[pos, pos + len)` lies at or beyond `published`, which no reader touches;
         // the range is inside the mapping (checked above).
-        let buf = unsafe {
-            std::slice::from_raw_parts_mut(self.file.owner.map.as_mut_ptr().add(self.pos), len)
-        };
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.file.owner.map.as_mut_ptr().add(self.pos), len) };
         let r = fill(buf);
         self.pos += len;
         r
@@ -470,11 +425,7 @@ impl MappedWriter {
     /// # Panics
     /// If `pos` is behind the current position or past the end.
     pub(crate) fn skip_to(&mut self, pos: usize) {
-        assert!(
-            pos >= self.pos && pos <= self.file.size,
-            "invalid skip in {:?}",
-            self.file.path
-        );
+        assert!(pos >= self.pos && pos <= self.file.size, "invalid skip in {:?}", self.file.path);
         self.pos = pos;
     }
 
@@ -492,8 +443,7 @@ mod tests {
     #[test]
     fn published_prefix_gates_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let f =
-            Arc::new(MappedFile::create(&dir.path().join("f"), 0, 4096, Access::Append).unwrap());
+        let f = Arc::new(MappedFile::create(&dir.path().join("f"), 0, 4096, Access::Append).unwrap());
         let mut w = f.take_writer().unwrap();
         assert!(f.take_writer().is_none());
         w.append_with(5, |b| b.copy_from_slice(b"hello"));

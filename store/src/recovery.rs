@@ -52,10 +52,9 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     let mut segs = CommitLog::load_segments(&s.commit_log_dir(), s.commit_log_segment)?;
     let mut report = RecoveryReport::default();
 
-    let cl_min = segs.first().map_or_else(
-        || ckpt.map_or(0, |c| c.commit_log_offset - c.commit_log_offset % size),
-        MappedFile::start,
-    );
+    let cl_min = segs
+        .first()
+        .map_or_else(|| ckpt.map_or(0, |c| c.commit_log_offset - c.commit_log_offset % size), MappedFile::start);
     let cl_last_end = segs.last().map_or(cl_min, MappedFile::end);
     let clean = !had_abort
         && ckpt.is_some_and(|c| {
@@ -73,9 +72,7 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     } else if segs.is_empty() {
         (cl_min, None)
     } else {
-        let safe = ckpt
-            .map_or(cl_min, |c| c.commit_log_offset)
-            .clamp(cl_min, cl_last_end);
+        let safe = ckpt.map_or(cl_min, |c| c.commit_log_offset).clamp(cl_min, cl_last_end);
         let idx = (((safe - cl_min) / size) as usize).min(segs.len() - 1);
         let from = segs[idx].start();
         report.scanned_from = from;
@@ -89,10 +86,7 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     // Cut the log at `end`: zero the rest of its segment, drop later segments.
     let mut discarded = 0u64;
     // Keep every segment up to the one holding `end`.
-    let keep = segs
-        .iter()
-        .position(|f| end < f.end())
-        .map_or(segs.len(), |i| i + 1);
+    let keep = segs.iter().position(|f| end < f.end()).map_or(segs.len(), |i| i + 1);
     while segs.len() > keep {
         let f = segs.pop().expect("non-empty");
         let path = f.path().to_owned();
@@ -112,17 +106,10 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     }
     if let Some(reason) = torn {
         tracing::warn!(offset = end, %reason, discarded, "commit log tail was torn; truncated");
-        report.truncated = Some(TruncatedTail {
-            offset: end,
-            reason,
-            discarded_bytes: discarded,
-        });
+        report.truncated = Some(TruncatedTail { offset: end, reason, discarded_bytes: discarded });
     } else if discarded > 0 {
-        report.truncated = Some(TruncatedTail {
-            offset: end,
-            reason: "stale bytes after the end".into(),
-            discarded_bytes: discarded,
-        });
+        report.truncated =
+            Some(TruncatedTail { offset: end, reason: "stale bytes after the end".into(), discarded_bytes: discarded });
     }
     // Make everything kept durable before it can become visible (after a SIGKILL it
     // may exist only in the page cache).
@@ -136,9 +123,7 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     let need_new = segs.last().is_none_or(|l| end >= l.end());
     if need_new {
         let start = end - end.rem_euclid(size);
-        let path = s
-            .commit_log_dir()
-            .join(crate::settings::segment_name(start));
+        let path = s.commit_log_dir().join(crate::settings::segment_name(start));
         let f = MappedFile::create(&path, start, s.commit_log_segment, Access::Append)?;
         segs.push(f);
     }
@@ -149,16 +134,10 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
 
     // Rebuild point for consume queues and index.
     let cl_min = segs.first().map_or(end, MappedFile::start);
-    let mut rebuild = if clean {
-        end
-    } else {
-        ckpt.map_or(cl_min, |c| c.dispatch_offset)
-            .clamp(cl_min, end)
-    };
+    let mut rebuild = if clean { end } else { ckpt.map_or(cl_min, |c| c.dispatch_offset).clamp(cl_min, end) };
     let queues = load_queues(s, rebuild, cl_min, &mut report)?;
     let index = if s.index_enable {
-        let (index, load) =
-            IndexService::load(s.index_dir(), s.index_slots, s.index_entries, rebuild)?;
+        let (index, load) = IndexService::load(s.index_dir(), s.index_slots, s.index_entries, rebuild)?;
         report.index_entries_dropped = load.dropped;
         if let Some(from) = load.rebuild_from {
             rebuild = rebuild.min(from.max(cl_min));
@@ -169,23 +148,10 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     };
     report.redispatched_from = rebuild;
     let segments = segs.into_iter().map(Arc::new).collect();
-    Ok(Recovered {
-        segments,
-        end,
-        queues,
-        index,
-        redispatch_from: rebuild,
-        last_store_ts,
-        report,
-    })
+    Ok(Recovered { segments, end, queues, index, redispatch_from: rebuild, last_store_ts, report })
 }
 
-fn load_queues(
-    s: &Settings,
-    rebuild: i64,
-    cl_min: i64,
-    report: &mut RecoveryReport,
-) -> Result<Vec<ConsumeQueue>> {
+fn load_queues(s: &Settings, rebuild: i64, cl_min: i64, report: &mut RecoveryReport) -> Result<Vec<ConsumeQueue>> {
     let root = s.cq_dir();
     std::fs::create_dir_all(&root).at(&root)?;
     let mut out = Vec::new();
@@ -203,8 +169,7 @@ fn load_queues(
             let Some(queue_id) = q.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            let (cq, load) =
-                ConsumeQueue::load(&topic, queue_id, q.path(), s.cq_segment, rebuild, cl_min)?;
+            let (cq, load) = ConsumeQueue::load(&topic, queue_id, q.path(), s.cq_segment, rebuild, cl_min)?;
             report.cq_entries_dropped += load.dropped;
             out.push(cq);
         }

@@ -49,20 +49,14 @@ pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
     let _guard = core.clean_lock.lock();
     let s = &core.settings;
     let usage = util::disk_usage_ratio(&s.root);
-    let mut report = CleanReport {
-        disk_usage_ratio: usage,
-        ..CleanReport::default()
-    };
+    let mut report = CleanReport { disk_usage_ratio: usage, ..CleanReport::default() };
     let ratio = usage.unwrap_or(0.0);
     let full = ratio > s.disk_warning_ratio;
     if full != core.disk_full.swap(full, Ordering::AcqRel) {
         if full {
             tracing::error!(ratio, "disk almost full; refusing new messages");
         } else {
-            tracing::info!(
-                ratio,
-                "disk usage back below the warning level; accepting messages"
-            );
+            tracing::info!(ratio, "disk usage back below the warning level; accepting messages");
         }
     }
     let over = ratio > s.disk_max_used_ratio;
@@ -75,8 +69,7 @@ pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
         while report.commit_log_segments_deleted < MAX_DELETES_PER_RUN {
             let victim = cl.pop_front_if(|seg| {
                 seg.end() <= safe_end
-                    && (forced
-                        || mtime_ms(seg.path()).is_some_and(|m| m.saturating_add(reserved) <= now))
+                    && (forced || mtime_ms(seg.path()).is_some_and(|m| m.saturating_add(reserved) <= now))
             });
             let Some(seg) = victim else { break };
             let path = seg.path().to_owned();
@@ -106,11 +99,7 @@ pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
 /// The `store-clean` thread.
 pub(crate) fn run_cleaner(core: Arc<Core>) {
     let _span = tracing::info_span!("clean").entered();
-    let interval = core
-        .settings
-        .opts
-        .clean_interval
-        .max(Duration::from_millis(10));
+    let interval = core.settings.opts.clean_interval.max(Duration::from_millis(10));
     let mut next = Instant::now();
     loop {
         if core.stopping() {
@@ -122,9 +111,7 @@ pub(crate) fn run_cleaner(core: Arc<Core>) {
             continue;
         }
         next = now + interval;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         clean(&core, wall, false);
     }
 }

@@ -36,8 +36,7 @@ impl Default for StoreOptions {
         Self {
             put_queue_capacity: 16 * 1024,
             put_queue_timeout: Duration::from_secs(1),
-            delay_levels: DelayLevels::parse(DEFAULT_DELAY_LEVELS)
-                .expect("default delay levels parse"),
+            delay_levels: DelayLevels::parse(DEFAULT_DELAY_LEVELS).expect("default delay levels parse"),
             clean_interval: Duration::from_secs(10),
         }
     }
@@ -75,38 +74,27 @@ impl Settings {
         let cq_segment = usize::try_from(cfg.mapped_file_size_consume_queue.as_u64())
             .map_err(|_| Error::Config("mapped_file_size_consume_queue does not fit in memory"))?;
         if commit_log_segment < 4096 || commit_log_segment % 4096 != 0 {
-            return Err(Error::Config(
-                "mapped_file_size_commit_log must be a positive multiple of 4096",
-            ));
+            return Err(Error::Config("mapped_file_size_commit_log must be a positive multiple of 4096"));
         }
         if cq_segment == 0 || cq_segment % CQ_ENTRY_SIZE != 0 || cq_segment % 4 != 0 {
-            return Err(Error::Config(
-                "mapped_file_size_consume_queue must be a positive multiple of 20 (and of 4)",
-            ));
+            return Err(Error::Config("mapped_file_size_consume_queue must be a positive multiple of 20 (and of 4)"));
         }
         let max_message_size = usize::try_from(cfg.max_message_size.as_u64()).unwrap_or(usize::MAX);
         if max_message_size == 0 {
             return Err(Error::Config("max_message_size must be positive"));
         }
         if cfg.max_hash_slot_num == 0 || cfg.max_index_num == 0 {
-            return Err(Error::Config(
-                "max_hash_slot_num and max_index_num must be positive",
-            ));
+            return Err(Error::Config("max_hash_slot_num and max_index_num must be positive"));
         }
-        let delete_hours = cfg
-            .delete_when_hours()
-            .map_err(|_| Error::Config("delete_when is not a list of hours"))?;
+        let delete_hours = cfg.delete_when_hours().map_err(|_| Error::Config("delete_when is not a list of hours"))?;
         Ok(Self {
             root: cfg.store_path_root_dir.clone(),
             commit_log_segment,
             cq_segment,
             sync_flush: cfg.flush_disk_type == FlushDiskType::SyncFlush,
             flush_interval: cfg.flush_interval_commit_log.max(Duration::from_millis(1)),
-            flush_least_bytes: cfg.flush_commit_log_least_pages as usize
-                * crate::mapped_file::PAGE_SIZE,
-            cq_flush_interval: cfg
-                .flush_interval_consume_queue
-                .max(Duration::from_millis(1)),
+            flush_least_bytes: cfg.flush_commit_log_least_pages as usize * crate::mapped_file::PAGE_SIZE,
+            cq_flush_interval: cfg.flush_interval_consume_queue.max(Duration::from_millis(1)),
             sync_flush_timeout: cfg.sync_flush_timeout,
             max_message_size,
             file_reserved_time: cfg.file_reserved_time,

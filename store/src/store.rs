@@ -35,13 +35,10 @@ use crate::recovery;
 use crate::retention::{self, CleanReport};
 use crate::settings::{Settings, StoreOptions, CQ_ENTRY_SIZE};
 use crate::types::{
-    ArrivalListener, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus,
-    RecoveryReport, StoreStats,
+    ArrivalListener, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus, RecoveryReport, StoreStats,
 };
 use crate::util::{self, StoreLock};
-use crate::writer::{
-    self, Allocator, AppendQueue, AppendRequest, Appended, Payload, TopicTable, Writer,
-};
+use crate::writer::{self, Allocator, AppendQueue, AppendRequest, Appended, Payload, TopicTable, Writer};
 
 /// Counters behind [`StoreStats`].
 #[derive(Default)]
@@ -144,27 +141,14 @@ impl Core {
         queues
             .entry(queue_id)
             .or_insert_with(|| {
-                let dir = self
-                    .settings
-                    .cq_dir()
-                    .join(topic)
-                    .join(queue_id.to_string());
-                Arc::new(ConsumeQueue::create(
-                    topic,
-                    queue_id,
-                    dir,
-                    self.settings.cq_segment,
-                ))
+                let dir = self.settings.cq_dir().join(topic).join(queue_id.to_string());
+                Arc::new(ConsumeQueue::create(topic, queue_id, dir, self.settings.cq_segment))
             })
             .clone()
     }
 
     pub(crate) fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
-        self.queues
-            .read()
-            .values()
-            .flat_map(|q| q.values().cloned())
-            .collect()
+        self.queues.read().values().flat_map(|q| q.values().cloned()).collect()
     }
 }
 
@@ -200,10 +184,7 @@ impl std::fmt::Debug for MessageStore {
 }
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(f)
-        .map_err(|source| Error::Thread { name, source })
+    std::thread::Builder::new().name(name.to_owned()).spawn(f).map_err(|source| Error::Thread { name, source })
 }
 
 impl MessageStore {
@@ -222,11 +203,7 @@ impl MessageStore {
     ///
     /// # Errors
     /// As [`MessageStore::open`].
-    pub fn open_with(
-        config: Arc<StoreConfig>,
-        store_host: SocketAddr,
-        opts: StoreOptions,
-    ) -> Result<Self> {
+    pub fn open_with(config: Arc<StoreConfig>, store_host: SocketAddr, opts: StoreOptions) -> Result<Self> {
         let settings = Settings::from_config(&config, opts)?;
         let root = settings.root.clone();
         std::fs::create_dir_all(&root).at(&root)?;
@@ -238,22 +215,11 @@ impl MessageStore {
 
         let mut queue_map: QueueMap = HashMap::new();
         for q in rec.queues {
-            queue_map
-                .entry(q.topic().to_owned())
-                .or_default()
-                .insert(q.queue_id(), Arc::new(q));
+            queue_map.entry(q.topic().to_owned()).or_default().insert(q.queue_id(), Arc::new(q));
         }
-        let active = rec
-            .segments
-            .last()
-            .cloned()
-            .expect("recovery leaves an active segment");
-        let allocator = Allocator::new(
-            settings.commit_log_dir(),
-            settings.commit_log_segment,
-            settings.warm,
-            settings.sync_flush,
-        );
+        let active = rec.segments.last().cloned().expect("recovery leaves an active segment");
+        let allocator =
+            Allocator::new(settings.commit_log_dir(), settings.commit_log_segment, settings.warm, settings.sync_flush);
         let checkpoint = Checkpoint::open(&recovery::checkpoint_path(&root))?;
         let core = Arc::new(Core {
             store_host,
@@ -297,10 +263,7 @@ impl MessageStore {
         {
             let mut table = core.topic_table.lock();
             for q in core.all_queues() {
-                table
-                    .entry(q.topic().to_owned())
-                    .or_default()
-                    .insert(q.queue_id(), q.max_offset());
+                table.entry(q.topic().to_owned()).or_default().insert(q.queue_id(), q.max_offset());
             }
         }
         flush::checkpoint_now(&core)?;
@@ -311,17 +274,9 @@ impl MessageStore {
         if fresh {
             tracing::info!(root = %root.display(), "new store");
         } else if !report.clean_shutdown || report.truncated.is_some() {
-            tracing::warn!(
-                ?report,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "store recovered after a crash"
-            );
+            tracing::warn!(?report, elapsed_ms = started.elapsed().as_millis() as u64, "store recovered after a crash");
         } else {
-            tracing::info!(
-                commit_log_end = end,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "store opened"
-            );
+            tracing::info!(commit_log_end = end, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         }
 
         let writer = active.take_writer().ok_or(Error::Corrupt {
@@ -333,14 +288,8 @@ impl MessageStore {
         core.allocator.prefetch(active.end());
         let last_ts = core.last_written_ts.load(Ordering::Acquire);
         let w = Writer::new(core.clone(), writer, last_ts);
-        let mut threads = Threads {
-            writer: None,
-            alloc: None,
-            flusher: None,
-            dispatcher: None,
-            cq_flusher: None,
-            cleaner: None,
-        };
+        let mut threads =
+            Threads { writer: None, alloc: None, flusher: None, dispatcher: None, cq_flusher: None, cleaner: None };
         let c = core.clone();
         threads.alloc = Some(spawn("store-alloc", move || c.allocator.run())?);
         let c = core.clone();
@@ -369,13 +318,7 @@ impl MessageStore {
         let c = core.clone();
         threads.cleaner = Some(spawn("store-clean", move || retention::run_cleaner(c))?);
 
-        Ok(Self {
-            core,
-            threads: Mutex::new(threads),
-            report,
-            _lock: lock,
-            shut_down: AtomicBool::new(false),
-        })
+        Ok(Self { core, threads: Mutex::new(threads), report, _lock: lock, shut_down: AtomicBool::new(false) })
     }
 
     /// What recovery found at open.
@@ -402,12 +345,7 @@ impl MessageStore {
         if let Some(status) = self.refuse() {
             return self.fail(status);
         }
-        let p = match writer::prepare(
-            msg,
-            c.store_host,
-            c.settings.max_message_size,
-            c.settings.commit_log_segment,
-        ) {
+        let p = match writer::prepare(msg, c.store_host, c.settings.max_message_size, c.settings.commit_log_segment) {
             Ok(p) => p,
             Err(status) => return self.fail(status),
         };
@@ -433,12 +371,7 @@ impl MessageStore {
             if m.topic != topic || m.queue_id != queue_id {
                 return self.fail(PutStatus::MessageIllegal);
             }
-            match writer::prepare(
-                m,
-                c.store_host,
-                c.settings.max_message_size,
-                c.settings.commit_log_segment,
-            ) {
+            match writer::prepare(m, c.store_host, c.settings.max_message_size, c.settings.commit_log_segment) {
                 Ok(p) => {
                     total += p.len;
                     items.push(p);
@@ -479,11 +412,7 @@ impl MessageStore {
         } else {
             (None, None)
         };
-        let req = AppendRequest {
-            payload,
-            reply: tx,
-            durable,
-        };
+        let req = AppendRequest { payload, reply: tx, durable };
         if let Err(status) = c.queue.push(req, c.settings.opts.put_queue_timeout).await {
             return self.fail(status);
         }
@@ -575,8 +504,7 @@ impl MessageStore {
                     continue;
                 }
                 if !res.messages.is_empty()
-                    && (res.messages.len() >= max_msgs
-                        || res.total_bytes + e.size as usize > req.max_bytes)
+                    && (res.messages.len() >= max_msgs || res.total_bytes + e.size as usize > req.max_bytes)
                 {
                     break;
                 }
@@ -610,9 +538,7 @@ impl MessageStore {
         match scanned {
             Some(i) => {
                 res.next_begin_offset = offset + i as i64;
-                c.stats
-                    .get_messages
-                    .fetch_add(res.messages.len() as u64, Ordering::Relaxed);
+                c.stats.get_messages.fetch_add(res.messages.len() as u64, Ordering::Relaxed);
                 res
             }
             None => {
@@ -634,16 +560,12 @@ impl MessageStore {
 
     /// Next logical offset of a queue (its entry count); 0 if it does not exist.
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
-        self.core
-            .find_queue(topic, queue_id)
-            .map_or(0, |q| q.max_offset())
+        self.core.find_queue(topic, queue_id).map_or(0, |q| q.max_offset())
     }
 
     /// First logical offset still readable in a queue; 0 if it does not exist.
     pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
-        self.core
-            .find_queue(topic, queue_id)
-            .map_or(0, |q| q.min_offset())
+        self.core.find_queue(topic, queue_id).map_or(0, |q| q.min_offset())
     }
 
     /// The first queue offset whose message was stored at or after `timestamp` (ms),
@@ -653,9 +575,7 @@ impl MessageStore {
         let Some(q) = self.core.find_queue(topic, queue_id) else {
             return 0;
         };
-        q.search_time(timestamp, |phy| {
-            self.core.commit_log.store_timestamp_at(phy)
-        })
+        q.search_time(timestamp, |phy| self.core.commit_log.store_timestamp_at(phy))
     }
 
     /// Store time of the message at a queue's min offset (GET_EARLIEST_MSG_STORETIME).
@@ -684,22 +604,13 @@ impl MessageStore {
         if phy_offset < 0 || phy_offset >= limit {
             return None;
         }
-        let size = c
-            .commit_log
-            .with_record(phy_offset, limit, |v| v.total_size())?;
+        let size = c.commit_log.with_record(phy_offset, limit, |v| v.total_size())?;
         c.commit_log.read(phy_offset, size)
     }
 
     /// Records of `topic` whose `KEYS` or `UNIQ_KEY` equals `key`, stored within
     /// `[begin, end]` (ms), newest first, at most `max_num` (QUERY_MESSAGE).
-    pub fn query_message(
-        &self,
-        topic: &str,
-        key: &str,
-        max_num: usize,
-        begin: i64,
-        end: i64,
-    ) -> Vec<Bytes> {
+    pub fn query_message(&self, topic: &str, key: &str, max_num: usize, begin: i64, end: i64) -> Vec<Bytes> {
         let c = &self.core;
         let Some(index) = &c.index else {
             return Vec::new();
@@ -707,13 +618,7 @@ impl MessageStore {
         let limit = c.dispatched();
         let mut out = Vec::new();
         // Ask for more candidates than needed: collisions are filtered below.
-        for phy in index.query(
-            topic,
-            key,
-            max_num.saturating_mul(2).max(max_num + 16),
-            begin,
-            end,
-        ) {
+        for phy in index.query(topic, key, max_num.saturating_mul(2).max(max_num + 16), begin, end) {
             if out.len() >= max_num {
                 break;
             }
@@ -721,10 +626,7 @@ impl MessageStore {
                 v.physical_offset() == phy && v.topic() == topic && record_has_key(&v, key)
             });
             if matched == Some(true) {
-                let size = c
-                    .commit_log
-                    .with_record(phy, limit, |v| v.total_size())
-                    .unwrap_or(0);
+                let size = c.commit_log.with_record(phy, limit, |v| v.total_size()).unwrap_or(0);
                 if let Some(b) = c.commit_log.read(phy, size) {
                     out.push(b);
                 }
@@ -900,10 +802,7 @@ impl MessageStore {
         if let Some(h) = t.alloc.take() {
             let _ = h.join();
         }
-        for h in [t.cq_flusher.take(), t.cleaner.take()]
-            .into_iter()
-            .flatten()
-        {
+        for h in [t.cq_flusher.take(), t.cleaner.take()].into_iter().flatten() {
             h.thread().unpark();
             let _ = h.join();
         }
@@ -947,12 +846,7 @@ impl MessageStore {
     /// Paths of the commit-log segment files, oldest first. For tests and tools.
     #[doc(hidden)]
     pub fn commit_log_files(&self) -> Vec<PathBuf> {
-        self.core
-            .commit_log
-            .segments()
-            .iter()
-            .map(|s| s.path().to_owned())
-            .collect()
+        self.core.commit_log.segments().iter().map(|s| s.path().to_owned()).collect()
     }
 }
 

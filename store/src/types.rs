@@ -56,8 +56,7 @@ impl PutMessage {
     /// Sets the encoded properties and the tags code of their `TAGS`.
     pub fn with_properties(mut self, properties: impl Into<String>) -> Self {
         self.properties = properties.into();
-        let tags =
-            common::properties::find_in_encoded(&self.properties, common::properties::keys::TAGS);
+        let tags = common::properties::find_in_encoded(&self.properties, common::properties::keys::TAGS);
         self.tags_code = common::hash::tags_code(tags);
         self
     }
@@ -132,11 +131,8 @@ impl PutResult {
         if self.batch_offsets.is_empty() {
             return self.msg_id();
         }
-        let ids: Vec<String> = self
-            .batch_offsets
-            .iter()
-            .map(|&o| common::msgid::offset_msg_id(self.store_host, o))
-            .collect();
+        let ids: Vec<String> =
+            self.batch_offsets.iter().map(|&o| common::msgid::offset_msg_id(self.store_host, o)).collect();
         ids.join(",")
     }
 }
@@ -190,15 +186,7 @@ impl<'a> GetRequest<'a> {
     /// Up to `max_msgs` messages and 256 KiB (RocketMQ's in-memory transfer cap), no
     /// filters.
     pub fn new(topic: &'a str, queue_id: i32, offset: i64, max_msgs: usize) -> Self {
-        Self {
-            topic,
-            queue_id,
-            offset,
-            max_msgs,
-            max_bytes: 256 * 1024,
-            cq_filter: None,
-            record_filter: None,
-        }
+        Self { topic, queue_id, offset, max_msgs, max_bytes: 256 * 1024, cq_filter: None, record_filter: None }
     }
 
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
@@ -244,12 +232,7 @@ pub struct GetResult {
 }
 
 impl GetResult {
-    pub(crate) fn empty(
-        status: GetStatus,
-        next_begin_offset: i64,
-        min_offset: i64,
-        max_offset: i64,
-    ) -> Self {
+    pub(crate) fn empty(status: GetStatus, next_begin_offset: i64, min_offset: i64, max_offset: i64) -> Self {
         Self {
             status,
             next_begin_offset,

@@ -10,21 +10,14 @@ use crate::error::{Error, IoContext, Result};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `yyyyMMddHHmmssSSS` (UTC) of `ms`, the shape of RocketMQ index file names.
 pub(crate) fn timestamp_name(ms: i64) -> String {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = civil_from_days(days);
-    let (h, min, s, milli) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
+    let (h, min, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
     format!("{y:04}{m:02}{d:02}{h:02}{min:02}{s:02}{milli:03}")
 }
 
@@ -78,13 +71,8 @@ pub(crate) struct StoreLock {
 impl StoreLock {
     pub(crate) fn acquire(root: &Path) -> Result<Self> {
         let path = root.join("lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .at(&path)?;
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -121,10 +109,7 @@ mod tests {
     fn lock_is_exclusive() {
         let dir = tempfile::tempdir().unwrap();
         let a = StoreLock::acquire(dir.path()).unwrap();
-        assert!(matches!(
-            StoreLock::acquire(dir.path()),
-            Err(Error::Locked { .. })
-        ));
+        assert!(matches!(StoreLock::acquire(dir.path()), Err(Error::Locked { .. })));
         drop(a);
         StoreLock::acquire(dir.path()).unwrap();
     }

@@ -30,9 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::record::{self, RecordRef};
-use common::sysflag::message::{
-    transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE,
-};
+use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 
@@ -78,16 +76,7 @@ pub(crate) struct Appended {
 
 impl Appended {
     fn failed(status: PutStatus) -> Self {
-        Self {
-            status,
-            phy: -1,
-            wrote: 0,
-            queue_offset: -1,
-            store_ts: 0,
-            end: 0,
-            count: 0,
-            batch_offsets: Vec::new(),
-        }
+        Self { status, phy: -1, wrote: 0, queue_offset: -1, store_ts: 0, end: 0, count: 0, batch_offsets: Vec::new() }
     }
 }
 
@@ -107,32 +96,22 @@ pub(crate) struct AppendQueue {
 impl AppendQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            state: Mutex::new(QueueState {
-                items: Vec::with_capacity(1024),
-                closed: false,
-                writer_waiting: false,
-            }),
+            state: Mutex::new(QueueState { items: Vec::with_capacity(1024), closed: false, writer_waiting: false }),
             cond: Condvar::new(),
             permits: Semaphore::new(capacity.max(1)),
         }
     }
 
     /// Enqueues `req`, waiting up to `timeout` for room.
-    pub(crate) async fn push(
-        &self,
-        req: AppendRequest,
-        timeout: Duration,
-    ) -> Result<(), PutStatus> {
+    pub(crate) async fn push(&self, req: AppendRequest, timeout: Duration) -> Result<(), PutStatus> {
         match self.permits.try_acquire() {
             Ok(p) => p.forget(),
             Err(TryAcquireError::Closed) => return Err(PutStatus::ServiceNotAvailable),
-            Err(TryAcquireError::NoPermits) => {
-                match tokio::time::timeout(timeout, self.permits.acquire()).await {
-                    Ok(Ok(p)) => p.forget(),
-                    Ok(Err(_)) => return Err(PutStatus::ServiceNotAvailable),
-                    Err(_) => return Err(PutStatus::OsPageCacheBusy),
-                }
-            }
+            Err(TryAcquireError::NoPermits) => match tokio::time::timeout(timeout, self.permits.acquire()).await {
+                Ok(Ok(p)) => p.forget(),
+                Ok(Err(_)) => return Err(PutStatus::ServiceNotAvailable),
+                Err(_) => return Err(PutStatus::OsPageCacheBusy),
+            },
         }
         let wake = {
             let mut st = self.state.lock();
@@ -189,11 +168,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new(core: Arc<Core>, active: MappedWriter, last_ts: i64) -> Self {
-        Self {
-            core,
-            active,
-            last_ts,
-        }
+        Self { core, active, last_ts }
     }
 
     fn global_pos(&self) -> i64 {
@@ -315,13 +290,7 @@ impl Writer {
     }
 
     #[inline]
-    fn encode(
-        &mut self,
-        p: &Prepared,
-        queue_offset: i64,
-        phy: i64,
-        now: i64,
-    ) -> Result<(), PutStatus> {
+    fn encode(&mut self, p: &Prepared, queue_offset: i64, phy: i64, now: i64) -> Result<(), PutStatus> {
         let m = &p.msg;
         let rec = RecordRef {
             topic: &m.topic,
@@ -349,8 +318,7 @@ impl Writer {
     /// Seals the active segment with a BLANK entry and continues in the next one.
     fn roll(&mut self) -> Result<()> {
         let rem = self.active.remaining();
-        self.active
-            .append_with(rem, |b| record::write_blank(b, rem));
+        self.active.append_with(rem, |b| record::write_blank(b, rem));
         self.active.publish();
         let next_start = self.active.file().end();
         let next = self.core.allocator.take(next_start)?;
@@ -361,9 +329,7 @@ impl Writer {
         })?;
         self.core.commit_log.push_segment(next);
         self.active = writer;
-        self.core
-            .allocator
-            .prefetch(next_start + self.core.commit_log.segment_size() as i64);
+        self.core.allocator.prefetch(next_start + self.core.commit_log.segment_size() as i64);
         Ok(())
     }
 }

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::record::RecordView;
-use common::sysflag::message::{
-    TRANSACTION_COMMIT_TYPE, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE,
-};
+use common::sysflag::message::{TRANSACTION_COMMIT_TYPE, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 use store::{FlushDiskType, GetRequest, GetStatus, PutStatus};
 use support::*;
 
@@ -22,18 +20,14 @@ fn put_assigns_offsets_and_reads_back_exact_records() {
     let rt = runtime();
     let mut results = Vec::new();
     for i in 0..20 {
-        let m = msg("TopicA", i % 2, format!("body-{i}").as_bytes())
-            .with_properties(props("TagA", "", ""));
+        let m = msg("TopicA", i % 2, format!("body-{i}").as_bytes()).with_properties(props("TagA", "", ""));
         let r = rt.block_on(store.put(m));
         assert_eq!(r.status, PutStatus::PutOk);
         results.push(r);
     }
     // Physical offsets are contiguous, queue offsets count per queue.
     for w in results.windows(2) {
-        assert_eq!(
-            w[0].physical_offset + w[0].wrote_bytes as i64,
-            w[1].physical_offset
-        );
+        assert_eq!(w[0].physical_offset + w[0].wrote_bytes as i64, w[1].physical_offset);
     }
     assert_eq!(results[0].queue_offset, 0);
     assert_eq!(results[1].queue_offset, 0);
@@ -63,16 +57,10 @@ fn put_assigns_offsets_and_reads_back_exact_records() {
         assert_eq!(got.queue_offsets[k], k as i64);
     }
     // Lookup by physical offset returns the same bytes.
-    let one = store
-        .look_message_by_offset(results[5].physical_offset)
-        .unwrap();
+    let one = store.look_message_by_offset(results[5].physical_offset).unwrap();
     assert_eq!(RecordView::parse(&one).unwrap().body(), b"body-5");
-    assert!(store
-        .look_message_by_offset(store.commit_log_max_offset())
-        .is_none());
-    assert!(store
-        .look_message_by_offset(results[5].physical_offset + 1)
-        .is_none());
+    assert!(store.look_message_by_offset(store.commit_log_max_offset()).is_none());
+    assert!(store.look_message_by_offset(results[5].physical_offset + 1).is_none());
 }
 
 #[test]
@@ -83,11 +71,7 @@ fn pull_statuses_follow_rocketmq() {
     let rt = runtime();
     let check = |offset: i64, status: GetStatus, next: i64| {
         let r = store.get_messages(&GetRequest::new("T", 0, offset, 4));
-        assert_eq!(
-            (r.status, r.next_begin_offset),
-            (status, next),
-            "offset {offset}"
-        );
+        assert_eq!((r.status, r.next_begin_offset), (status, next), "offset {offset}");
     };
     check(0, GetStatus::NoMatchedLogicQueue, 0);
     for i in 0..6 {
@@ -140,14 +124,8 @@ fn roll_over_writes_blank_and_reads_span_segments() {
     let first = std::fs::read(&files[0]).unwrap();
     let last_rec = offsets.iter().filter(|&&o| (o as u64) < seg).max().unwrap();
     let blank_at = (*last_rec as usize) + 91 + 300 + 4;
-    assert_eq!(
-        &first[blank_at + 4..blank_at + 8],
-        &common::record::BLANK_MAGIC.to_be_bytes()
-    );
-    assert_eq!(
-        i32::from_be_bytes(first[blank_at..blank_at + 4].try_into().unwrap()) as u64,
-        seg - blank_at as u64
-    );
+    assert_eq!(&first[blank_at + 4..blank_at + 8], &common::record::BLANK_MAGIC.to_be_bytes());
+    assert_eq!(i32::from_be_bytes(first[blank_at..blank_at + 4].try_into().unwrap()) as u64, seg - blank_at as u64);
 
     assert!(store.wait_dispatched(Duration::from_secs(5)));
     let mut next = 0;
@@ -177,19 +155,10 @@ fn oversize_and_illegal_messages_are_statuses() {
     assert_eq!(r.status, PutStatus::MessageIllegal);
     let mut m = msg("T", 0, b"x");
     m.properties = "a".repeat(40_000);
-    assert_eq!(
-        rt.block_on(store.put(m)).status,
-        PutStatus::PropertiesSizeExceeded
-    );
+    assert_eq!(rt.block_on(store.put(m)).status, PutStatus::PropertiesSizeExceeded);
     let batch = vec![msg("T", 0, b"a"), msg("T", 1, b"b")];
-    assert_eq!(
-        rt.block_on(store.put_batch(batch)).status,
-        PutStatus::MessageIllegal
-    );
-    assert_eq!(
-        rt.block_on(store.put(msg("T", 0, b"ok"))).status,
-        PutStatus::PutOk
-    );
+    assert_eq!(rt.block_on(store.put_batch(batch)).status, PutStatus::MessageIllegal);
+    assert_eq!(rt.block_on(store.put(msg("T", 0, b"ok"))).status, PutStatus::PutOk);
     assert_eq!(store.stats().puts_failed, 4);
 }
 
@@ -244,20 +213,12 @@ fn prepared_and_rollback_are_logged_and_indexed_but_not_queued() {
     assert_eq!(store.max_offset_in_queue("Half", 0), 1);
     let got = store.get_messages(&GetRequest::new("Half", 0, 0, 32));
     assert_eq!(got.messages.len(), 1);
-    assert_eq!(
-        RecordView::parse(&got.messages[0]).unwrap().body(),
-        b"commit"
-    );
+    assert_eq!(RecordView::parse(&got.messages[0]).unwrap().body(), b"commit");
     // The half message is still readable by offset and indexed; the rollback is not indexed.
     assert!(store.look_message_by_offset(r.physical_offset).is_some());
-    assert_eq!(
-        store.query_message("Half", "txkey", 10, 0, i64::MAX).len(),
-        1
-    );
+    assert_eq!(store.query_message("Half", "txkey", 10, 0, i64::MAX).len(), 1);
     assert_eq!(store.query_message("Half", "U1", 10, 0, i64::MAX).len(), 1);
-    assert!(store
-        .query_message("Half", "rbkey", 10, 0, i64::MAX)
-        .is_empty());
+    assert!(store.query_message("Half", "rbkey", 10, 0, i64::MAX).is_empty());
 }
 
 #[test]
@@ -288,10 +249,7 @@ fn filters_and_tags_codes() {
     // Nothing matches: NO_MATCHED_MESSAGE, next offset past the scanned entries.
     let none = |_: &store::CqEntry| false;
     let r = store.get_messages(&GetRequest::new("F", 0, 2, 32).cq_filter(&none));
-    assert_eq!(
-        (r.status, r.next_begin_offset),
-        (GetStatus::NoMatchedMessage, 10)
-    );
+    assert_eq!((r.status, r.next_begin_offset), (GetStatus::NoMatchedMessage, 10));
     // Second stage on the record itself.
     let odd_body = |v: &RecordView<'_>| v.body()[0] % 2 == 1;
     let r = store.get_messages(&GetRequest::new("F", 0, 0, 3).record_filter(&odd_body));
@@ -327,10 +285,7 @@ fn timestamp_search_and_earliest_time() {
         }
     }
     assert!(store.wait_dispatched(Duration::from_secs(5)));
-    assert!(
-        stamps.windows(2).all(|w| w[0] <= w[1]),
-        "store times never go back"
-    );
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "store times never go back");
     for (i, &ts) in stamps.iter().enumerate() {
         let first = stamps.iter().position(|&s| s >= ts).unwrap() as i64;
         assert_eq!(store.offset_by_timestamp("Time", 0, ts), first, "entry {i}");
@@ -342,10 +297,7 @@ fn timestamp_search_and_earliest_time() {
 }
 
 fn common_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 #[test]
@@ -356,36 +308,25 @@ fn query_by_key_checks_topic_and_key() {
     let rt = runtime();
     for i in 0..60 {
         let keys = format!("order-{} shared", i % 5);
-        let m = msg(
-            if i % 2 == 0 { "Q1" } else { "Q2" },
-            0,
-            format!("{i}").as_bytes(),
-        )
-        .with_properties(props("", &keys, &format!("UNIQ{i:04}")));
+        let m = msg(if i % 2 == 0 { "Q1" } else { "Q2" }, 0, format!("{i}").as_bytes()).with_properties(props(
+            "",
+            &keys,
+            &format!("UNIQ{i:04}"),
+        ));
         rt.block_on(store.put(m));
     }
     assert!(store.wait_dispatched(Duration::from_secs(5)));
     // 60 messages × 3 keys = 180 entries: the 200-entry index rolled over.
     let hits = store.query_message("Q1", "order-2", 100, 0, i64::MAX);
-    let bodies: Vec<String> = hits
-        .iter()
-        .map(|b| String::from_utf8(RecordView::parse(b).unwrap().body().to_vec()).unwrap())
-        .collect();
+    let bodies: Vec<String> =
+        hits.iter().map(|b| String::from_utf8(RecordView::parse(b).unwrap().body().to_vec()).unwrap()).collect();
     assert_eq!(bodies, ["52", "42", "32", "22", "12", "2"]);
-    assert_eq!(
-        store.query_message("Q2", "shared", 100, 0, i64::MAX).len(),
-        30
-    );
+    assert_eq!(store.query_message("Q2", "shared", 100, 0, i64::MAX).len(), 30);
     assert_eq!(store.query_message("Q2", "shared", 7, 0, i64::MAX).len(), 7);
     let u = store.query_message("Q1", "UNIQ0010", 10, 0, i64::MAX);
     assert_eq!(RecordView::parse(&u[0]).unwrap().body(), b"10");
-    assert!(store
-        .query_message("Q2", "UNIQ0010", 10, 0, i64::MAX)
-        .is_empty());
-    assert!(
-        store.query_message("Q1", "order-2", 10, 0, 1000).is_empty(),
-        "time range excludes"
-    );
+    assert!(store.query_message("Q2", "UNIQ0010", 10, 0, i64::MAX).is_empty());
+    assert!(store.query_message("Q1", "order-2", 10, 0, 1000).is_empty(), "time range excludes");
 }
 
 #[test]
@@ -409,9 +350,7 @@ fn arrival_listener_sees_visible_entries() {
         // SYNC_FLUSH: acked only when durable.
         assert!(store.commit_log_flushed_offset() >= r.physical_offset + r.wrote_bytes as i64);
     }
-    assert!(eventually(Duration::from_secs(5), || calls
-        .load(Ordering::SeqCst)
-        == 5));
+    assert!(eventually(Duration::from_secs(5), || calls.load(Ordering::SeqCst) == 5));
 }
 
 #[test]
@@ -456,11 +395,7 @@ fn concurrent_puts_from_many_tasks_keep_queues_dense() {
     }
     let stats = store.stats();
     assert_eq!(stats.puts_ok, 320);
-    assert!(
-        stats.flushes > 0 && stats.flushes < 320,
-        "group commit: {} flushes",
-        stats.flushes
-    );
+    assert!(stats.flushes > 0 && stats.flushes < 320, "group commit: {} flushes", stats.flushes);
 }
 
 #[test]
@@ -474,27 +409,15 @@ fn delete_topic_drops_queues_and_restarts_offsets() {
         rt.block_on(store.put(msg("Kept", 0, b"y")));
     }
     assert!(store.wait_dispatched(Duration::from_secs(5)));
-    assert_eq!(
-        store.topic_queues(),
-        vec![("Gone".to_owned(), vec![0]), ("Kept".to_owned(), vec![0])]
-    );
+    assert_eq!(store.topic_queues(), vec![("Gone".to_owned(), vec![0]), ("Kept".to_owned(), vec![0])]);
     store.delete_topic("Gone");
     assert_eq!(store.topic_queues(), vec![("Kept".to_owned(), vec![0])]);
     assert!(!dir.path().join("consumequeue").join("Gone").exists());
-    assert_eq!(
-        store.get_messages(&GetRequest::new("Gone", 0, 0, 1)).status,
-        GetStatus::NoMatchedLogicQueue
-    );
+    assert_eq!(store.get_messages(&GetRequest::new("Gone", 0, 0, 1)).status, GetStatus::NoMatchedLogicQueue);
     let r = rt.block_on(store.put(msg("Gone", 0, b"again")));
     assert_eq!(r.queue_offset, 0);
     assert!(store.wait_dispatched(Duration::from_secs(5)));
-    assert_eq!(
-        store
-            .get_messages(&GetRequest::new("Gone", 0, 0, 8))
-            .messages
-            .len(),
-        1
-    );
+    assert_eq!(store.get_messages(&GetRequest::new("Gone", 0, 0, 8)).messages.len(), 1);
 }
 
 #[test]
@@ -506,8 +429,7 @@ fn full_append_queue_answers_busy_instead_of_growing() {
         put_queue_timeout: Duration::ZERO,
         ..store::StoreOptions::default()
     };
-    let store =
-        Arc::new(store::MessageStore::open_with(Arc::new(cfg), store_host(), opts).unwrap());
+    let store = Arc::new(store::MessageStore::open_with(Arc::new(cfg), store_host(), opts).unwrap());
     let rt = runtime();
     // Many concurrent puts against a one-slot queue with no patience: some must be
     // turned away with the busy status, none may fail otherwise.

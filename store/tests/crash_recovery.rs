@@ -31,9 +31,7 @@ const RECORDS: u32 = 25;
 /// Must match `body` in `src/bin/store_crash_child.rs`.
 fn body(round: u32, task: u32, seq: u32) -> Vec<u8> {
     let len = 50 + ((round * 7919 + task * 104_729 + seq * 31) % 400) as usize;
-    (0..len)
-        .map(|i| (i as u32 ^ round ^ (task << 3) ^ (seq << 5)) as u8)
-        .collect()
+    (0..len).map(|i| (i as u32 ^ round ^ (task << 3) ^ (seq << 5)) as u8).collect()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,40 +99,22 @@ fn config(dir: &std::path::Path) -> store::StoreConfig {
 fn verify(store: &MessageStore, acks: &[Ack]) {
     let mut positions = HashSet::new();
     for a in acks {
-        assert!(
-            positions.insert((a.queue_id, a.queue_offset)),
-            "queue offset handed out twice: {a:?}"
-        );
+        assert!(positions.insert((a.queue_id, a.queue_offset)), "queue offset handed out twice: {a:?}");
         let want = a.expected();
-        let got = store
-            .look_message_by_offset(a.phy)
-            .unwrap_or_else(|| panic!("acked record missing: {a:?}"));
+        let got = store.look_message_by_offset(a.phy).unwrap_or_else(|| panic!("acked record missing: {a:?}"));
         assert!(got == want, "acked record differs: {a:?}");
         let r = store.get_messages(&GetRequest::new("Crash", a.queue_id, a.queue_offset, 1));
         assert_eq!(r.status, GetStatus::Found, "{a:?}");
-        assert!(
-            r.messages[0] == want,
-            "consume queue points elsewhere: {a:?}"
-        );
+        assert!(r.messages[0] == want, "consume queue points elsewhere: {a:?}");
     }
 }
 
 #[test]
 fn acked_records_survive_sigkill() {
-    let rounds: u32 = if std::env::var("FERROMQ_SLOW_TESTS").as_deref() == Ok("1") {
-        100
-    } else {
-        20
-    };
-    let seed: u64 = std::env::var("FERROMQ_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let rounds: u32 = if std::env::var("FERROMQ_SLOW_TESTS").as_deref() == Ok("1") { 100 } else { 20 };
+    let seed: u64 = std::env::var("FERROMQ_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("crash test seed {seed} ({rounds} rounds)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -174,18 +154,13 @@ fn acked_records_survive_sigkill() {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "round {round}: child made no progress");
-            let Ok(line) = rx.recv_timeout(left) else {
-                panic!("round {round}: child stopped talking")
-            };
+            let Ok(line) = rx.recv_timeout(left) else { panic!("round {round}: child stopped talking") };
             if let Some(end) = line.strip_prefix("READY ") {
                 ready = Some(end.parse::<i64>().unwrap());
                 // Appends continue exactly where recovery left the log.
                 assert_eq!(ready, Some(recovered_end), "round {round}");
             } else if let Some(a) = Ack::parse(&line) {
-                assert!(
-                    a.phy >= recovered_end,
-                    "round {round}: ack below the recovered tail: {a:?}"
-                );
+                assert!(a.phy >= recovered_end, "round {round}: ack below the recovered tail: {a:?}");
                 round_acks.push(a);
             }
             if ready.is_some() && (round_acks.len() as u32 >= kill_after || line == "DONE") {
@@ -202,35 +177,22 @@ fn acked_records_survive_sigkill() {
         // Every fourth round, scribble over whatever follows the last ack.
         let scribble = round % 4 == 3 && !round_acks.is_empty();
         if scribble {
-            let tail = acks
-                .iter()
-                .map(|a| a.phy + a.expected().len() as i64)
-                .max()
-                .unwrap();
+            let tail = acks.iter().map(|a| a.phy + a.expected().len() as i64).max().unwrap();
             let seg_start = tail - tail % SEGMENT as i64;
             let local = (tail - seg_start) as u64;
             if local + 64 <= SEGMENT {
-                let path = dir
-                    .path()
-                    .join("commitlog")
-                    .join(format!("{seg_start:020}"));
+                let path = dir.path().join("commitlog").join(format!("{seg_start:020}"));
                 let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
                 f.write_all_at(&[0xA5; 64], local).unwrap();
             }
         }
 
-        let store = MessageStore::open(
-            std::sync::Arc::new(config(dir.path())),
-            "127.0.0.1:10911".parse().unwrap(),
-        )
-        .expect("recovery");
+        let store = MessageStore::open(std::sync::Arc::new(config(dir.path())), "127.0.0.1:10911".parse().unwrap())
+            .expect("recovery");
         let rep = store.recovery_report().clone();
         assert!(!rep.clean_shutdown, "round {round}: {rep:?}");
         if scribble {
-            assert!(
-                rep.truncated.is_some(),
-                "round {round}: scribbled tail not reported: {rep:?}"
-            );
+            assert!(rep.truncated.is_some(), "round {round}: scribbled tail not reported: {rep:?}");
         }
         if rep.truncated.is_some() {
             torn_reported += 1;

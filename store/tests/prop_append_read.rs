@@ -14,17 +14,8 @@ use support::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    One {
-        topic: u8,
-        queue: u8,
-        body: Vec<u8>,
-        tag: u8,
-    },
-    Batch {
-        topic: u8,
-        queue: u8,
-        bodies: Vec<Vec<u8>>,
-    },
+    One { topic: u8, queue: u8, body: Vec<u8>, tag: u8 },
+    Batch { topic: u8, queue: u8, bodies: Vec<Vec<u8>> },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -40,10 +31,7 @@ type Expected = HashMap<(String, i32), Vec<(i64, Vec<u8>)>>;
 
 fn check_reads(store: &store::MessageStore, expected: &Expected) {
     for ((topic, queue), records) in expected {
-        assert_eq!(
-            store.max_offset_in_queue(topic, *queue),
-            records.len() as i64
-        );
+        assert_eq!(store.max_offset_in_queue(topic, *queue), records.len() as i64);
         let mut next = 0;
         let mut k = 0;
         while next < records.len() as i64 {

@@ -66,10 +66,7 @@ fn pulls_allocate_per_call_not_per_message() {
     let many = store.get_messages(&GetRequest::new("Alloc", 0, 0, 32));
     let for_many = allocs() - before;
     assert_eq!((many.status, many.messages.len()), (GetStatus::Found, 32));
-    assert_eq!(
-        for_many, for_one,
-        "allocations must not grow with the number of messages"
-    );
+    assert_eq!(for_many, for_one, "allocations must not grow with the number of messages");
     assert!(for_many <= 2, "two result vectors at most, got {for_many}");
 
     // Zero copy: consecutive records are adjacent slices of the same mapping.

@@ -14,8 +14,11 @@ fn fill(store: &store::MessageStore, n: usize) -> Vec<PutResult> {
     let rt = runtime();
     (0..n)
         .map(|i| {
-            let m = msg("R", (i % 3) as i32, format!("record-{i}").as_bytes())
-                .with_properties(props("T", &format!("key-{i}"), ""));
+            let m = msg("R", (i % 3) as i32, format!("record-{i}").as_bytes()).with_properties(props(
+                "T",
+                &format!("key-{i}"),
+                "",
+            ));
             let r = rt.block_on(store.put(m));
             assert_eq!(r.status, PutStatus::PutOk);
             r
@@ -31,11 +34,7 @@ fn read_all(store: &store::MessageStore, queue: i32) -> Vec<Vec<u8>> {
         if r.status != GetStatus::Found {
             break;
         }
-        out.extend(
-            r.messages
-                .iter()
-                .map(|b| RecordView::parse(b).unwrap().body().to_vec()),
-        );
+        out.extend(r.messages.iter().map(|b| RecordView::parse(b).unwrap().body().to_vec()));
         next = r.next_begin_offset;
     }
     out
@@ -57,10 +56,7 @@ fn clean_restart_trusts_the_checkpoint_and_continues() {
     assert!(rep.clean_shutdown, "{rep:?}");
     assert_eq!(rep.records_redispatched, 0);
     assert_eq!(rep.truncated, None);
-    let end = results
-        .last()
-        .map(|r| r.physical_offset + r.wrote_bytes as i64)
-        .unwrap();
+    let end = results.last().map(|r| r.physical_offset + r.wrote_bytes as i64).unwrap();
     assert_eq!(store.commit_log_max_offset(), end);
     assert_eq!(read_all(&store, 1).len(), 17);
     assert_eq!(store.query_message("R", "key-7", 4, 0, i64::MAX).len(), 1);
@@ -85,17 +81,12 @@ fn crash_restart_keeps_every_complete_record() {
     let rep = store.recovery_report().clone();
     assert!(!rep.clean_shutdown);
     assert_eq!(rep.truncated, None, "{rep:?}");
-    let end = results
-        .last()
-        .map(|r| r.physical_offset + r.wrote_bytes as i64)
-        .unwrap();
+    let end = results.last().map(|r| r.physical_offset + r.wrote_bytes as i64).unwrap();
     assert_eq!(rep.commit_log_end, end);
     for q in 0..3 {
         let bodies = read_all(&store, q);
-        let want: Vec<Vec<u8>> = (0..40)
-            .filter(|i| i % 3 == q as usize)
-            .map(|i| format!("record-{i}").into_bytes())
-            .collect();
+        let want: Vec<Vec<u8>> =
+            (0..40).filter(|i| i % 3 == q as usize).map(|i| format!("record-{i}").into_bytes()).collect();
         assert_eq!(bodies, want);
     }
 }
@@ -137,20 +128,14 @@ fn torn_tail(corrupt: impl Fn(&std::fs::File, u64, usize)) {
         (r, files)
     };
     let last = results.last().unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&files[(last.physical_offset / seg) as usize])
-        .unwrap();
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).open(&files[(last.physical_offset / seg) as usize]).unwrap();
     corrupt(&file, (last.physical_offset % seg) as u64, last.wrote_bytes);
     drop(file);
 
     let store = open(&cfg);
     let rep = store.recovery_report().clone();
-    let torn = rep
-        .truncated
-        .clone()
-        .unwrap_or_else(|| panic!("torn tail not reported: {rep:?}"));
+    let torn = rep.truncated.clone().unwrap_or_else(|| panic!("torn tail not reported: {rep:?}"));
     assert_eq!(torn.offset, last.physical_offset);
     assert!(torn.discarded_bytes > 0);
     assert!(rep.cq_entries_dropped >= 1, "{rep:?}");
@@ -162,13 +147,10 @@ fn torn_tail(corrupt: impl Fn(&std::fs::File, u64, usize)) {
     assert!(!bodies.iter().any(|b| b == b"record-11"));
     assert_eq!(bodies.len(), 3);
     assert!(store.look_message_by_offset(last.physical_offset).is_none());
-    assert!(store
-        .query_message("R", "key-11", 4, 0, i64::MAX)
-        .is_empty());
+    assert!(store.query_message("R", "key-11", 4, 0, i64::MAX).is_empty());
     // Appends continue at the recovered tail with the same queue offset.
     let rt = runtime();
-    let r = rt
-        .block_on(store.put(msg("R", q, b"replacement").with_properties(props("T", "key-11", ""))));
+    let r = rt.block_on(store.put(msg("R", q, b"replacement").with_properties(props("T", "key-11", ""))));
     assert_eq!(r.physical_offset, last.physical_offset);
     assert_eq!(r.queue_offset, last.queue_offset);
     assert!(store.wait_dispatched(Duration::from_secs(5)));
@@ -199,8 +181,7 @@ fn truncated_last_record_is_cut_off() {
     torn_tail(|f, at, len| {
         // Only the first half of the record reached the disk.
         let half = len / 2;
-        f.write_all_at(&vec![0u8; len - half], at + half as u64)
-            .unwrap();
+        f.write_all_at(&vec![0u8; len - half], at + half as u64).unwrap();
     });
 }
 

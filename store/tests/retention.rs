@@ -23,9 +23,7 @@ fn expired_segments_and_dependent_files_are_deleted() {
     }
     assert!(store.wait_dispatched(Duration::from_secs(5)));
     let end = store.commit_log_max_offset();
-    assert!(eventually(Duration::from_secs(5), || store
-        .commit_log_flushed_offset()
-        == end));
+    assert!(eventually(Duration::from_secs(5), || store.commit_log_flushed_offset() == end));
     store.checkpoint().unwrap();
     let files = store.commit_log_files();
     assert!(files.len() >= 10, "{}", files.len());
@@ -39,21 +37,13 @@ fn expired_segments_and_dependent_files_are_deleted() {
     assert_eq!(rep.commit_log_segments_deleted, 0);
 
     // A reader holds a record of the first segment across its deletion.
-    let held = store
-        .get_messages(&GetRequest::new("Ret", 0, 0, 1))
-        .messages
-        .remove(0);
+    let held = store.get_messages(&GetRequest::new("Ret", 0, 0, 1)).messages.remove(0);
 
     // Age all but the last two segments past the 72 h default.
     let old = SystemTime::now() - Duration::from_secs(73 * 3600);
     let aged = files.len() - 2;
     for f in &files[..aged] {
-        std::fs::File::options()
-            .write(true)
-            .open(f)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(old).unwrap();
     }
     let rep = store.delete_expired_files();
     assert_eq!(rep.commit_log_segments_deleted, aged.min(10));
@@ -64,29 +54,15 @@ fn expired_segments_and_dependent_files_are_deleted() {
         assert!(!f.exists());
     }
     // Queue min offset: first entry whose record survived.
-    let first_kept = results
-        .iter()
-        .position(|r| r.physical_offset >= cl_min)
-        .unwrap() as i64;
+    let first_kept = results.iter().position(|r| r.physical_offset >= cl_min).unwrap() as i64;
     assert_eq!(store.min_offset_in_queue("Ret", 0), first_kept);
     let r = store.get_messages(&GetRequest::new("Ret", 0, 0, 4));
-    assert_eq!(
-        (r.status, r.next_begin_offset),
-        (GetStatus::OffsetTooSmall, first_kept)
-    );
+    assert_eq!((r.status, r.next_begin_offset), (GetStatus::OffsetTooSmall, first_kept));
     let r = store.get_messages(&GetRequest::new("Ret", 0, first_kept, 4));
     assert_eq!(r.status, GetStatus::Found);
-    assert_eq!(
-        RecordView::parse(&r.messages[0]).unwrap().body(),
-        &[first_kept as u8; 300]
-    );
-    assert!(store
-        .look_message_by_offset(results[0].physical_offset)
-        .is_none());
-    assert_eq!(
-        store.earliest_message_time("Ret", 0),
-        Some(results[first_kept as usize].store_timestamp)
-    );
+    assert_eq!(RecordView::parse(&r.messages[0]).unwrap().body(), &[first_kept as u8; 300]);
+    assert!(store.look_message_by_offset(results[0].physical_offset).is_none());
+    assert_eq!(store.earliest_message_time("Ret", 0), Some(results[first_kept as usize].store_timestamp));
     assert!(store.query_message("Ret", "k0", 4, 0, i64::MAX).is_empty());
     assert_eq!(store.query_message("Ret", "k99", 4, 0, i64::MAX).len(), 1);
 
@@ -125,18 +101,10 @@ fn the_active_segment_is_never_deleted() {
     rt.block_on(store.put(msg("A", 0, b"only")));
     let old = SystemTime::now() - Duration::from_secs(1000 * 3600);
     for f in store.commit_log_files() {
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(old).unwrap();
     }
     let rep = store.delete_expired_files();
     assert_eq!(rep.commit_log_segments_deleted, 0);
     assert!(store.wait_dispatched(Duration::from_secs(5)));
-    assert_eq!(
-        store.get_messages(&GetRequest::new("A", 0, 0, 1)).status,
-        GetStatus::Found
-    );
+    assert_eq!(store.get_messages(&GetRequest::new("A", 0, 0, 1)).status, GetStatus::Found);
 }

@@ -26,7 +26,22 @@ pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "namesrv", "--bin", "namesrv", "-p", "broker", "--bin", "broker", "-p", "admin", "--bin", "ferromq-admin"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "namesrv",
+            "--bin",
+            "namesrv",
+            "-p",
+            "broker",
+            "--bin",
+            "broker",
+            "-p",
+            "admin",
+            "--bin",
+            "ferromq-admin",
+        ]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -90,7 +105,8 @@ impl ServerProcess {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("listening on ") {
-                        let addr: SocketAddr = addr.trim().parse().with_context(|| format!("bad ready line {line:?}"))?;
+                        let addr: SocketAddr =
+                            addr.trim().parse().with_context(|| format!("bad ready line {line:?}"))?;
                         // Drain lines printed right after the ready line.
                         while let Ok(more) = rx.recv_timeout(Duration::from_millis(50)) {
                             extra.push(more);

@@ -99,7 +99,8 @@ impl Wire {
             batch: Some(false),
             broker_name: None,
         };
-        let req = RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &h).with_body(Bytes::copy_from_slice(body));
+        let req =
+            RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &h).with_body(Bytes::copy_from_slice(body));
         sent(self.call(req).await?)
     }
 
@@ -107,7 +108,16 @@ impl Wire {
     ///
     /// # Errors
     /// Transport failures or an undecodable body.
-    pub async fn pull(&self, group: &str, topic: &str, queue_id: i32, offset: i64, expr: &str, expr_type: &str, suspend_ms: i64) -> Result<Pulled> {
+    pub async fn pull(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        expr: &str,
+        expr_type: &str,
+        suspend_ms: i64,
+    ) -> Result<Pulled> {
         let mut sys_flag = common::sysflag::pull::SUBSCRIPTION;
         if suspend_ms > 0 {
             sys_flag |= common::sysflag::pull::SUSPEND;
@@ -128,7 +138,10 @@ impl Wire {
             broker_name: None,
         };
         let timeout = T + Duration::from_millis(suspend_ms.max(0) as u64);
-        let resp = self.client.invoke(&self.broker, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &h), timeout).await?;
+        let resp = self
+            .client
+            .invoke(&self.broker, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &h), timeout)
+            .await?;
         pulled(resp)
     }
 
@@ -175,8 +188,10 @@ pub fn sent(resp: RemotingCommand) -> Result<Sent> {
 /// Missing offset fields or an undecodable body.
 pub fn pulled(resp: RemotingCommand) -> Result<Pulled> {
     let code = resp.response_code();
-    let h: PullMessageResponseHeader = resp.decode_header().map_err(|e| anyhow::anyhow!("{e} ({code:?} {:?})", resp.remark))?;
-    let messages = if code == ResponseCode::SUCCESS { common::record::decode_all(&resp.body_bytes(), true)? } else { Vec::new() };
+    let h: PullMessageResponseHeader =
+        resp.decode_header().map_err(|e| anyhow::anyhow!("{e} ({code:?} {:?})", resp.remark))?;
+    let messages =
+        if code == ResponseCode::SUCCESS { common::record::decode_all(&resp.body_bytes(), true)? } else { Vec::new() };
     Ok(Pulled {
         code,
         remark: resp.remark,
@@ -193,7 +208,8 @@ pub fn pulled(resp: RemotingCommand) -> Result<Pulled> {
 /// Transport failures.
 pub async fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Result<Option<TopicRouteData>> {
     let h = GetRouteInfoRequestHeader { topic: topic.into(), accept_standard_json_only: None };
-    let resp = client.invoke(namesrv, RemotingCommand::request_with(RequestCode::GET_ROUTEINFO_BY_TOPIC, &h), T).await?;
+    let resp =
+        client.invoke(namesrv, RemotingCommand::request_with(RequestCode::GET_ROUTEINFO_BY_TOPIC, &h), T).await?;
     if resp.response_code() != ResponseCode::SUCCESS {
         return Ok(None);
     }
@@ -296,7 +312,11 @@ impl ServerRequests {
 }
 
 impl remoting::RequestHandler for ServerRequests {
-    fn handle(&self, _: remoting::Channel, request: RemotingCommand) -> remoting::channel::BoxFuture<Option<RemotingCommand>> {
+    fn handle(
+        &self,
+        _: remoting::Channel,
+        request: RemotingCommand,
+    ) -> remoting::channel::BoxFuture<Option<RemotingCommand>> {
         self.seen.lock().expect("not poisoned").push((request.request_code(), request));
         Box::pin(async { None })
     }
@@ -322,7 +342,8 @@ impl Wire {
     /// # Errors
     /// Transport failures.
     pub async fn send_v2(&self, h: &SendMessageRequestHeaderV2, body: &[u8]) -> Result<Sent> {
-        let req = RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, h).with_body(Bytes::copy_from_slice(body));
+        let req =
+            RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, h).with_body(Bytes::copy_from_slice(body));
         sent(self.call(req).await?)
     }
 
@@ -330,10 +351,17 @@ impl Wire {
     ///
     /// # Errors
     /// Transport failures.
-    pub async fn send_batch(&self, topic: &str, queue_id: i32, msgs: &[common::Message], batch_props: &Properties) -> Result<Sent> {
+    pub async fn send_batch(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        msgs: &[common::Message],
+        batch_props: &Properties,
+    ) -> Result<Sent> {
         let mut h = send_header(topic, queue_id, batch_props);
         h.batch = Some(true);
-        let req = RemotingCommand::request_with(RequestCode::SEND_BATCH_MESSAGE, &h).with_body(common::batch::encode(msgs));
+        let req =
+            RemotingCommand::request_with(RequestCode::SEND_BATCH_MESSAGE, &h).with_body(common::batch::encode(msgs));
         sent(self.call(req).await?)
     }
 
@@ -343,14 +371,23 @@ impl Wire {
     /// Transport failures or an undecodable answer.
     pub async fn pull_with(&self, h: &PullMessageRequestHeader) -> Result<Pulled> {
         let timeout = T + Duration::from_millis(h.suspend_timeout_millis.max(0) as u64);
-        pulled(self.client.invoke(&self.broker, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, h), timeout).await?)
+        pulled(
+            self.client
+                .invoke(&self.broker, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, h), timeout)
+                .await?,
+        )
     }
 
     /// QUERY_CONSUMER_OFFSET: (code, offset or -1, remark).
     ///
     /// # Errors
     /// Transport failures.
-    pub async fn query_offset(&self, group: &str, topic: &str, queue_id: i32) -> Result<(ResponseCode, i64, Option<String>)> {
+    pub async fn query_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<(ResponseCode, i64, Option<String>)> {
         let h = QueryConsumerOffsetRequestHeader {
             consumer_group: group.into(),
             topic: topic.into(),
@@ -364,7 +401,10 @@ impl Wire {
     ///
     /// # Errors
     /// Transport failures.
-    pub async fn query_offset_with(&self, h: &QueryConsumerOffsetRequestHeader) -> Result<(ResponseCode, i64, Option<String>)> {
+    pub async fn query_offset_with(
+        &self,
+        h: &QueryConsumerOffsetRequestHeader,
+    ) -> Result<(ResponseCode, i64, Option<String>)> {
         let resp = self.call(RemotingCommand::request_with(RequestCode::QUERY_CONSUMER_OFFSET, h)).await?;
         let offset = resp.decode_header::<QueryConsumerOffsetResponseHeader>().map(|h| h.offset).unwrap_or(-1);
         Ok((resp.response_code(), offset, resp.remark))
@@ -467,7 +507,11 @@ impl Wire {
     /// # Errors
     /// Transport failures or a refused request.
     pub async fn unregister_consumer(&self, client_id: &str, group: &str) -> Result<()> {
-        let h = UnregisterClientRequestHeader { client_id: client_id.into(), producer_group: None, consumer_group: Some(group.into()) };
+        let h = UnregisterClientRequestHeader {
+            client_id: client_id.into(),
+            producer_group: None,
+            consumer_group: Some(group.into()),
+        };
         let resp = self.call(RemotingCommand::request_with(RequestCode::UNREGISTER_CLIENT, &h)).await?;
         if resp.response_code() != ResponseCode::SUCCESS {
             bail!("unregister: {:?} {:?}", resp.response_code(), resp.remark);
@@ -479,7 +523,10 @@ impl Wire {
     ///
     /// # Errors
     /// Transport failures or an unparsable body.
-    pub async fn consumer_ids(&self, group: &str) -> Result<std::result::Result<Vec<String>, (ResponseCode, Option<String>)>> {
+    pub async fn consumer_ids(
+        &self,
+        group: &str,
+    ) -> Result<std::result::Result<Vec<String>, (ResponseCode, Option<String>)>> {
         let h = ConsumerGroupRequestHeader { consumer_group: group.into() };
         let resp = self.call(RemotingCommand::request_with(RequestCode::GET_CONSUMER_LIST_BY_GROUP, &h)).await?;
         if resp.response_code() != ResponseCode::SUCCESS {
@@ -493,7 +540,12 @@ impl Wire {
     ///
     /// # Errors
     /// Transport failures or a refused request.
-    pub async fn lock_batch(&self, group: &str, client_id: &str, mqs: &[common::route::MessageQueue]) -> Result<Vec<common::route::MessageQueue>> {
+    pub async fn lock_batch(
+        &self,
+        group: &str,
+        client_id: &str,
+        mqs: &[common::route::MessageQueue],
+    ) -> Result<Vec<common::route::MessageQueue>> {
         let body = remoting::body::LockBatchRequestBody {
             consumer_group: group.into(),
             client_id: client_id.into(),
@@ -613,7 +665,14 @@ impl Wire {
     ///
     /// # Errors
     /// Fewer than `n` messages within [`T`].
-    pub async fn pull_at_least(&self, group: &str, topic: &str, queue_id: i32, offset: i64, n: usize) -> Result<Pulled> {
+    pub async fn pull_at_least(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        n: usize,
+    ) -> Result<Pulled> {
         let what = format!("{n} messages in {topic}:{queue_id} from {offset}");
         crate::eventually(T, &what, || async {
             let p = self.pull(group, topic, queue_id, offset, "*", "TAG", 0).await.ok()?;

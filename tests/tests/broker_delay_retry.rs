@@ -34,13 +34,15 @@ fn level_delay(levels: &str, level: i32) -> Duration {
     let tok = levels.split_whitespace().nth(level as usize - 1).expect("level exists");
     let (n, unit) = tok.split_at(tok.len() - 1);
     let n: u64 = n.parse().expect("number");
-    Duration::from_secs(n * match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => panic!("unit {unit}"),
-    })
+    Duration::from_secs(
+        n * match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => panic!("unit {unit}"),
+        },
+    )
 }
 
 /// A client-style UNIQ_KEY (32 upper-case hex digits), distinct per `n`.
@@ -59,8 +61,10 @@ fn commit_log_offset(offset_msg_id: &str) -> Result<i64> {
 /// dispatcher has indexed, which happens just after the send ack.
 async fn stored(w: &Wire, offset_msg_id: &str) -> Result<MessageExt> {
     let offset = commit_log_offset(offset_msg_id)?;
-    eventually(Duration::from_secs(2), &format!("the record of {offset_msg_id}"), || async { w.view_message(offset).await.ok().flatten() })
-        .await
+    eventually(Duration::from_secs(2), &format!("the record of {offset_msg_id}"), || async {
+        w.view_message(offset).await.ok().flatten()
+    })
+    .await
 }
 
 /// Waits until the schedule queues have grown past `before`; returns which queues
@@ -88,7 +92,14 @@ fn long_poll(group: &str, topic: &str, queue_id: i32, offset: i64, hold_ms: i64)
 }
 
 /// Pulls from `offset` with long polling until a message arrives or `timeout` ends.
-async fn next_message(w: &Wire, group: &str, topic: &str, queue_id: i32, offset: i64, timeout: Duration) -> Result<MessageExt> {
+async fn next_message(
+    w: &Wire,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<MessageExt> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -253,7 +264,14 @@ async fn every_delay_level_delivers_in_send_order_after_its_delay() -> Result<()
     for round in 0..ROUNDS {
         for level in 1..=18 {
             let body = format!("L{level}-{round}");
-            let s = w.send("Levels", level - 1, body.as_bytes(), &delayed_props("T", &uniq_key((level * 100 + round) as u32), level)).await?;
+            let s = w
+                .send(
+                    "Levels",
+                    level - 1,
+                    body.as_bytes(),
+                    &delayed_props("T", &uniq_key((level * 100 + round) as u32), level),
+                )
+                .await?;
             assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);
             let parked = stored(&w, &s.msg_id).await?;
             assert_eq!((parked.topic.as_str(), parked.queue_id), (SCHEDULE_TOPIC, level - 1));
@@ -315,7 +333,8 @@ async fn delay_accuracy_is_within_ten_percent_plus_100ms() -> Result<()> {
     .await?;
     let mut acks = Vec::new();
     for &(q, level) in &plan {
-        let s = w.send("Accuracy", q, format!("q{q}").as_bytes(), &delayed_props("T", &uniq_key(q as u32), level)).await?;
+        let s =
+            w.send("Accuracy", q, format!("q{q}").as_bytes(), &delayed_props("T", &uniq_key(q as u32), level)).await?;
         let acked = Instant::now();
         assert_eq!(s.code, ResponseCode::SUCCESS);
         let original = stored(&w, &s.msg_id).await?;
@@ -330,10 +349,15 @@ async fn delay_accuracy_is_within_ten_percent_plus_100ms() -> Result<()> {
         let tolerance = target / 10 + Duration::from_millis(100);
         let visible = answered.duration_since(acked);
         let stored_lag = Duration::from_millis((p.messages[0].store_timestamp - original_ts).max(0) as u64);
-        report.push(format!("level {level} (target {target:?}) queue {q}: visible after {visible:?}, store-time lag {stored_lag:?}"));
+        report.push(format!(
+            "level {level} (target {target:?}) queue {q}: visible after {visible:?}, store-time lag {stored_lag:?}"
+        ));
         for (what, actual) in [("visible", visible), ("store-time lag", stored_lag)] {
             let err = if actual > target { actual - target } else { target - actual };
-            assert!(err <= tolerance, "level {level} queue {q}: {what} {actual:?} vs target {target:?} (tolerance {tolerance:?})");
+            assert!(
+                err <= tolerance,
+                "level {level} queue {q}: {what} {actual:?} vs target {target:?} (tolerance {tolerance:?})"
+            );
         }
     }
     eprintln!("delay accuracy:\n  {}", report.join("\n  "));
@@ -367,7 +391,10 @@ async fn delay_survives_restart(kill9: bool) -> Result<()> {
     let parked = stored(&w, &s2.msg_id).await?;
     let broker = broker.restart(&ns.addr(), kill9)?;
     let restarted = acked.elapsed();
-    assert!(restarted < Duration::from_millis(4500), "restart took {restarted:?}: the 5 s message may have been due before it");
+    assert!(
+        restarted < Duration::from_millis(4500),
+        "restart took {restarted:?}: the 5 s message may have been due before it"
+    );
     let w = Wire::new(broker.addr());
 
     let m2 = next_message(&w, "GR", "Durable", 0, 1, Duration::from_secs(10)).await?;
@@ -404,7 +431,12 @@ async fn delayed_message_survives_a_kill9_restart() -> Result<()> {
 // ------------------------------------------------------------------------------------
 
 /// CONSUMER_SEND_MSG_BACK as the Java push consumer sends it.
-fn send_back_header(consumed: &MessageExt, group: &str, delay_level: i32, max: Option<i32>) -> ConsumerSendMsgBackRequestHeader {
+fn send_back_header(
+    consumed: &MessageExt,
+    group: &str,
+    delay_level: i32,
+    max: Option<i32>,
+) -> ConsumerSendMsgBackRequestHeader {
     ConsumerSendMsgBackRequestHeader {
         offset: consumed.commit_log_offset,
         group: group.into(),
@@ -488,7 +520,11 @@ async fn sixteen_retries_then_the_dead_letter_queue() -> Result<()> {
         assert_eq!(m.properties.get(keys::DELAY_TIME_LEVEL), None);
         assert_eq!(&m.body[..], b"payload");
         assert_eq!(m.born_timestamp, consumed.born_timestamp);
-        assert!(m.store_timestamp >= requested + 1000, "round {round}: retried {} ms after the send-back, level delay is 1 s", m.store_timestamp - requested);
+        assert!(
+            m.store_timestamp >= requested + 1000,
+            "round {round}: retried {} ms after the send-back, level delay is 1 s",
+            m.store_timestamp - requested
+        );
         assert!(!offset_ids.contains(&m.offset_msg_id()), "round {round}: offsetMsgId reused");
         offset_ids.push(m.offset_msg_id());
         consumed = m;
@@ -499,12 +535,19 @@ async fn sixteen_retries_then_the_dead_letter_queue() -> Result<()> {
     let before = schedule_offsets(&w).await?;
     let (code, remark) = w.send_back(&send_back_header(&consumed, "GROUP_R", 0, Some(16))).await?;
     assert_eq!(code, ResponseCode::SUCCESS, "{remark:?}");
-    eventually(Duration::from_secs(2), "the DLQ message", || async { (w.max_offset(dlq, 0).await.ok()? == 1).then_some(()) }).await?;
+    eventually(Duration::from_secs(2), "the DLQ message", || async {
+        (w.max_offset(dlq, 0).await.ok()? == 1).then_some(())
+    })
+    .await?;
     assert_eq!(schedule_offsets(&w).await?, before, "a dead letter is not delayed");
     assert_eq!(w.max_offset(retry, 0).await?, 16, "nothing more in the retry topic");
 
     let tc = w.topic_configs().await?.get(dlq).cloned().context("DLQ topic")?;
-    assert_eq!((tc.read_queue_nums, tc.write_queue_nums, tc.perm), (1, 1, 2), "DLQ is write-only, as RocketMQ creates it");
+    assert_eq!(
+        (tc.read_queue_nums, tc.write_queue_nums, tc.perm),
+        (1, 1, 2),
+        "DLQ is write-only, as RocketMQ creates it"
+    );
     let (code, remark) = pull_code(&w, &long_poll("GROUP_R", dlq, 0, 0, 0)).await?;
     assert_eq!(code, ResponseCode::NO_PERMISSION, "{remark:?}");
 
@@ -536,7 +579,10 @@ async fn send_back_delay_level_and_max_reconsume_times_are_honoured() -> Result<
     let before = schedule_offsets(&w).await?;
     let (code, remark) = w.send_back(&send_back_header(&consumed, "G_MINUS", -1, Some(16))).await?;
     assert_eq!(code, ResponseCode::SUCCESS, "{remark:?}");
-    eventually(Duration::from_secs(2), "the DLQ message", || async { (w.max_offset("%DLQ%G_MINUS", 0).await.ok()? == 1).then_some(()) }).await?;
+    eventually(Duration::from_secs(2), "the DLQ message", || async {
+        (w.max_offset("%DLQ%G_MINUS", 0).await.ok()? == 1).then_some(())
+    })
+    .await?;
     assert_eq!(schedule_offsets(&w).await?, before);
     assert_eq!(w.max_offset("%RETRY%G_MINUS", 0).await?, 0);
     let dead = dlq_contents(&w, "%DLQ%G_MINUS").await?;
@@ -559,7 +605,10 @@ async fn send_back_delay_level_and_max_reconsume_times_are_honoured() -> Result<
     // already) is dead on its next failure.
     let (code, remark) = w.send_back(&send_back_header(&m, "G_EXPLICIT", 0, Some(1))).await?;
     assert_eq!(code, ResponseCode::SUCCESS, "{remark:?}");
-    eventually(Duration::from_secs(2), "the DLQ message", || async { (w.max_offset("%DLQ%G_EXPLICIT", 0).await.ok()? == 1).then_some(()) }).await?;
+    eventually(Duration::from_secs(2), "the DLQ message", || async {
+        (w.max_offset("%DLQ%G_EXPLICIT", 0).await.ok()? == 1).then_some(())
+    })
+    .await?;
     assert_eq!(w.max_offset("%RETRY%G_EXPLICIT", 0).await?, 1);
 
     // A commit-log offset with no record behind it: SYSTEM_ERROR, nothing stored.
@@ -610,14 +659,20 @@ async fn client_fallback_resend_to_retry_topic_reaches_the_dlq_at_the_maximum() 
     let (h, body) = fallback(16, Some(16), "dead-by-header");
     let s = w.send_v2(&h, body.as_bytes()).await?;
     assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);
-    eventually(Duration::from_secs(2), "the DLQ message", || async { (w.max_offset(dlq, 0).await.ok()? == 1).then_some(()) }).await?;
+    eventually(Duration::from_secs(2), "the DLQ message", || async {
+        (w.max_offset(dlq, 0).await.ok()? == 1).then_some(())
+    })
+    .await?;
     // A lower header maximum also counts.
     let (h, body) = fallback(2, Some(2), "dead-by-low-max");
     assert_eq!(w.send_v2(&h, body.as_bytes()).await?.code, ResponseCode::SUCCESS);
     // No maximum in the header: the group's retryMaxTimes (16).
     let (h, body) = fallback(16, None, "dead-by-group");
     assert_eq!(w.send_v2(&h, body.as_bytes()).await?.code, ResponseCode::SUCCESS);
-    eventually(Duration::from_secs(2), "three DLQ messages", || async { (w.max_offset(dlq, 0).await.ok()? == 3).then_some(()) }).await?;
+    eventually(Duration::from_secs(2), "three DLQ messages", || async {
+        (w.max_offset(dlq, 0).await.ok()? == 3).then_some(())
+    })
+    .await?;
     assert_eq!(schedule_offsets(&w).await?, before, "dead letters are not delayed");
     assert_eq!(w.max_offset(retry, 0).await?, 1);
     assert_eq!(w.topic_configs().await?.get(dlq).map(|t| t.perm), Some(2));
@@ -625,11 +680,21 @@ async fn client_fallback_resend_to_retry_topic_reaches_the_dlq_at_the_maximum() 
     let dead = dlq_contents(&w, dlq).await?;
     let got: Vec<(String, i32, Option<String>)> = dead
         .iter()
-        .map(|d| (String::from_utf8_lossy(&d.body).into_owned(), d.queue_id, d.properties.get(keys::DELAY_TIME_LEVEL).map(str::to_owned)))
+        .map(|d| {
+            (
+                String::from_utf8_lossy(&d.body).into_owned(),
+                d.queue_id,
+                d.properties.get(keys::DELAY_TIME_LEVEL).map(str::to_owned),
+            )
+        })
         .collect();
     assert_eq!(
         got,
-        [("dead-by-header".to_owned(), 0, None), ("dead-by-low-max".to_owned(), 0, None), ("dead-by-group".to_owned(), 0, None)]
+        [
+            ("dead-by-header".to_owned(), 0, None),
+            ("dead-by-low-max".to_owned(), 0, None),
+            ("dead-by-group".to_owned(), 0, None)
+        ]
     );
     for d in &dead {
         assert_eq!(d.topic, dlq);
@@ -662,9 +727,11 @@ async fn broker_max_reconsume_times_applies_to_auto_created_groups() -> Result<(
     assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);
     let s = send(3, "dead").await?;
     assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);
-    eventually(Duration::from_secs(2), "the DLQ message", || async { (w.max_offset("%DLQ%G_CFG", 0).await.ok()? == 1).then_some(()) })
-        .await
-        .context("reconsumeTimes 3 with max_reconsume_times=3 should be a dead letter")?;
+    eventually(Duration::from_secs(2), "the DLQ message", || async {
+        (w.max_offset("%DLQ%G_CFG", 0).await.ok()? == 1).then_some(())
+    })
+    .await
+    .context("reconsumeTimes 3 with max_reconsume_times=3 should be a dead letter")?;
     let m = next_message(&w, "G_CFG", retry, 0, 0, Duration::from_secs(5)).await?;
     assert_eq!(String::from_utf8_lossy(&m.body), "retry-me");
     let dead = dlq_contents(&w, "%DLQ%G_CFG").await?;

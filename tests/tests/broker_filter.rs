@@ -71,7 +71,10 @@ async fn pull_all(w: &Wire, group: &str, topic: &str, expr: &str, ty: &str) -> R
 
 /// The code of a pull that fails before reading the queue (such answers carry no
 /// offsets, in Java too: the client throws on them without reading the header).
-async fn pull_code(w: &Wire, h: &remoting::header::broker::PullMessageRequestHeader) -> Result<(ResponseCode, Option<String>)> {
+async fn pull_code(
+    w: &Wire,
+    h: &remoting::header::broker::PullMessageRequestHeader,
+) -> Result<(ResponseCode, Option<String>)> {
     let resp = w.call(remoting::RemotingCommand::request_with(remoting::RequestCode::PULL_MESSAGE, h)).await?;
     Ok((resp.response_code(), resp.remark))
 }
@@ -93,8 +96,12 @@ async fn tag_filter_returns_exactly_the_subscribed_tags() -> Result<()> {
     let (_ns, _broker, w) = start().await?;
     w.create_topic("TagTopic", 1).await?;
     let tags = [Some("TagA"), Some("TagB"), Some("TagC"), None, Some("tagA"), Some("TagAB")];
-    let msgs: Vec<(String, Properties)> =
-        (0..30).map(|i| { let t = tags[i % tags.len()]; tagged(&format!("m{i}-{}", t.unwrap_or("none")), t) }).collect();
+    let msgs: Vec<(String, Properties)> = (0..30)
+        .map(|i| {
+            let t = tags[i % tags.len()];
+            tagged(&format!("m{i}-{}", t.unwrap_or("none")), t)
+        })
+        .collect();
     let all = send_all(&w, "TagTopic", &msgs).await?;
     let with_tags = |wanted: &[&str]| -> Vec<String> {
         msgs.iter()
@@ -156,7 +163,8 @@ async fn colliding_tag_hashes_never_leak_other_tags_to_the_consumer() -> Result<
     let (_ns, _broker, w) = start().await?;
     w.create_topic("Collide", 1).await?;
     let tags = ["Aa", "BB", "Ab", "Aa", "BB", "BB", "Aa"];
-    let msgs: Vec<(String, Properties)> = tags.iter().enumerate().map(|(i, t)| tagged(&format!("{i}-{t}"), Some(t))).collect();
+    let msgs: Vec<(String, Properties)> =
+        tags.iter().enumerate().map(|(i, t)| tagged(&format!("{i}-{t}"), Some(t))).collect();
     send_all(&w, "Collide", &msgs).await?;
 
     let p = w.pull("G", "Collide", 0, 0, "Aa", "TAG", 0).await?;
@@ -167,7 +175,12 @@ async fn colliding_tag_hashes_never_leak_other_tags_to_the_consumer() -> Result<
         assert_eq!(java_string_hash(tag), java_string_hash("Aa"), "broker returned {tag:?} for a subscription to Aa");
     }
     // The Java client's re-check (`tagsSet.contains(tag)`).
-    let after_client: Vec<String> = p.messages.iter().filter(|m| m.tags() == Some("Aa")).map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect();
+    let after_client: Vec<String> = p
+        .messages
+        .iter()
+        .filter(|m| m.tags() == Some("Aa"))
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
     assert_eq!(after_client, ["0-Aa", "3-Aa", "6-Aa"]);
     // FerroMQ also checks the string on the broker (saves the bandwidth; RocketMQ
     // would send the BB messages and let the client drop them).
@@ -304,7 +317,12 @@ fn heartbeat(group: &str, topic: &str, expr: &str, ty: &str, version: i64) -> He
 /// A pull as the Java push consumer sends it by default (`postSubscriptionWhenPull`
 /// false): SUSPEND (+ COMMIT_OFFSET), no SUBSCRIPTION flag and no expression; the
 /// broker must filter with the subscription from the heartbeat.
-fn push_pull(group: &str, topic: &str, offset: i64, sub_version: i64) -> remoting::header::broker::PullMessageRequestHeader {
+fn push_pull(
+    group: &str,
+    topic: &str,
+    offset: i64,
+    sub_version: i64,
+) -> remoting::header::broker::PullMessageRequestHeader {
     let mut h = pull_header(group, topic, 0, offset);
     h.sys_flag = pull_flag::SUSPEND;
     h.suspend_timeout_millis = 0; // never actually parks: every pull below finds data
@@ -329,7 +347,8 @@ async fn heartbeat_subscription_filters_pulls_without_subscription_flag() -> Res
         })
         .collect();
     send_all(&w, "HbTopic", &msgs).await?;
-    let select = |f: &dyn Fn(usize) -> bool| -> Vec<String> { (0..12).filter(|i| f(*i)).map(|i| msgs[i].0.clone()).collect() };
+    let select =
+        |f: &dyn Fn(usize) -> bool| -> Vec<String> { (0..12).filter(|i| f(*i)).map(|i| msgs[i].0.clone()).collect() };
 
     // No heartbeat yet: the broker knows no subscription for the group.
     let (code, remark) = pull_code(&w, &push_pull("GH", "HbTopic", 0, 1)).await?;
@@ -393,7 +412,13 @@ async fn parked_filtered_pull_wakes_only_for_matching_arrivals() -> Result<()> {
     let (_ns, _broker, w) = start().await?;
     for (topic, expr, ty, miss, hit) in [
         ("ParkTag", "TagA", "TAG", vec![(keys::TAGS, "TagB")], vec![(keys::TAGS, "TagA")]),
-        ("ParkSql", "color = 'red' AND n > 2", "SQL92", vec![("color", "red"), ("n", "1")], vec![("color", "red"), ("n", "3")]),
+        (
+            "ParkSql",
+            "color = 'red' AND n > 2",
+            "SQL92",
+            vec![("color", "red"), ("n", "1")],
+            vec![("color", "red"), ("n", "3")],
+        ),
     ] {
         w.create_topic(topic, 1).await?;
         let puller = w.clone();
@@ -479,7 +504,11 @@ async fn a_pull_scans_a_bounded_window_of_non_matching_entries() -> Result<()> {
     w.create_topic("Window", 1).await?;
     for chunk in 0..4 {
         let msgs: Vec<common::Message> = (0..250)
-            .map(|i| common::Message::new("Window", format!("x{}", chunk * 250 + i)).with_tags("TagX").with_property("k", "0"))
+            .map(|i| {
+                common::Message::new("Window", format!("x{}", chunk * 250 + i))
+                    .with_tags("TagX")
+                    .with_property("k", "0")
+            })
             .collect();
         let s = w.send_batch("Window", 0, &msgs, &Properties::default()).await?;
         assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);

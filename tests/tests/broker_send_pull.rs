@@ -23,7 +23,9 @@ async fn broker_registers_and_messages_go_through() -> Result<()> {
 
     let mut sent = Vec::new();
     for i in 0..10 {
-        let s = w.send("TopicTest", 1, format!("hello {i}").as_bytes(), &props(&[(keys::TAGS, "TagA"), (keys::KEYS, "k1")])).await?;
+        let s = w
+            .send("TopicTest", 1, format!("hello {i}").as_bytes(), &props(&[(keys::TAGS, "TagA"), (keys::KEYS, "k1")]))
+            .await?;
         assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);
         assert_eq!(s.queue_offset, i);
         sent.push(s);
@@ -57,7 +59,10 @@ async fn parked_pull_returns_within_100ms_of_a_send() -> Result<()> {
     // Wait until the broker has parked the pull.
     let probe = w.clone();
     eventually(Duration::from_secs(5), "the pull to be parked", || async {
-        let resp = probe.call(remoting::RemotingCommand::request(remoting::RequestCode::GET_BROKER_RUNTIME_INFO)).await.ok()?;
+        let resp = probe
+            .call(remoting::RemotingCommand::request(remoting::RequestCode::GET_BROKER_RUNTIME_INFO))
+            .await
+            .ok()?;
         let kv: remoting::body::KvTable = serde_json::from_slice(&resp.body_bytes()).ok()?;
         (kv.table.get("pullHeld").map(String::as_str) == Some("1")).then_some(())
     })

@@ -18,7 +18,8 @@ use client_support::{cluster, create_topic, producer, text};
 /// The `http address list on ADDR` line a name server prints when
 /// `FERROMQ_NAMESRV_HTTP_LISTEN_PORT` is set.
 fn http_addr(ns: &Namesrv) -> Result<String> {
-    let line = ns.process.extra.iter().find(|l| l.starts_with("http address list on ")).context("no http ready line")?;
+    let line =
+        ns.process.extra.iter().find(|l| l.starts_with("http address list on ")).context("no http ready line")?;
     Ok(line.trim_start_matches("http address list on ").trim().to_owned())
 }
 
@@ -48,7 +49,8 @@ async fn namesrv_address_from_the_environment() -> Result<()> {
 
     // Code wins over the environment.
     let loaded = config::load_client_with_env(None, [("NAMESRV_ADDR", dead.clone())])?;
-    let p = Producer::new("ClientDiscoveryCodePG", loaded.config.client, Some(vec![ns.addr()]), ProducerOptions::default());
+    let p =
+        Producer::new("ClientDiscoveryCodePG", loaded.config.client, Some(vec![ns.addr()]), ProducerOptions::default());
     p.send(Message::new(topic, "address set in code")).await?;
     p.shutdown().await;
 
@@ -117,7 +119,11 @@ async fn cached_routes_survive_every_name_server_going_down() -> Result<()> {
 
     let mut sent = Vec::new();
     for i in 0..20 {
-        sent.push(p.send(Message::new(topic, format!("after-{i}"))).await.with_context(|| format!("send {i} with the name server down"))?);
+        sent.push(
+            p.send(Message::new(topic, format!("after-{i}")))
+                .await
+                .with_context(|| format!("send {i} with the name server down"))?,
+        );
     }
     assert_eq!(c.fetch_subscribe_queues(topic).await?, queues, "the cached route answers");
     for r in &sent {

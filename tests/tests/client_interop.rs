@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use client::consumer::{ConsumeContext, ConsumeFromWhere, ConsumeStatus, LitePullConsumer, LitePullOptions, PullConsumer, PullStatus, PushConsumer};
+use client::consumer::{
+    ConsumeContext, ConsumeFromWhere, ConsumeStatus, LitePullConsumer, LitePullOptions, PullConsumer, PullStatus,
+    PushConsumer,
+};
 use client::{Message, MessageExt};
 use serde_json::{json, Value};
 
@@ -83,7 +86,13 @@ fn spawn(name: &str, script: &str, args: &[(&str, &str)], home: &tempfile::TempD
     let py = python();
     let mut argv = vec![compat_support::scripts_dir("python").join(format!("{script}.py")).display().to_string()];
     argv.extend(args.iter().flat_map(|(k, v)| [format!("--{k}"), (*v).to_owned()]));
-    ClientProcess::spawn(name, &py, &argv, &home.path().join(name), &[("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1")])
+    ClientProcess::spawn(
+        name,
+        &py,
+        &argv,
+        &home.path().join(name),
+        &[("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1")],
+    )
 }
 
 /// What a received message looks like in the compat suite's line format.
@@ -125,10 +134,17 @@ async fn our_producer_feeds_a_cpp_push_consumer() -> Result<()> {
     let p = producer(&ns.addr(), "InteropRustPG");
     let tags = ["TagA", "TagB", "TagC"];
     let build = |mode: &str, i: usize| {
-        let body = if mode == "big" { format!("rust-big-{i}-{}", "0123456789abcdef".repeat(384)) } else { format!("rust-{mode}-{i}") };
+        let body = if mode == "big" {
+            format!("rust-big-{i}-{}", "0123456789abcdef".repeat(384))
+        } else {
+            format!("rust-{mode}-{i}")
+        };
         let tag = tags[i % 3];
         let keys = format!("key-{mode}-{i}");
-        let msg = Message::new(topic, body.clone()).with_tags(tag).with_keys([keys.as_str()]).with_property("compat_prop", format!("prop-{body}"));
+        let msg = Message::new(topic, body.clone())
+            .with_tags(tag)
+            .with_keys([keys.as_str()])
+            .with_property("compat_prop", format!("prop-{body}"));
         (msg, json!({"body": body, "tag": tag, "keys": keys, "prop": format!("prop-{body}"), "msg_id": ""}))
     };
     let mut sent: Vec<Value> = Vec::new();
@@ -157,7 +173,8 @@ async fn our_producer_feeds_a_cpp_push_consumer() -> Result<()> {
     }
     for i in 0..4 {
         let (m, mut v) = build("orderly", i);
-        v["msg_id"] = json!(p.send_with_selector(m, &client::producer::SelectByHash(format!("order-{}", i % 2))).await?.msg_id);
+        v["msg_id"] =
+            json!(p.send_with_selector(m, &client::producer::SelectByHash(format!("order-{}", i % 2))).await?.msg_id);
         sent.push(v);
     }
     let batch: Vec<(Message, Value)> = (0..4).map(|i| build("batch", i)).collect();
@@ -176,7 +193,15 @@ async fn our_producer_feeds_a_cpp_push_consumer() -> Result<()> {
     let consumer = spawn(
         "cpp-consumer",
         "consumer",
-        &[("namesrv", &ns.addr()), ("topic", topic), ("group", "InteropCppCG"), ("expr", "*"), ("model", "clustering"), ("expect", &n), ("deadline", "60")],
+        &[
+            ("namesrv", &ns.addr()),
+            ("topic", topic),
+            ("group", "InteropCppCG"),
+            ("expr", "*"),
+            ("model", "clustering"),
+            ("expect", &n),
+            ("deadline", "60"),
+        ],
         &home,
     )?;
     let out = consumer.finish(CLIENT_TIMEOUT);
@@ -192,7 +217,14 @@ fn cpp_produce(ns: &str, topic: &str, home: &tempfile::TempDir) -> Result<Client
     let out = spawn(
         "cpp-producer",
         "producer",
-        &[("namesrv", ns), ("topic", topic), ("group", "InteropCppPG"), ("run", "cpp"), ("count", "5"), ("modes", "sync,oneway,orderly,batch")],
+        &[
+            ("namesrv", ns),
+            ("topic", topic),
+            ("group", "InteropCppPG"),
+            ("run", "cpp"),
+            ("count", "5"),
+            ("modes", "sync,oneway,orderly,batch"),
+        ],
         home,
     )?
     .finish(CLIENT_TIMEOUT);

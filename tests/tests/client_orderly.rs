@@ -76,7 +76,12 @@ async fn produce(ns: &str, topic: &str, prefix: &str, orders_per_producer: usize
             for seq in 0..seqs {
                 for o in 0..orders_per_producer {
                     let order = format!("{prefix}{p}-{o}");
-                    producer.send_with_selector(Message::new(&topic, format!("{order}:{seq}")), &SelectByHash(order.clone())).await?;
+                    producer
+                        .send_with_selector(
+                            Message::new(&topic, format!("{order}:{seq}")),
+                            &SelectByHash(order.clone()),
+                        )
+                        .await?;
                 }
             }
             producer.shutdown().await;
@@ -139,7 +144,10 @@ async fn orderly_keeps_each_orders_sequence_under_concurrent_producers() -> Resu
             m
         });
     ensure!(members.values().all(|s| s.len() == 1), "an order was consumed by two members: {members:?}");
-    ensure!(members.values().any(|s| s.contains(&0)) && members.values().any(|s| s.contains(&1)), "both members consumed");
+    ensure!(
+        members.values().any(|s| s.contains(&0)) && members.values().any(|s| s.contains(&1)),
+        "both members consumed"
+    );
     c0.shutdown().await;
     c1.shutdown().await;
     Ok(())
@@ -169,11 +177,17 @@ async fn queue_handover_keeps_order_and_does_not_wait_for_the_lock_refresh() -> 
     consumed(&log, "m", 60).await?;
     let joined = Instant::now();
     let c2 = orderly_consumer(&ns, "GMove", "OrderMove", 2, &log).await?;
-    eventually(WAIT, "a 2/2/2 split", || async { [&c0, &c1, &c2].iter().all(|c| queues(c, "OrderMove").len() == 2).then_some(()) }).await?;
+    eventually(WAIT, "a 2/2/2 split", || async {
+        [&c0, &c1, &c2].iter().all(|c| queues(c, "OrderMove").len() == 2).then_some(())
+    })
+    .await?;
     first.await??;
     // More orders after the move, so the new member has work on its queues.
     produce(&ns, "OrderMove", "n", 3, 10).await?;
-    eventually(WAIT, "the new member consuming", || async { log.lock().unwrap().iter().any(|(i, _, _)| *i == 2).then_some(()) }).await?;
+    eventually(WAIT, "the new member consuming", || async {
+        log.lock().unwrap().iter().any(|(i, _, _)| *i == 2).then_some(())
+    })
+    .await?;
     let took = joined.elapsed();
     ensure!(took < Duration::from_secs(15), "the new member needed {took:?} to consume (lock refresh is 20 s)");
     consumed(&log, "m", 480).await?;

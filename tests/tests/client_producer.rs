@@ -40,7 +40,10 @@ async fn every_send_mode_stores_what_it_reports() -> Result<()> {
     let p = producer(&ns.addr(), "ClientSendModesPG");
     let w = Wire::new(brokers[0].addr());
     let msg = |body: &str, tag: &str| {
-        Message::new(topic, body.to_owned()).with_tags(tag).with_keys([format!("key-{body}")]).with_property("origin", "rust")
+        Message::new(topic, body.to_owned())
+            .with_tags(tag)
+            .with_keys([format!("key-{body}")])
+            .with_property("origin", "rust")
     };
 
     // Sync.
@@ -146,7 +149,8 @@ async fn selectors_and_explicit_queues_decide_the_queue() -> Result<()> {
         assert!(sends.iter().all(|(q, _)| *q == queue), "{order} stays in one queue: {sends:?}");
         assert!(sends.windows(2).all(|s| s[0].1 < s[1].1), "{order} in send order: {sends:?}");
         let got = w.pull_at_least("ClientTestReader", topic, queue, 0, 5).await?;
-        let mine: Vec<String> = got.messages.iter().map(|m| text(&m.body)).filter(|b| b.starts_with(&format!("{order}:"))).collect();
+        let mine: Vec<String> =
+            got.messages.iter().map(|m| text(&m.body)).filter(|b| b.starts_with(&format!("{order}:"))).collect();
         assert_eq!(mine, (0..5).map(|s| format!("{order}:{s}")).collect::<Vec<_>>());
     }
 
@@ -272,7 +276,8 @@ async fn producer_survives_one_of_two_brokers_being_killed() -> Result<()> {
     ensure!(slowest_after < Duration::from_millis(1500), "a send after the window took {slowest_after:?}");
 
     // Every success after the kill is stored on broker-b under its msgId.
-    let reported_b = outcomes.iter().filter(|o| o.result.as_ref().is_ok_and(|r| r.message_queue.broker_name == "broker-b")).count();
+    let reported_b =
+        outcomes.iter().filter(|o| o.result.as_ref().is_ok_and(|r| r.message_queue.broker_name == "broker-b")).count();
     let on_b = stored_by_uniq_key(&b_addr, topic, 4, reported_b).await?;
     for o in outcomes.iter().filter(|o| o.started >= killed_at) {
         if let Ok(r) = &o.result {
@@ -305,7 +310,11 @@ struct FakeHandler {
 }
 
 impl remoting::RequestHandler for FakeHandler {
-    fn handle(&self, _: remoting::Channel, req: remoting::RemotingCommand) -> remoting::channel::BoxFuture<Option<remoting::RemotingCommand>> {
+    fn handle(
+        &self,
+        _: remoting::Channel,
+        req: remoting::RemotingCommand,
+    ) -> remoting::channel::BoxFuture<Option<remoting::RemotingCommand>> {
         use remoting::header::broker::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
         let resp = if req.request_code() == remoting::RequestCode::SEND_MESSAGE_V2 {
             let h = req.decode_header::<SendMessageRequestHeaderV2>().expect("a V2 send header");
@@ -313,7 +322,12 @@ impl remoting::RequestHandler for FakeHandler {
             let key = props.uniq_key().unwrap_or_default().to_owned();
             self.seen.lock().expect("not poisoned").push((key, text(&req.body_bytes())));
             let code = remoting::ResponseCode(self.code.load(Ordering::Relaxed));
-            let rh = SendMessageResponseHeader { msg_id: "7F00000100002A9F0000000000000000".into(), queue_id: h.queue_id, queue_offset: 0, ..Default::default() };
+            let rh = SendMessageResponseHeader {
+                msg_id: "7F00000100002A9F0000000000000000".into(),
+                queue_id: h.queue_id,
+                queue_offset: 0,
+                ..Default::default()
+            };
             let mut r = remoting::RemotingCommand::response_with(code, &rh);
             r.remark = Some("fake broker".into());
             r
@@ -332,7 +346,8 @@ impl FakeBroker {
         let seen: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
         let code = Arc::new(std::sync::atomic::AtomicI32::new(code.0));
         let handler = Arc::new(FakeHandler { seen: seen.clone(), code: code.clone() });
-        let server = remoting::RemotingServer::bind(remoting::ServerConfig::new("127.0.0.1:0".parse()?), handler).await?;
+        let server =
+            remoting::RemotingServer::bind(remoting::ServerConfig::new("127.0.0.1:0".parse()?), handler).await?;
         let addr = server.local_addr().to_string();
         let mut table = std::collections::BTreeMap::new();
         table.insert(topic.to_owned(), common::topic::TopicConfig::new(topic, queues, 6));
@@ -355,7 +370,8 @@ impl FakeBroker {
             ..Default::default()
         };
         let ns_client = remoting::RemotingClient::new(remoting::ClientConfig::default(), None);
-        let req = remoting::RemotingCommand::request_with(remoting::RequestCode::REGISTER_BROKER, &header).with_body(body);
+        let req =
+            remoting::RemotingCommand::request_with(remoting::RequestCode::REGISTER_BROKER, &header).with_body(body);
         let resp = ns_client.invoke(namesrv, req, WAIT).await?;
         ensure!(resp.response_code() == remoting::ResponseCode::SUCCESS, "fake registration: {:?}", resp.remark);
         Ok(Self { server, seen, code, _ns_client: ns_client })
@@ -391,7 +407,8 @@ async fn uniq_key_is_kept_when_a_send_is_retried_on_another_broker() -> Result<(
     let wb = Wire::new(b.addr());
 
     // 1. Retryable refusal.
-    let p = Producer::new("ClientRetryKeyPG", config::ClientConfig::default(), Some(vec![ns.addr()]), no_isolation.clone());
+    let p =
+        Producer::new("ClientRetryKeyPG", config::ClientConfig::default(), Some(vec![ns.addr()]), no_isolation.clone());
     let mut results = Vec::new();
     for i in 0..10 {
         results.push(p.send(Message::new(topic, format!("busy-{i}"))).await?);
@@ -402,7 +419,11 @@ async fn uniq_key_is_kept_when_a_send_is_retried_on_another_broker() -> Result<(
         let r = results.iter().find(|r| &r.msg_id == key).with_context(|| format!("no result has msgId {key}"))?;
         ensure!(r.message_queue.broker_name == "broker-b" && r.status == SendStatus::SendOk, "{r:?}");
         let m = stored_at(&wb, r).await?;
-        ensure!(m.properties.uniq_key() == Some(key.as_str()), "stored under {:?}, sent to broker-a as {key}", m.properties.uniq_key());
+        ensure!(
+            m.properties.uniq_key() == Some(key.as_str()),
+            "stored under {:?}, sent to broker-a as {key}",
+            m.properties.uniq_key()
+        );
         ensure!(&text(&m.body) == body);
     }
     for r in &results {

@@ -213,7 +213,12 @@ async fn lite_pull_members_split_the_queues_and_take_over() -> Result<()> {
     create_topic(&ns.addr(), topic, 4, 1).await?;
     let p = producer(&ns.addr(), "ClientLiteGroupPG");
     let member = || async {
-        let c = LitePullConsumer::new("ClientLiteGroupCG", client_support::client_config(&ns.addr()), None, LitePullOptions::default());
+        let c = LitePullConsumer::new(
+            "ClientLiteGroupCG",
+            client_support::client_config(&ns.addr()),
+            None,
+            LitePullOptions::default(),
+        );
         c.subscribe(topic, "*").await?;
         c.start().await?;
         anyhow::Ok(c)

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use client::consumer::{
-    AllocateAveragely, AllocateStrategy, ConsumeContext, ConsumeFromWhere, ConsumeStatus, MessageModel, OffsetStore, PullApi, PushConsumer,
-    PushConsumerBuilder,
+    AllocateAveragely, AllocateStrategy, ConsumeContext, ConsumeFromWhere, ConsumeStatus, MessageModel, OffsetStore,
+    PullApi, PushConsumer, PushConsumerBuilder,
 };
 use client::{Admin, Message, MessageExt, MessageQueue};
 use common::properties::keys;
@@ -80,7 +80,9 @@ async fn converged(members: &[&PushConsumer], topic: &str, mq_all: &[MessageQueu
     eventually(WAIT, &format!("{} members to split {topic}", members.len()), || async {
         let mut cids: Vec<String> = members.iter().map(|c| c.client_id().to_owned()).collect();
         cids.sort();
-        let ok = members.iter().all(|c| topic_queues(c, topic) == AllocateAveragely.allocate(c.group(), c.client_id(), mq_all, &cids));
+        let ok = members
+            .iter()
+            .all(|c| topic_queues(c, topic) == AllocateAveragely.allocate(c.group(), c.client_id(), mq_all, &cids));
         ok.then(|| members.iter().map(|c| topic_queues(c, topic).iter().map(|q| q.queue_id).collect()).collect())
     })
     .await
@@ -186,7 +188,10 @@ async fn broadcasting_delivers_everything_to_every_member_with_local_offsets() -
             .start()
             .await?;
         ensure!(topic_queues(&c, "PushBroadcast").len() == 4, "a broadcasting member owns every queue");
-        ensure!(!c.assigned_queues().iter().any(|q| q.topic.starts_with("%RETRY%")), "no retry topic when broadcasting");
+        ensure!(
+            !c.assigned_queues().iter().any(|q| q.topic.starts_with("%RETRY%")),
+            "no retry topic when broadcasting"
+        );
         members.push(c);
     }
     let expected: BTreeSet<String> = (0..40).map(|i| format!("b-{i}")).collect();
@@ -266,7 +271,8 @@ async fn tag_and_sql_subscriptions_deliver_exactly_the_matching_messages() -> Re
         let tag = tag_of[n % tag_of.len()];
         let color = if n % 3 == 0 { "red" } else { "blue" };
         let body = format!("m-{n}");
-        let mut m = Message::new("PushFilter", body.clone()).with_property("color", color).with_property("n", n.to_string());
+        let mut m =
+            Message::new("PushFilter", body.clone()).with_property("color", color).with_property("n", n.to_string());
         if !tag.is_empty() {
             m = m.with_tags(tag);
         }
@@ -350,7 +356,10 @@ async fn failed_messages_are_redelivered_through_the_retry_topic() -> Result<()>
         let times: Vec<i32> = mine.iter().map(|(m, _)| m.reconsume_times).collect();
         ensure!(times == [0, 1, 2], "{body}: reconsume times {times:?}");
         let (first, from) = mine[0];
-        ensure!(from == "PushRetry" && !first.properties.contains(keys::RETRY_TOPIC), "first delivery comes from the topic itself");
+        ensure!(
+            from == "PushRetry" && !first.properties.contains(keys::RETRY_TOPIC),
+            "first delivery comes from the topic itself"
+        );
         for (m, from) in &mine[1..] {
             ensure!(m.topic == "PushRetry", "{body}: the listener saw topic {}", m.topic);
             ensure!(from == "%RETRY%GRetry", "{body}: redelivered from {from}");
@@ -390,7 +399,11 @@ async fn consume_from_timestamp_skips_older_messages() -> Result<()> {
     send_all(&ns, "PushTime", newer.clone()).await?;
 
     let log = Log::default();
-    let c = builder(&ns, "GTime", "PushTime", "*", &log).consume_from(ConsumeFromWhere::Timestamp).consume_timestamp(t + 1).start().await?;
+    let c = builder(&ns, "GTime", "PushTime", "*", &log)
+        .consume_from(ConsumeFromWhere::Timestamp)
+        .consume_timestamp(t + 1)
+        .start()
+        .await?;
     all_seen(&[&log], &newer).await?;
     let api = PullApi::new(c.instance().clone());
     eventually(WAIT, "offsets at the end of both queues", || async {
@@ -421,7 +434,8 @@ async fn reset_offset_replays_a_running_consumer() -> Result<()> {
     let c = builder(&ns, "GReplay", "PushReplay", "*", &log).start().await?;
     all_seen(&[&log], &expected).await?;
     eventually(WAIT, "the first pass is committed in memory", || async {
-        let total: i64 = c.offset_store().offsets().iter().filter(|(q, _)| q.topic == "PushReplay").map(|(_, o)| *o).sum();
+        let total: i64 =
+            c.offset_store().offsets().iter().filter(|(q, _)| q.topic == "PushReplay").map(|(_, o)| *o).sum();
         (total == 30).then_some(())
     })
     .await?;

@@ -56,7 +56,8 @@ async fn route(c: &RemotingClient, ns: &str, topic: &str) -> Result<RemotingComm
 async fn register_plain_then_route_and_cluster_info() -> Result<()> {
     let ns = Namesrv::start(&[])?;
     let c = client();
-    let resp = c.invoke(&ns.addr(), register_request("broker-a", "127.0.0.1:10911", &[("TopicTest", 4)], 1, false), T).await?;
+    let resp =
+        c.invoke(&ns.addr(), register_request("broker-a", "127.0.0.1:10911", &[("TopicTest", 4)], 1, false), T).await?;
     assert_eq!(resp.response_code(), ResponseCode::SUCCESS, "{:?}", resp.remark);
 
     let resp = route(&c, &ns.addr(), "TopicTest").await?;
@@ -77,7 +78,8 @@ async fn register_plain_then_route_and_cluster_info() -> Result<()> {
     assert!(info.cluster_addr_table["DefaultCluster"].contains("broker-a"));
     assert_eq!(info.broker_addr_table["broker-a"].master_addr(), Some("127.0.0.1:10911"));
 
-    let resp = c.invoke(&ns.addr(), RemotingCommand::request(RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER), T).await?;
+    let resp =
+        c.invoke(&ns.addr(), RemotingCommand::request(RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER), T).await?;
     let topics: TopicList = remoting::json::from_slice(&resp.body_bytes())?;
     assert_eq!(topics.topic_list, ["TopicTest"]);
     Ok(())
@@ -201,7 +203,10 @@ async fn json_and_binary_clients_get_answers_in_their_own_format() -> Result<()>
     tokio::task::spawn_blocking(move || -> Result<()> {
         let mut json = std::net::TcpStream::connect(addr)?;
         json.set_read_timeout(Some(T))?;
-        json.write_all(&raw_frame(0, br#"{"code":106,"language":"GO","version":317,"opaque":7,"flag":0,"remark":""}"#))?;
+        json.write_all(&raw_frame(
+            0,
+            br#"{"code":106,"language":"GO","version":317,"opaque":7,"flag":0,"remark":""}"#,
+        ))?;
         let resp = read_frame(&mut json)?;
         assert_eq!(resp[0], 0, "JSON request, JSON answer");
         let hlen = (u32::from_be_bytes(resp[0..4].try_into()?) & 0xFF_FFFF) as usize;
@@ -268,7 +273,8 @@ async fn kv_config_round_trip_survives_restart_and_feeds_order_topic_conf() -> R
     };
     let resp = c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::PUT_KV_CONFIG, &put), T).await?;
     assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
-    let reg = c.invoke(&ns.addr(), register_request("broker-a", "127.0.0.1:10911", &[("Orders", 4)], 1, false), T).await?;
+    let reg =
+        c.invoke(&ns.addr(), register_request("broker-a", "127.0.0.1:10911", &[("Orders", 4)], 1, false), T).await?;
     let table: KvTable = remoting::json::from_slice(&reg.body_bytes())?;
     assert_eq!(table.table["Orders"], "broker-a:4", "register answers with ORDER_TOPIC_CONFIG");
     let r: TopicRouteData = serde_json::from_slice(&route(&c, &ns.addr(), "Orders").await?.body_bytes())?;
@@ -296,16 +302,19 @@ async fn write_permission_topics_by_cluster_delete_and_data_version() -> Result<
     c.invoke(&ns.addr(), register_request("broker-a", "127.0.0.1:10911", &[("T1", 4), ("T2", 2)], 5, false), T).await?;
 
     let wipe = WipeWritePermOfBrokerRequestHeader { broker_name: "broker-a".into() };
-    let resp = c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::WIPE_WRITE_PERM_OF_BROKER, &wipe), T).await?;
+    let resp =
+        c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::WIPE_WRITE_PERM_OF_BROKER, &wipe), T).await?;
     assert_eq!(resp.decode_header::<WipeWritePermOfBrokerResponseHeader>()?.wipe_topic_count, 2);
     let r: TopicRouteData = serde_json::from_slice(&route(&c, &ns.addr(), "T1").await?.body_bytes())?;
     assert_eq!(r.queue_datas[0].perm, 4, "read only after wipe");
     let add = AddWritePermOfBrokerRequestHeader { broker_name: "broker-a".into() };
-    let resp = c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::ADD_WRITE_PERM_OF_BROKER, &add), T).await?;
+    let resp =
+        c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::ADD_WRITE_PERM_OF_BROKER, &add), T).await?;
     assert_eq!(resp.decode_header::<AddWritePermOfBrokerResponseHeader>()?.add_topic_count, 2);
 
     let by_cluster = GetTopicsByClusterRequestHeader { cluster: "DefaultCluster".into() };
-    let resp = c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::GET_TOPICS_BY_CLUSTER, &by_cluster), T).await?;
+    let resp =
+        c.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::GET_TOPICS_BY_CLUSTER, &by_cluster), T).await?;
     let list: TopicList = remoting::json::from_slice(&resp.body_bytes())?;
     assert_eq!(list.topic_list, ["T1", "T2"]);
 
@@ -334,7 +343,8 @@ async fn write_permission_topics_by_cluster_delete_and_data_version() -> Result<
 async fn http_endpoint_serves_the_address_list() -> Result<()> {
     let ns = Namesrv::start(&[("HTTP_LISTEN_PORT", "0")])?;
     let line = ns.process.extra.iter().find(|l| l.starts_with("http address list on ")).cloned();
-    let http: std::net::SocketAddr = line.expect("http ready line").trim_start_matches("http address list on ").parse()?;
+    let http: std::net::SocketAddr =
+        line.expect("http ready line").trim_start_matches("http address list on ").parse()?;
     let expected = ns.addr();
     let body = tokio::task::spawn_blocking(move || -> Result<String> {
         let mut s = std::net::TcpStream::connect(http)?;

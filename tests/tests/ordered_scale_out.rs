@@ -35,7 +35,12 @@ async fn update_topic(w: &Wire, topic: &str, queues: i32, order: bool) -> Result
         order,
     };
     let resp = w.call(RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h)).await?;
-    ensure!(resp.response_code() == ResponseCode::SUCCESS, "update {topic}: {:?} {:?}", resp.response_code(), resp.remark);
+    ensure!(
+        resp.response_code() == ResponseCode::SUCCESS,
+        "update {topic}: {:?} {:?}",
+        resp.response_code(),
+        resp.remark
+    );
     Ok(())
 }
 
@@ -83,7 +88,10 @@ async fn new_queues_open_per_group_once_the_old_queues_are_drained() -> Result<(
     // not drained the old ones, without skipping anything.
     ensure!(pull(&w, "G", topic, 0, 0).await?.messages.len() == 5);
     let closed = pull(&w, "G", topic, 2, 0).await?;
-    ensure!(closed.code == ResponseCode::PULL_NOT_FOUND && closed.next_begin_offset == 0, "closed queue answered {closed:?}");
+    ensure!(
+        closed.code == ResponseCode::PULL_NOT_FOUND && closed.next_begin_offset == 0,
+        "closed queue answered {closed:?}"
+    );
     ensure!(closed.max_offset == 2, "the answer still reports the queue's real length");
     ensure!(closed.remark.as_deref().unwrap_or("").contains("old queue 0"), "remark says why: {:?}", closed.remark);
 
@@ -160,10 +168,16 @@ async fn an_orderly_consumer_keeps_every_key_in_order_across_an_expansion() -> R
 
     // Keys whose queue changes when 2 queues become 4 (hash % 4 >= 2).
     let keys: Vec<String> = (0..8).map(|i| format!("order-{i}")).collect();
-    let moved: Vec<&String> = keys.iter().filter(|k| common::hash::java_string_hash(k).unsigned_abs() % 4 >= 2).collect();
+    let moved: Vec<&String> =
+        keys.iter().filter(|k| common::hash::java_string_hash(k).unsigned_abs() % 4 >= 2).collect();
     ensure!(!moved.is_empty(), "the test needs a key that moves to a new queue");
 
-    let producer = Producer::new("OrderedKeysProducer", config::ClientConfig::default(), Some(vec![ns.addr()]), ProducerOptions::default());
+    let producer = Producer::new(
+        "OrderedKeysProducer",
+        config::ClientConfig::default(),
+        Some(vec![ns.addr()]),
+        ProducerOptions::default(),
+    );
     produce(&producer, topic, &keys, 0..30).await?;
     update_topic(&w, topic, 4, true).await?;
     route_queues(&rc, &ns.addr(), topic, 4).await?;
@@ -221,14 +235,27 @@ async fn global_order_sends_only_to_the_queues_of_order_topic_conf() -> Result<(
     let topic = "GlobalOrder";
     update_topic(&w, topic, 4, true).await?;
     // One queue for the whole topic: global order.
-    let put = PutKvConfigRequestHeader { namespace: "ORDER_TOPIC_CONFIG".into(), key: topic.into(), value: "broker-a:1".into() };
-    let resp = rc.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::PUT_KV_CONFIG, &put), tests::wire::T).await?;
+    let put = PutKvConfigRequestHeader {
+        namespace: "ORDER_TOPIC_CONFIG".into(),
+        key: topic.into(),
+        value: "broker-a:1".into(),
+    };
+    let resp =
+        rc.invoke(&ns.addr(), RemotingCommand::request_with(RequestCode::PUT_KV_CONFIG, &put), tests::wire::T).await?;
     ensure!(resp.response_code() == ResponseCode::SUCCESS);
     route_queues(&rc, &ns.addr(), topic, 4).await?;
 
-    let producer = Producer::new("GlobalOrderProducer", config::ClientConfig::default(), Some(vec![ns.addr()]), ProducerOptions::default());
+    let producer = Producer::new(
+        "GlobalOrderProducer",
+        config::ClientConfig::default(),
+        Some(vec![ns.addr()]),
+        ProducerOptions::default(),
+    );
     let queues = producer.instance().publish_queues(topic, 4).await?;
-    ensure!(queues.len() == 1 && queues[0].queue_id == 0 && queues[0].broker_name == "broker-a", "publish queues {queues:?}");
+    ensure!(
+        queues.len() == 1 && queues[0].queue_id == 0 && queues[0].broker_name == "broker-a",
+        "publish queues {queues:?}"
+    );
     // Plain round-robin sends: all land in the one configured queue, in order.
     for i in 0..20 {
         producer.send(Message::new(topic, format!("g:{i}"))).await?;

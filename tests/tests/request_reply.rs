@@ -82,14 +82,17 @@ async fn a_request_gets_its_reply_from_a_consumer() -> Result<()> {
     let mut tasks = Vec::new();
     for i in 1..=8 {
         let r = requester.clone();
-        tasks.push(tokio::spawn(async move { r.request(Message::new(topic, format!("ping {i}")), Duration::from_secs(15)).await }));
+        tasks.push(tokio::spawn(async move {
+            r.request(Message::new(topic, format!("ping {i}")), Duration::from_secs(15)).await
+        }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
         let reply = t.await??;
         ensure!(reply.body == format!("pong: ping {}", i + 1).as_bytes(), "reply {} body {:?}", i + 1, reply.body);
     }
     // The broker also stored every reply in the reply topic.
-    eventually(WAIT, "9 replies stored", || async { (w.max_offset(REPLY_TOPIC, 0).await.ok()? >= 9).then_some(()) }).await?;
+    eventually(WAIT, "9 replies stored", || async { (w.max_offset(REPLY_TOPIC, 0).await.ok()? >= 9).then_some(()) })
+        .await?;
 
     consumer.shutdown().await;
     replies.shutdown().await;

@@ -52,11 +52,16 @@ async fn a_timed_message_is_delivered_within_100ms_of_its_instant() -> Result<()
     let base = now_ms();
     let instants = [base + 1_537, base + 2_211, base + 2_893];
     for (i, at) in instants.iter().enumerate() {
-        let sent = w.send(topic, 0, format!("at {at}").as_bytes(), &timed(i as u32, keys::TIMER_DELIVER_MS, at.to_string())).await?;
+        let sent = w
+            .send(topic, 0, format!("at {at}").as_bytes(), &timed(i as u32, keys::TIMER_DELIVER_MS, at.to_string()))
+            .await?;
         ensure!(sent.code == ResponseCode::SUCCESS, "send: {:?} {:?}", sent.code, sent.remark);
     }
     // Parked in the timer queue, not in the topic.
-    eventually(WAIT, "three timers pending", || async { (w.max_offset(TIMER_TOPIC, 0).await.ok()? == 3).then_some(()) }).await?;
+    eventually(WAIT, "three timers pending", || async {
+        (w.max_offset(TIMER_TOPIC, 0).await.ok()? == 3).then_some(())
+    })
+    .await?;
     ensure!(w.max_offset(topic, 0).await? == 0, "a timed message was visible early");
     ensure!(runtime(&w, "timerPendingCount").await? == 3);
 
@@ -116,9 +121,14 @@ async fn relative_delays_past_instants_and_limits() -> Result<()> {
     ensure!(sec.properties.get(keys::TIMER_DELIVER_MS).is_some());
 
     // Beyond timer_max_delay (1 h here): refused, not clamped.
-    let far = w.send(topic, 0, b"far", &timed(4, keys::TIMER_DELIVER_MS, (now_ms() + 2 * 3_600_000).to_string())).await?;
+    let far =
+        w.send(topic, 0, b"far", &timed(4, keys::TIMER_DELIVER_MS, (now_ms() + 2 * 3_600_000).to_string())).await?;
     ensure!(far.code == ResponseCode::MESSAGE_ILLEGAL, "too far ahead: {:?}", far.code);
-    ensure!(far.remark.as_deref().unwrap_or("").contains("timer_max_delay"), "remark names the setting: {:?}", far.remark);
+    ensure!(
+        far.remark.as_deref().unwrap_or("").contains("timer_max_delay"),
+        "remark names the setting: {:?}",
+        far.remark
+    );
     // A batch cannot carry timers (it would be stored as is, delivered at once).
     let item = client::Message::new(topic, "in a batch").with_property(keys::TIMER_DELAY_SEC, "5");
     let batch = w.send_batch(topic, 0, &[item], &Properties::new()).await?;
@@ -166,7 +176,11 @@ async fn drain(w: &Wire, topic: &str, queues: i32, offsets: &mut [i64], out: &mu
 #[tokio::test]
 async fn pending_timers_survive_a_restart_and_fire_exactly_once() -> Result<()> {
     let slow = std::env::var("FERROMQ_SLOW_TESTS").is_ok_and(|v| v == "1");
-    let n: u32 = std::env::var("FERROMQ_TIMER_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(if slow { 100_000 } else { 20_000 });
+    let n: u32 = std::env::var("FERROMQ_TIMER_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(if slow {
+        100_000
+    } else {
+        20_000
+    });
     let (ns, broker, w) = start(&[]).await?;
     let topic = "TimerRestart";
     let queues = 4;
@@ -180,14 +194,20 @@ async fn pending_timers_survive_a_restart_and_fire_exactly_once() -> Result<()> 
     let due_from = t0 + lead_ms;
     send_timers(&w, topic, queues, n, |i| due_from + i64::from(i % 1000)).await?;
     let sent_in = started.elapsed();
-    eventually(WAIT, "every timer pending", || async { (runtime(&w, "timerPendingCount").await.ok()? == i64::from(n)).then_some(()) }).await?;
+    eventually(WAIT, "every timer pending", || async {
+        (runtime(&w, "timerPendingCount").await.ok()? == i64::from(n)).then_some(())
+    })
+    .await?;
 
     let broker = broker.restart(&ns.addr(), false)?;
     let w = Wire::new(broker.addr());
     let pending = runtime(&w, "timerPendingCount").await?;
     let restarted_at = now_ms();
     if restarted_at >= due_from {
-        bail!("inconclusive: sending {n} timers took {sent_in:?} and the restart ended {} ms after the first was due", restarted_at - due_from);
+        bail!(
+            "inconclusive: sending {n} timers took {sent_in:?} and the restart ended {} ms after the first was due",
+            restarted_at - due_from
+        );
     }
     ensure!(pending == i64::from(n), "{pending} of {n} timers reloaded after the restart");
     ensure!(w.max_offset(topic, 0).await? == 0, "nothing delivered before its time");
@@ -214,7 +234,12 @@ async fn pending_timers_survive_a_restart_and_fire_exactly_once() -> Result<()> 
         *seen.entry(m.msg_id()).or_default() += 1;
     }
     let dups = seen.values().filter(|c| **c > 1).count();
-    ensure!(dups == 0 && seen.len() == n as usize, "{} distinct of {} delivered, {dups} duplicated", seen.len(), got.len());
+    ensure!(
+        dups == 0 && seen.len() == n as usize,
+        "{} distinct of {} delivered, {dups} duplicated",
+        seen.len(),
+        got.len()
+    );
     ensure!((0..n).all(|i| seen.contains_key(&uniq_key(i))), "a timer is missing");
     ensure!(runtime(&w, "timerPendingCount").await? == 0);
     ensure!(runtime(&w, "timerDeliveredCount").await? == i64::from(n));

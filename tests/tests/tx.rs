@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use client::{LocalTransactionState, Message, MessageExt, ProducerOptions, TransactionListener, TransactionProducer, TransactionSendResult};
+use client::{
+    LocalTransactionState, Message, MessageExt, ProducerOptions, TransactionListener, TransactionProducer,
+    TransactionSendResult,
+};
 use common::properties::keys;
 use common::sysflag::message as sysflag;
 use common::topic::{TRANS_CHECK_GROUP, TRANS_CHECK_MAX_TIME_TOPIC, TRANS_HALF_TOPIC};
@@ -104,7 +107,13 @@ async fn cluster_with(topic: &str, extra: &[(&str, &str)]) -> Result<(Namesrv, B
 }
 
 fn tx_producer(ns: &Namesrv, group: &str, listener: Listener) -> TransactionProducer<Listener> {
-    TransactionProducer::new(group, config::ClientConfig::default(), Some(vec![ns.addr()]), ProducerOptions::default(), listener)
+    TransactionProducer::new(
+        group,
+        config::ClientConfig::default(),
+        Some(vec![ns.addr()]),
+        ProducerOptions::default(),
+        listener,
+    )
 }
 
 /// Every message of `topic` queue 0 (inline-subscription pulls from offset 0).
@@ -127,7 +136,12 @@ async fn check_progress(w: &Wire) -> Result<i64> {
 }
 
 /// END_TRANSACTION as a request (not oneway) so the broker's answer is visible.
-async fn end_transaction(w: &Wire, group: &str, sent: &TransactionSendResult, commit_or_rollback: i32) -> Result<RemotingCommand> {
+async fn end_transaction(
+    w: &Wire,
+    group: &str,
+    sent: &TransactionSendResult,
+    commit_or_rollback: i32,
+) -> Result<RemotingCommand> {
     let (_, commit_log_offset) = common::msgid::decode_offset_msg_id(&sent.send_result.offset_msg_id)?;
     let h = EndTransactionRequestHeader {
         producer_group: group.into(),
@@ -150,7 +164,11 @@ fn check_committed(m: &MessageExt, sent: &TransactionSendResult, body: &[u8]) ->
     ensure!(m.msg_id() == sent.transaction_id, "UNIQ_KEY {} vs transaction id {}", m.msg_id(), sent.transaction_id);
     ensure!(sysflag::transaction_type(m.sys_flag) == sysflag::TRANSACTION_COMMIT_TYPE, "sys flag {:#x}", m.sys_flag);
     let half_offset = common::msgid::decode_offset_msg_id(&sent.send_result.offset_msg_id)?.1;
-    ensure!(m.prepared_transaction_offset >= half_offset, "preparedTransactionOffset {} before the half record {half_offset}", m.prepared_transaction_offset);
+    ensure!(
+        m.prepared_transaction_offset >= half_offset,
+        "preparedTransactionOffset {} before the half record {half_offset}",
+        m.prepared_transaction_offset
+    );
     for k in [keys::TRANSACTION_PREPARED, keys::REAL_TOPIC, keys::REAL_QUEUE_ID, keys::TRANSACTION_CHECK_TIMES] {
         ensure!(m.properties.get(k).is_none(), "{k} left on the committed message: {:?}", m.properties);
     }
@@ -163,21 +181,32 @@ async fn commit_publishes_only_after_the_local_transaction_and_decisions_are_fin
     let (ns, broker, w) = cluster(topic).await?;
     let producer = Arc::new(tx_producer(&ns, "TxCommitGroup", Listener::new(Plan::CommitWhenReleased)));
     let p = producer.clone();
-    let send = tokio::spawn(async move { p.send_message_in_transaction(Message::new(topic, "order-1 paid").with_tags("Paid"), ()).await });
+    let send = tokio::spawn(async move {
+        p.send_message_in_transaction(Message::new(topic, "order-1 paid").with_tags("Paid"), ()).await
+    });
 
     // The half message is stored and the local transaction is running: the real
     // topic shows nothing, even to a long poll.
     let listener = producer.listener().clone();
     tokio::time::timeout(WAIT, listener.executing.acquire()).await?.context("executing")?.forget();
-    eventually(WAIT, "the half message in the half topic", || async { (w.max_offset(TRANS_HALF_TOPIC, 0).await.ok()? == 1).then_some(()) }).await?;
+    eventually(WAIT, "the half message in the half topic", || async {
+        (w.max_offset(TRANS_HALF_TOPIC, 0).await.ok()? == 1).then_some(())
+    })
+    .await?;
     let polled = w.pull("TxReader", topic, 0, 0, "*", "TAG", 1500).await?;
-    ensure!(polled.code == ResponseCode::PULL_NOT_FOUND && polled.messages.is_empty(), "visible before commit: {polled:?}");
+    ensure!(
+        polled.code == ResponseCode::PULL_NOT_FOUND && polled.messages.is_empty(),
+        "visible before commit: {polled:?}"
+    );
     ensure!(w.max_offset(topic, 0).await? == 0);
 
     listener.release.add_permits(1);
     let sent = send.await??;
     ensure!(sent.local_state == LocalTransactionState::CommitMessage);
-    let got = eventually(WAIT, "the committed message", || async { real_messages(&w, topic).await.ok().filter(|m| !m.is_empty()) }).await?;
+    let got = eventually(WAIT, "the committed message", || async {
+        real_messages(&w, topic).await.ok().filter(|m| !m.is_empty())
+    })
+    .await?;
     ensure!(got.len() == 1, "{} messages", got.len());
     check_committed(&got[0], &sent, b"order-1 paid")?;
     let half_offset = common::msgid::decode_offset_msg_id(&sent.send_result.offset_msg_id)?.1;
@@ -186,9 +215,18 @@ async fn commit_publishes_only_after_the_local_transaction_and_decisions_are_fin
 
     // A second COMMIT is a no-op; a ROLLBACK after the commit is refused.
     let again = end_transaction(&w, "TxCommitGroup", &sent, sysflag::TRANSACTION_COMMIT_TYPE).await?;
-    ensure!(again.response_code() == ResponseCode::SUCCESS, "second commit: {:?} {:?}", again.response_code(), again.remark);
+    ensure!(
+        again.response_code() == ResponseCode::SUCCESS,
+        "second commit: {:?} {:?}",
+        again.response_code(),
+        again.remark
+    );
     let rollback = end_transaction(&w, "TxCommitGroup", &sent, sysflag::TRANSACTION_ROLLBACK_TYPE).await?;
-    ensure!(rollback.response_code() == ResponseCode::TRANSACTION_FAILED, "rollback after commit: {:?}", rollback.response_code());
+    ensure!(
+        rollback.response_code() == ResponseCode::TRANSACTION_FAILED,
+        "rollback after commit: {:?}",
+        rollback.response_code()
+    );
     ensure!(w.max_offset(topic, 0).await? == 1, "still one message");
 
     // The decision survives a restart (rebuilt from the op records).
@@ -196,12 +234,19 @@ async fn commit_publishes_only_after_the_local_transaction_and_decisions_are_fin
     let broker = broker.restart(&ns.addr(), false)?;
     let w = Wire::new(broker.addr());
     let rollback = end_transaction(&w, "TxCommitGroup", &sent, sysflag::TRANSACTION_ROLLBACK_TYPE).await?;
-    ensure!(rollback.response_code() == ResponseCode::TRANSACTION_FAILED, "rollback after restart: {:?}", rollback.response_code());
+    ensure!(
+        rollback.response_code() == ResponseCode::TRANSACTION_FAILED,
+        "rollback after restart: {:?}",
+        rollback.response_code()
+    );
     let again = end_transaction(&w, "TxCommitGroup", &sent, sysflag::TRANSACTION_COMMIT_TYPE).await?;
     ensure!(again.response_code() == ResponseCode::SUCCESS);
     ensure!(w.max_offset(topic, 0).await? == 1, "still one message after the restart");
     // The check-back walks past the resolved message without asking anyone.
-    eventually(WAIT, "the check-back to pass the half message", || async { (check_progress(&w).await.ok()? >= 1).then_some(()) }).await?;
+    eventually(WAIT, "the check-back to pass the half message", || async {
+        (check_progress(&w).await.ok()? >= 1).then_some(())
+    })
+    .await?;
     ensure!(producer.listener().checks.load(Ordering::SeqCst) == 0, "a committed transaction was checked");
     Ok(())
 }
@@ -215,11 +260,18 @@ async fn rollback_discards_the_half_message_and_it_is_never_checked() -> Result<
     ensure!(sent.local_state == LocalTransactionState::RollbackMessage);
     // Wait until the check-back has walked past the half message (older than the
     // 1 s timeout, so it would have been checked had it been undecided).
-    eventually(WAIT, "the check-back to pass the half message", || async { (check_progress(&w).await.ok()? >= 1).then_some(()) }).await?;
+    eventually(WAIT, "the check-back to pass the half message", || async {
+        (check_progress(&w).await.ok()? >= 1).then_some(())
+    })
+    .await?;
     ensure!(producer.listener().checks.load(Ordering::SeqCst) == 0, "a rolled-back transaction was checked");
     ensure!(w.max_offset(topic, 0).await? == 0, "a rolled-back message reached the topic");
     let commit = end_transaction(&w, "TxRollbackGroup", &sent, sysflag::TRANSACTION_COMMIT_TYPE).await?;
-    ensure!(commit.response_code() == ResponseCode::TRANSACTION_FAILED, "commit after rollback: {:?}", commit.response_code());
+    ensure!(
+        commit.response_code() == ResponseCode::TRANSACTION_FAILED,
+        "commit after rollback: {:?}",
+        commit.response_code()
+    );
     ensure!(w.max_offset(topic, 0).await? == 0);
     producer.shutdown().await;
     Ok(())
@@ -246,7 +298,12 @@ async fn unknown_twice_then_commit_through_the_check_back() -> Result<()> {
     let checks = l.checks.load(Ordering::SeqCst);
     ensure!((3..=4).contains(&checks), "{checks} checks");
     for m in l.checked.lock().unwrap().clone() {
-        ensure!(m.topic == topic && m.queue_id == 0, "the check carries the real topic and queue: {} {}", m.topic, m.queue_id);
+        ensure!(
+            m.topic == topic && m.queue_id == 0,
+            "the check carries the real topic and queue: {} {}",
+            m.topic,
+            m.queue_id
+        );
         ensure!(m.msg_id() == sent.transaction_id, "the check names the transaction");
         ensure!(&m.body[..] == b"order-3 pending");
     }
@@ -254,7 +311,10 @@ async fn unknown_twice_then_commit_through_the_check_back() -> Result<()> {
     // them all without asking again.
     let half = w.max_offset(TRANS_HALF_TOPIC, 0).await?;
     ensure!(half == 1 + checks as i64, "{half} half records for {checks} checks");
-    eventually(WAIT, "the check-back to pass every copy", || async { (check_progress(&w).await.ok()? >= half).then_some(()) }).await?;
+    eventually(WAIT, "the check-back to pass every copy", || async {
+        (check_progress(&w).await.ok()? >= half).then_some(())
+    })
+    .await?;
     ensure!(l.checks.load(Ordering::SeqCst) == checks, "checked again after the commit");
     ensure!(w.max_offset(topic, 0).await? == 1, "committed once");
     producer.shutdown().await;
@@ -301,7 +361,11 @@ async fn a_transaction_checked_too_often_is_parked_and_stays_unpublished() -> Re
     })
     .await?;
     ensure!(parked.messages.len() == 1 && parked.messages[0].msg_id() == sent.transaction_id);
-    ensure!(producer.listener().checks.load(Ordering::SeqCst) == 2, "checked {} times", producer.listener().checks.load(Ordering::SeqCst));
+    ensure!(
+        producer.listener().checks.load(Ordering::SeqCst) == 2,
+        "checked {} times",
+        producer.listener().checks.load(Ordering::SeqCst)
+    );
     ensure!(w.max_offset(topic, 0).await? == 0, "a parked transaction was published");
     // Parked is final: a late COMMIT is refused.
     let commit = end_transaction(&w, "TxCheckMaxGroup", &sent, sysflag::TRANSACTION_COMMIT_TYPE).await?;

@@ -131,11 +131,24 @@ async fn create_topic(args: &Args) -> Result<()> {
 
 fn producers(args: &Args) -> Vec<Producer> {
     (0..args.connections)
-        .map(|i| Producer::new(format!("BENCH_CLIENT_PG_{i}"), client_config(&args.namesrv), None, ProducerOptions::default()))
+        .map(|i| {
+            Producer::new(
+                format!("BENCH_CLIENT_PG_{i}"),
+                client_config(&args.namesrv),
+                None,
+                ProducerOptions::default(),
+            )
+        })
         .collect()
 }
 
-fn run_senders(args: &Args, producers: &[Producer], stats: Arc<Stats>, stop: Arc<AtomicBool>, epoch: Instant) -> Vec<tokio::task::JoinHandle<()>> {
+fn run_senders(
+    args: &Args,
+    producers: &[Producer],
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
     for p in producers {
         for _ in 0..args.inflight {
@@ -173,9 +186,14 @@ async fn prefill(args: &Args, producers: &[Producer]) -> Result<()> {
     Ok(())
 }
 
-async fn run_pullers(args: &Args, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    let consumers: Vec<PullConsumer> =
-        (0..args.connections).map(|_| PullConsumer::new("BENCH_CLIENT_CG", client_config(&args.namesrv), None)).collect();
+async fn run_pullers(
+    args: &Args,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let consumers: Vec<PullConsumer> = (0..args.connections)
+        .map(|_| PullConsumer::new("BENCH_CLIENT_CG", client_config(&args.namesrv), None))
+        .collect();
     let queues = consumers[0].fetch_subscribe_queues(&args.topic).await?;
     let mut handles = Vec::new();
     for (i, mq) in queues.into_iter().enumerate() {
@@ -257,7 +275,13 @@ async fn main() -> Result<()> {
             bytes as f64 / elapsed / 1e6,
             stats.errors.load(Ordering::Relaxed)
         );
-        println!("latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}", pct(0.5), pct(0.99), pct(0.999), hist.max() as f64 / 1000.0);
+        println!(
+            "latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}",
+            pct(0.5),
+            pct(0.99),
+            pct(0.999),
+            hist.max() as f64 / 1000.0
+        );
     }
     for p in &producers {
         p.shutdown().await;

@@ -25,9 +25,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
-use store::{
-    FlushDiskType, GetRequest, GetStatus, MessageStore, PutMessage, PutStatus, StoreConfig,
-};
+use store::{FlushDiskType, GetRequest, GetStatus, MessageStore, PutMessage, PutStatus, StoreConfig};
 
 /// Counts heap allocations so the read benchmark can show allocations per pull.
 struct Counting;
@@ -67,11 +65,7 @@ struct Args {
     #[arg(long, default_value = "1GiB")]
     segment_size: bytesize::ByteSize,
     /// Scenarios: `async:N`, `sync:N` (N appenders) or `async:1xW` (one task, W in flight).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "async:1,async:1x256,async:16,sync:1,sync:16,sync:64,sync:256"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "async:1,async:1x256,async:16,sync:1,sync:16,sync:64,sync:256")]
     scenarios: Vec<String>,
     /// Time limit per scenario.
     #[arg(long, default_value = "5s", value_parser = humantime_like)]
@@ -136,13 +130,7 @@ fn parse_scenario(s: &str) -> Result<Scenario> {
         Some((a, w)) => (a.parse()?, w.parse()?),
         None => (n.parse()?, 1),
     };
-    Ok(Scenario {
-        name: s.to_owned(),
-        sync,
-        appenders,
-        window,
-        batch,
-    })
+    Ok(Scenario { name: s.to_owned(), sync, appenders, window, batch })
 }
 
 #[derive(Debug, Default)]
@@ -169,11 +157,7 @@ fn store_config(dir: &Path, segment: bytesize::ByteSize, sync: bool, warm: bool)
         warm_mapped_file_enable: warm,
         store_path_root_dir: dir.to_owned(),
         mapped_file_size_commit_log: segment,
-        flush_disk_type: if sync {
-            FlushDiskType::SyncFlush
-        } else {
-            FlushDiskType::AsyncFlush
-        },
+        flush_disk_type: if sync { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush },
         ..StoreConfig::default()
     }
 }
@@ -187,15 +171,10 @@ fn message(size: usize, queue: i32) -> PutMessage {
 }
 
 fn run_scenario(rt: &tokio::runtime::Runtime, args: &Args, sc: &Scenario) -> Result<Outcome> {
-    let dir = args
-        .dir
-        .join(format!("store-{}", sc.name.replace(':', "-")));
+    let dir = args.dir.join(format!("store-{}", sc.name.replace(':', "-")));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = store_config(&dir, args.segment_size, sc.sync, !args.no_warm);
-    let store = Arc::new(MessageStore::open(
-        Arc::new(cfg),
-        "127.0.0.1:10911".parse()?,
-    )?);
+    let store = Arc::new(MessageStore::open(Arc::new(cfg), "127.0.0.1:10911".parse()?)?);
     if !args.cold && !args.no_warm {
         let until = Instant::now() + Duration::from_secs(120);
         while !store.is_warm() && Instant::now() < until {
@@ -219,8 +198,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, args: &Args, sc: &Scenario) -> Res
                 let mut inflight = FuturesUnordered::new();
                 let mut issued = 0u64;
                 loop {
-                    while inflight.len() < window && issued < per_task && Instant::now() < deadline
-                    {
+                    while inflight.len() < window && issued < per_task && Instant::now() < deadline {
                         let msgs: Vec<PutMessage> = (0..batch)
                             .map(|_| {
                                 let mut m = message(0, (t % 8) as i32);
@@ -263,12 +241,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, args: &Args, sc: &Scenario) -> Res
     });
     let elapsed = start.elapsed();
     let stats = store.stats();
-    let mut out = Outcome {
-        elapsed,
-        flushes: stats.flushes,
-        batches: stats.writer_batches,
-        ..Outcome::default()
-    };
+    let mut out = Outcome { elapsed, flushes: stats.flushes, batches: stats.writer_batches, ..Outcome::default() };
     for r in results {
         out.ok += r.ok;
         out.failed += r.failed;
@@ -301,12 +274,7 @@ fn baseline(dir: &Path, bytes: u64) -> Result<Baseline> {
     let mut b = Baseline::default();
     // One fdatasync: 1 KiB pwrite at increasing offsets of a pre-written file + fdatasync.
     let path = dir.join("baseline-fsync");
-    let f = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)?;
+    let f = OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path)?;
     let zero = vec![0u8; 1 << 20];
     for i in 0..16u64 {
         f.write_all_at(&zero, i << 20)?;
@@ -359,11 +327,7 @@ fn baseline(dir: &Path, bytes: u64) -> Result<Baseline> {
     }
     let path = dir.join("baseline-seq");
     let _ = std::fs::remove_file(&path);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)?;
+    let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
     let chunk = vec![0xA5u8; 1 << 20];
     let t = Instant::now();
     let mut written = 0u64;
@@ -480,21 +444,10 @@ fn main() -> Result<()> {
     let args = Args::parse();
     SIZE.store(args.size as u64, Ordering::Relaxed);
     std::fs::create_dir_all(&args.dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()?;
-    let scenarios = args
-        .scenarios
-        .iter()
-        .map(|s| parse_scenario(s))
-        .collect::<Result<Vec<_>>>()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build()?;
+    let scenarios = args.scenarios.iter().map(|s| parse_scenario(s)).collect::<Result<Vec<_>>>()?;
 
-    let base = if args.no_baseline {
-        None
-    } else {
-        Some(baseline(&args.dir, args.baseline_bytes.as_u64())?)
-    };
+    let base = if args.no_baseline { None } else { Some(baseline(&args.dir, args.baseline_bytes.as_u64())?) };
     if let Some(b) = &base {
         println!(
             "disk baseline: sequential write+fdatasync {:.0} MB/s ({} MiB in {:.2}s); 1 KiB pwrite+fdatasync p50 {} us p99 {} us; 1 KiB mmap+msync p50 {} us p99 {} us; 256 KiB write+fdatasync {:.0} MB/s",
@@ -503,15 +456,7 @@ fn main() -> Result<()> {
     }
     println!(
         "{:<12} {:>11} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
-        "scenario",
-        "appends/s",
-        "MB/s",
-        "p50 us",
-        "p99 us",
-        "p999 us",
-        "flushes",
-        "batches",
-        "failed"
+        "scenario", "appends/s", "MB/s", "p50 us", "p99 us", "p999 us", "flushes", "batches", "failed"
     );
     let mut json_rows = Vec::new();
     for sc in &scenarios {
@@ -519,19 +464,13 @@ fn main() -> Result<()> {
         let secs = o.elapsed.as_secs_f64();
         let rate = o.ok as f64 / secs;
         let mbs = o.bytes as f64 / 1e6 / secs;
-        let (p50, p99, p999) = (
-            pct(&o.lat_us, 0.5),
-            pct(&o.lat_us, 0.99),
-            pct(&o.lat_us, 0.999),
-        );
+        let (p50, p99, p999) = (pct(&o.lat_us, 0.5), pct(&o.lat_us, 0.99), pct(&o.lat_us, 0.999));
         println!(
             "{:<12} {:>11.0} {:>9.1} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
             sc.name, rate, mbs, p50, p99, p999, o.flushes, o.batches, o.failed
         );
         let vs_disk = base.as_ref().map(|b| mbs / b.seq_mb_s);
-        let vs_fsync = base
-            .as_ref()
-            .map(|b| f64::from(p50) / f64::from(b.fdatasync_p50_us.max(1)));
+        let vs_fsync = base.as_ref().map(|b| f64::from(p50) / f64::from(b.fdatasync_p50_us.max(1)));
         json_rows.push(serde_json::json!({
             "scenario": sc.name, "sync_flush": sc.sync, "appenders": sc.appenders, "window": sc.window,
             "appends": o.ok, "failed": o.failed, "seconds": secs, "appends_per_sec": rate, "mb_per_sec": mbs,
@@ -542,22 +481,14 @@ fn main() -> Result<()> {
     }
     // The sync latencies again, after the scenarios: this virtual disk changes speed
     // over time, so both measurements are reported.
-    let base_end = if args.no_baseline {
-        None
-    } else {
-        Some(baseline(&args.dir, 0)?)
-    };
+    let base_end = if args.no_baseline { None } else { Some(baseline(&args.dir, 0)?) };
     if let Some(b) = &base_end {
         println!(
             "disk baseline (end of run): 1 KiB pwrite+fdatasync p50 {} us p99 {} us; 1 KiB mmap+msync p50 {} us p99 {} us; 256 KiB write+fdatasync {:.0} MB/s",
             b.fdatasync_p50_us, b.fdatasync_p99_us, b.msync_p50_us, b.msync_p99_us, b.chunk256k_mb_s
         );
     }
-    let read = if args.read_messages > 0 {
-        Some(read_bench(&rt, &args)?)
-    } else {
-        None
-    };
+    let read = if args.read_messages > 0 { Some(read_bench(&rt, &args)?) } else { None };
     if let Some(r) = &read {
         println!(
             "read: 32-message pulls from a warm queue: {:.2} GB/s of message bytes ({:.2} GB/s reading every byte), {:.0} msgs/s, {:.0} pulls/s, {:.2} heap allocations per pull",

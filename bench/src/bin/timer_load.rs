@@ -27,7 +27,9 @@ use clap::Parser;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use remoting::header::broker::{CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2};
+use remoting::header::broker::{
+    CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
+};
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 
 #[derive(Debug, Parser)]
@@ -136,7 +138,9 @@ async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues
 
 async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queue_id: i32) -> Result<i64> {
     let h = remoting::header::broker::GetMaxOffsetRequestHeader { topic: topic.into(), queue_id, committed: None };
-    let resp = client.invoke(broker, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h), Duration::from_secs(5)).await?;
+    let resp = client
+        .invoke(broker, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h), Duration::from_secs(5))
+        .await?;
     Ok(resp.decode_header::<remoting::header::broker::OffsetResponseHeader>()?.offset)
 }
 
@@ -176,7 +180,9 @@ impl Observed {
             let Ok(v) = common::record::RecordView::parse(&buf) else { break };
             let size = v.total_size();
             let props = std::str::from_utf8(v.properties_raw()).unwrap_or("");
-            let at: i64 = common::properties::find_in_encoded(props, "TIMER_DELIVER_MS").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let at: i64 = common::properties::find_in_encoded(props, "TIMER_DELIVER_MS")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let store = v.store_timestamp();
             let b = &buf[v.body_range()];
             let index = if b.len() >= 8 { u64::from_be_bytes(b[..8].try_into().unwrap_or_default()) } else { u64::MAX };
@@ -248,13 +254,15 @@ async fn main() -> Result<()> {
         let mut offset = *from;
         pullers.push(tokio::spawn(async move {
             while obs.delivered.load(Ordering::Relaxed) < target {
-                let resp = match client.invoke(&broker, pull_request(&topic, q as i32, offset), Duration::from_secs(15)).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let resp =
+                    match client.invoke(&broker, pull_request(&topic, q as i32, offset), Duration::from_secs(15)).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                 let received = now_ms();
                 if let Ok(h) = resp.decode_header::<PullMessageResponseHeader>() {
                     if resp.response_code() == ResponseCode::SUCCESS {
@@ -355,7 +363,12 @@ async fn main() -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("timers {n}, {} queues, instants spread over {} ms starting {} ms ahead", args.queues, spread, args.lead.as_millis());
+        println!(
+            "timers {n}, {} queues, instants spread over {} ms starting {} ms ahead",
+            args.queues,
+            spread,
+            args.lead.as_millis()
+        );
         println!(
             "schedule: {:.2} s, {:.0} timers/s, {send_errors} errors{}",
             schedule_time.as_secs_f64(),

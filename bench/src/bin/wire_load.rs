@@ -22,8 +22,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use remoting::header::broker::{
-    CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    SendMessageRequestHeaderV2,
+    CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
 };
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 
@@ -35,10 +34,7 @@ enum Mode {
 }
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "wire_load",
-    about = "FerroMQ/RocketMQ wire-protocol load generator"
-)]
+#[command(name = "wire_load", about = "FerroMQ/RocketMQ wire-protocol load generator")]
 struct Args {
     /// Broker address (`ip:port`).
     #[arg(long)]
@@ -90,9 +86,7 @@ impl Stats {
             msgs: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            hist: Mutex::new(
-                Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
-            ),
+            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")),
             measuring: AtomicBool::new(false),
         })
     }
@@ -178,12 +172,7 @@ impl Pacer {
     }
 }
 
-async fn create_topic(
-    client: &RemotingClient,
-    broker: &str,
-    topic: &str,
-    queues: i32,
-) -> Result<()> {
+async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues: i32) -> Result<()> {
     let h = CreateTopicRequestHeader {
         topic: topic.into(),
         default_topic: "TBW102".into(),
@@ -195,26 +184,16 @@ async fn create_topic(
         order: false,
     };
     let resp = client
-        .invoke(
-            broker,
-            RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h),
-            Duration::from_secs(5),
-        )
+        .invoke(broker, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), Duration::from_secs(5))
         .await?;
     if resp.response_code() != ResponseCode::SUCCESS {
-        bail!(
-            "creating topic {topic}: {:?} {}",
-            resp.response_code(),
-            resp.remark_str()
-        );
+        bail!("creating topic {topic}: {:?} {}", resp.response_code(), resp.remark_str());
     }
     Ok(())
 }
 
 fn clients(n: usize) -> Vec<RemotingClient> {
-    (0..n)
-        .map(|_| RemotingClient::new(ClientConfig::default(), None))
-        .collect()
+    (0..n).map(|_| RemotingClient::new(ClientConfig::default(), None)).collect()
 }
 
 async fn run_senders(
@@ -223,23 +202,14 @@ async fn run_senders(
     stop: Arc<AtomicBool>,
     epoch: Instant,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let pacer = Arc::new(Pacer {
-        rate: args.rate,
-        start: Instant::now(),
-        issued: AtomicU64::new(0),
-    });
+    let pacer = Arc::new(Pacer { rate: args.rate, start: Instant::now(), issued: AtomicU64::new(0) });
     let mut handles = Vec::new();
     let mut q = 0;
     for client in clients(args.connections) {
         for _ in 0..args.inflight {
             let client = client.clone();
             let (stats, stop, pacer) = (stats.clone(), stop.clone(), pacer.clone());
-            let (broker, topic, size, queues) = (
-                args.broker.clone(),
-                args.topic.clone(),
-                args.size,
-                args.queues,
-            );
+            let (broker, topic, size, queues) = (args.broker.clone(), args.topic.clone(), args.size, args.queues);
             let queue = q % queues;
             q += 1;
             handles.push(tokio::spawn(async move {
@@ -269,16 +239,7 @@ async fn prefill(args: &Args) -> Result<()> {
     let target = args.prefill;
     let done = stats.clone();
     done.measuring.store(true, Ordering::Relaxed);
-    let handles = run_senders(
-        &Args {
-            rate: 0,
-            ..args.clone_args()
-        },
-        stats.clone(),
-        stop.clone(),
-        epoch,
-    )
-    .await;
+    let handles = run_senders(&Args { rate: 0, ..args.clone_args() }, stats.clone(), stop.clone(), epoch).await;
     while done.msgs.load(Ordering::Relaxed) < target {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -323,11 +284,7 @@ async fn run_pullers(
         let client = cls[queue as usize % cls.len()].clone();
         let (stats, stop) = (stats.clone(), stop.clone());
         let (broker, topic) = (args.broker.clone(), args.topic.clone());
-        let mut offset = if from_tail {
-            max_offset(&client, &broker, &topic, queue).await?
-        } else {
-            0
-        };
+        let mut offset = if from_tail { max_offset(&client, &broker, &topic, queue).await? } else { 0 };
         let suspend = if from_tail { 15_000 } else { 0 };
         handles.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -351,8 +308,7 @@ async fn run_pullers(
                         if from_tail {
                             let b = v.body();
                             if b.len() >= 8 {
-                                let sent =
-                                    u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
+                                let sent = u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
                                 let lat = now.saturating_sub(Duration::from_nanos(sent));
                                 stats.record(0, 0, Some(lat));
                             }
@@ -374,30 +330,19 @@ async fn run_pullers(
 }
 
 async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queue: i32) -> Result<i64> {
-    let h = remoting::header::broker::GetMaxOffsetRequestHeader {
-        topic: topic.into(),
-        queue_id: queue,
-        committed: None,
-    };
+    let h =
+        remoting::header::broker::GetMaxOffsetRequestHeader { topic: topic.into(), queue_id: queue, committed: None };
     let resp = client
-        .invoke(
-            broker,
-            RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h),
-            Duration::from_secs(5),
-        )
+        .invoke(broker, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h), Duration::from_secs(5))
         .await?;
-    Ok(resp
-        .decode_header::<remoting::header::broker::OffsetResponseHeader>()?
-        .offset)
+    Ok(resp.decode_header::<remoting::header::broker::OffsetResponseHeader>()?.offset)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let admin = RemotingClient::new(ClientConfig::default(), None);
-    create_topic(&admin, &args.broker, &args.topic, args.queues)
-        .await
-        .context("creating the topic")?;
+    create_topic(&admin, &args.broker, &args.topic, args.queues).await.context("creating the topic")?;
     let epoch = Instant::now();
     let stats = Stats::new();
     let stop = Arc::new(AtomicBool::new(false));

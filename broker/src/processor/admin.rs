@@ -22,10 +22,17 @@ use crate::context::BrokerContext;
 use crate::processor::{json_response, try_header};
 use crate::stats::BrokerStats;
 
-pub async fn update_and_create_topic(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn update_and_create_topic(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: CreateTopicRequestHeader = try_header!(&req);
     if let Err(e) = topic::validate_topic(&h.topic) {
-        return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("the topic[{}] is invalid: {e}", h.topic)));
+        return Some(RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!("the topic[{}] is invalid: {e}", h.topic),
+        ));
     }
     if h.topic == ctx.config.broker_cluster_name || topic::is_not_allowed_send(&h.topic) {
         return Some(RemotingCommand::error(
@@ -54,7 +61,10 @@ pub async fn update_and_create_topic(ctx: &Arc<BrokerContext>, _: &Channel, req:
     let old = ctx.topics.get(&tc.topic_name);
     let max_offset = |q: i32| ctx.store.max_offset_in_queue(&tc.topic_name, q);
     if let Err(e) = ctx.order_expansions.on_topic_update(old.as_ref(), &tc, max_offset, crate::now_ms()) {
-        return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("could not record the ordered-topic expansion: {e}")));
+        return Some(RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!("could not record the ordered-topic expansion: {e}"),
+        ));
     }
     ctx.topics.upsert(tc);
     Some(RemotingCommand::success())
@@ -77,11 +87,19 @@ pub async fn delete_topic(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCo
     Some(RemotingCommand::success())
 }
 
-pub async fn get_all_topic_config(ctx: &Arc<BrokerContext>, _: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_all_topic_config(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
     Some(json_response(&ctx.topics.snapshot()))
 }
 
-pub async fn update_and_create_subscription_group(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn update_and_create_subscription_group(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let cfg: SubscriptionGroupConfig = match remoting::json::from_slice(&req.body_bytes()) {
         Ok(c) => c,
         Err(e) => return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("invalid body: {e}"))),
@@ -93,11 +111,19 @@ pub async fn update_and_create_subscription_group(ctx: &Arc<BrokerContext>, _: &
     Some(RemotingCommand::success())
 }
 
-pub async fn get_all_subscription_group(ctx: &Arc<BrokerContext>, _: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_all_subscription_group(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
     Some(json_response(&ctx.groups.snapshot()))
 }
 
-pub async fn delete_subscription_group(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn delete_subscription_group(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: DeleteSubscriptionGroupRequestHeader = try_header!(&req);
     ctx.groups.delete(&h.group_name);
     if h.remove_offset.unwrap_or(false) {
@@ -106,15 +132,27 @@ pub async fn delete_subscription_group(ctx: &Arc<BrokerContext>, _: &Channel, re
     Some(RemotingCommand::success())
 }
 
-pub async fn get_all_consumer_offset(ctx: &Arc<BrokerContext>, _: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_all_consumer_offset(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
     Some(json_response(&ctx.offsets.snapshot()))
 }
 
-pub async fn get_all_delay_offset(ctx: &Arc<BrokerContext>, _: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_all_delay_offset(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
     Some(json_response(&ctx.delay_offsets.snapshot()))
 }
 
-pub async fn get_broker_runtime_info(ctx: &Arc<BrokerContext>, _: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_broker_runtime_info(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
     let s = ctx.store.stats();
     let st = &ctx.stats;
     let mut table = BTreeMap::new();
@@ -149,7 +187,11 @@ struct TopicOffset {
     last_update_timestamp: i64,
 }
 
-pub async fn get_topic_stats_info(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_topic_stats_info(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: TopicRequestHeader = try_header!(&req);
     let Some(tc) = ctx.topics.get(&h.topic) else {
         return Some(RemotingCommand::error(ResponseCode::TOPIC_NOT_EXIST, format!("topic[{}] not exist", h.topic)));
@@ -159,7 +201,11 @@ pub async fn get_topic_stats_info(ctx: &Arc<BrokerContext>, _: &Channel, req: Re
         let mq = MessageQueue::new(h.topic.clone(), ctx.config.broker_name.clone(), q);
         let max = ctx.store.max_offset_in_queue(&h.topic, q);
         let last = if max > 0 { last_store_time(ctx, &h.topic, q, max - 1) } else { 0 };
-        let v = TopicOffset { min_offset: ctx.store.min_offset_in_queue(&h.topic, q), max_offset: max, last_update_timestamp: last };
+        let v = TopicOffset {
+            min_offset: ctx.store.min_offset_in_queue(&h.topic, q),
+            max_offset: max,
+            last_update_timestamp: last,
+        };
         entries.push((mq, v));
     }
     Some(RemotingCommand::success().with_body(format!("{{\"offsetTable\":{}}}", mq_keyed(&entries)).into_bytes()))
@@ -167,10 +213,7 @@ pub async fn get_topic_stats_info(ctx: &Arc<BrokerContext>, _: &Channel, req: Re
 
 fn last_store_time(ctx: &BrokerContext, topic: &str, queue: i32, offset: i64) -> i64 {
     let r = ctx.store.get_messages(&store::GetRequest::new(topic, queue, offset, 1));
-    r.messages
-        .first()
-        .and_then(|b| common::record::RecordView::parse(b).ok().map(|v| v.store_timestamp()))
-        .unwrap_or(0)
+    r.messages.first().and_then(|b| common::record::RecordView::parse(b).ok().map(|v| v.store_timestamp())).unwrap_or(0)
 }
 
 #[derive(Serialize)]
@@ -222,7 +265,11 @@ struct ConsumerConnection {
     consume_from_where: common::subscription::ConsumeFromWhere,
 }
 
-pub async fn get_consumer_connection_list(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_consumer_connection_list(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: ConsumerGroupRequestHeader = try_header!(&req);
     let Some(g) = ctx.clients.consumer_group(&h.consumer_group) else {
         return Some(RemotingCommand::error(
@@ -315,7 +362,8 @@ pub async fn reset_offset(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCo
     tracing::info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, "consumer offsets reset");
     if let Some(g) = ctx.clients.consumer_group(&h.group) {
         for c in g.channels.into_values() {
-            let cmd = RemotingCommand::request_with(remoting::RequestCode::RESET_CONSUMER_CLIENT_OFFSET, &h).with_body(body.clone().into_bytes());
+            let cmd = RemotingCommand::request_with(remoting::RequestCode::RESET_CONSUMER_CLIENT_OFFSET, &h)
+                .with_body(body.clone().into_bytes());
             let group = h.group.clone();
             tokio::spawn(async move {
                 if let Err(e) = c.channel.oneway(cmd).await {

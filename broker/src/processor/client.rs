@@ -22,7 +22,9 @@ use crate::processor::{json_response, try_header};
 pub async fn heart_beat(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
     let hb: HeartbeatData = match remoting::json::from_slice(&req.body_bytes()) {
         Ok(hb) => hb,
-        Err(e) => return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("invalid heartbeat body: {e}"))),
+        Err(e) => {
+            return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("invalid heartbeat body: {e}")))
+        }
     };
     let info = ClientChannelInfo {
         channel: ch.clone(),
@@ -42,7 +44,12 @@ pub async fn heart_beat(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
         };
         // Every consumer group has a retry topic, created with its first heartbeat.
         let sys_flag = if consumer.unit_mode { common::sysflag::topic::UNIT_SUB } else { 0 };
-        ctx.topics.create_system(&topic::retry_topic(&consumer.group_name), gc.retry_queue_nums.max(1), perm::READ_WRITE, sys_flag);
+        ctx.topics.create_system(
+            &topic::retry_topic(&consumer.group_name),
+            gc.retry_queue_nums.max(1),
+            perm::READ_WRITE,
+            sys_flag,
+        );
         if ctx.clients.register_consumer(consumer, info.clone()) {
             ctx.notify_group_changed(&consumer.group_name);
         }
@@ -55,7 +62,11 @@ pub async fn heart_beat(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
     Some(RemotingCommand::success())
 }
 
-pub async fn unregister_client(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn unregister_client(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: UnregisterClientRequestHeader = try_header!(&req);
     if let Some(g) = h.producer_group.as_deref().filter(|g| !g.is_empty()) {
         ctx.clients.unregister_producer(g, ch);
@@ -70,7 +81,11 @@ pub async fn unregister_client(ctx: &Arc<BrokerContext>, ch: &Channel, req: Remo
 
 /// CHECK_CLIENT_CONFIG: a consumer asks whether the broker can evaluate its
 /// subscription (SQL92 needs `enablePropertyFilter`) before it starts.
-pub async fn check_client_config(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn check_client_config(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "camelCase", default)]
     struct CheckClientRequestBody {

@@ -17,7 +17,11 @@ use crate::processor::{json_response, try_header};
 /// The share of RAM RocketMQ assumes the page cache holds (`accessMessageInMemoryMaxRatio`).
 const IN_MEMORY_RATIO: f64 = 0.4;
 
-pub async fn query_consumer_offset(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn query_consumer_offset(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: QueryConsumerOffsetRequestHeader = try_header!(&req);
     record(&h.topic, h.queue_id, &h.consumer_group);
     let stored = ctx.offsets.query(&h.consumer_group, &h.topic, h.queue_id);
@@ -57,14 +61,22 @@ fn total_memory() -> u64 {
     }
 }
 
-pub async fn update_consumer_offset(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn update_consumer_offset(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: UpdateConsumerOffsetRequestHeader = try_header!(&req);
     record(&h.topic, h.queue_id, &h.consumer_group);
     ctx.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     Some(RemotingCommand::success())
 }
 
-pub async fn search_offset_by_timestamp(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn search_offset_by_timestamp(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: SearchOffsetRequestHeader = try_header!(&req);
     let offset = ctx.store.offset_by_timestamp(&h.topic, h.queue_id, h.timestamp);
     Some(RemotingCommand::response_with(ResponseCode::SUCCESS, &OffsetResponseHeader { offset }))
@@ -82,17 +94,27 @@ pub async fn get_min_offset(ctx: &Arc<BrokerContext>, _: &Channel, req: Remoting
     Some(RemotingCommand::response_with(ResponseCode::SUCCESS, &OffsetResponseHeader { offset }))
 }
 
-pub async fn get_earliest_msg_storetime(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_earliest_msg_storetime(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: TopicQueueRequestHeader = try_header!(&req);
     let timestamp = ctx.store.earliest_message_time(&h.topic, h.queue_id).unwrap_or(-1);
     Some(RemotingCommand::response_with(ResponseCode::SUCCESS, &GetEarliestMsgStoretimeResponseHeader { timestamp }))
 }
 
-pub async fn get_consumer_list_by_group(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn get_consumer_list_by_group(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: ConsumerGroupRequestHeader = try_header!(&req);
     Span::current().record("group", h.consumer_group.as_str());
     match ctx.clients.consumer_group(&h.consumer_group) {
-        Some(g) if !g.channels.is_empty() => Some(json_response(&ConsumerListBody { consumer_id_list: g.client_ids() })),
+        Some(g) if !g.channels.is_empty() => {
+            Some(json_response(&ConsumerListBody { consumer_id_list: g.client_ids() }))
+        }
         _ => Some(RemotingCommand::error(
             ResponseCode::SYSTEM_ERROR,
             format!("no consumer for this group, {}", h.consumer_group),

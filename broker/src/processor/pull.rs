@@ -80,10 +80,9 @@ impl FilterCache {
         }
         let filter = MessageFilter::from_subscription(sub).map_err(|e| e.to_string())?;
         let prepared = Arc::new(PreparedFilter::new(filter));
-        self.map.write().insert(
-            key,
-            (sub.sub_version, sub.sub_string.clone(), sub.expression_type.clone(), prepared.clone()),
-        );
+        self.map
+            .write()
+            .insert(key, (sub.sub_version, sub.sub_string.clone(), sub.expression_type.clone(), prepared.clone()));
         Ok(prepared)
     }
 }
@@ -95,7 +94,12 @@ pub async fn process_first(ctx: &Arc<BrokerContext>, ch: &Channel, req: Remoting
 
 /// Runs a pull; `first` is false when a parked pull is re-run (no offset commit, no
 /// second suspension). `None` means the request was parked.
-pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand, first: bool) -> Option<RemotingCommand> {
+pub async fn process(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: RemotingCommand,
+    first: bool,
+) -> Option<RemotingCommand> {
     let h: PullMessageRequestHeader = try_header!(&req);
     let span = Span::current();
     span.record("topic", h.topic.as_str());
@@ -144,7 +148,10 @@ fn error(code: ResponseCode, remark: String) -> Outcome {
 
 fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, first: bool) -> Outcome {
     if !ctx.is_readable() {
-        return error(ResponseCode::NO_PERMISSION, format!("the broker[{}] pulling message is forbidden", ctx.broker_addr));
+        return error(
+            ResponseCode::NO_PERMISSION,
+            format!("the broker[{}] pulling message is forbidden", ctx.broker_addr),
+        );
     }
     let Some(group) = ctx.groups.find_or_create(&h.consumer_group) else {
         return error(
@@ -209,7 +216,10 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         }
         sub
     };
-    if !subscription.is_tag_type() && !ctx.config.enable_property_filter && subscription.expression_type.eq_ignore_ascii_case("SQL92") {
+    if !subscription.is_tag_type()
+        && !ctx.config.enable_property_filter
+        && subscription.expression_type.eq_ignore_ascii_case("SQL92")
+    {
         return error(
             ResponseCode::SYSTEM_ERROR,
             format!("The broker does not support consumer to filter message by {}", subscription.expression_type),
@@ -217,7 +227,12 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     }
     let filter = match ctx.filters.get_or_compile(&h.consumer_group, &subscription) {
         Ok(f) => f,
-        Err(e) => return error(ResponseCode::SUBSCRIPTION_PARSE_FAILED, format!("parse the consumer's subscription failed: {e}")),
+        Err(e) => {
+            return error(
+                ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+                format!("parse the consumer's subscription failed: {e}"),
+            )
+        }
     };
 
     if tc.order {
@@ -259,7 +274,9 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
                 (ResponseCode::PULL_NOT_FOUND, 0)
             }
         }
-        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => (ResponseCode::PULL_NOT_FOUND, result.next_begin_offset),
+        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => {
+            (ResponseCode::PULL_NOT_FOUND, result.next_begin_offset)
+        }
         GetStatus::MessageWasRemoving | GetStatus::NoMatchedMessage => {
             (ResponseCode::PULL_RETRY_IMMEDIATELY, result.next_begin_offset)
         }
@@ -299,7 +316,12 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
 /// A queue added to an ordered topic that the group may not read yet
 /// (`order_expansion`): nothing found, from where it asked, so the consumer keeps
 /// its offset and asks again.
-fn closed_queue(ctx: &BrokerContext, h: &PullMessageRequestHeader, first: bool, closed: &crate::order_expansion::Closed) -> Outcome {
+fn closed_queue(
+    ctx: &BrokerContext,
+    h: &PullMessageRequestHeader,
+    first: bool,
+    closed: &crate::order_expansion::Closed,
+) -> Outcome {
     if first && h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && ctx.config.broker_role.is_master() {
         ctx.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     }

@@ -18,7 +18,11 @@ const DEFAULT_QUERY_MAX_NUM: usize = 32;
 /// a query must not allocate without bound.
 const MAX_QUERY_NUM: usize = 64;
 
-pub async fn view_message_by_id(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn view_message_by_id(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: ViewMessageRequestHeader = try_header!(&req);
     match ctx.store.look_message_by_offset(h.offset) {
         Some(record) => Some(RemotingCommand::success().with_body(record)),

@@ -11,7 +11,9 @@ use tracing::{debug, Span};
 
 use common::properties::{keys, Properties};
 use common::{perm, ResponseCode};
-use remoting::header::broker::{ReplyMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader};
+use remoting::header::broker::{
+    ReplyMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
 use remoting::{Channel, RemotingCommand, RequestCode};
 use store::PutMessage;
 
@@ -30,7 +32,10 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
     Span::current().record("topic", h.topic.as_str());
     let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));
     let Some(sender) = props.get(keys::MESSAGE_REPLY_TO_CLIENT).map(str::to_owned) else {
-        return Some(RemotingCommand::error(ResponseCode::MESSAGE_ILLEGAL, "a reply message needs the REPLY_TO_CLIENT property"));
+        return Some(RemotingCommand::error(
+            ResponseCode::MESSAGE_ILLEGAL,
+            "a reply message needs the REPLY_TO_CLIENT property",
+        ));
     };
     props.insert(keys::PUSH_REPLY_TIME, crate::now_ms().to_string());
     let body = req.body_bytes();
@@ -52,7 +57,8 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
     };
     let pushed = match ctx.clients.channel_of_client(&sender) {
         Some(requester) => {
-            let cmd = RemotingCommand::request_with(RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT, &push).with_body(body.clone());
+            let cmd =
+                RemotingCommand::request_with(RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT, &push).with_body(body.clone());
             match requester.request(cmd, PUSH_TIMEOUT).await {
                 Ok(r) if r.response_code() == ResponseCode::SUCCESS => Ok(()),
                 Ok(r) => Err(format!("push reply message to {sender} failed: {}", r.remark_str())),
@@ -85,10 +91,19 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
         return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, remark));
     }
     if !r.status.is_stored() {
-        return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("storing the reply failed: {:?}", r.status)));
+        return Some(RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!("storing the reply failed: {:?}", r.status),
+        ));
     }
     Some(RemotingCommand::response_with(
         ResponseCode::SUCCESS,
-        &SendMessageResponseHeader { msg_id: r.msg_id(), queue_id, queue_offset: r.queue_offset, transaction_id: None, batch_uniq_id: None },
+        &SendMessageResponseHeader {
+            msg_id: r.msg_id(),
+            queue_id,
+            queue_offset: r.queue_offset,
+            transaction_id: None,
+            batch_uniq_id: None,
+        },
     ))
 }

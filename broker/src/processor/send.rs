@@ -68,13 +68,19 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
 /// existence (auto-creating it when allowed) and the queue id.
 fn check_topic(ctx: &BrokerContext, h: &SendMessageRequestHeader, ch: &Channel) -> Result<TopicConfig, Reject> {
     if !ctx.is_writeable() {
-        return Err(reject(ResponseCode::NO_PERMISSION, format!("the broker[{}] sending message is forbidden", ctx.broker_addr)));
+        return Err(reject(
+            ResponseCode::NO_PERMISSION,
+            format!("the broker[{}] sending message is forbidden", ctx.broker_addr),
+        ));
     }
     if let Err(e) = topic::validate_topic(&h.topic) {
         return Err(reject(ResponseCode::SYSTEM_ERROR, format!("the topic[{}] is invalid: {e}", h.topic)));
     }
     if topic::is_not_allowed_send(&h.topic) {
-        return Err(reject(ResponseCode::NO_PERMISSION, format!("Sending message to topic[{}] is forbidden.", h.topic)));
+        return Err(reject(
+            ResponseCode::NO_PERMISSION,
+            format!("Sending message to topic[{}] is forbidden.", h.topic),
+        ));
     }
     let tc = match ctx.topics.get(&h.topic) {
         Some(tc) => tc,
@@ -91,7 +97,9 @@ fn check_topic(ctx: &BrokerContext, h: &SendMessageRequestHeader, ch: &Channel) 
             let created = ctx.topics.create_in_send(&h.topic, &h.default_topic, h.default_topic_queue_nums, sys_flag);
             match created {
                 Some(tc) => tc,
-                None if topic::is_retry_topic(&h.topic) => ctx.topics.create_system(&h.topic, 1, perm::READ_WRITE, sys_flag),
+                None if topic::is_retry_topic(&h.topic) => {
+                    ctx.topics.create_system(&h.topic, 1, perm::READ_WRITE, sys_flag)
+                }
                 None => {
                     let why = if ctx.config.auto_create_topic_enable {
                         format!("its template topic {} does not allow auto-creation", h.default_topic)
@@ -100,20 +108,33 @@ fn check_topic(ctx: &BrokerContext, h: &SendMessageRequestHeader, ch: &Channel) 
                     };
                     return Err(reject(
                         ResponseCode::TOPIC_NOT_EXIST,
-                        format!("topic[{}] not exist, apply first please! ({why}; producer {})", h.topic, ch.peer_addr()),
+                        format!(
+                            "topic[{}] not exist, apply first please! ({why}; producer {})",
+                            h.topic,
+                            ch.peer_addr()
+                        ),
                     ));
                 }
             }
         }
     };
     if !perm::is_writeable(tc.perm) {
-        return Err(reject(ResponseCode::NO_PERMISSION, format!("the topic[{}] sending message is forbidden", h.topic)));
+        return Err(reject(
+            ResponseCode::NO_PERMISSION,
+            format!("the topic[{}] sending message is forbidden", h.topic),
+        ));
     }
     let valid = tc.read_queue_nums.max(tc.write_queue_nums);
     if h.queue_id >= valid {
         return Err(reject(
             ResponseCode::SYSTEM_ERROR,
-            format!("request queueId[{}] is illegal, topic {} has {} queues, producer {}", h.queue_id, h.topic, valid, ch.peer_addr()),
+            format!(
+                "request queueId[{}] is illegal, topic {} has {} queues, producer {}",
+                h.queue_id,
+                h.topic,
+                valid,
+                ch.peer_addr()
+            ),
         ));
     }
     Ok(tc)
@@ -159,7 +180,10 @@ async fn send(
     if topic::is_retry_topic(&topic_name) {
         let group = &topic_name[topic::RETRY_GROUP_TOPIC_PREFIX.len()..];
         let Some(gc) = ctx.groups.find_or_create(group) else {
-            return Err(reject(ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group not exist, {group}")));
+            return Err(reject(
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group not exist, {group}"),
+            ));
         };
         let max_times = match h.max_reconsume_times {
             Some(m) if req.version >= V3_4_9 => m,
@@ -232,7 +256,13 @@ async fn send(
 
 /// Redirects a message with a `DELAY` level to `SCHEDULE_TOPIC_XXXX` (queue level−1),
 /// remembering its real topic and queue (§12.9).
-pub(crate) fn apply_delay(ctx: &BrokerContext, props: &mut Properties, topic_name: &mut String, queue_id: &mut i32, sys_flag: i32) {
+pub(crate) fn apply_delay(
+    ctx: &BrokerContext,
+    props: &mut Properties,
+    topic_name: &mut String,
+    queue_id: &mut i32,
+    sys_flag: i32,
+) {
     let tx = sysflag::transaction_type(sys_flag);
     if tx != sysflag::TRANSACTION_NOT_TYPE && tx != sysflag::TRANSACTION_COMMIT_TYPE {
         return;
@@ -300,7 +330,10 @@ async fn send_batch(
     queue_id: i32,
 ) -> Result<RemotingCommand, Reject> {
     if topic::is_retry_topic(&h.topic) {
-        return Err(reject(ResponseCode::MESSAGE_ILLEGAL, format!("batch request does not support retry group {}", h.topic)));
+        return Err(reject(
+            ResponseCode::MESSAGE_ILLEGAL,
+            format!("batch request does not support retry group {}", h.topic),
+        ));
     }
     let body = req.body_bytes();
     let max = ctx.config.store.max_message_size.as_u64() as usize;
@@ -339,7 +372,10 @@ async fn send_batch(
                 .iter()
                 .any(|k| common::properties::find_in_encoded(&item_props, k).is_some())
         {
-            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "batch messages cannot be timed (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS)"));
+            return Err(reject(
+                ResponseCode::MESSAGE_ILLEGAL,
+                "batch messages cannot be timed (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS)",
+            ));
         }
         let props = common::batch::merge_properties(&item_props, &batch_props);
         let tags_code = common::hash::tags_code(common::properties::find_in_encoded(&props, keys::TAGS));
@@ -368,7 +404,11 @@ async fn send_batch(
 
 /// CONSUMER_SEND_MSG_BACK: a consumer failed a message; re-topic it to the group's
 /// retry topic through the delay levels, or to its DLQ after too many attempts.
-pub async fn consumer_send_msg_back(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn consumer_send_msg_back(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h: ConsumerSendMsgBackRequestHeader = try_header!(&req);
     Span::current().record("group", h.group.as_str());
     Some(match send_back(ctx, ch, &req, &h).await {
@@ -383,10 +423,16 @@ async fn send_back(
     h: &ConsumerSendMsgBackRequestHeader,
 ) -> Result<RemotingCommand, Reject> {
     let Some(gc) = ctx.groups.find_or_create(&h.group) else {
-        return Err(reject(ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group not exist, {}", h.group)));
+        return Err(reject(
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+            format!("subscription group not exist, {}", h.group),
+        ));
     };
     if !ctx.is_writeable() {
-        return Err(reject(ResponseCode::NO_PERMISSION, format!("the broker[{}] sending message is forbidden", ctx.broker_addr)));
+        return Err(reject(
+            ResponseCode::NO_PERMISSION,
+            format!("the broker[{}] sending message is forbidden", ctx.broker_addr),
+        ));
     }
     if gc.retry_queue_nums <= 0 {
         return Ok(RemotingCommand::success());
@@ -394,8 +440,9 @@ async fn send_back(
     let Some(raw) = ctx.store.look_message_by_offset(h.offset) else {
         return Err(reject(ResponseCode::SYSTEM_ERROR, format!("look message by offset failed, {}", h.offset)));
     };
-    let original = MessageExt::decode(&raw, false)
-        .map_err(|e| reject(ResponseCode::SYSTEM_ERROR, format!("stored message at {} is unreadable: {e}", h.offset)))?;
+    let original = MessageExt::decode(&raw, false).map_err(|e| {
+        reject(ResponseCode::SYSTEM_ERROR, format!("stored message at {} is unreadable: {e}", h.offset))
+    })?;
     let retry = ctx.topics.create_system(&topic::retry_topic(&h.group), gc.retry_queue_nums, perm::READ_WRITE, 0);
     let max_times = match h.max_reconsume_times {
         Some(m) if req.version >= V3_4_9 => m,

@@ -73,7 +73,11 @@ pub trait MessageListenerConcurrently: Send + Sync + 'static {
 
 /// A listener that gets each queue's messages one batch at a time, in queue order.
 pub trait MessageListenerOrderly: Send + Sync + 'static {
-    fn consume_message(&self, msgs: &[MessageExt], ctx: &ConsumeContext) -> impl Future<Output = ConsumeOrderlyStatus> + Send;
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        ctx: &ConsumeContext,
+    ) -> impl Future<Output = ConsumeOrderlyStatus> + Send;
 }
 
 impl<F> MessageListenerConcurrently for F
@@ -89,7 +93,11 @@ impl<F> MessageListenerOrderly for F
 where
     F: Fn(&[MessageExt], &ConsumeContext) -> ConsumeOrderlyStatus + Send + Sync + 'static,
 {
-    fn consume_message(&self, msgs: &[MessageExt], ctx: &ConsumeContext) -> impl Future<Output = ConsumeOrderlyStatus> + Send {
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        ctx: &ConsumeContext,
+    ) -> impl Future<Output = ConsumeOrderlyStatus> + Send {
         std::future::ready(self(msgs, ctx))
     }
 }
@@ -123,7 +131,11 @@ where
     F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ConsumeOrderlyStatus> + Send + 'static,
 {
-    fn consume_message(&self, msgs: &[MessageExt], ctx: &ConsumeContext) -> impl Future<Output = ConsumeOrderlyStatus> + Send {
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        ctx: &ConsumeContext,
+    ) -> impl Future<Output = ConsumeOrderlyStatus> + Send {
         (self.0)(msgs.to_vec(), ctx.clone())
     }
 }

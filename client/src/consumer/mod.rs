@@ -17,11 +17,14 @@ pub mod pull_consumer;
 pub mod push;
 pub mod rebalance;
 
-pub use listener::{AsyncFnListener, ConsumeContext, ConsumeOrderlyStatus, ConsumeStatus, MessageListenerConcurrently, MessageListenerOrderly};
+pub use listener::{
+    AsyncFnListener, ConsumeContext, ConsumeOrderlyStatus, ConsumeStatus, MessageListenerConcurrently,
+    MessageListenerOrderly,
+};
 pub use offset_store::OffsetStore;
-pub use push::{PushConsumer, PushConsumerBuilder, PushConsumerOptions};
 pub use pull_api::{PullApi, PullRequest, PullResult, PullStatus};
 pub use pull_consumer::{LitePullConsumer, LitePullOptions, PullConsumer};
+pub use push::{PushConsumer, PushConsumerBuilder, PushConsumerOptions};
 pub use rebalance::{AllocateAveragely, AllocateAveragelyByCircle, AllocateConsistentHash, AllocateStrategy};
 
 pub use common::subscription::{ConsumeFromWhere, MessageModel};

@@ -61,7 +61,10 @@ impl OffsetStore {
     pub fn default_local_path(dir: Option<&Path>, client_id: &str, group: &str) -> PathBuf {
         let base = match dir {
             Some(d) => d.to_path_buf(),
-            None => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".rocketmq_offsets"),
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".rocketmq_offsets"),
         };
         base.join(client_id).join(group).join("offsets.json")
     }
@@ -134,8 +137,9 @@ impl OffsetStore {
             }
             Backend::Local(path) => {
                 let path = path.clone();
-                let offsets =
-                    tokio::task::spawn_blocking(move || read_file(&path)).await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                let offsets = tokio::task::spawn_blocking(move || read_file(&path))
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
                 offsets.into_iter().find(|(q, _)| q == mq).map(|(_, o)| o)
             }
         };
@@ -182,7 +186,8 @@ impl OffsetStore {
             },
             Backend::Local(path) => {
                 // Snapshot first: the guard must not live across the await.
-                let snapshot: Vec<(MessageQueue, i64)> = self.table.lock().iter().map(|(q, o)| (q.clone(), *o)).collect();
+                let snapshot: Vec<(MessageQueue, i64)> =
+                    self.table.lock().iter().map(|(q, o)| (q.clone(), *o)).collect();
                 write_file(path, snapshot).await
             }
         }
@@ -209,7 +214,12 @@ fn encode_table(mut entries: Vec<(MessageQueue, i64)>) -> String {
         }
         // fastjson writes keys in alphabetical order.
         let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
-        out.push_str(&format!("{{\"brokerName\":{},\"queueId\":{},\"topic\":{}}}", s(&mq.broker_name), mq.queue_id, s(&mq.topic)));
+        out.push_str(&format!(
+            "{{\"brokerName\":{},\"queueId\":{},\"topic\":{}}}",
+            s(&mq.broker_name),
+            mq.queue_id,
+            s(&mq.topic)
+        ));
         out.push(':');
         out.push_str(&o.to_string());
     }

@@ -31,8 +31,9 @@ use common::{MessageExt, ResponseCode};
 use remoting::body::{ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody};
 use remoting::header::broker::{
     ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
-    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    SearchOffsetRequestHeader, TopicQueueRequestHeader, UpdateConsumerOffsetRequestHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use remoting::{RemotingCommand, RequestCode};
 
@@ -181,11 +182,18 @@ impl PullApi {
             suspend_timeout_millis: req.suspend.map_or(0, |d| d.as_millis() as i64),
             subscription: Some(sub.sub_string.clone()),
             sub_version: sub.sub_version,
-            expression_type: Some(if sub.expression_type.is_empty() { "TAG".to_owned() } else { sub.expression_type.clone() }),
+            expression_type: Some(if sub.expression_type.is_empty() {
+                "TAG".to_owned()
+            } else {
+                sub.expression_type.clone()
+            }),
             max_msg_bytes: None,
             broker_name: Some(req.mq.broker_name.clone()),
         };
-        let resp = self.instance.invoke(&addr, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &header), req.timeout).await?;
+        let resp = self
+            .instance
+            .invoke(&addr, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &header), req.timeout)
+            .await?;
         let status = match resp.response_code() {
             ResponseCode::SUCCESS => PullStatus::Found,
             ResponseCode::PULL_NOT_FOUND => PullStatus::NoNewMsg,
@@ -193,7 +201,8 @@ impl PullApi {
             ResponseCode::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
             _ => return Err(Error::from_response(&resp, &addr)),
         };
-        let h: PullMessageResponseHeader = resp.decode_header().map_err(|e| Error::Body(format!("pull response header: {e}")))?;
+        let h: PullMessageResponseHeader =
+            resp.decode_header().map_err(|e| Error::Body(format!("pull response header: {e}")))?;
         let mut result = PullResult {
             status,
             next_begin_offset: h.next_begin_offset,
@@ -241,7 +250,8 @@ impl PullApi {
         let resp = self.invoke(&addr, RemotingCommand::request_with(RequestCode::QUERY_CONSUMER_OFFSET, &h)).await?;
         match resp.response_code() {
             ResponseCode::SUCCESS => {
-                let h: QueryConsumerOffsetResponseHeader = resp.decode_header().map_err(|e| Error::Body(e.to_string()))?;
+                let h: QueryConsumerOffsetResponseHeader =
+                    resp.decode_header().map_err(|e| Error::Body(e.to_string()))?;
                 Ok(Some(h.offset))
             }
             ResponseCode::QUERY_NOT_FOUND => Ok(None),
@@ -296,7 +306,12 @@ impl PullApi {
     /// No address, transport failures, a refusal.
     pub async fn search_offset(&self, mq: &MessageQueue, timestamp: i64) -> Result<i64> {
         let addr = self.read_addr(mq).await?;
-        let h = SearchOffsetRequestHeader { topic: mq.topic.clone(), queue_id: mq.queue_id, timestamp, boundary_type: None };
+        let h = SearchOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            timestamp,
+            boundary_type: None,
+        };
         self.offset_call(&addr, RemotingCommand::request_with(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, &h)).await
     }
 
@@ -309,8 +324,11 @@ impl PullApi {
     pub async fn consumer_ids(&self, topic: &str, group: &str) -> Result<Vec<String>> {
         let route = self.instance.route(topic).await?;
         let masters: Vec<&str> = route.broker_datas.iter().filter_map(|b| b.master_addr()).collect();
-        let pool: Vec<&str> =
-            if masters.is_empty() { route.broker_datas.iter().filter_map(|b| b.select_addr()).collect() } else { masters };
+        let pool: Vec<&str> = if masters.is_empty() {
+            route.broker_datas.iter().filter_map(|b| b.select_addr()).collect()
+        } else {
+            masters
+        };
         if pool.is_empty() {
             return Err(Error::NoRoute(topic.to_owned()));
         }
@@ -324,11 +342,13 @@ impl PullApi {
     /// As [`PullApi::consumer_ids`].
     pub async fn consumer_ids_from(&self, broker_addr: &str, group: &str) -> Result<Vec<String>> {
         let h = ConsumerGroupRequestHeader { consumer_group: group.to_owned() };
-        let resp = self.invoke(broker_addr, RemotingCommand::request_with(RequestCode::GET_CONSUMER_LIST_BY_GROUP, &h)).await?;
+        let resp = self
+            .invoke(broker_addr, RemotingCommand::request_with(RequestCode::GET_CONSUMER_LIST_BY_GROUP, &h))
+            .await?;
         match resp.response_code() {
             ResponseCode::SUCCESS => {
-                let body: ConsumerListBody =
-                    remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(format!("consumer list: {e}")))?;
+                let body: ConsumerListBody = remoting::json::from_slice(&resp.body_bytes())
+                    .map_err(|e| Error::Body(format!("consumer list: {e}")))?;
                 let mut ids = body.consumer_id_list;
                 ids.sort();
                 ids.dedup();
@@ -531,7 +551,8 @@ mod tests {
         }
         let sub = SubscriptionData::new("T", sub, "TAG", 1);
         let got = decode_messages(&buf.freeze(), &sub).unwrap();
-        let got: Vec<(String, Vec<u8>)> = got.iter().map(|m| (m.tags().unwrap_or("").to_owned(), m.body.to_vec())).collect();
+        let got: Vec<(String, Vec<u8>)> =
+            got.iter().map(|m| (m.tags().unwrap_or("").to_owned(), m.body.to_vec())).collect();
         let want: Vec<(String, Vec<u8>)> = expected.iter().map(|(t, b)| ((*t).to_owned(), b.to_vec())).collect();
         assert_eq!(got, want);
     }

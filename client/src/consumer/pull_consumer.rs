@@ -108,8 +108,13 @@ impl PullConsumer {
     }
 
     fn build(group: impl Into<String>, instance: ClientInstance, owns_instance: bool) -> Self {
-        let inner =
-            Arc::new(PullInner { api: PullApi::new(instance.clone()), instance, owns_instance, group: group.into(), topics: Mutex::default() });
+        let inner = Arc::new(PullInner {
+            api: PullApi::new(instance.clone()),
+            instance,
+            owns_instance,
+            group: group.into(),
+            topics: Mutex::default(),
+        });
         let handle: Arc<dyn ConsumerHandle> = Arc::new(PullHandle(Arc::downgrade(&inner)));
         // Registration only feeds heartbeats (admin tools see the group); a group
         // that already has a consumer on a shared instance keeps that one.
@@ -181,12 +186,20 @@ impl PullConsumer {
         self.pull_inner(mq, expression, offset, max_nums, Some(hold)).await
     }
 
-    async fn pull_inner(&self, mq: &MessageQueue, expression: &str, offset: i64, max_nums: i32, hold: Option<Duration>) -> Result<PullResult> {
+    async fn pull_inner(
+        &self,
+        mq: &MessageQueue,
+        expression: &str,
+        offset: i64,
+        max_nums: i32,
+        hold: Option<Duration>,
+    ) -> Result<PullResult> {
         if max_nums <= 0 {
             return Err(Error::InvalidArgument(format!("max_nums must be positive, not {max_nums}")));
         }
         self.note_topic(&mq.topic);
-        let mut req = PullRequest::new(self.inner.group.clone(), mq.clone(), offset, subscription(&mq.topic, expression));
+        let mut req =
+            PullRequest::new(self.inner.group.clone(), mq.clone(), offset, subscription(&mq.topic, expression));
         req.max_msg_nums = max_nums;
         req.post_subscription = true;
         req.suspend = hold;
@@ -419,7 +432,12 @@ pub struct LitePullConsumer {
 impl LitePullConsumer {
     /// A lite pull consumer of `group` with name servers from `config` (or `namesrv`
     /// set in code, which wins). Subscribe or assign, then [`LitePullConsumer::start`].
-    pub fn new(group: impl Into<String>, config: config::ClientConfig, namesrv: Option<Vec<String>>, opts: LitePullOptions) -> Self {
+    pub fn new(
+        group: impl Into<String>,
+        config: config::ClientConfig,
+        namesrv: Option<Vec<String>>,
+        opts: LitePullOptions,
+    ) -> Self {
         Self::build(group, ClientInstance::new(config, namesrv), opts, true)
     }
 
@@ -486,7 +504,9 @@ impl LitePullConsumer {
         let started = {
             let mut st = self.inner.state.lock();
             if st.mode == Mode::Assign {
-                return Err(Error::InvalidArgument("subscribe after assign: a lite pull consumer uses one mode".into()));
+                return Err(Error::InvalidArgument(
+                    "subscribe after assign: a lite pull consumer uses one mode".into(),
+                ));
             }
             st.mode = Mode::Subscribe;
             st.subscriptions.insert(topic.to_owned(), subscription(topic, expression));
@@ -507,7 +527,9 @@ impl LitePullConsumer {
         let started = {
             let mut st = self.inner.state.lock();
             if st.mode == Mode::Subscribe {
-                return Err(Error::InvalidArgument("assign after subscribe: a lite pull consumer uses one mode".into()));
+                return Err(Error::InvalidArgument(
+                    "assign after subscribe: a lite pull consumer uses one mode".into(),
+                ));
             }
             st.mode = Mode::Assign;
             for mq in &mqs {
@@ -545,7 +567,10 @@ impl LitePullConsumer {
         let handle: Arc<dyn ConsumerHandle> = Arc::new(LiteHandle(Arc::downgrade(&self.inner)));
         if !self.inner.instance.try_register_consumer(handle) {
             self.inner.state.lock().started = false;
-            return Err(Error::InvalidArgument(format!("group `{}` already has a consumer on this client instance", self.inner.group)));
+            return Err(Error::InvalidArgument(format!(
+                "group `{}` already has a consumer on this client instance",
+                self.inner.group
+            )));
         }
         self.inner.instance.start();
         match mode {
@@ -616,7 +641,10 @@ impl LitePullConsumer {
     /// offset outside the queue; transport failures reading the queue's range.
     pub async fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
         if !self.inner.state.lock().assigned.contains_key(mq) {
-            return Err(Error::InvalidArgument(format!("seek on {}:{}:{}, which this consumer does not own", mq.topic, mq.broker_name, mq.queue_id)));
+            return Err(Error::InvalidArgument(format!(
+                "seek on {}:{}:{}, which this consumer does not own",
+                mq.topic, mq.broker_name, mq.queue_id
+            )));
         }
         check_range(&self.inner.api, mq, offset).await?;
         self.inner.restart_queue(mq, offset);
@@ -913,7 +941,12 @@ impl QueueTask {
                         offset = r.next_begin_offset;
                         // A filtered-out range is handed over too (empty), so the
                         // consumed offset moves past it.
-                        let batch = Batch { mq: self.mq.clone(), generation: self.generation, next_offset: offset, messages: r.messages };
+                        let batch = Batch {
+                            mq: self.mq.clone(),
+                            generation: self.generation,
+                            next_offset: offset,
+                            messages: r.messages,
+                        };
                         tokio::select! {
                             _ = self.cancel.cancelled() => return,
                             sent = self.tx.send(batch) => if sent.is_err() { return },
@@ -921,7 +954,11 @@ impl QueueTask {
                     }
                     PullStatus::NoNewMsg => offset = r.next_begin_offset,
                     PullStatus::OffsetIllegal => {
-                        warn!(offset, corrected = r.next_begin_offset, "offset outside the queue; continuing from the broker's correction");
+                        warn!(
+                            offset,
+                            corrected = r.next_begin_offset,
+                            "offset outside the queue; continuing from the broker's correction"
+                        );
                         offset = r.next_begin_offset;
                     }
                 },
@@ -1034,11 +1071,21 @@ mod tests {
 
     #[tokio::test]
     async fn modes_do_not_mix() {
-        let c = LitePullConsumer::new("G", config::ClientConfig::default(), Some(vec!["127.0.0.1:1".into()]), LitePullOptions::default());
+        let c = LitePullConsumer::new(
+            "G",
+            config::ClientConfig::default(),
+            Some(vec!["127.0.0.1:1".into()]),
+            LitePullOptions::default(),
+        );
         c.subscribe("T", "*").await.unwrap();
         let err = c.assign(vec![MessageQueue::new("T", "b", 0)]).await.unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
-        let c = LitePullConsumer::new("G", config::ClientConfig::default(), Some(vec!["127.0.0.1:1".into()]), LitePullOptions::default());
+        let c = LitePullConsumer::new(
+            "G",
+            config::ClientConfig::default(),
+            Some(vec!["127.0.0.1:1".into()]),
+            LitePullOptions::default(),
+        );
         c.assign(vec![MessageQueue::new("T", "b", 0)]).await.unwrap();
         assert!(c.subscribe("T", "*").await.is_err());
         // Nothing started: seek on a queue not yet owned is refused.

@@ -69,8 +69,8 @@ use common::{topic, Message, MessageExt, ResponseCode};
 use remoting::channel::BoxFuture;
 
 use crate::consumer::listener::{
-    AsyncFnListener, ConsumeContext, ConsumeOrderlyStatus, ConsumeStatus, DynConcurrent, DynOrderly, MessageListenerConcurrently,
-    MessageListenerOrderly,
+    AsyncFnListener, ConsumeContext, ConsumeOrderlyStatus, ConsumeStatus, DynConcurrent, DynOrderly,
+    MessageListenerConcurrently, MessageListenerOrderly,
 };
 use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::process_queue::ProcessQueue;
@@ -289,15 +289,20 @@ impl PushConsumerBuilder {
     /// [`Error::InvalidArgument`]: no listener, no subscription, a bad group or
     /// topic name, or the group already has a consumer on the instance.
     pub async fn start(self) -> Result<PushConsumer> {
-        let listener = self.listener.ok_or_else(|| Error::InvalidArgument("a push consumer needs a listener".into()))?;
-        topic::validate_topic(&self.group).map_err(|e| Error::InvalidArgument(format!("group `{}`: {e}", self.group)))?;
+        let listener =
+            self.listener.ok_or_else(|| Error::InvalidArgument("a push consumer needs a listener".into()))?;
+        topic::validate_topic(&self.group)
+            .map_err(|e| Error::InvalidArgument(format!("group `{}`: {e}", self.group)))?;
         if self.group == common::topic::CLIENT_INNER_PRODUCER_GROUP || self.group == "DEFAULT_CONSUMER" {
             return Err(Error::InvalidArgument(format!("`{}` is reserved", self.group)));
         }
         if self.subscriptions.is_empty() {
             return Err(Error::InvalidArgument("a push consumer needs at least one subscription".into()));
         }
-        if self.options.consume_batch_size == 0 || self.options.consume_concurrency == 0 || self.options.pull_batch_size <= 0 {
+        if self.options.consume_batch_size == 0
+            || self.options.consume_concurrency == 0
+            || self.options.pull_batch_size <= 0
+        {
             return Err(Error::InvalidArgument("batch sizes and concurrency must be positive".into()));
         }
         let version = now_ms();
@@ -317,14 +322,23 @@ impl PushConsumerBuilder {
         let mut store = match self.model {
             MessageModel::Clustering => OffsetStore::remote(api.clone(), self.group.clone()),
             MessageModel::Broadcasting => OffsetStore::local(
-                OffsetStore::default_local_path(self.options.offset_store_dir.as_deref(), instance.client_id(), &self.group),
+                OffsetStore::default_local_path(
+                    self.options.offset_store_dir.as_deref(),
+                    instance.client_id(),
+                    &self.group,
+                ),
                 self.group.clone(),
             ),
         };
         store.set_strict_query(self.from_where == ConsumeFromWhere::Timestamp);
         store.load()?;
-        let inner_producer = (self.model == MessageModel::Clustering)
-            .then(|| Producer::with_instance(common::topic::CLIENT_INNER_PRODUCER_GROUP, instance.clone(), ProducerOptions::default()));
+        let inner_producer = (self.model == MessageModel::Clustering).then(|| {
+            Producer::with_instance(
+                common::topic::CLIENT_INNER_PRODUCER_GROUP,
+                instance.clone(),
+                ProducerOptions::default(),
+            )
+        });
         let inner = Arc::new(Inner {
             permits: Arc::new(Semaphore::new(self.options.consume_concurrency)),
             group: self.group,
@@ -348,7 +362,10 @@ impl PushConsumerBuilder {
         });
         let handle = Arc::new(Handle { group: inner.group.clone(), inner: Arc::downgrade(&inner) });
         if !inner.instance.try_register_consumer(handle) {
-            return Err(Error::InvalidArgument(format!("group `{}` already has a consumer on this client instance", inner.group)));
+            return Err(Error::InvalidArgument(format!(
+                "group `{}` already has a consumer on this client instance",
+                inner.group
+            )));
         }
         inner.instance.start();
         for s in &inner.subs {
@@ -555,7 +572,9 @@ impl Inner {
             });
         }
         if self.needs_lock() {
-            spawn_periodic(weak, self.cancel.clone(), self.opts.lock_interval, "lock_all", |i| Box::pin(async move { i.lock_all().await }));
+            spawn_periodic(weak, self.cancel.clone(), self.opts.lock_interval, "lock_all", |i| {
+                Box::pin(async move { i.lock_all().await })
+            });
         }
     }
 
@@ -611,7 +630,8 @@ impl Inner {
     async fn update_queues(self: &Arc<Self>, sub: &Arc<SubscriptionData>, assigned: Vec<MessageQueue>) {
         let (removed, new): (Vec<Arc<ProcessQueue>>, Vec<MessageQueue>) = {
             let mut table = self.table.lock();
-            let gone: Vec<MessageQueue> = table.keys().filter(|q| q.topic == sub.topic && !assigned.contains(q)).cloned().collect();
+            let gone: Vec<MessageQueue> =
+                table.keys().filter(|q| q.topic == sub.topic && !assigned.contains(q)).cloned().collect();
             let removed = gone.iter().filter_map(|q| table.remove(q)).collect();
             let new = assigned.iter().filter(|q| !table.contains_key(*q)).cloned().collect();
             (removed, new)
@@ -632,7 +652,9 @@ impl Inner {
             for (broker, mqs) in by_broker {
                 match self.api.lock_batch(&self.group, broker, &mqs).await {
                     Ok(ok) => locked.extend(ok),
-                    Err(e) => debug!(group = %self.group, broker_name = broker, error = %e, "lock of new queues failed"),
+                    Err(e) => {
+                        debug!(group = %self.group, broker_name = broker, error = %e, "lock of new queues failed")
+                    }
                 }
             }
         }
@@ -686,7 +708,9 @@ impl Inner {
             }
             this.store.remove(&pq.mq);
             if pq.is_locked() {
-                if let Err(e) = this.api.unlock_batch(&this.group, &pq.mq.broker_name, std::slice::from_ref(&pq.mq), false).await {
+                if let Err(e) =
+                    this.api.unlock_batch(&this.group, &pq.mq.broker_name, std::slice::from_ref(&pq.mq), false).await
+                {
                     debug!(group = %this.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "unlock failed");
                 }
                 pq.set_locked(false);
@@ -831,7 +855,10 @@ impl Inner {
                 },
                 Err(e) => {
                     let code = e.response_code();
-                    if matches!(code, Some(ResponseCode::SUBSCRIPTION_NOT_EXIST | ResponseCode::SUBSCRIPTION_NOT_LATEST)) {
+                    if matches!(
+                        code,
+                        Some(ResponseCode::SUBSCRIPTION_NOT_EXIST | ResponseCode::SUBSCRIPTION_NOT_LATEST)
+                    ) {
                         // The broker has not seen the subscription yet: tell it and
                         // try again soon.
                         debug!(error = %e, "pull refused; heartbeating");
@@ -957,7 +984,8 @@ impl Inner {
                 }
             }
         }
-        let done: Vec<i64> = msgs.iter().map(|m| m.queue_offset).filter(|o| !again.iter().any(|m| m.queue_offset == *o)).collect();
+        let done: Vec<i64> =
+            msgs.iter().map(|m| m.queue_offset).filter(|o| !again.iter().any(|m| m.queue_offset == *o)).collect();
         pq.remove(&done, &self.store);
         if !again.is_empty() && !pq.is_dropped() {
             let delay = self.opts.reconsume_later_delay;
@@ -1135,7 +1163,8 @@ impl Inner {
                 }
             }
         }
-        let producer_group = (self.owns_instance && self.inner_producer.is_some()).then_some(common::topic::CLIENT_INNER_PRODUCER_GROUP);
+        let producer_group =
+            (self.owns_instance && self.inner_producer.is_some()).then_some(common::topic::CLIENT_INNER_PRODUCER_GROUP);
         self.instance.unregister(producer_group, Some(&self.group)).await;
         if self.owns_instance {
             self.instance.shutdown();
@@ -1150,7 +1179,12 @@ impl Inner {
 /// topic, the id of the first message of the chain, the next reconsume count
 /// (the broker turns RECONSUME_TIME into the record's count) and the delay.
 fn retry_copy(group: &str, msg: &MessageExt, max_reconsume_times: i32) -> Message {
-    let mut copy = Message { topic: topic::retry_topic(group), flag: msg.flag, properties: msg.properties.clone(), body: msg.body.clone() };
+    let mut copy = Message {
+        topic: topic::retry_topic(group),
+        flag: msg.flag,
+        properties: msg.properties.clone(),
+        body: msg.body.clone(),
+    };
     if !copy.properties.contains(keys::ORIGIN_MESSAGE_ID) {
         copy.properties.insert(keys::ORIGIN_MESSAGE_ID, msg.msg_id());
     }

@@ -20,7 +20,13 @@ pub trait AllocateStrategy: Send + Sync {
     /// The strategy's name, as RocketMQ reports it (`AVG`, `AVG_BY_CIRCLE`, ...).
     fn name(&self) -> &str;
     /// The queues of `mq_all` that `current_cid` owns among `cid_all`.
-    fn allocate(&self, group: &str, current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> Vec<MessageQueue>;
+    fn allocate(
+        &self,
+        group: &str,
+        current_cid: &str,
+        mq_all: &[MessageQueue],
+        cid_all: &[String],
+    ) -> Vec<MessageQueue>;
 }
 
 fn index_of(current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> Option<usize> {
@@ -41,7 +47,13 @@ impl AllocateStrategy for AllocateAveragely {
         "AVG"
     }
 
-    fn allocate(&self, _group: &str, current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> Vec<MessageQueue> {
+    fn allocate(
+        &self,
+        _group: &str,
+        current_cid: &str,
+        mq_all: &[MessageQueue],
+        cid_all: &[String],
+    ) -> Vec<MessageQueue> {
         let Some(index) = index_of(current_cid, mq_all, cid_all) else { return Vec::new() };
         let (n, m) = (mq_all.len(), cid_all.len());
         let modulo = n % m;
@@ -68,7 +80,13 @@ impl AllocateStrategy for AllocateAveragelyByCircle {
         "AVG_BY_CIRCLE"
     }
 
-    fn allocate(&self, _group: &str, current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> Vec<MessageQueue> {
+    fn allocate(
+        &self,
+        _group: &str,
+        current_cid: &str,
+        mq_all: &[MessageQueue],
+        cid_all: &[String],
+    ) -> Vec<MessageQueue> {
         let Some(index) = index_of(current_cid, mq_all, cid_all) else { return Vec::new() };
         mq_all.iter().skip(index).step_by(cid_all.len()).cloned().collect()
     }
@@ -112,7 +130,13 @@ impl AllocateStrategy for AllocateConsistentHash {
         "CONSISTENT_HASH"
     }
 
-    fn allocate(&self, _group: &str, current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> Vec<MessageQueue> {
+    fn allocate(
+        &self,
+        _group: &str,
+        current_cid: &str,
+        mq_all: &[MessageQueue],
+        cid_all: &[String],
+    ) -> Vec<MessageQueue> {
         if index_of(current_cid, mq_all, cid_all).is_none() {
             return Vec::new();
         }
@@ -127,7 +151,10 @@ impl AllocateStrategy for AllocateConsistentHash {
         mq_all
             .iter()
             .filter(|mq| {
-                let h = ring_hash(&format!("MessageQueue [topic={}, brokerName={}, queueId={}]", mq.topic, mq.broker_name, mq.queue_id));
+                let h = ring_hash(&format!(
+                    "MessageQueue [topic={}, brokerName={}, queueId={}]",
+                    mq.topic, mq.broker_name, mq.queue_id
+                ));
                 let owner = ring.range(h..).next().or_else(|| ring.iter().next()).map(|(_, c)| *c);
                 owner == Some(current_cid)
             })
@@ -140,8 +167,9 @@ impl AllocateStrategy for AllocateConsistentHash {
 /// ring hash; checked against the RFC's test suite below.
 fn md5(input: &[u8]) -> [u8; 16] {
     const S: [u32; 64] = [
-        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23,
-        4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14,
+        20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6,
+        10, 15, 21,
     ];
     // K[i] = floor(abs(sin(i + 1)) * 2^32)
     let k: [u32; 64] = std::array::from_fn(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32);
@@ -154,8 +182,9 @@ fn md5(input: &[u8]) -> [u8; 16] {
     }
     msg.extend_from_slice(&bit_len.to_le_bytes());
     for chunk in msg.chunks_exact(64) {
-        let m: [u32; 16] =
-            std::array::from_fn(|i| u32::from_le_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]));
+        let m: [u32; 16] = std::array::from_fn(|i| {
+            u32::from_le_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]])
+        });
         let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
         for i in 0..64 {
             let (f, g) = match i / 16 {
@@ -200,7 +229,8 @@ mod tests {
     fn check(strategy: &dyn AllocateStrategy, n: i32, m: usize, expected: &[&[i32]]) {
         let mqs = queues(n);
         let ids = cids(m);
-        let got: Vec<Vec<i32>> = ids.iter().map(|c| strategy.allocate("G", c, &mqs, &ids).iter().map(|q| q.queue_id).collect()).collect();
+        let got: Vec<Vec<i32>> =
+            ids.iter().map(|c| strategy.allocate("G", c, &mqs, &ids).iter().map(|q| q.queue_id).collect()).collect();
         let want: Vec<Vec<i32>> = expected.iter().map(|e| e.to_vec()).collect();
         assert_eq!(got, want, "{} with {n} queues and {m} members", strategy.name());
     }
@@ -235,7 +265,11 @@ mod tests {
     fn unknown_member_or_empty_inputs_get_nothing() {
         let mqs = queues(4);
         let ids = cids(2);
-        for s in [&AllocateAveragely as &dyn AllocateStrategy, &AllocateAveragelyByCircle, &AllocateConsistentHash::default()] {
+        for s in [
+            &AllocateAveragely as &dyn AllocateStrategy,
+            &AllocateAveragelyByCircle,
+            &AllocateConsistentHash::default(),
+        ] {
             assert!(s.allocate("G", "stranger", &mqs, &ids).is_empty());
             assert!(s.allocate("G", &ids[0], &[], &ids).is_empty());
             assert!(s.allocate("G", &ids[0], &mqs, &[]).is_empty());
@@ -262,8 +296,10 @@ mod tests {
     fn consistent_hash_partitions_and_is_stable() {
         let s = AllocateConsistentHash::default();
         let mqs: Vec<MessageQueue> = {
-            let mut v: Vec<MessageQueue> =
-                ["broker-a", "broker-b"].iter().flat_map(|b| (0..8).map(move |i| MessageQueue::new("TopicTest", *b, i))).collect();
+            let mut v: Vec<MessageQueue> = ["broker-a", "broker-b"]
+                .iter()
+                .flat_map(|b| (0..8).map(move |i| MessageQueue::new("TopicTest", *b, i)))
+                .collect();
             v.sort();
             v
         };

@@ -68,11 +68,7 @@ struct Entry {
 }
 
 const fn entry(rocketmq: &'static str, ferromq: &'static str, unit: Unit) -> Entry {
-    Entry {
-        rocketmq,
-        ferromq,
-        unit,
-    }
+    Entry { rocketmq, ferromq, unit }
 }
 
 /// The keys of one component's RocketMQ file.
@@ -83,15 +79,9 @@ pub(crate) struct Table {
     unsupported: &'static [&'static str],
 }
 
-const PORT: Unit = Unit::Int {
-    max: u16::MAX as u64,
-};
-const U8: Unit = Unit::Int {
-    max: u8::MAX as u64,
-};
-const U32: Unit = Unit::Int {
-    max: u32::MAX as u64,
-};
+const PORT: Unit = Unit::Int { max: u16::MAX as u64 };
+const U8: Unit = Unit::Int { max: u8::MAX as u64 };
+const U32: Unit = Unit::Int { max: u32::MAX as u64 };
 const U64: Unit = Unit::Int { max: u64::MAX };
 /// Sizes are plain byte counts in RocketMQ files.
 const BYTES: Unit = U64;
@@ -182,14 +172,14 @@ pub(crate) const NAMESRV: Table = Table {
 /// spelling of `namesrvAddr`).
 pub(crate) const CLIENT: Table = Table {
     entries: &[
-        entry("namesrvAddr",                       "client.namesrv_addr",                             Unit::Text),
-        entry("rocketmq.namesrv.addr",             "client.namesrv_addr",                             Unit::Text),
-        entry("instanceName",                      "client.instance_name",                            Unit::Text),
-        entry("clientIP",                          "client.client_ip",                                Unit::Text),
-        entry("pollNameServerInterval",            "client.poll_name_server_interval",                Unit::Millis),
-        entry("heartbeatBrokerInterval",           "client.heartbeat_broker_interval",                Unit::Millis),
-        entry("persistConsumerOffsetInterval",     "client.persist_consumer_offset_interval",         Unit::Millis),
-        entry("mqClientApiTimeout",                "client.mq_client_api_timeout",                    Unit::Millis),
+        entry("namesrvAddr", "client.namesrv_addr", Unit::Text),
+        entry("rocketmq.namesrv.addr", "client.namesrv_addr", Unit::Text),
+        entry("instanceName", "client.instance_name", Unit::Text),
+        entry("clientIP", "client.client_ip", Unit::Text),
+        entry("pollNameServerInterval", "client.poll_name_server_interval", Unit::Millis),
+        entry("heartbeatBrokerInterval", "client.heartbeat_broker_interval", Unit::Millis),
+        entry("persistConsumerOffsetInterval", "client.persist_consumer_offset_interval", Unit::Millis),
+        entry("mqClientApiTimeout", "client.mq_client_api_timeout", Unit::Millis),
     ],
     unsupported: &[],
 };
@@ -203,11 +193,7 @@ pub(crate) const CLIENT: Table = Table {
 ///
 /// [`Error::PropertiesSyntax`] for a malformed escape, [`Error::Property`]
 /// for a value that does not convert.
-pub(crate) fn to_dict(
-    path: &Path,
-    text: &str,
-    table: &Table,
-) -> Result<(Dict, Vec<ConfigWarning>)> {
+pub(crate) fn to_dict(path: &Path, text: &str, table: &Table) -> Result<(Dict, Vec<ConfigWarning>)> {
     let properties = properties::parse(text).map_err(|e| Error::PropertiesSyntax {
         path: path.to_owned(),
         line: e.line,
@@ -216,11 +202,7 @@ pub(crate) fn to_dict(
     let mut dict = Dict::new();
     let mut warnings = Vec::new();
     let mut commit_log_dirs = Vec::new();
-    let warn = |key: &str, kind| ConfigWarning {
-        key: key.to_owned(),
-        origin: Origin::File(path.to_owned()),
-        kind,
-    };
+    let warn = |key: &str, kind| ConfigWarning { key: key.to_owned(), origin: Origin::File(path.to_owned()), kind };
     for property in properties {
         let key = property.key.as_str();
         if let Some(entry) = table.entries.iter().find(|e| e.rocketmq == key) {
@@ -238,11 +220,7 @@ pub(crate) fn to_dict(
         } else if table.unsupported.contains(&key) {
             warnings.push(warn(key, WarningKind::NotImplemented));
         } else {
-            let known = table
-                .entries
-                .iter()
-                .map(|e| e.rocketmq)
-                .chain(table.unsupported.iter().copied());
+            let known = table.entries.iter().map(|e| e.rocketmq).chain(table.unsupported.iter().copied());
             let suggestion = closest(key, known).map(str::to_owned);
             warnings.push(warn(key, WarningKind::UnknownKey { suggestion }));
         }
@@ -255,10 +233,7 @@ pub(crate) fn to_dict(
             .unwrap_or_else(|| StoreConfig::default().store_path_root_dir);
         let commit_log_dir = root.join("commitlog");
         if Path::new(&dir) != commit_log_dir {
-            warnings.push(warn(
-                entry.rocketmq,
-                WarningKind::CommitLogPathIgnored { commit_log_dir },
-            ));
+            warnings.push(warn(entry.rocketmq, WarningKind::CommitLogPathIgnored { commit_log_dir }));
         }
     }
     Ok((dict, warnings))
@@ -268,9 +243,7 @@ pub(crate) fn to_dict(
 /// caller adds both).
 fn convert(unit: Unit, text: &str) -> Result<Value, String> {
     let int = |max: u64| -> Result<u64, String> {
-        let n: u64 = text
-            .parse()
-            .map_err(|e: std::num::ParseIntError| e.to_string())?;
+        let n: u64 = text.parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
         if n > max {
             return Err(format!("must be at most {max}"));
         }
@@ -287,16 +260,12 @@ fn convert(unit: Unit, text: &str) -> Result<Value, String> {
         },
         Unit::Int { max } => Value::from(int(max)?),
         Unit::Ip => {
-            let ip: IpAddr = text
-                .parse()
-                .map_err(|e: std::net::AddrParseError| e.to_string())?;
+            let ip: IpAddr = text.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
             Value::from(ip.to_string())
         }
         Unit::Millis => duration(Duration::from_millis(int(u64::MAX)?)),
         Unit::Seconds => duration(Duration::from_secs(int(u64::MAX)?)),
-        Unit::Hours => duration(Duration::from_secs(
-            int(u64::MAX)?.checked_mul(3600).ok_or_else(overflow)?,
-        )),
+        Unit::Hours => duration(Duration::from_secs(int(u64::MAX)?.checked_mul(3600).ok_or_else(overflow)?)),
         // Exact for whole percentages: the division is correctly rounded, so
         // 90 gives the same f64 as the literal 0.90.
         Unit::PercentToRatio => Value::from(int(100)? as f64 / 100.0),
@@ -337,11 +306,7 @@ mod tests {
             (PORT, "-1", "invalid digit found in string"),
             (Unit::Bool, "yes", "expected true or false"),
             (PERCENT, "101", "must be at most 100"),
-            (
-                FLUSH_DISK_TYPE,
-                "sync_flush",
-                "expected one of ASYNC_FLUSH, SYNC_FLUSH",
-            ),
+            (FLUSH_DISK_TYPE, "sync_flush", "expected one of ASYNC_FLUSH, SYNC_FLUSH"),
             (Unit::Hours, "18446744073709551615", "too large"),
         ] {
             assert_eq!(convert(unit, text).unwrap_err(), reason, "{text:?}");

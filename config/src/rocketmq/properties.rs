@@ -56,10 +56,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Property>, SyntaxError> {
         }
         let line_no = index + 1;
         let (raw_key, raw_value) = split_key_value(&logical);
-        let err = |reason| SyntaxError {
-            line: line_no,
-            reason,
-        };
+        let err = |reason| SyntaxError { line: line_no, reason };
         properties.push(Property {
             key: unescape(raw_key).map_err(err)?,
             value: unescape(raw_value).map_err(err)?.trim().to_owned(),
@@ -72,9 +69,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Property>, SyntaxError> {
 fn natural_lines(text: &str) -> impl Iterator<Item = &str> {
     // Splitting on '\n' then stripping a trailing '\r' handles "\r\n"; lone
     // '\r' (old Mac files) is split in a second pass.
-    text.split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line))
-        .flat_map(|line| line.split('\r'))
+    text.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line)).flat_map(|line| line.split('\r'))
 }
 
 fn ends_with_odd_backslashes(line: &str) -> bool {
@@ -155,15 +150,8 @@ mod tests {
     use super::*;
 
     fn check(text: &str, expected: &[(&str, &str)]) {
-        let parsed: Vec<(String, String)> = parse(text)
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.key, p.value))
-            .collect();
-        let expected: Vec<(String, String)> = expected
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let parsed: Vec<(String, String)> = parse(text).unwrap().into_iter().map(|p| (p.key, p.value)).collect();
+        let expected: Vec<(String, String)> = expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         assert_eq!(parsed, expected, "input: {text:?}");
     }
 
@@ -171,14 +159,7 @@ mod tests {
     fn separators() {
         check(
             "a=1\nb: 2\nc 3\nd\t=\t4\ne   :5\nf",
-            &[
-                ("a", "1"),
-                ("b", "2"),
-                ("c", "3"),
-                ("d", "4"),
-                ("e", "5"),
-                ("f", ""),
-            ],
+            &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5"), ("f", "")],
         );
         check("a==b", &[("a", "=b")]);
         check("url = http://x:80/y", &[("url", "http://x:80/y")]);
@@ -186,18 +167,12 @@ mod tests {
 
     #[test]
     fn comments_and_blank_lines() {
-        check(
-            "# c\n  ! c\n\n   \nk=v # not a comment",
-            &[("k", "v # not a comment")],
-        );
+        check("# c\n  ! c\n\n   \nk=v # not a comment", &[("k", "v # not a comment")]);
     }
 
     #[test]
     fn continuations() {
-        check(
-            "namesrvAddr=a:9876;\\\n    b:9876",
-            &[("namesrvAddr", "a:9876;b:9876")],
-        );
+        check("namesrvAddr=a:9876;\\\n    b:9876", &[("namesrvAddr", "a:9876;b:9876")]);
         // A continuation line starting with '#' is not a comment.
         check("k=a\\\n#b", &[("k", "a#b")]);
         // An even number of backslashes is an escaped backslash, not a continuation.

@@ -13,9 +13,7 @@ pub const NO_ENV: [(&str, &str); 0] = [];
 
 /// A file under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// A sample shipped in the crate folder (`config/broker.toml`, ...).
@@ -39,11 +37,7 @@ pub fn leaves<T: Serialize>(value: &T) -> BTreeMap<String, Value> {
         match value {
             Value::Dict(_, dict) => {
                 for (key, value) in dict {
-                    let path = if prefix.is_empty() {
-                        key
-                    } else {
-                        format!("{prefix}.{key}")
-                    };
+                    let path = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
                     walk(&path, value, out);
                 }
             }

@@ -17,9 +17,7 @@ use store::{FlushDiskType, MessageStore, PutMessage, PutStatus, StoreConfig};
 /// Deterministic record contents shared with the test (it rebuilds the exact bytes).
 pub fn body(round: u32, task: u32, seq: u32) -> Vec<u8> {
     let len = 50 + ((round * 7919 + task * 104_729 + seq * 31) % 400) as usize;
-    (0..len)
-        .map(|i| (i as u32 ^ round ^ (task << 3) ^ (seq << 5)) as u8)
-        .collect()
+    (0..len).map(|i| (i as u32 ^ round ^ (task << 3) ^ (seq << 5)) as u8).collect()
 }
 
 fn main() {
@@ -58,22 +56,14 @@ fn main() {
         let _ = writeln!(out, "READY {}", store.commit_log_max_offset());
         let _ = out.flush();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let mut handles = Vec::new();
         for task in 0..tasks {
             let store = store.clone();
             handles.push(tokio::spawn(async move {
                 for seq in 0..records {
-                    let mut m = PutMessage::new(
-                        "Crash",
-                        (task % 4) as i32,
-                        Bytes::from(body(round, task, seq)),
-                    );
+                    let mut m = PutMessage::new("Crash", (task % 4) as i32, Bytes::from(body(round, task, seq)));
                     m.flag = task as i32;
                     m.born_timestamp = i64::from(seq);
                     m.born_host = "192.168.7.7:7777".parse().expect("addr");

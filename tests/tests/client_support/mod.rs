@@ -83,7 +83,12 @@ pub async fn stored_at_least(broker: &str, topic: &str, queues: i32, n: usize) -
 }
 
 /// [`stored_at_least`] keyed by UNIQ_KEY (the producer's msgId).
-pub async fn stored_by_uniq_key(broker: &str, topic: &str, queues: i32, n: usize) -> Result<BTreeMap<String, Vec<MessageExt>>> {
+pub async fn stored_by_uniq_key(
+    broker: &str,
+    topic: &str,
+    queues: i32,
+    n: usize,
+) -> Result<BTreeMap<String, Vec<MessageExt>>> {
     let mut by_key: BTreeMap<String, Vec<MessageExt>> = BTreeMap::new();
     for m in stored_at_least(broker, topic, queues, n).await? {
         by_key.entry(m.properties.uniq_key().unwrap_or_default().to_owned()).or_default().push(m);
