@@ -245,6 +245,9 @@ async fn delay_levels_out_of_range_are_clamped_or_ignored() -> Result<()> {
     let parked = stored(&w, &s.msg_id).await?;
     assert_eq!((parked.topic.as_str(), parked.queue_id), (SCHEDULE_TOPIC, 17));
     assert_eq!(parked.properties.get(keys::DELAY_TIME_LEVEL), Some("18"));
+    // The three undelayed messages are acknowledged once in the commit log; wait until
+    // they are in the consume queue, or a pull at offset 3 is past its end.
+    w.pull_at_least("GC", "Clamp", 0, 0, 3).await?;
     let m = next_message(&w, "GC", "Clamp", 0, 3, Duration::from_secs(5)).await?;
     assert_eq!(&m.body[..], b"clamped");
     Ok(())
