@@ -25,7 +25,7 @@ BROKER_HA_PORT=${BROKER_HA_PORT:-$((BROKER_PORT + 1))}
 NAMESRV_ADDR=127.0.0.1:$NAMESRV_PORT
 export NAMESRV_ADDR
 CARGO=${CARGO:-cargo}
-BIN=$ROOT/target/debug
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
