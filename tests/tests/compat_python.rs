@@ -250,7 +250,8 @@ async fn cpp_batch_frame_over_send_message_v2_stores_each_message() -> Result<()
     assert_eq!(sent.code, remoting::ResponseCode::SUCCESS, "{:?}", sent.remark);
     assert_eq!((sent.queue_id, sent.queue_offset), (0, 0));
     assert_eq!(sent.msg_id.split(',').count(), 3, "one offset id per message: {}", sent.msg_id);
-    let p = w.pull("G", "CompatB", 0, 0, "*", "TAG", 0).await?;
+    // Acknowledged means in the commit log; the consume queue follows a moment later.
+    let p = w.pull_at_least("G", "CompatB", 0, 0, 3).await?;
     assert_eq!(p.code, remoting::ResponseCode::SUCCESS, "{:?}", p.remark);
     type Fields<'a> = (String, Option<&'a str>, Option<&'a str>, Option<&'a str>);
     let got: Vec<Fields> = p
