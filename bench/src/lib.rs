@@ -1,3 +1,93 @@
-//! Load generators (store-level and end-to-end over the wire).
-//!
-//! Filled by the store and broker issues; empty until then.
+//! Load generators: `store_load` drives the store in process; `wire_load`,
+//! `client_load` and `timer_load` drive a running broker over the wire. This library
+//! holds what the wire-level generators share.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use remoting::header::broker::CreateTopicRequestHeader;
+use remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+
+/// Counters and a latency histogram, recording only while `measuring` is set (so
+/// warm-up is excluded).
+pub struct Stats {
+    pub msgs: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub hist: Mutex<Histogram<u64>>,
+    pub measuring: AtomicBool,
+}
+
+impl Stats {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            msgs: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")),
+            measuring: AtomicBool::new(false),
+        })
+    }
+
+    pub fn record(&self, n: u64, bytes: u64, latency: Option<Duration>) {
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        self.msgs.fetch_add(n, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(l) = latency {
+            let _ = self.hist.lock().record((l.as_micros() as u64).max(1));
+        }
+    }
+}
+
+/// A body of `size` bytes whose first 8 bytes are the send instant (ns since `epoch`),
+/// so consumers can measure produce-to-consume latency.
+pub fn body(size: usize, epoch: Instant) -> Bytes {
+    let mut b = BytesMut::with_capacity(size.max(8));
+    b.put_u64(epoch.elapsed().as_nanos() as u64);
+    b.resize(size.max(8), b'x');
+    b.freeze()
+}
+
+/// Creates (or updates) `topic` with `queues` queues on `broker`.
+///
+/// # Errors
+/// Transport failure or a refusal.
+pub async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues: i32) -> Result<()> {
+    let h = CreateTopicRequestHeader {
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        topic_sys_flag: Some(0),
+        order: false,
+    };
+    let resp = client
+        .invoke(broker, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), Duration::from_secs(5))
+        .await?;
+    if resp.response_code() != ResponseCode::SUCCESS {
+        bail!("creating topic {topic}: {:?} {}", resp.response_code(), resp.remark_str());
+    }
+    Ok(())
+}
+
+/// The queue's next offset.
+///
+/// # Errors
+/// Transport failure or a malformed answer.
+pub async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queue: i32) -> Result<i64> {
+    let h =
+        remoting::header::broker::GetMaxOffsetRequestHeader { topic: topic.into(), queue_id: queue, committed: None };
+    let resp = client
+        .invoke(broker, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h), Duration::from_secs(5))
+        .await?;
+    Ok(resp.decode_header::<remoting::header::broker::OffsetResponseHeader>()?.offset)
+}

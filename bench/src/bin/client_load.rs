@@ -15,17 +15,15 @@
 //! 127.0.0.1:9876 --mode send --connections 4 --inflight 16 --size 1024 --duration 10s`.
 //! The JSON report has the same fields as `wire_load`'s.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::{BufMut, Bytes, BytesMut};
+use bench::{body, Stats};
 use clap::{Parser, ValueEnum};
 use client::consumer::{PullConsumer, PullStatus};
 use client::{Admin, Message, Producer, ProducerOptions};
-use hdrhistogram::Histogram;
-use parking_lot::Mutex;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Mode {
@@ -67,45 +65,6 @@ struct Args {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
-}
-
-struct Stats {
-    msgs: AtomicU64,
-    bytes: AtomicU64,
-    errors: AtomicU64,
-    hist: Mutex<Histogram<u64>>,
-    measuring: AtomicBool,
-}
-
-impl Stats {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            msgs: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")),
-            measuring: AtomicBool::new(false),
-        })
-    }
-
-    fn record(&self, n: u64, bytes: u64, latency: Option<Duration>) {
-        if !self.measuring.load(Ordering::Relaxed) {
-            return;
-        }
-        self.msgs.fetch_add(n, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(l) = latency {
-            let _ = self.hist.lock().record((l.as_micros() as u64).max(1));
-        }
-    }
-}
-
-/// A body of `size` bytes whose first 8 bytes are the send instant, as `wire_load`'s.
-fn body(size: usize, epoch: Instant) -> Bytes {
-    let mut b = BytesMut::with_capacity(size.max(8));
-    b.put_u64(epoch.elapsed().as_nanos() as u64);
-    b.resize(size.max(8), b'x');
-    b.freeze()
 }
 
 fn client_config(namesrv: &str) -> config::ClientConfig {

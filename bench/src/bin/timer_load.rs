@@ -22,14 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bench::{create_topic, max_offset};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use remoting::header::broker::{
-    CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
-};
+use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2};
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 
 #[derive(Debug, Parser)]
@@ -114,34 +113,6 @@ fn pull_request(topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
         broker_name: None,
     };
     RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &h)
-}
-
-async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues: i32) -> Result<()> {
-    let h = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: Some(0),
-        order: false,
-    };
-    let resp = client
-        .invoke(broker, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), Duration::from_secs(5))
-        .await?;
-    if resp.response_code() != ResponseCode::SUCCESS {
-        bail!("creating topic {topic}: {:?} {}", resp.response_code(), resp.remark_str());
-    }
-    Ok(())
-}
-
-async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queue_id: i32) -> Result<i64> {
-    let h = remoting::header::broker::GetMaxOffsetRequestHeader { topic: topic.into(), queue_id, committed: None };
-    let resp = client
-        .invoke(broker, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h), Duration::from_secs(5))
-        .await?;
-    Ok(resp.decode_header::<remoting::header::broker::OffsetResponseHeader>()?.offset)
 }
 
 /// Where the deliveries are recorded.

@@ -16,14 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use bytes::{BufMut, Bytes, BytesMut};
+use anyhow::{Context, Result};
+use bench::{body, Stats};
+use bench::{create_topic, max_offset};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use hdrhistogram::Histogram;
-use parking_lot::Mutex;
-use remoting::header::broker::{
-    CreateTopicRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
-};
+use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2};
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -72,37 +70,6 @@ struct Args {
     json: bool,
 }
 
-struct Stats {
-    msgs: AtomicU64,
-    bytes: AtomicU64,
-    errors: AtomicU64,
-    hist: Mutex<Histogram<u64>>,
-    measuring: AtomicBool,
-}
-
-impl Stats {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            msgs: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")),
-            measuring: AtomicBool::new(false),
-        })
-    }
-
-    fn record(&self, n: u64, bytes: u64, latency: Option<Duration>) {
-        if !self.measuring.load(Ordering::Relaxed) {
-            return;
-        }
-        self.msgs.fetch_add(n, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(l) = latency {
-            let _ = self.hist.lock().record((l.as_micros() as u64).max(1));
-        }
-    }
-}
-
 fn send_request(topic: &str, queue_id: i32, body: Bytes) -> RemotingCommand {
     let h = SendMessageRequestHeaderV2 {
         producer_group: "BENCH_PG".into(),
@@ -146,14 +113,6 @@ fn pull_request(topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -> Rem
     RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &h)
 }
 
-/// A body of `size` bytes whose first 8 bytes are the send instant (ns since `epoch`).
-fn body(size: usize, epoch: Instant) -> Bytes {
-    let mut b = BytesMut::with_capacity(size.max(8));
-    b.put_u64(epoch.elapsed().as_nanos() as u64);
-    b.resize(size.max(8), b'x');
-    b.freeze()
-}
-
 /// Paces a total rate across tasks (token bucket keyed on a shared counter).
 struct Pacer {
     rate: u64,
@@ -170,26 +129,6 @@ impl Pacer {
         let due = self.start + Duration::from_secs_f64(n as f64 / self.rate as f64);
         tokio::time::sleep_until(due.into()).await;
     }
-}
-
-async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues: i32) -> Result<()> {
-    let h = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: Some(0),
-        order: false,
-    };
-    let resp = client
-        .invoke(broker, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), Duration::from_secs(5))
-        .await?;
-    if resp.response_code() != ResponseCode::SUCCESS {
-        bail!("creating topic {topic}: {:?} {}", resp.response_code(), resp.remark_str());
-    }
-    Ok(())
 }
 
 fn clients(n: usize) -> Vec<RemotingClient> {
@@ -327,15 +266,6 @@ async fn run_pullers(
         }));
     }
     Ok(handles)
-}
-
-async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queue: i32) -> Result<i64> {
-    let h =
-        remoting::header::broker::GetMaxOffsetRequestHeader { topic: topic.into(), queue_id: queue, committed: None };
-    let resp = client
-        .invoke(broker, RemotingCommand::request_with(RequestCode::GET_MAX_OFFSET, &h), Duration::from_secs(5))
-        .await?;
-    Ok(resp.decode_header::<remoting::header::broker::OffsetResponseHeader>()?.offset)
 }
 
 #[tokio::main]
