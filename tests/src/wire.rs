@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use common::properties::Properties;
 use common::route::TopicRouteData;
@@ -593,6 +593,26 @@ impl Wire {
         }
         let kv: remoting::body::KvTable = serde_json::from_slice(&resp.body_bytes())?;
         Ok(kv.table)
+    }
+
+    /// Pulls the broker holds parked (long polling), from its runtime info.
+    ///
+    /// # Errors
+    /// Transport failures or a missing counter.
+    pub async fn parked_pulls(&self) -> Result<usize> {
+        let info = self.runtime_info().await?;
+        info.get("pullHeld").and_then(|v| v.parse().ok()).context("runtime info without pullHeld")
+    }
+
+    /// Waits until the broker holds at least `n` parked pulls.
+    ///
+    /// # Errors
+    /// Fewer within `timeout`.
+    pub async fn wait_parked_pulls(&self, n: usize, timeout: Duration) -> Result<()> {
+        crate::eventually(timeout, &format!("{n} parked pull(s)"), || async {
+            (self.parked_pulls().await.ok()? >= n).then_some(())
+        })
+        .await
     }
 }
 

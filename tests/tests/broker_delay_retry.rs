@@ -330,10 +330,7 @@ async fn delay_accuracy_is_within_ten_percent_plus_100ms() -> Result<()> {
             (p, Instant::now())
         }));
     }
-    eventually(Duration::from_secs(5), "six parked pulls", || async {
-        (w.runtime_info().await.ok()?.get("pullHeld").map(String::as_str) == Some("6")).then_some(())
-    })
-    .await?;
+    w.wait_parked_pulls(6, Duration::from_secs(5)).await?;
     let mut acks = Vec::new();
     for &(q, level) in &plan {
         let s =

@@ -390,8 +390,7 @@ async fn heartbeat_subscription_filters_pulls_without_subscription_flag() -> Res
 /// Waits until the broker holds exactly `n` parked pulls.
 async fn wait_parked(w: &Wire, n: usize) -> Result<()> {
     eventually(Duration::from_secs(5), &format!("{n} parked pull(s)"), || async {
-        let t = w.runtime_info().await.ok()?;
-        (t.get("pullHeld").map(String::as_str) == Some(n.to_string().as_str())).then_some(())
+        (w.parked_pulls().await.ok()? == n).then_some(())
     })
     .await
 }

@@ -57,16 +57,7 @@ async fn parked_pull_returns_within_100ms_of_a_send() -> Result<()> {
         (p, Instant::now())
     });
     // Wait until the broker has parked the pull.
-    let probe = w.clone();
-    eventually(Duration::from_secs(5), "the pull to be parked", || async {
-        let resp = probe
-            .call(remoting::RemotingCommand::request(remoting::RequestCode::GET_BROKER_RUNTIME_INFO))
-            .await
-            .ok()?;
-        let kv: remoting::body::KvTable = serde_json::from_slice(&resp.body_bytes()).ok()?;
-        (kv.table.get("pullHeld").map(String::as_str) == Some("1")).then_some(())
-    })
-    .await?;
+    w.wait_parked_pulls(1, Duration::from_secs(5)).await?;
     let sent_at = Instant::now();
     let s = w.send("LongPoll", 0, b"wake up", &props(&[])).await?;
     assert_eq!(s.code, ResponseCode::SUCCESS);

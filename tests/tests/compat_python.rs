@@ -301,14 +301,7 @@ async fn cpp_broadcasting_consumers_each_get_every_message() -> Result<()> {
     b.wait_event("started", Duration::from_secs(30))?;
     // A broadcasting consumer without a local offset starts at the queue's end:
     // send only once both have a pull parked on each queue.
-    eventually(Duration::from_secs(30), "4 parked pulls (2 consumers x 2 queues)", || async {
-        let resp =
-            w.call(remoting::RemotingCommand::request(remoting::RequestCode::GET_BROKER_RUNTIME_INFO)).await.ok()?;
-        let kv: remoting::body::KvTable = serde_json::from_slice(&resp.body_bytes()).ok()?;
-        let held: usize = kv.table.get("pullHeld")?.parse().ok()?;
-        (held >= 4).then_some(())
-    })
-    .await?;
+    w.wait_parked_pulls(4, Duration::from_secs(30)).await?;
 
     let produced = produce(&ns.addr(), &home, topic, "bc", 9, "sync")?;
     let sent = produced.events("sent");
