@@ -83,22 +83,7 @@ impl Wire {
     /// # Errors
     /// Transport failures.
     pub async fn send(&self, topic: &str, queue_id: i32, body: &[u8], props: &Properties) -> Result<Sent> {
-        let h = SendMessageRequestHeaderV2 {
-            producer_group: "PG".into(),
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            default_topic_queue_nums: 4,
-            queue_id,
-            sys_flag: 0,
-            born_timestamp: now_ms(),
-            flag: 0,
-            properties: Some(props.encode()),
-            reconsume_times: Some(0),
-            unit_mode: Some(false),
-            max_reconsume_times: None,
-            batch: Some(false),
-            broker_name: None,
-        };
+        let h = send_header(topic, queue_id, props);
         let req =
             RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &h).with_body(Bytes::copy_from_slice(body));
         sent(self.call(req).await?)
