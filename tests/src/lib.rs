@@ -245,6 +245,11 @@ impl Broker {
             ("FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_CONSUME_QUEUE".into(), "600000".into()),
             ("FERROMQ_BROKER_STORE__MAX_HASH_SLOT_NUM".into(), "10000".into()),
             ("FERROMQ_BROKER_STORE__MAX_INDEX_NUM".into(), "40000".into()),
+            // CI disks run nearly full: the broker must neither refuse puts nor
+            // force-delete segments because of the machine's disk usage.
+            ("FERROMQ_BROKER_STORE__DISK_MAX_USED_SPACE_RATIO".into(), "95".into()),
+            ("FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO".into(), "1.0".into()),
+            ("FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO".into(), "1.0".into()),
         ];
         for (k, v) in &settings {
             env.push((format!("FERROMQ_BROKER_{k}"), v.clone()));

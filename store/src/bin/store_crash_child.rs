@@ -42,6 +42,11 @@ fn main() {
         max_message_size: bytesize::ByteSize::b(segment / 4),
         max_hash_slot_num: 128,
         max_index_num: 1000,
+        // A nearly full disk must not make the store refuse puts or force-delete the
+        // acknowledged segments the test verifies.
+        disk_max_used_space_ratio: 95,
+        disk_space_warning_level_ratio: 1.0,
+        disk_space_clean_forcibly_ratio: 1.0,
         ..StoreConfig::default()
     };
     let store = match MessageStore::open(Arc::new(cfg), "127.0.0.1:10911".parse().expect("addr")) {

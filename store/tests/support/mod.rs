@@ -28,7 +28,19 @@ pub fn small_config(root: &Path, segment: u64, flush: FlushDiskType) -> StoreCon
         max_message_size: ByteSize::b(segment / 2),
         max_hash_slot_num: 64,
         max_index_num: 200,
-        ..StoreConfig::default()
+        ..no_disk_pressure(StoreConfig::default())
+    }
+}
+
+/// Disk-usage limits the store can never reach, so a nearly full machine (CI disks
+/// run at 80–90 %) neither refuses puts nor force-deletes the segments a test is
+/// checking. Tests of the disk-pressure rules set their own ratios.
+pub fn no_disk_pressure(cfg: StoreConfig) -> StoreConfig {
+    StoreConfig {
+        disk_max_used_space_ratio: 95,
+        disk_space_warning_level_ratio: 1.0,
+        disk_space_clean_forcibly_ratio: 1.0,
+        ..cfg
     }
 }
 
