@@ -134,6 +134,41 @@ pub struct BrokerConfig {
     pub timer_max_delay: Duration,
     /// The message store, `[broker.store]` in TOML.
     pub store: StoreConfig,
+    /// Plugins bound to topics and groups (`[[broker.plugin_binding]]`); the
+    /// plugins themselves are declared in `[plugins]`.
+    #[serde(rename = "plugin_binding")]
+    pub plugin_bindings: Vec<PluginBinding>,
+}
+
+/// Binds a plugin declared in `[plugins]` to broker traffic. What it does
+/// follows from the plugin's kind:
+///
+/// * `filter`: every pull of `group` on `topic` is filtered by the plugin as
+///   well as by the consumer's own TAG/SQL92 subscription (stock clients
+///   benefit without code changes);
+/// * `queue_selector`: the broker picks the queue of every message sent to
+///   `topic` (server-side selection; the send response names the queue);
+/// * `txn_check`: the plugin decides half messages of `topic` before the
+///   broker asks the producer.
+///
+/// `topic = "*"` binds every topic that has no binding of that kind of its own.
+///
+/// ```toml
+/// [[broker.plugin_binding]]
+/// plugin = "price-range"
+/// topic = "Orders"
+/// group = "billing"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginBinding {
+    /// Name of a plugin declared in `[[plugins.plugin]]`.
+    pub plugin: String,
+    /// Topic name, or `*`.
+    pub topic: String,
+    /// Consumer group (filters only, and required for them), or `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -172,6 +207,7 @@ impl Default for BrokerConfig {
             rebalance_lock_max_live_time: Duration::from_secs(60),
             timer_max_delay: Duration::from_secs(30 * 86_400),
             store: StoreConfig::default(),
+            plugin_bindings: Vec::new(),
         }
     }
 }

@@ -137,6 +137,10 @@ pub enum Invalid {
         /// The accepted form, in words.
         expected: &'static str,
     },
+    /// A plugin declaration or binding that cannot work (unknown plugin,
+    /// wrong kind, bad limits); the text says why.
+    #[error("{0}")]
+    Plugin(String),
     /// A value that is fine alone but not together with another key.
     #[error("conflicts with `{other}`: {why}")]
     Conflict {

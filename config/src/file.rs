@@ -7,6 +7,12 @@
 //!
 //! [broker]             # BrokerFile
 //! [broker.store]       # the store is part of the broker's config
+//! [[broker.plugin_binding]]   # which topic/group uses which plugin
+//! [plugins]            # plugin declarations (plugin-host's PluginsConfig)
+//! [telemetry]
+//!
+//! [client]             # ClientFile
+//! [plugins]
 //! [telemetry]
 //! ```
 //!
@@ -15,11 +21,13 @@
 //! (`FERROMQ_BROKER_STORE__...`) and the Rust path (`config.broker.store`)
 //! then all read the same way.
 
+use plugin_api::PluginKind;
+use plugin_host::PluginsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerConfig;
 use crate::client::ClientConfig;
-use crate::error::Result;
+use crate::error::{Error, Invalid, Result};
 use crate::namesrv::NamesrvConfig;
 use crate::telemetry::TelemetryConfig;
 
@@ -52,6 +60,8 @@ impl NamesrvFile {
 pub struct BrokerFile {
     /// `[broker]`, with the store in `[broker.store]`.
     pub broker: BrokerConfig,
+    /// `[plugins]`: plugins the broker loads; `broker.plugin_binding` uses them.
+    pub plugins: PluginsConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
 }
@@ -62,9 +72,36 @@ impl BrokerFile {
     /// # Errors
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) with the full dotted key,
-    /// e.g. `broker.store.delete_when`.
+    /// e.g. `broker.store.delete_when`; a binding naming an undeclared plugin,
+    /// or one of a kind the broker does not run, is `broker.plugin_binding`.
     pub fn validate(&self) -> Result<()> {
         self.broker.validate().map_err(|e| e.within("broker"))?;
+        validate_plugins(&self.plugins)?;
+        for b in &self.broker.plugin_bindings {
+            let bad = |why: String| Error::invalid("broker.plugin_binding", Invalid::Plugin(why));
+            let Some(decl) = self.plugins.plugins.iter().find(|p| p.name == b.plugin) else {
+                return Err(bad(format!("plugin `{}` is not declared in [[plugins.plugin]]", b.plugin)));
+            };
+            if b.topic.trim().is_empty() {
+                return Err(bad(format!("binding of `{}` has an empty topic (use \"*\" for all)", b.plugin)));
+            }
+            match (decl.kind, &b.group) {
+                (PluginKind::Filter, None) => {
+                    return Err(bad(format!("filter `{}` needs a `group` (or \"*\")", b.plugin)));
+                }
+                (PluginKind::Filter, Some(_)) => {}
+                (PluginKind::QueueSelector | PluginKind::TxnCheck, Some(_)) => {
+                    return Err(bad(format!("`group` applies to filters only, not to `{}`", b.plugin)));
+                }
+                (PluginKind::QueueSelector | PluginKind::TxnCheck, None) => {}
+                (kind @ PluginKind::Allocation, _) => {
+                    return Err(bad(format!(
+                        "`{}` is of kind {kind}, which runs in clients, not in the broker",
+                        b.plugin
+                    )));
+                }
+            }
+        }
         self.telemetry.validate().map_err(|e| e.within("telemetry"))
     }
 }
@@ -75,6 +112,9 @@ impl BrokerFile {
 pub struct ClientFile {
     /// `[client]`.
     pub client: ClientConfig,
+    /// `[plugins]`: queue selectors and allocation strategies the application
+    /// may use.
+    pub plugins: PluginsConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
 }
@@ -87,6 +127,11 @@ impl ClientFile {
     /// [`Error::Invalid`](crate::Error::Invalid) with the full dotted key.
     pub fn validate(&self) -> Result<()> {
         self.client.validate().map_err(|e| e.within("client"))?;
+        validate_plugins(&self.plugins)?;
         self.telemetry.validate().map_err(|e| e.within("telemetry"))
     }
+}
+
+fn validate_plugins(plugins: &PluginsConfig) -> Result<()> {
+    plugins.validate().map_err(|e| Error::invalid("plugins", Invalid::Plugin(e.to_string())))
 }

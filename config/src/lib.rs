@@ -53,7 +53,7 @@ mod store;
 mod telemetry;
 mod warning;
 
-pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, DEFAULT_MESSAGE_DELAY_LEVEL};
+pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, PluginBinding, DEFAULT_MESSAGE_DELAY_LEVEL};
 pub use client::ClientConfig;
 pub use error::{Error, Invalid, Result};
 pub use file::{BrokerFile, ClientFile, NamesrvFile};
@@ -62,6 +62,7 @@ pub use load::{
     NAMESRV_ADDR_ENV,
 };
 pub use namesrv::NamesrvConfig;
+pub use plugin_host::{PluginConfig, PluginsConfig};
 pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
 pub use telemetry::{LogFormat, TelemetryConfig};
 pub use warning::{ConfigWarning, Origin, WarningKind};

@@ -76,3 +76,22 @@ fn file_level_errors() {
     let err = load_broker_with_env(Some(&dir.path().join("missing.toml")), NO_ENV).unwrap_err();
     assert!(matches!(err, Error::Read { .. }), "{err:?}");
 }
+
+#[test]
+fn plugin_bindings_must_name_a_declared_plugin_of_a_broker_kind() {
+    const DECLS: &str = "[[plugins.plugin]]\nname = \"f\"\nkind = \"filter\"\nruntime = \"lua\"\npath = \"f.lua\"\n\
+                         [[plugins.plugin]]\nname = \"a\"\nkind = \"allocation\"\nruntime = \"lua\"\npath = \"a.lua\"\n";
+    for (binding, expected) in [
+        ("plugin = \"nope\"\ntopic = \"T\"", "plugin `nope` is not declared in [[plugins.plugin]]"),
+        ("plugin = \"f\"\ntopic = \"T\"", "filter `f` needs a `group` (or \"*\")"),
+        ("plugin = \"f\"\ntopic = \" \"\ngroup = \"G\"", "binding of `f` has an empty topic (use \"*\" for all)"),
+        ("plugin = \"a\"\ntopic = \"T\"", "`a` is of kind allocation, which runs in clients, not in the broker"),
+    ] {
+        let (err, _) = toml_error(&format!("[[broker.plugin_binding]]\n{binding}\n{DECLS}"));
+        assert_eq!(err, format!("broker.plugin_binding: {expected}"));
+    }
+    let (err, _) =
+        toml_error("[[plugins.plugin]]\nname = \"Bad Name\"\nkind = \"filter\"\nruntime = \"lua\"\npath = \"x\"\n");
+    assert!(err.starts_with("plugins: "), "{err}");
+    assert!(err.contains("plugins.plugin[Bad Name].name"), "{err}");
+}

@@ -10,8 +10,9 @@ use bytesize::ByteSize;
 use common::{fixture, leaves, NO_ENV};
 use config::{
     load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, FlushDiskType, LogFormat,
-    NamesrvConfig, NamesrvFile, StoreConfig, TelemetryConfig,
+    NamesrvConfig, NamesrvFile, PluginBinding, PluginConfig, PluginsConfig, StoreConfig, TelemetryConfig,
 };
+use plugin_api::{PluginKind, Runtime};
 use serde::Serialize;
 
 /// Compares every leaf, and checks that the fixture really moved each one
@@ -88,6 +89,33 @@ fn full_broker_toml() {
                 warm_mapped_file_enable: false,
                 check_crc_on_recover: false,
             },
+            plugin_bindings: vec![
+                PluginBinding { plugin: "vip".into(), topic: "Orders".into(), group: Some("billing".into()) },
+                PluginBinding { plugin: "tx".into(), topic: "*".into(), group: None },
+            ],
+        },
+        plugins: PluginsConfig {
+            allow_native: true,
+            cache_dir: Some("/var/cache/ferromq/plugins".into()),
+            epoch_tick: Duration::from_millis(2),
+            wasm_max_instances: 8,
+            wasm_max_memory: ByteSize::mib(64),
+            wasm_fuel: true,
+            watch: false,
+            reload_debounce: Duration::from_millis(300),
+            plugins: vec![
+                PluginConfig {
+                    config: [("level".to_owned(), "gold".to_owned())].into(),
+                    limits: plugin_host::LimitsConfig {
+                        deadline: Some(Duration::from_millis(3)),
+                        max_batch: Some(64),
+                        ..Default::default()
+                    },
+                    failure_policy: Some(plugin_api::FailurePolicy::Deliver),
+                    ..PluginConfig::new("vip", PluginKind::Filter, Runtime::Lua, "/etc/ferromq/vip.lua")
+                },
+                PluginConfig::new("tx", PluginKind::TxnCheck, Runtime::Wasm, "/etc/ferromq/tx.wasm"),
+            ],
         },
         telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "debug,store=trace".into() },
     };

@@ -46,11 +46,12 @@ fn key_in_the_wrong_section_gets_its_full_path() {
     );
     check("[store]\nmax_message_size = 1\n", &[("store", Some("broker.store"))]);
     check("log_level = \"debug\"\n", &[("log_level", Some("telemetry.log_level"))]);
+    check("[broker.plugins]\nallow_native = true\n", &[("broker.plugins", Some("plugins"))]);
 }
 
 #[test]
 fn unrelated_keys_get_no_suggestion_and_unknown_tables_are_reported_once() {
-    check("[broker]\nzzz = 1\n[broker.plugins]\na = 1\nb = 2\n", &[("broker.plugins", None), ("broker.zzz", None)]);
+    check("[broker]\nzzz = 1\n[broker.extras]\na = 1\nb = 2\n", &[("broker.extras", None), ("broker.zzz", None)]);
 }
 
 #[test]

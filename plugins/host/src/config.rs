@@ -43,6 +43,7 @@ pub struct PluginsConfig {
     /// Maximum number of live WASM instances (pooling allocator slots) in the process.
     pub wasm_max_instances: u32,
     /// Largest linear memory any WASM instance may have (per-plugin limits are lower).
+    #[serde(serialize_with = "exact_bytes")]
     pub wasm_max_memory: ByteSize,
     /// Meter WASM with fuel so `limits.instructions` applies to WASM plugins too (costs
     /// some speed on branchy code; epoch deadlines are always on).
@@ -214,6 +215,7 @@ pub struct LimitsConfig {
     #[serde(with = "humantime_serde")]
     pub deadline: Option<Duration>,
     /// Memory cap of one instance / VM.
+    #[serde(serialize_with = "exact_bytes_opt")]
     pub memory: Option<ByteSize>,
     /// Instruction budget of one call (Lua always; WASM when `wasm_fuel` is on).
     pub instructions: Option<u64>,
@@ -296,5 +298,20 @@ mod tests {
             "[[plugin]]\nname='a'\nkind='filter'\nruntime='lua'\npath='x'\ncolour=1"
         )
         .is_err());
+    }
+}
+
+/// `ByteSize`'s own `Serialize` writes a rounded string ("268.4 MB" for 256 MiB), which
+/// does not read back as the same size; configuration layering serialises defaults and
+/// reads them back, so sizes are written as exact byte counts (read: number or string).
+fn exact_bytes<S: serde::Serializer>(size: &ByteSize, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(size.as_u64())
+}
+
+#[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
+fn exact_bytes_opt<S: serde::Serializer>(size: &Option<ByteSize>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match size {
+        Some(b) => s.serialize_some(&b.as_u64()),
+        None => s.serialize_none(),
     }
 }
