@@ -9,6 +9,11 @@ use crate::lenient;
 /// Subscribe-to-everything expression.
 pub const SUB_ALL: &str = "*";
 
+/// Expression-type prefix of a subscription filtered by a broker plugin:
+/// `PLUGIN:<plugin name>`, with the subscription string as the plugin's argument.
+/// A FerroMQ extension; RocketMQ itself knows only `TAG` and `SQL92`.
+pub const PLUGIN_EXPRESSION_PREFIX: &str = "PLUGIN:";
+
 crate::java_enum! {
     /// How a consumer gets messages.
     pub enum ConsumeType {
@@ -100,6 +105,17 @@ impl SubscriptionData {
 
     pub fn is_tag_type(&self) -> bool {
         self.expression_type.is_empty() || self.expression_type.eq_ignore_ascii_case("TAG")
+    }
+
+    /// The filter plugin a `PLUGIN:<name>` subscription names (prefix matched
+    /// case-insensitively, like the other expression types).
+    pub fn plugin_name(&self) -> Option<&str> {
+        let ty = self.expression_type.as_str();
+        let n = PLUGIN_EXPRESSION_PREFIX.len();
+        match ty.get(..n) {
+            Some(prefix) if prefix.eq_ignore_ascii_case(PLUGIN_EXPRESSION_PREFIX) => Some(&ty[n..]),
+            _ => None,
+        }
     }
 
     /// True for a TAG subscription that accepts every message.
@@ -213,6 +229,16 @@ mod tests {
         assert!(SubscriptionData::new("T", "", "TAG", 1).subscribes_all());
         let sql = SubscriptionData::new("T", "a > 1", "SQL92", 1);
         assert!(sql.tags_set.is_empty() && !sql.subscribes_all());
+    }
+
+    #[test]
+    fn plugin_expression_type_names_the_plugin() {
+        let s = SubscriptionData::new("T", "100..500", "PLUGIN:price-range", 1);
+        assert_eq!(s.plugin_name(), Some("price-range"));
+        assert!(s.tags_set.is_empty() && !s.is_tag_type());
+        assert_eq!(SubscriptionData::new("T", "x", "plugin:vip", 1).plugin_name(), Some("vip"));
+        assert_eq!(SubscriptionData::new("T", "x", "SQL92", 1).plugin_name(), None);
+        assert_eq!(SubscriptionData::new("T", "x", "PLUG", 1).plugin_name(), None);
     }
 
     #[test]

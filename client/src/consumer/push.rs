@@ -204,6 +204,20 @@ impl PushConsumerBuilder {
         self
     }
 
+    /// Subscribes to `topic` through the broker's filter plugin `plugin` (declared in
+    /// the broker's `[plugins]`); `argument` reaches the plugin verbatim as the
+    /// subscription expression. On the wire the expression type is `PLUGIN:<plugin>`.
+    pub fn subscribe_plugin(
+        mut self,
+        topic: impl Into<String>,
+        plugin: impl AsRef<str>,
+        argument: impl Into<String>,
+    ) -> Self {
+        let ty = format!("{}{}", common::subscription::PLUGIN_EXPRESSION_PREFIX, plugin.as_ref());
+        self.subscriptions.push((topic.into(), argument.into(), ty));
+        self
+    }
+
     /// CLUSTERING (default: the group shares the queues) or BROADCASTING (every
     /// member gets everything).
     pub fn message_model(mut self, model: MessageModel) -> Self {
