@@ -29,6 +29,13 @@ pub enum Error {
     Body(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A plugin could not be loaded or looked up (see [`crate::plugins`]).
+    #[error(transparent)]
+    PluginHost(#[from] plugin_host::Error),
+    /// A plugin call failed and its failure policy makes the operation fail (a queue
+    /// selector with policy `reject`).
+    #[error("plugin {plugin} failed: {source}")]
+    Plugin { plugin: String, source: plugin_api::PluginError },
 }
 
 impl Error {

@@ -12,6 +12,8 @@
 //!   transaction, check-back).
 //! * [`request`] — request-reply: [`Producer::request`], [`create_reply_message`],
 //!   [`Producer::send_reply`].
+//! * [`plugins`] — queue selectors and allocation strategies as WASM, Lua or native
+//!   plugins ([`ClientPlugins`], [`PluginQueueSelector`], [`PluginAllocateStrategy`]).
 //!
 //! Every producer/consumer owns a [`ClientInstance`]: connections, route cache,
 //! heartbeats.
@@ -21,6 +23,7 @@ pub mod consumer;
 pub mod error;
 pub mod instance;
 pub mod namesrv;
+pub mod plugins;
 pub mod producer;
 pub mod request;
 pub mod transaction;
@@ -30,6 +33,7 @@ pub use common::route::MessageQueue;
 pub use common::{Message, MessageExt};
 pub use error::{Error, Result};
 pub use instance::ClientInstance;
+pub use plugins::{ClientPlugins, PluginAllocateStrategy, PluginQueueSelector};
 pub use producer::{Producer, ProducerOptions, QueueSelector, SendResult, SendStatus};
 pub use request::create_reply_message;
 pub use transaction::{

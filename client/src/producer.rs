@@ -90,6 +90,16 @@ pub struct SendResult {
 pub trait QueueSelector: Send + Sync {
     /// Index into `queues` (taken modulo its length).
     fn select(&self, queues: &[MessageQueue], msg: &Message) -> usize;
+
+    /// [`select`](QueueSelector::select) for selectors that may refuse to choose
+    /// (a plugin selector with failure policy `reject`): an error fails the send.
+    /// [`Producer::send_with_selector`] calls this; the default never fails.
+    ///
+    /// # Errors
+    /// The selector cannot choose a queue for `msg`.
+    fn try_select(&self, queues: &[MessageQueue], msg: &Message) -> Result<usize> {
+        Ok(self.select(queues, msg))
+    }
 }
 
 impl<F: Fn(&[MessageQueue], &Message) -> usize + Send + Sync> QueueSelector for F {
@@ -236,10 +246,11 @@ impl Producer {
     /// messages: equal keys → same queue). No retry on another queue, as in RocketMQ.
     ///
     /// # Errors
-    /// Invalid message, no route, or the attempt failed.
+    /// Invalid message, no route, the selector refused ([`QueueSelector::try_select`]),
+    /// or the attempt failed.
     pub async fn send_with_selector(&self, msg: Message, selector: &dyn QueueSelector) -> Result<SendResult> {
         let queues = self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await?;
-        let idx = selector.select(&queues, &msg) % queues.len();
+        let idx = selector.try_select(&queues, &msg)? % queues.len();
         let mq = queues[idx].clone();
         self.send_to_queue(msg, &mq).await
     }
