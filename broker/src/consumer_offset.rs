@@ -80,7 +80,7 @@ impl ConsumerOffsetManager {
     /// # Errors
     /// I/O failure.
     pub fn persist(&self) -> Result<()> {
-        persist::save(&self.path, &self.snapshot())
+        persist::save(&self.path, || self.snapshot())
     }
 }
 

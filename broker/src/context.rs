@@ -39,6 +39,8 @@ pub struct BrokerContext {
     pub timers: crate::timer::TimerService,
     /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
     pub order_expansions: crate::order_expansion::OrderExpansions,
+    /// Loaded plugins and their bindings (`[plugins]`, `[[broker.plugin_binding]]`).
+    pub plugins: crate::plugins::BrokerPlugins,
     /// Wakes the registration task at once (topic created or changed).
     pub register_now: Notify,
     boot_ms: i64,
@@ -49,7 +51,7 @@ impl BrokerContext {
     ///
     /// # Errors
     /// Invalid configuration or unreadable state.
-    pub fn open(config: BrokerConfig, broker_addr: SocketAddr) -> Result<Arc<Self>> {
+    pub fn open(config: BrokerConfig, plugins: &config::PluginsConfig, broker_addr: SocketAddr) -> Result<Arc<Self>> {
         config.validate().map_err(|e| Error::Config(e.to_string()))?;
         let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
         let root = config.store.store_path_root_dir.clone();
@@ -71,7 +73,9 @@ impl BrokerContext {
         let delay_offsets = DelayOffsets::load(config_dir.join("delayOffset.json"))?;
         let timers = crate::timer::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
         let order_expansions = crate::order_expansion::OrderExpansions::load(config_dir.join("orderExpansion.json"))?;
+        let plugins = crate::plugins::BrokerPlugins::load(plugins, &config.plugin_bindings);
         let ctx = Arc::new(Self {
+            plugins,
             locks: RebalanceLockManager::new(config.rebalance_lock_max_live_time),
             holds: PullHoldService::new(),
             filters: FilterCache::default(),

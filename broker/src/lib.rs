@@ -23,6 +23,7 @@ pub mod lock;
 pub mod namesrv_api;
 pub mod order_expansion;
 pub mod persist;
+pub mod plugins;
 pub mod processor;
 pub mod schedule;
 pub mod stats;
@@ -60,12 +61,12 @@ impl Broker {
     ///
     /// # Errors
     /// Invalid configuration, an unusable store, or a port that cannot be bound.
-    pub async fn start(config: config::BrokerConfig) -> Result<Self> {
+    pub async fn start(config: config::BrokerConfig, plugins: &config::PluginsConfig) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
         let bound = listener.local_addr()?;
         let advertised_ip = advertised_ip(&config, bound.ip())?;
         let broker_addr = SocketAddr::new(advertised_ip, bound.port());
-        let ctx = context::BrokerContext::open(config, broker_addr)?;
+        let ctx = context::BrokerContext::open(config, plugins, broker_addr)?;
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
 

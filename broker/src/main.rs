@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("broker").build()?;
     runtime.block_on(async move {
-        let broker = broker::Broker::start(file.broker).await.context("starting the broker")?;
+        let broker = broker::Broker::start(file.broker, &file.plugins).await.context("starting the broker")?;
         // The ready line tests and scripts wait for.
         println!("listening on {}", broker.local_addr());
         println!("advertised as {}", broker.broker_addr());

@@ -226,8 +226,9 @@ impl OrderExpansions {
     }
 
     fn persist(&self) -> Result<()> {
-        let file = ExpansionFile { topics: self.table.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect() };
-        persist::save(&self.path, &file)
+        persist::save(&self.path, || ExpansionFile {
+            topics: self.table.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
     }
 }
 

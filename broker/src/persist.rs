@@ -22,11 +22,18 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Writes `value` as pretty JSON, atomically.
+/// Serialises saves: two writers of one file (say, two groups auto-created at once)
+/// would share its temporary file, and an older snapshot could land last. Saves are
+/// rare, so one lock for every state file is enough.
+static SAVING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Writes what `snapshot` returns as pretty JSON, atomically. The snapshot is taken
+/// under the save lock, so the file always ends with the newest state.
 ///
 /// # Errors
 /// Serialisation or I/O failure.
-pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let json = serde_json::to_vec_pretty(value).map_err(|source| Error::Parse { path: path.into(), source })?;
+pub fn save<T: Serialize>(path: &Path, snapshot: impl FnOnce() -> T) -> Result<()> {
+    let _one_at_a_time = SAVING.lock();
+    let json = serde_json::to_vec_pretty(&snapshot()).map_err(|source| Error::Parse { path: path.into(), source })?;
     config::persist::write_atomic(path, &json).map_err(|source| Error::Write { path: path.into(), source })
 }

@@ -69,7 +69,7 @@ impl DelayOffsets {
     /// # Errors
     /// I/O failure.
     pub fn persist(&self) -> Result<()> {
-        persist::save(&self.path, &self.snapshot())
+        persist::save(&self.path, || self.snapshot())
     }
 }
 

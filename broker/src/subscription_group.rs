@@ -96,7 +96,7 @@ impl SubscriptionGroupManager {
     }
 
     fn persist_logged(&self) {
-        if let Err(e) = persist::save(&self.path, &self.snapshot()) {
+        if let Err(e) = persist::save(&self.path, || self.snapshot()) {
             tracing::error!(error = %e, "could not persist subscriptionGroup.json");
         }
     }

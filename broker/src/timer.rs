@@ -173,7 +173,7 @@ impl TimerService {
     /// # Errors
     /// I/O failure.
     pub fn persist(&self) -> Result<()> {
-        persist::save(&self.path, &self.checkpoint())
+        persist::save(&self.path, || self.checkpoint())
     }
 }
 

@@ -210,8 +210,7 @@ impl TopicConfigManager {
     /// # Errors
     /// I/O failure.
     pub fn persist(&self) -> Result<()> {
-        let snapshot = self.snapshot();
-        persist::save(&self.path, &snapshot)
+        persist::save(&self.path, || self.snapshot())
     }
 }
 

@@ -41,6 +41,7 @@ use store::{GetRequest, GetStatus, PutMessage};
 
 use crate::context::BrokerContext;
 use crate::processor::try_header;
+use plugin_api::{CheckContext, CheckDecision, MessageView};
 
 const OP_TAG: &str = "d";
 const PROP_TX_UNIQ: &str = "TX_UNIQ";
@@ -185,13 +186,25 @@ async fn end(
         return Err(err("The commit log offset wrong".into()));
     }
     let uniq = half.properties.uniq_key().unwrap_or(&h.msg_id).to_owned();
+    resolve(ctx, &half, &uniq, decision).await?;
+    Ok(RemotingCommand::success())
+}
+
+/// Resolves a half message once: claims the decision (a second identical decision
+/// is a no-op, a contrary one is refused), publishes a commit, records the op.
+async fn resolve(
+    ctx: &BrokerContext,
+    half: &MessageExt,
+    uniq: &str,
+    decision: Decision,
+) -> Result<(), RemotingCommand> {
     let tx = &ctx.transactions;
     // Claim the decision before publishing: a producer's own COMMIT and a
     // check-back answer can arrive together, and only one may re-publish.
     {
         let mut decisions = tx.decisions.lock();
-        match decisions.get(&uniq) {
-            Some(d) if *d == decision => return Ok(RemotingCommand::success()),
+        match decisions.get(uniq) {
+            Some(d) if *d == decision => return Ok(()),
             Some(d) => {
                 return Err(RemotingCommand::error(
                     ResponseCode::TRANSACTION_FAILED,
@@ -199,26 +212,26 @@ async fn end(
                 ))
             }
             None => {
-                decisions.insert(uniq.clone(), decision);
+                decisions.insert(uniq.to_owned(), decision);
             }
         }
     }
     if decision == Decision::Commit {
-        if let Err(resp) = publish_committed(ctx, h, &half).await {
+        if let Err(resp) = publish_committed(ctx, half.commit_log_offset, half).await {
             // Not resolved after all: the producer (or the check-back) may try again.
-            tx.decisions.lock().remove(&uniq);
+            tx.decisions.lock().remove(uniq);
             return Err(resp);
         }
     }
-    record_decision(ctx, &half, &uniq, decision).await;
+    record_decision(ctx, half, uniq, decision).await;
     debug!(msg_id = %uniq, decision = decision.as_str(), "transaction resolved");
-    Ok(RemotingCommand::success())
+    Ok(())
 }
 
 /// Re-publishes a committed half message to its real topic (§12.10).
 async fn publish_committed(
-    ctx: &Arc<BrokerContext>,
-    h: &EndTransactionRequestHeader,
+    ctx: &BrokerContext,
+    prepared_offset: i64,
     half: &MessageExt,
 ) -> Result<(), RemotingCommand> {
     let err = |remark: String| RemotingCommand::error(ResponseCode::SYSTEM_ERROR, remark);
@@ -242,7 +255,7 @@ async fn publish_committed(
         born_timestamp: half.born_timestamp,
         born_host: half.born_host,
         reconsume_times: half.reconsume_times,
-        prepared_transaction_offset: h.commit_log_offset,
+        prepared_transaction_offset: prepared_offset,
         body: half.body.clone(),
         properties: props.encode(),
     };
@@ -330,7 +343,21 @@ pub async fn check_round(ctx: &Arc<BrokerContext>) {
                 // Later half messages are younger still.
                 break 'scan;
             }
-            if !renew_and_check(ctx, &half, &uniq, times + 1).await {
+            let (decision, ask) = match plugin_decision(ctx, &half, times) {
+                Some(CheckDecision::Commit) => (Some(Decision::Commit), false),
+                Some(CheckDecision::Rollback) => (Some(Decision::Rollback), false),
+                // Checked again next round; not counted as a check.
+                Some(CheckDecision::Defer { .. }) => (None, false),
+                _ => (None, true),
+            };
+            if let Some(d) = decision {
+                match resolve(ctx, &half, &uniq, d).await {
+                    Ok(()) => debug!(msg_id = %uniq, decision = d.as_str(), "resolved by the check-back plugin"),
+                    Err(resp) => {
+                        warn!(msg_id = %uniq, remark = resp.remark_str(), "check-back plugin decision refused")
+                    }
+                }
+            } else if !renew_and_check(ctx, &half, &uniq, if ask { times + 1 } else { times }, ask).await {
                 break 'scan;
             }
             tx.done_offsets.lock().insert(off);
@@ -370,9 +397,42 @@ async fn discard(ctx: &BrokerContext, half: &MessageExt, uniq: &str) {
     record_decision(ctx, half, uniq, Decision::Discard).await;
 }
 
-/// Re-appends the half message with its check count and asks a producer about the
-/// copy. Returns false when the copy could not be stored (stop this round).
-async fn renew_and_check(ctx: &BrokerContext, half: &MessageExt, uniq: &str, times: u32) -> bool {
+/// What the check-back plugin bound to the half message's real topic decides, if
+/// one is bound (`AskProducer` when it cannot decide: its failure policy).
+fn plugin_decision(ctx: &BrokerContext, half: &MessageExt, checked: u32) -> Option<CheckDecision> {
+    let real_topic = half.properties.get(keys::REAL_TOPIC).unwrap_or(&half.topic);
+    let plugin = ctx.plugins.txn_check_for(real_topic)?;
+    let props = half.properties.encode();
+    let tags = half.properties.tags();
+    let view = MessageView {
+        topic: real_topic,
+        tags: tags.unwrap_or(""),
+        keys: half.properties.get(keys::KEYS).unwrap_or(""),
+        properties: props.as_bytes(),
+        body: Some(&half.body),
+        body_size: half.body.len() as u32,
+        queue_id: half.properties.get(keys::REAL_QUEUE_ID).and_then(|q| q.parse().ok()).unwrap_or(0),
+        queue_offset: half.queue_offset,
+        commit_log_offset: half.commit_log_offset,
+        store_timestamp: half.store_timestamp,
+        born_timestamp: half.born_timestamp,
+        tags_code: common::hash::tags_code(tags),
+        reconsume_times: half.reconsume_times.max(0) as u32,
+        check_count: checked,
+        arg: &[],
+    };
+    let check = CheckContext { now_ms: crate::now_ms(), max_checks: ctx.config.transaction_check_max };
+    let mut out = [CheckDecision::AskProducer];
+    let report = plugin.check_with_policy(&check, std::slice::from_ref(&view), &mut out);
+    if let Some(e) = report.error {
+        debug!(plugin = plugin.name(), error = %e, "check-back plugin failed; asking the producer");
+    }
+    Some(out[0])
+}
+
+/// Re-appends the half message with its check count and, if `ask`, asks a producer
+/// about the copy. Returns false when the copy could not be stored (stop this round).
+async fn renew_and_check(ctx: &BrokerContext, half: &MessageExt, uniq: &str, times: u32, ask: bool) -> bool {
     let mut props = half.properties.clone();
     props.insert(keys::TRANSACTION_CHECK_TIMES, times.to_string());
     let put = PutMessage {
@@ -392,6 +452,9 @@ async fn renew_and_check(ctx: &BrokerContext, half: &MessageExt, uniq: &str, tim
     if !r.status.is_stored() {
         warn!(msg_id = uniq, status = ?r.status, "could not re-append a half message for checking");
         return false;
+    }
+    if !ask {
+        return true;
     }
     let group = props.get(keys::PRODUCER_GROUP).unwrap_or_default().to_owned();
     let Some(channel) = ctx.clients.producer_channel(&group) else {

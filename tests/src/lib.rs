@@ -211,6 +211,9 @@ impl Namesrv {
     }
 }
 
+/// The broker's config file in its home, when a test gives one.
+const CONFIG_FILE: &str = "broker.toml";
+
 /// A broker on an ephemeral loopback port with its own store directory.
 pub struct Broker {
     pub process: ServerProcess,
@@ -226,6 +229,20 @@ impl Broker {
     /// See [`ServerProcess::start`].
     pub fn start(namesrv: &str, settings: &[(&str, &str)]) -> Result<Self> {
         let home = tempfile::tempdir()?;
+        let settings: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self::start_in(home, namesrv, settings)
+    }
+
+    /// [`Broker::start`] with a `broker.toml` (e.g. `[plugins]` and
+    /// `[[broker.plugin_binding]]`, which the environment cannot express); the
+    /// `FERROMQ_BROKER_*` settings still apply on top. Restarts reuse the file.
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start_with_config(namesrv: &str, toml: &str, settings: &[(&str, &str)]) -> Result<Self> {
+        let home = tempfile::tempdir()?;
+        std::fs::write(home.path().join(CONFIG_FILE), toml)?;
         let settings: Vec<(String, String)> =
             settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Self::start_in(home, namesrv, settings)
@@ -255,7 +272,10 @@ impl Broker {
             env.push((format!("FERROMQ_BROKER_{k}"), v.clone()));
         }
         let refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let process = ServerProcess::start(&binary("broker"), &[], &refs)?;
+        let file = home.path().join(CONFIG_FILE);
+        let file = file.display().to_string();
+        let args: &[&str] = if Path::new(&file).exists() { &["-c", &file] } else { &[] };
+        let process = ServerProcess::start(&binary("broker"), args, &refs)?;
         Ok(Self { process, home, settings })
     }
 

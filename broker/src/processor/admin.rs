@@ -176,6 +176,9 @@ pub async fn get_broker_runtime_info(
     put("brokerRole", format!("{:?}", ctx.config.broker_role));
     put("timerPendingCount", ctx.timers.pending_count().to_string());
     put("timerDeliveredCount", ctx.timers.delivered_count().to_string());
+    for (k, v) in ctx.plugins.runtime_info() {
+        put(&k, v);
+    }
     Some(json_response(&KvTable { table }))
 }
 

@@ -13,29 +13,50 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tracing::Span;
 
+use common::properties::keys;
 use common::record::RecordView;
 use common::subscription::{MessageModel, SubscriptionData};
 use common::sysflag::pull as pull_flag;
 use common::{perm, ResponseCode};
+use plugin_api::{FailurePolicy, FilterContext, MessageView, Verdict};
 use remoting::command::Body;
 use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::{Channel, RemotingCommand};
 use store::{CqEntry, GetRequest, GetStatus};
 
 use crate::context::BrokerContext;
-use crate::filter::MessageFilter;
+use crate::filter::{MessageFilter, PropertyLookup};
 use crate::hold::HeldPull;
+use crate::plugins::{BoundFilter, BrokerPlugins};
 use crate::processor::try_header;
 use crate::stats::BrokerStats;
 
-/// A compiled subscription filter, shared by a pull and its parked re-runs.
+/// A compiled subscription filter, shared by a pull and its parked re-runs: the
+/// built-in TAG/SQL92 stages, then plugin filters (a `PLUGIN:<name>` subscription
+/// and/or a `[[broker.plugin_binding]]` of the topic and group).
 pub struct PreparedFilter {
     filter: MessageFilter,
+    plugins: Vec<PluginStage>,
+}
+
+/// One plugin filter with the subscription it filters for.
+struct PluginStage {
+    bound: BoundFilter,
+    expression_type: String,
+    expression: String,
+}
+
+/// What the plugin stage left of a found batch.
+struct PluginPass {
+    /// Per message: delivered?
+    keep: Vec<bool>,
+    /// Messages `deliverable..` were not decided (policy `pause`): offer them again.
+    deliverable: usize,
 }
 
 impl PreparedFilter {
     pub fn new(filter: MessageFilter) -> Self {
-        Self { filter }
+        Self { filter, plugins: Vec::new() }
     }
 
     /// Consume-queue stage: may accept what the record stage rejects, never the
@@ -50,7 +71,8 @@ impl PreparedFilter {
         self.filter.matches_properties(&props)
     }
 
-    /// Both stages on an arrival event (long-polling wake-up).
+    /// Built-in stages on an arrival event (long-polling wake-up); plugin filters
+    /// decide when the woken pull runs.
     pub fn matches_arrival(&self, tags_code: i64, properties: &[u8]) -> bool {
         if !self.pre_filter(tags_code) {
             return false;
@@ -62,6 +84,67 @@ impl PreparedFilter {
     fn needs_record_stage(&self) -> bool {
         self.filter.needs_properties()
     }
+
+    /// Runs the plugin filters over a found batch, in one call per plugin.
+    fn run_plugins(&self, topic: &str, group: &str, records: &[bytes::Bytes]) -> PluginPass {
+        let n = records.len();
+        let mut pass = PluginPass { keep: vec![true; n], deliverable: n };
+        if self.plugins.is_empty() || n == 0 {
+            return pass;
+        }
+        let parsed: Vec<Option<RecordView<'_>>> = records.iter().map(|r| RecordView::parse(r).ok()).collect();
+        let views: Vec<MessageView<'_>> =
+            parsed.iter().map(|v| v.as_ref().map_or_else(MessageView::default, view_of)).collect();
+        let mut verdicts = vec![Verdict::Reject; n];
+        for stage in &self.plugins {
+            let d = pass.deliverable;
+            if d == 0 {
+                break;
+            }
+            let ctx =
+                FilterContext { topic, group, expression_type: &stage.expression_type, expression: &stage.expression };
+            match &stage.bound.plugin {
+                Ok(plugin) => {
+                    let report = plugin.filter_with_policy(&ctx, &views[..d], &mut verdicts[..d]);
+                    pass.deliverable = report.deliverable;
+                    for (k, v) in pass.keep.iter_mut().zip(&verdicts[..report.deliverable]) {
+                        *k &= *v == Verdict::Accept;
+                    }
+                }
+                // Not loaded: as if every call failed.
+                Err(_) => match stage.bound.policy {
+                    FailurePolicy::Deliver => {}
+                    FailurePolicy::Skip => pass.keep[..d].fill(false),
+                    _ => pass.deliverable = 0,
+                },
+            }
+        }
+        pass
+    }
+}
+
+/// A stored record as plugins see it (borrowed; the body is passed along, the host
+/// hands it over only to plugins that ask for it).
+fn view_of<'a>(v: &RecordView<'a>) -> MessageView<'a> {
+    let props = std::str::from_utf8(v.properties_raw()).unwrap_or("");
+    let tags = PropertyLookup::get(props, keys::TAGS);
+    let body = v.body();
+    MessageView {
+        topic: v.topic(),
+        tags: tags.unwrap_or(""),
+        keys: PropertyLookup::get(props, keys::KEYS).unwrap_or(""),
+        properties: v.properties_raw(),
+        body: Some(body),
+        body_size: body.len() as u32,
+        queue_id: v.queue_id().max(0) as u32,
+        queue_offset: v.queue_offset(),
+        commit_log_offset: v.physical_offset(),
+        store_timestamp: v.store_timestamp(),
+        born_timestamp: v.born_timestamp(),
+        tags_code: common::hash::tags_code(tags),
+        reconsume_times: v.reconsume_times().max(0) as u32,
+        ..MessageView::default()
+    }
 }
 
 /// Compiled filters by (group, topic), reused while the subscription is unchanged.
@@ -71,15 +154,35 @@ pub struct FilterCache {
 }
 
 impl FilterCache {
-    fn get_or_compile(&self, group: &str, sub: &SubscriptionData) -> Result<Arc<PreparedFilter>, String> {
+    fn get_or_compile(
+        &self,
+        plugins: &BrokerPlugins,
+        group: &str,
+        sub: &SubscriptionData,
+    ) -> Result<Arc<PreparedFilter>, String> {
         let key = (group.to_owned(), sub.topic.clone());
         if let Some((ver, expr, ty, f)) = self.map.read().get(&key) {
             if *ver == sub.sub_version && *expr == sub.sub_string && *ty == sub.expression_type {
                 return Ok(f.clone());
             }
         }
-        let filter = MessageFilter::from_subscription(sub).map_err(|e| e.to_string())?;
-        let prepared = Arc::new(PreparedFilter::new(filter));
+        let mut prepared = PreparedFilter::new(MessageFilter::All);
+        let stage = |bound: BoundFilter| PluginStage {
+            bound,
+            expression_type: sub.expression_type.clone(),
+            expression: sub.sub_string.clone(),
+        };
+        if let Some(name) = sub.plugin_name() {
+            prepared.plugins.push(stage(plugins.filter_named(name)?));
+        } else {
+            prepared.filter = MessageFilter::from_subscription(sub).map_err(|e| e.to_string())?;
+        }
+        if let Some(bound) = plugins.filter_for(&sub.topic, group) {
+            if prepared.plugins.iter().all(|s| s.bound.name != bound.name) {
+                prepared.plugins.push(stage(bound));
+            }
+        }
+        let prepared = Arc::new(prepared);
         self.map
             .write()
             .insert(key, (sub.sub_version, sub.sub_string.clone(), sub.expression_type.clone(), prepared.clone()));
@@ -133,6 +236,9 @@ pub async fn process(
         }
     }
 }
+
+/// How long a pull whose plugin filter is paused is held before it is answered.
+const PLUGIN_PAUSE_RETRY: Duration = Duration::from_secs(1);
 
 enum Outcome {
     Respond(RemotingCommand),
@@ -225,7 +331,7 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
             format!("The broker does not support consumer to filter message by {}", subscription.expression_type),
         );
     }
-    let filter = match ctx.filters.get_or_compile(&h.consumer_group, &subscription) {
+    let filter = match ctx.filters.get_or_compile(&ctx.plugins, &h.consumer_group, &subscription) {
         Ok(f) => f,
         Err(e) => {
             return error(
@@ -263,7 +369,40 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     if let Some(max_bytes) = h.max_msg_bytes.filter(|b| *b > 0) {
         get = get.max_bytes(max_bytes as usize);
     }
-    let result = ctx.store.get_messages(&get);
+    let mut result = ctx.store.get_messages(&get);
+    let mut plugin_paused = false;
+    if result.status == GetStatus::Found && !filter.plugins.is_empty() {
+        let pass = filter.run_plugins(&h.topic, &h.consumer_group, &result.messages);
+        if pass.deliverable < result.messages.len() {
+            result.next_begin_offset = result.queue_offsets[pass.deliverable];
+            plugin_paused = true;
+        }
+        let mut keep = pass.keep.iter().enumerate().map(|(i, k)| *k && i < pass.deliverable);
+        let mut keep2 = keep.clone();
+        result.messages.retain(|_| keep.next().unwrap_or(false));
+        result.queue_offsets.retain(|_| keep2.next().unwrap_or(false));
+        result.total_bytes = result.messages.iter().map(bytes::Bytes::len).sum();
+        if result.messages.is_empty() {
+            result.status = GetStatus::NoMatchedMessage;
+        }
+    }
+    if plugin_paused && result.messages.is_empty() && result.next_begin_offset == h.queue_offset {
+        // A plugin filter that cannot decide (failing, breaker open, not loaded)
+        // under policy `pause`: nothing is delivered or skipped; the consumer asks
+        // again from the same offset, at most about once per PLUGIN_PAUSE_RETRY.
+        if first && h.sys_flag & pull_flag::SUSPEND != 0 {
+            return Outcome::Delay(PLUGIN_PAUSE_RETRY);
+        }
+        let header = PullMessageResponseHeader {
+            suggest_which_broker_id: 0,
+            next_begin_offset: h.queue_offset,
+            min_offset: result.min_offset,
+            max_offset: result.max_offset,
+        };
+        let mut resp = RemotingCommand::response_with(ResponseCode::PULL_NOT_FOUND, &header);
+        resp.remark = Some("delivery paused: the subscription's filter plugin cannot decide".into());
+        return Outcome::Respond(resp);
+    }
 
     let (code, next) = match result.status {
         GetStatus::Found => (ResponseCode::SUCCESS, result.next_begin_offset),

@@ -21,6 +21,7 @@ use store::{PutMessage, PutResult, PutStatus};
 use crate::context::BrokerContext;
 use crate::processor::try_header;
 use crate::stats::BrokerStats;
+use plugin_api::{MessageView, QueueView, SelectContext};
 
 /// `MQVersion.V3_4_9`: from this client version on, the header's
 /// `maxReconsumeTimes` is honoured.
@@ -148,6 +149,48 @@ fn pick_queue(requested: i32, tc: &TopicConfig) -> i32 {
     }
 }
 
+/// The queue a topic's server-side selector plugin picks (`[[broker.plugin_binding]]`
+/// of a `queue_selector`), replacing the one the client asked for; the response
+/// names it, and clients take the queue from the response. `Ok(None)`: no selector
+/// bound (or the message is a retry). A failing plugin falls back to the built-in
+/// hash/round robin unless its policy is `reject`, which refuses the send.
+fn server_side_queue(
+    ctx: &BrokerContext,
+    tc: &TopicConfig,
+    h: &SendMessageRequestHeader,
+    body: &[u8],
+) -> Result<Option<i32>, String> {
+    if topic::is_retry_topic(&h.topic) {
+        return Ok(None);
+    }
+    let Some(selector) = ctx.plugins.selector_for(&h.topic) else { return Ok(None) };
+    let perm = u32::try_from(tc.perm).unwrap_or(0);
+    let queues: Vec<QueueView<'_>> = (0..tc.write_queue_nums.max(0) as u32)
+        .map(|queue_id| QueueView { broker_name: &ctx.config.broker_name, queue_id, perm, zone: "" })
+        .collect();
+    if queues.is_empty() {
+        return Ok(None);
+    }
+    let raw = h.properties.as_deref().unwrap_or("");
+    let view = MessageView {
+        topic: &h.topic,
+        tags: crate::filter::PropertyLookup::get(raw, keys::TAGS).unwrap_or(""),
+        keys: crate::filter::PropertyLookup::get(raw, keys::KEYS).unwrap_or(""),
+        properties: raw.as_bytes(),
+        body: Some(body),
+        body_size: body.len() as u32,
+        queue_id: h.queue_id.max(0) as u32,
+        born_timestamp: h.born_timestamp,
+        reconsume_times: h.reconsume_times.unwrap_or(0).max(0) as u32,
+        ..MessageView::default()
+    };
+    let ctx_view = SelectContext { topic: &h.topic, queues: &queues };
+    match selector.select_one(&ctx_view, &view) {
+        Ok(i) => Ok(queues.get(i as usize).map(|q| q.queue_id as i32)),
+        Err(e) => Err(format!("queue selector plugin `{}` failed: {e}", selector.name())),
+    }
+}
+
 async fn send(
     ctx: &Arc<BrokerContext>,
     ch: &Channel,
@@ -169,6 +212,11 @@ async fn send(
             format!("the message body size {} exceeds the maximum {} (maxMessageSize)", body.len(), max),
         ));
     }
+    let queue_id = match server_side_queue(ctx, &tc, &h, &body) {
+        Ok(Some(q)) => q,
+        Ok(None) => queue_id,
+        Err(remark) => return Err(reject(ResponseCode::SYSTEM_ERROR, remark)),
+    };
     let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));
     let mut topic_name = h.topic.clone();
     let mut target_queue = queue_id;
