@@ -21,6 +21,13 @@ enum Command {
     /// Brokers of every cluster.
     #[command(name = "clusterList")]
     ClusterList,
+    /// Runtime information of one broker (`ip:port`): counters, store offsets and
+    /// plugin status.
+    #[command(name = "brokerStatus")]
+    BrokerStatus {
+        #[arg(short = 'b', long)]
+        broker: String,
+    },
     /// Route of a topic.
     #[command(name = "topicRoute")]
     TopicRoute {
@@ -84,6 +91,9 @@ async fn main() -> Result<()> {
         let out = match &args.command {
             Command::ClusterList => admin::cluster_list(&a).await?,
             Command::TopicRoute { topic } => admin::topic_route(&a, topic).await?,
+            Command::BrokerStatus { broker } => {
+                a.broker_runtime_info(broker).await?.iter().map(|(k, v)| format!("{k:<32} : {v}\n")).collect()
+            }
             Command::UpdateTopic { topic, queues, cluster } => {
                 a.create_topic(topic, *queues, cluster.as_deref()).await?;
                 format!("topic {topic} created with {queues} queues")

@@ -116,6 +116,20 @@ impl Admin {
         remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(e.to_string()))
     }
 
+    /// GET_BROKER_RUNTIME_INFO of the broker at `broker_addr`: counters, store
+    /// offsets and plugin status (`plugin.<name>.*`), sorted by key.
+    ///
+    /// # Errors
+    /// The broker did not answer or refused.
+    pub async fn broker_runtime_info(&self, broker_addr: &str) -> Result<std::collections::BTreeMap<String, String>> {
+        let req = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO);
+        let resp = self.instance.invoke(broker_addr, req, self.timeout).await?;
+        check(&resp, broker_addr)?;
+        let kv: remoting::body::KvTable =
+            remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(e.to_string()))?;
+        Ok(kv.table)
+    }
+
     /// Per-queue progress of `group` on `topic`, across the topic's brokers.
     ///
     /// # Errors

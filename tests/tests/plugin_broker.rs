@@ -373,6 +373,14 @@ async fn hostile_plugins_are_contained_and_lose_nothing() -> Result<()> {
         assert!(info.get(&format!("plugin.{name}.lastError")).is_some_and(|e| !e.is_empty()), "{info:?}");
     }
     assert!(info[&"plugin.wasm-abi.lastError".to_owned()].contains("ABI"), "{info:?}");
+    // The operator sees the same through ferromq-admin.
+    let out = std::process::Command::new(tests::binary("ferromq-admin"))
+        .args(["-n", &ns.addr(), "brokerStatus", "-b", &broker.addr()])
+        .env_remove("NAMESRV_ADDR")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.lines().any(|l| l.starts_with("plugin.wasm-corrupt.state") && l.ends_with(": unavailable")), "{text}");
 
     let mut healthy_offset = 0;
     // Warm up, then the baseline.
