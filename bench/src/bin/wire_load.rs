@@ -31,7 +31,7 @@ enum Mode {
     E2e,
 }
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "wire_load", about = "FerroMQ/RocketMQ wire-protocol load generator")]
 struct Args {
     /// Broker address (`ip:port`).
@@ -65,6 +65,15 @@ struct Args {
     /// Messages to pre-fill for `pull` mode.
     #[arg(long, default_value_t = 200_000)]
     prefill: u64,
+    /// Consumer group of the pullers (a broker-side plugin binding may name it).
+    #[arg(long, default_value = "BENCH_CG")]
+    group: String,
+    /// Subscription expression of the pullers.
+    #[arg(long, default_value = "*")]
+    expression: String,
+    /// Subscription expression type: `TAG`, `SQL92` or `PLUGIN:<name>`.
+    #[arg(long, default_value = "TAG")]
+    expression_type: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -90,23 +99,23 @@ fn send_request(topic: &str, queue_id: i32, body: Bytes) -> RemotingCommand {
     RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &h).with_body(body)
 }
 
-fn pull_request(topic: &str, queue_id: i32, offset: i64, suspend_ms: i64) -> RemotingCommand {
+fn pull_request(args: &Args, queue_id: i32, offset: i64, suspend_ms: i64) -> RemotingCommand {
     let mut flag = common::sysflag::pull::SUBSCRIPTION;
     if suspend_ms > 0 {
         flag |= common::sysflag::pull::SUSPEND;
     }
     let h = PullMessageRequestHeader {
-        consumer_group: "BENCH_CG".into(),
-        topic: topic.into(),
+        consumer_group: args.group.clone(),
+        topic: args.topic.clone(),
         queue_id,
         queue_offset: offset,
         max_msg_nums: 32,
         sys_flag: flag,
         commit_offset: 0,
         suspend_timeout_millis: suspend_ms,
-        subscription: Some("*".into()),
+        subscription: Some(args.expression.clone()),
         sub_version: 0,
-        expression_type: Some("TAG".into()),
+        expression_type: Some(args.expression_type.clone()),
         max_msg_bytes: None,
         broker_name: None,
     };
@@ -178,7 +187,7 @@ async fn prefill(args: &Args) -> Result<()> {
     let target = args.prefill;
     let done = stats.clone();
     done.measuring.store(true, Ordering::Relaxed);
-    let handles = run_senders(&Args { rate: 0, ..args.clone_args() }, stats.clone(), stop.clone(), epoch).await;
+    let handles = run_senders(&Args { rate: 0, ..args.clone() }, stats.clone(), stop.clone(), epoch).await;
     while done.msgs.load(Ordering::Relaxed) < target {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -189,24 +198,6 @@ async fn prefill(args: &Args) -> Result<()> {
     Ok(())
 }
 
-impl Args {
-    fn clone_args(&self) -> Args {
-        Args {
-            broker: self.broker.clone(),
-            mode: self.mode,
-            topic: self.topic.clone(),
-            queues: self.queues,
-            size: self.size,
-            connections: self.connections,
-            inflight: self.inflight,
-            rate: self.rate,
-            duration: self.duration,
-            warmup: self.warmup,
-            prefill: self.prefill,
-            json: self.json,
-        }
-    }
-}
 
 /// Pullers: each walks its queues from offset 0 (or the tail for e2e) and records
 /// message counts; e2e records produce-to-consume latency from the body stamp.
@@ -219,7 +210,9 @@ async fn run_pullers(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut handles = Vec::new();
     let cls = clients(args.connections);
+    let shared = Arc::new(args.clone());
     for queue in 0..args.queues {
+        let args = shared.clone();
         let client = cls[queue as usize % cls.len()].clone();
         let (stats, stop) = (stats.clone(), stop.clone());
         let (broker, topic) = (args.broker.clone(), args.topic.clone());
@@ -227,7 +220,7 @@ async fn run_pullers(
         let suspend = if from_tail { 15_000 } else { 0 };
         handles.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let req = pull_request(&topic, queue, offset, suspend);
+                let req = pull_request(&args, queue, offset, suspend);
                 let Ok(resp) = client.invoke(&broker, req, Duration::from_secs(30)).await else {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     continue;
