@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use common::properties::Properties;
 use common::{MessageExt, ResponseCode};
-use plugin_api::{Manifest, PluginKind, PLUGIN_ABI_VERSION};
+use plugin_api::{PluginKind, PLUGIN_ABI_VERSION};
+use plugin_host::testing::{Wat, INFINITE_LOOP, MEMORY_BOMB, TRAP};
 use tests::wire::{props, Wire};
 use tests::{eventually, Broker, Namesrv};
 
@@ -251,36 +252,9 @@ config = {{ property = "PAID", patience = "3" }}
     Ok(())
 }
 
-/// A WAT filter following `plugin-api/README.md`: bump allocator, manifest and an
-/// `fmq_call` whose body misbehaves.
+/// A WAT filter whose `fmq_call` misbehaves, declaring ABI version `abi`.
 fn hostile_wasm(body: &str, abi: u32) -> Vec<u8> {
-    let mut m = Manifest::new("hostile", "1.0.0", PluginKind::Filter);
-    m.abi_version = abi;
-    let manifest = m.encode();
-    let data: String = manifest.iter().map(|b| format!("\\{b:02x}")).collect();
-    let len = manifest.len();
-    let wat = format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (global $bump (mut i32) (i32.const 65536))
-  (func (export "fmq_abi_v1"))
-  (data (i32.const 1024) "{data}")
-  (func (export "fmq_alloc") (param $size i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $bump))
-    (if (i32.gt_u (i32.add (local.get $p) (local.get $size)) (i32.mul (memory.size) (i32.const 65536)))
-      (then (if (i32.eq (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16)) (i32.const 1))) (i32.const -1))
-        (then (return (i32.const 0))))))
-    (global.set $bump (i32.and (i32.add (i32.add (local.get $p) (local.get $size)) (i32.const 7)) (i32.const -8)))
-    (local.get $p))
-  (func (export "fmq_describe") (param $out i32) (param $cap i32) (result i32)
-    (if (i32.le_u (i32.const {len}) (local.get $cap))
-      (then (memory.copy (local.get $out) (i32.const 1024) (i32.const {len}))))
-    (i32.const {len}))
-  (func (export "fmq_call") (param $in i32) (param $inlen i32) (param $out i32) (param $cap i32) (result i32)
-    {body}))"#
-    );
-    wat::parse_str(wat).expect("valid WAT")
+    Wat { manifest_abi: abi, ..Wat::new(PluginKind::Filter, body) }.bytes()
 }
 
 async fn healthy_round_trip(wire: &Wire, offset: &mut i64) -> Result<Duration> {
@@ -312,20 +286,17 @@ async fn hostile_plugins_are_contained_and_lose_nothing() -> Result<()> {
     let d = dir.path();
     let lua_header = "PLUGIN = { name = \"hostile\", version = \"1.0.0\", abi = 1 }\n";
     let plugins = [
-        ("wasm-loop", "wasm", write(d, "loop.wasm", hostile_wasm("(loop $l (br $l)) (unreachable)", PLUGIN_ABI_VERSION))),
+        ("wasm-loop", "wasm", write(d, "loop.wasm", hostile_wasm(INFINITE_LOOP, PLUGIN_ABI_VERSION))),
         (
             "wasm-bomb",
             "wasm",
             write(
                 d,
                 "bomb.wasm",
-                hostile_wasm(
-                    "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) (unreachable)",
-                    PLUGIN_ABI_VERSION,
-                ),
+                hostile_wasm(MEMORY_BOMB, PLUGIN_ABI_VERSION),
             ),
         ),
-        ("wasm-trap", "wasm", write(d, "trap.wasm", hostile_wasm("(unreachable)", PLUGIN_ABI_VERSION))),
+        ("wasm-trap", "wasm", write(d, "trap.wasm", hostile_wasm(TRAP, PLUGIN_ABI_VERSION))),
         ("wasm-abi", "wasm", write(d, "abi.wasm", hostile_wasm("(i32.const 0)", PLUGIN_ABI_VERSION + 98))),
         ("wasm-corrupt", "wasm", write(d, "corrupt.wasm", b"\0asm\x01\0\0\0this is not a module")),
         ("lua-loop", "lua", write(d, "loop.lua", format!("{lua_header}function filter(m) while true do end end"))),

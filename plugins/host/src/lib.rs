@@ -46,6 +46,8 @@ mod handles;
 mod registry;
 mod runtime;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use breaker::BreakerState;
 pub use config::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
