@@ -48,7 +48,7 @@ struct PluginStage {
 
 /// What the plugin stage left of a found batch.
 struct PluginPass {
-    /// Per message: delivered?
+    /// Per message: delivered? (false from `deliverable` on)
     keep: Vec<bool>,
     /// Messages `deliverable..` were not decided (policy `pause`): offer them again.
     deliverable: usize,
@@ -92,7 +92,21 @@ impl PreparedFilter {
         if self.plugins.is_empty() || n == 0 {
             return pass;
         }
-        let parsed: Vec<Option<RecordView<'_>>> = records.iter().map(|r| RecordView::parse(r).ok()).collect();
+        // The records come straight from the page cache and are usually not in the CPU
+        // cache yet (the built-in filters never touch them): keep the loads of the next
+        // few records in flight while parsing one.
+        const AHEAD: usize = 6;
+        records.iter().take(AHEAD).for_each(|r| common::record::prefetch(r));
+        let parsed: Vec<Option<RecordView<'_>>> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if let Some(next) = records.get(i + AHEAD) {
+                    common::record::prefetch(next);
+                }
+                RecordView::parse(r).ok()
+            })
+            .collect();
         let views: Vec<MessageView<'_>> =
             parsed.iter().map(|v| v.as_ref().map_or_else(MessageView::default, view_of)).collect();
         let mut verdicts = vec![Verdict::Reject; n];
@@ -119,14 +133,21 @@ impl PreparedFilter {
                 },
             }
         }
+        pass.keep[pass.deliverable..].fill(false);
         pass
     }
+}
+
+/// Keeps the items of `v` whose mark is true (`marks` is as long as `v`).
+fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
+    let mut m = marks.iter();
+    v.retain(|_| m.next().copied().unwrap_or(false));
 }
 
 /// A stored record as plugins see it (borrowed; the body is passed along, the host
 /// hands it over only to plugins that ask for it).
 fn view_of<'a>(v: &RecordView<'a>) -> MessageView<'a> {
-    let props = std::str::from_utf8(v.properties_raw()).unwrap_or("");
+    let props = v.properties_raw();
     let tags = PropertyLookup::get(props, keys::TAGS);
     let body = v.body();
     MessageView {
@@ -377,10 +398,8 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
             result.next_begin_offset = result.queue_offsets[pass.deliverable];
             plugin_paused = true;
         }
-        let mut keep = pass.keep.iter().enumerate().map(|(i, k)| *k && i < pass.deliverable);
-        let mut keep2 = keep.clone();
-        result.messages.retain(|_| keep.next().unwrap_or(false));
-        result.queue_offsets.retain(|_| keep2.next().unwrap_or(false));
+        retain_marked(&mut result.messages, &pass.keep);
+        retain_marked(&mut result.queue_offsets, &pass.keep);
         result.total_bytes = result.messages.iter().map(bytes::Bytes::len).sum();
         if result.messages.is_empty() {
             result.status = GetStatus::NoMatchedMessage;

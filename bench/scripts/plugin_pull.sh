@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Pull throughput of a trivial WASM filter plugin against the built-in TAG filter:
+# one release broker, one pre-filled topic, alternating runs (BENCHMARKS.md, "Pull
+# throughput with a filter plugin"). Run from the repository root:
+#
+#   cargo build --release -p broker -p bench && bench/scripts/plugin_pull.sh [pairs]
+set -euo pipefail
+root=$(pwd)
+pairs=${1:-6}
+port=${PORT:-21911}
+work=$(mktemp -d)
+trap 'kill "${broker_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat > "$work/broker.toml" <<TOML
+[plugins]
+watch = false
+[[plugins.plugin]]
+name = "all-tags"
+kind = "filter"
+runtime = "wasm"
+path = "$root/plugins/examples/wasm/tag_set_filter.wasm"
+config = { tags = "bench" }
+limits = { max_batch = 1024 }
+TOML
+
+FERROMQ_BROKER_LISTEN_PORT=$port FERROMQ_BROKER_HA_LISTEN_PORT=0 \
+FERROMQ_BROKER_BIND_ADDRESS=127.0.0.1 FERROMQ_BROKER_BROKER_IP1=127.0.0.1 \
+FERROMQ_BROKER_NAMESRV_ADDR=127.0.0.1:1 FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR="$work/store" \
+  "$root/target/release/broker" -c "$work/broker.toml" >"$work/broker.out" 2>"$work/broker.err" &
+broker_pid=$!
+for _ in $(seq 1 100); do grep -q listening "$work/broker.out" && break; sleep 0.1; done
+
+load="$root/target/release/wire_load --broker 127.0.0.1:$port --mode pull"
+# 1.2 M messages of 1 KiB on 8 queues, all tagged "bench".
+$load --prefill 1200000 --duration 1s --warmup 0s --group warm >/dev/null
+for round in $(seq 1 "$pairs"); do
+  if (( round % 2 )); then order="TAG PLUGIN:all-tags"; else order="PLUGIN:all-tags TAG"; fi
+  for ty in $order; do
+    rate=$($load --prefill 0 --duration 3s --warmup 1s --group "g$round${ty%%:*}" \
+      --expression bench --expression-type "$ty" --json | grep -o '"msgs_per_sec":[0-9]*' | cut -d: -f2)
+    echo "$round $ty $rate"
+  done
+done
