@@ -253,6 +253,10 @@ pub fn scan(buf: &[u8], check_crc: bool) -> Result<Entry<'_>> {
     Ok(Entry::Record(view))
 }
 
+/// How many records ahead of the one being read a scan should [`prefetch`]: enough to
+/// overlap the misses, few enough that the CPU does not drop the requests.
+pub const PREFETCH_AHEAD: usize = 6;
+
 /// Asks the CPU to start loading the parts of a stored record that a parse and a
 /// property lookup read — the header and the tail (topic and properties follow the
 /// body) — so that a batch of records from the page cache misses in parallel instead of

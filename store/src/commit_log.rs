@@ -222,6 +222,20 @@ impl CommitLog {
         seg.bytes((offset - seg.start()) as usize, size)
     }
 
+    /// Asks the CPU to start loading the record at `offset` (`size` bytes) — header and
+    /// tail, see [`record::prefetch`] — when it is stored; a hint, nothing is read.
+    pub(crate) fn prefetch(&self, offset: i64, size: usize) {
+        let segs = self.segments.read();
+        let Some(first) = segs.first() else { return };
+        if offset < first.start() {
+            return;
+        }
+        let idx = ((offset - first.start()) / self.segment_size as i64) as usize;
+        if let Some(rec) = segs.get(idx).and_then(|seg| seg.read((offset - seg.start()) as usize, size)) {
+            record::prefetch(rec);
+        }
+    }
+
     /// Runs `f` on a borrowed view of the record at `offset`, whose size is read from
     /// the record itself (for lookups by offset and timestamp searches).
     pub(crate) fn with_record<R>(&self, offset: i64, limit: i64, f: impl FnOnce(RecordView<'_>) -> R) -> Option<R> {

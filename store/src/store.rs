@@ -19,7 +19,7 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::record::RecordView;
+use common::record::{RecordView, PREFETCH_AHEAD};
 use config::StoreConfig;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
@@ -495,9 +495,21 @@ impl MessageStore {
         };
         let scanned = cq.with_entries(offset, scan_limit, |buf| {
             let n = buf.len() / CQ_ENTRY_SIZE;
+            // A record filter reads every candidate record, which is usually not in the
+            // CPU cache yet: keep the loads of the next few candidates in flight.
+            let prefetch = |j: usize| {
+                if req.record_filter.is_some() && j < n {
+                    let e = decode_entry(&buf[j * CQ_ENTRY_SIZE..]);
+                    if e.size > 0 && req.cq_filter.is_none_or(|f| f(&e)) {
+                        c.commit_log.prefetch(e.phy_offset, e.size as usize);
+                    }
+                }
+            };
+            (0..PREFETCH_AHEAD).for_each(prefetch);
             let mut next_file_start = i64::MIN;
             let mut i = 0;
             while i < n {
+                prefetch(i + PREFETCH_AHEAD);
                 let e = decode_entry(&buf[i * CQ_ENTRY_SIZE..]);
                 if e.size <= 0 || (next_file_start != i64::MIN && e.phy_offset < next_file_start) {
                     i += 1;

@@ -198,7 +198,6 @@ async fn prefill(args: &Args) -> Result<()> {
     Ok(())
 }
 
-
 /// Pullers: each walks its queues from offset 0 (or the tail for e2e) and records
 /// message counts; e2e records produce-to-consume latency from the body stamp.
 async fn run_pullers(

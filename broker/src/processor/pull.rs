@@ -93,16 +93,16 @@ impl PreparedFilter {
             return pass;
         }
         // The records come straight from the page cache and are usually not in the CPU
-        // cache yet (the built-in filters never touch them): keep the loads of the next
+        // cache yet (nothing before this stage read them): keep the loads of the next
         // few records in flight while parsing one.
-        const AHEAD: usize = 6;
-        records.iter().take(AHEAD).for_each(|r| common::record::prefetch(r));
+        use common::record::{prefetch, PREFETCH_AHEAD};
+        records.iter().take(PREFETCH_AHEAD).for_each(|r| prefetch(r));
         let parsed: Vec<Option<RecordView<'_>>> = records
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                if let Some(next) = records.get(i + AHEAD) {
-                    common::record::prefetch(next);
+                if let Some(next) = records.get(i + PREFETCH_AHEAD) {
+                    prefetch(next);
                 }
                 RecordView::parse(r).ok()
             })

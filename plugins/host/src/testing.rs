@@ -94,6 +94,15 @@ pub const FILTER_TAGS_A: &str = r#"
       (br $next)))
     (local.get $n)"#;
 
+/// Filter: accept every message (the cheapest possible filter: the ABI cost alone).
+pub const FILTER_ACCEPT_ALL: &str = r#"
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store8 (i32.add (local.get $out) (local.get $i)) (i32.const 1))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $n)"#;
+
 /// Selector: message i goes to queue i % queue_count.
 pub const SELECT_MOD: &str = r#"
     (local.set $qc (i32.load offset=12 (local.get $ctx)))

@@ -26,6 +26,17 @@ fn load_err(kind: PluginKind, bytes: &[u8]) -> PluginError {
 }
 
 #[test]
+fn accept_all_filter_accepts_every_message() {
+    let dir = fixtures_dir();
+    let f = write(dir.path(), "all.wasm", Wat::new(PluginKind::Filter, FILTER_ACCEPT_ALL).bytes());
+    let reg = registry(vec![decl("all", PluginKind::Filter, Runtime::Wasm, &f)]);
+    let msgs: Vec<_> = ["A", "B", ""].into_iter().map(msg).collect();
+    let mut v = vec![Verdict::Reject; msgs.len()];
+    reg.filter("all").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
+    assert_eq!(v, [Verdict::Accept; 3]);
+}
+
+#[test]
 fn filter_selector_allocation_and_check_run() {
     let dir = fixtures_dir();
     let f = write(dir.path(), "f.wasm", Wat::new(PluginKind::Filter, FILTER_TAGS_A).bytes());
