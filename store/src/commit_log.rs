@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::record::{self, Entry, RecordView};
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::error::{Error, IoContext, Result};
 use crate::mapped_file::{Access, MappedFile};
@@ -175,13 +175,14 @@ impl CommitLog {
     /// The segment holding `offset`, if it still exists.
     #[inline]
     pub(crate) fn segment_for(&self, offset: i64) -> Option<Arc<MappedFile>> {
-        let segs = self.segments.read();
-        let first = segs.first()?;
-        if offset < first.start() {
-            return None;
-        }
-        let idx = ((offset - first.start()) / self.segment_size as i64) as usize;
-        segs.get(idx).cloned()
+        self.view().segment(offset).cloned()
+    }
+
+    /// The segments as they are now, for a batch of reads under one lock (retention
+    /// waits until the view is dropped: keep it short).
+    #[inline]
+    pub(crate) fn view(&self) -> SegmentsView<'_> {
+        SegmentsView { segs: self.segments.read(), segment_size: self.segment_size }
     }
 
     /// Start offset of the segment after the one holding `offset`.
@@ -212,28 +213,7 @@ impl CommitLog {
     /// published.
     #[inline]
     pub(crate) fn read(&self, offset: i64, size: usize) -> Option<Bytes> {
-        let segs = self.segments.read();
-        let first = segs.first()?;
-        if offset < first.start() {
-            return None;
-        }
-        let idx = ((offset - first.start()) / self.segment_size as i64) as usize;
-        let seg = segs.get(idx)?;
-        seg.bytes((offset - seg.start()) as usize, size)
-    }
-
-    /// Asks the CPU to start loading the record at `offset` (`size` bytes) — header and
-    /// tail, see [`record::prefetch`] — when it is stored; a hint, nothing is read.
-    pub(crate) fn prefetch(&self, offset: i64, size: usize) {
-        let segs = self.segments.read();
-        let Some(first) = segs.first() else { return };
-        if offset < first.start() {
-            return;
-        }
-        let idx = ((offset - first.start()) / self.segment_size as i64) as usize;
-        if let Some(rec) = segs.get(idx).and_then(|seg| seg.read((offset - seg.start()) as usize, size)) {
-            record::prefetch(rec);
-        }
+        self.view().read(offset, size)
     }
 
     /// Runs `f` on a borrowed view of the record at `offset`, whose size is read from
@@ -342,5 +322,39 @@ mod tests {
         std::fs::remove_file(dir.path().join(segment_name(8192))).unwrap();
         std::fs::write(dir.path().join("junk"), b"x").unwrap();
         assert!(matches!(CommitLog::load_segments(dir.path(), 4096), Err(Error::BadFileName { .. })));
+    }
+}
+
+/// The commit log's segments under one read lock: see [`CommitLog::view`].
+pub(crate) struct SegmentsView<'a> {
+    segs: RwLockReadGuard<'a, Vec<Arc<MappedFile>>>,
+    segment_size: usize,
+}
+
+impl SegmentsView<'_> {
+    /// The segment holding `offset`, if it still exists.
+    #[inline]
+    pub(crate) fn segment(&self, offset: i64) -> Option<&Arc<MappedFile>> {
+        let first = self.segs.first()?;
+        if offset < first.start() {
+            return None;
+        }
+        self.segs.get(((offset - first.start()) / self.segment_size as i64) as usize)
+    }
+
+    /// See [`CommitLog::read`].
+    #[inline]
+    pub(crate) fn read(&self, offset: i64, size: usize) -> Option<Bytes> {
+        let seg = self.segment(offset)?;
+        seg.bytes((offset - seg.start()) as usize, size)
+    }
+
+    /// Asks the CPU to start loading the record at `offset` (`size` bytes) — header and
+    /// tail, see [`record::prefetch`] — when it is stored; a hint, nothing is read.
+    #[inline]
+    pub(crate) fn prefetch(&self, offset: i64, size: usize) {
+        if let Some(rec) = self.segment(offset).and_then(|seg| seg.read((offset - seg.start()) as usize, size)) {
+            record::prefetch(rec);
+        }
     }
 }

@@ -495,13 +495,14 @@ impl MessageStore {
         };
         let scanned = cq.with_entries(offset, scan_limit, |buf| {
             let n = buf.len() / CQ_ENTRY_SIZE;
+            let log = c.commit_log.view();
             // A record filter reads every candidate record, which is usually not in the
             // CPU cache yet: keep the loads of the next few candidates in flight.
             let prefetch = |j: usize| {
                 if req.record_filter.is_some() && j < n {
                     let e = decode_entry(&buf[j * CQ_ENTRY_SIZE..]);
                     if e.size > 0 && req.cq_filter.is_none_or(|f| f(&e)) {
-                        c.commit_log.prefetch(e.phy_offset, e.size as usize);
+                        log.prefetch(e.phy_offset, e.size as usize);
                     }
                 }
             };
@@ -526,7 +527,7 @@ impl MessageStore {
                         continue;
                     }
                 }
-                let Some(rec) = c.commit_log.read(e.phy_offset, e.size as usize) else {
+                let Some(rec) = log.read(e.phy_offset, e.size as usize) else {
                     if res.messages.is_empty() {
                         res.status = GetStatus::MessageWasRemoving;
                     }

@@ -67,8 +67,7 @@ impl PreparedFilter {
 
     /// Record stage: properties (SQL92, plugins).
     pub fn matches_record(&self, view: &RecordView<'_>) -> bool {
-        let props = std::str::from_utf8(view.properties_raw()).unwrap_or("");
-        self.filter.matches_properties(&props)
+        self.filter.matches_properties(view.properties_raw())
     }
 
     /// Built-in stages on an arrival event (long-polling wake-up); plugin filters
@@ -77,8 +76,7 @@ impl PreparedFilter {
         if !self.pre_filter(tags_code) {
             return false;
         }
-        let props = std::str::from_utf8(properties).unwrap_or("");
-        self.filter.matches_properties(&props)
+        self.filter.matches_properties(properties)
     }
 
     fn needs_record_stage(&self) -> bool {
@@ -108,7 +106,7 @@ impl PreparedFilter {
             })
             .collect();
         let views: Vec<MessageView<'_>> =
-            parsed.iter().map(|v| v.as_ref().map_or_else(MessageView::default, view_of)).collect();
+            parsed.iter().map(|v| v.as_ref().map_or_else(MessageView::default, |v| view_of(topic, v))).collect();
         let mut verdicts = vec![Verdict::Reject; n];
         for stage in &self.plugins {
             let d = pass.deliverable;
@@ -144,14 +142,15 @@ fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
     v.retain(|_| m.next().copied().unwrap_or(false));
 }
 
-/// A stored record as plugins see it (borrowed; the body is passed along, the host
-/// hands it over only to plugins that ask for it).
-fn view_of<'a>(v: &RecordView<'a>) -> MessageView<'a> {
+/// A stored record of the pulled `topic` as plugins see it (borrowed; the body is
+/// passed along, the host hands it over only to plugins that ask for it). Every view
+/// of a pull shares the one `topic` slice, so the frame carries it once.
+fn view_of<'a>(topic: &'a str, v: &RecordView<'a>) -> MessageView<'a> {
     let props = v.properties_raw();
     let tags = PropertyLookup::get(props, keys::TAGS);
     let body = v.body();
     MessageView {
-        topic: v.topic(),
+        topic,
         tags: tags.unwrap_or(""),
         keys: PropertyLookup::get(props, keys::KEYS).unwrap_or(""),
         properties: v.properties_raw(),
