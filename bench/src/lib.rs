@@ -44,6 +44,35 @@ impl Stats {
             let _ = self.hist.lock().record((l.as_micros() as u64).max(1));
         }
     }
+
+    /// Prints what was measured over `elapsed` seconds: one JSON object (`run`, the
+    /// run's description, plus rates, errors, latency percentiles, commit and CPUs) with
+    /// `json`, else two readable lines headed by `label`.
+    pub fn report(&self, label: &str, elapsed: f64, mut run: serde_json::Value, json: bool) {
+        let msgs = self.msgs.load(Ordering::Relaxed) as f64 / elapsed;
+        let mb = self.bytes.load(Ordering::Relaxed) as f64 / elapsed / 1_000_000.0;
+        let errors = self.errors.load(Ordering::Relaxed);
+        let (p50, p99, p999, max) = {
+            let hist = self.hist.lock();
+            let pct = |q: f64| if hist.is_empty() { 0.0 } else { hist.value_at_quantile(q) as f64 / 1000.0 };
+            (pct(0.5), pct(0.99), pct(0.999), hist.max() as f64 / 1000.0)
+        };
+        if json {
+            if let Some(o) = run.as_object_mut() {
+                o.insert("seconds".into(), elapsed.into());
+                o.insert("msgs_per_sec".into(), msgs.into());
+                o.insert("mb_per_sec".into(), mb.into());
+                o.insert("errors".into(), errors.into());
+                o.insert("latency_ms".into(), serde_json::json!({ "p50": p50, "p99": p99, "p999": p999, "max": max }));
+                o.insert("commit".into(), option_env!("FERROMQ_COMMIT").unwrap_or("unknown").into());
+                o.insert("cpus".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).into());
+            }
+            println!("{run}");
+        } else {
+            println!("{label}: {msgs:.0} msgs/s, {mb:.1} MB/s, errors {errors}");
+            println!("latency ms: p50 {p50:.3}  p99 {p99:.3}  p999 {p999:.3}  max {max:.3}");
+        }
+    }
 }
 
 /// A body of `size` bytes whose first 8 bytes are the send instant (ns since `epoch`),

@@ -205,43 +205,14 @@ async fn main() -> Result<()> {
     for h in handles {
         h.abort();
     }
-    let msgs = stats.msgs.load(Ordering::Relaxed);
-    let bytes = stats.bytes.load(Ordering::Relaxed);
-    // A copy: the producers' shutdown below awaits, and no guard may live across it.
-    let hist = stats.hist.lock().clone();
-    let pct = |q: f64| if hist.is_empty() { 0.0 } else { hist.value_at_quantile(q) as f64 / 1000.0 };
-    let report = serde_json::json!({
+    let run = serde_json::json!({
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "driver": "client",
         "size": args.size,
         "connections": args.connections,
         "inflight_per_connection": args.inflight,
-        "seconds": elapsed,
-        "msgs_per_sec": msgs as f64 / elapsed,
-        "mb_per_sec": bytes as f64 / elapsed / 1_000_000.0,
-        "errors": stats.errors.load(Ordering::Relaxed),
-        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": hist.max() as f64 / 1000.0 },
-        "commit": option_env!("FERROMQ_COMMIT").unwrap_or("unknown"),
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!(
-            "client mode {:?}: {:.0} msgs/s, {:.1} MB/s, errors {}",
-            args.mode,
-            msgs as f64 / elapsed,
-            bytes as f64 / elapsed / 1e6,
-            stats.errors.load(Ordering::Relaxed)
-        );
-        println!(
-            "latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}",
-            pct(0.5),
-            pct(0.99),
-            pct(0.999),
-            hist.max() as f64 / 1000.0
-        );
-    }
+    stats.report(&format!("client mode {:?}", args.mode), elapsed, run, args.json);
     for p in &producers {
         p.shutdown().await;
     }
