@@ -22,10 +22,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tests::wire::{route, Wire};
-use tests::{eventually, Broker, Namesrv};
+use tests::wire::Wire;
+use tests::{Broker, Namesrv};
 
-use compat_support::{check_consumed, s, skipped, ClientOutput, ClientProcess};
+use compat_support::{
+    args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput, ClientProcess,
+};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 /// All 18 delay levels at one second, so a retry comes back at once.
@@ -100,10 +102,6 @@ fn spawn(name: &str, script: &str, args: &[String], home: &tempfile::TempDir) ->
     ClientProcess::spawn(name, &PathBuf::from(node()), &argv, &home.path().join(name), &[("NODE_PATH", &modules)])
 }
 
-fn args(pairs: &[(&str, &str)]) -> Vec<String> {
-    pairs.iter().flat_map(|(k, v)| [format!("--{k}"), (*v).to_owned()]).collect()
-}
-
 /// Runs the producer to the end and checks every send succeeded.
 fn produce(
     ns: &str,
@@ -151,18 +149,7 @@ fn consumer(
     expect: usize,
     extra: &[&str],
 ) -> Result<ClientProcess> {
-    let n = expect.to_string();
-    let mut a = args(&[("namesrv", ns), ("topic", topic), ("group", group), ("expect", &n), ("deadline", "60")]);
-    a.extend(extra.iter().map(|x| (*x).to_owned()));
-    spawn(name, "consumer", &a, home)
-}
-
-fn report(problems: Vec<String>, outputs: &[&ClientOutput]) -> Result<()> {
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let outs: Vec<String> = outputs.iter().map(|o| o.describe()).collect();
-    bail!("{}\n\n{}", problems.join("\n"), outs.join("\n\n"))
+    spawn(name, "consumer", &consumer_args(ns, group, topic, expect, extra), home)
 }
 
 /// Creates `topics` on the broker and waits until the name server routes them.
@@ -170,12 +157,8 @@ async fn create_topics(ns: &str, w: &Wire, topics: &[(&str, i32)]) -> Result<()>
     for (topic, queues) in topics {
         w.create_topic(topic, *queues).await?;
     }
-    let nsw = Wire::new(ns.to_owned());
     for (topic, _) in topics {
-        eventually(Duration::from_secs(15), &format!("the route of {topic}"), || async {
-            route(&nsw.client, ns, topic).await.ok().flatten().filter(|r| !r.queue_datas.is_empty())
-        })
-        .await?;
+        wait_route(ns, topic).await?;
     }
     Ok(())
 }

@@ -19,10 +19,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tests::wire::{route, Wire};
-use tests::{eventually, Broker, Namesrv};
+use tests::wire::Wire;
+use tests::{Broker, Namesrv};
 
-use compat_support::{check_consumed, s, skipped, ClientOutput, ClientProcess};
+use compat_support::{
+    args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput, ClientProcess,
+};
 
 const PACKAGE: &str = "rocketmq-python-cvs==2.1.0.3";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -98,10 +100,6 @@ fn spawn(name: &str, script: &str, args: &[String], home: &tempfile::TempDir) ->
     )
 }
 
-fn args(pairs: &[(&str, &str)]) -> Vec<String> {
-    pairs.iter().flat_map(|(k, v)| [format!("--{k}"), (*v).to_owned()]).collect()
-}
-
 /// Runs the producer to the end and checks every send succeeded.
 fn produce(
     ns: &str,
@@ -153,28 +151,7 @@ fn consumer(
     expect: usize,
     extra: &[&str],
 ) -> Result<ClientProcess> {
-    let n = expect.to_string();
-    let mut a = args(&[("namesrv", ns), ("topic", topic), ("group", group), ("expect", &n), ("deadline", "60")]);
-    a.extend(extra.iter().map(|x| (*x).to_owned()));
-    spawn(name, "consumer", &a, home)
-}
-
-/// Fails with every problem and both clients' output.
-fn report(problems: Vec<String>, outputs: &[&ClientOutput]) -> Result<()> {
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let outs: Vec<String> = outputs.iter().map(|o| o.describe()).collect();
-    bail!("{}\n\n{}", problems.join("\n"), outs.join("\n\n"))
-}
-
-async fn wait_route(ns: &str, topic: &str) -> Result<()> {
-    let w = Wire::new(ns.to_owned());
-    eventually(Duration::from_secs(15), &format!("the route of {topic}"), || async {
-        route(&w.client, ns, topic).await.ok().flatten().filter(|r| !r.queue_datas.is_empty())
-    })
-    .await?;
-    Ok(())
+    spawn(name, "consumer", &consumer_args(ns, group, topic, expect, extra), home)
 }
 
 /// Sync, oneway, orderly (a selector picking queue `i % 2`) and batch sends with

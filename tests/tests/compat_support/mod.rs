@@ -353,3 +353,36 @@ pub fn check_consumed(
     }
     problems
 }
+
+/// `--key value` arguments for a client script.
+pub fn args(pairs: &[(&str, &str)]) -> Vec<String> {
+    pairs.iter().flat_map(|(k, v)| [format!("--{k}"), (*v).to_owned()]).collect()
+}
+
+/// Arguments of a consumer script: receive `expect` messages of `topic` as `group`
+/// within 60 s; `extra` holds `--expr`, `--model`, `--fail-once` and the like.
+pub fn consumer_args(ns: &str, group: &str, topic: &str, expect: usize, extra: &[&str]) -> Vec<String> {
+    let n = expect.to_string();
+    let mut a = args(&[("namesrv", ns), ("topic", topic), ("group", group), ("expect", &n), ("deadline", "60")]);
+    a.extend(extra.iter().map(|x| (*x).to_owned()));
+    a
+}
+
+/// Fails with every problem and the clients' output.
+pub fn report(problems: Vec<String>, outputs: &[&ClientOutput]) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let outs: Vec<String> = outputs.iter().map(|o| o.describe()).collect();
+    bail!("{}\n\n{}", problems.join("\n"), outs.join("\n\n"))
+}
+
+/// Waits until the name server at `ns` routes `topic`.
+pub async fn wait_route(ns: &str, topic: &str) -> Result<()> {
+    let w = tests::wire::Wire::new(ns.to_owned());
+    tests::eventually(Duration::from_secs(15), &format!("the route of {topic}"), || async {
+        tests::wire::route(&w.client, ns, topic).await.ok().flatten().filter(|r| !r.queue_datas.is_empty())
+    })
+    .await?;
+    Ok(())
+}
