@@ -32,6 +32,16 @@ fn q(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
 
+/// A `broker.toml` declaring the Lua plugin `name` of `kind` (`script` relative to the
+/// repository, `config` the inside of its inline table) and binding it to `topic`.
+fn bound_plugin(name: &str, kind: &str, topic: &str, script: &str, config: &str) -> String {
+    format!(
+        "[[broker.plugin_binding]]\nplugin = \"{name}\"\ntopic = \"{topic}\"\n\n[plugins]\nwatch = false\n\n\
+         [[plugins.plugin]]\nname = \"{name}\"\nkind = \"{kind}\"\nruntime = \"lua\"\npath = {}\nconfig = {{ {config} }}\n",
+        q(Path::new(&repo(script)))
+    )
+}
+
 /// Pulls queue 0 of `topic` from offset 0 until the end, as a consumer would
 /// (following NO_MATCHED retries).
 async fn pull_all(wire: &Wire, group: &str, topic: &str, expr: &str, ty: &str) -> Result<Vec<MessageExt>> {
@@ -146,23 +156,12 @@ fn lua_hash(s: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_selector_picks_the_queue_by_business_key() -> Result<()> {
-    let toml = format!(
-        r#"
-[[broker.plugin_binding]]
-plugin = "by-order"
-topic = "Sel"
-
-[plugins]
-watch = false
-
-[[plugins.plugin]]
-name = "by-order"
-kind = "queue_selector"
-runtime = "lua"
-path = {lua}
-config = {{ key_property = "ORDER_ID" }}
-"#,
-        lua = q(Path::new(&repo("plugins/examples/lua/hash_selector.lua"))),
+    let toml = bound_plugin(
+        "by-order",
+        "queue_selector",
+        "Sel",
+        "plugins/examples/lua/hash_selector.lua",
+        r#"key_property = "ORDER_ID""#,
     );
     let ns = Namesrv::start(&[])?;
     let broker = Broker::start_with_config(&ns.addr(), &toml, &[])?;
@@ -192,23 +191,12 @@ config = {{ key_property = "ORDER_ID" }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_back_plugin_commits_and_rolls_back_without_a_producer() -> Result<()> {
-    let toml = format!(
-        r#"
-[[broker.plugin_binding]]
-plugin = "paid"
-topic = "Payments"
-
-[plugins]
-watch = false
-
-[[plugins.plugin]]
-name = "paid"
-kind = "txn_check"
-runtime = "lua"
-path = {lua}
-config = {{ property = "PAID", patience = "3" }}
-"#,
-        lua = q(Path::new(&repo("plugins/examples/lua/txn_check.lua"))),
+    let toml = bound_plugin(
+        "paid",
+        "txn_check",
+        "Payments",
+        "plugins/examples/lua/txn_check.lua",
+        r#"property = "PAID", patience = "3""#,
     );
     let ns = Namesrv::start(&[])?;
     let broker = Broker::start_with_config(
