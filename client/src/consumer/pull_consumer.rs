@@ -811,7 +811,14 @@ impl LiteInner {
                     continue;
                 }
             };
-            let mine = self.opts.allocate.allocate(&self.group, self.instance.client_id(), &mqs, &cids);
+            let mine = crate::consumer::rebalance::allocate_off_runtime(
+                &self.opts.allocate,
+                &self.group,
+                self.instance.client_id(),
+                &mqs,
+                &cids,
+            )
+            .await;
             self.set_assignment(Some(&topic), mine).await;
         }
     }

@@ -633,7 +633,14 @@ impl Inner {
                     self.instance.send_heartbeat_to_all().await;
                     return;
                 }
-                let mut got = self.strategy.allocate(&self.group, self.instance.client_id(), &mq_all, &cids);
+                let mut got = crate::consumer::rebalance::allocate_off_runtime(
+                    &self.strategy,
+                    &self.group,
+                    self.instance.client_id(),
+                    &mq_all,
+                    &cids,
+                )
+                .await;
                 got.retain(|q| mq_all.contains(q));
                 got
             }

@@ -13,6 +13,8 @@
 //! queue id) and `cid_all` sorted; a `current_cid` missing from `cid_all` gets
 //! nothing.
 
+use std::sync::Arc;
+
 use common::route::MessageQueue;
 
 /// Decides which queues `current_cid` owns.
@@ -27,6 +29,28 @@ pub trait AllocateStrategy: Send + Sync {
         mq_all: &[MessageQueue],
         cid_all: &[String],
     ) -> Vec<MessageQueue>;
+}
+
+/// Runs `strategy` on a blocking-pool thread: a plugin strategy may take up to its
+/// deadline (100 ms by default), which must not stall the async workers that carry
+/// every pull and send. If the strategy panics, the member owns nothing this round
+/// (the next rebalance tries again).
+pub(crate) async fn allocate_off_runtime(
+    strategy: &Arc<dyn AllocateStrategy>,
+    group: &str,
+    current_cid: &str,
+    mq_all: &[MessageQueue],
+    cid_all: &[String],
+) -> Vec<MessageQueue> {
+    let (strategy, group, cid) = (strategy.clone(), group.to_owned(), current_cid.to_owned());
+    let (mqs, cids) = (mq_all.to_vec(), cid_all.to_vec());
+    match tokio::task::spawn_blocking(move || strategy.allocate(&group, &cid, &mqs, &cids)).await {
+        Ok(mine) => mine,
+        Err(e) => {
+            tracing::error!(error = %e, "allocation strategy failed; owning no queue until the next rebalance");
+            Vec::new()
+        }
+    }
 }
 
 fn index_of(current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> Option<usize> {
