@@ -39,6 +39,8 @@ pub struct BrokerContext {
     pub timers: crate::timer::TimerService,
     /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
     pub order_expansions: crate::order_expansion::OrderExpansions,
+    /// UNIQ_KEYs for half messages whose producer set none (see `processor::send`).
+    pub uniq_ids: common::msgid::UniqIdGenerator,
     /// Loaded plugins and their bindings (`[plugins]`, `[[broker.plugin_binding]]`).
     pub plugins: crate::plugins::BrokerPlugins,
     /// Wakes the registration task at once (topic created or changed).
@@ -75,6 +77,7 @@ impl BrokerContext {
         let order_expansions = crate::order_expansion::OrderExpansions::load(config_dir.join("orderExpansion.json"))?;
         let plugins = crate::plugins::BrokerPlugins::load(plugins, &config.plugin_bindings);
         let ctx = Arc::new(Self {
+            uniq_ids: common::msgid::UniqIdGenerator::new(broker_addr.ip(), std::process::id(), rand::random()),
             plugins,
             locks: RebalanceLockManager::new(config.rebalance_lock_max_live_time),
             holds: PullHoldService::new(),

@@ -374,3 +374,41 @@ async fn a_transaction_checked_too_often_is_parked_and_stays_unpublished() -> Re
     producer.shutdown().await;
     Ok(())
 }
+
+/// A producer that sets no UNIQ_KEY (hand-written clients do that): the broker gives
+/// each half message its own, so two of them resolve independently instead of the
+/// second being refused as "already resolved".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_messages_without_uniq_key_resolve_independently() -> Result<()> {
+    let (_ns, _broker, w) = cluster("TxNoUniq").await?;
+    let props = tests::wire::props(&[(keys::TRANSACTION_PREPARED, "true"), (keys::PRODUCER_GROUP, "bare")]);
+    let mut decided = Vec::new();
+    for (body, decision) in [("keep", sysflag::TRANSACTION_COMMIT_TYPE), ("drop", sysflag::TRANSACTION_ROLLBACK_TYPE)] {
+        let sent = w.send("TxNoUniq", 0, body.as_bytes(), &props).await?;
+        ensure!(sent.code == ResponseCode::SUCCESS, "half send: {:?}", sent.remark);
+        let (_, commit_log_offset) = common::msgid::decode_offset_msg_id(&sent.msg_id)?;
+        let h = EndTransactionRequestHeader {
+            producer_group: "bare".into(),
+            tran_state_table_offset: sent.queue_offset,
+            commit_log_offset,
+            commit_or_rollback: decision,
+            from_transaction_check: Some(false),
+            msg_id: sent.msg_id.clone(),
+            transaction_id: None,
+            topic: None,
+        };
+        let resp = w.call(RemotingCommand::request_with(RequestCode::END_TRANSACTION, &h)).await?;
+        ensure!(resp.response_code() == ResponseCode::SUCCESS, "END_TRANSACTION {body}: {:?}", resp.remark);
+        decided.push(body);
+    }
+    assert_eq!(decided, ["keep", "drop"]);
+    let published = eventually(WAIT, "the committed message", || async {
+        let m = real_messages(&w, "TxNoUniq").await.ok()?;
+        (!m.is_empty()).then_some(m)
+    })
+    .await?;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].body.as_ref(), b"keep");
+    assert!(published[0].properties.uniq_key().is_some_and(|u| !u.is_empty()), "{:?}", published[0].properties);
+    Ok(())
+}

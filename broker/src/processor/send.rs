@@ -260,7 +260,12 @@ async fn send(
             ));
         }
         // Half message: parked in the half topic, invisible to consumers until the
-        // producer commits.
+        // producer commits. Its decision is keyed by UNIQ_KEY (transaction.rs); every
+        // RocketMQ producer sets one, and one that did not gets its own here, or its
+        // half messages would share the empty key and only the first could resolve.
+        if props.uniq_key().is_none() {
+            props.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, ctx.uniq_ids.next_id(crate::now_ms()));
+        }
         props.insert(keys::REAL_TOPIC, topic_name.clone());
         props.insert(keys::REAL_QUEUE_ID, target_queue.to_string());
         sys_flag = sysflag::with_transaction_type(sys_flag, sysflag::TRANSACTION_NOT_TYPE);
