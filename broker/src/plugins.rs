@@ -155,6 +155,7 @@ impl BrokerPlugins {
                 out.push((key("generation"), s.generation.to_string()));
                 out.push((key("breaker"), s.breaker.as_str().to_owned()));
                 out.push((key("calls"), s.stats.calls.to_string()));
+                out.push((key("records"), s.stats.records.to_string()));
                 out.push((key("errors"), s.stats.total_errors().to_string()));
                 out.push((key("fallbacks"), s.stats.fallbacks.to_string()));
                 if let Some(e) = &s.last_error {

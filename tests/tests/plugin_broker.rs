@@ -92,6 +92,13 @@ path = {wasm}
 config = {{ property = "price", min = "100", max = "500" }}
 
 [[plugins.plugin]]
+name = "order-price"
+kind = "filter"
+runtime = "wasm"
+path = {wasm}
+config = {{ property = "price", min = "100", max = "500", tag = "order" }}
+
+[[plugins.plugin]]
 name = "vip"
 kind = "filter"
 runtime = "lua"
@@ -118,6 +125,21 @@ config = {{ min_level = "3" }}
     assert_eq!(bodies(&got), ["100", "250", "500"]);
     // The same topic without the plugin: everything.
     assert_eq!(pull_all(&wire, "audit", "Orders", "*", "TAG").await?.len(), 7);
+
+    // A plugin with a consume-queue pre-filter (on the tag) sees the units first, and
+    // only the units it accepts reach its message filter: 6 units + 3 messages.
+    wire.create_topic("Tagged", 1).await?;
+    for (i, tag) in ["order", "other", "order", "other", "order", "other"].iter().enumerate() {
+        wire.send("Tagged", 0, format!("{tag}{i}").as_bytes(), &props(&[("TAGS", tag), ("price", "200")])).await?;
+    }
+    wait_dispatched(&wire, "Tagged", 6).await?;
+    assert_eq!(
+        bodies(&pull_all(&wire, "shop", "Tagged", "", "PLUGIN:order-price").await?),
+        ["order0", "order2", "order4"]
+    );
+    let info = wire.runtime_info().await?;
+    assert_eq!(info.get("plugin.order-price.calls").map(String::as_str), Some("2"), "{info:?}");
+    assert_eq!(info.get("plugin.order-price.records").map(String::as_str), Some("9"), "{info:?}");
 
     // Lua filter bound to Members + vip-readers: a stock TAG subscription of that
     // group is filtered, other groups are not.

@@ -18,7 +18,8 @@ use common::record::RecordView;
 use common::subscription::{MessageModel, SubscriptionData};
 use common::sysflag::pull as pull_flag;
 use common::{perm, ResponseCode};
-use plugin_api::{FailurePolicy, FilterContext, MessageView, Verdict};
+use plugin_api::{CqUnit, FailurePolicy, FilterContext, MessageFilter as _, MessageView, Verdict};
+use plugin_host::FilterPlugin;
 use remoting::command::Body;
 use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::{Channel, RemotingCommand};
@@ -81,6 +82,50 @@ impl PreparedFilter {
 
     fn needs_record_stage(&self) -> bool {
         self.filter.needs_properties()
+    }
+
+    /// Runs the plugins' consume-queue pre-filters (those that have one) over the
+    /// entries a pull from `h.queue_offset` will scan first, and returns the commit-log
+    /// offsets they rejected, sorted. Entries past that window are not pre-filtered (a
+    /// pre-filter may over-match, never under-match, so skipping it is always safe); a
+    /// failing pre-filter rejects nothing.
+    fn run_prefilters(&self, ctx: &BrokerContext, h: &PullMessageRequestHeader, max_msgs: usize) -> Vec<i64> {
+        let stages: Vec<(&PluginStage, &FilterPlugin)> = self
+            .plugins
+            .iter()
+            .filter_map(|s| s.bound.plugin.as_ref().ok().filter(|p| p.has_prefilter()).map(|p| (s, p)))
+            .collect();
+        if stages.is_empty() {
+            return Vec::new();
+        }
+        let window = (max_msgs * PREFILTER_WINDOW_FACTOR).min(PREFILTER_WINDOW_MAX);
+        let entries = ctx.store.cq_entries(&h.topic, h.queue_id, h.queue_offset, window);
+        let units: Vec<CqUnit> = entries
+            .iter()
+            .map(|(queue_offset, e)| CqUnit {
+                queue_offset: *queue_offset,
+                store_timestamp: 0,
+                tags_code: e.tags_code,
+                msg_size: e.size.max(0) as u32,
+            })
+            .collect();
+        let mut verdicts = vec![Verdict::Accept; units.len()];
+        let mut rejected = Vec::new();
+        for (stage, plugin) in stages {
+            let fctx = FilterContext {
+                topic: &h.topic,
+                group: &h.consumer_group,
+                expression_type: &stage.expression_type,
+                expression: &stage.expression,
+            };
+            plugin.prefilter_with_policy(&fctx, &units, &mut verdicts);
+            rejected.extend(
+                entries.iter().zip(&verdicts).filter(|(_, v)| **v == Verdict::Reject).map(|((_, e), _)| e.phy_offset),
+            );
+        }
+        rejected.sort_unstable();
+        rejected.dedup();
+        rejected
     }
 
     /// Runs the plugin filters over a found batch, in one call per plugin.
@@ -257,6 +302,11 @@ pub async fn process(
     }
 }
 
+/// A pull pre-filters up to this many consume-queue entries per requested message...
+const PREFILTER_WINDOW_FACTOR: usize = 4;
+/// ...and never more than this (the store scans at most 800 entries per pull).
+const PREFILTER_WINDOW_MAX: usize = 800;
+
 /// How long a pull whose plugin filter is paused is held before it is answered.
 const PLUGIN_PAUSE_RETRY: Duration = Duration::from_secs(1);
 
@@ -379,9 +429,11 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         }
     }
 
-    let cq_filter = |e: &CqEntry| filter.pre_filter(e.tags_code);
-    let record_filter = |v: &RecordView<'_>| filter.matches_record(v);
     let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
+    let plugin_rejects = filter.run_prefilters(ctx, h, max_msgs);
+    let cq_filter =
+        |e: &CqEntry| filter.pre_filter(e.tags_code) && plugin_rejects.binary_search(&e.phy_offset).is_err();
+    let record_filter = |v: &RecordView<'_>| filter.matches_record(v);
     let mut get = GetRequest::new(&h.topic, h.queue_id, h.queue_offset, max_msgs).cq_filter(&cq_filter);
     if filter.needs_record_stage() {
         get = get.record_filter(&record_filter);
