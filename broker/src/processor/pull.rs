@@ -98,8 +98,9 @@ impl PreparedFilter {
         if stages.is_empty() {
             return Vec::new();
         }
-        let window = (max_msgs * PREFILTER_WINDOW_FACTOR).min(PREFILTER_WINDOW_MAX);
-        let entries = ctx.store.cq_entries(&h.topic, h.queue_id, h.queue_offset, window);
+        // As many units as the pull may return: a wider window costs a consume-queue read
+        // and a plugin call per unit that the pull mostly never reaches.
+        let entries = ctx.store.cq_entries(&h.topic, h.queue_id, h.queue_offset, max_msgs);
         let units: Vec<CqUnit> = entries
             .iter()
             .map(|(queue_offset, e)| CqUnit {
@@ -301,11 +302,6 @@ pub async fn process(
         }
     }
 }
-
-/// A pull pre-filters up to this many consume-queue entries per requested message...
-const PREFILTER_WINDOW_FACTOR: usize = 4;
-/// ...and never more than this (the store scans at most 800 entries per pull).
-const PREFILTER_WINDOW_MAX: usize = 800;
 
 /// How long a pull whose plugin filter is paused is held before it is answered.
 const PLUGIN_PAUSE_RETRY: Duration = Duration::from_secs(1);
