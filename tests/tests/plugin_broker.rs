@@ -206,6 +206,14 @@ async fn server_side_selector_picks_the_queue_by_business_key() -> Result<()> {
         assert_eq!(stored.body.as_ref(), order.as_bytes());
     }
     assert!(seen.len() > 1, "all keys hashed to one queue: {seen:?}");
+    // A batch goes where its first message goes.
+    let batch: Vec<common::Message> = ["o-42", "o-1", "o-2"]
+        .iter()
+        .map(|o| common::Message::new("Sel", o.as_bytes().to_vec()).with_property("ORDER_ID", *o))
+        .collect();
+    let sent = wire.send_batch("Sel", 3, &batch, &Properties::default()).await?;
+    assert_eq!(sent.code, ResponseCode::SUCCESS, "{:?}", sent.remark);
+    assert_eq!(sent.queue_id, (lua_hash("o-42") % 4) as i32);
     // A topic without a binding keeps the client's queue.
     assert_eq!(wire.send("Free", 3, b"x", &props(&[("ORDER_ID", "o-1")])).await?.queue_id, 3);
     Ok(())

@@ -150,14 +150,17 @@ fn pick_queue(requested: i32, tc: &TopicConfig) -> i32 {
 }
 
 /// The queue a topic's server-side selector plugin picks (`[[broker.plugin_binding]]`
-/// of a `queue_selector`), replacing the one the client asked for; the response
-/// names it, and clients take the queue from the response. `Ok(None)`: no selector
-/// bound (or the message is a retry). A failing plugin falls back to the built-in
-/// hash/round robin unless its policy is `reject`, which refuses the send.
+/// of a `queue_selector`) for a message with encoded properties `raw` and `body`,
+/// replacing the one the client asked for; the response names it, and clients take
+/// the queue from the response. A batch goes where its first message goes (a batch
+/// is appended to one queue). `Ok(None)`: no selector bound (or the message is a
+/// retry). A failing plugin falls back to the built-in hash/round robin unless its
+/// policy is `reject`, which refuses the send.
 fn server_side_queue(
     ctx: &BrokerContext,
     tc: &TopicConfig,
     h: &SendMessageRequestHeader,
+    raw: &str,
     body: &[u8],
 ) -> Result<Option<i32>, String> {
     if topic::is_retry_topic(&h.topic) {
@@ -171,7 +174,6 @@ fn server_side_queue(
     if queues.is_empty() {
         return Ok(None);
     }
-    let raw = h.properties.as_deref().unwrap_or("");
     let view = MessageView {
         topic: &h.topic,
         tags: crate::filter::PropertyLookup::get(raw, keys::TAGS).unwrap_or(""),
@@ -212,7 +214,7 @@ async fn send(
             format!("the message body size {} exceeds the maximum {} (maxMessageSize)", body.len(), max),
         ));
     }
-    let queue_id = match server_side_queue(ctx, &tc, &h, &body) {
+    let queue_id = match server_side_queue(ctx, &tc, &h, h.properties.as_deref().unwrap_or(""), &body) {
         Ok(Some(q)) => q,
         Ok(None) => queue_id,
         Err(remark) => return Err(reject(ResponseCode::SYSTEM_ERROR, remark)),
@@ -405,6 +407,12 @@ async fn send_batch(
     batch_props.remove(keys::WAIT_STORE_MSG_OK);
     batch_props.insert(keys::CLUSTER, ctx.config.broker_cluster_name.clone());
     let batch_props = batch_props.encode();
+    let first = common::batch::merge_properties(&items[0].properties_str(), &batch_props);
+    let queue_id = match server_side_queue(ctx, tc, h, &first, &items[0].body) {
+        Ok(Some(q)) => q,
+        Ok(None) => queue_id,
+        Err(remark) => return Err(reject(ResponseCode::SYSTEM_ERROR, remark)),
+    };
     let mut sys_flag = h.sys_flag;
     if sysflag::transaction_type(sys_flag) != sysflag::TRANSACTION_NOT_TYPE {
         return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "batch messages cannot be transactional"));
