@@ -83,6 +83,11 @@ async fn new_queues_open_per_group_once_the_old_queues_are_drained() -> Result<(
     update_topic(&w, topic, 4, true).await?;
     send_n(&w, topic, 2, 2).await?;
     send_n(&w, topic, 3, 2).await?;
+    // A send is acknowledged before the dispatcher indexes it.
+    eventually(WAIT, "q2 and q3 indexed", || async {
+        (w.max_offset(topic, 2).await.ok()? == 2 && w.max_offset(topic, 3).await.ok()? == 2).then_some(())
+    })
+    .await?;
 
     // Old queues are served as always; new ones are closed to a group that has
     // not drained the old ones, without skipping anything.
