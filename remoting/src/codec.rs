@@ -122,10 +122,9 @@ fn decode_binary_header(mut h: &[u8]) -> Result<RemotingCommand> {
         }
         Ok(())
     }
-    fn string(h: &mut &[u8], len: usize, what: &str) -> Result<String> {
+    fn utf8<'a>(h: &mut &'a [u8], len: usize, what: &str) -> Result<&'a str> {
         need(h, len, what)?;
-        let s =
-            std::str::from_utf8(&h[..len]).map_err(|_| Error::Malformed(format!("{what} is not UTF-8")))?.to_owned();
+        let s = std::str::from_utf8(&h[..len]).map_err(|_| Error::Malformed(format!("{what} is not UTF-8")))?;
         h.advance(len);
         Ok(s)
     }
@@ -139,27 +138,27 @@ fn decode_binary_header(mut h: &[u8]) -> Result<RemotingCommand> {
     if remark_len < 0 {
         return Err(Error::Malformed("negative remark length".into()));
     }
-    let remark = string(&mut h, remark_len as usize, "remark")?;
+    let remark = utf8(&mut h, remark_len as usize, "remark")?;
     need(h, 4, "ext length")?;
     let ext_len = h.get_i32();
     if ext_len < 0 || ext_len as usize > h.remaining() {
         return Err(Error::Malformed(format!("ext fields length {ext_len} is invalid")));
     }
     let mut ext = &h[..ext_len as usize];
-    let mut ext_fields = ExtFields::new();
+    let mut ext_fields = ExtFields::with_capacity(16);
     while ext.has_remaining() {
         need(ext, 2, "ext key length")?;
         let klen = ext.get_i16();
         if klen < 0 {
             return Err(Error::Malformed("negative ext key length".into()));
         }
-        let key = string(&mut ext, klen as usize, "ext key")?;
+        let key = utf8(&mut ext, klen as usize, "ext key")?;
         need(ext, 4, "ext value length")?;
         let vlen = ext.get_i32();
         if vlen < 0 {
             return Err(Error::Malformed("negative ext value length".into()));
         }
-        let value = string(&mut ext, vlen as usize, "ext value")?;
+        let value = utf8(&mut ext, vlen as usize, "ext value")?;
         // Java turns zero-length strings into null: an empty value is an absent key.
         if !key.is_empty() && !value.is_empty() {
             ext_fields.insert(key, value);
@@ -171,7 +170,7 @@ fn decode_binary_header(mut h: &[u8]) -> Result<RemotingCommand> {
         version,
         opaque,
         flag,
-        remark: (!remark.is_empty()).then_some(remark),
+        remark: (!remark.is_empty()).then(|| remark.to_owned()),
         ext_fields,
         serialize_type: SerializeType::RocketMq,
         body: Body::Empty,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use serde::de::{MapAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -95,8 +95,16 @@ impl SerializeType {
 /// Java keeps a `HashMap<String, String>`; order carries no meaning, but keeping ours
 /// makes encoding deterministic. Lookups are linear — headers hold about a dozen keys,
 /// where a scan beats hashing.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ExtFields(Vec<(String, String)>);
+///
+/// Keys and values live in one text buffer, indexed by byte ranges: decoding a header
+/// of a dozen fields costs one or two allocations instead of two per field (a send
+/// request is decoded on every message, so this is on the broker's hot path).
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    text: String,
+    /// (key start, key end, value start, value end) in `text`.
+    entries: Vec<[u32; 4]>,
+}
 
 impl ExtFields {
     pub fn new() -> Self {
@@ -104,46 +112,96 @@ impl ExtFields {
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Self(Vec::with_capacity(n))
+        Self { text: String::with_capacity(n * 24), entries: Vec::with_capacity(n) }
+    }
+
+    #[inline]
+    fn slice(&self, start: u32, end: u32) -> &str {
+        &self.text[start as usize..end as usize]
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.entries.iter().position(|e| self.slice(e[0], e[1]) == key)
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.position(key).map(|i| {
+            let e = self.entries[i];
+            self.slice(e[2], e[3])
+        })
+    }
+
+    /// Appends `s` to the text buffer; returns its range.
+    fn append(&mut self, s: &str) -> [u32; 2] {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        [start, self.text.len() as u32]
+    }
+
+    /// Appends what `write` writes to the text buffer; returns its range.
+    fn append_with(&mut self, write: impl FnOnce(&mut String)) -> [u32; 2] {
+        let start = self.text.len() as u32;
+        write(&mut self.text);
+        [start, self.text.len() as u32]
     }
 
     /// Sets `key`; a later value for the same key replaces the earlier one.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(e) => e.1 = value,
-            None => self.0.push((key, value)),
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let key = key.as_ref();
+        let [vs, ve] = self.append(value.as_ref());
+        match self.position(key) {
+            Some(i) => {
+                self.entries[i][2] = vs;
+                self.entries[i][3] = ve;
+            }
+            None => {
+                let [ks, ke] = self.append(key);
+                self.entries.push([ks, ke, vs, ve]);
+            }
         }
     }
 
     /// Appends without checking for duplicates (encoders of typed headers, whose keys
     /// are distinct by construction).
-    pub fn push(&mut self, key: &str, value: String) {
-        self.0.push((key.to_owned(), value));
+    pub fn push(&mut self, key: &str, value: &str) {
+        self.push_with(key, |out| out.push_str(value));
+    }
+
+    /// [`push`](Self::push) with a value written in place (numbers skip a `String`).
+    pub fn push_with(&mut self, key: &str, value: impl FnOnce(&mut String)) {
+        let [ks, ke] = self.append(key);
+        let [vs, ve] = self.append_with(value);
+        self.entries.push([ks, ke, vs, ve]);
     }
 
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let pos = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(pos).1)
+        let i = self.position(key)?;
+        let e = self.entries.remove(i);
+        Some(self.slice(e[2], e[3]).to_owned())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.entries.iter().map(|e| (self.slice(e[0], e[1]), self.slice(e[2], e[3])))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 }
+
+/// Equal when the same keys map to the same values in the same order, however the
+/// text buffers were filled.
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
 
 impl fmt::Debug for ExtFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,7 +209,7 @@ impl fmt::Debug for ExtFields {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut e = ExtFields::new();
         for (k, v) in iter {
@@ -163,8 +221,8 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
 
 impl Serialize for ExtFields {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -172,7 +230,8 @@ impl Serialize for ExtFields {
 }
 
 /// Accepts any scalar as a value (the C++ client sends numbers and booleans) and
-/// skips `null`s, which Java would treat as absent.
+/// skips `null`s, which Java would treat as absent. Keys and values are written
+/// straight into the text buffer, borrowed or not.
 impl<'de> Deserialize<'de> for ExtFields {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -182,10 +241,21 @@ impl<'de> Deserialize<'de> for ExtFields {
                 f.write_str("an object of scalar values")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<ExtFields, A::Error> {
-                let mut e = ExtFields::with_capacity(a.size_hint().unwrap_or(8));
-                while let Some((k, v)) = a.next_entry::<String, Scalar>()? {
-                    if let Some(v) = v.0 {
-                        e.insert(k, v);
+                let mut e = ExtFields::with_capacity(a.size_hint().unwrap_or(16));
+                while let Some([ks, ke]) = a.next_key_seed(Append(&mut e.text))? {
+                    let [vs, ve] = a.next_value_seed(AppendScalar(&mut e.text))?;
+                    // `null`: absent. Keys are distinct in practice; a repeated key
+                    // keeps the last value, as a Java map would.
+                    if vs == u32::MAX {
+                        continue;
+                    }
+                    let key = &e.text[ks as usize..ke as usize];
+                    match e.entries.iter().position(|x| &e.text[x[0] as usize..x[1] as usize] == key) {
+                        Some(i) => {
+                            e.entries[i][2] = vs;
+                            e.entries[i][3] = ve;
+                        }
+                        None => e.entries.push([ks, ke, vs, ve]),
                     }
                 }
                 Ok(e)
@@ -198,39 +268,72 @@ impl<'de> Deserialize<'de> for ExtFields {
     }
 }
 
-struct Scalar(Option<String>);
+/// A key, appended to the text buffer.
+struct Append<'a>(&'a mut String);
 
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a scalar")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar(Some(v.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
-                Ok(Scalar(Some(v)))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar(Some(v.to_string())))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(Some(v.to_string())))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(Some(v.to_string())))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
-                Ok(Scalar(Some(v.to_string())))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Scalar, E> {
-                Ok(Scalar(None))
-            }
-        }
-        d.deserialize_any(V)
+impl<'de> DeserializeSeed<'de> for Append<'_> {
+    type Value = [u32; 2];
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<[u32; 2], D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Append<'_> {
+    type Value = [u32; 2];
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<[u32; 2], E> {
+        let start = self.0.len() as u32;
+        self.0.push_str(v);
+        Ok([start, self.0.len() as u32])
+    }
+}
+
+/// A scalar value, appended to the text buffer as Java's `String.valueOf` would
+/// print it; `null` gives `[u32::MAX, u32::MAX]`.
+struct AppendScalar<'a>(&'a mut String);
+
+impl AppendScalar<'_> {
+    fn write(self, v: impl fmt::Display) -> [u32; 2] {
+        use fmt::Write;
+        let start = self.0.len() as u32;
+        let _ = write!(self.0, "{v}");
+        [start, self.0.len() as u32]
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for AppendScalar<'_> {
+    type Value = [u32; 2];
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<[u32; 2], D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Visitor<'_> for AppendScalar<'_> {
+    type Value = [u32; 2];
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scalar")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<[u32; 2], E> {
+        let start = self.0.len() as u32;
+        self.0.push_str(v);
+        Ok([start, self.0.len() as u32])
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<[u32; 2], E> {
+        Ok(self.write(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<[u32; 2], E> {
+        Ok(self.write(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<[u32; 2], E> {
+        Ok(self.write(v))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<[u32; 2], E> {
+        Ok(self.write(v))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<[u32; 2], E> {
+        Ok([u32::MAX, u32::MAX])
     }
 }
 
@@ -418,5 +521,44 @@ impl RemotingCommand {
     /// The remark, or an empty string.
     pub fn remark_str(&self) -> &str {
         self.remark.as_deref().unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExtFields;
+
+    #[test]
+    fn ext_fields_take_any_scalar_and_skip_nulls() {
+        let e: ExtFields =
+            serde_json::from_str(r#"{"a":"x","n":-12,"big":18446744073709551615,"t":true,"f":1.5,"z":null,"e":""}"#)
+                .unwrap();
+        let got: Vec<_> = e.iter().collect();
+        assert_eq!(
+            got,
+            [("a", "x"), ("n", "-12"), ("big", "18446744073709551615"), ("t", "true"), ("f", "1.5"), ("e", "")]
+        );
+        assert_eq!(e.get("z"), None);
+        // Escapes are decoded, not copied raw.
+        let e: ExtFields = serde_json::from_str(r#"{"k\u0041":"v\"1"}"#).unwrap();
+        assert_eq!(e.get("kA"), Some("v\"1"));
+    }
+
+    #[test]
+    fn ext_fields_replace_remove_and_compare_by_content() {
+        let mut a = ExtFields::new();
+        a.insert("topic", "T1");
+        a.push_with("queueId", |s| s.push('3'));
+        a.insert("topic", "T2");
+        assert_eq!(a.get("topic"), Some("T2"));
+        assert_eq!(a.len(), 2);
+        let b: ExtFields = [("topic", "T2"), ("queueId", "3")].into_iter().collect();
+        assert_eq!(a, b, "equal content, different buffers");
+        assert_eq!(a.remove("topic").as_deref(), Some("T2"));
+        assert_eq!(a.get("topic"), None);
+        assert_ne!(a, b);
+        // A repeated key in JSON keeps the last value, as a Java map does.
+        let e: ExtFields = serde_json::from_str(r#"{"k":"1","k":"2"}"#).unwrap();
+        assert_eq!((e.len(), e.get("k")), (1, Some("2")));
     }
 }

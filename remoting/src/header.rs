@@ -30,13 +30,14 @@ pub trait CommandHeader: Sized {
 
 /// A scalar that travels as an `extFields` string.
 pub trait HeaderValue: Sized {
-    fn to_ext(&self) -> String;
+    /// Appends the value's text to `out`.
+    fn write_ext(&self, out: &mut String);
     fn from_ext(s: &str) -> Option<Self>;
 }
 
 impl HeaderValue for String {
-    fn to_ext(&self) -> String {
-        self.clone()
+    fn write_ext(&self, out: &mut String) {
+        out.push_str(self);
     }
     fn from_ext(s: &str) -> Option<Self> {
         Some(s.to_owned())
@@ -46,8 +47,9 @@ impl HeaderValue for String {
 macro_rules! int_value {
     ($($t:ty),+) => {$(
         impl HeaderValue for $t {
-            fn to_ext(&self) -> String {
-                self.to_string()
+            fn write_ext(&self, out: &mut String) {
+                use std::fmt::Write;
+                let _ = write!(out, "{self}");
             }
             fn from_ext(s: &str) -> Option<Self> {
                 s.trim().parse().ok()
@@ -58,8 +60,8 @@ macro_rules! int_value {
 int_value!(i32, i64, u64);
 
 impl HeaderValue for bool {
-    fn to_ext(&self) -> String {
-        self.to_string()
+    fn write_ext(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
     }
     /// `Boolean.parseBoolean`: anything but a case-insensitive "true" is false.
     fn from_ext(s: &str) -> Option<Self> {
@@ -78,7 +80,7 @@ pub trait HeaderField: Sized {
 
 impl<T: HeaderValue> HeaderField for T {
     fn put(&self, key: &'static str, ext: &mut ExtFields) {
-        ext.push(key, self.to_ext());
+        ext.push_with(key, |out| self.write_ext(out));
     }
     fn take(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
         let raw = ext.get(key).ok_or(HeaderError::Missing(key))?;
@@ -89,7 +91,7 @@ impl<T: HeaderValue> HeaderField for T {
 impl<T: HeaderValue> HeaderField for Option<T> {
     fn put(&self, key: &'static str, ext: &mut ExtFields) {
         if let Some(v) = self {
-            ext.push(key, v.to_ext());
+            ext.push_with(key, |out| v.write_ext(out));
         }
     }
     /// An optional value that does not parse is dropped, as Java only logs it.
