@@ -7,7 +7,6 @@
 //!   i32 (Java uses the class loader's hash) ‖ ms since the start of the current
 //!   month (i32) ‖ a counter (i16). The broker treats it as opaque.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -57,12 +56,16 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 }
 
 /// Uppercase hex, as Java's `UtilAll.bytes2string`.
+/// Every send response carries one, so this is a table lookup rather than `format!`.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02X}");
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0F)]);
     }
-    s
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

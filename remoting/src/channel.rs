@@ -269,17 +269,22 @@ async fn read_loop(
 ) {
     let cancel = channel.inner.cancel.clone();
     channel.touch();
+    // One idle timer for the connection's life, re-armed only when it fires early:
+    // arming a timer per frame would take the timer wheel's lock on every request.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
-        let idle_left = idle_timeout.saturating_sub(channel.idle_for());
         let next = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             next = frames.next() => next,
-            _ = tokio::time::sleep(idle_left) => {
-                if channel.idle_for() >= idle_timeout {
+            () = &mut idle => {
+                let idle_for = channel.idle_for();
+                if idle_for >= idle_timeout {
                     debug!(peer = %channel.peer_addr(), "closing idle connection");
                     break;
                 }
+                idle.as_mut().reset(tokio::time::Instant::now() + (idle_timeout - idle_for));
                 continue;
             }
         };

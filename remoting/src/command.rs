@@ -121,7 +121,13 @@ impl ExtFields {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.entries.iter().position(|e| self.slice(e[0], e[1]) == key)
+        let (text, key) = (self.text.as_bytes(), key.as_bytes());
+        // Length and first byte first: V2 send headers have single-letter keys, and a
+        // `memcmp` call per entry would cost more than the comparison itself.
+        self.entries.iter().position(|e| {
+            let k = &text[e[0] as usize..e[1] as usize];
+            k.len() == key.len() && k.first() == key.first() && k == key
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

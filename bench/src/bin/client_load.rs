@@ -25,6 +25,11 @@ use clap::{Parser, ValueEnum};
 use client::consumer::{PullConsumer, PullStatus};
 use client::{Admin, Message, Producer, ProducerOptions};
 
+/// The broker's allocator: the generator shares the machine's two cores with the
+/// broker, so its own allocations should cost as little.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Mode {
     Send,

@@ -24,6 +24,11 @@ use clap::{Parser, ValueEnum};
 use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2};
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 
+/// The broker's allocator: the generator shares the machine's two cores with the
+/// broker, so its own allocations should cost as little.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Mode {
     Send,
