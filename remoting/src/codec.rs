@@ -101,6 +101,14 @@ struct JsonHeaderIn {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
+    match crate::json_header::decode(header) {
+        Some(cmd) => Ok(cmd),
+        None => decode_json_header_general(header),
+    }
+}
+
+/// Any JSON header serde accepts: numbers as strings, escapes, unknown keys.
+pub(crate) fn decode_json_header_general(header: &[u8]) -> Result<RemotingCommand> {
     let h: JsonHeaderIn = serde_json::from_slice(header).map_err(|e| Error::Malformed(format!("json header: {e}")))?;
     Ok(RemotingCommand {
         code: h.code,
@@ -413,6 +421,27 @@ mod tests {
         #[test]
         fn frames_round_trip_in_both_serialize_types(cmd in command()) {
             prop_assert_eq!(round_trip(&cmd), cmd);
+        }
+
+        /// Every header our encoder (and so, in shape, a Java client) writes takes the
+        /// fast JSON path, and it reads what serde reads.
+        #[test]
+        fn json_headers_take_the_fast_path(cmd in command()) {
+            let mut cmd = cmd;
+            cmd.serialize_type = SerializeType::Json;
+            let mut buf = BytesMut::new();
+            encode_header(&cmd, &mut buf).unwrap();
+            let header = &buf[..];
+            let fast = crate::json_header::decode(header);
+            prop_assert!(fast.is_some(), "{}", String::from_utf8_lossy(header));
+            prop_assert_eq!(fast, decode_json_header_general(header).ok());
+        }
+
+        #[test]
+        fn arbitrary_json_reads_the_same_on_both_paths(json in r#"\{("(code|opaque|remark|language|extFields|x)": ?(-?[0-9]{1,12}|"[a-zA-Z\\"\u{1}]{0,4}"|null|true|\{("[a-z]{1,2}":(-?[0-9]{1,3}|"[a-z\\u0-9]{0,6}"|null|false|1\.5),?){0,3}\}),?){0,4}\}"#) {
+            if let Some(fast) = crate::json_header::decode(json.as_bytes()) {
+                prop_assert_eq!(Some(fast), decode_json_header_general(json.as_bytes()).ok(), "{}", json);
+            }
         }
 
         #[test]

@@ -173,6 +173,28 @@ impl ExtFields {
         self.push_with(key, |out| out.push_str(value));
     }
 
+    /// Sets `key` to what `write` appends to the text buffer; `None` from `write`
+    /// leaves the fields as they were (bar unused bytes in the buffer).
+    pub(crate) fn insert_written(&mut self, key: &str, write: impl FnOnce(&mut String) -> Option<()>) -> Option<()> {
+        let start = self.text.len();
+        if write(&mut self.text).is_none() {
+            self.text.truncate(start);
+            return None;
+        }
+        let [vs, ve] = [start as u32, self.text.len() as u32];
+        match self.position(key) {
+            Some(i) => {
+                self.entries[i][2] = vs;
+                self.entries[i][3] = ve;
+            }
+            None => {
+                let [ks, ke] = self.append(key);
+                self.entries.push([ks, ke, vs, ve]);
+            }
+        }
+        Some(())
+    }
+
     /// [`push`](Self::push) with a value written in place (numbers skip a `String`).
     pub fn push_with(&mut self, key: &str, value: impl FnOnce(&mut String)) {
         let [ks, ke] = self.append(key);

@@ -24,6 +24,7 @@ pub mod command;
 pub mod error;
 pub mod header;
 pub mod json;
+mod json_header;
 pub mod server;
 
 pub use channel::{Channel, RequestHandler};
