@@ -86,6 +86,31 @@ fn find_last(bytes: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
     }
 }
 
+/// `TAGS` and `KEYS` of stored properties in one forward pass (last occurrence, non-empty,
+/// valid UTF-8, as [`PropertyLookup::get`] finds them): what the plugin stage reads for
+/// every message, at the cost of one scan instead of two backward ones.
+pub fn tags_and_keys(props: &[u8]) -> (Option<&str>, Option<&str>) {
+    const TAGS: [u8; 4] = *b"TAGS";
+    const KEYS: [u8; 4] = *b"KEYS";
+    const _: () = assert!(keys::TAGS.len() == 4 && keys::KEYS.len() == 4);
+    let (mut tags, mut found_keys) = (None, None);
+    for entry in props.split(|&b| b == PROPERTY_SEPARATOR as u8) {
+        // Both names are four bytes: an entry is `NAME \x01 value`.
+        if entry.len() > 5 && entry[4] == NAME_VALUE_SEPARATOR as u8 {
+            let value = &entry[5..];
+            match [entry[0], entry[1], entry[2], entry[3]] {
+                TAGS => tags = Some(value),
+                KEYS => found_keys = Some(value),
+                _ => {}
+            }
+        }
+    }
+    fn utf8(v: Option<&[u8]>) -> Option<&str> {
+        v.and_then(|v| std::str::from_utf8(v).ok())
+    }
+    (utf8(tags), utf8(found_keys))
+}
+
 impl PropertyLookup for str {
     fn get(&self, key: &str) -> Option<&str> {
         // Both cut points sit next to ASCII separators, so they are char boundaries.
@@ -201,6 +226,31 @@ mod tests {
         assert_eq!(PropertyLookup::get(enc.as_bytes(), "empty"), None);
         assert_eq!(PropertyLookup::get(&b"bad\x01\xff\x02ok\x01yes"[..], "ok"), Some("yes"));
         assert_eq!(PropertyLookup::get(&b"bad\x01\xff\x02ok\x01yes"[..], "bad"), None);
+    }
+
+    proptest! {
+        /// The fused pass finds what two separate lookups find.
+        #[test]
+        fn tags_and_keys_agree_with_lookups(
+            entries in proptest::collection::vec(
+                ("(TAGS|KEYS|TAG|KEYSX|a|)", proptest::collection::vec(prop_oneof![Just(1u8), Just(2u8), Just(0xFFu8), 97u8..100], 0..4)),
+                0..6,
+            ),
+            trailing in any::<bool>(),
+        ) {
+            let mut raw = Vec::new();
+            for (name, value) in &entries {
+                raw.extend_from_slice(name.as_bytes());
+                raw.push(1);
+                raw.extend_from_slice(value);
+                raw.push(2);
+            }
+            if !trailing {
+                raw.pop();
+            }
+            let want = (PropertyLookup::get(&raw[..], keys::TAGS), PropertyLookup::get(&raw[..], keys::KEYS));
+            prop_assert_eq!(tags_and_keys(&raw), want);
+        }
     }
 
     #[test]

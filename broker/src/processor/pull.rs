@@ -13,7 +13,6 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tracing::Span;
 
-use common::properties::keys;
 use common::record::RecordView;
 use common::subscription::{MessageModel, SubscriptionData};
 use common::sysflag::pull as pull_flag;
@@ -26,7 +25,7 @@ use remoting::{Channel, RemotingCommand};
 use store::{CqEntry, GetRequest, GetStatus};
 
 use crate::context::BrokerContext;
-use crate::filter::{MessageFilter, PropertyLookup};
+use crate::filter::MessageFilter;
 use crate::hold::HeldPull;
 use crate::plugins::{BoundFilter, BrokerPlugins};
 use crate::processor::try_header;
@@ -141,18 +140,16 @@ impl PreparedFilter {
         // few records in flight while parsing one.
         use common::record::{prefetch, PREFETCH_AHEAD};
         records.iter().take(PREFETCH_AHEAD).for_each(|r| prefetch(r));
-        let parsed: Vec<Option<RecordView<'_>>> = records
+        let views: Vec<MessageView<'_>> = records
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 if let Some(next) = records.get(i + PREFETCH_AHEAD) {
                     prefetch(next);
                 }
-                RecordView::parse(r).ok()
+                RecordView::parse(r).map_or_else(|_| MessageView::default(), |v| view_of(topic, &v))
             })
             .collect();
-        let views: Vec<MessageView<'_>> =
-            parsed.iter().map(|v| v.as_ref().map_or_else(MessageView::default, |v| view_of(topic, v))).collect();
         let mut verdicts = vec![Verdict::Reject; n];
         for stage in &self.plugins {
             let d = pass.deliverable;
@@ -193,12 +190,12 @@ fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
 /// of a pull shares the one `topic` slice, so the frame carries it once.
 fn view_of<'a>(topic: &'a str, v: &RecordView<'a>) -> MessageView<'a> {
     let props = v.properties_raw();
-    let tags = PropertyLookup::get(props, keys::TAGS);
+    let (tags, found_keys) = crate::filter::tags_and_keys(props);
     let body = v.body();
     MessageView {
         topic,
         tags: tags.unwrap_or(""),
-        keys: PropertyLookup::get(props, keys::KEYS).unwrap_or(""),
+        keys: found_keys.unwrap_or(""),
         properties: v.properties_raw(),
         body: Some(body),
         body_size: body.len() as u32,

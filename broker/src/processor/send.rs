@@ -174,10 +174,11 @@ fn server_side_queue(
     if queues.is_empty() {
         return Ok(None);
     }
+    let (tags, found_keys) = crate::filter::tags_and_keys(raw.as_bytes());
     let view = MessageView {
         topic: &h.topic,
-        tags: crate::filter::PropertyLookup::get(raw, keys::TAGS).unwrap_or(""),
-        keys: crate::filter::PropertyLookup::get(raw, keys::KEYS).unwrap_or(""),
+        tags: tags.unwrap_or(""),
+        keys: found_keys.unwrap_or(""),
         properties: raw.as_bytes(),
         body: Some(body),
         body_size: body.len() as u32,
