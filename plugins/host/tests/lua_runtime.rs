@@ -209,6 +209,53 @@ fn instruction_budget_is_enforced() {
     assert_eq!(e, PluginError::InstructionLimit { budget: 100_000 });
 }
 
+/// Each calling thread runs the script in its own VM: concurrent callers get the same
+/// answers, and a memory error on one thread leaves the others' VMs alone.
+#[test]
+fn threads_call_one_plugin_concurrently() {
+    let dir = fixtures_dir();
+    let mut d = lua(
+        dir.path(),
+        PluginKind::Filter,
+        r#"function filter_batch(ms, n, out, sub)
+             for i = 1, n do
+               if ms[i].tags == "bomb" then local t = {} for j = 1, 1e9 do t[j] = string.rep("x", 100) .. j end end
+               out[i] = ms[i].tags == sub.expression
+             end
+           end"#,
+    );
+    d.limits = LimitsConfig {
+        memory: Some(bytesize::ByteSize::mib(8)),
+        deadline: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let reg = registry(vec![d]);
+    let f = reg.filter("p").unwrap();
+    let ctx = FilterContext { expression: "A", ..Default::default() };
+    let msgs: Vec<_> = (0..64).map(|i| msg(if i % 3 == 0 { "A" } else { "B" })).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (f, ctx, msgs) = (&f, &ctx, &msgs);
+                s.spawn(move || {
+                    for round in 0..50 {
+                        if t == 0 && round == 10 {
+                            let e = f.filter(ctx, &[msg("bomb")], &mut [Verdict::Reject]).unwrap_err();
+                            assert!(matches!(e, PluginError::MemoryLimit { .. }), "{e:?}");
+                        }
+                        let mut v = vec![Verdict::Error; msgs.len()];
+                        f.filter(ctx, msgs, &mut v).unwrap();
+                        assert_eq!(v.iter().filter(|v| **v == Verdict::Accept).count(), 22, "thread {t} round {round}");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+}
+
 #[test]
 fn memory_bomb_hits_the_memory_limit_and_the_vm_recovers() {
     let dir = fixtures_dir();
