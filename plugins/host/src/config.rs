@@ -245,6 +245,21 @@ impl Default for BreakerConfig {
     }
 }
 
+/// `ByteSize`'s own `Serialize` writes a rounded string ("268.4 MB" for 256 MiB), which
+/// does not read back as the same size; configuration layering serialises defaults and
+/// reads them back, so sizes are written as exact byte counts (read: number or string).
+fn exact_bytes<S: serde::Serializer>(size: &ByteSize, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(size.as_u64())
+}
+
+#[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
+fn exact_bytes_opt<S: serde::Serializer>(size: &Option<ByteSize>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match size {
+        Some(b) => s.serialize_some(&b.as_u64()),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,20 +313,5 @@ mod tests {
             "[[plugin]]\nname='a'\nkind='filter'\nruntime='lua'\npath='x'\ncolour=1"
         )
         .is_err());
-    }
-}
-
-/// `ByteSize`'s own `Serialize` writes a rounded string ("268.4 MB" for 256 MiB), which
-/// does not read back as the same size; configuration layering serialises defaults and
-/// reads them back, so sizes are written as exact byte counts (read: number or string).
-fn exact_bytes<S: serde::Serializer>(size: &ByteSize, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(size.as_u64())
-}
-
-#[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
-fn exact_bytes_opt<S: serde::Serializer>(size: &Option<ByteSize>, s: S) -> std::result::Result<S::Ok, S::Error> {
-    match size {
-        Some(b) => s.serialize_some(&b.as_u64()),
-        None => s.serialize_none(),
     }
 }
