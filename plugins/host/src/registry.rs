@@ -2,7 +2,7 @@
 //!
 //! Each plugin lives in a *slot* whose current version is an `ArcSwap<Version>`: a call
 //! clones the `Arc` and finishes on that version even if a reload swaps in a new one
-//! meanwhile; the old version (WASM instances, Lua worker) is dropped when its last call
+//! meanwhile; the old version (WASM instances, Lua VMs) is dropped when its last call
 //! returns. Reloads — from the file watcher or [`PluginRegistry::reload`] — stage the new
 //! version on the calling / `plugin-reload` thread, never on a caller's hot path, and only
 //! swap when staging (read, compile, ABI checks, `describe`, `init`) succeeded.
