@@ -61,6 +61,7 @@ pub fn dispatcher(state: Arc<NamesrvState>) -> Dispatcher {
     d
 }
 
+#[allow(clippy::result_large_err)] // the error is the response to send
 fn header<H: CommandHeader>(req: &RemotingCommand) -> Result<H, RemotingCommand> {
     req.decode_header::<H>().map_err(|e: HeaderError| {
         debug!(error = %e, "bad request header");

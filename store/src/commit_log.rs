@@ -242,6 +242,40 @@ impl CommitLog {
     }
 }
 
+/// The commit log's segments under one read lock: see [`CommitLog::view`].
+pub(crate) struct SegmentsView<'a> {
+    segs: RwLockReadGuard<'a, Vec<Arc<MappedFile>>>,
+    segment_size: usize,
+}
+
+impl SegmentsView<'_> {
+    /// The segment holding `offset`, if it still exists.
+    #[inline]
+    pub(crate) fn segment(&self, offset: i64) -> Option<&Arc<MappedFile>> {
+        let first = self.segs.first()?;
+        if offset < first.start() {
+            return None;
+        }
+        self.segs.get(((offset - first.start()) / self.segment_size as i64) as usize)
+    }
+
+    /// See [`CommitLog::read`].
+    #[inline]
+    pub(crate) fn read(&self, offset: i64, size: usize) -> Option<Bytes> {
+        let seg = self.segment(offset)?;
+        seg.bytes((offset - seg.start()) as usize, size)
+    }
+
+    /// Asks the CPU to start loading the record at `offset` (`size` bytes) — header and
+    /// tail, see [`record::prefetch`] — when it is stored; a hint, nothing is read.
+    #[inline]
+    pub(crate) fn prefetch(&self, offset: i64, size: usize) {
+        if let Some(rec) = self.segment(offset).and_then(|seg| seg.read((offset - seg.start()) as usize, size)) {
+            record::prefetch(rec);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,39 +356,5 @@ mod tests {
         std::fs::remove_file(dir.path().join(segment_name(8192))).unwrap();
         std::fs::write(dir.path().join("junk"), b"x").unwrap();
         assert!(matches!(CommitLog::load_segments(dir.path(), 4096), Err(Error::BadFileName { .. })));
-    }
-}
-
-/// The commit log's segments under one read lock: see [`CommitLog::view`].
-pub(crate) struct SegmentsView<'a> {
-    segs: RwLockReadGuard<'a, Vec<Arc<MappedFile>>>,
-    segment_size: usize,
-}
-
-impl SegmentsView<'_> {
-    /// The segment holding `offset`, if it still exists.
-    #[inline]
-    pub(crate) fn segment(&self, offset: i64) -> Option<&Arc<MappedFile>> {
-        let first = self.segs.first()?;
-        if offset < first.start() {
-            return None;
-        }
-        self.segs.get(((offset - first.start()) / self.segment_size as i64) as usize)
-    }
-
-    /// See [`CommitLog::read`].
-    #[inline]
-    pub(crate) fn read(&self, offset: i64, size: usize) -> Option<Bytes> {
-        let seg = self.segment(offset)?;
-        seg.bytes((offset - seg.start()) as usize, size)
-    }
-
-    /// Asks the CPU to start loading the record at `offset` (`size` bytes) — header and
-    /// tail, see [`record::prefetch`] — when it is stored; a hint, nothing is read.
-    #[inline]
-    pub(crate) fn prefetch(&self, offset: i64, size: usize) {
-        if let Some(rec) = self.segment(offset).and_then(|seg| seg.read((offset - seg.start()) as usize, size)) {
-            record::prefetch(rec);
-        }
     }
 }

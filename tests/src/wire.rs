@@ -93,6 +93,7 @@ impl Wire {
     ///
     /// # Errors
     /// Transport failures or an undecodable body.
+    #[allow(clippy::too_many_arguments)] // the request's own fields, in its order
     pub async fn pull(
         &self,
         group: &str,

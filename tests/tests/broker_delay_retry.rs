@@ -353,7 +353,7 @@ async fn delay_accuracy_is_within_ten_percent_plus_100ms() -> Result<()> {
             "level {level} (target {target:?}) queue {q}: visible after {visible:?}, store-time lag {stored_lag:?}"
         ));
         for (what, actual) in [("visible", visible), ("store-time lag", stored_lag)] {
-            let err = if actual > target { actual - target } else { target - actual };
+            let err = actual.abs_diff(target);
             assert!(
                 err <= tolerance,
                 "level {level} queue {q}: {what} {actual:?} vs target {target:?} (tolerance {tolerance:?})"

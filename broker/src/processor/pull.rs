@@ -210,10 +210,14 @@ fn view_of<'a>(topic: &'a str, v: &RecordView<'a>) -> MessageView<'a> {
     }
 }
 
+/// A compiled filter and what it was compiled from: (subscription version, expression
+/// type, expression, filter).
+type CachedFilter = (i64, String, String, Arc<PreparedFilter>);
+
 /// Compiled filters by (group, topic), reused while the subscription is unchanged.
 #[derive(Default)]
 pub struct FilterCache {
-    map: RwLock<HashMap<(String, String), (i64, String, String, Arc<PreparedFilter>)>>,
+    map: RwLock<HashMap<(String, String), CachedFilter>>,
 }
 
 impl FilterCache {
