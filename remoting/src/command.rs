@@ -137,13 +137,6 @@ impl ExtFields {
         })
     }
 
-    /// Appends `s` to the text buffer; returns its range.
-    fn append(&mut self, s: &str) -> [u32; 2] {
-        let start = self.text.len() as u32;
-        self.text.push_str(s);
-        [start, self.text.len() as u32]
-    }
-
     /// Appends what `write` writes to the text buffer; returns its range.
     fn append_with(&mut self, write: impl FnOnce(&mut String)) -> [u32; 2] {
         let start = self.text.len() as u32;
@@ -151,20 +144,23 @@ impl ExtFields {
         [start, self.text.len() as u32]
     }
 
-    /// Sets `key`; a later value for the same key replaces the earlier one.
-    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
-        let key = key.as_ref();
-        let [vs, ve] = self.append(value.as_ref());
-        match self.position(key) {
+    /// Points `key` (already in the buffer) at `value`: a key seen before keeps its
+    /// entry and takes the new value, as a Java map would.
+    fn bind(&mut self, [ks, ke]: [u32; 2], [vs, ve]: [u32; 2]) {
+        match self.position(self.slice(ks, ke)) {
             Some(i) => {
                 self.entries[i][2] = vs;
                 self.entries[i][3] = ve;
             }
-            None => {
-                let [ks, ke] = self.append(key);
-                self.entries.push([ks, ke, vs, ve]);
-            }
+            None => self.entries.push([ks, ke, vs, ve]),
         }
+    }
+
+    /// Sets `key`; a later value for the same key replaces the earlier one.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let k = self.append_with(|t| t.push_str(key.as_ref()));
+        let v = self.append_with(|t| t.push_str(value.as_ref()));
+        self.bind(k, v);
     }
 
     /// Appends without checking for duplicates (encoders of typed headers, whose keys
@@ -181,23 +177,15 @@ impl ExtFields {
             self.text.truncate(start);
             return None;
         }
-        let [vs, ve] = [start as u32, self.text.len() as u32];
-        match self.position(key) {
-            Some(i) => {
-                self.entries[i][2] = vs;
-                self.entries[i][3] = ve;
-            }
-            None => {
-                let [ks, ke] = self.append(key);
-                self.entries.push([ks, ke, vs, ve]);
-            }
-        }
+        let v = [start as u32, self.text.len() as u32];
+        let k = self.append_with(|t| t.push_str(key));
+        self.bind(k, v);
         Some(())
     }
 
     /// [`push`](Self::push) with a value written in place (numbers skip a `String`).
     pub fn push_with(&mut self, key: &str, value: impl FnOnce(&mut String)) {
-        let [ks, ke] = self.append(key);
+        let [ks, ke] = self.append_with(|t| t.push_str(key));
         let [vs, ve] = self.append_with(value);
         self.entries.push([ks, ke, vs, ve]);
     }
@@ -270,20 +258,11 @@ impl<'de> Deserialize<'de> for ExtFields {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<ExtFields, A::Error> {
                 let mut e = ExtFields::with_capacity(a.size_hint().unwrap_or(16));
-                while let Some([ks, ke]) = a.next_key_seed(Append(&mut e.text))? {
-                    let [vs, ve] = a.next_value_seed(AppendScalar(&mut e.text))?;
-                    // `null`: absent. Keys are distinct in practice; a repeated key
-                    // keeps the last value, as a Java map would.
-                    if vs == u32::MAX {
-                        continue;
-                    }
-                    let key = &e.text[ks as usize..ke as usize];
-                    match e.entries.iter().position(|x| &e.text[x[0] as usize..x[1] as usize] == key) {
-                        Some(i) => {
-                            e.entries[i][2] = vs;
-                            e.entries[i][3] = ve;
-                        }
-                        None => e.entries.push([ks, ke, vs, ve]),
+                while let Some(k) = a.next_key_seed(Append(&mut e.text))? {
+                    let v = a.next_value_seed(Append(&mut e.text))?;
+                    // `null`: absent.
+                    if v[0] != u32::MAX {
+                        e.bind(k, v);
                     }
                 }
                 Ok(e)
@@ -296,33 +275,11 @@ impl<'de> Deserialize<'de> for ExtFields {
     }
 }
 
-/// A key, appended to the text buffer.
+/// A key or a scalar value, appended to the text buffer as Java's `String.valueOf`
+/// would print it; `null` gives `[u32::MAX, u32::MAX]`.
 struct Append<'a>(&'a mut String);
 
-impl<'de> DeserializeSeed<'de> for Append<'_> {
-    type Value = [u32; 2];
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<[u32; 2], D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for Append<'_> {
-    type Value = [u32; 2];
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<[u32; 2], E> {
-        let start = self.0.len() as u32;
-        self.0.push_str(v);
-        Ok([start, self.0.len() as u32])
-    }
-}
-
-/// A scalar value, appended to the text buffer as Java's `String.valueOf` would
-/// print it; `null` gives `[u32::MAX, u32::MAX]`.
-struct AppendScalar<'a>(&'a mut String);
-
-impl AppendScalar<'_> {
+impl Append<'_> {
     fn write(self, v: impl fmt::Display) -> [u32; 2] {
         use fmt::Write;
         let start = self.0.len() as u32;
@@ -331,22 +288,20 @@ impl AppendScalar<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for AppendScalar<'_> {
+impl<'de> DeserializeSeed<'de> for Append<'_> {
     type Value = [u32; 2];
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<[u32; 2], D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl Visitor<'_> for AppendScalar<'_> {
+impl Visitor<'_> for Append<'_> {
     type Value = [u32; 2];
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a scalar")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<[u32; 2], E> {
-        let start = self.0.len() as u32;
-        self.0.push_str(v);
-        Ok([start, self.0.len() as u32])
+        Ok(self.write(v))
     }
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<[u32; 2], E> {
         Ok(self.write(v))

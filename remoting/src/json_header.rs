@@ -262,7 +262,9 @@ mod tests {
             r#"{"code":310,"extFields":{"a":"PG","b":"TopicTest","c":"TBW102","d":"4","e":"1","f":"0","g":"1700000000000","h":"0","i":"TAGS\u0001A\u0002KEYS\u0001k1\u0002","j":"0","k":"false","m":"false"},"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":409}"#,
         );
         same(r#"{"extFields":{"k":"q\"\\\/\b\f\n\r\t\u00e9\u4e2d"}}"#);
-        same(r#" { "code" : -1 , "extFields" : { "n" : 12 , "t" : true , "f" : false , "z" : null } , "language" : "CPP" , "remark" : "" } "#);
+        same(
+            r#" { "code" : -1 , "extFields" : { "n" : 12 , "t" : true , "f" : false , "z" : null } , "language" : "CPP" , "remark" : "" } "#,
+        );
         same(r#"{"code":0,"remark":"why","extFields":null,"language":"NOPE"}"#);
         same(r#"{}"#);
         same(r#"{"extFields":{}}"#);

@@ -38,6 +38,16 @@ fn load_err(kind: PluginKind, src: &str) -> PluginError {
     }
 }
 
+/// A memory cap of `mib` and a deadline a slow debug build on a busy machine meets:
+/// the tests using it are about memory, not time.
+fn memory_capped(mib: u64) -> LimitsConfig {
+    LimitsConfig {
+        memory: Some(bytesize::ByteSize::mib(mib)),
+        deadline: Some(Duration::from_secs(5)),
+        ..Default::default()
+    }
+}
+
 fn queues(n: u32) -> Vec<QueueView<'static>> {
     (0..n).map(|i| QueueView { broker_name: "b", queue_id: i, perm: PERM_READ | PERM_WRITE, zone: "" }).collect()
 }
@@ -224,11 +234,7 @@ fn threads_call_one_plugin_concurrently() {
              end
            end"#,
     );
-    d.limits = LimitsConfig {
-        memory: Some(bytesize::ByteSize::mib(8)),
-        deadline: Some(Duration::from_secs(5)),
-        ..Default::default()
-    };
+    d.limits = memory_capped(8);
     let reg = registry(vec![d]);
     let f = reg.filter("p").unwrap();
     let ctx = FilterContext { expression: "A", ..Default::default() };
@@ -270,12 +276,7 @@ fn per_call_garbage_never_reaches_the_memory_cap() {
              for i = 1, n do out[i] = #junk == 2000 end
            end"#,
     );
-    d.limits = LimitsConfig {
-        memory: Some(bytesize::ByteSize::mib(2)),
-        // Memory is under test, not time: a debug build on a busy machine is slow.
-        deadline: Some(Duration::from_secs(5)),
-        ..Default::default()
-    };
+    d.limits = memory_capped(2);
     let reg = registry(vec![d]);
     let f = reg.filter("p").unwrap();
     let msgs: Vec<_> = (0..32).map(|_| msg("A")).collect();
@@ -299,11 +300,7 @@ fn memory_bomb_hits_the_memory_limit_and_the_vm_recovers() {
              return true
            end"#,
     );
-    d.limits = LimitsConfig {
-        memory: Some(bytesize::ByteSize::mib(8)),
-        deadline: Some(Duration::from_secs(5)),
-        ..Default::default()
-    };
+    d.limits = memory_capped(8);
     let reg = registry(vec![d]);
     let f = reg.filter("p").unwrap();
     let mut v = [Verdict::Reject];

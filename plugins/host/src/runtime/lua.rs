@@ -684,4 +684,3 @@ fn sandbox(lua: &Lua, name: &str, budget: &Rc<Budget>) -> mlua::Result<()> {
     coroutine.raw_set("resume", r)?;
     Ok(())
 }
-
