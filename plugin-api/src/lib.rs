@@ -34,8 +34,8 @@ pub use kind::{FailurePolicy, Limits, PluginKind, Runtime, UnknownName};
 pub use manifest::Manifest;
 pub use traits::{AllocationStrategy, FnFilter, MessageFilter, QueueSelector, TxnCheckHandler};
 pub use types::{
-    AllocateInput, CheckContext, CheckDecision, ClientView, CqUnit, FilterContext, MessageView, Properties, QueueView,
-    SelectContext, Verdict, NO_QUEUE, PERM_READ, PERM_WRITE,
+    AllocateInput, CheckContext, CheckDecision, ClientView, CqUnit, FilterContext, MessageFields, MessageView,
+    Properties, QueueView, SelectContext, Verdict, NO_QUEUE, PERM_READ, PERM_WRITE,
 };
 
 /// ABI major version. A plugin built for another major is refused at load with
@@ -46,4 +46,8 @@ pub const PLUGIN_ABI_VERSION: u32 = 1;
 
 /// ABI minor version: fields appended within the major. A plugin declaring a higher minor
 /// than the host's is refused (it may read fields the host does not fill).
-pub const PLUGIN_ABI_MINOR: u16 = 0;
+///
+/// - 1.1: a manifest may declare the message fields the plugin reads
+///   ([`MessageFields`]); frames then carry only those and list the others in the
+///   header's `omitted` field.
+pub const PLUGIN_ABI_MINOR: u16 = 1;

@@ -7,8 +7,8 @@
 //!  8     2    u16 abi_minor     (must be <= PLUGIN_ABI_MINOR of the host)
 //! 10     1    u8  kind          (1 filter, 2 queue_selector, 3 allocation, 4 txn_check)
 //! 11     1    u8  reserved (0)
-//! 12     2    u16 flags         (bit 0 has_prefilter, bit 1 needs_body)
-//! 14     2    u16 reserved (0)
+//! 12     2    u16 flags         (bit 0 has_prefilter, bit 1 needs_body, bit 2 declares_fields)
+//! 14     2    u16 fields        (with declares_fields: the message fields read; else 0)
 //! 16     4    u32 total_len     (bytes, including the strings)
 //! 20     4    u32 reserved (0)
 //! 24     8    span name            (offset from the manifest start, length; UTF-8)
@@ -20,6 +20,7 @@
 use std::fmt;
 
 use crate::error::PluginError;
+use crate::types::MessageFields;
 use crate::{PluginKind, PLUGIN_ABI_MINOR, PLUGIN_ABI_VERSION};
 
 /// Manifest magic, bytes `F M Q M`.
@@ -33,6 +34,9 @@ pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 pub const FLAG_HAS_PREFILTER: u16 = 1;
 /// Manifest flag: the filter reads message bodies (the host then includes them).
 pub const FLAG_NEEDS_BODY: u16 = 2;
+/// Manifest flag (ABI 1.1): the `fields` word lists the message fields the plugin reads;
+/// frames carry only those. Without it a plugin receives [`MessageFields::DEFAULT`].
+pub const FLAG_DECLARES_FIELDS: u16 = 4;
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +53,24 @@ pub struct Manifest {
     pub abi_minor: u16,
     /// `FLAG_*` bits.
     pub flags: u16,
+    /// With [`FLAG_DECLARES_FIELDS`]: the [`MessageFields`] bits the plugin reads.
+    pub fields: u16,
     /// Free-text hint describing the config keys the plugin reads.
     pub config_schema: String,
 }
 
 impl Manifest {
-    /// A manifest for this ABI version with no flags and no schema.
+    /// A manifest for ABI 1.0 (the oldest minor that has everything it uses) with no
+    /// flags and no schema.
     pub fn new(name: impl Into<String>, version: impl Into<String>, kind: PluginKind) -> Manifest {
         Manifest {
             name: name.into(),
             version: version.into(),
             kind,
             abi_version: PLUGIN_ABI_VERSION,
-            abi_minor: PLUGIN_ABI_MINOR,
+            abi_minor: 0,
             flags: 0,
+            fields: 0,
             config_schema: String::new(),
         }
     }
@@ -77,6 +85,33 @@ impl Manifest {
         self.flags & FLAG_NEEDS_BODY != 0
     }
 
+    /// Declares the message fields the plugin reads (ABI 1.1): topic, tags, keys and
+    /// properties beyond `fields` are left out of its frames. `BODY` in `fields` is the
+    /// same as [`FLAG_NEEDS_BODY`].
+    pub fn declare_fields(&mut self, fields: MessageFields) {
+        self.flags |= FLAG_DECLARES_FIELDS;
+        if fields.contains(MessageFields::BODY) {
+            self.flags |= FLAG_NEEDS_BODY;
+        }
+        self.fields = fields.difference(MessageFields::BODY).bits();
+        self.abi_minor = self.abi_minor.max(1);
+    }
+
+    /// The message fields the host puts in this plugin's frames: the declared ones (all
+    /// but the body when none are declared), plus the body with `needs_body`.
+    pub fn message_fields(&self) -> MessageFields {
+        let declared = if self.flags & FLAG_DECLARES_FIELDS != 0 {
+            MessageFields::from_bits(self.fields).difference(MessageFields::BODY)
+        } else {
+            MessageFields::DEFAULT
+        };
+        if self.needs_body() {
+            declared | MessageFields::BODY
+        } else {
+            declared
+        }
+    }
+
     /// Encodes the manifest.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; MANIFEST_HEADER_SIZE];
@@ -85,6 +120,7 @@ impl Manifest {
         b[8..10].copy_from_slice(&self.abi_minor.to_le_bytes());
         b[10] = self.kind as u8;
         b[12..14].copy_from_slice(&self.flags.to_le_bytes());
+        b[14..16].copy_from_slice(&self.fields.to_le_bytes());
         for (at, s) in [(24, &self.name), (32, &self.version), (40, &self.config_schema)] {
             let off = b.len() as u32;
             b.extend_from_slice(s.as_bytes());
@@ -129,6 +165,7 @@ impl Manifest {
         }
         let kind = PluginKind::from_u8(b[10]).ok_or_else(|| bad("unknown kind"))?;
         let flags = u16::from_le_bytes([b[12], b[13]]);
+        let fields = u16::from_le_bytes([b[14], b[15]]);
         let total = u32::from_le_bytes([b[16], b[17], b[18], b[19]]) as usize;
         if total > b.len() {
             return Err(bad("total_len beyond the buffer"));
@@ -147,6 +184,7 @@ impl Manifest {
             abi_version,
             abi_minor,
             flags,
+            fields,
             config_schema: string(40, "config_schema")?,
         })
     }
@@ -171,6 +209,29 @@ mod tests {
         assert_eq!(Manifest::decode(&b).unwrap(), m);
         assert!(Manifest::decode(&b).unwrap().has_prefilter());
         assert!(!m.needs_body());
+    }
+
+    #[test]
+    fn declared_fields_round_trip_and_need_minor_1() {
+        let m = Manifest::new("tags-only", "1.0.0", PluginKind::Filter);
+        assert_eq!(m.abi_minor, 0);
+        assert_eq!(m.message_fields(), MessageFields::DEFAULT);
+        let mut d = m.clone();
+        d.declare_fields(MessageFields::TAGS);
+        assert_eq!(d.abi_minor, 1);
+        let back = Manifest::decode(&d.encode()).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.message_fields(), MessageFields::TAGS);
+        // Declaring nothing at all is not the same as not declaring.
+        let mut none = m.clone();
+        none.declare_fields(MessageFields::NONE);
+        assert_eq!(Manifest::decode(&none.encode()).unwrap().message_fields(), MessageFields::NONE);
+        // The body follows needs_body, declared or not.
+        let mut body = m;
+        body.flags |= FLAG_NEEDS_BODY;
+        assert_eq!(body.message_fields(), MessageFields::DEFAULT | MessageFields::BODY);
+        body.declare_fields(MessageFields::KEYS);
+        assert_eq!(body.message_fields(), MessageFields::KEYS | MessageFields::BODY);
     }
 
     #[test]

@@ -13,6 +13,98 @@ pub const NAME_VALUE_SEPARATOR: u8 = 1;
 /// RocketMQ's separator between properties (`\u{2}`).
 pub const PROPERTY_SEPARATOR: u8 = 2;
 
+/// Which message fields a plugin reads, and so which ones a frame carries: a set of
+/// bits. The selector argument is always present.
+///
+/// A plugin that declares nothing (every ABI 1.0 plugin) receives [`DEFAULT`](Self::DEFAULT):
+/// everything but the body. Declaring fewer (manifest flag
+/// [`FLAG_DECLARES_FIELDS`](crate::manifest::FLAG_DECLARES_FIELDS), ABI 1.1) spares the
+/// host writing what the plugin never looks at: a tag filter's frame holds only tags.
+/// Fields left out read as zero / empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageFields(u16);
+
+impl MessageFields {
+    /// No variable-length field.
+    pub const NONE: MessageFields = MessageFields(0);
+    /// The topic.
+    pub const TOPIC: MessageFields = MessageFields(1);
+    /// The `TAGS` property, as its own span.
+    pub const TAGS: MessageFields = MessageFields(1 << 1);
+    /// The `KEYS` property, as its own span.
+    pub const KEYS: MessageFields = MessageFields(1 << 2);
+    /// All properties.
+    pub const PROPERTIES: MessageFields = MessageFields(1 << 3);
+    /// The body (manifest flag `needs_body`).
+    pub const BODY: MessageFields = MessageFields(1 << 4);
+    /// The numeric fields: queue id and offset, commit-log offset, store and born
+    /// timestamps, tags code, reconsume times, body size, check count.
+    pub const METADATA: MessageFields = MessageFields(1 << 5);
+    /// What a plugin that declares nothing receives: everything but the body.
+    pub const DEFAULT: MessageFields = MessageFields(0b10_1111);
+    /// Every field a frame can carry.
+    pub const ALL: MessageFields = MessageFields(0b11_1111);
+    /// Field names, in bit order, as the SDK and the docs spell them.
+    pub const NAMES: [(&'static str, MessageFields); 6] = [
+        ("topic", MessageFields::TOPIC),
+        ("tags", MessageFields::TAGS),
+        ("keys", MessageFields::KEYS),
+        ("properties", MessageFields::PROPERTIES),
+        ("body", MessageFields::BODY),
+        ("metadata", MessageFields::METADATA),
+    ];
+
+    /// The raw bits.
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// From raw bits; bits this version does not know are dropped.
+    pub const fn from_bits(bits: u16) -> MessageFields {
+        MessageFields(bits & MessageFields::ALL.0)
+    }
+
+    /// Whether every field of `other` is in `self`.
+    pub const fn contains(self, other: MessageFields) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The fields of either set.
+    pub const fn union(self, other: MessageFields) -> MessageFields {
+        MessageFields(self.0 | other.0)
+    }
+
+    /// The fields of `self` that are not in `other`.
+    pub const fn difference(self, other: MessageFields) -> MessageFields {
+        MessageFields(self.0 & !other.0)
+    }
+
+    /// The field called `name` (see [`NAMES`](Self::NAMES)).
+    pub fn from_name(name: &str) -> Option<MessageFields> {
+        MessageFields::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+}
+
+impl std::ops::BitOr for MessageFields {
+    type Output = MessageFields;
+    fn bitor(self, rhs: MessageFields) -> MessageFields {
+        self.union(rhs)
+    }
+}
+
+impl fmt::Display for MessageFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = MessageFields::NAMES.iter().filter(|(_, b)| self.contains(*b)).map(|(n, _)| *n);
+        match names.next() {
+            None => f.write_str("none"),
+            Some(first) => {
+                f.write_str(first)?;
+                names.try_for_each(|n| write!(f, ", {n}"))
+            }
+        }
+    }
+}
+
 /// A message as plugins see it.
 ///
 /// Filter, queue-selector and check-back calls take a batch of these. Fields a kind has no

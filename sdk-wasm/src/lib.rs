@@ -61,8 +61,8 @@ pub use plugin_api::frame::{
     AllocateRef as AllocateContext, ClientsRef, MessageRef as Message, QueuesRef, SelectRef as SelectContext,
 };
 pub use plugin_api::{
-    CheckContext, CheckDecision, ClientView, CqUnit, FilterContext, PluginError, PluginKind, Properties, QueueView,
-    Verdict, NO_QUEUE,
+    CheckContext, CheckDecision, ClientView, CqUnit, FilterContext, MessageFields, PluginError, PluginKind, Properties,
+    QueueView, Verdict, NO_QUEUE,
 };
 pub use sdk_wasm_macros::{allocate, filter, queue_selector, txn_check};
 
@@ -143,6 +143,9 @@ pub struct PluginDef {
     pub kind: PluginKind,
     /// Manifest flags (`plugin_api::manifest::FLAG_*`).
     pub flags: u16,
+    /// The message fields the plugin declares it reads (`reads(...)`); `None` declares
+    /// nothing and receives topic, tags, keys and properties.
+    pub reads: Option<plugin_api::MessageFields>,
     /// Manifest config schema hint.
     pub config_schema: &'static str,
     /// Builds the state from the config.
@@ -157,6 +160,9 @@ impl PluginDef {
     pub fn manifest(&self) -> plugin_api::Manifest {
         let mut m = plugin_api::Manifest::new(self.name, self.version, self.kind);
         m.flags = self.flags;
+        if let Some(fields) = self.reads {
+            m.declare_fields(fields);
+        }
         m.config_schema = self.config_schema.to_owned();
         m
     }

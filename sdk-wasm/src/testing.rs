@@ -113,8 +113,8 @@ impl Harness {
         ctx: &FilterContext<'_>,
         msgs: &[MessageView<'_>],
     ) -> Result<Vec<Verdict>, PluginError> {
-        let bodies = self.def.flags & plugin_api::manifest::FLAG_NEEDS_BODY != 0;
-        frame::encode_filter(&mut self.frame, ctx, msgs, bodies).map_err(|e| PluginError::bad_output(e.to_string()))?;
+        let fields = self.def.manifest().message_fields();
+        frame::encode_filter(&mut self.frame, ctx, msgs, fields).map_err(|e| PluginError::bad_output(e.to_string()))?;
         let mut v = vec![Verdict::Error; msgs.len()];
         frame::read_verdicts(self.run(msgs.len())?, &mut v)?;
         Ok(v)
@@ -141,6 +141,7 @@ impl Harness {
             &mut self.frame,
             &SelectContext { topic: msgs.first().map_or("", |m| m.topic), queues },
             msgs,
+            self.def.manifest().message_fields(),
         )
         .map_err(|e| PluginError::bad_output(e.to_string()))?;
         let mut q = vec![0; msgs.len()];
@@ -196,7 +197,8 @@ impl Harness {
     /// # Errors
     /// What the host would report.
     pub fn check(&mut self, ctx: &CheckContext, msgs: &[MessageView<'_>]) -> Result<Vec<CheckDecision>, PluginError> {
-        frame::encode_check(&mut self.frame, ctx, msgs).map_err(|e| PluginError::bad_output(e.to_string()))?;
+        let fields = self.def.manifest().message_fields();
+        frame::encode_check(&mut self.frame, ctx, msgs, fields).map_err(|e| PluginError::bad_output(e.to_string()))?;
         let mut d = vec![CheckDecision::Error; msgs.len()];
         frame::read_decisions(self.run(msgs.len() * frame::layout::decision::SIZE)?, &mut d)?;
         Ok(d)

@@ -66,6 +66,34 @@ mod bodies {
     }
 }
 
+mod tags_only {
+    use sdk_wasm::Message;
+
+    /// Declares it reads tags only; it accepts exactly the messages whose frame holds
+    /// their tags and none of the undeclared strings.
+    #[sdk_wasm::filter(reads(tags))]
+    fn lean(msg: &Message<'_>) -> bool {
+        msg.tags() == "A" && msg.topic().is_empty() && msg.keys().is_empty() && msg.properties().as_bytes().is_empty()
+    }
+}
+
+#[test]
+fn declared_fields_are_the_only_strings_in_the_frame() {
+    let mut h = Harness::new(&tags_only::FERROMQ_PLUGIN).unwrap();
+    assert_eq!(h.manifest().message_fields(), sdk_wasm::MessageFields::TAGS);
+    assert_eq!(h.manifest().abi_minor, 1, "declaring fields needs ABI 1.1");
+    let msgs = [
+        TestMessage::new("T").tags("A").keys("k").property("p", "1"),
+        TestMessage::new("T").tags("B").keys("k").property("p", "1"),
+    ];
+    let views: Vec<_> = msgs.iter().map(TestMessage::view).collect();
+    assert_eq!(h.filter(&views).unwrap(), [Verdict::Accept, Verdict::Reject]);
+    // A plugin that declares nothing still gets every string (ABI 1.0).
+    let h = Harness::new(&zone_selector::FERROMQ_PLUGIN).unwrap();
+    assert_eq!(h.manifest().message_fields(), sdk_wasm::MessageFields::DEFAULT);
+    assert_eq!(h.manifest().abi_minor, 0);
+}
+
 #[test]
 fn selector() {
     let mut h = Harness::new(&zone_selector::FERROMQ_PLUGIN).unwrap();

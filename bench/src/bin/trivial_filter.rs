@@ -6,11 +6,13 @@
 //! Usage: `trivial_filter <out.wasm>`
 
 use anyhow::{Context, Result};
-use plugin_api::PluginKind;
+use plugin_api::{MessageFields, PluginKind};
 use plugin_host::testing::{Wat, FILTER_ACCEPT_ALL};
 
 fn main() -> Result<()> {
     let out = std::env::args().nth(1).context("usage: trivial_filter <out.wasm>")?;
-    std::fs::write(&out, Wat::new(PluginKind::Filter, FILTER_ACCEPT_ALL).bytes()).with_context(|| out.clone())?;
+    // It reads no message field, and says so: its frames carry no strings.
+    let wat = Wat::new(PluginKind::Filter, FILTER_ACCEPT_ALL).reads(MessageFields::NONE);
+    std::fs::write(&out, wat.bytes()).with_context(|| out.clone())?;
     Ok(())
 }

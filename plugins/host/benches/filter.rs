@@ -21,7 +21,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 #[path = "../tests/common/mod.rs"]
 mod common;
 use plugin_api::types::encode_properties;
-use plugin_api::{FilterContext, FnFilter, MessageFilter, MessageView, PluginKind, Runtime, Verdict};
+use plugin_api::{FilterContext, FnFilter, MessageFields, MessageFilter, MessageView, PluginKind, Runtime, Verdict};
 use plugin_host::{PluginConfig, PluginRegistry, PluginsConfig};
 
 fn workspace() -> PathBuf {
@@ -165,7 +165,8 @@ fn bench(c: &mut Criterion) {
 
 fn wat_first_a(dir: &std::path::Path) -> PathBuf {
     let p = dir.join("first_a.wasm");
-    std::fs::write(&p, common::Wat::new(PluginKind::Filter, common::FILTER_TAGS_A).bytes()).unwrap();
+    std::fs::write(&p, common::Wat::new(PluginKind::Filter, common::FILTER_TAGS_A).reads(MessageFields::TAGS).bytes())
+        .unwrap();
     p
 }
 

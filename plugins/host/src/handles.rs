@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use plugin_api::builtin::{allocate_averagely, HashOrRoundRobin};
-use plugin_api::frame::{self, Call};
-use plugin_api::manifest::FLAG_NEEDS_BODY;
+use plugin_api::frame::{self, Call, MessageFrame};
 use plugin_api::{
     AllocateInput, AllocationStrategy, CheckContext, CheckDecision, CqUnit, FailurePolicy, FilterContext,
     MessageFilter, MessageView, PluginError, QueueSelector, SelectContext, TxnCheckHandler, Verdict, NO_QUEUE,
@@ -80,12 +79,9 @@ impl FilterPlugin {
         msgs: &[MessageView<'_>],
         out: &mut [Verdict],
     ) -> Result<(), PluginError> {
-        self.slot.run(
+        self.slot.run_messages(
             msgs.len(),
-            |buf, manifest| {
-                frame::encode_filter(buf, ctx, msgs, manifest.flags & FLAG_NEEDS_BODY != 0)?;
-                Ok(frame::output_len(Call::Filter, msgs.len(), 0))
-            },
+            |fields| Ok((MessageFrame::filter(ctx, msgs, fields)?, frame::output_len(Call::Filter, msgs.len(), 0))),
             |bytes| frame::read_verdicts(bytes, out),
         )
     }
@@ -289,12 +285,9 @@ impl QueueSelector for QueueSelectorPlugin {
     fn select(&self, ctx: &SelectContext<'_>, msgs: &[MessageView<'_>], out: &mut [u32]) -> Result<(), PluginError> {
         let step = max_batch(&self.slot);
         for (m, o) in msgs.chunks(step).zip(out.chunks_mut(step)) {
-            self.slot.run(
+            self.slot.run_messages(
                 m.len(),
-                |buf, _| {
-                    frame::encode_select(buf, ctx, m)?;
-                    Ok(frame::output_len(Call::Select, m.len(), 0))
-                },
+                |fields| Ok((MessageFrame::select(ctx, m, fields)?, frame::output_len(Call::Select, m.len(), 0))),
                 |bytes| frame::read_queue_indices(bytes, ctx.queues.len(), o),
             )?;
         }
@@ -425,12 +418,9 @@ impl TxnCheckHandler for TxnCheckPlugin {
     ) -> Result<(), PluginError> {
         let step = max_batch(&self.slot);
         for (m, o) in msgs.chunks(step).zip(out.chunks_mut(step)) {
-            self.slot.run(
+            self.slot.run_messages(
                 m.len(),
-                |buf, _| {
-                    frame::encode_check(buf, ctx, m)?;
-                    Ok(frame::output_len(Call::Check, m.len(), 0))
-                },
+                |fields| Ok((MessageFrame::check(ctx, m, fields)?, frame::output_len(Call::Check, m.len(), 0))),
                 |bytes| frame::read_decisions(bytes, o),
             )?;
         }

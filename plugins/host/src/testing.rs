@@ -4,7 +4,7 @@
 //! host contains them. Used by this crate's tests and benches and by the end-to-end
 //! tests of the broker.
 
-use plugin_api::{Manifest, PluginKind, PLUGIN_ABI_VERSION};
+use plugin_api::{Manifest, MessageFields, PluginKind, PLUGIN_ABI_VERSION};
 
 /// A WAT plugin: bump allocator, static manifest, and the given `fmq_call` body (locals
 /// `$i $n $rec $sz $ctx $off $len $qc $cc $cur $k` are declared).
@@ -21,18 +21,28 @@ pub struct Wat<'a> {
     pub body: &'a str,
     /// Extra module fields, in WAT.
     pub extra: &'a str,
+    /// The message fields the manifest declares (ABI 1.1); `None` declares nothing.
+    pub reads: Option<MessageFields>,
 }
 
 impl<'a> Wat<'a> {
     /// A well-formed plugin of `kind` whose `fmq_call` runs `body`.
     pub fn new(kind: PluginKind, body: &'a str) -> Wat<'a> {
-        Wat { kind, marker: "fmq_abi_v1", manifest_abi: PLUGIN_ABI_VERSION, imports: "", body, extra: "" }
+        Wat { kind, marker: "fmq_abi_v1", manifest_abi: PLUGIN_ABI_VERSION, imports: "", body, extra: "", reads: None }
+    }
+
+    /// The same plugin declaring that it reads only `fields`.
+    pub fn reads(self, fields: MessageFields) -> Wat<'a> {
+        Wat { reads: Some(fields), ..self }
     }
 
     /// The module's WAT text.
     pub fn source(&self) -> String {
         let mut m = Manifest::new("wat-test", "1.0.0", self.kind);
         m.abi_version = self.manifest_abi;
+        if let Some(fields) = self.reads {
+            m.declare_fields(fields);
+        }
         let manifest = m.encode();
         let escaped: String = manifest.iter().map(|b| format!("\\{b:02x}")).collect();
         let len = manifest.len();

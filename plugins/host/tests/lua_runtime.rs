@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use plugin_api::types::encode_properties;
 use plugin_api::{
-    AllocateInput, CheckContext, CheckDecision, ClientView, FilterContext, MessageFilter, MessageView, PluginError,
-    PluginErrorKind, PluginKind, QueueView, Runtime, SelectContext, Verdict, PERM_READ, PERM_WRITE,
+    AllocateInput, CheckContext, CheckDecision, ClientView, FilterContext, MessageFields, MessageFilter, MessageView,
+    PluginError, PluginErrorKind, PluginKind, QueueView, Runtime, SelectContext, Verdict, PERM_READ, PERM_WRITE,
 };
 use plugin_host::{BreakerState, Error, LimitsConfig, PluginRegistry, PluginsConfig};
 
@@ -156,6 +156,33 @@ fn per_message_and_batch_entry_points_agree() {
     reg.filter("b").unwrap().filter(&ctx, &msgs, &mut v2).unwrap();
     assert_eq!(v1, v2);
     assert_eq!(v1.iter().filter(|v| **v == Verdict::Accept).count(), 15);
+}
+
+#[test]
+fn a_script_declares_the_fields_it_names_and_reads_them() {
+    let dir = fixtures_dir();
+    let tags = write(dir.path(), "t.lua", "function filter(m) return m.tags == 'A' end");
+    let props = write(dir.path(), "p.lua", "function filter(m) return m.props.price == '9' and m.keys == 'k' end");
+    let reg = registry(vec![
+        decl("tags", PluginKind::Filter, Runtime::Lua, &tags),
+        decl("props", PluginKind::Filter, Runtime::Lua, &props),
+    ]);
+    assert_eq!(reg.filter("tags").unwrap().status().manifest.message_fields(), MessageFields::TAGS);
+    assert_eq!(
+        reg.filter("props").unwrap().status().manifest.message_fields(),
+        MessageFields::KEYS | MessageFields::PROPERTIES
+    );
+    let p9 = encode_properties([("price", "9")]);
+    let p8 = encode_properties([("price", "8")]);
+    let msgs = [
+        MessageView { keys: "k", properties: &p9, ..msg("A") },
+        MessageView { keys: "k", properties: &p8, ..msg("B") },
+    ];
+    let mut v = vec![Verdict::Error; 2];
+    reg.filter("tags").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
+    assert_eq!(v, [Verdict::Accept, Verdict::Reject]);
+    reg.filter("props").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
+    assert_eq!(v, [Verdict::Accept, Verdict::Reject]);
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use plugin_api::{
-    AllocateInput, CheckContext, CheckDecision, ClientView, FilterContext, MessageFilter, MessageView, PluginError,
-    PluginErrorKind, PluginKind, QueueView, Runtime, SelectContext, Verdict, PERM_READ, PERM_WRITE,
+    AllocateInput, CheckContext, CheckDecision, ClientView, FilterContext, MessageFields, MessageFilter, MessageView,
+    PluginError, PluginErrorKind, PluginKind, QueueView, Runtime, SelectContext, Verdict, PERM_READ, PERM_WRITE,
 };
 use plugin_host::{BreakerState, Error, LimitsConfig, PluginRegistry, PluginsConfig};
 
@@ -34,6 +34,42 @@ fn accept_all_filter_accepts_every_message() {
     let mut v = vec![Verdict::Reject; msgs.len()];
     reg.filter("all").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
     assert_eq!(v, [Verdict::Accept; 3]);
+}
+
+/// Accepts a message when its frame holds no properties, keys, topic or queue offset,
+/// and the header says those were omitted (omitted = topic | keys | properties |
+/// metadata = 45).
+const ACCEPT_IF_LEAN: &str = r#"
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store8 (i32.add (local.get $out) (local.get $i))
+        (i32.and
+          (i32.eq (i32.load16_u offset=36 (local.get $in)) (i32.const 45))
+          (i32.eqz (i32.or (i32.or (i32.load offset=60 (local.get $rec)) (i64.ne (i64.load (local.get $rec)) (i64.const 0)))
+                   (i32.or (i32.load offset=76 (local.get $rec)) (i32.load offset=84 (local.get $rec)))))))
+      (local.set $rec (i32.add (local.get $rec) (local.get $sz)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $n)"#;
+
+#[test]
+fn frames_carry_only_the_fields_a_plugin_declares() {
+    let dir = fixtures_dir();
+    let lean = Wat::new(PluginKind::Filter, ACCEPT_IF_LEAN);
+    let declared = write(dir.path(), "declared.wasm", lean.reads(MessageFields::TAGS).bytes());
+    let undeclared = write(dir.path(), "undeclared.wasm", Wat::new(PluginKind::Filter, ACCEPT_IF_LEAN).bytes());
+    let reg = registry(vec![
+        decl("declared", PluginKind::Filter, Runtime::Wasm, &declared),
+        decl("undeclared", PluginKind::Filter, Runtime::Wasm, &undeclared),
+    ]);
+    let props = plugin_api::types::encode_properties([("TAGS", "A"), ("KEYS", "k")]);
+    let msgs = vec![MessageView { keys: "k", properties: &props, queue_offset: 7, ..msg("A") }; 3];
+    let mut v = vec![Verdict::Error; msgs.len()];
+    reg.filter("declared").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
+    assert_eq!(v, [Verdict::Accept; 3]);
+    reg.filter("undeclared").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
+    assert_eq!(v, [Verdict::Reject; 3], "a plugin declaring nothing gets every field");
+    assert_eq!(reg.filter("declared").unwrap().status().manifest.message_fields(), MessageFields::TAGS);
 }
 
 #[test]

@@ -8,9 +8,11 @@
 //! (`FilterContext`, `SelectContext`, `AllocateContext`, `CheckContext`), or anything
 //! else by reference, which is the state built by `FromConfig` (at most one).
 //!
-//! Options: `name = "..."`, `version = "..."`, `schema = "..."` (manifest), and for
-//! filters `needs_body` and `prefilter = path` (a `fn(&State, &CqUnit) -> impl
-//! IntoVerdict`, `State` being `()` for stateless filters).
+//! Options: `name = "..."`, `version = "..."`, `schema = "..."` (manifest), `reads(tags,
+//! ...)` (the message fields the plugin reads: `topic`, `tags`, `keys`, `properties`,
+//! `metadata` for the numeric ones; frames then carry only those, the others read as
+//! zero / empty), and for filters `needs_body` and `prefilter = path` (a
+//! `fn(&State, &CqUnit) -> impl IntoVerdict`, `State` being `()` for stateless filters).
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -74,7 +76,12 @@ struct Opts {
     schema: Option<LitStr>,
     prefilter: Option<Path>,
     needs_body: bool,
+    /// `reads(...)`: the declared fields' bits.
+    reads: Option<u16>,
 }
+
+/// Field names accepted by `reads(...)` and their `MessageFields` bits.
+const FIELD_BITS: [(&str, u16); 5] = [("topic", 1), ("tags", 2), ("keys", 4), ("properties", 8), ("metadata", 32)];
 
 enum Role {
     Message,
@@ -95,8 +102,25 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
             opts.prefilter = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("needs_body") && kind == Kind::Filter {
             opts.needs_body = true;
+        } else if meta.path.is_ident("reads") && kind != Kind::Allocate {
+            let mut bits = 0u16;
+            meta.parse_nested_meta(|field| {
+                let name = field.path.get_ident().map(ToString::to_string).unwrap_or_default();
+                match FIELD_BITS.iter().find(|(n, _)| *n == name) {
+                    Some((_, b)) => {
+                        bits |= b;
+                        Ok(())
+                    }
+                    None => Err(field.error("unknown field; expected topic, tags, keys, properties or metadata")),
+                }
+            })?;
+            opts.reads = Some(bits);
         } else {
-            let extra = if kind == Kind::Filter { ", prefilter, needs_body" } else { "" };
+            let extra = match kind {
+                Kind::Filter => ", reads(...), prefilter, needs_body",
+                Kind::Allocate => "",
+                _ => ", reads(...)",
+            };
             return Err(meta.error(format!("unknown argument; expected name, version, schema{extra}")));
         }
         Ok(())
@@ -174,6 +198,10 @@ fn generate(kind: Kind, opts: &Opts, func: &ItemFn) -> syn::Result<TokenStream2>
     if opts.needs_body {
         flags |= 2;
     }
+    let reads = match opts.reads {
+        Some(bits) => quote!(Some(::sdk_wasm::MessageFields::from_bits(#bits))),
+        None => quote!(None),
+    };
     let (kind_tokens, body) = match kind {
         Kind::Filter => {
             let pre = match &opts.prefilter {
@@ -224,6 +252,7 @@ fn generate(kind: Kind, opts: &Opts, func: &ItemFn) -> syn::Result<TokenStream2>
             version: #version,
             kind: ::sdk_wasm::PluginKind::#kind_tokens,
             flags: #flags,
+            reads: #reads,
             config_schema: #schema,
             init: ::sdk_wasm::rt::init_state::<#state>,
             call: |__state, __frame, __out| {

@@ -37,7 +37,12 @@ impl FromConfig for TagSet {
     }
 }
 
-#[sdk_wasm::filter(name = "tag-set", prefilter = by_code, schema = "tags: RocketMQ tag expression, e.g. \"TagA || TagB\"")]
+#[sdk_wasm::filter(
+    name = "tag-set",
+    reads(tags),
+    prefilter = by_code,
+    schema = "tags: RocketMQ tag expression, e.g. \"TagA || TagB\""
+)]
 fn tag_set(set: &TagSet, msg: &Message<'_>) -> bool {
     set.all || set.tags.contains(msg.tags())
 }

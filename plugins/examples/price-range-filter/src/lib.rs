@@ -45,6 +45,7 @@ impl FromConfig for PriceRange {
 /// Messages without the property, or with a non-numeric value, are not delivered.
 #[sdk_wasm::filter(
     name = "price-range",
+    reads(properties, metadata),
     prefilter = by_tag,
     schema = "property: name of a numeric property (default price); min, max: inclusive bounds; tag: optional tag to pre-filter on"
 )]

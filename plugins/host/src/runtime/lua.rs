@@ -21,8 +21,9 @@
 //!   error the VM is rebuilt from the source.
 //! - **Fields on demand.** Message tables are reused between calls, and the worker only
 //!   fills the fields whose names appear in the script text (`tags`, `props`, ...), since
-//!   each field costs a Rust→Lua crossing. Computed field names (`msg["ta".."gs"]`) are
-//!   therefore not supported.
+//!   each field costs a Rust→Lua crossing; the script's manifest declares the same
+//!   fields, so its frames carry no other strings. Computed field names
+//!   (`msg["ta".."gs"]`) are therefore not supported.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -35,9 +36,11 @@ use std::time::{Duration, Instant};
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 use plugin_api::frame::{self, Call, Frame, MessageRef};
 use plugin_api::manifest::FLAG_NEEDS_BODY;
-use plugin_api::{CheckDecision, Limits, Manifest, PluginError, PluginKind, Verdict, NO_QUEUE, PLUGIN_ABI_VERSION};
+use plugin_api::{
+    CheckDecision, Limits, Manifest, MessageFields, PluginError, PluginKind, Verdict, NO_QUEUE, PLUGIN_ABI_VERSION,
+};
 
-use super::{Backend, LoadedPlugin};
+use super::{Backend, Input, LoadedPlugin};
 
 const HOOK_EVERY: u32 = 1000;
 
@@ -109,8 +112,14 @@ pub(crate) fn load(
 }
 
 impl Backend for LuaPlugin {
-    fn invoke(&self, frame: &mut Vec<u8>, out_cap: usize, out: &mut Vec<u8>) -> Result<(), PluginError> {
-        let f = Frame::parse(frame).map_err(|e| PluginError::unavailable(format!("bad frame: {e}")))?;
+    fn invoke(
+        &self,
+        input: &Input<'_>,
+        scratch: &mut Vec<u8>,
+        out_cap: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
+        let f = Frame::parse(input.bytes(scratch)).map_err(|e| PluginError::unavailable(format!("bad frame: {e}")))?;
         VMS.with(|vms| {
             // A script cannot call back into a plugin, so the table is never borrowed
             // twice; if it were, refusing the call is the safe answer.
@@ -282,6 +291,22 @@ impl Vm {
             *u = s.source.contains(f);
         }
         used[FIELDS.len() - 1] &= needs_body;
+        // The frame then carries only the strings the script reads.
+        let mut fields = MessageFields::NONE;
+        for (i, f) in [
+            (0, MessageFields::TOPIC),
+            (1, MessageFields::TAGS),
+            (2, MessageFields::KEYS),
+            (13, MessageFields::PROPERTIES),
+        ] {
+            if used[i] {
+                fields = fields | f;
+            }
+        }
+        if used[3..12].contains(&true) {
+            fields = fields | MessageFields::METADATA;
+        }
+        manifest.declare_fields(fields);
 
         if let Some(init) = globals.get::<Option<Function>>("init").map_err(load_err)? {
             let cfg = lua.create_table().map_err(load_err)?;

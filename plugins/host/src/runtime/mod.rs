@@ -1,12 +1,53 @@
 //! The three runtimes behind one internal interface.
 //!
-//! Every runtime consumes the same input — an encoded [`plugin_api::frame`] — and
-//! produces the same output bytes, which the registry validates with the `read_*`
-//! functions of `plugin_api::frame`. WASM and native plugins receive the frame as is;
-//! the Lua worker parses it (zero-copy) and builds Lua values from it. Sharing the frame
-//! keeps one encoder, one validator and one set of semantics for all three.
+//! Every runtime consumes the same input — a [`plugin_api::frame`] — and produces the
+//! same output bytes, which the registry validates with the `read_*` functions of
+//! `plugin_api::frame`. WASM writes message frames straight into the instance's memory;
+//! native plugins receive the frame's bytes; the Lua runtime parses them (zero-copy) and
+//! builds Lua values from them. Sharing the frame keeps one encoder, one validator and
+//! one set of semantics for all three.
 
+use plugin_api::frame::MessageFrame;
 use plugin_api::{Manifest, PluginError};
+
+/// The input frame of one call.
+pub(crate) enum Input<'a> {
+    /// Already encoded (the cold calls: `init`, `prefilter`, `allocate`).
+    Bytes(&'a [u8]),
+    /// A planned message frame (`filter`, `select`, `check`): a runtime writes it where
+    /// the plugin reads it, so a WASM call copies nothing twice.
+    Messages(&'a MessageFrame<'a, 'a>),
+}
+
+impl Input<'_> {
+    /// The frame's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Input::Bytes(b) => b.len(),
+            Input::Messages(f) => f.len(),
+        }
+    }
+
+    /// Writes the frame into `dst`, which is exactly [`len`](Self::len) bytes.
+    pub(crate) fn write(&self, dst: &mut [u8]) {
+        match self {
+            Input::Bytes(b) => dst.copy_from_slice(b),
+            Input::Messages(f) => f.write(dst),
+        }
+    }
+
+    /// The frame as contiguous bytes, written into `scratch` if it is not encoded yet.
+    #[cfg(any(feature = "lua", feature = "native"))]
+    pub(crate) fn bytes<'s>(&'s self, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+        match self {
+            Input::Bytes(b) => b,
+            Input::Messages(f) => {
+                f.encode(scratch);
+                scratch
+            }
+        }
+    }
+}
 
 #[cfg(feature = "lua")]
 pub(crate) mod lua;
@@ -19,9 +60,15 @@ pub(crate) mod wasm;
 pub(crate) trait Backend: Send + Sync {
     /// Runs one frame. `out_cap` is the exact output size (for `allocate`, the maximum).
     /// On success `out` holds exactly the bytes the plugin produced (not yet validated).
-    /// `frame` and `out` may be swapped for other buffers of the same contents (the Lua
-    /// runtime ships them to its worker thread and back).
-    fn invoke(&self, frame: &mut Vec<u8>, out_cap: usize, out: &mut Vec<u8>) -> Result<(), PluginError>;
+    /// `scratch` is a reusable buffer for runtimes that need the frame's bytes in host
+    /// memory.
+    fn invoke(
+        &self,
+        input: &Input<'_>,
+        scratch: &mut Vec<u8>,
+        out_cap: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError>;
 }
 
 /// What a runtime returns from a successful load.

@@ -16,7 +16,7 @@ use libloading::Library;
 use plugin_api::native::{EntryFnV1, NativePluginV1, ENTRY_SYMBOL, ENTRY_SYMBOL_PREFIX};
 use plugin_api::{status, Limits, Manifest, PluginError, PLUGIN_ABI_VERSION};
 
-use super::{config_frame, Backend, LoadedPlugin};
+use super::{config_frame, Backend, Input, LoadedPlugin};
 
 struct NativePlugin {
     vtable: NativePluginV1,
@@ -164,7 +164,14 @@ impl NativePlugin {
 }
 
 impl Backend for NativePlugin {
-    fn invoke(&self, frame: &mut Vec<u8>, out_cap: usize, out: &mut Vec<u8>) -> Result<(), PluginError> {
+    fn invoke(
+        &self,
+        input: &Input<'_>,
+        scratch: &mut Vec<u8>,
+        out_cap: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
+        let frame = input.bytes(scratch);
         out.clear();
         out.resize(out_cap, 0);
         // The ABI promises an 8-aligned input; a Vec<u8> allocation is at least 8-aligned

@@ -30,7 +30,7 @@ use wasmtime::{
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
 
-use super::{config_frame, Backend, LoadedPlugin};
+use super::{config_frame, Backend, Input, LoadedPlugin};
 use crate::config::PluginsConfig;
 
 const MARKER: &str = "fmq_abi_v1";
@@ -344,13 +344,19 @@ impl WasmPlugin {
 }
 
 impl Backend for WasmPlugin {
-    fn invoke(&self, frame: &mut Vec<u8>, out_cap: usize, out: &mut Vec<u8>) -> Result<(), PluginError> {
+    fn invoke(
+        &self,
+        input: &Input<'_>,
+        _scratch: &mut Vec<u8>,
+        out_cap: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
         let idle = self.idle.lock().pop();
         let mut inst = match idle {
             Some(i) => i,
             None => self.instantiate()?,
         };
-        match inst.call(self, frame, out_cap, out) {
+        match inst.call(self, input, out_cap, out) {
             Ok(()) => {
                 let mut idle = self.idle.lock();
                 if idle.len() < MAX_IDLE {
@@ -497,18 +503,18 @@ impl Instance {
     fn call(
         &mut self,
         plugin: &WasmPlugin,
-        frame: &[u8],
+        input: &Input<'_>,
         out_cap: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        let in_len = frame.len();
+        let in_len = input.len();
         let out_at = (in_len + 7) & !7;
         // Arm first: the deadline set by an earlier call is relative to *its* start, so
         // an instance that sat idle would trap on its first entry (`fmq_alloc` below).
         self.arm(plugin, plugin.deadline_ticks)?;
         self.reserve(plugin, out_at + out_cap)?;
         let base = self.buf as usize;
-        self.memory.data_mut(&mut self.store)[base..base + in_len].copy_from_slice(frame);
+        input.write(&mut self.memory.data_mut(&mut self.store)[base..base + in_len]);
         let args = (base as i32, in_len as i32, (base + out_at) as i32, out_cap as i32);
         let n = match self.call.call(&mut self.store, args) {
             Ok(n) => n,

@@ -43,8 +43,14 @@ static int32_t describe(uint8_t *out, uint32_t cap) {
     if (total > cap) return (int32_t)total;
     memset(out, 0, 48);
     memcpy(out, "FMQM", 4);
-    wr32(out + 4, MANIFEST_ABI);  /* abi_version; abi_minor = 0 */
+    wr32(out + 4, MANIFEST_ABI);  /* abi_version; abi_minor = 0 unless set below */
     out[10] = KIND;               /* kind: 1 filter, 2 selector, 3 allocation, 4 check */
+#if KIND == 1
+    /* ABI 1.1: the filter reads tags only, so its frames carry no other strings. */
+    out[8] = 1;                   /* abi_minor */
+    out[12] = 4;                  /* flags: declares_fields */
+    out[14] = 2;                  /* fields: tags */
+#endif
     wr32(out + 16, total);
     wr32(out + 24, 48);      wr32(out + 28, nl);  /* name */
     wr32(out + 32, 48 + nl); wr32(out + 36, vl);  /* version */
