@@ -153,6 +153,9 @@ impl BrokerPlugins {
                 out.push((key("kind"), s.kind.to_string()));
                 out.push((key("runtime"), s.runtime.to_string()));
                 out.push((key("generation"), s.generation.to_string()));
+                out.push((key("manifest"), s.manifest.to_string()));
+                // The message fields its frames carry (all but the body unless declared).
+                out.push((key("fields"), s.manifest.message_fields().to_string()));
                 out.push((key("breaker"), s.breaker.as_str().to_owned()));
                 out.push((key("calls"), s.stats.calls.to_string()));
                 out.push((key("records"), s.stats.records.to_string()));

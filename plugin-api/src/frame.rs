@@ -886,7 +886,6 @@ impl Included {
     fn every_record_field(self) -> bool {
         self.metadata && self.topic && self.tags && self.keys && self.properties
     }
-
 }
 
 /// Bytes the context block of a message frame adds to the arena.

@@ -140,6 +140,8 @@ config = {{ min_level = "3" }}
     let info = wire.runtime_info().await?;
     assert_eq!(info.get("plugin.order-price.calls").map(String::as_str), Some("2"), "{info:?}");
     assert_eq!(info.get("plugin.order-price.records").map(String::as_str), Some("9"), "{info:?}");
+    // The example declares what it reads (ABI 1.1): its frames carry nothing else.
+    assert_eq!(info.get("plugin.order-price.fields").map(String::as_str), Some("properties, metadata"), "{info:?}");
 
     // Lua filter bound to Members + vip-readers: a stock TAG subscription of that
     // group is filtered, other groups are not.

@@ -15,7 +15,7 @@ pub const LATENCY_BUCKETS: usize = 24;
 
 #[derive(Debug, Default)]
 pub(crate) struct PluginStats {
-    calls: AtomicU64,
+    // Calls are not counted on their own: every call lands in one latency bucket.
     records: AtomicU64,
     errors: [AtomicU64; PluginErrorKind::COUNT],
     fallbacks: AtomicU64,
@@ -30,7 +30,6 @@ pub(crate) struct PluginStats {
 impl PluginStats {
     pub(crate) fn record_call(&self, records: usize, elapsed: Duration) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.calls.fetch_add(1, Ordering::Relaxed);
         self.records.fetch_add(records as u64, Ordering::Relaxed);
         self.latency_ns.fetch_add(ns, Ordering::Relaxed);
         let us = ns / 1000;
@@ -60,15 +59,16 @@ impl PluginStats {
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let latency_buckets: [u64; LATENCY_BUCKETS] = std::array::from_fn(|i| l(&self.latency[i]));
         StatsSnapshot {
-            calls: l(&self.calls),
+            calls: latency_buckets.iter().sum(),
             records: l(&self.records),
             errors: std::array::from_fn(|i| l(&self.errors[i])),
             fallbacks: l(&self.fallbacks),
             breaker_rejections: l(&self.breaker_rejections),
             breaker_trips: l(&self.breaker_trips),
             latency_sum: Duration::from_nanos(l(&self.latency_ns)),
-            latency_buckets: std::array::from_fn(|i| l(&self.latency[i])),
+            latency_buckets,
             reloads: l(&self.reloads),
             reload_failures: l(&self.reload_failures),
         }
