@@ -568,9 +568,9 @@ enum MessageContext<'a> {
 /// Planning computes the exact frame length, so the host can write the frame straight
 /// into its destination — a WASM instance's linear memory — instead of building it in a
 /// buffer and copying it there. Writing is one forward pass: each record, then its
-/// strings at the arena cursor, then the context's strings. A topic, tags or keys that is
-/// the same slice as the previous message's shares its span (a pull is one topic), and
-/// fields the plugin did not declare are left out. This is the hot path of every filter
+/// strings at the arena cursor, then the context's strings. A topic that is the same
+/// slice as the previous message's shares its span (a pull is one topic), and fields
+/// the plugin did not declare are left out. This is the hot path of every filter
 /// call; BENCHMARKS.md ("Plugins") says what it costs.
 pub struct MessageFrame<'a, 'm> {
     context: MessageContext<'a>,
