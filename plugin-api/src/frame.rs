@@ -588,6 +588,7 @@ impl<'a, 'm> MessageFrame<'a, 'm> {
     ///
     /// # Errors
     /// [`FrameError::TooLarge`] if the frame would exceed 4 GiB.
+    #[inline]
     pub fn filter(
         ctx: &'a FilterContext<'a>,
         msgs: &'a [MessageView<'m>],
@@ -620,6 +621,7 @@ impl<'a, 'm> MessageFrame<'a, 'm> {
         Self::plan(MessageContext::Check(ctx), msgs, fields)
     }
 
+    #[inline]
     fn plan(
         context: MessageContext<'a>,
         msgs: &'a [MessageView<'m>],
@@ -641,6 +643,7 @@ impl<'a, 'm> MessageFrame<'a, 'm> {
     }
 
     /// The frame's exact length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -655,6 +658,7 @@ impl<'a, 'm> MessageFrame<'a, 'm> {
     ///
     /// # Panics
     /// If `dst.len() != self.len()`.
+    #[inline]
     pub fn write(&self, dst: &mut [u8]) {
         use layout::message as r;
         assert_eq!(dst.len(), self.len, "a message frame is written into exactly its length");
@@ -727,6 +731,7 @@ impl<'a, 'm> MessageFrame<'a, 'm> {
 
     /// Writes the frame into `buf`, which ends up exactly [`len`](Self::len) bytes long.
     /// Only bytes beyond `buf`'s previous length are zero-filled first.
+    #[inline]
     pub fn encode(&self, buf: &mut Vec<u8>) {
         if buf.len() > self.len {
             buf.truncate(self.len);
