@@ -278,6 +278,8 @@ impl PluginRegistry {
     /// with a plugin missing).
     pub fn new(config: PluginsConfig) -> Result<PluginRegistry> {
         config.validate()?;
+        // Calibrate the call clock here rather than on the first call.
+        clock();
         let decls = config.plugins.clone();
         let registry = PluginRegistry {
             inner: Arc::new(Inner {
