@@ -11,6 +11,8 @@ use plugin_api::frame::MessageFrame;
 use plugin_api::{Manifest, PluginError};
 
 /// The input frame of one call.
+// Built without any runtime (the `config` crate's view), nothing consumes it.
+#[cfg_attr(not(any(feature = "wasm", feature = "lua", feature = "native")), allow(dead_code))]
 pub(crate) enum Input<'a> {
     /// Already encoded (the cold calls: `init`, `prefilter`, `allocate`).
     Bytes(&'a [u8]),
@@ -21,6 +23,7 @@ pub(crate) enum Input<'a> {
 
 impl Input<'_> {
     /// The frame's length in bytes.
+    #[cfg(feature = "wasm")]
     pub(crate) fn len(&self) -> usize {
         match self {
             Input::Bytes(b) => b.len(),
@@ -29,6 +32,7 @@ impl Input<'_> {
     }
 
     /// Writes the frame into `dst`, which is exactly [`len`](Self::len) bytes.
+    #[cfg(feature = "wasm")]
     pub(crate) fn write(&self, dst: &mut [u8]) {
         match self {
             Input::Bytes(b) => dst.copy_from_slice(b),
