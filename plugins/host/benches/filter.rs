@@ -9,8 +9,10 @@
 //! - `lua_batch` / `lua_per_message`: a Lua script using `filter_batch` / `filter`.
 //!
 //! Each plugin runs through the registry handle, as the broker calls it: breaker check,
-//! frame encoding, the call, output validation, counters. Criterion reports time per
-//! element (message). Figures go to BENCHMARKS.md, section "Plugins".
+//! frame encoding, the call, output validation, counters. A last group calls the C
+//! plugin straight through its vtable, to show what the registry adds per call.
+//! Criterion reports time per element (message). Figures go to BENCHMARKS.md, section
+//! "Plugins".
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -83,6 +85,7 @@ fn bench(c: &mut Criterion) {
     std::fs::write(&lua, LUA).unwrap();
     let lua_single = dir.path().join("tags_single.lua");
     std::fs::write(&lua_single, LUA_SINGLE).unwrap();
+    let c_lib = c_plugin(dir.path());
     let registry = PluginRegistry::new(PluginsConfig {
         allow_native: true,
         watch: false,
@@ -92,7 +95,7 @@ fn bench(c: &mut Criterion) {
             plugin("wasm", Runtime::Wasm, workspace().join("plugins/examples/wasm/tag_set_filter.wasm")),
             plugin("lua-batch", Runtime::Lua, lua),
             plugin("lua-per-message", Runtime::Lua, lua_single),
-            plugin("c-first-a", Runtime::Native, c_plugin(dir.path())),
+            plugin("c-first-a", Runtime::Native, c_lib.clone()),
             plugin("wat-first-a", Runtime::Wasm, wat_first_a(dir.path())),
             plugin("lua-first-a", Runtime::Lua, lua_first_a(dir.path())),
         ],
@@ -160,6 +163,9 @@ fn bench(c: &mut Criterion) {
     // a native library and a WASM module built with sdk-wasm, and its Lua equivalent.
     run_group(c, "filter_per_message", &handles, &ctx, &msgs);
 
+    // Group 3: the native ABI without the registry around it.
+    floor(c, &c_lib, &ctx, &msgs);
+
     // Frame encoding and guest-side reading alone: `cargo bench -p plugin-api`.
 }
 
@@ -216,3 +222,41 @@ fn run_group(
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// Group 3: the floor under the native row of group 1 — the same C plugin and frame,
+/// called straight through its vtable: plan and write the frame, call, validate the
+/// verdicts, and nothing else (no registry: no breaker, counters, timing, version guard
+/// or failure policy). The difference to `filter_overhead/native_c` is the registry's
+/// per-call cost.
+fn floor(c: &mut Criterion, c_lib: &std::path::Path, ctx: &FilterContext<'_>, msgs: &[MessageView<'_>]) {
+    use plugin_api::frame::{read_verdicts, MessageFrame};
+    // SAFETY: our own C test plugin, loaded as the native runtime loads it.
+    let lib = unsafe { libloading::Library::new(c_lib) }.unwrap();
+    // SAFETY: the ABI fixes the entry point's type; the vtable is static in the library.
+    let entry = unsafe { lib.get::<plugin_api::native::EntryFnV1>(b"ferromq_plugin_entry_v1") }.unwrap();
+    let vt = unsafe { *entry() };
+    let mut state = std::ptr::null_mut();
+    let mut cfg = Vec::new();
+    plugin_api::frame::encode_config(&mut cfg, [("a", "b")]).unwrap();
+    // SAFETY: a valid config frame and out pointer, per the ABI.
+    assert_eq!(unsafe { (vt.init)(cfg.as_ptr(), cfg.len() as u32, &mut state) }, 0);
+    let mut group = c.benchmark_group("filter_floor");
+    let mut buf = Vec::new();
+    for n in [1usize, 32, 1024] {
+        group.throughput(Throughput::Elements(n as u64));
+        let mut out = vec![0u8; n];
+        let mut v = vec![Verdict::Error; n];
+        group.bench_function(BenchmarkId::new("native_direct", n), |b| {
+            b.iter(|| {
+                let f = MessageFrame::filter(ctx, &msgs[..n], MessageFields::TAGS).unwrap();
+                f.encode(&mut buf);
+                // SAFETY: input and output buffers are valid for the lengths passed.
+                let rc = unsafe { (vt.call)(state, buf.as_ptr(), buf.len() as u32, out.as_mut_ptr(), n as u32) };
+                read_verdicts(&out[..rc as usize], &mut v).unwrap();
+            })
+        });
+    }
+    group.finish();
+    // Never unloaded, like the native runtime's libraries.
+    std::mem::forget(lib);
+}
