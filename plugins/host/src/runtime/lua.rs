@@ -19,7 +19,7 @@
 //!   every hook invocation raises again, and `pcall`/`xpcall`/`coroutine.resume` are
 //!   wrapped to re-raise, so a script cannot swallow its own timeout. After a memory
 //!   error the VM is rebuilt from the source.
-//! - **Fields on demand.** Message tables are reused between calls, and the worker only
+//! - **Fields on demand.** Message tables are reused between calls, and the host only
 //!   fills the fields whose names appear in the script text (`tags`, `props`, ...), since
 //!   each field costs a Rust→Lua crossing; the script's manifest declares the same
 //!   fields, so its frames carry no other strings. Computed field names
