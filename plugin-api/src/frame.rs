@@ -363,10 +363,6 @@ struct Writer<'b> {
 
 impl Writer<'_> {
     #[inline]
-    fn put_u16(&mut self, at: usize, v: u16) {
-        self.buf[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    }
-    #[inline]
     fn put_u32(&mut self, at: usize, v: u32) {
         self.buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
@@ -414,7 +410,6 @@ fn begin(
     record_count: usize,
     record_size: usize,
 ) -> Result<Plan, FrameError> {
-    use layout::header as h;
     let context = if context_size == 0 { 0 } else { layout::HEADER_SIZE };
     let tables = layout::HEADER_SIZE + pad8(context_size);
     let records = tables + pad8(tables_size);
@@ -425,17 +420,8 @@ fn begin(
         .ok_or(FrameError::TooLarge)?;
     buf.clear();
     buf.resize(fixed, 0);
-    let mut w = Writer { buf };
-    w.buf[h::MAGIC..h::MAGIC + 4].copy_from_slice(&layout::MAGIC);
-    w.put_u16(h::VERSION, layout::VERSION);
-    w.put_u16(h::HEADER_SIZE, layout::HEADER_SIZE as u16);
-    w.buf[h::CALL] = call as u8;
-    w.put_u16(h::FLAGS, flags);
-    w.put_u32(h::RECORD_COUNT, record_count as u32);
-    w.put_u32(h::RECORD_SIZE, record_size as u32);
-    w.put_u32(h::RECORDS_OFFSET, records as u32);
-    w.put_u32(h::CONTEXT_OFFSET, context as u32);
-    w.put_u32(h::CONTEXT_SIZE, context_size as u32);
+    // The frame length is not known yet: `finish` patches it.
+    write_header(buf, call, flags, 0, record_count, record_size, records, context_size);
     Ok(Plan { context, tables, records })
 }
 
@@ -904,7 +890,7 @@ fn context_strings(context: MessageContext<'_>) -> usize {
     }
 }
 
-/// Writes a v1 header into `head` (already zero-filled).
+/// Writes a v1 header into `head` (already zero-filled; reserved fields stay zero).
 #[allow(clippy::too_many_arguments)]
 fn write_header(
     head: &mut [u8],

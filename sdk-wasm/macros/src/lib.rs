@@ -14,6 +14,7 @@
 //! zero / empty), and for filters `needs_body` and `prefilter = path` (a
 //! `fn(&State, &CqUnit) -> impl IntoVerdict`, `State` being `()` for stateless filters).
 
+use plugin_api::MessageFields;
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
@@ -80,9 +81,6 @@ struct Opts {
     reads: Option<u16>,
 }
 
-/// Field names accepted by `reads(...)` and their `MessageFields` bits.
-const FIELD_BITS: [(&str, u16); 5] = [("topic", 1), ("tags", 2), ("keys", 4), ("properties", 8), ("metadata", 32)];
-
 enum Role {
     Message,
     Context,
@@ -106,9 +104,10 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
             let mut bits = 0u16;
             meta.parse_nested_meta(|field| {
                 let name = field.path.get_ident().map(ToString::to_string).unwrap_or_default();
-                match FIELD_BITS.iter().find(|(n, _)| *n == name) {
-                    Some((_, b)) => {
-                        bits |= b;
+                // The body is declared with `needs_body`, not here.
+                match MessageFields::from_name(&name).filter(|f| *f != MessageFields::BODY) {
+                    Some(f) => {
+                        bits |= f.bits();
                         Ok(())
                     }
                     None => Err(field.error("unknown field; expected topic, tags, keys, properties or metadata")),

@@ -44,23 +44,24 @@ use super::{Backend, Input, LoadedPlugin};
 
 const HOOK_EVERY: u32 = 1000;
 
-/// The message fields a script may read, in fill order.
-const FIELDS: [&str; 15] = [
-    "topic",
-    "tags",
-    "keys",
-    "tags_code",
-    "queue_id",
-    "queue_offset",
-    "commit_log_offset",
-    "store_timestamp",
-    "born_timestamp",
-    "reconsume_times",
-    "body_size",
-    "check_count",
-    "arg",
-    "props",
-    "body",
+/// The message fields a script may read, in fill order, with the frame field each one
+/// comes from (the selector argument is always in the frame).
+const FIELDS: [(&str, MessageFields); 15] = [
+    ("topic", MessageFields::TOPIC),
+    ("tags", MessageFields::TAGS),
+    ("keys", MessageFields::KEYS),
+    ("tags_code", MessageFields::METADATA),
+    ("queue_id", MessageFields::METADATA),
+    ("queue_offset", MessageFields::METADATA),
+    ("commit_log_offset", MessageFields::METADATA),
+    ("store_timestamp", MessageFields::METADATA),
+    ("born_timestamp", MessageFields::METADATA),
+    ("reconsume_times", MessageFields::METADATA),
+    ("body_size", MessageFields::METADATA),
+    ("check_count", MessageFields::METADATA),
+    ("arg", MessageFields::NONE),
+    ("props", MessageFields::PROPERTIES),
+    ("body", MessageFields::BODY),
 ];
 
 pub(crate) struct LuaPlugin {
@@ -287,25 +288,12 @@ impl Vm {
             manifest.flags |= FLAG_NEEDS_BODY;
         }
         let mut used = [false; FIELDS.len()];
-        for (u, f) in used.iter_mut().zip(FIELDS) {
-            *u = s.source.contains(f);
+        for (u, (name, _)) in used.iter_mut().zip(FIELDS) {
+            *u = s.source.contains(name);
         }
         used[FIELDS.len() - 1] &= needs_body;
-        // The frame then carries only the strings the script reads.
-        let mut fields = MessageFields::NONE;
-        for (i, f) in [
-            (0, MessageFields::TOPIC),
-            (1, MessageFields::TAGS),
-            (2, MessageFields::KEYS),
-            (13, MessageFields::PROPERTIES),
-        ] {
-            if used[i] {
-                fields = fields | f;
-            }
-        }
-        if used[3..12].contains(&true) {
-            fields = fields | MessageFields::METADATA;
-        }
+        // The frame then carries only what the script reads.
+        let fields = FIELDS.iter().zip(used).filter(|(_, u)| *u).fold(MessageFields::NONE, |all, ((_, f), _)| all | *f);
         manifest.declare_fields(fields);
 
         if let Some(init) = globals.get::<Option<Function>>("init").map_err(load_err)? {
