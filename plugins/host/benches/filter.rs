@@ -224,12 +224,13 @@ criterion_group!(benches, bench);
 criterion_main!(benches);
 
 /// Group 3: the floor under the native row of group 1 — the same C plugin and frame,
-/// called straight through its vtable: plan and write the frame, call, validate the
+/// called straight through its vtable: plan and write the frame (into a reused
+/// `FrameBuf`, as the registry does), call, validate the
 /// verdicts, and nothing else (no registry: no breaker, counters, timing, version guard
 /// or failure policy). The difference to `filter_overhead/native_c` is the registry's
 /// per-call cost.
 fn floor(c: &mut Criterion, c_lib: &std::path::Path, ctx: &FilterContext<'_>, msgs: &[MessageView<'_>]) {
-    use plugin_api::frame::{read_verdicts, MessageFrame};
+    use plugin_api::frame::{read_verdicts, FrameBuf, MessageFrame};
     // SAFETY: our own C test plugin, loaded as the native runtime loads it.
     let lib = unsafe { libloading::Library::new(c_lib) }.unwrap();
     // SAFETY: the ABI fixes the entry point's type; the vtable is static in the library.
@@ -241,7 +242,7 @@ fn floor(c: &mut Criterion, c_lib: &std::path::Path, ctx: &FilterContext<'_>, ms
     // SAFETY: a valid config frame and out pointer, per the ABI.
     assert_eq!(unsafe { (vt.init)(cfg.as_ptr(), cfg.len() as u32, &mut state) }, 0);
     let mut group = c.benchmark_group("filter_floor");
-    let mut buf = Vec::new();
+    let mut buf = FrameBuf::new();
     for n in [1usize, 32, 1024] {
         group.throughput(Throughput::Elements(n as u64));
         let mut out = vec![0u8; n];
@@ -249,9 +250,9 @@ fn floor(c: &mut Criterion, c_lib: &std::path::Path, ctx: &FilterContext<'_>, ms
         group.bench_function(BenchmarkId::new("native_direct", n), |b| {
             b.iter(|| {
                 let f = MessageFrame::filter(ctx, &msgs[..n], MessageFields::TAGS).unwrap();
-                f.encode(&mut buf);
+                let frame = buf.write(&f);
                 // SAFETY: input and output buffers are valid for the lengths passed.
-                let rc = unsafe { (vt.call)(state, buf.as_ptr(), buf.len() as u32, out.as_mut_ptr(), n as u32) };
+                let rc = unsafe { (vt.call)(state, frame.as_ptr(), frame.len() as u32, out.as_mut_ptr(), n as u32) };
                 read_verdicts(&out[..rc as usize], &mut v).unwrap();
             })
         });

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
-use plugin_api::frame::{FrameError, MessageFrame};
+use plugin_api::frame::{FrameBuf, FrameError, MessageFrame};
 use plugin_api::{FailurePolicy, Limits, Manifest, MessageFields, PluginError, PluginErrorKind, PluginKind, Runtime};
 use sha2::{Digest, Sha256};
 
@@ -72,8 +72,9 @@ fn cannot_encode(e: FrameError) -> PluginError {
 }
 
 thread_local! {
-    /// Reused frame and output buffers: no allocation per call once warmed up.
-    static BUFS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Reused frame and output buffers: no allocation per call once warmed up, and a
+    /// frame of the same shape as the last one skips zeroing its records.
+    static BUFS: RefCell<(FrameBuf, Vec<u8>)> = const { RefCell::new((FrameBuf::new(), Vec::new())) };
 }
 
 impl Slot {
@@ -94,8 +95,9 @@ impl Slot {
         decode: impl FnOnce(&[u8]) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         self.guarded(|version, frame, out| {
+            let frame = frame.vec_mut();
             let out_cap = encode(frame, &version.manifest).map_err(cannot_encode)?;
-            self.invoke(version, records, &Input::Bytes(frame), &mut Vec::new(), out_cap, out, decode)
+            self.invoke(version, records, &Input::Bytes(frame), &mut FrameBuf::new(), out_cap, out, decode)
         })
     }
 
@@ -118,7 +120,7 @@ impl Slot {
     /// one call, and the error bookkeeping after it.
     fn guarded<T>(
         &self,
-        call: impl FnOnce(&Version, &mut Vec<u8>, &mut Vec<u8>) -> Result<T, PluginError>,
+        call: impl FnOnce(&Version, &mut FrameBuf, &mut Vec<u8>) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         if !self.breaker.allow() {
             self.stats.record_breaker_rejection();
@@ -132,7 +134,7 @@ impl Slot {
                 call(&version, frame, out)
             }
             // Re-entered from inside a call on this thread: use fresh buffers.
-            Err(_) => call(&version, &mut Vec::new(), &mut Vec::new()),
+            Err(_) => call(&version, &mut FrameBuf::new(), &mut Vec::new()),
         });
         match &result {
             Ok(_) => self.breaker.on_success(),
@@ -147,7 +149,7 @@ impl Slot {
         version: &Version,
         records: usize,
         input: &Input<'_>,
-        scratch: &mut Vec<u8>,
+        scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
         decode: impl FnOnce(&[u8]) -> Result<T, PluginError>,

@@ -34,7 +34,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
-use plugin_api::frame::{self, Call, Frame, MessageRef};
+use plugin_api::frame::{self, Call, Frame, FrameBuf, MessageRef};
 use plugin_api::manifest::FLAG_NEEDS_BODY;
 use plugin_api::{
     CheckDecision, Limits, Manifest, MessageFields, PluginError, PluginKind, Verdict, NO_QUEUE, PLUGIN_ABI_VERSION,
@@ -116,7 +116,7 @@ impl Backend for LuaPlugin {
     fn invoke(
         &self,
         input: &Input<'_>,
-        scratch: &mut Vec<u8>,
+        scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {

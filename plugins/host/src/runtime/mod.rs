@@ -7,7 +7,7 @@
 //! builds Lua values from them. Sharing the frame keeps one encoder, one validator and
 //! one set of semantics for all three.
 
-use plugin_api::frame::MessageFrame;
+use plugin_api::frame::{FrameBuf, MessageFrame};
 use plugin_api::{Manifest, PluginError};
 
 /// The input frame of one call.
@@ -42,13 +42,10 @@ impl Input<'_> {
 
     /// The frame as contiguous bytes, written into `scratch` if it is not encoded yet.
     #[cfg(any(feature = "lua", feature = "native"))]
-    pub(crate) fn bytes<'s>(&'s self, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    pub(crate) fn bytes<'s>(&'s self, scratch: &'s mut FrameBuf) -> &'s [u8] {
         match self {
             Input::Bytes(b) => b,
-            Input::Messages(f) => {
-                f.encode(scratch);
-                scratch
-            }
+            Input::Messages(f) => scratch.write(f),
         }
     }
 }
@@ -69,7 +66,7 @@ pub(crate) trait Backend: Send + Sync {
     fn invoke(
         &self,
         input: &Input<'_>,
-        scratch: &mut Vec<u8>,
+        scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError>;

@@ -13,6 +13,7 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 
 use libloading::Library;
+use plugin_api::frame::FrameBuf;
 use plugin_api::native::{EntryFnV1, NativePluginV1, ENTRY_SYMBOL, ENTRY_SYMBOL_PREFIX};
 use plugin_api::{status, Limits, Manifest, PluginError, PLUGIN_ABI_VERSION};
 
@@ -167,7 +168,7 @@ impl Backend for NativePlugin {
     fn invoke(
         &self,
         input: &Input<'_>,
-        scratch: &mut Vec<u8>,
+        scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {

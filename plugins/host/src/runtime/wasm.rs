@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use plugin_api::frame::FrameBuf;
 use plugin_api::{status, Limits, Manifest, PluginError, PLUGIN_ABI_VERSION};
 use wasmtime::{
     Caller, Config, Engine, Extern, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
@@ -347,7 +348,7 @@ impl Backend for WasmPlugin {
     fn invoke(
         &self,
         input: &Input<'_>,
-        _scratch: &mut Vec<u8>,
+        _scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
