@@ -246,7 +246,7 @@ impl FromStr for FailurePolicy {
 ///
 /// | limit | WASM | Lua | native |
 /// |---|---|---|---|
-/// | `deadline` | epoch interruption (tick granularity) | count hook checks a wall-clock deadline | measured only: an overrun is counted as a timeout after the fact |
+/// | `deadline` | epoch interruption (tick granularity) | count hook checks a wall-clock deadline | measured only: an overrun of a timed call (one in eight; every call once one failed) counts as a timeout |
 /// | `memory_bytes` | linear memory cap per instance | `Lua::set_memory_limit` per VM | not enforced |
 /// | `instructions` | fuel, when the registry enables fuel | VM instructions (count hook) | not enforced |
 /// | `max_batch` | records per call; larger batches are split by the host | same | same |

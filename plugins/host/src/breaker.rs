@@ -71,6 +71,12 @@ impl Breaker {
         }
     }
 
+    /// Whether no failure is being counted (closed, no consecutive failures): the
+    /// common case, where a call needs no closer watching.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.consecutive.load(Ordering::Relaxed) == 0 && !self.tripped.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn on_success(&self) {
         if self.consecutive.load(Ordering::Relaxed) == 0 && !self.tripped.load(Ordering::Relaxed) {
             return;

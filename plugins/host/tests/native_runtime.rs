@@ -57,6 +57,13 @@ fn c_plugin_written_from_the_spec_filters() {
     assert_eq!(v, [Verdict::Accept, Verdict::Reject, Verdict::Reject, Verdict::Accept]);
     let st = f.status();
     assert_eq!((st.manifest.name.as_str(), st.manifest.version.as_str()), ("c-filter", "1.0.0"));
+    // Every call is counted; one in eight (the first, the ninth, ...) is timed.
+    for _ in 1..16 {
+        f.filter(&FilterContext::default(), &msgs, &mut v).unwrap();
+    }
+    let s = f.stats();
+    assert_eq!((s.calls, s.timed_calls, s.records), (16, 2, 64));
+    assert_eq!(s.latency_buckets.iter().sum::<u64>(), 2);
     // Reload maps a fresh private copy; the old library stays loaded.
     reg.reload("c").unwrap();
     f.filter(&FilterContext::default(), &msgs, &mut v).unwrap();
@@ -160,8 +167,16 @@ fn failing_and_slow_plugins_are_counted_and_break_the_circuit() {
     let s = f.stats();
     assert_eq!((s.errors_of(PluginErrorKind::Failed), s.breaker_rejections), (3, 1));
 
-    // A native call cannot be interrupted, but an overrun counts as a timeout.
+    // A native call cannot be interrupted, but an overrun counts as a timeout. Calls are
+    // timed one in eight: the first is, and once one has failed every call is, until
+    // the breaker (3 failures) opens.
     let g = reg.filter("slow").unwrap();
+    for _ in 0..3 {
+        let e = g.filter(&FilterContext::default(), &[msg("A")], &mut v).unwrap_err();
+        assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
+    }
     let e = g.filter(&FilterContext::default(), &[msg("A")], &mut v).unwrap_err();
-    assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
+    assert_eq!(e.kind(), PluginErrorKind::Unavailable, "{e}");
+    let s = g.stats();
+    assert_eq!((s.calls, s.timed_calls, s.errors_of(PluginErrorKind::Timeout), s.breaker_trips), (3, 3, 3, 1));
 }

@@ -119,7 +119,7 @@ impl Backend for LuaPlugin {
         scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), PluginError> {
+    ) -> Result<usize, PluginError> {
         let f = Frame::parse(input.bytes(scratch)).map_err(|e| PluginError::unavailable(format!("bad frame: {e}")))?;
         VMS.with(|vms| {
             // A script cannot call back into a plugin, so the table is never borrowed
@@ -141,7 +141,7 @@ impl Backend for LuaPlugin {
             let result = t.vm.run(&f, out);
             t.vm.budget.disarm();
             let result = result.and_then(|()| {
-                (out.len() <= out_cap).then_some(()).ok_or_else(|| {
+                (out.len() <= out_cap).then_some(out.len()).ok_or_else(|| {
                     PluginError::bad_output(format!("{} output bytes for a {}-byte area", out.len(), out_cap))
                 })
             });

@@ -60,7 +60,8 @@ pub(crate) mod wasm;
 /// A loaded plugin version, ready to be called.
 pub(crate) trait Backend: Send + Sync {
     /// Runs one frame. `out_cap` is the exact output size (for `allocate`, the maximum).
-    /// On success `out` holds exactly the bytes the plugin produced (not yet validated).
+    /// On success returns `n`: `out[..n]` holds the bytes the plugin produced (not yet
+    /// validated); `out` may be longer, so a runtime can keep it grown between calls.
     /// `scratch` is a reusable buffer for runtimes that need the frame's bytes in host
     /// memory.
     fn invoke(
@@ -69,7 +70,7 @@ pub(crate) trait Backend: Send + Sync {
         scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), PluginError>;
+    ) -> Result<usize, PluginError>;
 }
 
 /// What a runtime returns from a successful load.

@@ -171,10 +171,13 @@ impl Backend for NativePlugin {
         scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), PluginError> {
+    ) -> Result<usize, PluginError> {
         let frame = input.bytes(scratch);
-        out.clear();
-        out.resize(out_cap, 0);
+        // Grown, never shrunk: the plugin writes into it, so its old bytes need no
+        // zeroing on every call.
+        if out.len() < out_cap {
+            out.resize(out_cap, 0);
+        }
         // The ABI promises an 8-aligned input; a Vec<u8> allocation is at least 8-aligned
         // with every allocator we ship, but copy if not rather than break the promise.
         let aligned;
@@ -207,7 +210,6 @@ impl Backend for NativePlugin {
         if n > out_cap {
             return Err(PluginError::bad_output(format!("call returned {n} bytes, the output area has {out_cap}")));
         }
-        out.truncate(n);
-        Ok(())
+        Ok(n)
     }
 }

@@ -351,7 +351,7 @@ impl Backend for WasmPlugin {
         _scratch: &mut FrameBuf,
         out_cap: usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), PluginError> {
+    ) -> Result<usize, PluginError> {
         let idle = self.idle.lock().pop();
         let mut inst = match idle {
             Some(i) => i,
@@ -363,7 +363,7 @@ impl Backend for WasmPlugin {
                 if idle.len() < MAX_IDLE {
                     idle.push(inst);
                 }
-                Ok(())
+                Ok(out.len())
             }
             // The plugin reported an error through the ABI: its state is intact.
             Err(e @ PluginError::Failed { .. }) => {
