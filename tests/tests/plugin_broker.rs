@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use common::properties::Properties;
 use common::{MessageExt, ResponseCode};
-use plugin_api::{PluginKind, PLUGIN_ABI_VERSION};
+use plugin_api::{MessageFields, PluginKind, PLUGIN_ABI_VERSION};
 use plugin_host::testing::{Wat, INFINITE_LOOP, MEMORY_BOMB, TRAP};
 use tests::wire::{props, Wire};
 use tests::{eventually, Broker, Namesrv};
@@ -74,6 +74,14 @@ async fn wait_dispatched(wire: &Wire, topic: &str, n: i64) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_and_lua_filters_by_expression_type_and_by_binding() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Reads no message field (ABI 1.1), so the broker parses no record for it; it
+    // decides by position in the batch.
+    let every_other = write(
+        dir.path(),
+        "every_other.wasm",
+        Wat::new(PluginKind::Filter, ACCEPT_EVEN_POSITIONS).reads(MessageFields::NONE).bytes(),
+    );
     let toml = format!(
         r#"
 [[broker.plugin_binding]]
@@ -104,9 +112,16 @@ kind = "filter"
 runtime = "lua"
 path = {lua}
 config = {{ min_level = "3" }}
+
+[[plugins.plugin]]
+name = "every-other"
+kind = "filter"
+runtime = "wasm"
+path = {every_other}
 "#,
         wasm = q(Path::new(&repo("plugins/examples/wasm/price_range_filter.wasm"))),
         lua = q(Path::new(&repo("plugins/examples/lua/vip_filter.lua"))),
+        every_other = q(&every_other),
     );
     let ns = Namesrv::start(&[])?;
     let broker = Broker::start_with_config(&ns.addr(), &toml, &[])?;
@@ -125,6 +140,9 @@ config = {{ min_level = "3" }}
     assert_eq!(bodies(&got), ["100", "250", "500"]);
     // The same topic without the plugin: everything.
     assert_eq!(pull_all(&wire, "audit", "Orders", "*", "TAG").await?.len(), 7);
+    // A plugin reading no field still gets one verdict slot per message, in order.
+    let got = pull_all(&wire, "sampler", "Orders", "", "PLUGIN:every-other").await?;
+    assert_eq!(bodies(&got), ["50", "250", "501", "none"]);
 
     // A plugin with a consume-queue pre-filter (on the tag) sees the units first, and
     // only the units it accepts reach its message filter: 6 units + 3 messages.
@@ -171,6 +189,15 @@ config = {{ min_level = "3" }}
     }
     Ok(())
 }
+
+/// Accepts the messages at even positions of each call's batch.
+const ACCEPT_EVEN_POSITIONS: &str = r#"
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store8 (i32.add (local.get $out) (local.get $i)) (i32.eqz (i32.and (local.get $i) (i32.const 1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $n)"#;
 
 /// Java's `String.hashCode` over ASCII bytes as an unsigned 32-bit value: what
 /// `plugins/examples/lua/hash_selector.lua` computes.

@@ -17,7 +17,7 @@ use common::record::RecordView;
 use common::subscription::{MessageModel, SubscriptionData};
 use common::sysflag::pull as pull_flag;
 use common::{perm, ResponseCode};
-use plugin_api::{CqUnit, FailurePolicy, FilterContext, MessageFilter as _, MessageView, Verdict};
+use plugin_api::{CqUnit, FailurePolicy, FilterContext, MessageFields, MessageFilter as _, MessageView, Verdict};
 use plugin_host::FilterPlugin;
 use remoting::command::Body;
 use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -135,21 +135,32 @@ impl PreparedFilter {
         if self.plugins.is_empty() || n == 0 {
             return pass;
         }
-        // The records come straight from the page cache and are usually not in the CPU
-        // cache yet (nothing before this stage read them): keep the loads of the next
-        // few records in flight while parsing one.
-        use common::record::{prefetch, PREFETCH_AHEAD};
-        records.iter().take(PREFETCH_AHEAD).for_each(|r| prefetch(r));
-        let views: Vec<MessageView<'_>> = records
+        // The views fill only what the plugins read (ABI 1.1 declarations): a plugin that
+        // reads no message field needs no record parsed at all.
+        let carried = self
+            .plugins
             .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                if let Some(next) = records.get(i + PREFETCH_AHEAD) {
-                    prefetch(next);
-                }
-                RecordView::parse(r).map_or_else(|_| MessageView::default(), |v| view_of(topic, &v))
-            })
-            .collect();
+            .filter_map(|s| s.bound.plugin.as_ref().ok())
+            .fold(MessageFields::NONE, |all, p| all.union(p.message_fields()));
+        let views: Vec<MessageView<'_>> = if carried.difference(MessageFields::TOPIC) == MessageFields::NONE {
+            vec![MessageView { topic, ..MessageView::default() }; n]
+        } else {
+            // The records come straight from the page cache and are usually not in the
+            // CPU cache yet (nothing before this stage read them): keep the loads of the
+            // next few records in flight while parsing one.
+            use common::record::{prefetch, PREFETCH_AHEAD};
+            records.iter().take(PREFETCH_AHEAD).for_each(|r| prefetch(r));
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if let Some(next) = records.get(i + PREFETCH_AHEAD) {
+                        prefetch(next);
+                    }
+                    RecordView::parse(r).map_or_else(|_| MessageView::default(), |v| view_of(topic, &v, carried))
+                })
+                .collect()
+        };
         let mut verdicts = vec![Verdict::Reject; n];
         for stage in &self.plugins {
             let d = pass.deliverable;
@@ -160,7 +171,7 @@ impl PreparedFilter {
                 FilterContext { topic, group, expression_type: &stage.expression_type, expression: &stage.expression };
             match &stage.bound.plugin {
                 Ok(plugin) => {
-                    let report = plugin.filter_with_policy(&ctx, &views[..d], &mut verdicts[..d]);
+                    let report = plugin.filter_views_with_policy(&ctx, &views[..d], carried, &mut verdicts[..d]);
                     pass.deliverable = report.deliverable;
                     for (k, v) in pass.keep.iter_mut().zip(&verdicts[..report.deliverable]) {
                         *k &= *v == Verdict::Accept;
@@ -187,10 +198,17 @@ fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
 
 /// A stored record of the pulled `topic` as plugins see it (borrowed; the body is
 /// passed along, the host hands it over only to plugins that ask for it). Every view
-/// of a pull shares the one `topic` slice, so the frame carries it once.
-fn view_of<'a>(topic: &'a str, v: &RecordView<'a>) -> MessageView<'a> {
+/// of a pull shares the one `topic` slice, so the frame carries it once. Tags and keys
+/// (a pass over the properties) are looked up only if a plugin reads them or the
+/// metadata (which holds the tags' hash).
+fn view_of<'a>(topic: &'a str, v: &RecordView<'a>, carried: MessageFields) -> MessageView<'a> {
     let props = v.properties_raw();
-    let (tags, found_keys) = crate::filter::tags_and_keys(props);
+    let wants_tags = [MessageFields::TAGS, MessageFields::KEYS, MessageFields::METADATA];
+    let (tags, found_keys) = if wants_tags.iter().any(|f| carried.contains(*f)) {
+        crate::filter::tags_and_keys(props)
+    } else {
+        (None, None)
+    };
     let body = v.body();
     MessageView {
         topic,

@@ -12,10 +12,11 @@ use plugin_api::builtin::{allocate_averagely, HashOrRoundRobin};
 use plugin_api::frame::{self, Call, MessageFrame};
 use plugin_api::{
     AllocateInput, AllocationStrategy, CheckContext, CheckDecision, CqUnit, FailurePolicy, FilterContext,
-    MessageFilter, MessageView, PluginError, QueueSelector, SelectContext, TxnCheckHandler, Verdict, NO_QUEUE,
+    MessageFields, MessageFilter, MessageView, PluginError, QueueSelector, SelectContext, TxnCheckHandler, Verdict,
+    NO_QUEUE,
 };
 
-use crate::registry::Slot;
+use crate::registry::{cannot_encode, Slot};
 use crate::stats::StatsSnapshot;
 
 macro_rules! common_methods {
@@ -73,15 +74,31 @@ impl FilterPlugin {
 
     common_methods!();
 
+    /// The message fields the serving version's frames carry: a caller building views
+    /// for it can leave the others empty (see [`filter_views_with_policy`](Self::filter_views_with_policy)).
+    pub fn message_fields(&self) -> MessageFields {
+        self.slot.current.load().manifest.message_fields()
+    }
+
     fn call_filter(
         &self,
         ctx: &FilterContext<'_>,
         msgs: &[MessageView<'_>],
+        carried: MessageFields,
         out: &mut [Verdict],
     ) -> Result<(), PluginError> {
         self.slot.run_messages(
             msgs.len(),
-            |fields| Ok((MessageFrame::filter(ctx, msgs, fields)?, frame::output_len(Call::Filter, msgs.len(), 0))),
+            |fields| {
+                if !carried.contains(fields) {
+                    // Views built for a version that read less, and a reload in between.
+                    return Err(PluginError::unavailable(format!(
+                        "the messages carry {carried}; the plugin now reads {fields}"
+                    )));
+                }
+                let frame = MessageFrame::filter(ctx, msgs, fields).map_err(cannot_encode)?;
+                Ok((frame, frame::output_len(Call::Filter, msgs.len(), 0)))
+            },
             |bytes| frame::read_verdicts(bytes, out),
         )
     }
@@ -113,12 +130,30 @@ impl FilterPlugin {
         msgs: &[MessageView<'_>],
         out: &mut [Verdict],
     ) -> FilterReport {
+        self.filter_views_with_policy(ctx, msgs, MessageFields::ALL, out)
+    }
+
+    /// [`filter_with_policy`](Self::filter_with_policy) over views that fill only the
+    /// `carried` fields (the rest empty or zero), built for the plugin's
+    /// [`message_fields`](Self::message_fields) — a caller skips extracting what the
+    /// plugin does not read. If a reload made the plugin read more in between, the call
+    /// fails as `unavailable` and the policy decides, as for any failed call.
+    ///
+    /// # Panics
+    /// If `out.len() != msgs.len()`.
+    pub fn filter_views_with_policy(
+        &self,
+        ctx: &FilterContext<'_>,
+        msgs: &[MessageView<'_>],
+        carried: MessageFields,
+        out: &mut [Verdict],
+    ) -> FilterReport {
         assert_eq!(msgs.len(), out.len(), "one verdict slot per message");
         let mut report = FilterReport { deliverable: msgs.len(), error: None, fallbacks: 0 };
         let step = max_batch(&self.slot);
         for (start, chunk) in (0..msgs.len()).step_by(step).zip(msgs.chunks(step)) {
             let slots = &mut out[start..start + chunk.len()];
-            if let Err(e) = self.call_filter(ctx, chunk, slots) {
+            if let Err(e) = self.call_filter(ctx, chunk, carried, slots) {
                 slots.fill(Verdict::Error);
                 report.error.get_or_insert(e);
             }
@@ -201,7 +236,7 @@ impl MessageFilter for FilterPlugin {
     ) -> Result<(), PluginError> {
         let step = max_batch(&self.slot);
         for (m, o) in msgs.chunks(step).zip(out.chunks_mut(step)) {
-            self.call_filter(ctx, m, o)?;
+            self.call_filter(ctx, m, MessageFields::ALL, o)?;
         }
         Ok(())
     }
@@ -287,7 +322,10 @@ impl QueueSelector for QueueSelectorPlugin {
         for (m, o) in msgs.chunks(step).zip(out.chunks_mut(step)) {
             self.slot.run_messages(
                 m.len(),
-                |fields| Ok((MessageFrame::select(ctx, m, fields)?, frame::output_len(Call::Select, m.len(), 0))),
+                |fields| {
+                    let frame = MessageFrame::select(ctx, m, fields).map_err(cannot_encode)?;
+                    Ok((frame, frame::output_len(Call::Select, m.len(), 0)))
+                },
                 |bytes| frame::read_queue_indices(bytes, ctx.queues.len(), o),
             )?;
         }
@@ -420,7 +458,10 @@ impl TxnCheckHandler for TxnCheckPlugin {
         for (m, o) in msgs.chunks(step).zip(out.chunks_mut(step)) {
             self.slot.run_messages(
                 m.len(),
-                |fields| Ok((MessageFrame::check(ctx, m, fields)?, frame::output_len(Call::Check, m.len(), 0))),
+                |fields| {
+                    let frame = MessageFrame::check(ctx, m, fields).map_err(cannot_encode)?;
+                    Ok((frame, frame::output_len(Call::Check, m.len(), 0)))
+                },
                 |bytes| frame::read_decisions(bytes, o),
             )?;
         }

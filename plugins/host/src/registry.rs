@@ -67,7 +67,7 @@ fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(quanta::Clock::new)
 }
 
-fn cannot_encode(e: FrameError) -> PluginError {
+pub(crate) fn cannot_encode(e: FrameError) -> PluginError {
     PluginError::unavailable(format!("cannot encode input: {e}"))
 }
 
@@ -102,16 +102,16 @@ impl Slot {
     }
 
     /// Runs one call over messages: like [`run`](Self::run), but the frame is planned
-    /// (`plan` returns it and the output size) and each runtime writes it where the
-    /// plugin reads it.
+    /// (`plan` gets the fields the serving version reads and returns the frame and the
+    /// output size) and each runtime writes it where the plugin reads it.
     pub(crate) fn run_messages<'a, T>(
         &self,
         records: usize,
-        plan: impl FnOnce(MessageFields) -> Result<(MessageFrame<'a, 'a>, usize), FrameError>,
+        plan: impl FnOnce(MessageFields) -> Result<(MessageFrame<'a, 'a>, usize), PluginError>,
         decode: impl FnOnce(&[u8]) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         self.guarded(|version, scratch, out| {
-            let (frame, out_cap) = plan(version.manifest.message_fields()).map_err(cannot_encode)?;
+            let (frame, out_cap) = plan(version.manifest.message_fields())?;
             self.invoke(version, records, &Input::Messages(&frame), scratch, out_cap, out, decode)
         })
     }

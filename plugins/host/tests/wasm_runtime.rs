@@ -70,6 +70,20 @@ fn frames_carry_only_the_fields_a_plugin_declares() {
     reg.filter("undeclared").unwrap().filter(&FilterContext::default(), &msgs, &mut v).unwrap();
     assert_eq!(v, [Verdict::Reject; 3], "a plugin declaring nothing gets every field");
     assert_eq!(reg.filter("declared").unwrap().status().manifest.message_fields(), MessageFields::TAGS);
+
+    // A caller may fill only the fields the plugin reads (the broker skips the rest);
+    // views lacking one it reads (built before a reload made it read more) are refused,
+    // and the policy (pause) decides.
+    let h = reg.filter("declared").unwrap();
+    assert_eq!(h.message_fields(), MessageFields::TAGS);
+    let bare = vec![MessageView { tags: "A", ..Default::default() }; 3];
+    let r = h.filter_views_with_policy(&FilterContext::default(), &bare, MessageFields::TAGS, &mut v);
+    assert_eq!((r.deliverable, r.error, v.clone()), (3, None, vec![Verdict::Accept; 3]));
+    let r = h.filter_views_with_policy(&FilterContext::default(), &bare, MessageFields::METADATA, &mut v);
+    assert_eq!(r.deliverable, 0);
+    let e = r.error.expect("refused");
+    assert_eq!(e.kind(), PluginErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("now reads tags"), "{e}");
 }
 
 #[test]
