@@ -77,6 +77,16 @@ mod tags_only {
     }
 }
 
+mod reads_nothing {
+    use sdk_wasm::Message;
+
+    /// Declares it reads no field: every string is empty and every number zero.
+    #[sdk_wasm::filter(reads())]
+    fn blank(msg: &Message<'_>) -> bool {
+        msg.tags().is_empty() && msg.topic().is_empty() && msg.keys().is_empty() && msg.tags_code() == 0
+    }
+}
+
 #[test]
 fn declared_fields_are_the_only_strings_in_the_frame() {
     let mut h = Harness::new(&tags_only::FERROMQ_PLUGIN).unwrap();
@@ -88,6 +98,11 @@ fn declared_fields_are_the_only_strings_in_the_frame() {
     ];
     let views: Vec<_> = msgs.iter().map(TestMessage::view).collect();
     assert_eq!(h.filter(&views).unwrap(), [Verdict::Accept, Verdict::Reject]);
+    // An empty declaration: nothing at all.
+    let mut h = Harness::new(&reads_nothing::FERROMQ_PLUGIN).unwrap();
+    assert_eq!(h.manifest().message_fields(), sdk_wasm::MessageFields::NONE);
+    let busy = TestMessage::new("T").tags("A").keys("k");
+    assert_eq!(h.filter(&[busy.view()]).unwrap(), [Verdict::Accept]);
     // A plugin that declares nothing still gets every string (ABI 1.0).
     let h = Harness::new(&zone_selector::FERROMQ_PLUGIN).unwrap();
     assert_eq!(h.manifest().message_fields(), sdk_wasm::MessageFields::DEFAULT);

@@ -9,7 +9,7 @@
 //! else by reference, which is the state built by `FromConfig` (at most one).
 //!
 //! Options: `name = "..."`, `version = "..."`, `schema = "..."` (manifest), `reads(tags,
-//! ...)` (the message fields the plugin reads: `topic`, `tags`, `keys`, `properties`,
+//! ...)` or `reads()` (the message fields the plugin reads: `topic`, `tags`, `keys`, `properties`,
 //! `metadata` for the numeric ones; frames then carry only those, the others read as
 //! zero / empty), and for filters `needs_body` and `prefilter = path` (a
 //! `fn(&State, &CqUnit) -> impl IntoVerdict`, `State` being `()` for stateless filters).
@@ -101,18 +101,23 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
         } else if meta.path.is_ident("needs_body") && kind == Kind::Filter {
             opts.needs_body = true;
         } else if meta.path.is_ident("reads") && kind != Kind::Allocate {
+            // `reads(tags, keys)`, or `reads()` for a plugin that reads no field.
+            let list;
+            syn::parenthesized!(list in meta.input);
+            let names = syn::punctuated::Punctuated::<syn::Ident, syn::Token![,]>::parse_terminated(&list)?;
             let mut bits = 0u16;
-            meta.parse_nested_meta(|field| {
-                let name = field.path.get_ident().map(ToString::to_string).unwrap_or_default();
+            for name in names {
                 // The body is declared with `needs_body`, not here.
-                match MessageFields::from_name(&name).filter(|f| *f != MessageFields::BODY) {
-                    Some(f) => {
-                        bits |= f.bits();
-                        Ok(())
+                match MessageFields::from_name(&name.to_string()).filter(|f| *f != MessageFields::BODY) {
+                    Some(f) => bits |= f.bits(),
+                    None => {
+                        return Err(syn::Error::new(
+                            name.span(),
+                            "unknown field; expected topic, tags, keys, properties or metadata",
+                        ))
                     }
-                    None => Err(field.error("unknown field; expected topic, tags, keys, properties or metadata")),
                 }
-            })?;
+            }
             opts.reads = Some(bits);
         } else {
             let extra = match kind {
