@@ -3,7 +3,8 @@
 //! Native plugins are trusted code. The host checks the ABI version before using the
 //! vtable, runs its side of each call under `catch_unwind` (a Rust plugin built with
 //! `sdk-wasm`'s `export_native!` catches its own panics, since a panic may not cross
-//! `extern "C"`), measures every call against the deadline, and never unloads a library:
+//! `extern "C"`), measures the timed calls (one in eight, every one once a call failed)
+//! against the deadline, and never unloads a library:
 //! `dlclose` of Rust libraries with thread-local destructors is unsound. Each load maps a
 //! private copy named after the content hash, because `dlopen` caches by path and would
 //! otherwise hand a reload the old code.
