@@ -733,12 +733,18 @@ impl<'a, 'm> MessageFrame<'a, 'm> {
     /// Only bytes beyond `buf`'s previous length are zero-filled first.
     #[inline]
     pub fn encode(&self, buf: &mut Vec<u8>) {
+        self.fit(buf);
+        self.write(buf);
+    }
+
+    /// Makes `buf` exactly this frame's length, keeping every byte below it.
+    #[inline]
+    fn fit(&self, buf: &mut Vec<u8>) {
         if buf.len() > self.len {
             buf.truncate(self.len);
         } else {
             buf.resize(self.len, 0);
         }
-        self.write(buf);
     }
 
     /// What a buffer this frame was written into can offer the next frame.
@@ -783,12 +789,7 @@ impl FrameBuf {
             Some((last, count)) if last == shape => count,
             _ => 0,
         };
-        // Truncating or growing keeps every byte below the new length.
-        if self.bytes.len() > frame.len {
-            self.bytes.truncate(frame.len);
-        } else {
-            self.bytes.resize(frame.len, 0);
-        }
+        frame.fit(&mut self.bytes);
         frame.write_over(&mut self.bytes, clean);
         self.last = Some((shape, frame.msgs.len()));
         &self.bytes
@@ -799,11 +800,6 @@ impl FrameBuf {
     pub fn vec_mut(&mut self) -> &mut Vec<u8> {
         self.last = None;
         &mut self.bytes
-    }
-
-    /// The bytes held.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.bytes
     }
 }
 
@@ -1887,6 +1883,22 @@ mod tests {
             })
     }
 
+    const FCTX: FilterContext<'static> =
+        FilterContext { topic: "T", group: "G", expression_type: "PLUGIN", expression: "x" };
+    const QUEUES: [QueueView<'static>; 1] = [QueueView { broker_name: "b", queue_id: 1, perm: PERM_READ, zone: "z" }];
+    const SCTX: SelectContext<'static> = SelectContext { topic: "T", queues: &QUEUES };
+    const CCTX: CheckContext = CheckContext { now_ms: 5, max_checks: 15 };
+
+    /// A `filter` (call 0), `select` (1) or `check` (2) frame over `msgs`.
+    fn plan<'a>(call: u8, msgs: &'a [MessageView<'a>], fields: MessageFields) -> MessageFrame<'a, 'a> {
+        match call {
+            0 => MessageFrame::filter(&FCTX, msgs, fields),
+            1 => MessageFrame::select(&SCTX, msgs, fields),
+            _ => MessageFrame::check(&CCTX, msgs, fields),
+        }
+        .unwrap()
+    }
+
     /// Message views over `data`, sharing slices where `Owned::share` says.
     fn views(data: &[Owned]) -> Vec<MessageView<'_>> {
         let mut msgs: Vec<MessageView<'_>> = Vec::new();
@@ -1928,15 +1940,7 @@ mod tests {
         ) {
             let fields = MessageFields::from_bits(bits);
             let msgs = views(&data);
-            let fctx = FilterContext { topic: "T", group: "G", expression_type: "PLUGIN", expression: "x" };
-            let queues = [QueueView { broker_name: "b", queue_id: 1, perm: PERM_READ, zone: "z" }];
-            let sctx = SelectContext { topic: "T", queues: &queues };
-            let cctx = CheckContext { now_ms: 5, max_checks: 15 };
-            let frame = match call {
-                0 => MessageFrame::filter(&fctx, &msgs, fields),
-                1 => MessageFrame::select(&sctx, &msgs, fields),
-                _ => MessageFrame::check(&cctx, &msgs, fields),
-            }.unwrap();
+            let frame = plan(call, &msgs, fields);
             let mut zeroed = vec![0u8; frame.len()];
             frame.write(&mut zeroed);
             let mut dirty = vec![0xA5u8; frame.len()];
@@ -1971,12 +1975,12 @@ mod tests {
                 );
             }
             match call {
-                0 => proptest::prop_assert_eq!(f.filter_context(), fctx),
+                0 => proptest::prop_assert_eq!(f.filter_context(), FCTX),
                 1 => {
                     proptest::prop_assert_eq!(f.select().topic, "T");
-                    proptest::prop_assert_eq!(f.select().queues.iter().collect::<Vec<_>>(), queues.to_vec());
+                    proptest::prop_assert_eq!(f.select().queues.iter().collect::<Vec<_>>(), QUEUES.to_vec());
                 }
-                _ => proptest::prop_assert_eq!(f.check_context(), cctx),
+                _ => proptest::prop_assert_eq!(f.check_context(), CCTX),
             }
         }
 
@@ -1990,10 +1994,6 @@ mod tests {
                 1..8,
             ),
         ) {
-            let fctx = FilterContext { topic: "T", group: "G", expression_type: "PLUGIN", expression: "x" };
-            let queues = [QueueView { broker_name: "b", queue_id: 1, perm: PERM_READ, zone: "z" }];
-            let sctx = SelectContext { topic: "T", queues: &queues };
-            let cctx = CheckContext { now_ms: 5, max_checks: 15 };
             let mut buf = FrameBuf::new();
             for (i, (data, pick, call)) in calls.iter().enumerate() {
                 // Mostly the declarations the encoder has compiled-in loops for, so
@@ -2007,11 +2007,7 @@ mod tests {
                     MessageFields::from_bits(i as u16 * 7 % 64),
                 ][*pick];
                 let msgs = views(data);
-                let frame = match call {
-                    0 => MessageFrame::filter(&fctx, &msgs, fields),
-                    1 => MessageFrame::select(&sctx, &msgs, fields),
-                    _ => MessageFrame::check(&cctx, &msgs, fields),
-                }.unwrap();
+                let frame = plan(*call, &msgs, fields);
                 let mut fresh = vec![0u8; frame.len()];
                 frame.write(&mut fresh);
                 proptest::prop_assert_eq!(buf.write(&frame), &fresh[..]);
