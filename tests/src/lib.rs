@@ -211,6 +211,15 @@ impl Namesrv {
     }
 }
 
+/// Broker settings (environment overrides) that make its store ignore the
+/// machine's disk usage. CI disks run nearly full: a test broker must neither
+/// refuse puts nor force-delete segments because of what else is on the disk.
+pub const IGNORE_DISK_USAGE: [(&str, &str); 3] = [
+    ("FERROMQ_BROKER_STORE__DISK_MAX_USED_SPACE_RATIO", "95"),
+    ("FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO", "1.0"),
+    ("FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO", "1.0"),
+];
+
 /// The broker's config file in its home, when a test gives one.
 const CONFIG_FILE: &str = "broker.toml";
 
@@ -262,12 +271,8 @@ impl Broker {
             ("FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_CONSUME_QUEUE".into(), "600000".into()),
             ("FERROMQ_BROKER_STORE__MAX_HASH_SLOT_NUM".into(), "10000".into()),
             ("FERROMQ_BROKER_STORE__MAX_INDEX_NUM".into(), "40000".into()),
-            // CI disks run nearly full: the broker must neither refuse puts nor
-            // force-delete segments because of the machine's disk usage.
-            ("FERROMQ_BROKER_STORE__DISK_MAX_USED_SPACE_RATIO".into(), "95".into()),
-            ("FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO".into(), "1.0".into()),
-            ("FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO".into(), "1.0".into()),
         ];
+        env.extend(IGNORE_DISK_USAGE.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
         for (k, v) in &settings {
             env.push((format!("FERROMQ_BROKER_{k}"), v.clone()));
         }
