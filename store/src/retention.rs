@@ -3,7 +3,7 @@
 //!
 //! Every `clean_interval` it measures disk usage of the store's file system and:
 //! * refuses new puts above `disk_space_warning_level_ratio` (they answer
-//!   `ServiceNotAvailable`) until usage drops again;
+//!   `DiskFull`) until a later run measures usage below it again;
 //! * deletes commit-log segments whose last modification is older than
 //!   `file_reserved_time` when the hour is one of `delete_when`, or at any hour
 //!   when usage exceeds `disk_max_used_space_ratio`;
@@ -50,11 +50,12 @@ pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
     let s = &core.settings;
     let usage = util::disk_usage_ratio(&s.root);
     let mut report = CleanReport { disk_usage_ratio: usage, ..CleanReport::default() };
+    core.disk_usage.store(usage.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
     let ratio = usage.unwrap_or(0.0);
     let full = ratio > s.disk_warning_ratio;
     if full != core.disk_full.swap(full, Ordering::AcqRel) {
         if full {
-            tracing::error!(ratio, "disk almost full; refusing new messages");
+            tracing::error!(ratio, warning_ratio = s.disk_warning_ratio, "disk almost full; refusing new messages");
         } else {
             tracing::info!(ratio, "disk usage back below the warning level; accepting messages");
         }

@@ -77,6 +77,9 @@ pub(crate) struct Core {
     pub last_dispatched_ts: AtomicI64,
     pub writable: AtomicBool,
     pub disk_full: AtomicBool,
+    /// The last measured disk usage ratio of the store's file system, as `f64`
+    /// bits; NaN until the first retention run or when it cannot be measured.
+    pub disk_usage: AtomicU64,
     stopping: AtomicBool,
     halted: AtomicBool,
     pub writer_done: AtomicBool,
@@ -240,6 +243,7 @@ impl MessageStore {
             last_dispatched_ts: AtomicI64::new(rec.last_store_ts),
             writable: AtomicBool::new(true),
             disk_full: AtomicBool::new(false),
+            disk_usage: AtomicU64::new(f64::NAN.to_bits()),
             stopping: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
@@ -392,7 +396,7 @@ impl MessageStore {
         } else if !c.writable.load(Ordering::Acquire) {
             Some(PutStatus::UnknownError)
         } else if c.disk_full.load(Ordering::Acquire) {
-            Some(PutStatus::ServiceNotAvailable)
+            Some(PutStatus::DiskFull)
         } else {
             None
         }
@@ -727,6 +731,9 @@ impl MessageStore {
             writer_batches: s.writer_batches.load(Ordering::Relaxed),
             gets: s.gets.load(Ordering::Relaxed),
             get_messages: s.get_messages.load(Ordering::Relaxed),
+            disk_usage_ratio: Some(f64::from_bits(c.disk_usage.load(Ordering::Relaxed))).filter(|r| !r.is_nan()),
+            disk_full: c.disk_full.load(Ordering::Acquire),
+            disk_warning_ratio: c.settings.disk_warning_ratio,
         }
     }
 

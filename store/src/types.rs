@@ -72,8 +72,12 @@ pub enum PutStatus {
     /// batch mixing topics/queues.
     MessageIllegal,
     PropertiesSizeExceeded,
-    /// The store is shutting down, or the disk is above the warning ratio.
+    /// The store is shutting down.
     ServiceNotAvailable,
+    /// The store's file system was last measured above
+    /// `disk_space_warning_level_ratio`; puts are accepted again once retention
+    /// measures it below (RocketMQ answers this as `SERVICE_NOT_AVAILABLE`).
+    DiskFull,
     /// The append queue stayed full for `put_queue_timeout`.
     OsPageCacheBusy,
     /// The commit log could not be written (I/O error); the store stops accepting puts.
@@ -315,4 +319,11 @@ pub struct StoreStats {
     pub writer_batches: u64,
     pub gets: u64,
     pub get_messages: u64,
+    /// Used fraction of the store's file system at the last retention run;
+    /// `None` before the first run or when it cannot be measured.
+    pub disk_usage_ratio: Option<f64>,
+    /// Whether puts are refused because usage is above `disk_warning_ratio`.
+    pub disk_full: bool,
+    /// The usage ratio above which puts are refused.
+    pub disk_warning_ratio: f64,
 }

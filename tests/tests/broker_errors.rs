@@ -361,3 +361,35 @@ async fn read_only_broker_refuses_sends_and_registers_perm_4() -> Result<()> {
     assert_eq!(p.code, ResponseCode::PULL_NOT_FOUND, "reads are allowed: {:?}", p.remark);
     Ok(())
 }
+
+/// A store whose file system is above `disk_space_warning_level_ratio` refuses
+/// sends with SERVICE_NOT_AVAILABLE and a remark that says the disk is full, how
+/// full, and which setting decides; the runtime info reports the usage
+/// (`commitLogDiskRatio`, as RocketMQ does); reads keep being served.
+#[tokio::test]
+async fn a_full_disk_refuses_sends_with_the_usage_and_threshold_in_the_remark() -> Result<()> {
+    // Any file system holding a store is more than a billionth used.
+    let (_ns, broker) = cluster(&[
+        ("STORE__DISK_SPACE_WARNING_LEVEL_RATIO", "0.000000001"),
+        ("STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO", "0.000000001"),
+    ])?;
+    let w = Wire::new(broker.addr());
+    w.create_topic("FullT", 1).await?;
+    let info = eventually(WAIT, "the store to measure its disk as full", || async {
+        w.runtime_info().await.ok().filter(|t| t.get("diskFull").map(String::as_str) == Some("true"))
+    })
+    .await?;
+    let ratio: f64 = info.get("commitLogDiskRatio").expect("commitLogDiskRatio reported").parse()?;
+    assert!(ratio > 0.0 && ratio <= 1.0, "commitLogDiskRatio {ratio} is not a used fraction");
+
+    let s = w.send("FullT", 0, b"x", &props(&[])).await?;
+    refused_send(
+        "disk full",
+        &s,
+        ResponseCode::SERVICE_NOT_AVAILABLE,
+        &["service not available now", "disk is full", "% used", "store.disk_space_warning_level_ratio"],
+    );
+    let p = w.pull("FullG", "FullT", 0, 0, "*", "TAG", 0).await?;
+    assert_eq!(p.code, ResponseCode::PULL_NOT_FOUND, "pulls are still served: {:?}", p.remark);
+    Ok(())
+}

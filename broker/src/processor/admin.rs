@@ -167,6 +167,11 @@ pub async fn get_broker_runtime_info(
     put("commitLogMaxOffset", s.commit_log_max_offset.to_string());
     put("commitLogFlushedOffset", s.commit_log_flushed_offset.to_string());
     put("dispatchBehindBytes", s.dispatch_lag_bytes.to_string());
+    if let Some(ratio) = s.disk_usage_ratio {
+        // RocketMQ reports the commit log's file system as a fraction ("0.42").
+        put("commitLogDiskRatio", ratio.to_string());
+    }
+    put("diskFull", s.disk_full.to_string());
     put("msgPutTotalTodayNow", BrokerStats::get(&st.send_messages).to_string());
     put("msgGetTotalTodayNow", BrokerStats::get(&st.pull_messages).to_string());
     put("sendRequests", BrokerStats::get(&st.send_requests).to_string());

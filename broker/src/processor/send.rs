@@ -16,7 +16,7 @@ use remoting::header::broker::{
     ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
 use remoting::{Channel, RemotingCommand, RequestCode};
-use store::{PutMessage, PutResult, PutStatus};
+use store::{PutMessage, PutResult, PutStatus, StoreStats};
 
 use crate::context::BrokerContext;
 use crate::processor::try_header;
@@ -307,7 +307,7 @@ async fn send(
         BrokerStats::add(&ctx.stats.send_messages, 1);
         BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
     }
-    to_response(&result, queue_id, result.msg_id())
+    to_response(ctx, &result, queue_id, result.msg_id())
 }
 
 /// Redirects a message with a `DELAY` level to `SCHEDULE_TOPIC_XXXX` (queue level−1),
@@ -340,13 +340,34 @@ fn dlq_topic(ctx: &BrokerContext, group: &str) -> TopicConfig {
     ctx.topics.create_system(&topic::dlq_topic(group), 1, perm::WRITE, 0)
 }
 
+/// Why a put was refused for disk usage, with the figures an operator acts on.
+/// RocketMQ's remark starts the same way ("service not available now") and names
+/// the disk as one of several possible reasons; this one is the reason.
+fn disk_full_remark(stats: &StoreStats) -> String {
+    let used =
+        stats.disk_usage_ratio.map_or_else(|| "an unmeasured share".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    format!(
+        "service not available now: the broker's disk is full: the store's file system is {used} used, and new messages \
+         are refused above {:.1}% (store.disk_space_warning_level_ratio); sends resume once usage is measured below it",
+        stats.disk_warning_ratio * 100.0
+    )
+}
+
 /// Maps a store result to the send response (§12.3 step 9).
-fn to_response(result: &PutResult, queue_id: i32, msg_id: String) -> Result<RemotingCommand, Reject> {
+fn to_response(
+    ctx: &BrokerContext,
+    result: &PutResult,
+    queue_id: i32,
+    msg_id: String,
+) -> Result<RemotingCommand, Reject> {
     let code = match result.status {
         PutStatus::PutOk => ResponseCode::SUCCESS,
         PutStatus::FlushDiskTimeout => ResponseCode::FLUSH_DISK_TIMEOUT,
         PutStatus::MessageIllegal => {
-            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "the message is illegal: body or record larger than the store allows"))
+            return Err(reject(
+                ResponseCode::MESSAGE_ILLEGAL,
+                "the message is illegal: body or record larger than the store allows",
+            ))
         }
         PutStatus::PropertiesSizeExceeded => {
             return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "the message properties exceed 32767 bytes"))
@@ -354,8 +375,11 @@ fn to_response(result: &PutResult, queue_id: i32, msg_id: String) -> Result<Remo
         PutStatus::ServiceNotAvailable => {
             return Err(reject(
                 ResponseCode::SERVICE_NOT_AVAILABLE,
-                "service not available now: the store is not accepting messages (disk usage above the warning ratio, or shutting down)",
+                "service not available now: the broker is shutting down",
             ))
+        }
+        PutStatus::DiskFull => {
+            return Err(reject(ResponseCode::SERVICE_NOT_AVAILABLE, disk_full_remark(&ctx.store.stats())))
         }
         PutStatus::OsPageCacheBusy => {
             return Err(reject(
@@ -363,7 +387,9 @@ fn to_response(result: &PutResult, queue_id: i32, msg_id: String) -> Result<Remo
                 "[PCBUSY_CLEAN_QUEUE]broker busy: the commit-log queue stayed full; retry later",
             ))
         }
-        PutStatus::UnknownError => return Err(reject(ResponseCode::SYSTEM_ERROR, "the commit log could not be written")),
+        PutStatus::UnknownError => {
+            return Err(reject(ResponseCode::SYSTEM_ERROR, "the commit log could not be written"))
+        }
     };
     Ok(RemotingCommand::response_with(
         code,
@@ -461,7 +487,7 @@ async fn send_batch(
         BrokerStats::add(&ctx.stats.send_messages, n);
         BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
     }
-    to_response(&result, queue_id, result.msg_ids())
+    to_response(ctx, &result, queue_id, result.msg_ids())
 }
 
 /// CONSUMER_SEND_MSG_BACK: a consumer failed a message; re-topic it to the group's
