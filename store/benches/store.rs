@@ -19,6 +19,9 @@ fn open(dir: &std::path::Path, sync: bool) -> Arc<MessageStore> {
         store_path_root_dir: dir.to_owned(),
         mapped_file_size_commit_log: bytesize::ByteSize::mib(256),
         flush_disk_type: if sync { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush },
+        // Measure appends, not refusals: a nearly full disk must not stop them.
+        disk_space_warning_level_ratio: 1.0,
+        disk_space_clean_forcibly_ratio: 1.0,
         ..StoreConfig::default()
     };
     let store = Arc::new(MessageStore::open(Arc::new(cfg), "127.0.0.1:10911".parse().unwrap()).unwrap());

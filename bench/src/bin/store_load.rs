@@ -158,6 +158,9 @@ fn store_config(dir: &Path, segment: bytesize::ByteSize, sync: bool, warm: bool)
         store_path_root_dir: dir.to_owned(),
         mapped_file_size_commit_log: segment,
         flush_disk_type: if sync { FlushDiskType::SyncFlush } else { FlushDiskType::AsyncFlush },
+        // Measure appends, not refusals: a nearly full disk must not stop them.
+        disk_space_warning_level_ratio: 1.0,
+        disk_space_clean_forcibly_ratio: 1.0,
         ..StoreConfig::default()
     }
 }
