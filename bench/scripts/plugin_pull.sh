@@ -40,6 +40,8 @@ config = { tags = "bench" }
 limits = { max_batch = 1024 }
 TOML
 
+# The store ignores the machine's disk usage: a nearly full disk must not turn the
+# prefill into refusals or forced deletions.
 FERROMQ_BROKER_LISTEN_PORT=$port FERROMQ_BROKER_HA_LISTEN_PORT=0 \
 FERROMQ_BROKER_BIND_ADDRESS=127.0.0.1 FERROMQ_BROKER_BROKER_IP1=127.0.0.1 \
 FERROMQ_BROKER_NAMESRV_ADDR=127.0.0.1:1 FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR="$work/store" \
