@@ -18,6 +18,7 @@
 //! concurrent pull never sees freed memory; it can only find the segment gone for
 //! later lookups (`MessageWasRemoving`).
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,9 +47,15 @@ fn mtime_ms(path: &std::path::Path) -> Option<i64> {
 
 /// One retention pass at wall-clock `now` (ms). `manual` ignores `delete_when`.
 pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
+    clean_with(core, now, manual, util::disk_usage_ratio)
+}
+
+/// [`clean`], with the file system's usage measured by `measure` (under the clean
+/// lock, so concurrent runs apply their measurements in order).
+fn clean_with(core: &Core, now: i64, manual: bool, measure: impl FnOnce(&Path) -> Option<f64>) -> CleanReport {
     let _guard = core.clean_lock.lock();
     let s = &core.settings;
-    let usage = util::disk_usage_ratio(&s.root);
+    let usage = measure(&s.root);
     let mut report = CleanReport { disk_usage_ratio: usage, ..CleanReport::default() };
     core.disk_usage.store(usage.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
     let ratio = usage.unwrap_or(0.0);
@@ -114,5 +121,54 @@ pub(crate) fn run_cleaner(core: Arc<Core>) {
         next = now + interval;
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         clean(&core, wall, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use config::StoreConfig;
+
+    use super::clean_with;
+    use crate::{util, MessageStore, PutMessage, PutStatus, StoreOptions};
+
+    /// Puts are refused while a run measures usage above the warning ratio, with the
+    /// figure in the stats, and accepted again as soon as a run measures it below: no
+    /// restart and no operator action.
+    #[test]
+    fn puts_resume_once_a_run_measures_usage_below_the_warning_ratio() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            store_path_root_dir: dir.path().to_owned(),
+            mapped_file_size_commit_log: bytesize::ByteSize::mib(1),
+            disk_space_warning_level_ratio: 0.90,
+            disk_space_clean_forcibly_ratio: 0.85,
+            ..StoreConfig::default()
+        };
+        // The store's own run measures the real disk once at open, then not for an hour.
+        let opts = StoreOptions { clean_interval: Duration::from_secs(3600), ..StoreOptions::default() };
+        let store = MessageStore::open_with(Arc::new(cfg), "127.0.0.1:10911".parse().unwrap(), opts).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.stats().disk_usage_ratio.is_none() {
+            assert!(Instant::now() < deadline, "the retention run at open never measured the disk");
+            std::thread::yield_now();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let put = || rt.block_on(store.put(PutMessage::new("Disk", 0, Bytes::from_static(b"x")))).status;
+        let now = util::now_ms();
+
+        clean_with(&store.core, now, false, |_| Some(0.95));
+        assert_eq!(put(), PutStatus::DiskFull);
+        let stats = store.stats();
+        assert!(stats.disk_full);
+        assert_eq!((stats.disk_usage_ratio, stats.disk_warning_ratio), (Some(0.95), 0.90));
+
+        clean_with(&store.core, now, false, |_| Some(0.89));
+        assert_eq!(put(), PutStatus::PutOk);
+        assert!(!store.stats().disk_full);
+        store.shutdown().unwrap();
     }
 }

@@ -170,7 +170,7 @@ struct Threads {
 ///
 /// Dropping it shuts it down cleanly (as [`MessageStore::shutdown`]).
 pub struct MessageStore {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     threads: Mutex<Threads>,
     report: RecoveryReport,
     _lock: StoreLock,
