@@ -387,7 +387,7 @@ async fn a_full_disk_refuses_sends_with_the_usage_and_threshold_in_the_remark() 
         "disk full",
         &s,
         ResponseCode::SERVICE_NOT_AVAILABLE,
-        &["service not available now", "disk is full", "% used", "store.disk_space_warning_level_ratio"],
+        &["service not available now", "disk is full", "% used", "broker.store.disk_space_warning_level_ratio"],
     );
     let p = w.pull("FullG", "FullT", 0, 0, "*", "TAG", 0).await?;
     assert_eq!(p.code, ResponseCode::PULL_NOT_FOUND, "pulls are still served: {:?}", p.remark);

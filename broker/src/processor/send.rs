@@ -347,8 +347,9 @@ fn disk_full_remark(stats: &StoreStats) -> String {
     let used =
         stats.disk_usage_ratio.map_or_else(|| "an unmeasured share".to_owned(), |r| format!("{:.1}%", r * 100.0));
     format!(
-        "service not available now: the broker's disk is full: the store's file system is {used} used, and new messages \
-         are refused above {:.1}% (store.disk_space_warning_level_ratio); sends resume once usage is measured below it",
+        "service not available now: the broker's disk is full: the store's file system is {used} used, and new \
+         messages are refused above {:.1}% (broker.store.disk_space_warning_level_ratio, RocketMQ's \
+         diskSpaceWarningLevelRatio); sends resume once usage is measured below it",
         stats.disk_warning_ratio * 100.0
     )
 }
