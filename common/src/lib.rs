@@ -7,7 +7,8 @@
 //! ([`record`]), which is byte-for-byte what RocketMQ writes to its commit log and
 //! what pull responses carry.
 //!
-//! It is pure: no I/O, no async runtime, no global state. `store` and `remoting`
+//! It is pure: no I/O, no async runtime, no global state (reading the wall clock in
+//! [`time::now_ms`] is the one exception). `store` and `remoting`
 //! both build on it, which is why the record codec lives here and not in either.
 
 pub mod batch;
@@ -24,6 +25,7 @@ pub mod response_code;
 pub mod route;
 pub mod subscription;
 pub mod sysflag;
+pub mod time;
 pub mod topic;
 
 pub use error::{DecodeError, Result};

@@ -104,7 +104,7 @@ impl UniqIdGenerator {
         if now_ms >= self.next_month_start_ms.load(Ordering::Relaxed)
             || now_ms < self.month_start_ms.load(Ordering::Relaxed)
         {
-            let (start, next) = month_bounds(now_ms);
+            let (start, next) = crate::time::month_bounds(now_ms, 0);
             self.month_start_ms.store(start, Ordering::Relaxed);
             self.next_month_start_ms.store(next, Ordering::Relaxed);
         }
@@ -118,40 +118,6 @@ impl UniqIdGenerator {
         id.push_str(&hex_upper(&tail));
         id
     }
-}
-
-/// Start of the UTC month containing `now_ms`, and start of the next month.
-fn month_bounds(now_ms: i64) -> (i64, i64) {
-    let days = now_ms.div_euclid(86_400_000);
-    let (y, m, _) = civil_from_days(days);
-    let start = days_from_civil(y, m, 1) * 86_400_000;
-    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    (start, days_from_civil(ny, nm, 1) * 86_400_000)
-}
-
-// Howard Hinnant's civil-date algorithms: exact proleptic Gregorian conversions
-// without pulling in a date crate for one computation.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -198,11 +164,11 @@ mod tests {
     #[test]
     fn month_bounds_are_exact() {
         // 2023-11-14T22:13:20Z -> 2023-11-01 .. 2023-12-01
-        let (s, n) = month_bounds(1_700_000_000_000);
+        let (s, n) = crate::time::month_bounds(1_700_000_000_000, 0);
         assert_eq!(s, 1_698_796_800_000);
         assert_eq!(n, 1_701_388_800_000);
         // December rolls into next year: 2023-12-15 -> 2024-01-01
-        let (_, n) = month_bounds(1_702_598_400_000);
+        let (_, n) = crate::time::month_bounds(1_702_598_400_000, 0);
         assert_eq!(n, 1_704_067_200_000);
     }
 }
