@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::record::RecordView;
+use common::{MessageExt, Properties};
 
 /// One message to append. The store assigns the physical offset, queue offset and
 /// store timestamp; everything else is written as given.
@@ -53,12 +54,49 @@ impl PutMessage {
         }
     }
 
-    /// Sets the encoded properties and the tags code of their `TAGS`.
+    /// Sets the encoded properties and the tags code they imply for this topic
+    /// ([`PutMessage::tags_code_for`]).
     pub fn with_properties(mut self, properties: impl Into<String>) -> Self {
         self.properties = properties.into();
-        let tags = common::properties::find_in_encoded(&self.properties, common::properties::keys::TAGS);
-        self.tags_code = common::hash::tags_code(tags);
+        self.tags_code = Self::tags_code_for(&self.topic, &self.properties);
         self
+    }
+
+    /// A stored message appended again, on its way into or back out of a system
+    /// topic (delay level, timer, transaction half, retry, dead letter): the same
+    /// body, flags, born timestamp and host, reconsume count and prepared-transaction
+    /// offset, with the given destination and properties and the tags code they
+    /// imply. Callers change what their detour changes with struct update syntax.
+    pub fn from_stored(msg: &MessageExt, topic: impl Into<String>, queue_id: i32, properties: &Properties) -> Self {
+        let topic = topic.into();
+        let properties = properties.encode();
+        Self {
+            tags_code: Self::tags_code_for(&topic, &properties),
+            topic,
+            queue_id,
+            flag: msg.flag,
+            sys_flag: msg.sys_flag,
+            born_timestamp: msg.born_timestamp,
+            born_host: msg.born_host,
+            reconsume_times: msg.reconsume_times,
+            prepared_transaction_offset: msg.prepared_transaction_offset,
+            body: msg.body.clone(),
+            properties,
+        }
+    }
+
+    /// The consume-queue tags code of a message with encoded `properties` appended to
+    /// `topic`: its delivery time in the timer topic, else the hash of its `TAGS`
+    /// (0 without). In `SCHEDULE_TOPIC_XXXX` the store derives the code from the
+    /// store timestamp itself, whatever is given.
+    pub fn tags_code_for(topic: &str, properties: &str) -> i64 {
+        use common::properties::{find_in_encoded, keys};
+        if topic == common::topic::TIMER_TOPIC {
+            if let Some(at) = find_in_encoded(properties, keys::TIMER_DELIVER_MS).and_then(|v| v.parse().ok()) {
+                return at;
+            }
+        }
+        common::hash::tags_code(find_in_encoded(properties, keys::TAGS))
     }
 }
 
