@@ -91,6 +91,9 @@ pub struct BrokerConfig {
     pub message_delay_level: String,
     /// Park pulls that find nothing until a message arrives.
     pub long_polling_enable: bool,
+    /// Serve LITE_PULL_MESSAGE (361), the pull code of RocketMQ 5's lite-pull
+    /// consumers; off, they are refused with NO_PERMISSION as RocketMQ does.
+    pub lite_pull_message_enable: bool,
     /// With long polling off, how long an empty pull is held.
     #[serde(with = "humantime_serde")]
     pub short_polling_time_mills: Duration,
@@ -193,6 +196,7 @@ impl Default for BrokerConfig {
             force_register: true,
             message_delay_level: DEFAULT_MESSAGE_DELAY_LEVEL.to_owned(),
             long_polling_enable: true,
+            lite_pull_message_enable: true,
             short_polling_time_mills: Duration::from_secs(1),
             transaction_time_out: Duration::from_secs(6),
             transaction_check_max: 15,

@@ -114,6 +114,7 @@ pub(crate) const BROKER: Table = Table {
         entry("forceRegister",                     "broker.force_register",                           Unit::Bool),
         entry("messageDelayLevel",                 "broker.message_delay_level",                      Unit::Text),
         entry("longPollingEnable",                 "broker.long_polling_enable",                      Unit::Bool),
+        entry("litePullMessageEnable",             "broker.lite_pull_message_enable",                 Unit::Bool),
         entry("shortPollingTimeMills",             "broker.short_polling_time_mills",                 Unit::Millis),
         entry("transactionTimeOut",                "broker.transaction_time_out",                     Unit::Millis),
         entry("timerMaxDelaySec",                  "broker.timer_max_delay",                          Unit::Seconds),
