@@ -1,4 +1,8 @@
 //! [`BrokerContext`]: everything the processors and background services share.
+//!
+//! The context holds state only — tables, managers, the store and the services'
+//! state — and imports no processor and no service task, so every module can take
+//! `&BrokerContext` without the module graph looping back through it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,10 +16,11 @@ use store::{MessageStore, StoreOptions};
 use crate::client_manager::ClientManager;
 use crate::consumer_offset::ConsumerOffsetManager;
 use crate::error::{Error, Result};
+use crate::filter::prepared::FilterCache;
 use crate::hold::PullHoldService;
 use crate::lock::RebalanceLockManager;
-use crate::processor::pull::FilterCache;
-use crate::schedule::DelayOffsets;
+use crate::outcome::StoreFacts;
+use crate::schedule::offsets::DelayOffsets;
 use crate::stats::BrokerStats;
 use crate::subscription_group::SubscriptionGroupManager;
 use crate::topic_config::TopicConfigManager;
@@ -35,11 +40,11 @@ pub struct BrokerContext {
     pub delay_levels: DelayLevels,
     pub delay_offsets: DelayOffsets,
     pub stats: BrokerStats,
-    pub transactions: crate::transaction::TransactionState,
-    pub timers: crate::timer::TimerService,
+    pub transactions: crate::transaction::state::TransactionState,
+    pub timers: crate::timer::state::TimerService,
     /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
     pub order_expansions: crate::order_expansion::OrderExpansions,
-    /// UNIQ_KEYs for half messages whose producer set none (see `processor::send`).
+    /// UNIQ_KEYs for half messages whose producer set none (see `reroute::to_half`).
     pub uniq_ids: common::msgid::UniqIdGenerator,
     /// Loaded plugins and their bindings (`[plugins]`, `[[broker.plugin_binding]]`).
     pub plugins: crate::plugins::BrokerPlugins,
@@ -73,7 +78,7 @@ impl BrokerContext {
         .with_default_retry_max_times(i32::try_from(config.max_reconsume_times).unwrap_or(i32::MAX));
         let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"))?;
         let delay_offsets = DelayOffsets::load(config_dir.join("delayOffset.json"))?;
-        let timers = crate::timer::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
+        let timers = crate::timer::state::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
         let order_expansions = crate::order_expansion::OrderExpansions::load(config_dir.join("orderExpansion.json"))?;
         let plugins = crate::plugins::BrokerPlugins::load(plugins, &config.plugin_bindings);
         let ctx = Arc::new(Self {
@@ -88,7 +93,7 @@ impl BrokerContext {
             timers,
             order_expansions,
             register_now: Notify::new(),
-            boot_ms: crate::now_ms(),
+            boot_ms: common::time::now_ms(),
             delay_levels,
             delay_offsets,
             config,
@@ -146,5 +151,15 @@ impl BrokerContext {
 
     pub fn is_readable(&self) -> bool {
         common::perm::is_readable(i32::from(self.config.broker_permission))
+    }
+}
+
+impl StoreFacts for BrokerContext {
+    fn max_message_size(&self) -> u64 {
+        self.config.store.max_message_size.as_u64()
+    }
+
+    fn disk(&self) -> store::StoreStats {
+        self.store.stats()
     }
 }

@@ -1,32 +1,30 @@
 // PERF-CRITICAL PATH: the arrival hook runs on the store's dispatcher thread for
 // every message.
-//! Long polling (RocketMQ's `PullRequestHoldService`).
+//! Long polling's bookkeeping (RocketMQ's `PullRequestHoldService`): which pulls are
+//! parked on which queue, and waking them.
 //!
-//! A pull that finds nothing and allows suspension is parked here instead of being
-//! answered PULL_NOT_FOUND (which would make clients spin). It is re-run when
-//! (a) the store's dispatcher reports a message on that queue, at or after the
-//! requested offset, that passes the request's filter; (b) a periodic check finds
-//! the queue grew (covers anything the filter pre-check rejected); (c) its hold
-//! time ends. The re-run never suspends again and answers with the original opaque.
+//! A pull that finds nothing and allows suspension parks instead of answering
+//! PULL_NOT_FOUND (which would make clients spin): the pull processor takes a
+//! [`Parked`] ticket and waits on it, inside the request's own task, until
+//! (a) an arrival on that queue, at or after the requested offset, passes the
+//! request's filter ([`PullHoldService::on_arrival`], called by the store's
+//! dispatcher), (b) the broker shuts down ([`PullHoldService::wake_all`]), or (c) its
+//! own deadline or periodic re-check ends the wait. The ticket unregisters itself when
+//! dropped, whatever ended the wait.
 //!
-//! Wake-ups are pushed by the dispatcher, not polled: the parked request's task waits
-//! on a oneshot that the arrival hook fires.
+//! This module holds no tasks and runs no requests: re-running a woken pull is the
+//! pull processor's job, so a re-run is guarded like any request (a panic becomes
+//! SYSTEM_ERROR) and reuses the header it already decoded.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
-use remoting::{Channel, RemotingCommand};
-
-use crate::context::BrokerContext;
-use crate::processor::pull::{self, PreparedFilter};
-
-/// How often a parked pull re-checks its queue even without an arrival.
-const CHECK_INTERVAL: Duration = Duration::from_secs(5);
+use crate::filter::prepared::PreparedFilter;
 
 struct Held {
     id: u64,
@@ -35,37 +33,51 @@ struct Held {
     wake: Option<oneshot::Sender<()>>,
 }
 
+/// Parked pulls by topic and queue.
 #[derive(Default)]
 pub struct PullHoldService {
     /// topic → queue id → parked pulls
     table: Mutex<HashMap<String, HashMap<i32, Vec<Held>>>>,
     next_id: AtomicU64,
-    ctx: OnceLock<Weak<BrokerContext>>,
+    /// Pulls held for a fixed time without arrival wake-ups ([`Delayed`]).
+    delayed: AtomicUsize,
+    /// Set at shutdown: new parks are woken at once.
+    closed: AtomicBool,
+    /// Ends fixed-time holds at shutdown.
+    closing: Notify,
 }
 
-/// Runs a parked pull again (never suspending) and answers it with its opaque.
-async fn rerun(ctx: &Arc<BrokerContext>, channel: Channel, request: RemotingCommand) {
-    if channel.is_closed() {
-        return;
-    }
-    let opaque = request.opaque;
-    let ser = request.serialize_type;
-    if let Some(mut resp) = pull::process(ctx, &channel, request, false).await {
-        resp.opaque = opaque;
-        resp.serialize_type = ser;
-        let _ = channel.send_response(resp).await;
+/// A parked pull's registration; unregisters when dropped.
+pub struct Parked<'a> {
+    service: &'a PullHoldService,
+    topic: String,
+    queue_id: i32,
+    id: u64,
+    woken: oneshot::Receiver<()>,
+}
+
+impl Parked<'_> {
+    /// Resolves when an arrival (or shutdown) wakes this pull. Cancel-safe: it can
+    /// be raced against timers in a `select!` loop.
+    pub async fn woken(&mut self) {
+        // A dropped sender means the entry was removed: woken too.
+        let _ = (&mut self.woken).await;
     }
 }
 
-/// What a parked pull needs to run again.
-pub struct HeldPull {
-    pub channel: Channel,
-    pub request: RemotingCommand,
-    pub topic: String,
-    pub queue_id: i32,
-    pub offset: i64,
-    pub filter: Arc<PreparedFilter>,
-    pub hold: Duration,
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.service.remove(&self.topic, self.queue_id, self.id);
+    }
+}
+
+/// Counts a fixed-time hold while it lives.
+struct Delayed<'a>(&'a PullHoldService);
+
+impl Drop for Delayed<'_> {
+    fn drop(&mut self) {
+        self.0.delayed.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PullHoldService {
@@ -73,76 +85,46 @@ impl PullHoldService {
         Self::default()
     }
 
-    /// Connects the store's arrival events to long polling and to the timers.
-    pub fn attach(&self, ctx: Arc<BrokerContext>) {
-        let _ = self.ctx.set(Arc::downgrade(&ctx));
-        let weak = Arc::downgrade(&ctx);
-        ctx.store.set_arrival_listener(Arc::new(move |a: &store::Arrival<'_>| {
-            if let Some(c) = weak.upgrade() {
-                if a.topic == common::topic::TIMER_TOPIC {
-                    c.timers.on_arrival(a.queue_offset, a.tags_code, a.phy_offset);
-                }
-                c.holds.on_arrival(a.topic, a.queue_id, a.queue_offset, a.tags_code, a.properties);
-            }
-        }));
-    }
-
-    /// Number of parked pulls (for stats and tests).
+    /// Pulls waiting now, parked or delayed (the runtime info's `pullHeld`).
     pub fn parked(&self) -> usize {
-        self.table.lock().values().flat_map(|q| q.values()).map(Vec::len).sum()
+        let parked: usize = self.table.lock().values().flat_map(|q| q.values()).map(Vec::len).sum();
+        parked + self.delayed.load(Ordering::Relaxed)
     }
 
-    /// Parks `held` until data arrives or its hold time ends, then answers it.
-    pub fn park(&self, held: HeldPull) {
-        let Some(ctx) = self.ctx.get().and_then(Weak::upgrade) else { return };
+    /// Registers a pull of `topic`/`queue_id` from `offset` that waits for a message
+    /// passing `filter`.
+    pub fn park(&self, topic: &str, queue_id: i32, offset: i64, filter: Arc<PreparedFilter>) -> Parked<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut rx) = oneshot::channel();
-        {
-            let mut t = self.table.lock();
-            t.entry(held.topic.clone()).or_default().entry(held.queue_id).or_default().push(Held {
-                id,
-                offset: held.offset,
-                filter: held.filter.clone(),
-                wake: Some(tx),
-            });
-        }
-        crate::stats::BrokerStats::add(&ctx.stats.pull_held, 1);
-        // A message may have been dispatched between the read that found nothing and
-        // the registration above: look once more so it is not missed.
-        let grew = ctx.store.max_offset_in_queue(&held.topic, held.queue_id) > held.offset;
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + held.hold;
-            if !grew {
-                loop {
-                    let tick = (tokio::time::Instant::now() + CHECK_INTERVAL).min(deadline);
-                    tokio::select! {
-                        _ = &mut rx => break,
-                        _ = tokio::time::sleep_until(tick) => {
-                            if tokio::time::Instant::now() >= deadline
-                                || ctx.store.max_offset_in_queue(&held.topic, held.queue_id) > held.offset
-                                || held.channel.is_closed()
-                            {
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            ctx.holds.remove(&held.topic, held.queue_id, id);
-            rerun(&ctx, held.channel, held.request).await;
+        let (tx, rx) = oneshot::channel();
+        let wake = if self.closed.load(Ordering::Acquire) {
+            let _ = tx.send(());
+            None
+        } else {
+            Some(tx)
+        };
+        self.table.lock().entry(topic.to_owned()).or_default().entry(queue_id).or_default().push(Held {
+            id,
+            offset,
+            filter,
+            wake,
         });
+        Parked { service: self, topic: topic.to_owned(), queue_id, id, woken: rx }
     }
 
-    /// Re-runs a pull after `hold`, without arrival wake-ups: a queue of an
-    /// expanded ordered topic that is still closed to the group
-    /// (`order_expansion`), where arrivals must not make the consumer spin.
-    pub fn delay(&self, channel: Channel, request: RemotingCommand, hold: Duration) {
-        let Some(ctx) = self.ctx.get().and_then(Weak::upgrade) else { return };
-        crate::stats::BrokerStats::add(&ctx.stats.pull_held, 1);
-        tokio::spawn(async move {
-            tokio::time::sleep(hold).await;
-            rerun(&ctx, channel, request).await;
-        });
+    /// Holds a pull for `hold`, ignoring arrivals (a closed queue of an expanded
+    /// ordered topic, a paused plugin filter), counted in [`Self::parked`]; ends early
+    /// at shutdown.
+    pub async fn hold_for(&self, hold: Duration) {
+        let _counted = Delayed(self);
+        self.delayed.fetch_add(1, Ordering::Relaxed);
+        let closing = self.closing.notified();
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            _ = closing => {}
+            _ = tokio::time::sleep(hold) => {}
+        }
     }
 
     fn remove(&self, topic: &str, queue_id: i32, id: u64) {
@@ -172,5 +154,72 @@ impl PullHoldService {
                 }
             }
         }
+    }
+
+    /// Wakes every parked pull and every later one (shutdown): they answer with
+    /// what they find instead of holding the server's grace period.
+    pub fn wake_all(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
+        let mut t = self.table.lock();
+        for h in t.values_mut().flat_map(|q| q.values_mut()).flatten() {
+            if let Some(w) = h.wake.take() {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::MessageFilter;
+
+    fn any() -> Arc<PreparedFilter> {
+        Arc::new(PreparedFilter::new(MessageFilter::All))
+    }
+
+    #[tokio::test]
+    async fn an_arrival_at_or_after_the_offset_wakes_and_the_ticket_unregisters() {
+        let holds = PullHoldService::new();
+        let mut early = holds.park("t", 0, 5, any());
+        let mut late = holds.park("t", 0, 9, any());
+        assert_eq!(holds.parked(), 2);
+        holds.on_arrival("t", 0, 7, 0, b"");
+        early.woken().await;
+        let still = tokio::time::timeout(std::time::Duration::from_millis(1), late.woken()).await;
+        assert!(still.is_err(), "an arrival before the requested offset must not wake");
+        drop(early);
+        assert_eq!(holds.parked(), 1);
+        drop(late);
+        assert_eq!(holds.parked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_time_hold_is_counted_while_it_lasts() {
+        let holds = Arc::new(PullHoldService::new());
+        let h = holds.clone();
+        let task = tokio::spawn(async move { h.hold_for(std::time::Duration::from_secs(1)).await });
+        tokio::task::yield_now().await;
+        assert_eq!(holds.parked(), 1);
+        task.await.unwrap();
+        assert_eq!(holds.parked(), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_wakes_parked_and_later_pulls() {
+        let holds = PullHoldService::new();
+        let mut parked = holds.park("t", 1, 0, any());
+        holds.wake_all();
+        parked.woken().await;
+        let mut later = holds.park("t", 1, 0, any());
+        later.woken().await;
+        assert_eq!(holds.parked(), 2);
+        drop((parked, later));
+        assert_eq!(holds.parked(), 0);
+        // A fixed-time hold ends at once after shutdown.
+        tokio::time::timeout(std::time::Duration::from_secs(5), holds.hold_for(std::time::Duration::from_secs(60)))
+            .await
+            .expect("a hold after shutdown ends at once");
     }
 }

@@ -26,9 +26,11 @@ pub mod hold;
 pub mod lock;
 pub mod namesrv_api;
 pub mod order_expansion;
+pub mod outcome;
 pub mod persist;
 pub mod plugins;
 pub mod processor;
+pub mod reroute;
 pub mod schedule;
 pub mod stats;
 pub mod subscription_group;
@@ -45,11 +47,6 @@ use tracing::{info, Instrument};
 
 pub use context::BrokerContext;
 pub use error::{Error, Result};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// A running broker.
 pub struct Broker {
@@ -78,10 +75,10 @@ impl Broker {
         // arrival hook, then the pending timers (a timer reloaded here and also
         // reported by the hook would fire twice), then the transaction decisions
         // (an END_TRANSACTION must see the decisions made before the restart).
-        ctx.holds.attach(ctx.clone());
+        fan_out_arrivals(&ctx);
         if ctx.config.broker_role.is_master() {
-            ctx.timers.recover(&ctx);
-            ctx.transactions.catch_up(&ctx);
+            ctx.timers.recover(&ctx.store);
+            ctx.transactions.catch_up(&ctx.store);
         }
 
         let dispatcher = processor::dispatcher(ctx.clone());
@@ -122,6 +119,8 @@ impl Broker {
     pub async fn shutdown(self, grace: Duration) {
         namesrv_api::unregister_all(&self.ctx).await;
         self.cancel.cancel();
+        // Parked pulls answer now rather than hold the grace period.
+        self.ctx.holds.wake_all();
         self.server.shutdown(grace).await;
         self.tasks.close();
         let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
@@ -131,6 +130,20 @@ impl Broker {
         }
         info!("broker stopped");
     }
+}
+
+/// Connects the store's arrivals (one call per dispatched message, on the store's
+/// dispatcher thread) to what waits for them: parked pulls, and the timer for
+/// entries of the timer queue.
+fn fan_out_arrivals(ctx: &Arc<BrokerContext>) {
+    let weak = Arc::downgrade(ctx);
+    ctx.store.set_arrival_listener(Arc::new(move |a: &store::Arrival<'_>| {
+        let Some(c) = weak.upgrade() else { return };
+        if a.topic == common::topic::TIMER_TOPIC {
+            c.timers.on_arrival(a.queue_offset, a.tags_code, a.phy_offset);
+        }
+        c.holds.on_arrival(a.topic, a.queue_id, a.queue_offset, a.tags_code, a.properties);
+    }));
 }
 
 /// `broker_ip1` if set, else the bound address if specific, else the first

@@ -60,7 +60,7 @@ impl SubscriptionGroupManager {
         let out = {
             let mut w = self.inner.write();
             let out = w.subscription_group_table.entry(group.to_owned()).or_insert_with(|| cfg.clone()).clone();
-            w.data_version.next_version(crate::now_ms());
+            w.data_version.next_version(common::time::now_ms());
             out
         };
         info!(group, "subscription group auto-created");
@@ -77,7 +77,7 @@ impl SubscriptionGroupManager {
             let mut w = self.inner.write();
             info!(group = %cfg.group_name, "subscription group created or updated");
             w.subscription_group_table.insert(cfg.group_name.clone(), cfg);
-            w.data_version.next_version(crate::now_ms());
+            w.data_version.next_version(common::time::now_ms());
         }
         self.persist_logged();
     }

@@ -29,10 +29,6 @@ pub struct TopicConfigManager {
     on_change: RwLock<Option<ChangeHook>>,
 }
 
-fn now_ms() -> i64 {
-    crate::now_ms()
-}
-
 impl TopicConfigManager {
     /// Loads `topics.json` and makes sure the system topics exist.
     ///
@@ -41,7 +37,7 @@ impl TopicConfigManager {
     pub fn load(path: PathBuf, cfg: &config::BrokerConfig) -> Result<Self> {
         let mut wrapper: TopicConfigSerializeWrapper = persist::load(&path)?.unwrap_or_default();
         if wrapper.data_version.timestamp == 0 {
-            wrapper.data_version = DataVersion::new(now_ms());
+            wrapper.data_version = DataVersion::new(common::time::now_ms());
         }
         let mut system = vec![
             TopicConfig::new(topic::SELF_TEST_TOPIC, 1, perm::READ_WRITE),
@@ -106,7 +102,7 @@ impl TopicConfigManager {
             }
             info!(topic = %tc.topic_name, read = tc.read_queue_nums, write = tc.write_queue_nums, perm = tc.perm, "topic created or updated");
             w.topic_config_table.insert(tc.topic_name.clone(), tc);
-            w.data_version.next_version(now_ms());
+            w.data_version.next_version(common::time::now_ms());
         }
         self.changed();
     }
@@ -117,7 +113,7 @@ impl TopicConfigManager {
             let mut w = self.inner.write();
             let existed = w.topic_config_table.remove(topic).is_some();
             if existed {
-                w.data_version.next_version(now_ms());
+                w.data_version.next_version(common::time::now_ms());
             }
             existed
         };
@@ -186,7 +182,7 @@ impl TopicConfigManager {
                 return existing.clone();
             }
             w.topic_config_table.insert(tc.topic_name.clone(), tc.clone());
-            w.data_version.next_version(now_ms());
+            w.data_version.next_version(common::time::now_ms());
             true
         };
         if created {

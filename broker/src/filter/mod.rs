@@ -3,9 +3,9 @@
 //! ([`sql92`]), behind the two-stage [`MessageFilter`] the pull path uses.
 //!
 //! This module decides whether a message matches a subscription. It does not read
-//! the store, decode records, cache compiled filters, or know about plugin filters
-//! (expression types other than TAG and SQL92 are an error here; the pull path
-//! looks them up before asking us).
+//! the store, decode records, or know about plugin filters (expression types other
+//! than TAG and SQL92 are an error here); [`prepared`] chains these stages with the
+//! plugin filters for the pull path and caches the result per group and topic.
 //!
 //! # The two stages
 //!
@@ -17,6 +17,7 @@
 //! 2. [`MessageFilter::matches_properties`] is the exact decision, made on the
 //!    message's properties (user properties and system ones such as `TAGS`).
 
+pub mod prepared;
 pub mod sql92;
 pub mod tag;
 

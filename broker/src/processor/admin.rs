@@ -60,7 +60,7 @@ pub async fn update_and_create_topic(
     // see the new queues (`order_expansion`).
     let old = ctx.topics.get(&tc.topic_name);
     let max_offset = |q: i32| ctx.store.max_offset_in_queue(&tc.topic_name, q);
-    if let Err(e) = ctx.order_expansions.on_topic_update(old.as_ref(), &tc, max_offset, crate::now_ms()) {
+    if let Err(e) = ctx.order_expansions.on_topic_update(old.as_ref(), &tc, max_offset, common::time::now_ms()) {
         return Some(RemotingCommand::error(
             ResponseCode::SYSTEM_ERROR,
             format!("could not record the ordered-topic expansion: {e}"),

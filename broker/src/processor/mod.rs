@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod end_transaction;
 pub mod offset;
 pub mod pull;
 pub mod query;
@@ -59,10 +60,10 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
         }};
     }
     route!(send::process, SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE);
-    route!(pull::process_first, PULL_MESSAGE);
+    route!(pull::process, PULL_MESSAGE, LITE_PULL_MESSAGE);
     route!(reply::send_reply, SEND_REPLY_MESSAGE, SEND_REPLY_MESSAGE_V2);
     route!(send::consumer_send_msg_back, CONSUMER_SEND_MSG_BACK);
-    route!(crate::transaction::end_transaction, END_TRANSACTION);
+    route!(end_transaction::end_transaction, END_TRANSACTION);
     route!(offset::query_consumer_offset, QUERY_CONSUMER_OFFSET);
     route!(offset::update_consumer_offset, UPDATE_CONSUMER_OFFSET);
     route!(offset::search_offset_by_timestamp, SEARCH_OFFSET_BY_TIMESTAMP);

@@ -1,194 +1,29 @@
 // PERF-CRITICAL PATH: every consumed message passes through `process`.
-//! PULL_MESSAGE (11) with long polling — RocketMQ's `PullMessageProcessor`
-//! (`remoting-protocol.md` §12.5).
+//! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361) with long polling — RocketMQ's
+//! `PullMessageProcessor` (`remoting-protocol.md` §12.5).
 //!
 //! The answer always carries `suggestWhichBrokerId`, `nextBeginOffset`, `minOffset`
 //! and `maxOffset` (the Java client requires them whatever the code). Records go
 //! out as a chain of slices of the mapped commit log, never copied.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
 use tracing::Span;
 
 use common::record::RecordView;
 use common::subscription::{MessageModel, SubscriptionData};
 use common::sysflag::pull as pull_flag;
 use common::{perm, ResponseCode};
-use plugin_api::{CqUnit, FailurePolicy, FilterContext, MessageFields, MessageFilter as _, MessageView, Verdict};
-use plugin_host::FilterPlugin;
 use remoting::command::Body;
 use remoting::header::broker::{PullMessageRequestHeader, PullMessageResponseHeader};
-use remoting::{Channel, RemotingCommand};
+use remoting::{Channel, RemotingCommand, RequestCode};
 use store::{CqEntry, GetRequest, GetStatus};
 
 use crate::context::BrokerContext;
-use crate::filter::MessageFilter;
-use crate::hold::HeldPull;
-use crate::plugins::{BoundFilter, BrokerPlugins};
+use crate::filter::prepared::PreparedFilter;
 use crate::processor::try_header;
 use crate::stats::BrokerStats;
-
-/// A compiled subscription filter, shared by a pull and its parked re-runs: the
-/// built-in TAG/SQL92 stages, then plugin filters (a `PLUGIN:<name>` subscription
-/// and/or a `[[broker.plugin_binding]]` of the topic and group).
-pub struct PreparedFilter {
-    filter: MessageFilter,
-    plugins: Vec<PluginStage>,
-}
-
-/// One plugin filter with the subscription it filters for.
-struct PluginStage {
-    bound: BoundFilter,
-    expression_type: String,
-    expression: String,
-}
-
-/// What the plugin stage left of a found batch.
-struct PluginPass {
-    /// Per message: delivered? (false from `deliverable` on)
-    keep: Vec<bool>,
-    /// Messages `deliverable..` were not decided (policy `pause`): offer them again.
-    deliverable: usize,
-}
-
-impl PreparedFilter {
-    pub fn new(filter: MessageFilter) -> Self {
-        Self { filter, plugins: Vec::new() }
-    }
-
-    /// Consume-queue stage: may accept what the record stage rejects, never the
-    /// reverse.
-    pub fn pre_filter(&self, tags_code: i64) -> bool {
-        self.filter.pre_filter(tags_code)
-    }
-
-    /// Record stage: properties (SQL92, plugins).
-    pub fn matches_record(&self, view: &RecordView<'_>) -> bool {
-        self.filter.matches_properties(view.properties_raw())
-    }
-
-    /// Built-in stages on an arrival event (long-polling wake-up); plugin filters
-    /// decide when the woken pull runs.
-    pub fn matches_arrival(&self, tags_code: i64, properties: &[u8]) -> bool {
-        if !self.pre_filter(tags_code) {
-            return false;
-        }
-        self.filter.matches_properties(properties)
-    }
-
-    fn needs_record_stage(&self) -> bool {
-        self.filter.needs_properties()
-    }
-
-    /// Runs the plugins' consume-queue pre-filters (those that have one) over the
-    /// entries a pull from `h.queue_offset` will scan first, and returns the commit-log
-    /// offsets they rejected, sorted. Entries past that window are not pre-filtered (a
-    /// pre-filter may over-match, never under-match, so skipping it is always safe); a
-    /// failing pre-filter rejects nothing.
-    fn run_prefilters(&self, ctx: &BrokerContext, h: &PullMessageRequestHeader, max_msgs: usize) -> Vec<i64> {
-        let stages: Vec<(&PluginStage, &FilterPlugin)> = self
-            .plugins
-            .iter()
-            .filter_map(|s| s.bound.plugin.as_ref().ok().filter(|p| p.has_prefilter()).map(|p| (s, p)))
-            .collect();
-        if stages.is_empty() {
-            return Vec::new();
-        }
-        // As many units as the pull may return: a wider window costs a consume-queue read
-        // and a plugin call per unit that the pull mostly never reaches.
-        let entries = ctx.store.cq_entries(&h.topic, h.queue_id, h.queue_offset, max_msgs);
-        let units: Vec<CqUnit> = entries
-            .iter()
-            .map(|(queue_offset, e)| CqUnit {
-                queue_offset: *queue_offset,
-                store_timestamp: 0,
-                tags_code: e.tags_code,
-                msg_size: e.size.max(0) as u32,
-            })
-            .collect();
-        let mut verdicts = vec![Verdict::Accept; units.len()];
-        let mut rejected = Vec::new();
-        for (stage, plugin) in stages {
-            let fctx = FilterContext {
-                topic: &h.topic,
-                group: &h.consumer_group,
-                expression_type: &stage.expression_type,
-                expression: &stage.expression,
-            };
-            plugin.prefilter_with_policy(&fctx, &units, &mut verdicts);
-            rejected.extend(
-                entries.iter().zip(&verdicts).filter(|(_, v)| **v == Verdict::Reject).map(|((_, e), _)| e.phy_offset),
-            );
-        }
-        rejected.sort_unstable();
-        rejected.dedup();
-        rejected
-    }
-
-    /// Runs the plugin filters over a found batch, in one call per plugin.
-    fn run_plugins(&self, topic: &str, group: &str, records: &[bytes::Bytes]) -> PluginPass {
-        let n = records.len();
-        let mut pass = PluginPass { keep: vec![true; n], deliverable: n };
-        if self.plugins.is_empty() || n == 0 {
-            return pass;
-        }
-        // The views fill only what the plugins read (ABI 1.1 declarations): a plugin that
-        // reads no message field needs no record parsed at all.
-        let carried = self
-            .plugins
-            .iter()
-            .filter_map(|s| s.bound.plugin.as_ref().ok())
-            .fold(MessageFields::NONE, |all, p| all.union(p.message_fields()));
-        let views: Vec<MessageView<'_>> = if carried.difference(MessageFields::TOPIC) == MessageFields::NONE {
-            vec![MessageView { topic, ..MessageView::default() }; n]
-        } else {
-            // The records come straight from the page cache and are usually not in the
-            // CPU cache yet (nothing before this stage read them): keep the loads of the
-            // next few records in flight while parsing one.
-            use common::record::{prefetch, PREFETCH_AHEAD};
-            records.iter().take(PREFETCH_AHEAD).for_each(|r| prefetch(r));
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    if let Some(next) = records.get(i + PREFETCH_AHEAD) {
-                        prefetch(next);
-                    }
-                    RecordView::parse(r).map_or_else(|_| MessageView::default(), |v| view_of(topic, &v, carried))
-                })
-                .collect()
-        };
-        let mut verdicts = vec![Verdict::Reject; n];
-        for stage in &self.plugins {
-            let d = pass.deliverable;
-            if d == 0 {
-                break;
-            }
-            let ctx =
-                FilterContext { topic, group, expression_type: &stage.expression_type, expression: &stage.expression };
-            match &stage.bound.plugin {
-                Ok(plugin) => {
-                    let report = plugin.filter_views_with_policy(&ctx, &views[..d], carried, &mut verdicts[..d]);
-                    pass.deliverable = report.deliverable;
-                    for (k, v) in pass.keep.iter_mut().zip(&verdicts[..report.deliverable]) {
-                        *k &= *v == Verdict::Accept;
-                    }
-                }
-                // Not loaded: as if every call failed.
-                Err(_) => match stage.bound.policy {
-                    FailurePolicy::Deliver => {}
-                    FailurePolicy::Skip => pass.keep[..d].fill(false),
-                    _ => pass.deliverable = 0,
-                },
-            }
-        }
-        pass.keep[pass.deliverable..].fill(false);
-        pass
-    }
-}
 
 /// Keeps the items of `v` whose mark is true (`marks` is as long as `v`).
 fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
@@ -196,128 +31,80 @@ fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
     v.retain(|_| m.next().copied().unwrap_or(false));
 }
 
-/// A stored record of the pulled `topic` as plugins see it (borrowed; the body is
-/// passed along, the host hands it over only to plugins that ask for it). Every view
-/// of a pull shares the one `topic` slice, so the frame carries it once. Tags and keys
-/// (a pass over the properties) are looked up only if a plugin reads them or the
-/// metadata (which holds the tags' hash).
-fn view_of<'a>(topic: &'a str, v: &RecordView<'a>, carried: MessageFields) -> MessageView<'a> {
-    let props = v.properties_raw();
-    let wants_tags = [MessageFields::TAGS, MessageFields::KEYS, MessageFields::METADATA];
-    let (tags, found_keys) = if wants_tags.iter().any(|f| carried.contains(*f)) {
-        crate::filter::tags_and_keys(props)
-    } else {
-        (None, None)
-    };
-    let body = v.body();
-    MessageView {
-        topic,
-        tags: tags.unwrap_or(""),
-        keys: found_keys.unwrap_or(""),
-        properties: v.properties_raw(),
-        body: Some(body),
-        body_size: body.len() as u32,
-        queue_id: v.queue_id().max(0) as u32,
-        queue_offset: v.queue_offset(),
-        commit_log_offset: v.physical_offset(),
-        store_timestamp: v.store_timestamp(),
-        born_timestamp: v.born_timestamp(),
-        tags_code: common::hash::tags_code(tags),
-        reconsume_times: v.reconsume_times().max(0) as u32,
-        ..MessageView::default()
-    }
-}
-
-/// A compiled filter and what it was compiled from: (subscription version, expression
-/// type, expression, filter).
-type CachedFilter = (i64, String, String, Arc<PreparedFilter>);
-
-/// Compiled filters by (group, topic), reused while the subscription is unchanged.
-#[derive(Default)]
-pub struct FilterCache {
-    map: RwLock<HashMap<(String, String), CachedFilter>>,
-}
-
-impl FilterCache {
-    fn get_or_compile(
-        &self,
-        plugins: &BrokerPlugins,
-        group: &str,
-        sub: &SubscriptionData,
-    ) -> Result<Arc<PreparedFilter>, String> {
-        let key = (group.to_owned(), sub.topic.clone());
-        if let Some((ver, expr, ty, f)) = self.map.read().get(&key) {
-            if *ver == sub.sub_version && *expr == sub.sub_string && *ty == sub.expression_type {
-                return Ok(f.clone());
-            }
-        }
-        let mut prepared = PreparedFilter::new(MessageFilter::All);
-        let stage = |bound: BoundFilter| PluginStage {
-            bound,
-            expression_type: sub.expression_type.clone(),
-            expression: sub.sub_string.clone(),
-        };
-        if let Some(name) = sub.plugin_name() {
-            prepared.plugins.push(stage(plugins.filter_named(name)?));
-        } else {
-            prepared.filter = MessageFilter::from_subscription(sub).map_err(|e| e.to_string())?;
-        }
-        if let Some(bound) = plugins.filter_for(&sub.topic, group) {
-            if prepared.plugins.iter().all(|s| s.bound.name != bound.name) {
-                prepared.plugins.push(stage(bound));
-            }
-        }
-        let prepared = Arc::new(prepared);
-        self.map
-            .write()
-            .insert(key, (sub.sub_version, sub.sub_string.clone(), sub.expression_type.clone(), prepared.clone()));
-        Ok(prepared)
-    }
-}
-
-/// The first execution of a pull: may commit the piggy-backed offset and park.
-pub async fn process_first(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
-    process(ctx, ch, req, true).await
-}
-
-/// Runs a pull; `first` is false when a parked pull is re-run (no offset commit, no
-/// second suspension). `None` means the request was parked.
-pub async fn process(
-    ctx: &Arc<BrokerContext>,
-    ch: &Channel,
-    req: RemotingCommand,
-    first: bool,
-) -> Option<RemotingCommand> {
+/// PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361): RocketMQ 5's lite-pull consumers
+/// send the same header under code 361, served the same way (including long
+/// polling when the request allows suspension), unless `lite_pull_message_enable`
+/// is off.
+///
+/// A pull that finds nothing and may suspend waits here, in its own request task,
+/// until data arrives, its hold time ends or the broker shuts down, then runs once
+/// more (without committing the offset again or suspending) and answers.
+pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
     let h: PullMessageRequestHeader = try_header!(&req);
     let span = Span::current();
     span.record("topic", h.topic.as_str());
     span.record("queue_id", h.queue_id);
     span.record("group", h.consumer_group.as_str());
-    if first {
-        BrokerStats::add(&ctx.stats.pull_requests, 1);
+    BrokerStats::add(&ctx.stats.pull_requests, 1);
+    if req.request_code() == RequestCode::LITE_PULL_MESSAGE && !ctx.config.lite_pull_message_enable {
+        return Some(RemotingCommand::error(
+            ResponseCode::NO_PERMISSION,
+            format!("the broker[{}] for lite pull consumer is forbidden", ctx.broker_addr.ip()),
+        ));
     }
-    match pull(ctx, ch, &h, first) {
-        Outcome::Respond(r) => Some(r),
-        Outcome::Delay(hold) => {
-            ctx.holds.delay(ch.clone(), req, hold);
-            None
-        }
+    match pull(ctx, ch, &h, true) {
+        Outcome::Respond(r) => return Some(r),
+        Outcome::Delay(hold) => ctx.holds.hold_for(hold).await,
         Outcome::Park(filter) => {
             let hold = if ctx.config.long_polling_enable {
                 Duration::from_millis(h.suspend_timeout_millis.max(0) as u64)
             } else {
                 ctx.config.short_polling_time_mills
             };
-            ctx.holds.park(HeldPull {
-                channel: ch.clone(),
-                request: req,
-                topic: h.topic,
-                queue_id: h.queue_id,
-                offset: h.queue_offset,
-                filter,
-                hold,
-            });
-            None
+            wait_for_arrival(ctx, ch, &h, filter, hold).await;
+        }
+    }
+    if ch.is_closed() {
+        return None;
+    }
+    match pull(ctx, ch, &h, false) {
+        Outcome::Respond(r) => Some(r),
+        // A re-run never suspends.
+        Outcome::Delay(_) | Outcome::Park(_) => None,
+    }
+}
+
+/// How often a parked pull re-checks its queue even without an arrival (covers what
+/// the arrival's filter pre-check rejected but the pull's own stages would take).
+const CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Parks a pull that found nothing until a matching arrival, a re-check that finds
+/// the queue grew, a closed connection, shutdown, or the end of `hold`.
+async fn wait_for_arrival(
+    ctx: &BrokerContext,
+    ch: &Channel,
+    h: &PullMessageRequestHeader,
+    filter: Arc<PreparedFilter>,
+    hold: Duration,
+) {
+    let grew = || ctx.store.max_offset_in_queue(&h.topic, h.queue_id) > h.queue_offset;
+    let mut parked = ctx.holds.park(&h.topic, h.queue_id, h.queue_offset, filter);
+    BrokerStats::add(&ctx.stats.pull_held, 1);
+    // A message may have been dispatched between the read that found nothing and
+    // the registration above: look once more so it is not missed.
+    if grew() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + hold;
+    loop {
+        let tick = (tokio::time::Instant::now() + CHECK_INTERVAL).min(deadline);
+        tokio::select! {
+            _ = parked.woken() => return,
+            _ = tokio::time::sleep_until(tick) => {
+                if tokio::time::Instant::now() >= deadline || grew() || ch.is_closed() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -445,7 +232,8 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     }
 
     let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
-    let plugin_rejects = filter.run_prefilters(ctx, h, max_msgs);
+    let plugin_rejects =
+        filter.run_prefilters(&ctx.store, (&h.topic, &h.consumer_group), h.queue_id, h.queue_offset, max_msgs);
     let cq_filter =
         |e: &CqEntry| filter.pre_filter(e.tags_code) && plugin_rejects.binary_search(&e.phy_offset).is_err();
     let record_filter = |v: &RecordView<'_>| filter.matches_record(v);
@@ -458,7 +246,7 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     }
     let mut result = ctx.store.get_messages(&get);
     let mut plugin_paused = false;
-    if result.status == GetStatus::Found && !filter.plugins.is_empty() {
+    if result.status == GetStatus::Found && filter.has_plugins() {
         let pass = filter.run_plugins(&h.topic, &h.consumer_group, &result.messages);
         if pass.deliverable < result.messages.len() {
             result.next_begin_offset = result.queue_offsets[pass.deliverable];

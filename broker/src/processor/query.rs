@@ -46,7 +46,7 @@ pub async fn query_message(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingC
         ));
     }
     let header = QueryMessageResponseHeader {
-        index_last_update_timestamp: crate::now_ms(),
+        index_last_update_timestamp: common::time::now_ms(),
         index_last_update_phyoffset: ctx.store.dispatched_offset(),
     };
     let mut resp = RemotingCommand::response_with(ResponseCode::SUCCESS, &header);

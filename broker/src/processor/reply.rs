@@ -18,6 +18,7 @@ use remoting::{Channel, RemotingCommand, RequestCode};
 use store::PutMessage;
 
 use crate::context::BrokerContext;
+use crate::outcome::PutOutcome;
 use crate::processor::try_header;
 
 const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -37,7 +38,7 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
             "a reply message needs the REPLY_TO_CLIENT property",
         ));
     };
-    props.insert(keys::PUSH_REPLY_TIME, crate::now_ms().to_string());
+    props.insert(keys::PUSH_REPLY_TIME, common::time::now_ms().to_string());
     let body = req.body_bytes();
     let push = ReplyMessageRequestHeader {
         producer_group: h.producer_group.clone(),
@@ -53,7 +54,7 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
         unit_mode: h.unit_mode,
         born_host: ch.peer_addr().to_string(),
         store_host: ctx.broker_addr.to_string(),
-        store_timestamp: crate::now_ms(),
+        store_timestamp: common::time::now_ms(),
     };
     let pushed = match ctx.clients.channel_of_client(&sender) {
         Some(requester) => {
@@ -73,8 +74,9 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
     // Store the reply in its topic too, as RocketMQ does by default.
     let tc = ctx.topics.get(&h.topic).unwrap_or_else(|| ctx.topics.create_system(&h.topic, 1, perm::READ_WRITE, 0));
     let queue_id = if h.queue_id >= 0 && h.queue_id < tc.write_queue_nums { h.queue_id } else { 0 };
+    let properties = props.encode();
     let put = PutMessage {
-        tags_code: common::hash::tags_code(props.tags()),
+        tags_code: PutMessage::tags_code_for(&h.topic, &properties),
         topic: h.topic.clone(),
         queue_id,
         flag: h.flag,
@@ -84,17 +86,15 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
         reconsume_times: h.reconsume_times.unwrap_or(0),
         prepared_transaction_offset: 0,
         body,
-        properties: props.encode(),
+        properties,
     };
     let r = ctx.store.put(put).await;
     if let Err(remark) = pushed {
         return Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, remark));
     }
-    if !r.status.is_stored() {
-        return Some(RemotingCommand::error(
-            ResponseCode::SYSTEM_ERROR,
-            format!("storing the reply failed: {:?}", r.status),
-        ));
+    let outcome = PutOutcome::of(r.status, &**ctx);
+    if !outcome.is_stored() {
+        return Some(outcome.into_error());
     }
     Some(RemotingCommand::response_with(
         ResponseCode::SUCCESS,

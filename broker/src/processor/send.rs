@@ -16,10 +16,12 @@ use remoting::header::broker::{
     ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
 use remoting::{Channel, RemotingCommand, RequestCode};
-use store::{PutMessage, PutResult, PutStatus, StoreStats};
+use store::{PutMessage, PutResult};
 
 use crate::context::BrokerContext;
+use crate::outcome::PutOutcome;
 use crate::processor::try_header;
+use crate::reroute::{self, Destination};
 use crate::stats::BrokerStats;
 use plugin_api::{MessageView, QueueView, SelectContext};
 
@@ -221,15 +223,13 @@ async fn send(
         Err(remark) => return Err(reject(ResponseCode::SYSTEM_ERROR, remark)),
     };
     let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));
-    let mut topic_name = h.topic.clone();
-    let mut target_queue = queue_id;
+    let mut dest = Destination::new(h.topic.clone(), queue_id);
     let mut sys_flag = h.sys_flag;
     let reconsume_times = h.reconsume_times.unwrap_or(0);
 
     // A client's fallback resend of a failed message: to the DLQ once it has been
     // retried enough.
-    if topic::is_retry_topic(&topic_name) {
-        let group = &topic_name[topic::RETRY_GROUP_TOPIC_PREFIX.len()..];
+    if let Some(group) = h.topic.strip_prefix(topic::RETRY_GROUP_TOPIC_PREFIX) {
         let Some(gc) = ctx.groups.find_or_create(group) else {
             return Err(reject(
                 ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
@@ -241,10 +241,7 @@ async fn send(
             _ => gc.retry_max_times,
         };
         if reconsume_times >= max_times {
-            let dlq = dlq_topic(ctx, group);
-            topic_name = dlq.topic_name;
-            target_queue = 0;
-            props.remove(keys::DELAY_TIME_LEVEL);
+            dest = reroute::to_dead_letter(ctx, group, &mut props);
         }
     }
 
@@ -262,37 +259,22 @@ async fn send(
                 format!("the broker[{}] sending transaction message is forbidden", ctx.broker_addr),
             ));
         }
-        // Half message: parked in the half topic, invisible to consumers until the
-        // producer commits. Its decision is keyed by UNIQ_KEY (transaction.rs); every
-        // RocketMQ producer sets one, and one that did not gets its own here, or its
-        // half messages would share the empty key and only the first could resolve.
-        if props.uniq_key().is_none() {
-            props.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, ctx.uniq_ids.next_id(crate::now_ms()));
-        }
-        props.insert(keys::REAL_TOPIC, topic_name.clone());
-        props.insert(keys::REAL_QUEUE_ID, target_queue.to_string());
-        sys_flag = sysflag::with_transaction_type(sys_flag, sysflag::TRANSACTION_NOT_TYPE);
-        ctx.topics.create_system(topic::TRANS_HALF_TOPIC, 1, perm::READ_WRITE, 0);
-        topic_name = topic::TRANS_HALF_TOPIC.to_owned();
-        target_queue = 0;
+        reroute::to_half(ctx, &mut props, &mut dest, &mut sys_flag);
     } else {
-        match crate::timer::apply_timer(ctx, &mut props, &mut topic_name, &mut target_queue, crate::now_ms()) {
+        match reroute::to_timer(ctx, &mut props, &mut dest, common::time::now_ms()) {
             Ok(true) => {}
-            Ok(false) => apply_delay(ctx, &mut props, &mut topic_name, &mut target_queue, sys_flag),
+            Ok(false) => {
+                reroute::to_delay_level(ctx, &mut props, &mut dest, sys_flag);
+            }
             Err(remark) => return Err(reject(ResponseCode::MESSAGE_ILLEGAL, remark)),
         }
     }
 
-    let tags_code = if topic_name == topic::TIMER_TOPIC {
-        // The timer queue's tags code is the delivery time.
-        props.get(keys::TIMER_DELIVER_MS).and_then(|v| v.parse().ok()).unwrap_or(0)
-    } else {
-        common::hash::tags_code(props.tags())
-    };
+    let properties = props.encode();
     let put = PutMessage {
-        tags_code,
-        topic: topic_name,
-        queue_id: target_queue,
+        tags_code: PutMessage::tags_code_for(&dest.topic, &properties),
+        topic: dest.topic,
+        queue_id: dest.queue_id,
         flag: h.flag,
         sys_flag,
         born_timestamp: h.born_timestamp,
@@ -300,7 +282,7 @@ async fn send(
         reconsume_times,
         prepared_transaction_offset: 0,
         body,
-        properties: props.encode(),
+        properties,
     };
     let result = ctx.store.put(put).await;
     if result.status.is_stored() {
@@ -310,90 +292,21 @@ async fn send(
     to_response(ctx, &result, queue_id, result.msg_id())
 }
 
-/// Redirects a message with a `DELAY` level to `SCHEDULE_TOPIC_XXXX` (queue level−1),
-/// remembering its real topic and queue (§12.9).
-pub(crate) fn apply_delay(
-    ctx: &BrokerContext,
-    props: &mut Properties,
-    topic_name: &mut String,
-    queue_id: &mut i32,
-    sys_flag: i32,
-) {
-    let tx = sysflag::transaction_type(sys_flag);
-    if tx != sysflag::TRANSACTION_NOT_TYPE && tx != sysflag::TRANSACTION_COMMIT_TYPE {
-        return;
-    }
-    let level: i32 = props.get(keys::DELAY_TIME_LEVEL).and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    if level <= 0 {
-        return;
-    }
-    let level = ctx.delay_levels.clamp(level);
-    props.insert(keys::DELAY_TIME_LEVEL, level.to_string());
-    props.insert(keys::REAL_TOPIC, topic_name.clone());
-    props.insert(keys::REAL_QUEUE_ID, queue_id.to_string());
-    *topic_name = topic::SCHEDULE_TOPIC.to_owned();
-    *queue_id = level - 1;
-}
-
-fn dlq_topic(ctx: &BrokerContext, group: &str) -> TopicConfig {
-    // Write-only: dead letters are not consumed unless an operator makes them readable.
-    ctx.topics.create_system(&topic::dlq_topic(group), 1, perm::WRITE, 0)
-}
-
-/// Why a put was refused for disk usage, with the figures an operator acts on.
-/// RocketMQ's remark starts the same way ("service not available now") and names
-/// the disk as one of several possible reasons; this one is the reason.
-fn disk_full_remark(stats: &StoreStats) -> String {
-    let used =
-        stats.disk_usage_ratio.map_or_else(|| "an unmeasured share".to_owned(), |r| format!("{:.1}%", r * 100.0));
-    format!(
-        "service not available now: the broker's disk is full: the store's file system is {used} used, and new \
-         messages are refused above {:.1}% (broker.store.disk_space_warning_level_ratio, RocketMQ's \
-         diskSpaceWarningLevelRatio); sends resume once usage is measured below it",
-        stats.disk_warning_ratio * 100.0
-    )
-}
-
-/// Maps a store result to the send response (§12.3 step 9).
+/// The send response for a store result (§12.3 step 9): a stored message's code
+/// (SUCCESS, or FLUSH_* and SLAVE_NOT_AVAILABLE, which still store) with its offsets,
+/// or the refusal.
 fn to_response(
     ctx: &BrokerContext,
     result: &PutResult,
     queue_id: i32,
     msg_id: String,
 ) -> Result<RemotingCommand, Reject> {
-    let code = match result.status {
-        PutStatus::PutOk => ResponseCode::SUCCESS,
-        PutStatus::FlushDiskTimeout => ResponseCode::FLUSH_DISK_TIMEOUT,
-        PutStatus::MessageIllegal => {
-            return Err(reject(
-                ResponseCode::MESSAGE_ILLEGAL,
-                "the message is illegal: body or record larger than the store allows",
-            ))
-        }
-        PutStatus::PropertiesSizeExceeded => {
-            return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "the message properties exceed 32767 bytes"))
-        }
-        PutStatus::ServiceNotAvailable => {
-            return Err(reject(
-                ResponseCode::SERVICE_NOT_AVAILABLE,
-                "service not available now: the broker is shutting down",
-            ))
-        }
-        PutStatus::DiskFull => {
-            return Err(reject(ResponseCode::SERVICE_NOT_AVAILABLE, disk_full_remark(&ctx.store.stats())))
-        }
-        PutStatus::OsPageCacheBusy => {
-            return Err(reject(
-                ResponseCode::SYSTEM_BUSY,
-                "[PCBUSY_CLEAN_QUEUE]broker busy: the commit-log queue stayed full; retry later",
-            ))
-        }
-        PutStatus::UnknownError => {
-            return Err(reject(ResponseCode::SYSTEM_ERROR, "the commit log could not be written"))
-        }
-    };
+    let outcome = PutOutcome::of(result.status, ctx);
+    if !outcome.is_stored() {
+        return Err(outcome.into_error());
+    }
     Ok(RemotingCommand::response_with(
-        code,
+        outcome.code,
         &SendMessageResponseHeader {
             msg_id,
             queue_id,
@@ -532,7 +445,7 @@ async fn send_back(
     let original = MessageExt::decode(&raw, false).map_err(|e| {
         reject(ResponseCode::SYSTEM_ERROR, format!("stored message at {} is unreadable: {e}", h.offset))
     })?;
-    let retry = ctx.topics.create_system(&topic::retry_topic(&h.group), gc.retry_queue_nums, perm::READ_WRITE, 0);
+    let retry = reroute::retry_topic(ctx, &h.group, gc.retry_queue_nums);
     let max_times = match h.max_reconsume_times {
         Some(m) if req.version >= V3_4_9 => m,
         _ => gc.retry_max_times,
@@ -541,14 +454,15 @@ async fn send_back(
     if !props.contains(keys::RETRY_TOPIC) {
         props.insert(keys::RETRY_TOPIC, original.topic.clone());
     }
-    let (mut topic_name, mut queue_id) = if original.reconsume_times >= max_times || h.delay_level < 0 {
-        props.remove(keys::DELAY_TIME_LEVEL);
-        (dlq_topic(ctx, &h.group).topic_name, 0)
+    props.remove(keys::REAL_TOPIC);
+    props.remove(keys::REAL_QUEUE_ID);
+    let mut dest = if original.reconsume_times >= max_times || h.delay_level < 0 {
+        reroute::to_dead_letter(ctx, &h.group, &mut props)
     } else {
         let level = if h.delay_level == 0 { 3 + original.reconsume_times } else { h.delay_level };
         props.insert(keys::DELAY_TIME_LEVEL, level.to_string());
         let q = rand::thread_rng().gen_range(0..retry.write_queue_nums.max(1));
-        (retry.topic_name, q)
+        Destination::new(retry.topic_name, q)
     };
     if !props.contains(keys::ORIGIN_MESSAGE_ID) {
         // Java's broker uses `msgExt.getMsgId()` of the record it looked up, which
@@ -558,28 +472,18 @@ async fn send_back(
         props.insert(keys::ORIGIN_MESSAGE_ID, original.offset_msg_id());
     }
     props.remove(keys::WAIT_STORE_MSG_OK);
-    props.remove(keys::REAL_TOPIC);
-    props.remove(keys::REAL_QUEUE_ID);
-    let tags_code = common::hash::tags_code(props.tags());
-    apply_delay(ctx, &mut props, &mut topic_name, &mut queue_id, original.sys_flag);
-    Span::current().record("topic", topic_name.as_str());
+    reroute::to_delay_level(ctx, &mut props, &mut dest, original.sys_flag);
+    Span::current().record("topic", dest.topic.as_str());
     let put = PutMessage {
-        topic: topic_name,
-        queue_id,
-        flag: original.flag,
-        sys_flag: original.sys_flag,
-        born_timestamp: original.born_timestamp,
-        born_host: original.born_host,
         reconsume_times: original.reconsume_times + 1,
         prepared_transaction_offset: 0,
-        body: original.body.clone(),
-        properties: props.encode(),
-        tags_code,
+        ..PutMessage::from_stored(&original, dest.topic, dest.queue_id, &props)
     };
     let result = ctx.store.put(put).await;
-    if result.status.is_stored() {
+    let outcome = PutOutcome::of(result.status, &**ctx);
+    if outcome.is_stored() {
         Ok(RemotingCommand::success())
     } else {
-        Err(reject(ResponseCode::SYSTEM_ERROR, format!("{:?}", result.status)))
+        Err(outcome.into_error())
     }
 }

@@ -8,13 +8,11 @@
 //! `flush_delay_offset_interval` and on shutdown, so a restart neither loses
 //! deliveries nor repeats more than that interval's worth.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+pub mod offsets;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
@@ -25,53 +23,13 @@ use common::MessageExt;
 use store::{GetRequest, GetStatus, PutMessage};
 
 use crate::context::BrokerContext;
-use crate::error::Result;
-use crate::persist;
+use crate::outcome::PutOutcome;
+use crate::reroute;
 
 /// How long an idle level waits before looking again (RocketMQ: 100 ms).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Back-off after a failed re-publish.
 const RETRY_WAIT: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct DelayOffsetWrapper {
-    /// level → next offset to deliver in queue level−1.
-    pub offset_table: BTreeMap<i32, i64>,
-}
-
-/// Per-level delivery progress.
-pub struct DelayOffsets {
-    path: PathBuf,
-    table: Mutex<BTreeMap<i32, i64>>,
-}
-
-impl DelayOffsets {
-    /// # Errors
-    /// The file exists but cannot be read or parsed.
-    pub fn load(path: PathBuf) -> Result<Self> {
-        let w: DelayOffsetWrapper = persist::load(&path)?.unwrap_or_default();
-        Ok(Self { path, table: Mutex::new(w.offset_table) })
-    }
-
-    pub fn get(&self, level: i32) -> i64 {
-        self.table.lock().get(&level).copied().unwrap_or(0)
-    }
-
-    pub fn set(&self, level: i32, offset: i64) {
-        self.table.lock().insert(level, offset);
-    }
-
-    pub fn snapshot(&self) -> DelayOffsetWrapper {
-        DelayOffsetWrapper { offset_table: self.table.lock().clone() }
-    }
-
-    /// # Errors
-    /// I/O failure.
-    pub fn persist(&self) -> Result<()> {
-        persist::save(&self.path, || self.snapshot())
-    }
-}
 
 /// Starts one delivery task per level and the progress flusher.
 pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &TaskTracker) {
@@ -155,18 +113,24 @@ async fn deliver_batch(
             }
         };
         let due = msg.store_timestamp + delay_ms;
-        let now = crate::now_ms();
+        let now = common::time::now_ms();
         if due > now {
             return Some(Duration::from_millis((due - now) as u64).min(Duration::from_secs(1)));
         }
-        let Some(put) = time_up(msg) else {
+        let Some(put) = time_up(&msg) else {
             warn!(level, queue_offset, "delayed message without REAL_TOPIC skipped");
             ctx.delay_offsets.set(level, queue_offset + 1);
             continue;
         };
         let result = ctx.store.put(put).await;
         if !result.status.is_stored() {
-            warn!(level, queue_offset, status = ?result.status, "re-publishing a delayed message failed; will retry");
+            let outcome = PutOutcome::of(result.status, ctx);
+            warn!(
+                level,
+                queue_offset,
+                remark = outcome.remark_str(),
+                "re-publishing a delayed message failed; will retry"
+            );
             return Some(RETRY_WAIT);
         }
         debug!(level, queue_offset, "delayed message delivered");
@@ -177,24 +141,10 @@ async fn deliver_batch(
 
 /// The message as it goes to its real topic: `DELAY` removed, same body, flags,
 /// born info and UNIQ_KEY (so the msgId survives), new offsets.
-fn time_up(msg: MessageExt) -> Option<PutMessage> {
-    let mut props = msg.properties;
-    let topic = props.get(keys::REAL_TOPIC)?.to_owned();
-    let queue_id: i32 = props.get(keys::REAL_QUEUE_ID)?.parse().ok()?;
+fn time_up(msg: &MessageExt) -> Option<PutMessage> {
+    let mut props = msg.properties.clone();
+    let dest = reroute::real_destination(&props)?;
     props.remove(keys::DELAY_TIME_LEVEL);
     props.remove(keys::WAIT_STORE_MSG_OK);
-    let tags_code = common::hash::tags_code(props.tags());
-    Some(PutMessage {
-        topic,
-        queue_id,
-        flag: msg.flag,
-        sys_flag: msg.sys_flag,
-        born_timestamp: msg.born_timestamp,
-        born_host: msg.born_host,
-        reconsume_times: msg.reconsume_times,
-        prepared_transaction_offset: msg.prepared_transaction_offset,
-        body: msg.body,
-        properties: props.encode(),
-        tags_code,
-    })
+    Some(PutMessage::from_stored(msg, dest.topic, dest.queue_id, &props))
 }
