@@ -55,18 +55,9 @@ pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
 fn clean_with(core: &Core, now: i64, manual: bool, measure: impl FnOnce(&Path) -> Option<f64>) -> CleanReport {
     let _guard = core.clean_lock.lock();
     let s = &core.settings;
-    let usage = measure(&s.root);
+    let usage = apply_disk_usage(core, measure(&s.root));
     let mut report = CleanReport { disk_usage_ratio: usage, ..CleanReport::default() };
-    core.disk_usage.store(usage.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
     let ratio = usage.unwrap_or(0.0);
-    let full = ratio > s.disk_warning_ratio;
-    if full != core.disk_full.swap(full, Ordering::AcqRel) {
-        if full {
-            tracing::error!(ratio, warning_ratio = s.disk_warning_ratio, "disk almost full; refusing new messages");
-        } else {
-            tracing::info!(ratio, "disk usage back below the warning level; accepting messages");
-        }
-    }
     let over = ratio > s.disk_max_used_ratio;
     let forced = ratio > s.disk_clean_forcibly_ratio;
     let hour_ok = s.delete_hours.contains(&util::hour_of_day(now));
@@ -104,6 +95,31 @@ fn clean_with(core: &Core, now: i64, manual: bool, measure: impl FnOnce(&Path) -
     report
 }
 
+/// Measures the store's file system once and refuses or accepts puts by it; the
+/// store does this at open, before it accepts its first put, so a broker started
+/// on a full disk refuses from the start instead of until its first retention run.
+pub(crate) fn measure_disk(core: &Core) {
+    let _guard = core.clean_lock.lock();
+    apply_disk_usage(core, util::disk_usage_ratio(&core.settings.root));
+}
+
+/// Publishes a measured usage and moves the refuse-puts flag across the warning
+/// ratio, logging each change.
+fn apply_disk_usage(core: &Core, usage: Option<f64>) -> Option<f64> {
+    let s = &core.settings;
+    core.disk_usage.store(usage.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+    let ratio = usage.unwrap_or(0.0);
+    let full = ratio > s.disk_warning_ratio;
+    if full != core.disk_full.swap(full, Ordering::AcqRel) {
+        if full {
+            tracing::error!(ratio, warning_ratio = s.disk_warning_ratio, "disk almost full; refusing new messages");
+        } else {
+            tracing::info!(ratio, "disk usage back below the warning level; accepting messages");
+        }
+    }
+    usage
+}
+
 /// The `store-clean` thread.
 pub(crate) fn run_cleaner(core: Arc<Core>) {
     let _span = tracing::info_span!("clean").entered();
@@ -127,7 +143,7 @@ pub(crate) fn run_cleaner(core: Arc<Core>) {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use bytes::Bytes;
     use config::StoreConfig;
@@ -148,14 +164,11 @@ mod tests {
             disk_space_clean_forcibly_ratio: 0.85,
             ..StoreConfig::default()
         };
-        // The store's own run measures the real disk once at open, then not for an hour.
+        // The store measures the real disk while it opens, then its own runs measure
+        // again only after an hour.
         let opts = StoreOptions { clean_interval: Duration::from_secs(3600), ..StoreOptions::default() };
         let store = MessageStore::open_with(Arc::new(cfg), "127.0.0.1:10911".parse().unwrap(), opts).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while store.stats().disk_usage_ratio.is_none() {
-            assert!(Instant::now() < deadline, "the retention run at open never measured the disk");
-            std::thread::yield_now();
-        }
+        assert!(store.stats().disk_usage_ratio.is_some(), "open measured the disk before returning");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let put = || rt.block_on(store.put(PutMessage::new("Disk", 0, Bytes::from_static(b"x")))).status;
         let now = util::now_ms();

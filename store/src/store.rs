@@ -271,6 +271,7 @@ impl MessageStore {
             }
         }
         flush::checkpoint_now(&core)?;
+        retention::measure_disk(&core);
         let abort = recovery::abort_path(&root);
         std::fs::write(&abort, b"").at(&abort)?;
         util::sync_dir(&root)?;
