@@ -14,6 +14,9 @@ pub struct BrokerStats {
     pub pull_bytes: AtomicU64,
     pub pull_held: AtomicU64,
     pub rejected_busy: AtomicU64,
+    /// Transaction decisions (and check-back re-appends) whose store write was
+    /// refused, leaving the transaction undecided for a later round.
+    pub tx_writes_refused: AtomicU64,
 }
 
 impl BrokerStats {

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 pub mod wire;
 
@@ -294,11 +294,24 @@ impl Broker {
     /// # Errors
     /// The process does not stop or restart.
     pub fn restart(self, namesrv: &str, kill9: bool) -> Result<Self> {
-        let Broker { process, home, settings } = self;
+        self.restart_with(namesrv, kill9, &[])
+    }
+
+    /// [`Broker::restart`] with some settings changed (or added) from then on.
+    ///
+    /// # Errors
+    /// The process does not stop or restart.
+    pub fn restart_with(self, namesrv: &str, kill9: bool, changes: &[(&str, &str)]) -> Result<Self> {
+        let Broker { process, home, mut settings } = self;
         if kill9 {
             process.kill9();
         } else {
-            process.terminate(Duration::from_secs(15))?;
+            let status = process.terminate(Duration::from_secs(15))?;
+            ensure!(status.success(), "the broker exited with {status} on SIGTERM");
+        }
+        for (k, v) in changes {
+            settings.retain(|(key, _)| key != k);
+            settings.push(((*k).to_owned(), (*v).to_owned()));
         }
         Self::start_in(home, namesrv, settings)
     }

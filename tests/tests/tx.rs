@@ -412,3 +412,81 @@ async fn half_messages_without_uniq_key_resolve_independently() -> Result<()> {
     assert!(published[0].properties.uniq_key().is_some_and(|u| !u.is_empty()), "{:?}", published[0].properties);
     Ok(())
 }
+
+/// A decision whose store write is refused (the disk is full) leaves the transaction
+/// undecided, and the check-back never walks past it; once the disk has room again
+/// the decision is applied exactly once: the committed message is delivered once, the
+/// rolled-back one never, and each gets one op record.
+#[tokio::test]
+async fn a_decision_the_store_refuses_stays_undecided_and_applies_once_later() -> Result<()> {
+    let topic = "TxDisk";
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/lua/txn_check.lua");
+    // The example check-back plugin decides from the PAID property, so decisions are
+    // made in the broker's check round, where only the store can refuse them.
+    let toml = format!(
+        "[[broker.plugin_binding]]\nplugin = \"paid\"\ntopic = \"{topic}\"\n\n[plugins]\nwatch = false\n\n\
+         [[plugins.plugin]]\nname = \"paid\"\nkind = \"txn_check\"\nruntime = \"lua\"\npath = {:?}\n\
+         config = {{ property = \"PAID\" }}\n",
+        script.display().to_string()
+    );
+    let ns = Namesrv::start(&[])?;
+    // Half messages stored while they are too young to be checked.
+    let broker = Broker::start_with_config(
+        &ns.addr(),
+        &toml,
+        &[("TRANSACTION_CHECK_INTERVAL", "1s"), ("TRANSACTION_TIME_OUT", "1h")],
+    )?;
+    let w = Wire::new(broker.addr());
+    w.create_topic(topic, 1).await?;
+    for (body, paid) in [("paid", "true"), ("refused", "false")] {
+        let uniq = format!("tx-disk-{body}");
+        let p = tests::wire::props(&[("TRAN_MSG", "true"), ("PGROUP", "gone"), ("PAID", paid), ("UNIQ_KEY", &uniq)]);
+        let sent = w.send(topic, 0, body.as_bytes(), &p).await?;
+        ensure!(sent.code == ResponseCode::SUCCESS, "half message {body}: {:?}", sent.remark);
+    }
+
+    // A full disk (any file system is more than a billionth used), checks due at once.
+    let full_disk = [
+        ("TRANSACTION_TIME_OUT", "1s"),
+        ("STORE__DISK_SPACE_WARNING_LEVEL_RATIO", "0.000000001"),
+        ("STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO", "0.000000001"),
+    ];
+    let broker = broker.restart_with(&ns.addr(), false, &full_disk)?;
+    let w = Wire::new(broker.addr());
+    eventually(WAIT, "two check rounds whose decisions the store refused", || async {
+        let info = w.runtime_info().await.ok()?;
+        let refused: u64 = info.get("transactionWritesRefused")?.parse().ok()?;
+        (refused >= 2).then_some(())
+    })
+    .await?;
+    ensure!(w.max_offset(topic, 0).await? == 0, "a commit was published although its write was refused");
+    ensure!(check_progress(&w).await? <= 0, "the check-back walked past an undecided transaction");
+
+    // Room again: both decisions are applied, once.
+    let room: Vec<(&str, &str)> =
+        tests::IGNORE_DISK_USAGE.iter().map(|(k, v)| (&k["FERROMQ_BROKER_".len()..], *v)).collect();
+    let broker = broker.restart_with(&ns.addr(), false, &room)?;
+    let w = Wire::new(broker.addr());
+    eventually(WAIT, "the check-back to settle both half messages", || async {
+        (check_progress(&w).await.ok()? >= 2).then_some(())
+    })
+    .await?;
+    let delivered = real_messages(&w, topic).await?;
+    let bodies: Vec<&[u8]> = delivered.iter().map(|m| &m.body[..]).collect();
+    ensure!(bodies == [b"paid".as_slice()], "delivered {bodies:?}");
+    let ops = real_messages(&w, common::topic::TRANS_OP_HALF_TOPIC).await?;
+    let mut decisions: Vec<(String, String)> = ops
+        .iter()
+        .filter_map(|m| Some((m.properties.get("TX_UNIQ")?.to_owned(), m.properties.get("TX_DECISION")?.to_owned())))
+        .collect();
+    decisions.sort();
+    ensure!(
+        decisions
+            == [
+                ("tx-disk-paid".to_owned(), "COMMIT".to_owned()),
+                ("tx-disk-refused".to_owned(), "ROLLBACK".to_owned())
+            ],
+        "op records {decisions:?}"
+    );
+    Ok(())
+}

@@ -180,6 +180,7 @@ pub async fn get_broker_runtime_info(
     put("pullHeld", ctx.holds.parked().to_string());
     put("brokerRole", format!("{:?}", ctx.config.broker_role));
     put("timerPendingCount", ctx.timers.pending_count().to_string());
+    put("transactionWritesRefused", BrokerStats::get(&st.tx_writes_refused).to_string());
     put("timerDeliveredCount", ctx.timers.delivered_count().to_string());
     for (k, v) in ctx.plugins.runtime_info() {
         put(&k, v);

@@ -47,6 +47,7 @@ use store::{GetRequest, GetStatus, PutMessage};
 use crate::context::BrokerContext;
 use crate::outcome::PutOutcome;
 use crate::reroute::{self, Destination};
+use crate::stats::BrokerStats;
 use state::{Claim, Decision, PROP_TX_DECISION, PROP_TX_UNIQ};
 
 pub use state::TransactionState;
@@ -110,12 +111,16 @@ pub async fn resolve(ctx: &BrokerContext, half: &MessageExt, uniq: &str, decisio
     };
     if let Err(e) = applied {
         tx.release(uniq);
+        if matches!(e, Refused::Store(_)) {
+            BrokerStats::add(&ctx.stats.tx_writes_refused, 1);
+        }
         return Err(e);
     }
     if let Err(outcome) = record_decision(ctx, half, uniq, decision).await {
         if decision == Decision::Rollback {
             // Nothing happened yet: undecided, decided again later.
             tx.release(uniq);
+            BrokerStats::add(&ctx.stats.tx_writes_refused, 1);
             return Err(Refused::Store(outcome));
         }
         // The message was published (or parked): keeping the decision in memory
@@ -339,6 +344,7 @@ async fn renew_and_check(ctx: &BrokerContext, half: &MessageExt, uniq: &str, tim
         PutMessage { prepared_transaction_offset: 0, ..PutMessage::from_stored(half, TRANS_HALF_TOPIC, 0, &props) };
     let r = ctx.store.put(put).await;
     if !r.status.is_stored() {
+        BrokerStats::add(&ctx.stats.tx_writes_refused, 1);
         let outcome = PutOutcome::of(r.status, ctx);
         warn!(msg_id = uniq, remark = outcome.remark_str(), "could not re-append a half message for checking");
         return false;
