@@ -356,12 +356,17 @@ impl Wire {
     /// # Errors
     /// Transport failures or an undecodable answer.
     pub async fn pull_with(&self, h: &PullMessageRequestHeader) -> Result<Pulled> {
+        self.pull_as(RequestCode::PULL_MESSAGE, h).await
+    }
+
+    /// A pull sent under `code`: PULL_MESSAGE, or LITE_PULL_MESSAGE as RocketMQ 5's
+    /// lite-pull consumers send it.
+    ///
+    /// # Errors
+    /// Transport failures or an undecodable answer.
+    pub async fn pull_as(&self, code: RequestCode, h: &PullMessageRequestHeader) -> Result<Pulled> {
         let timeout = T + Duration::from_millis(h.suspend_timeout_millis.max(0) as u64);
-        pulled(
-            self.client
-                .invoke(&self.broker, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, h), timeout)
-                .await?,
-        )
+        pulled(self.client.invoke(&self.broker, RemotingCommand::request_with(code, h), timeout).await?)
     }
 
     /// QUERY_CONSUMER_OFFSET: (code, offset or -1, remark).

@@ -115,7 +115,8 @@ async fn pull_consumer_reads_what_the_application_asks_for() -> Result<()> {
 /// polling), and with NoNewMsg after the hold when none does.
 #[tokio::test]
 async fn blocking_pull_waits_for_the_next_message() -> Result<()> {
-    let (ns, _brokers) = cluster(&["broker-a"])?;
+    let (ns, brokers) = cluster(&["broker-a"])?;
+    let w = tests::wire::Wire::new(brokers[0].addr());
     let topic = "ClientPullBlock";
     create_topic(&ns.addr(), topic, 1, 1).await?;
     let p = producer(&ns.addr(), "ClientPullBlockPG");
@@ -134,7 +135,8 @@ async fn blocking_pull_waits_for_the_next_message() -> Result<()> {
         let t0 = Instant::now();
         (c2.pull_block_if_not_found(&q2, "*", 0, 32, Duration::from_secs(20)).await, t0.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sent once the pull is parked, so it is the arrival that answers it.
+    w.wait_parked_pulls(1, WAIT).await?;
     p.send(Message::new(topic, "wake up")).await?;
     let (r, waited) = pending.await?;
     let r = r?;

@@ -282,7 +282,8 @@ async fn kv_config_round_trip_survives_restart_and_feeds_order_topic_conf() -> R
 
     // Restart on the same KV file.
     let Namesrv { process, home } = ns;
-    process.terminate(T)?;
+    let status = process.terminate(T)?;
+    assert!(status.success(), "exit status {status}");
     let ns = Namesrv::start_in(home, &[])?;
     let c = client();
     let get = GetKvConfigRequestHeader { namespace: "ORDER_TOPIC_CONFIG".into(), key: "Orders".into() };

@@ -107,7 +107,8 @@ async fn new_queues_open_per_group_once_the_old_queues_are_drained() -> Result<(
         let w = w.clone();
         async move { pull(&w, "G", topic, 2, 10_000).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Sent while the pull is held (the runtime info counts held pulls).
+    w.wait_parked_pulls(1, Duration::from_secs(10)).await?;
     send_n(&w, topic, 2, 1).await?;
     let held = held.await??;
     let took = started.elapsed();

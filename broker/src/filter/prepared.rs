@@ -30,6 +30,10 @@ use crate::plugins::{BoundFilter, BrokerPlugins};
 pub struct PreparedFilter {
     filter: MessageFilter,
     plugins: Vec<PluginStage>,
+    /// A fault for tests: the pull path panics when it re-runs a parked pull with
+    /// this filter.
+    #[cfg(test)]
+    pub(crate) panics_on_rerun: bool,
 }
 
 /// One plugin filter with the subscription it filters for.
@@ -49,7 +53,12 @@ pub struct PluginPass {
 
 impl PreparedFilter {
     pub fn new(filter: MessageFilter) -> Self {
-        Self { filter, plugins: Vec::new() }
+        Self {
+            filter,
+            plugins: Vec::new(),
+            #[cfg(test)]
+            panics_on_rerun: false,
+        }
     }
 
     /// Consume-queue stage: may accept what the record stage rejects, never the
@@ -236,6 +245,15 @@ pub struct FilterCache {
 }
 
 impl FilterCache {
+    /// Puts `prepared` in the cache as the compiled form of `sub` (tests inject
+    /// faulty filters this way).
+    #[cfg(test)]
+    pub(crate) fn insert(&self, group: &str, sub: &SubscriptionData, prepared: PreparedFilter) {
+        let key = (group.to_owned(), sub.topic.clone());
+        let entry = (sub.sub_version, sub.sub_string.clone(), sub.expression_type.clone(), Arc::new(prepared));
+        self.map.write().insert(key, entry);
+    }
+
     /// The compiled filter of `group`'s subscription, compiled when the subscription
     /// (version, type or expression) changed.
     ///

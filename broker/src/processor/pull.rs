@@ -213,6 +213,11 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         }
     };
 
+    #[cfg(test)]
+    if !first && filter.panics_on_rerun {
+        panic!("a filter set to panic on the re-run of a parked pull");
+    }
+
     if tc.order {
         if let Some(closed) = ctx.order_expansions.gate(
             &h.topic,
@@ -350,4 +355,90 @@ fn closed_queue(
     let mut resp = RemotingCommand::response_with(ResponseCode::PULL_NOT_FOUND, &header);
     resp.remark = Some(closed.to_string());
     Outcome::Respond(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use common::subscription::SubscriptionData;
+    use common::sysflag::pull as pull_flag;
+    use common::topic::TopicConfig;
+    use common::{perm, ResponseCode};
+    use remoting::header::broker::{GetMaxOffsetRequestHeader, PullMessageRequestHeader};
+    use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode};
+
+    use crate::filter::prepared::PreparedFilter;
+    use crate::filter::MessageFilter;
+
+    fn config(dir: &std::path::Path) -> config::BrokerConfig {
+        let mut c = config::BrokerConfig {
+            bind_address: [127, 0, 0, 1].into(),
+            broker_ip1: Some("127.0.0.1".into()),
+            listen_port: 0,
+            ha_listen_port: 0,
+            ..config::BrokerConfig::default()
+        };
+        c.store.store_path_root_dir = dir.to_owned();
+        c.store.mapped_file_size_commit_log = bytesize::ByteSize::mib(4);
+        c.store.disk_space_warning_level_ratio = 1.0;
+        c.store.disk_space_clean_forcibly_ratio = 1.0;
+        c.store.disk_max_used_space_ratio = 95;
+        c
+    }
+
+    /// A parked pull re-runs inside its request's task, so a panic there is answered
+    /// SYSTEM_ERROR like a first run's, and the connection goes on serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_when_a_parked_pull_is_woken_is_answered_and_the_connection_serves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = crate::Broker::start(config(dir.path()), &config::PluginsConfig::default()).await.unwrap();
+        let ctx = broker.context().clone();
+        ctx.topics.upsert(TopicConfig::new("Woken", 1, perm::READ_WRITE));
+        let sub = SubscriptionData::new("Woken".to_owned(), "*", "TAG", 0);
+        let mut faulty = PreparedFilter::new(MessageFilter::All);
+        faulty.panics_on_rerun = true;
+        ctx.filters.insert("WokenGroup", &sub, faulty);
+
+        let client = RemotingClient::new(ClientConfig::default(), None);
+        let addr = broker.local_addr().to_string();
+        let pull = PullMessageRequestHeader {
+            consumer_group: "WokenGroup".into(),
+            topic: "Woken".into(),
+            queue_id: 0,
+            queue_offset: 0,
+            max_msg_nums: 32,
+            sys_flag: pull_flag::SUSPEND | pull_flag::SUBSCRIPTION,
+            commit_offset: 0,
+            suspend_timeout_millis: 15_000,
+            subscription: Some("*".into()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            max_msg_bytes: None,
+            broker_name: None,
+        };
+        let parked = {
+            let (client, addr) = (client.clone(), addr.clone());
+            let cmd = RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &pull);
+            tokio::spawn(async move { client.invoke(&addr, cmd, Duration::from_secs(30)).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while ctx.holds.parked() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the pull never parked");
+            tokio::task::yield_now().await;
+        }
+        let put = ctx.store.put(store::PutMessage::new("Woken", 0, Bytes::from_static(b"wake"))).await;
+        assert!(put.status.is_stored());
+
+        let answer = parked.await.unwrap().expect("the parked pull is answered");
+        assert_eq!(answer.response_code(), ResponseCode::SYSTEM_ERROR, "{:?}", answer.remark);
+        let max = RemotingCommand::request_with(
+            RequestCode::GET_MAX_OFFSET,
+            &GetMaxOffsetRequestHeader { topic: "Woken".into(), queue_id: 0, committed: None },
+        );
+        let served = client.invoke(&addr, max, Duration::from_secs(10)).await.expect("the connection still serves");
+        assert_eq!(served.response_code(), ResponseCode::SUCCESS);
+        broker.shutdown(Duration::from_secs(5)).await;
+    }
 }
