@@ -89,16 +89,7 @@ pub fn body(size: usize, epoch: Instant) -> Bytes {
 /// # Errors
 /// Transport failure or a refusal.
 pub async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, queues: i32) -> Result<()> {
-    let h = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: Some(0),
-        order: false,
-    };
+    let h = CreateTopicRequestHeader::new(topic, queues);
     let resp = client
         .invoke(broker, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), Duration::from_secs(5))
         .await?;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use common::route::{ClusterInfo, MessageQueue, TopicRouteData};
-use common::topic::AUTO_CREATE_TOPIC_KEY;
 use common::ResponseCode;
 use remoting::header::broker::{CreateTopicRequestHeader, GetConsumeStatsRequestHeader, ResetOffsetRequestHeader};
 use remoting::{RemotingCommand, RequestCode};
@@ -81,16 +80,7 @@ impl Admin {
     /// # Errors
     /// Transport failure or a refusal.
     pub async fn create_topic_on(&self, broker_addr: &str, topic: &str, queues: i32, perm: i32) -> Result<()> {
-        let h = CreateTopicRequestHeader {
-            topic: topic.to_owned(),
-            default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm,
-            topic_filter_type: "SINGLE_TAG".to_owned(),
-            topic_sys_flag: Some(0),
-            order: false,
-        };
+        let h = CreateTopicRequestHeader { perm, ..CreateTopicRequestHeader::new(topic, queues) };
         let resp = self
             .instance
             .invoke(broker_addr, RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h), self.timeout)

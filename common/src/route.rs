@@ -115,7 +115,7 @@ mod tests {
                 broker_name: "broker-a".into(),
                 read_queue_nums: 4,
                 write_queue_nums: 4,
-                perm: 6,
+                perm: crate::perm::READ_WRITE,
                 topic_sys_flag: 0,
             }],
             broker_datas: vec![BrokerData {

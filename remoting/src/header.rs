@@ -506,6 +506,24 @@ pub mod broker {
             order: bool = "order",
         }
     }
+
+    impl CreateTopicRequestHeader {
+        /// A readable, writable, unordered single-tag topic of `queues` read and
+        /// write queues, through the `TBW102` template: what `mqadmin updateTopic`
+        /// sends by default. Set the other fields with struct update syntax.
+        pub fn new(topic: impl Into<String>, queues: i32) -> Self {
+            Self {
+                topic: topic.into(),
+                default_topic: common::topic::AUTO_CREATE_TOPIC_KEY.to_owned(),
+                read_queue_nums: queues,
+                write_queue_nums: queues,
+                perm: common::perm::READ_WRITE,
+                topic_filter_type: common::topic::TopicFilterType::SingleTag.as_str().to_owned(),
+                topic_sys_flag: Some(0),
+                order: false,
+            }
+        }
+    }
     header! {
         pub struct TopicRequestHeader {
             topic: String = "topic",

@@ -469,7 +469,7 @@ fn route() -> TopicRouteData {
             broker_name: "broker-a".into(),
             read_queue_nums: 4,
             write_queue_nums: 4,
-            perm: 6,
+            perm: common::perm::READ_WRITE,
             topic_sys_flag: 0,
         }],
         broker_datas: vec![BrokerData {

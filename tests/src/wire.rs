@@ -61,16 +61,7 @@ impl Wire {
     /// # Errors
     /// Transport failures or a refused creation.
     pub async fn create_topic(&self, topic: &str, queues: i32) -> Result<()> {
-        let h = CreateTopicRequestHeader {
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            topic_sys_flag: Some(0),
-            order: false,
-        };
+        let h = CreateTopicRequestHeader::new(topic, queues);
         let resp = self.call(RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h)).await?;
         if resp.response_code() != ResponseCode::SUCCESS {
             bail!("create topic {topic}: {:?} {:?}", resp.response_code(), resp.remark);

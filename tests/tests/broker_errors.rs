@@ -53,16 +53,7 @@ fn subscribed(group: &str, topic: &str, queue_id: i32, expr: &str, expr_type: &s
 }
 
 async fn create_topic_with_perm(w: &Wire, topic: &str, queues: i32, perm: i32) -> Result<()> {
-    let h = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: Some(0),
-        order: false,
-    };
+    let h = CreateTopicRequestHeader { perm, ..CreateTopicRequestHeader::new(topic, queues) };
     let resp = w.call(RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h)).await?;
     anyhow::ensure!(resp.response_code() == ResponseCode::SUCCESS, "{:?}", resp.remark);
     Ok(())

@@ -643,14 +643,9 @@ async fn created_topic_is_routed_and_deleted_topic_is_gone() -> Result<()> {
     let (ns, broker) = cluster(&[])?;
     let w = Wire::new(broker.addr());
     let h = CreateTopicRequestHeader {
-        topic: "AdminT".into(),
-        default_topic: "TBW102".into(),
         read_queue_nums: 3,
         write_queue_nums: 2,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: Some(0),
-        order: false,
+        ..CreateTopicRequestHeader::new("AdminT", 3)
     };
     let resp = w.call(RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h)).await?;
     assert_eq!(resp.response_code(), ResponseCode::SUCCESS, "{:?}", resp.remark);

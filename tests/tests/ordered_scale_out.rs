@@ -24,16 +24,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// UPDATE_AND_CREATE_TOPIC with `queues` read/write queues and the `order` flag
 /// (what `mqadmin updateTopic -o true` sends).
 async fn update_topic(w: &Wire, topic: &str, queues: i32, order: bool) -> Result<()> {
-    let h = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: Some(0),
-        order,
-    };
+    let h = CreateTopicRequestHeader { order, ..CreateTopicRequestHeader::new(topic, queues) };
     let resp = w.call(RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_TOPIC, &h)).await?;
     ensure!(
         resp.response_code() == ResponseCode::SUCCESS,
