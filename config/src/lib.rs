@@ -40,6 +40,8 @@
 
 mod broker;
 mod check;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod error;
 mod file;

@@ -14,6 +14,7 @@ use crate::error::{Error, Invalid, Result};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One readable line per event; coloured when stderr is a terminal.

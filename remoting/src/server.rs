@@ -249,3 +249,20 @@ async fn accept_loop(
     }
     info!("stopped accepting connections");
 }
+
+/// Resolves when the process is asked to stop: SIGTERM (what `kill` and service
+/// managers send) or SIGINT (Ctrl-C). A server binary awaits it, then shuts down
+/// gracefully.
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
