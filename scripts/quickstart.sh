@@ -50,11 +50,13 @@ stop_servers() {
     [[ $stopped == 1 ]] || say "nothing to stop"
 }
 
-# Waits up to 60 s for $2 (a fixed string) to appear in the log file $1.
+# Waits up to 60 s for the ready line $2 (a fixed string) that the server prints on
+# stdout (captured in $1, whatever RUST_LOG says); on failure shows its log ($1 with
+# .out replaced by .log).
 wait_for() {
-    local log=$1 text=$2 pid=$3
+    local out=$1 text=$2 pid=$3 log=${1%.out}.log
     for _ in $(seq 1 600); do
-        grep -qF "$text" "$log" 2>/dev/null && return 0
+        grep -qF "$text" "$out" 2>/dev/null && return 0
         if ! alive "$pid"; then
             echo "the process exited; its log ($log):" >&2
             tail -n 30 "$log" >&2
@@ -62,9 +64,23 @@ wait_for() {
         fi
         sleep 0.1
     done
-    echo "timed out waiting for '$text' in $log:" >&2
+    echo "timed out waiting for '$text' from pid $pid; its log ($log):" >&2
     tail -n 30 "$log" >&2
     exit 1
+}
+
+# Refuses to start a broker that would refuse every send: the store stops taking
+# messages when its file system is fuller than broker.store.disk_space_warning_level_ratio
+# (RocketMQ's diskSpaceWarningLevelRatio, default 0.90). Same figure as `df`.
+check_disk() {
+    local dir=$1
+    local ratio=${FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO:-0.90}
+    local used
+    used=$(df --output=pcent "$dir" | tail -n 1 | tr -dc '0-9')
+    if awk -v u="$used" -v r="$ratio" 'BEGIN { exit !(u / 100 > r) }'; then
+        echo "the disk holding $dir is ${used}% used, above the broker's limit of ${ratio} (broker.store.disk_space_warning_level_ratio): every send would be refused; free space, or set FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO (e.g. 0.99) or TMPDIR to another disk" >&2
+        exit 1
+    fi
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -96,13 +112,14 @@ else
     done
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferromq-quickstart.XXXXXX")
     echo "$WORK" >"$STATE/workdir"
+    check_disk "$WORK"
 
     say "starting the name server on $NAMESRV_ADDR"
     FERROMQ_NAMESRV_LISTEN_PORT=$NAMESRV_PORT \
     FERROMQ_NAMESRV_KV_CONFIG_PATH=$WORK/namesrv/kvConfig.json \
-        nohup "$BIN/namesrv" >"$WORK/namesrv.log" 2>&1 </dev/null &
+        nohup "$BIN/namesrv" >"$WORK/namesrv.out" 2>"$WORK/namesrv.log" </dev/null &
     echo $! >"$STATE/namesrv.pid"
-    wait_for "$WORK/namesrv.log" "listening on" "$(cat "$STATE/namesrv.pid")"
+    wait_for "$WORK/namesrv.out" "listening on" "$(cat "$STATE/namesrv.pid")"
 
     say "starting the broker on port $BROKER_PORT"
     FERROMQ_BROKER_LISTEN_PORT=$BROKER_PORT \
@@ -110,10 +127,10 @@ else
     FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR=$WORK/store \
     FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_COMMIT_LOG=67108864 \
     FERROMQ_BROKER_TELEMETRY__LOG_LEVEL=info \
-        nohup "$BIN/broker" -n "$NAMESRV_ADDR" >"$WORK/broker.log" 2>&1 </dev/null &
+        nohup "$BIN/broker" -n "$NAMESRV_ADDR" >"$WORK/broker.out" 2>"$WORK/broker.log" </dev/null &
     echo $! >"$STATE/broker.pid"
-    wait_for "$WORK/broker.log" "listening on" "$(cat "$STATE/broker.pid")"
-    wait_for "$WORK/broker.log" "registered with name servers" "$(cat "$STATE/broker.pid")"
+    wait_for "$WORK/broker.out" "listening on" "$(cat "$STATE/broker.pid")"
+    wait_for "$WORK/broker.out" "registered with" "$(cat "$STATE/broker.pid")"
 fi
 
 say "sending 10 messages to TopicTest (examples/quickstart_producer.rs)"

@@ -50,6 +50,9 @@ pub struct BrokerContext {
     pub plugins: crate::plugins::BrokerPlugins,
     /// Wakes the registration task at once (topic created or changed).
     pub register_now: Notify,
+    /// How many name servers accepted the last registration round (0 before the
+    /// first success).
+    pub registered: tokio::sync::watch::Sender<usize>,
     boot_ms: i64,
 }
 
@@ -93,6 +96,7 @@ impl BrokerContext {
             timers,
             order_expansions,
             register_now: Notify::new(),
+            registered: tokio::sync::watch::Sender::new(0),
             boot_ms: common::time::now_ms(),
             delay_levels,
             delay_offsets,

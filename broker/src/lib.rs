@@ -113,6 +113,18 @@ impl Broker {
         &self.ctx
     }
 
+    /// Resolves once a registration round has been accepted by a name server, with
+    /// how many accepted it (never, without name servers).
+    pub async fn registered(&self) -> usize {
+        let mut rx = self.ctx.registered.subscribe();
+        let accepted = rx.wait_for(|n| *n > 0).await.map(|n| *n);
+        match accepted {
+            Ok(n) => n,
+            // The sender lives as long as the context, which `self` holds.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Clean shutdown: unregister from name servers, stop accepting, finish requests
     /// in progress (up to `grace`), persist offsets and delay progress, close the
     /// store (flush + checkpoint).

@@ -41,7 +41,17 @@ fn main() -> anyhow::Result<()> {
         // The ready line tests and scripts wait for.
         println!("listening on {}", broker.local_addr());
         println!("advertised as {}", broker.broker_addr());
-        remoting::server::shutdown_signal().await.context("installing signal handlers")?;
+        // A second ready line: from here on clients find the broker through the name
+        // servers (scripts wait for it; it is printed whatever the log level).
+        let registered = async {
+            let n = broker.registered().await;
+            println!("registered with {n} name server(s)");
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            signal = remoting::server::shutdown_signal() => signal.context("installing signal handlers")?,
+            () = registered => {}
+        }
         tracing::info!("shutdown signal received");
         broker.shutdown(Duration::from_secs(5)).await;
         anyhow::Ok(())

@@ -99,6 +99,7 @@ pub async fn run(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
                 info!(name_servers = ok, "registered with name servers");
                 first = false;
             }
+            ctx.registered.send_replace(ok);
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
