@@ -23,6 +23,7 @@ use tracing::{debug, info, warn, Instrument};
 use common::msgid::UniqIdGenerator;
 use common::route::{MessageQueue, TopicRouteData};
 use common::subscription::{ConsumerData, HeartbeatData, ProducerData};
+use common::time::now_ms;
 use common::{perm, topic, ResponseCode};
 use config::ClientConfig;
 use remoting::channel::BoxFuture;
@@ -586,8 +587,4 @@ async fn reset_offsets(inner: &Inner, request: &RemotingCommand) {
         info!(group = %h.group, topic = %h.topic, queues = offsets.len(), "offsets reset by an administrator");
         c.reset_offsets(h.topic, offsets).await;
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

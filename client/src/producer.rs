@@ -458,7 +458,7 @@ impl Producer {
             default_topic_queue_nums: self.inner.opts.default_topic_queue_nums,
             queue_id: mq.queue_id,
             sys_flag,
-            born_timestamp: crate::instance::now_ms(),
+            born_timestamp: common::time::now_ms(),
             flag: msg.flag,
             properties: Some(msg.properties.encode()),
             reconsume_times: Some(reconsume_times.unwrap_or(0)),

@@ -209,7 +209,7 @@ fn parse_addr(s: &str) -> SocketAddr {
 
 fn reply_message(h: ReplyMessageRequestHeader, body: Bytes) -> MessageExt {
     let mut properties = Properties::decode(h.properties.as_deref().unwrap_or(""));
-    properties.insert(keys::REPLY_MESSAGE_ARRIVE_TIME, crate::instance::now_ms().to_string());
+    properties.insert(keys::REPLY_MESSAGE_ARRIVE_TIME, common::time::now_ms().to_string());
     let body = decompress_body(h.sys_flag, &body);
     MessageExt {
         topic: h.topic,

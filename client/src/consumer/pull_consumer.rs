@@ -37,6 +37,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use common::route::MessageQueue;
 use common::subscription::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData};
+use common::time::now_ms;
 use common::MessageExt;
 use remoting::channel::BoxFuture;
 
@@ -44,7 +45,7 @@ use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::pull_api::{PullApi, PullRequest, PullResult, PullStatus};
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
-use crate::instance::{now_ms, ClientInstance, ConsumerHandle};
+use crate::instance::{ClientInstance, ConsumerHandle};
 
 /// How long a pull that should block may be held by the broker when nothing is
 /// there (Java `BROKER_SUSPEND_MAX_TIME_MILLIS` is 20 s).

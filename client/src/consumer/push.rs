@@ -65,6 +65,7 @@ use tracing::{debug, info, warn, Instrument};
 use common::properties::keys;
 use common::route::MessageQueue;
 use common::subscription::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData};
+use common::time::now_ms;
 use common::{topic, Message, MessageExt, ResponseCode};
 use remoting::channel::BoxFuture;
 
@@ -77,7 +78,7 @@ use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::pull_api::{PullApi, PullRequest, PullStatus};
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
-use crate::instance::{now_ms, ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
+use crate::instance::{ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
 use crate::producer::{Producer, ProducerOptions};
 
 /// Push consumer settings (RocketMQ's names in snake case, same defaults).
