@@ -27,6 +27,16 @@ pub enum Error {
     Shutdown,
     #[error("invalid response body: {0}")]
     Body(String),
+    /// A message's sys flag names a compression type RocketMQ does not define.
+    #[error("sys flag {sys_flag:#x} names compression type {value}, which RocketMQ does not define")]
+    UnknownCompression { sys_flag: i32, value: i32 },
+    /// A compressed message body does not decompress (corrupt or truncated).
+    #[error("{compression} body does not decompress")]
+    Decompress {
+        compression: crate::compression::Compression,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A plugin could not be loaded or looked up (see [`crate::plugins`]).

@@ -23,6 +23,11 @@
 //!   for that queue (buffered batches carry the queue's seek generation and stale
 //!   ones are dropped).
 //!
+//! A pulled message whose body does not decode is never returned by `poll`: it goes
+//! to the group's DLQ and is counted ([`LitePullConsumer::undecodable_messages`]);
+//! [`PullConsumer`] hands such messages to the application in
+//! [`PullResult::undecodable`].
+//!
 //! One background task per assigned queue long-polls the broker and hands whole
 //! batches to a bounded channel; a full channel stops the pulling (flow control).
 
@@ -670,6 +675,13 @@ impl LitePullConsumer {
         self.seek(mq, max).await
     }
 
+    /// Pulled messages whose body could not be decoded (corrupt compressed bytes, an
+    /// undefined compression type): `poll` never returns them, they are sent to the
+    /// group's DLQ and the consumed offset moves past them.
+    pub fn undecodable_messages(&self) -> u64 {
+        self.inner.api.undecodable_messages()
+    }
+
     /// The queues this consumer owns now, sorted.
     pub fn assignment(&self) -> Vec<MessageQueue> {
         let mut v: Vec<MessageQueue> = self.inner.state.lock().assigned.keys().cloned().collect();
@@ -946,6 +958,12 @@ impl QueueTask {
             match result {
                 Ok(r) => match r.status {
                     PullStatus::Found | PullStatus::NoMatchedMsg => {
+                        if !r.undecodable.is_empty() {
+                            // Never handed to `poll`; kept in the DLQ (RocketMQ's
+                            // default of 16 deliveries: the broker only reads it to
+                            // decide a DLQ, and delay level -1 asks for the DLQ).
+                            self.api.dead_letter_undecodable(&self.offsets_group, &self.mq, &r.undecodable, 16).await;
+                        }
                         offset = r.next_begin_offset;
                         // A filtered-out range is handed over too (empty), so the
                         // consumed offset moves past it.

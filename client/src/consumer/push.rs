@@ -60,7 +60,7 @@ use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use common::properties::keys;
 use common::route::MessageQueue;
@@ -75,7 +75,7 @@ use crate::consumer::listener::{
 };
 use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::process_queue::ProcessQueue;
-use crate::consumer::pull_api::{PullApi, PullRequest, PullStatus};
+use crate::consumer::pull_api::{PullApi, PullRequest, PullStatus, UndecodableMessage};
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
 use crate::instance::{ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
@@ -450,6 +450,13 @@ impl PushConsumer {
     /// `persist_consumer_offset_interval`).
     pub fn offset_store(&self) -> &OffsetStore {
         &self.inner.store
+    }
+
+    /// Pulled messages whose body could not be decoded (corrupt compressed bytes, an
+    /// undefined compression type). The listener never sees them; in clustering mode
+    /// they are sent to the group's DLQ.
+    pub fn undecodable_messages(&self) -> u64 {
+        self.inner.api.undecodable_messages()
     }
 
     /// Rebalances now instead of waiting for the timer or a notification.
@@ -851,10 +858,16 @@ impl Inner {
             if self.model == MessageModel::Clustering && !self.is_orderly() {
                 req.commit_offset = self.store.read(&pq.mq).filter(|o| *o > 0);
             }
-            let result = tokio::select! {
+            let mut result = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = self.api.pull(&req) => r,
             };
+            if let Ok(r) = &mut result {
+                if !r.undecodable.is_empty() {
+                    let undecodable = std::mem::take(&mut r.undecodable);
+                    self.tasks.spawn(self.clone().set_aside(pq.mq.clone(), undecodable));
+                }
+            }
             match result {
                 Ok(r) => match r.status {
                     PullStatus::Found => {
@@ -894,6 +907,22 @@ impl Inner {
                             break;
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Messages whose body does not decode never reach the listener: in clustering
+    /// mode they go to the group's DLQ, in broadcasting mode (no DLQ) they are
+    /// dropped with an error log. Either way they were counted by the pull.
+    async fn set_aside(self: Arc<Self>, mq: MessageQueue, undecodable: Vec<UndecodableMessage>) {
+        match self.model {
+            MessageModel::Clustering => {
+                self.api.dead_letter_undecodable(&self.group, &mq, &undecodable, self.max_reconsume_times()).await;
+            }
+            MessageModel::Broadcasting => {
+                for u in &undecodable {
+                    error!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, msg_id = %u.message.msg_id(), error = %u.error, "message body does not decode; dropped (broadcasting has no DLQ)");
                 }
             }
         }
