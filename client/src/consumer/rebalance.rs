@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use common::route::MessageQueue;
+use plugin_api::{AllocateInput, ClientView, QueueView, PERM_READ};
 
 /// Decides which queues `current_cid` owns.
 pub trait AllocateStrategy: Send + Sync {
@@ -62,7 +63,9 @@ fn index_of(current_cid: &str, mq_all: &[MessageQueue], cid_all: &[String]) -> O
 
 /// Contiguous blocks, the first `n % m` members getting one more
 /// (`AllocateMessageQueueAveragely`, the default): 8 queues over 3 members →
-/// 3, 3, 2.
+/// 3, 3, 2. The arithmetic is `plugin-api`'s built-in
+/// ([`plugin_api::builtin::allocate_averagely`]), the one the plugin host falls back
+/// to, so a plugin's fallback and this strategy always agree.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AllocateAveragely;
 
@@ -73,24 +76,29 @@ impl AllocateStrategy for AllocateAveragely {
 
     fn allocate(
         &self,
-        _group: &str,
+        group: &str,
         current_cid: &str,
         mq_all: &[MessageQueue],
         cid_all: &[String],
     ) -> Vec<MessageQueue> {
-        let Some(index) = index_of(current_cid, mq_all, cid_all) else { return Vec::new() };
-        let (n, m) = (mq_all.len(), cid_all.len());
-        let modulo = n % m;
-        let size = if n <= m {
-            1
-        } else if modulo > 0 && index < modulo {
-            n / m + 1
-        } else {
-            n / m
-        };
-        let start = if modulo > 0 && index < modulo { index * size } else { index * size + modulo };
-        let range = size.min(n.saturating_sub(start));
-        (0..range).map(|i| mq_all[(start + i) % n].clone()).collect()
+        if index_of(current_cid, mq_all, cid_all).is_none() {
+            return Vec::new();
+        }
+        // Only the positions matter to the arithmetic; the views carry no zones.
+        let queues: Vec<QueueView<'_>> = mq_all
+            .iter()
+            .map(|q| QueueView {
+                broker_name: &q.broker_name,
+                queue_id: u32::try_from(q.queue_id).unwrap_or(0),
+                perm: PERM_READ,
+                zone: "",
+            })
+            .collect();
+        let clients: Vec<ClientView<'_>> = cid_all.iter().map(|c| ClientView { client_id: c, zone: "" }).collect();
+        let mut mine = Vec::new();
+        let input = AllocateInput { group, current_client: current_cid, queues: &queues, clients: &clients };
+        plugin_api::builtin::allocate_averagely(&input, &mut mine);
+        mine.into_iter().filter_map(|i| mq_all.get(i as usize).cloned()).collect()
     }
 }
 
