@@ -39,6 +39,13 @@ pub enum Error {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// An allocation strategy panicked; the member keeps its queues this round.
+    #[error("the allocation strategy panicked")]
+    AllocatePanicked,
+    /// A machine-room allocation strategy cannot tell where a queue's broker or a
+    /// member of the group runs (RocketMQ's `AllocateMachineRoomNearby` throws).
+    #[error("no machine room for {what} `{name}`")]
+    NoMachineRoom { what: &'static str, name: String },
     /// A plugin could not be loaded or looked up (see [`crate::plugins`]).
     #[error(transparent)]
     PluginHost(#[from] plugin_host::Error),

@@ -111,7 +111,12 @@ impl ClientInstance {
         } else {
             config.instance_name.clone()
         };
-        let client_id = format!("{ip}@{instance}");
+        // RocketMQ's `buildMQClientId`: the unit name, when set, is a third part, where
+        // the other members of a group read this client's zone from.
+        let client_id = match config.unit_name.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(unit) => format!("{ip}@{instance}@{unit}"),
+            None => format!("{ip}@{instance}"),
+        };
         let salt =
             (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
                 ^ (n as u32).wrapping_mul(2_654_435_761)) as i32;

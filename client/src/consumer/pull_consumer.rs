@@ -809,30 +809,17 @@ impl LiteInner {
             return;
         }
         for topic in subs {
-            let mqs = match self.instance.subscribe_queues(&topic).await {
-                Ok(q) => q,
-                Err(e) => {
-                    debug!(topic = %topic, error = %e, "rebalance: no route");
-                    continue;
-                }
-            };
-            let cids = match self.api.consumer_ids(&topic, &self.group).await {
-                Ok(c) if !c.is_empty() => c,
-                Ok(_) => continue,
-                Err(e) => {
-                    debug!(topic = %topic, group = %self.group, error = %e, "rebalance: no member list");
-                    continue;
-                }
-            };
-            let mine = crate::consumer::rebalance::allocate_off_runtime(
+            let mine = crate::consumer::rebalance::allocate_topic(
+                &self.api,
                 &self.opts.allocate,
                 &self.group,
-                self.instance.client_id(),
-                &mqs,
-                &cids,
+                &topic,
+                MessageModel::Clustering,
             )
             .await;
-            self.set_assignment(Some(&topic), mine).await;
+            if let Some(mine) = mine {
+                self.set_assignment(Some(&topic), mine).await;
+            }
         }
     }
 

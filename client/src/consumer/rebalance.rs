@@ -1,6 +1,6 @@
-//! Queue allocation strategies: which of a topic's queues this consumer reads,
-//! given every queue and every member of the group (RocketMQ's
-//! `AllocateMessageQueueStrategy`).
+//! Queue allocation: which of a topic's queues this consumer reads, given every
+//! queue and every member of the group (RocketMQ's `AllocateMessageQueueStrategy`
+//! and the allocation step of its `RebalanceImpl`).
 //!
 //! Every member runs the same strategy on the same sorted inputs, independently,
 //! and the results must partition the queues: no coordinator exists. So a
@@ -12,11 +12,28 @@
 //! native) implement it too. Callers pass `mq_all` sorted (topic, broker name,
 //! queue id) and `cid_all` sorted; a `current_cid` missing from `cid_all` gets
 //! nothing.
+//!
+//! Zones: a member's zone is RocketMQ's `unitName` (`ClientConfig::unit_name`),
+//! which RocketMQ appends to the client id (`ip@instance@unit`), so every member
+//! reads every other member's zone from the member list ([`client_zone`]). A
+//! broker's zone is the `zoneName` its route carries (RocketMQ 5), if any.
+//!
+//! [`allocate_topic`] is the one rebalance step both the push and the lite pull
+//! consumer run per topic: route, members, strategy. Its invariant: a member that is
+//! not (yet) in the member list keeps its queues and heartbeats instead of
+//! allocating, because allocating then would give it nothing and drop every queue
+//! it reads until the next rebalance.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tracing::{debug, warn};
+
 use common::route::MessageQueue;
+use common::subscription::MessageModel;
 use plugin_api::{AllocateInput, ClientView, QueueView, PERM_READ};
+
+use crate::error::Result;
 
 /// Decides which queues `current_cid` owns.
 pub trait AllocateStrategy: Send + Sync {
@@ -30,26 +47,206 @@ pub trait AllocateStrategy: Send + Sync {
         mq_all: &[MessageQueue],
         cid_all: &[String],
     ) -> Vec<MessageQueue>;
+
+    /// [`allocate`](AllocateStrategy::allocate) with everything the member knows
+    /// (zones included), and the right to refuse. Consumers call this; the default
+    /// runs `allocate`.
+    ///
+    /// # Errors
+    /// The strategy cannot divide the queues with what it was given (a machine room
+    /// it cannot tell, say). The member then keeps its queues of the topic for this
+    /// round, as RocketMQ's rebalance does when a strategy throws.
+    fn try_allocate(&self, ctx: &AllocateContext<'_>) -> Result<Vec<MessageQueue>> {
+        Ok(self.allocate(ctx.group, ctx.current_cid, ctx.mq_all, ctx.cid_all))
+    }
+}
+
+/// The input of one allocation: what every member of the group shares (`mq_all`
+/// and `cid_all`, sorted) plus the zones this member knows.
+#[derive(Debug, Clone, Copy)]
+pub struct AllocateContext<'a> {
+    pub group: &'a str,
+    pub current_cid: &'a str,
+    /// This member's zone (`ClientConfig::unit_name`); "" when unset.
+    pub current_zone: &'a str,
+    pub mq_all: &'a [MessageQueue],
+    pub cid_all: &'a [String],
+    /// Zones the route names for the brokers of `mq_all`, by broker name.
+    pub broker_zones: &'a BTreeMap<String, String>,
+}
+
+impl<'a> AllocateContext<'a> {
+    /// The zone of broker `broker_name`; "" when the route names none.
+    pub fn broker_zone(&self, broker_name: &str) -> &'a str {
+        self.broker_zones.get(broker_name).map_or("", String::as_str)
+    }
+
+    /// The zone of member `cid`: this member's configured zone, any other member's
+    /// from its client id ([`client_zone`]).
+    pub fn client_zone(&self, cid: &'a str) -> &'a str {
+        if cid == self.current_cid {
+            self.current_zone
+        } else {
+            client_zone(cid)
+        }
+    }
+}
+
+/// The zone in a client id: the third `@`-separated part, where RocketMQ puts the
+/// client's `unitName` (`ip@instance@unit`); "" when the id has none.
+pub fn client_zone(client_id: &str) -> &str {
+    client_id.splitn(3, '@').nth(2).unwrap_or("")
+}
+
+/// [`AllocateContext`]'s owned twin, to cross into a blocking-pool thread.
+struct OwnedContext {
+    group: String,
+    current_cid: String,
+    current_zone: String,
+    mq_all: Vec<MessageQueue>,
+    cid_all: Vec<String>,
+    broker_zones: BTreeMap<String, String>,
+}
+
+impl OwnedContext {
+    fn new(ctx: &AllocateContext<'_>) -> Self {
+        Self {
+            group: ctx.group.to_owned(),
+            current_cid: ctx.current_cid.to_owned(),
+            current_zone: ctx.current_zone.to_owned(),
+            mq_all: ctx.mq_all.to_vec(),
+            cid_all: ctx.cid_all.to_vec(),
+            broker_zones: ctx.broker_zones.clone(),
+        }
+    }
+
+    fn context(&self) -> AllocateContext<'_> {
+        AllocateContext {
+            group: &self.group,
+            current_cid: &self.current_cid,
+            current_zone: &self.current_zone,
+            mq_all: &self.mq_all,
+            cid_all: &self.cid_all,
+            broker_zones: &self.broker_zones,
+        }
+    }
 }
 
 /// Runs `strategy` on a blocking-pool thread: a plugin strategy may take up to its
 /// deadline (100 ms by default), which must not stall the async workers that carry
-/// every pull and send. If the strategy panics, the member owns nothing this round
-/// (the next rebalance tries again).
-pub(crate) async fn allocate_off_runtime(
+/// every pull and send. A strategy that panics refuses, like one that errs.
+async fn allocate_off_runtime(
+    strategy: &Arc<dyn AllocateStrategy>,
+    ctx: &AllocateContext<'_>,
+) -> Result<Vec<MessageQueue>> {
+    let (strategy, owned) = (strategy.clone(), OwnedContext::new(ctx));
+    match tokio::task::spawn_blocking(move || strategy.try_allocate(&owned.context())).await {
+        Ok(result) => result,
+        Err(_) => Err(crate::error::Error::AllocatePanicked),
+    }
+}
+
+/// What a consumer's rebalance needs from the cluster, as a trait so that the step
+/// can be tested without one.
+pub(crate) trait Membership {
+    /// This member's client id.
+    fn client_id(&self) -> &str;
+    /// This member's zone; "" when unset.
+    fn zone(&self) -> &str;
+    /// The topic's readable queues, sorted, and the zones its route names by broker.
+    async fn queues(&self, topic: &str) -> Result<(Vec<MessageQueue>, BTreeMap<String, String>)>;
+    /// The group's members as a broker of the topic knows them, sorted.
+    async fn members(&self, topic: &str, group: &str) -> Result<Vec<String>>;
+    /// Tells every broker about this member now.
+    async fn heartbeat(&self);
+}
+
+impl Membership for crate::consumer::PullApi {
+    fn client_id(&self) -> &str {
+        self.instance().client_id()
+    }
+
+    fn zone(&self) -> &str {
+        self.instance().config().unit_name.as_deref().unwrap_or("")
+    }
+
+    async fn queues(&self, topic: &str) -> Result<(Vec<MessageQueue>, BTreeMap<String, String>)> {
+        let route = self.instance().route(topic).await?;
+        let zones = route
+            .broker_datas
+            .iter()
+            .filter_map(|b| b.zone_name.as_ref().map(|z| (b.broker_name.clone(), z.clone())))
+            .collect();
+        Ok((self.instance().subscribe_queues(topic).await?, zones))
+    }
+
+    async fn members(&self, topic: &str, group: &str) -> Result<Vec<String>> {
+        self.consumer_ids(topic, group).await
+    }
+
+    async fn heartbeat(&self) {
+        self.instance().send_heartbeat_to_all().await;
+    }
+}
+
+/// One topic's rebalance step (RocketMQ's `rebalanceByTopic` up to the queue table):
+/// the queues this member should own now, or `None` to keep what it owns.
+///
+/// Broadcasting members own every readable queue. Clustering members run `strategy`
+/// over the queues and the group's members; `None` when the route or the member list
+/// cannot be had, when this member is not in the list yet (it heartbeats, and the
+/// broker's NOTIFY_CONSUMER_IDS_CHANGED brings the next rebalance), or when the
+/// strategy refuses. The answer holds only queues of the topic's route, once each.
+pub(crate) async fn allocate_topic(
+    cluster: &impl Membership,
     strategy: &Arc<dyn AllocateStrategy>,
     group: &str,
-    current_cid: &str,
-    mq_all: &[MessageQueue],
-    cid_all: &[String],
-) -> Vec<MessageQueue> {
-    let (strategy, group, cid) = (strategy.clone(), group.to_owned(), current_cid.to_owned());
-    let (mqs, cids) = (mq_all.to_vec(), cid_all.to_vec());
-    match tokio::task::spawn_blocking(move || strategy.allocate(&group, &cid, &mqs, &cids)).await {
-        Ok(mine) => mine,
+    topic: &str,
+    model: MessageModel,
+) -> Option<Vec<MessageQueue>> {
+    let (mq_all, broker_zones) = match cluster.queues(topic).await {
+        Ok(q) => q,
         Err(e) => {
-            tracing::error!(error = %e, "allocation strategy failed; owning no queue until the next rebalance");
-            Vec::new()
+            debug!(group, topic, error = %e, "rebalance: no route");
+            return None;
+        }
+    };
+    if model == MessageModel::Broadcasting {
+        return Some(mq_all);
+    }
+    let cid_all = match cluster.members(topic, group).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(group, topic, error = %e, "rebalance: consumer list failed");
+            return None;
+        }
+    };
+    let me = cluster.client_id();
+    if !cid_all.iter().any(|c| c == me) {
+        debug!(group, topic, "rebalance: not yet a member; heartbeating");
+        cluster.heartbeat().await;
+        return None;
+    }
+    let ctx = AllocateContext {
+        group,
+        current_cid: me,
+        current_zone: cluster.zone(),
+        mq_all: &mq_all,
+        cid_all: &cid_all,
+        broker_zones: &broker_zones,
+    };
+    match allocate_off_runtime(strategy, &ctx).await {
+        Ok(mut mine) => {
+            // A strategy may name queues outside the route (a configured list, a
+            // plugin): only the route's queues can be pulled, and each once.
+            mine.retain(|q| mq_all.contains(q));
+            let mut seen = std::collections::HashSet::new();
+            mine.retain(|q| seen.insert(q.clone()));
+            Some(mine)
+        }
+        Err(e) => {
+            warn!(group, topic, strategy = strategy.name(), error = %e, "rebalance: the strategy refused; keeping the current queues");
+            None
         }
     }
 }
@@ -306,6 +503,127 @@ mod tests {
             assert!(s.allocate("G", &ids[0], &[], &ids).is_empty());
             assert!(s.allocate("G", &ids[0], &mqs, &[]).is_empty());
         }
+    }
+
+    /// A cluster as the rebalance step sees it, recording heartbeats.
+    struct FakeCluster {
+        me: &'static str,
+        queues: Vec<MessageQueue>,
+        members: Vec<String>,
+        heartbeats: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Membership for FakeCluster {
+        fn client_id(&self) -> &str {
+            self.me
+        }
+        fn zone(&self) -> &str {
+            ""
+        }
+        async fn queues(&self, _: &str) -> Result<(Vec<MessageQueue>, BTreeMap<String, String>)> {
+            Ok((self.queues.clone(), BTreeMap::new()))
+        }
+        async fn members(&self, _: &str, _: &str) -> Result<Vec<String>> {
+            Ok(self.members.clone())
+        }
+        async fn heartbeat(&self) {
+            self.heartbeats.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn cluster(me: &'static str, members: &[&str]) -> FakeCluster {
+        FakeCluster {
+            me,
+            queues: queues(4),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+            heartbeats: Default::default(),
+        }
+    }
+
+    async fn step(c: &FakeCluster, strategy: impl AllocateStrategy + 'static, model: MessageModel) -> Option<Vec<i32>> {
+        let strategy: Arc<dyn AllocateStrategy> = Arc::new(strategy);
+        allocate_topic(c, &strategy, "G", "T", model).await.map(|qs| qs.iter().map(|q| q.queue_id).collect())
+    }
+
+    /// The push and the lite pull consumer both rebalance through this step.
+    #[tokio::test]
+    async fn a_member_not_yet_listed_keeps_its_queues_and_heartbeats() {
+        let c = cluster("c", &["a", "b"]);
+        assert_eq!(step(&c, AllocateAveragely, MessageModel::Clustering).await, None);
+        assert_eq!(c.heartbeats.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let c = cluster("c", &[]);
+        assert_eq!(step(&c, AllocateAveragely, MessageModel::Clustering).await, None);
+        assert_eq!(c.heartbeats.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // Listed: allocated, no heartbeat needed.
+        let c = cluster("b", &["a", "b"]);
+        assert_eq!(step(&c, AllocateAveragely, MessageModel::Clustering).await, Some(vec![2, 3]));
+        assert_eq!(c.heartbeats.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // Broadcasting needs no membership.
+        let c = cluster("c", &[]);
+        assert_eq!(step(&c, AllocateAveragely, MessageModel::Broadcasting).await, Some(vec![0, 1, 2, 3]));
+    }
+
+    struct Refuses;
+
+    impl AllocateStrategy for Refuses {
+        fn name(&self) -> &str {
+            "REFUSES"
+        }
+        fn allocate(&self, _: &str, _: &str, _: &[MessageQueue], _: &[String]) -> Vec<MessageQueue> {
+            Vec::new()
+        }
+        fn try_allocate(&self, _: &AllocateContext<'_>) -> Result<Vec<MessageQueue>> {
+            Err(crate::error::Error::NoMachineRoom { what: "broker", name: "b".into() })
+        }
+    }
+
+    struct Panics;
+
+    impl AllocateStrategy for Panics {
+        fn name(&self) -> &str {
+            "PANICS"
+        }
+        fn allocate(&self, _: &str, _: &str, _: &[MessageQueue], _: &[String]) -> Vec<MessageQueue> {
+            panic!("strategy bug")
+        }
+    }
+
+    /// Names queues outside the route, and one twice.
+    struct Sloppy;
+
+    impl AllocateStrategy for Sloppy {
+        fn name(&self) -> &str {
+            "SLOPPY"
+        }
+        fn allocate(&self, _: &str, _: &str, mq_all: &[MessageQueue], _: &[String]) -> Vec<MessageQueue> {
+            vec![mq_all[1].clone(), MessageQueue::new("T", "broker-z", 0), mq_all[1].clone(), mq_all[0].clone()]
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_keep_the_queues_and_answers_stay_within_the_route() {
+        let c = cluster("a", &["a", "b"]);
+        assert_eq!(step(&c, Refuses, MessageModel::Clustering).await, None);
+        assert_eq!(step(&c, Panics, MessageModel::Clustering).await, None);
+        assert_eq!(step(&c, Sloppy, MessageModel::Clustering).await, Some(vec![1, 0]));
+    }
+
+    #[test]
+    fn zones_come_from_the_config_and_the_client_ids() {
+        assert_eq!(client_zone("10.0.0.1@4711#1@az1"), "az1");
+        assert_eq!(client_zone("10.0.0.1@4711#1"), "");
+        let (mqs, cids) = (queues(1), vec!["10.0.0.1@a@az1".to_owned(), "10.0.0.2@b".to_owned()]);
+        let zones: BTreeMap<String, String> = [("broker-a".to_owned(), "az9".to_owned())].into();
+        let ctx = AllocateContext {
+            group: "G",
+            current_cid: "10.0.0.2@b",
+            current_zone: "az2",
+            mq_all: &mqs,
+            cid_all: &cids,
+            broker_zones: &zones,
+        };
+        assert_eq!((ctx.client_zone(&cids[0]), ctx.client_zone(&cids[1])), ("az1", "az2"));
+        assert_eq!((ctx.broker_zone("broker-a"), ctx.broker_zone("broker-b")), ("az9", ""));
     }
 
     #[test]

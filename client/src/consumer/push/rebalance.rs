@@ -43,44 +43,12 @@ impl Inner {
     }
 
     pub(super) async fn rebalance_topic(self: &Arc<Self>, sub: &Arc<SubscriptionData>) {
-        let topic_name = &sub.topic;
-        let mq_all = match self.instance.subscribe_queues(topic_name).await {
-            Ok(q) => q,
-            Err(e) => {
-                debug!(group = %self.group, topic = %topic_name, error = %e, "rebalance: no route");
-                return;
-            }
-        };
-        let assigned = match self.model {
-            MessageModel::Broadcasting => mq_all,
-            MessageModel::Clustering => {
-                let cids = match self.api.consumer_ids(topic_name, &self.group).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(group = %self.group, topic = %topic_name, error = %e, "rebalance: consumer list failed");
-                        return;
-                    }
-                };
-                if !cids.iter().any(|c| c == self.instance.client_id()) {
-                    // The broker has not seen our heartbeat yet: allocating now would
-                    // drop every queue. Heartbeat; the notification rebalances again.
-                    debug!(group = %self.group, topic = %topic_name, "rebalance: not yet a member; heartbeating");
-                    self.instance.send_heartbeat_to_all().await;
-                    return;
-                }
-                let mut got = crate::consumer::rebalance::allocate_off_runtime(
-                    &self.strategy,
-                    &self.group,
-                    self.instance.client_id(),
-                    &mq_all,
-                    &cids,
-                )
+        let assigned =
+            crate::consumer::rebalance::allocate_topic(&self.api, &self.strategy, &self.group, &sub.topic, self.model)
                 .await;
-                got.retain(|q| mq_all.contains(q));
-                got
-            }
-        };
-        self.update_queues(sub, assigned).await;
+        if let Some(assigned) = assigned {
+            self.update_queues(sub, assigned).await;
+        }
     }
 
     pub(super) async fn update_queues(self: &Arc<Self>, sub: &Arc<SubscriptionData>, assigned: Vec<MessageQueue>) {
