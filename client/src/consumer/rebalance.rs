@@ -24,7 +24,7 @@
 //! allocating, because allocating then would give it nothing and drop every queue
 //! it reads until the next rebalance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -33,7 +33,7 @@ use common::route::MessageQueue;
 use common::subscription::MessageModel;
 use plugin_api::{AllocateInput, ClientView, QueueView, PERM_READ};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Decides which queues `current_cid` owns.
 pub trait AllocateStrategy: Send + Sync {
@@ -348,6 +348,224 @@ impl Default for AllocateConsistentHash {
     }
 }
 
+/// RocketMQ's reading of a machine-room broker name, `room@broker`: the room when the
+/// name splits on `@` into exactly two parts, as Java's `String.split("@")` counts
+/// them (trailing empty parts dropped, so `room@broker@` has a room too).
+fn machine_room_of(broker_name: &str) -> Option<&str> {
+    let mut parts: Vec<&str> = broker_name.split('@').collect();
+    while parts.last() == Some(&"") {
+        parts.pop();
+    }
+    match parts[..] {
+        [room, _] => Some(room),
+        _ => None,
+    }
+}
+
+/// The queues of the machine rooms this consumer serves, dealt among every member
+/// (`AllocateMessageQueueByMachineRoom`, `MACHINE_ROOM`). A broker named
+/// `room@broker` is in machine room `room`; queues of other rooms, and of brokers
+/// whose name has no room, go to nobody. With `n` such queues and `m` members,
+/// member `i` gets the block `i·⌊n/m⌋ .. (i+1)·⌊n/m⌋` and, while `i < n mod m`, the
+/// queue at `i + ⌊n/m⌋·m`: the extra queues come from the end, unlike AVG.
+#[derive(Debug, Clone, Default)]
+pub struct AllocateByMachineRoom {
+    rooms: BTreeSet<String>,
+}
+
+impl AllocateByMachineRoom {
+    /// Serves the machine rooms `rooms` (Java's `consumeridcs`).
+    pub fn new<S: Into<String>>(rooms: impl IntoIterator<Item = S>) -> Self {
+        Self { rooms: rooms.into_iter().map(Into::into).collect() }
+    }
+
+    /// The machine rooms served.
+    pub fn rooms(&self) -> &BTreeSet<String> {
+        &self.rooms
+    }
+}
+
+impl AllocateStrategy for AllocateByMachineRoom {
+    fn name(&self) -> &str {
+        "MACHINE_ROOM"
+    }
+
+    fn allocate(
+        &self,
+        _group: &str,
+        current_cid: &str,
+        mq_all: &[MessageQueue],
+        cid_all: &[String],
+    ) -> Vec<MessageQueue> {
+        let Some(index) = index_of(current_cid, mq_all, cid_all) else { return Vec::new() };
+        let served: Vec<&MessageQueue> = mq_all
+            .iter()
+            .filter(|q| machine_room_of(&q.broker_name).is_some_and(|room| self.rooms.contains(room)))
+            .collect();
+        let m = cid_all.len();
+        let (per_member, rest) = (served.len() / m, served.len() % m);
+        let start = per_member * index;
+        let mut mine: Vec<MessageQueue> = served[start..start + per_member].iter().map(|q| (*q).clone()).collect();
+        if index < rest {
+            mine.push(served[index + per_member * m].clone());
+        }
+        mine
+    }
+}
+
+/// Where a queue's broker and a consumer run, for [`AllocateMachineRoomNearby`]
+/// (RocketMQ's `MachineRoomResolver`). An empty answer means "unknown", which makes
+/// the allocation refuse, as Java's throws.
+pub trait MachineRoomResolver: Send + Sync {
+    /// The machine room of the broker of `mq`.
+    fn broker_deploy_in(&self, mq: &MessageQueue, ctx: &AllocateContext<'_>) -> String;
+    /// The machine room of the consumer `client_id`.
+    fn consumer_deploy_in(&self, client_id: &str, ctx: &AllocateContext<'_>) -> String;
+}
+
+/// Machine rooms from what the cluster already says: a consumer's is its zone
+/// (`ClientConfig::unit_name`, the unit part of other members' ids); a broker's is
+/// the `zoneName` of its route, else the `room` of a `room@broker` name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ZoneResolver;
+
+impl MachineRoomResolver for ZoneResolver {
+    fn broker_deploy_in(&self, mq: &MessageQueue, ctx: &AllocateContext<'_>) -> String {
+        match ctx.broker_zone(&mq.broker_name) {
+            "" => machine_room_of(&mq.broker_name).unwrap_or("").to_owned(),
+            zone => zone.to_owned(),
+        }
+    }
+
+    fn consumer_deploy_in(&self, client_id: &str, ctx: &AllocateContext<'_>) -> String {
+        ctx.client_zone(client_id).to_owned()
+    }
+}
+
+/// Consumers read the queues of their own machine room first
+/// (`AllocateMachineRoomNearby`, `MACHINE_ROOM_NEARBY-<inner>`): the queues of a room
+/// that has live members are divided by `inner` among that room's members only; the
+/// queues of a room without members are divided by `inner` among every member. A
+/// member's answer lists its own room's share, then the shares of member-less rooms in
+/// room-name order. A queue or member whose room the resolver cannot tell makes the
+/// allocation refuse (the member keeps its queues this round).
+pub struct AllocateMachineRoomNearby {
+    inner: Arc<dyn AllocateStrategy>,
+    resolver: Arc<dyn MachineRoomResolver>,
+    name: String,
+}
+
+impl AllocateMachineRoomNearby {
+    pub fn new(inner: Arc<dyn AllocateStrategy>, resolver: Arc<dyn MachineRoomResolver>) -> Self {
+        let name = format!("MACHINE_ROOM_NEARBY-{}", inner.name());
+        Self { inner, resolver, name }
+    }
+
+    /// Nearby allocation with rooms from zones ([`ZoneResolver`]).
+    pub fn by_zone(inner: Arc<dyn AllocateStrategy>) -> Self {
+        Self::new(inner, Arc::new(ZoneResolver))
+    }
+}
+
+impl std::fmt::Debug for AllocateMachineRoomNearby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AllocateMachineRoomNearby").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl AllocateStrategy for AllocateMachineRoomNearby {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Rooms as [`AllocateStrategy::try_allocate`] finds them with zones read from the
+    /// client ids only; nothing when it refuses.
+    fn allocate(
+        &self,
+        group: &str,
+        current_cid: &str,
+        mq_all: &[MessageQueue],
+        cid_all: &[String],
+    ) -> Vec<MessageQueue> {
+        let no_zones = BTreeMap::new();
+        let ctx = AllocateContext {
+            group,
+            current_cid,
+            current_zone: client_zone(current_cid),
+            mq_all,
+            cid_all,
+            broker_zones: &no_zones,
+        };
+        self.try_allocate(&ctx).unwrap_or_default()
+    }
+
+    fn try_allocate(&self, ctx: &AllocateContext<'_>) -> Result<Vec<MessageQueue>> {
+        if index_of(ctx.current_cid, ctx.mq_all, ctx.cid_all).is_none() {
+            return Ok(Vec::new());
+        }
+        // Rooms in name order, as Java's TreeMaps; queues and members in input order.
+        let mut room_queues: BTreeMap<String, Vec<MessageQueue>> = BTreeMap::new();
+        for mq in ctx.mq_all {
+            let room = self.resolver.broker_deploy_in(mq, ctx);
+            if room.is_empty() {
+                return Err(Error::NoMachineRoom { what: "broker", name: mq.broker_name.clone() });
+            }
+            room_queues.entry(room).or_default().push(mq.clone());
+        }
+        let mut room_members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for cid in ctx.cid_all {
+            let room = self.resolver.consumer_deploy_in(cid, ctx);
+            if room.is_empty() {
+                return Err(Error::NoMachineRoom { what: "consumer", name: cid.clone() });
+            }
+            room_members.entry(room).or_default().push(cid.clone());
+        }
+        let mut mine = Vec::new();
+        let my_room = self.resolver.consumer_deploy_in(ctx.current_cid, ctx);
+        if let Some(queues) = room_queues.remove(&my_room) {
+            let members = room_members.get(&my_room).map_or(&[][..], Vec::as_slice);
+            mine.extend(self.inner.try_allocate(&AllocateContext { mq_all: &queues, cid_all: members, ..*ctx })?);
+        }
+        for (room, queues) in &room_queues {
+            if !room_members.contains_key(room) {
+                mine.extend(self.inner.try_allocate(&AllocateContext { mq_all: queues, ..*ctx })?);
+            }
+        }
+        Ok(mine)
+    }
+}
+
+/// A fixed list of queues, whatever the route and the members
+/// (`AllocateMessageQueueByConfig`, `CONFIG`): a member reads exactly the queues it is
+/// configured with, so an application that gives each member its own list partitions
+/// the queues itself. The rebalance still keeps only queues of the topic being
+/// rebalanced that its route lists.
+#[derive(Debug, Clone, Default)]
+pub struct AllocateByConfig {
+    queues: Vec<MessageQueue>,
+}
+
+impl AllocateByConfig {
+    pub fn new(queues: Vec<MessageQueue>) -> Self {
+        Self { queues }
+    }
+
+    /// The configured queues.
+    pub fn queues(&self) -> &[MessageQueue] {
+        &self.queues
+    }
+}
+
+impl AllocateStrategy for AllocateByConfig {
+    fn name(&self) -> &str {
+        "CONFIG"
+    }
+
+    fn allocate(&self, _group: &str, _cid: &str, _mq_all: &[MessageQueue], _cid_all: &[String]) -> Vec<MessageQueue> {
+        self.queues.clone()
+    }
+}
+
 /// RocketMQ's `MD5Hash`: the first four bytes of the MD5 digest, big-endian.
 fn ring_hash(key: &str) -> u32 {
     let d = md5(key.as_bytes());
@@ -503,6 +721,181 @@ mod tests {
             assert!(s.allocate("G", &ids[0], &[], &ids).is_empty());
             assert!(s.allocate("G", &ids[0], &mqs, &[]).is_empty());
         }
+    }
+
+    /// Queue ids per member, for explicit queues and members.
+    fn per_member(strategy: &dyn AllocateStrategy, mqs: &[MessageQueue], ids: &[String]) -> Vec<Vec<String>> {
+        ids.iter().map(|c| strategy.allocate("G", c, mqs, ids).iter().map(ToString::to_string).collect()).collect()
+    }
+
+    fn strings(v: &[&[&str]]) -> Vec<Vec<String>> {
+        v.iter().map(|m| m.iter().map(|s| (*s).to_owned()).collect()).collect()
+    }
+
+    #[test]
+    fn machine_room_matches_rocketmq() {
+        // RocketMQ's AllocateMessageQueueByMachineRoomTest: 10 queues, 0-4 on
+        // room1@broker-a and 5-9 on room2@broker-b, rooms {room1}, two members.
+        let mqs: Vec<MessageQueue> = (0..10)
+            .map(|i| MessageQueue::new("topic", if i < 5 { "room1@broker-a" } else { "room2@broker-b" }, i))
+            .collect();
+        let ids: Vec<String> = (0..2).map(|i| format!("CID_PREFIX{i}")).collect();
+        let s = AllocateByMachineRoom::new(["room1"]);
+        let got: Vec<Vec<i32>> =
+            ids.iter().map(|c| s.allocate("", c, &mqs, &ids).iter().map(|q| q.queue_id).collect()).collect();
+        assert_eq!(got, [vec![0, 1, 4], vec![2, 3]]);
+        // 7 served queues over 3 members: blocks of 2, the 7th to the first member.
+        let s = AllocateByMachineRoom::new(["r1", "r3"]);
+        let mqs: Vec<MessageQueue> = [("r1@b1", 4), ("r2@b2", 2), ("r3@b3", 3), ("b4", 2), ("r1@b5@x", 1)]
+            .iter()
+            .flat_map(|(b, n)| (0..*n).map(move |i| MessageQueue::new("T", *b, i)))
+            .collect();
+        assert_eq!(
+            per_member(&s, &mqs, &cids(3)),
+            strings(&[
+                &["T@r1@b1#0", "T@r1@b1#1", "T@r3@b3#2"],
+                &["T@r1@b1#2", "T@r1@b1#3"],
+                &["T@r3@b3#0", "T@r3@b3#1"]
+            ])
+        );
+        // Java's split drops trailing empty parts: `r1@b5@` is in room r1.
+        assert_eq!(machine_room_of("r1@b5@"), Some("r1"));
+        assert_eq!((machine_room_of("b4"), machine_room_of("a@b@c"), machine_room_of("@")), (None, None, None));
+        assert_eq!(machine_room_of("@b"), Some(""));
+        assert!(s.allocate("G", "stranger", &mqs, &cids(3)).is_empty());
+        assert_eq!(s.name(), "MACHINE_ROOM");
+    }
+
+    /// RocketMQ's AllocateMachineRoomNearByTest resolver: the room is what precedes
+    /// the first `-` of a broker name or client id.
+    struct DashResolver;
+
+    impl MachineRoomResolver for DashResolver {
+        fn broker_deploy_in(&self, mq: &MessageQueue, _: &AllocateContext<'_>) -> String {
+            mq.broker_name.split('-').next().unwrap_or("").to_owned()
+        }
+        fn consumer_deploy_in(&self, client_id: &str, _: &AllocateContext<'_>) -> String {
+            client_id.split('-').next().unwrap_or("").to_owned()
+        }
+    }
+
+    fn idc_queues(rooms: &[(&str, i32)]) -> Vec<MessageQueue> {
+        rooms
+            .iter()
+            .flat_map(|(r, n)| (0..*n).map(move |i| MessageQueue::new("T", format!("{r}-brokerName"), i)))
+            .collect()
+    }
+
+    #[test]
+    fn machine_room_nearby_matches_rocketmq() {
+        let s = AllocateMachineRoomNearby::new(Arc::new(AllocateAveragely), Arc::new(DashResolver));
+        assert_eq!(s.name(), "MACHINE_ROOM_NEARBY-AVG");
+        // IDC1 and IDC2 have members, IDC3 has none: its queues go to everyone.
+        let mqs = idc_queues(&[("IDC1", 4), ("IDC2", 4), ("IDC3", 2)]);
+        let ids: Vec<String> = ["IDC1-CID-0", "IDC1-CID-1", "IDC2-CID-0"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(
+            per_member(&s, &mqs, &ids),
+            strings(&[
+                &["T@IDC1-brokerName#0", "T@IDC1-brokerName#1", "T@IDC3-brokerName#0"],
+                &["T@IDC1-brokerName#2", "T@IDC1-brokerName#3", "T@IDC3-brokerName#1"],
+                &["T@IDC2-brokerName#0", "T@IDC2-brokerName#1", "T@IDC2-brokerName#2", "T@IDC2-brokerName#3"],
+            ])
+        );
+        // Members in a room without brokers share the member-less rooms' queues only.
+        let ids: Vec<String> = ["IDC1-CID-0", "IDC4-CID-0"].iter().map(|s| (*s).to_owned()).collect();
+        let mqs = idc_queues(&[("IDC1", 2), ("IDC2", 3)]);
+        assert_eq!(
+            per_member(&s, &mqs, &ids),
+            strings(&[
+                &["T@IDC1-brokerName#0", "T@IDC1-brokerName#1", "T@IDC2-brokerName#0", "T@IDC2-brokerName#1"],
+                &["T@IDC2-brokerName#2"],
+            ])
+        );
+        // RocketMQ's property tests: every queue once; a room with members keeps its queues.
+        for (rooms, members) in [(5, 5), (5, 6), (5, 3), (2, 7)] {
+            for (queues_per_room, members_per_room) in [(20, 10), (20, 20), (20, 30), (3, 1)] {
+                let names: Vec<String> = (1..=rooms).map(|r| format!("IDC{r}")).collect();
+                let mqs = idc_queues(&names.iter().map(|r| (r.as_str(), queues_per_room)).collect::<Vec<_>>());
+                let mut ids: Vec<String> =
+                    (1..=members).flat_map(|r| (0..members_per_room).map(move |i| format!("IDC{r}-CID-{i}"))).collect();
+                ids.sort();
+                let mut all: Vec<MessageQueue> = Vec::new();
+                for c in &ids {
+                    let mine = s.allocate("G", c, &mqs, &ids);
+                    for q in &mine {
+                        let room = DashResolver.broker_deploy_in(q, &no_ctx());
+                        if ids.iter().any(|i| i.starts_with(&format!("{room}-"))) {
+                            assert!(c.starts_with(&format!("{room}-")), "{c} got {q} of a room with members");
+                        }
+                    }
+                    all.extend(mine);
+                }
+                all.sort();
+                let mut want = mqs.clone();
+                want.sort();
+                assert_eq!(all, want, "{rooms} broker rooms, {members} member rooms");
+            }
+        }
+    }
+
+    fn no_ctx() -> AllocateContext<'static> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        AllocateContext { group: "", current_cid: "", current_zone: "", mq_all: &[], cid_all: &[], broker_zones: &NONE }
+    }
+
+    #[test]
+    fn machine_room_nearby_by_zone_and_unknown_rooms() {
+        let s = AllocateMachineRoomNearby::by_zone(Arc::new(AllocateAveragelyByCircle));
+        let mqs: Vec<MessageQueue> = [("az1@b1", 2), ("b2", 2)]
+            .iter()
+            .flat_map(|(b, n)| (0..*n).map(move |i| MessageQueue::new("T", *b, i)))
+            .collect();
+        let ids: Vec<String> = vec!["10.0.0.1@a@az1".into(), "10.0.0.2@b@az2".into()];
+        let zones: BTreeMap<String, String> = [("b2".to_owned(), "az2".to_owned())].into();
+        let ctx = |me: &'static str, zone: &'static str| AllocateContext {
+            group: "G",
+            current_cid: me,
+            current_zone: zone,
+            mq_all: &mqs,
+            cid_all: &ids,
+            broker_zones: &zones,
+        };
+        let names = |r: Result<Vec<MessageQueue>>| r.unwrap().iter().map(ToString::to_string).collect::<Vec<_>>();
+        // az1 from the broker name, az2 from the route's zoneName.
+        assert_eq!(names(s.try_allocate(&ctx("10.0.0.1@a@az1", "az1"))), ["T@az1@b1#0", "T@az1@b1#1"]);
+        assert_eq!(names(s.try_allocate(&ctx("10.0.0.2@b@az2", "az2"))), ["T@b2#0", "T@b2#1"]);
+        // A broker with no zone at all, or a member without one: refused.
+        let err = s.try_allocate(&AllocateContext { broker_zones: &BTreeMap::new(), ..ctx("10.0.0.1@a@az1", "az1") });
+        assert!(matches!(err, Err(Error::NoMachineRoom { what: "broker", .. })), "{err:?}");
+        let ids2: Vec<String> = vec!["10.0.0.1@a@az1".into(), "10.0.0.3@c".into()];
+        let err = s.try_allocate(&AllocateContext { cid_all: &ids2, ..ctx("10.0.0.1@a@az1", "az1") });
+        assert!(matches!(err, Err(Error::NoMachineRoom { what: "consumer", .. })), "{err:?}");
+        // The infallible call answers nothing instead.
+        assert!(s.allocate("G", "10.0.0.3@c", &mqs, &ids2).is_empty());
+    }
+
+    #[test]
+    fn by_config_matches_rocketmq() {
+        // RocketMQ's AllocateMessageQueueByConfigTest: every member gets the list.
+        let mqs: Vec<MessageQueue> = (0..4).map(|i| MessageQueue::new("topic", "brokerName", i)).collect();
+        let ids: Vec<String> = (0..2).map(|i| format!("CID_PREFIX{i}")).collect();
+        let s = AllocateByConfig::new(mqs.clone());
+        for c in &ids {
+            assert_eq!(s.allocate("", c, &mqs, &ids), mqs);
+        }
+        assert_eq!(s.name(), "CONFIG");
+    }
+
+    #[tokio::test]
+    async fn by_config_keeps_to_the_route_of_the_topic() {
+        let c = cluster("a", &["a", "b"]);
+        let config = AllocateByConfig::new(vec![
+            MessageQueue::new("T", "broker-a", 3),
+            MessageQueue::new("Other", "broker-a", 0),
+            MessageQueue::new("T", "broker-a", 9),
+            MessageQueue::new("T", "broker-a", 1),
+        ]);
+        assert_eq!(step(&c, config, MessageModel::Clustering).await, Some(vec![3, 1]));
     }
 
     /// A cluster as the rebalance step sees it, recording heartbeats.
