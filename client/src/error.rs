@@ -27,8 +27,25 @@ pub enum Error {
     Shutdown,
     #[error("invalid response body: {0}")]
     Body(String),
+    /// A message's sys flag names a compression type RocketMQ does not define.
+    #[error("sys flag {sys_flag:#x} names compression type {value}, which RocketMQ does not define")]
+    UnknownCompression { sys_flag: i32, value: i32 },
+    /// A compressed message body does not decompress (corrupt or truncated).
+    #[error("{compression} body does not decompress")]
+    Decompress {
+        compression: crate::compression::Compression,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// An allocation strategy panicked; the member keeps its queues this round.
+    #[error("the allocation strategy panicked")]
+    AllocatePanicked,
+    /// A machine-room allocation strategy cannot tell where a queue's broker or a
+    /// member of the group runs (RocketMQ's `AllocateMachineRoomNearby` throws).
+    #[error("no machine room for {what} `{name}`")]
+    NoMachineRoom { what: &'static str, name: String },
     /// A plugin could not be loaded or looked up (see [`crate::plugins`]).
     #[error(transparent)]
     PluginHost(#[from] plugin_host::Error),

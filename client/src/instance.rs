@@ -23,6 +23,7 @@ use tracing::{debug, info, warn, Instrument};
 use common::msgid::UniqIdGenerator;
 use common::route::{MessageQueue, TopicRouteData};
 use common::subscription::{ConsumerData, HeartbeatData, ProducerData};
+use common::time::now_ms;
 use common::{perm, topic, ResponseCode};
 use config::ClientConfig;
 use remoting::channel::BoxFuture;
@@ -110,7 +111,12 @@ impl ClientInstance {
         } else {
             config.instance_name.clone()
         };
-        let client_id = format!("{ip}@{instance}");
+        // RocketMQ's `buildMQClientId`: the unit name, when set, is a third part, where
+        // the other members of a group read this client's zone from.
+        let client_id = match config.unit_name.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(unit) => format!("{ip}@{instance}@{unit}"),
+            None => format!("{ip}@{instance}"),
+        };
         let salt =
             (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
                 ^ (n as u32).wrapping_mul(2_654_435_761)) as i32;
@@ -586,8 +592,4 @@ async fn reset_offsets(inner: &Inner, request: &RemotingCommand) {
         info!(group = %h.group, topic = %h.topic, queues = offsets.len(), "offsets reset by an administrator");
         c.reset_offsets(h.topic, offsets).await;
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

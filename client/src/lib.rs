@@ -19,6 +19,7 @@
 //! heartbeats.
 
 pub mod admin;
+pub mod compression;
 pub mod consumer;
 pub mod error;
 pub mod instance;
@@ -31,6 +32,7 @@ pub mod transaction;
 pub use admin::Admin;
 pub use common::route::MessageQueue;
 pub use common::{Message, MessageExt};
+pub use compression::Compression;
 pub use error::{Error, Result};
 pub use instance::ClientInstance;
 pub use plugins::{ClientPlugins, PluginAllocateStrategy, PluginQueueSelector};

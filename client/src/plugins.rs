@@ -35,8 +35,10 @@
 //!   (for plugins that ask for it), plus the argument set with
 //!   [`PluginQueueSelector::with_arg`]. Born time and offsets are zero (not known yet);
 //! - allocation: group, asking client, the topic's readable queues (`perm` = readable,
-//!   zone empty) and the group's client ids (zone empty), both sorted as
-//!   [`AllocateStrategy`] requires.
+//!   zone = the broker's `zoneName` when its route names one) and the group's client
+//!   ids (zone = the asking client's `ClientConfig::unit_name`, and for the others the
+//!   unit name in their id, `ip@instance@unit`), both sorted as [`AllocateStrategy`]
+//!   requires.
 //!
 //! Failures never panic and never make a send or a rebalance stall:
 //! - a selector call that fails goes to the plugin's failure policy. `builtin` routes
@@ -64,6 +66,7 @@ use tracing::{info, warn};
 use common::route::MessageQueue;
 use common::Message;
 
+use crate::consumer::rebalance::{client_zone, AllocateContext};
 use crate::consumer::AllocateStrategy;
 use crate::error::{Error, Result};
 use crate::producer::QueueSelector;
@@ -362,6 +365,8 @@ impl AllocateStrategy for PluginAllocateStrategy {
         self.plugin.name()
     }
 
+    /// Without a context the zones come from the client ids alone ([`client_zone`]);
+    /// brokers have none.
     fn allocate(
         &self,
         group: &str,
@@ -369,14 +374,40 @@ impl AllocateStrategy for PluginAllocateStrategy {
         mq_all: &[MessageQueue],
         cid_all: &[String],
     ) -> Vec<MessageQueue> {
+        let no_zones = std::collections::BTreeMap::new();
+        self.run(&AllocateContext {
+            group,
+            current_cid,
+            current_zone: client_zone(current_cid),
+            mq_all,
+            cid_all,
+            broker_zones: &no_zones,
+        })
+    }
+
+    /// Never refuses: a failing plugin is answered by its failure policy.
+    fn try_allocate(&self, ctx: &AllocateContext<'_>) -> Result<Vec<MessageQueue>> {
+        Ok(self.run(ctx))
+    }
+}
+
+impl PluginAllocateStrategy {
+    fn run(&self, ctx: &AllocateContext<'_>) -> Vec<MessageQueue> {
+        let AllocateContext { group, current_cid, mq_all, cid_all, .. } = *ctx;
         if mq_all.is_empty() || !cid_all.iter().any(|c| c == current_cid) {
             return Vec::new();
         }
         let queues: Vec<QueueView<'_>> = mq_all
             .iter()
-            .map(|q| QueueView { broker_name: &q.broker_name, queue_id: queue_id(q), perm: PERM_READ, zone: "" })
+            .map(|q| QueueView {
+                broker_name: &q.broker_name,
+                queue_id: queue_id(q),
+                perm: PERM_READ,
+                zone: ctx.broker_zone(&q.broker_name),
+            })
             .collect();
-        let clients: Vec<ClientView<'_>> = cid_all.iter().map(|c| ClientView { client_id: c, zone: "" }).collect();
+        let clients: Vec<ClientView<'_>> =
+            cid_all.iter().map(|c| ClientView { client_id: c, zone: ctx.client_zone(c) }).collect();
         let input = AllocateInput { group, current_client: current_cid, queues: &queues, clients: &clients };
         let key: PreviousKey = (group.to_owned(), current_cid.to_owned(), mq_all[0].topic.clone());
         let previous: Option<Vec<u32>> = self
@@ -563,6 +594,46 @@ mod tests {
         assert!(s.allocate("G", &cids[0], &[], &cids).is_empty());
         // Pure: same inputs, same answer.
         assert_eq!(s.allocate("G", &cids[1], &mqs, &cids), s.allocate("G", &cids[1], &mqs, &cids));
+        assert_eq!(s.fallbacks(), 0);
+    }
+
+    /// Reads the queues of the zone of the asking client.
+    const SAME_ZONE: &str = r#"
+        function allocate(ctx)
+          local my_zone = ctx.clients[ctx.current_index].zone
+          local mine = {}
+          for i, q in ipairs(ctx.queues) do
+            if q.zone == my_zone then table.insert(mine, i) end
+          end
+          return mine
+        end
+    "#;
+
+    #[test]
+    fn allocation_sees_the_zones_of_brokers_and_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = registry(dir.path(), &[("same-zone", PluginKind::Allocation, SAME_ZONE, None)]);
+        let s = plugins.allocation("same-zone").unwrap();
+        let mqs: Vec<MessageQueue> =
+            ["broker-a", "broker-b"].iter().flat_map(|b| (0..2).map(move |i| MessageQueue::new("T", *b, i))).collect();
+        let cids = vec!["10.0.0.1@a@az1".to_owned(), "10.0.0.2@b@az2".to_owned()];
+        let zones: std::collections::BTreeMap<String, String> =
+            [("broker-a".to_owned(), "az1".to_owned()), ("broker-b".to_owned(), "az2".to_owned())].into();
+        let ctx = |me: &'static str, my_zone: &'static str| AllocateContext {
+            group: "G",
+            current_cid: me,
+            current_zone: my_zone,
+            mq_all: &mqs,
+            cid_all: &cids,
+            broker_zones: &zones,
+        };
+        let names = |qs: Vec<MessageQueue>| qs.into_iter().map(|q| q.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(s.try_allocate(&ctx("10.0.0.1@a@az1", "az1")).unwrap()), ["T@broker-a#0", "T@broker-a#1"]);
+        assert_eq!(names(s.try_allocate(&ctx("10.0.0.2@b@az2", "az2")).unwrap()), ["T@broker-b#0", "T@broker-b#1"]);
+        // The configured zone is what the plugin sees for the asking client.
+        assert_eq!(names(s.try_allocate(&ctx("10.0.0.1@a@az1", "az2")).unwrap()), ["T@broker-b#0", "T@broker-b#1"]);
+        // Without a context: client zones from the ids, brokers without zones.
+        assert!(s.allocate("G", &cids[0], &mqs, &cids).is_empty());
         assert_eq!(s.fallbacks(), 0);
     }
 

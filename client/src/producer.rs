@@ -5,15 +5,14 @@
 //! retryable broker code tries again on another broker — `1 + retry_times` attempts
 //! within one `send_timeout` budget. Every message gets a UNIQ_KEY (kept across
 //! retries, so a retried message keeps its msgId); bodies over
-//! `compress_over` bytes are zlib-compressed.
+//! `compress_over` bytes are zlib-compressed and flagged as RocketMQ's ZLIB type
+//! ([`crate::compression`]).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tracing::{debug, warn};
 
@@ -24,6 +23,7 @@ use common::{Message, ResponseCode};
 use remoting::header::broker::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
 use remoting::{RemotingCommand, RequestCode};
 
+use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::instance::ClientInstance;
 
@@ -440,10 +440,10 @@ impl Producer {
         let mut sys_flag = 0;
         let mut body = msg.body.clone();
         if code != RequestCode::SEND_BATCH_MESSAGE && body.len() > self.inner.opts.compress_over {
-            if let Some(z) = compress(&body) {
+            if let Some(z) = crate::compression::zlib_compress(&body, 5) {
                 body = z;
-                // COMPRESSED with the zlib compression type, as the Java client sets.
-                sys_flag |= sysflag::COMPRESSED | 0x300;
+                // COMPRESSED with the ZLIB type (0x301), as the Java client sets.
+                sys_flag |= Compression::Zlib.sys_flag_bits();
             }
         }
         if msg.properties.get(keys::TRANSACTION_PREPARED).is_some_and(|v| v == "true") {
@@ -458,7 +458,7 @@ impl Producer {
             default_topic_queue_nums: self.inner.opts.default_topic_queue_nums,
             queue_id: mq.queue_id,
             sys_flag,
-            born_timestamp: crate::instance::now_ms(),
+            born_timestamp: common::time::now_ms(),
             flag: msg.flag,
             properties: Some(msg.properties.encode()),
             reconsume_times: Some(reconsume_times.unwrap_or(0)),
@@ -530,27 +530,29 @@ fn is_retryable(e: &Error) -> bool {
     }
 }
 
-/// zlib at level 5, as the Java client compresses.
-fn compress(body: &[u8]) -> Option<Bytes> {
-    let mut z = flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 2), flate2::Compression::new(5));
-    z.write_all(body).ok()?;
-    z.finish().ok().map(Bytes::from)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Inflates a body stored compressed (sys flag 0x1 with zlib type); other
-/// compression types are returned as they are.
-pub fn decompress_body(sys_flag: i32, body: &Bytes) -> Bytes {
-    if sys_flag & sysflag::COMPRESSED == 0 {
-        return body.clone();
-    }
-    let ty = (sys_flag & sysflag::COMPRESSION_TYPE_MASK) >> 8;
-    if ty != 0 && ty != 3 {
-        return body.clone();
-    }
-    let mut out = Vec::with_capacity(body.len() * 4);
-    let mut d = flate2::read::ZlibDecoder::new(&body[..]);
-    match std::io::Read::read_to_end(&mut d, &mut out) {
-        Ok(_) => Bytes::from(out),
-        Err(_) => body.clone(),
+    #[tokio::test]
+    async fn large_bodies_go_zlib_compressed_with_rocketmq_flags() {
+        let p = Producer::new(
+            "PG",
+            config::ClientConfig::default(),
+            Some(vec!["127.0.0.1:1".into()]),
+            ProducerOptions::default(),
+        );
+        let mq = MessageQueue::new("T", "broker-a", 0);
+        let big = vec![b'a'; 5000];
+        let req = p.build_request(&mut Message::new("T", big.clone()), &mq, RequestCode::SEND_MESSAGE_V2);
+        let h: SendMessageRequestHeaderV2 = req.decode_header().unwrap();
+        // MessageSysFlag.COMPRESSED_FLAG | COMPRESSION_ZLIB_TYPE.
+        assert_eq!(h.sys_flag, 0x301);
+        assert_eq!(crate::compression::decompress_body(h.sys_flag, &req.body_bytes()).unwrap()[..], big[..]);
+        let small = vec![b'a'; 4096];
+        let req = p.build_request(&mut Message::new("T", small.clone()), &mq, RequestCode::SEND_MESSAGE_V2);
+        let h: SendMessageRequestHeaderV2 = req.decode_header().unwrap();
+        assert_eq!((h.sys_flag, &req.body_bytes()[..]), (0, &small[..]));
+        p.shutdown().await;
     }
 }

@@ -34,16 +34,16 @@ use tracing::{debug, warn};
 
 use common::properties::{keys, Properties};
 use common::route::MessageQueue;
-use common::sysflag::message as sysflag;
 use common::{Message, MessageExt, ResponseCode};
 use remoting::header::broker::ReplyMessageRequestHeader;
 use remoting::RemotingCommand;
 
 use crate::error::{Error, Result};
-use crate::producer::{decompress_body, Producer, QueueSelector, SendResult};
+use crate::producer::{Producer, QueueSelector, SendResult};
 
 /// Requests waiting for their reply: correlation id → completion.
-static PENDING: LazyLock<Mutex<HashMap<String, oneshot::Sender<MessageExt>>>> = LazyLock::new(Mutex::default);
+/// A reply whose body does not decompress completes its request with the error.
+static PENDING: LazyLock<Mutex<HashMap<String, oneshot::Sender<Result<MessageExt>>>>> = LazyLock::new(Mutex::default);
 
 /// (client id, topic) pairs whose brokers already had a heartbeat for requests.
 static ANNOUNCED: LazyLock<Mutex<HashSet<(String, String)>>> = LazyLock::new(Mutex::default);
@@ -58,7 +58,7 @@ impl Drop for PendingGuard {
     }
 }
 
-fn pending() -> std::sync::MutexGuard<'static, HashMap<String, oneshot::Sender<MessageExt>>> {
+fn pending() -> std::sync::MutexGuard<'static, HashMap<String, oneshot::Sender<Result<MessageExt>>>> {
     PENDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -142,7 +142,7 @@ impl Producer {
         };
         let left = timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
+            Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Error::Shutdown),
             Err(_) => Err(Error::Timeout(timeout)),
         }
@@ -187,14 +187,27 @@ pub fn on_push_reply(request: &RemotingCommand) -> RemotingCommand {
         Ok(h) => h,
         Err(e) => return RemotingCommand::error(ResponseCode::SYSTEM_ERROR, e.to_string()),
     };
-    let msg = reply_message(h, request.body_bytes());
+    let mut msg = reply_message(h, request.body_bytes());
+    // Java hands the compressed bytes on when they do not inflate; the requester gets
+    // the error instead, so a corrupt reply is never taken for the answer.
+    let decoded = match crate::compression::decompress_body(msg.sys_flag, &msg.body) {
+        Ok(body) => {
+            msg.body = body;
+            msg.sys_flag = crate::compression::clear_compression(msg.sys_flag);
+            Ok(())
+        }
+        Err(e) => {
+            warn!(topic = %msg.topic, error = %e, "reply body does not decode");
+            Err(e)
+        }
+    };
     let Some(correlation_id) = msg.properties.get(keys::CORRELATION_ID).map(str::to_owned) else {
         warn!(topic = %msg.topic, "reply without CORRELATION_ID dropped");
         return RemotingCommand::success();
     };
     match pending().remove(&correlation_id) {
         Some(tx) => {
-            let _ = tx.send(msg);
+            let _ = tx.send(decoded.map(|()| msg));
         }
         None => debug!(correlation_id = %correlation_id, "reply for no pending request (timed out?) dropped"),
     }
@@ -209,15 +222,14 @@ fn parse_addr(s: &str) -> SocketAddr {
 
 fn reply_message(h: ReplyMessageRequestHeader, body: Bytes) -> MessageExt {
     let mut properties = Properties::decode(h.properties.as_deref().unwrap_or(""));
-    properties.insert(keys::REPLY_MESSAGE_ARRIVE_TIME, crate::instance::now_ms().to_string());
-    let body = decompress_body(h.sys_flag, &body);
+    properties.insert(keys::REPLY_MESSAGE_ARRIVE_TIME, common::time::now_ms().to_string());
     MessageExt {
         topic: h.topic,
         queue_id: h.queue_id,
         flag: h.flag,
         queue_offset: 0,
         commit_log_offset: 0,
-        sys_flag: h.sys_flag & !sysflag::COMPRESSED,
+        sys_flag: h.sys_flag,
         born_timestamp: h.born_timestamp,
         born_host: parse_addr(&h.born_host),
         store_timestamp: h.store_timestamp,
@@ -303,11 +315,36 @@ mod tests {
         let cmd = RemotingCommand::request_with(remoting::RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT, &h)
             .with_body(Bytes::from_static(b"answer"));
         assert_eq!(on_push_reply(&cmd).response_code(), ResponseCode::SUCCESS);
-        let got = rx.try_recv().unwrap();
+        let got = rx.try_recv().unwrap().unwrap();
         assert_eq!(&got.body[..], b"answer");
         assert_eq!(got.born_host, parse_addr("127.0.0.1:5000"));
         assert!(got.properties.get(keys::REPLY_MESSAGE_ARRIVE_TIME).is_some());
         // Nobody waits any more: still SUCCESS.
         assert_eq!(on_push_reply(&cmd).response_code(), ResponseCode::SUCCESS);
+
+        // A compressed reply is inflated; one that does not inflate fails the request.
+        for (corr, body, inflates) in [("corr-2", &zlib(b"answer")[..], true), ("corr-3", &b"answer"[..], false)] {
+            let (tx, mut rx) = oneshot::channel();
+            pending().insert(corr.into(), tx);
+            let mut props = Properties::new();
+            props.insert(keys::CORRELATION_ID, corr);
+            let h = ReplyMessageRequestHeader {
+                sys_flag: crate::Compression::Zlib.sys_flag_bits(),
+                properties: Some(props.encode()),
+                ..h.clone()
+            };
+            let cmd = RemotingCommand::request_with(remoting::RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT, &h)
+                .with_body(Bytes::copy_from_slice(body));
+            assert_eq!(on_push_reply(&cmd).response_code(), ResponseCode::SUCCESS);
+            match rx.try_recv().unwrap() {
+                Ok(m) if inflates => assert_eq!((&m.body[..], m.sys_flag), (&b"answer"[..], 0)),
+                Err(Error::Decompress { .. }) if !inflates => {}
+                other => panic!("{corr}: {other:?}"),
+            }
+        }
+    }
+
+    fn zlib(b: &[u8]) -> Bytes {
+        crate::compression::zlib_compress(b, 5).unwrap()
     }
 }

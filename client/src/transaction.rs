@@ -39,7 +39,7 @@ use remoting::{RemotingCommand, RequestCode};
 
 use crate::error::{Error, Result};
 use crate::instance::{ClientInstance, TransactionCheckHandle};
-use crate::producer::{decompress_body, Producer, ProducerOptions, SendResult, SendStatus};
+use crate::producer::{Producer, ProducerOptions, SendResult, SendStatus};
 
 /// The outcome of a local transaction (RocketMQ's `LocalTransactionState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,9 +158,18 @@ impl<L: TransactionListener> TransactionCheckHandle for Checker<L> {
                     return;
                 }
             };
-            // Java decodes the body with decompression on.
-            msg.body = decompress_body(msg.sys_flag, &msg.body);
-            msg.sys_flag &= !sysflag::COMPRESSED;
+            // Java decodes the body with decompression on, and a message that does not
+            // decode gets no answer: the broker asks again at its next check round.
+            match crate::compression::decompress_body(msg.sys_flag, &msg.body) {
+                Ok(body) => {
+                    msg.body = body;
+                    msg.sys_flag = crate::compression::clear_compression(msg.sys_flag);
+                }
+                Err(e) => {
+                    warn!(broker = %broker_addr, msg_id = %msg.offset_msg_id(), error = %e, "transaction check of a message whose body does not decode; not answered");
+                    return;
+                }
+            }
             let state = listener.check_local_transaction(&msg).await;
             let end = EndTransactionRequestHeader {
                 producer_group: group.clone(),

@@ -32,6 +32,11 @@ pub struct ClientConfig {
     pub instance_name: String,
     /// The IP in the client id; detected when absent.
     pub client_ip: Option<String>,
+    /// The client's zone (RocketMQ's `unitName`, the machine room it runs in).
+    /// When set it becomes the third part of the client id (`ip@instance@unit`), as
+    /// in RocketMQ, which is how the other members of a group learn it; allocation
+    /// strategies and plugins see it as the client's zone.
+    pub unit_name: Option<String>,
     /// Route refresh (`pollNameServerInterval`).
     #[serde(with = "humantime_serde")]
     pub poll_name_server_interval: Duration,
@@ -54,6 +59,7 @@ impl Default for ClientConfig {
             namesrv_http_poll_interval: Duration::from_secs(120),
             instance_name: "DEFAULT".to_owned(),
             client_ip: None,
+            unit_name: None,
             poll_name_server_interval: Duration::from_secs(30),
             heartbeat_broker_interval: Duration::from_secs(30),
             persist_consumer_offset_interval: Duration::from_secs(5),
@@ -70,6 +76,16 @@ impl ClientConfig {
             check::host_port("namesrv_addr", addr)?;
         }
         check::not_blank("instance_name", &self.instance_name)?;
+        if let Some(unit) = &self.unit_name {
+            check::not_blank("unit_name", unit)?;
+            // An `@` would shift the parts of the client id every member parses.
+            if unit.contains('@') {
+                return Err(crate::error::Error::invalid(
+                    "unit_name",
+                    crate::error::Invalid::Malformed { value: unit.clone(), expected: "a name without `@`" },
+                ));
+            }
+        }
         check::non_zero("poll_name_server_interval", self.poll_name_server_interval)?;
         check::non_zero("heartbeat_broker_interval", self.heartbeat_broker_interval)?;
         check::non_zero("persist_consumer_offset_interval", self.persist_consumer_offset_interval)?;

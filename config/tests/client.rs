@@ -36,4 +36,9 @@ fn rocketmq_client_properties_and_bad_values() {
     assert_eq!(c.heartbeat_broker_interval, Duration::from_secs(15));
     let err = load_client_with_env(None, [("FERROMQ_CLIENT_NAMESRV_ADDR", "nonsense")]).unwrap_err().to_string();
     assert!(err.contains("namesrv_addr"), "{err}");
+    std::fs::write(&path, "unitName=az1\n").unwrap();
+    let c = load_client_with_env(Some(&path), Vec::<(String, String)>::new()).unwrap().config.client;
+    assert_eq!(c.unit_name.as_deref(), Some("az1"));
+    let err = load_client_with_env(None, [("FERROMQ_CLIENT_UNIT_NAME", "a@b")]).unwrap_err().to_string();
+    assert!(err.contains("unit_name"), "{err}");
 }

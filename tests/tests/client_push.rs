@@ -456,3 +456,52 @@ async fn reset_offset_replays_a_running_consumer() -> Result<()> {
 fn client_now_ms() -> i64 {
     tests::wire::now_ms()
 }
+
+/// Bodies compressed by RocketMQ 5 clients (LZ4, ZSTD) reach the listener inflated;
+/// a body that does not decompress never reaches it: it is counted and goes to the
+/// group's DLQ, with the bytes as stored, and the messages around it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compressed_bodies_are_inflated_and_undecodable_ones_go_to_the_dlq() -> Result<()> {
+    let (ns, broker) = start_cluster(&[])?;
+    let ns = ns.addr();
+    create_topic(&ns, "PushCompressed", 1, 1).await?;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../client/tests/fixtures/compression");
+    let read = |name: &str| std::fs::read(fixtures.join(name));
+    let plain = read("body.txt")?;
+    let w = tests::wire::Wire::new(broker.addr());
+    // (body, sys flag): LZ4, corrupt LZ4, ZSTD, plain.
+    let corrupt = b"these bytes are no LZ4 frame".to_vec();
+    for (body, sys_flag) in
+        [(read("body.lz4")?, 0x101), (corrupt.clone(), 0x101), (read("body.zst")?, 0x201), (b"plain".to_vec(), 0)]
+    {
+        let mut h = tests::wire::send_header("PushCompressed", 0, &tests::wire::props(&[]));
+        h.sys_flag = sys_flag;
+        w.send_v2(&h, &body).await?;
+    }
+
+    let log = Log::default();
+    let c = builder(&ns, "GCompressed", "PushCompressed", "*", &log).start().await?;
+    // Concurrent listener calls: any order.
+    let mut want = vec![text(&plain), text(&plain), "plain".to_owned()];
+    want.sort();
+    let sorted = || {
+        let mut b = log.bodies();
+        b.sort();
+        b
+    };
+    eventually(WAIT, "the three decodable messages", || async { (sorted() == want).then_some(()) }).await?;
+    ensure!(c.undecodable_messages() == 1, "{} undecodable", c.undecodable_messages());
+    let dlq = "%DLQ%GCompressed";
+    eventually(WAIT, "the undecodable message in the DLQ", || async {
+        (w.max_offset(dlq, 0).await.ok()? == 1).then_some(())
+    })
+    .await?;
+    // Make the DLQ readable, as an operator would, to check what it holds.
+    w.create_topic(dlq, 1).await?;
+    let dead = client_support::stored(&broker.addr(), dlq, 1).await?;
+    ensure!(dead.len() == 1 && dead[0].body[..] == corrupt[..], "DLQ holds {dead:?}");
+    ensure!(dead[0].sys_flag & 0x701 == 0x101, "DLQ sys flag {:#x}", dead[0].sys_flag);
+    ensure!(log.len() == 3, "deliveries {:?}", log.bodies());
+    c.shutdown().await;
+    Ok(())
+}

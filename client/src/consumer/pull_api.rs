@@ -16,13 +16,23 @@
 //!   past them;
 //! * returned bodies are decompressed and their `sys_flag` no longer carries the
 //!   compression bits, so a message can be re-sent or re-inspected as it is;
+//! * a message whose body does not decompress (corrupt bytes, an undefined
+//!   compression type) is never among [`PullResult::messages`]: it comes back in
+//!   [`PullResult::undecodable`] as stored, with the error, is logged at `warn` and
+//!   counted ([`PullApi::undecodable_messages`]). RocketMQ's Java decoder instead
+//!   drops it and every later message of the batch without a word; here the rest of
+//!   the batch is delivered and the consumer decides the message's fate (the push
+//!   and lite pull consumers send it to the group's DLQ);
 //! * the broker address comes from the [`ClientInstance`]'s route cache: the master
 //!   when the request commits something (a piggy-backed commit offset, offset
 //!   updates, send-back, locks), any live address for reads; an unknown broker
 //!   name triggers one route refresh of the queue's topic.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tracing::warn;
 
 use common::route::MessageQueue;
 use common::subscription::SubscriptionData;
@@ -63,7 +73,7 @@ pub enum PullStatus {
 }
 
 /// The outcome of one pull.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PullResult {
     pub status: PullStatus,
     /// Where the next pull of this queue should start.
@@ -74,6 +84,18 @@ pub struct PullResult {
     pub max_offset: i64,
     /// Decoded, decompressed, re-filtered messages, in queue order.
     pub messages: Vec<MessageExt>,
+    /// Messages of the batch whose body could not be decoded, in queue order.
+    pub undecodable: Vec<UndecodableMessage>,
+}
+
+/// A pulled message whose body does not decompress.
+#[derive(Debug, Clone)]
+pub struct UndecodableMessage {
+    /// The message as stored: body still compressed, sys flag untouched.
+    pub message: MessageExt,
+    /// Why the body cannot be read ([`Error::Decompress`] or
+    /// [`Error::UnknownCompression`]).
+    pub error: Arc<Error>,
 }
 
 /// One PULL_MESSAGE. Build with [`PullRequest::new`] and adjust the fields.
@@ -137,12 +159,20 @@ pub struct PullApi {
     instance: ClientInstance,
     /// Timeout of the control requests (`mqClientApiTimeout`).
     timeout: Duration,
+    /// Messages whose body did not decode, across clones.
+    undecodable: Arc<AtomicU64>,
 }
 
 impl PullApi {
     pub fn new(instance: ClientInstance) -> Self {
         let timeout = instance.config().mq_client_api_timeout;
-        Self { instance, timeout }
+        Self { instance, timeout, undecodable: Arc::default() }
+    }
+
+    /// Messages pulled through this API (and its clones) whose body could not be
+    /// decoded ([`PullResult::undecodable`]).
+    pub fn undecodable_messages(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
     }
 
     pub fn instance(&self) -> &ClientInstance {
@@ -209,11 +239,25 @@ impl PullApi {
             min_offset: h.min_offset,
             max_offset: h.max_offset,
             messages: Vec::new(),
+            undecodable: Vec::new(),
         };
         if status == PullStatus::Found {
-            result.messages = decode_messages(&resp.body_bytes(), sub)?;
+            (result.messages, result.undecodable) = decode_messages(&resp.body_bytes(), sub)?;
             if result.messages.is_empty() {
                 result.status = PullStatus::NoMatchedMsg;
+            }
+            if let Some(first) = result.undecodable.first() {
+                self.undecodable.fetch_add(result.undecodable.len() as u64, Ordering::Relaxed);
+                warn!(
+                    group = %req.group,
+                    topic = %req.mq.topic,
+                    queue_id = req.mq.queue_id,
+                    offset = first.message.queue_offset,
+                    msg_id = %first.message.msg_id(),
+                    count = result.undecodable.len(),
+                    error = %first.error,
+                    "pulled message bodies do not decode; they are not delivered"
+                );
             }
         }
         Ok(result)
@@ -393,6 +437,35 @@ impl PullApi {
         check(&resp, &addr)
     }
 
+    /// Sends pulled messages whose body does not decode to the group's DLQ
+    /// (CONSUMER_SEND_MSG_BACK with delay level −1: the broker stores the record as
+    /// it is, so the DLQ keeps the original bytes for someone to inspect). Retrying
+    /// such a message cannot repair it, so it is not retried. Each message is logged:
+    /// at `warn` once it is in the DLQ, at `error` when the send-back failed (the
+    /// group then skips the message). Returns how many reached the DLQ.
+    pub async fn dead_letter_undecodable(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        undecodable: &[UndecodableMessage],
+        max_reconsume_times: i32,
+    ) -> usize {
+        let mut sent = 0;
+        for u in undecodable {
+            let m = &u.message;
+            match self.send_back(&mq.broker_name, m, group, -1, max_reconsume_times).await {
+                Ok(()) => {
+                    sent += 1;
+                    warn!(group, topic = %mq.topic, queue_id = mq.queue_id, offset = m.queue_offset, msg_id = %m.msg_id(), error = %u.error, "message body does not decode; sent to the DLQ");
+                }
+                Err(e) => {
+                    tracing::error!(group, topic = %mq.topic, queue_id = mq.queue_id, offset = m.queue_offset, msg_id = %m.msg_id(), error = %u.error, send_back_error = %e, "message body does not decode and the DLQ refused it; the group skips it");
+                }
+            }
+        }
+        sent
+    }
+
     /// Locks `mqs` (all of broker `broker_name`) for this client in the group
     /// (LOCK_BATCH_MQ to the master); returns the queues now held.
     ///
@@ -497,22 +570,35 @@ fn check(resp: &RemotingCommand, addr: &str) -> Result<()> {
 
 /// Decodes a pull body, decompresses bodies and drops messages whose tag is not
 /// exactly one of a TAG subscription's tags (the broker matched hashes only).
+/// Returns the messages, and apart those whose body does not decompress.
 ///
 /// # Errors
 /// A malformed record.
-pub fn decode_messages(body: &bytes::Bytes, sub: &SubscriptionData) -> Result<Vec<MessageExt>> {
+pub fn decode_messages(
+    body: &bytes::Bytes,
+    sub: &SubscriptionData,
+) -> Result<(Vec<MessageExt>, Vec<UndecodableMessage>)> {
     let mut msgs = common::record::decode_all(body, false).map_err(|e| Error::Body(format!("pull body: {e}")))?;
     let refilter = sub.is_tag_type() && !sub.tags_set.is_empty() && !sub.class_filter_mode;
     if refilter {
         msgs.retain(|m| m.tags().is_some_and(|t| sub.tags_set.iter().any(|s| s == t)));
     }
-    for m in &mut msgs {
-        if m.sys_flag & msg_flag::COMPRESSED != 0 {
-            m.body = crate::producer::decompress_body(m.sys_flag, &m.body);
-            m.sys_flag &= !(msg_flag::COMPRESSED | msg_flag::COMPRESSION_TYPE_MASK);
+    if msgs.iter().all(|m| m.sys_flag & msg_flag::COMPRESSED == 0) {
+        return Ok((msgs, Vec::new()));
+    }
+    let mut decoded = Vec::with_capacity(msgs.len());
+    let mut undecodable = Vec::new();
+    for mut m in msgs {
+        match crate::compression::decompress_body(m.sys_flag, &m.body) {
+            Ok(body) => {
+                m.body = body;
+                m.sys_flag = crate::compression::clear_compression(m.sys_flag);
+                decoded.push(m);
+            }
+            Err(e) => undecodable.push(UndecodableMessage { message: m, error: Arc::new(e) }),
         }
     }
-    Ok(msgs)
+    Ok((decoded, undecodable))
 }
 
 #[cfg(test)]
@@ -550,7 +636,8 @@ mod tests {
             buf.put(record(tag, body, *flag, i as i64));
         }
         let sub = SubscriptionData::new("T", sub, "TAG", 1);
-        let got = decode_messages(&buf.freeze(), &sub).unwrap();
+        let (got, undecodable) = decode_messages(&buf.freeze(), &sub).unwrap();
+        assert!(undecodable.is_empty(), "{undecodable:?}");
         let got: Vec<(String, Vec<u8>)> =
             got.iter().map(|m| (m.tags().unwrap_or("").to_owned(), m.body.to_vec())).collect();
         let want: Vec<(String, Vec<u8>)> = expected.iter().map(|(t, b)| ((*t).to_owned(), b.to_vec())).collect();
@@ -573,7 +660,49 @@ mod tests {
         let compressed = z.finish().unwrap();
         let flag = msg_flag::COMPRESSED | 0x300;
         check("*", &[("A", &compressed, flag), ("B", b"plain", 0)], &[("A", b"hello hello hello"), ("B", b"plain")]);
+        // Bodies of RocketMQ 5 clients: LZ4 and ZSTD, compressed by other implementations.
+        let fixture = |name: &str| {
+            std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compression").join(name),
+            )
+            .unwrap()
+        };
+        let plain = fixture("body.txt");
+        let (lz4, zst) = (fixture("body.lz4"), fixture("body.zst"));
+        check("*", &[("L", &lz4, 0x101), ("Z", &zst, 0x201)], &[("L", &plain), ("Z", &plain)]);
     }
+
+    #[test]
+    fn undecodable_bodies_are_set_apart_not_delivered() {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+        z.write_all(b"fine").unwrap();
+        let good = z.finish().unwrap();
+        let records: [(&str, &[u8], i32); 5] = [
+            ("A", &good, 0x301),
+            ("B", b"not lz4 at all", 0x101),
+            ("C", b"plain", msg_flag::MULTI_TAGS),
+            ("D", &good[..good.len() - 3], 0x301),
+            ("E", &good, COMPRESSED_TYPE_7),
+        ];
+        let mut buf = BytesMut::new();
+        for (i, (tag, body, flag)) in records.iter().enumerate() {
+            buf.put(record(tag, body, *flag, i as i64));
+        }
+        let sub = SubscriptionData::new("T", "*", "TAG", 1);
+        let (msgs, undecodable) = decode_messages(&buf.freeze(), &sub).unwrap();
+        let got: Vec<(&str, &[u8], i32)> = msgs.iter().map(|m| (m.tags().unwrap(), &m.body[..], m.sys_flag)).collect();
+        assert_eq!(got, [("A", &b"fine"[..], 0), ("C", &b"plain"[..], msg_flag::MULTI_TAGS)]);
+        let bad: Vec<(i64, &[u8], i32)> =
+            undecodable.iter().map(|u| (u.message.queue_offset, &u.message.body[..], u.message.sys_flag)).collect();
+        assert_eq!(bad, [(1, records[1].1, 0x101), (3, records[3].1, 0x301), (4, records[4].1, COMPRESSED_TYPE_7)]);
+        assert!(matches!(*undecodable[0].error, Error::Decompress { compression: crate::Compression::Lz4, .. }));
+        assert!(matches!(*undecodable[1].error, Error::Decompress { compression: crate::Compression::Zlib, .. }));
+        assert!(matches!(*undecodable[2].error, Error::UnknownCompression { value: 7, .. }));
+    }
+
+    /// COMPRESSED with type 7, which RocketMQ does not define.
+    const COMPRESSED_TYPE_7: i32 = 0x701;
 
     #[test]
     fn sys_flags_like_java() {

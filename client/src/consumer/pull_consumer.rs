@@ -23,6 +23,11 @@
 //!   for that queue (buffered batches carry the queue's seek generation and stale
 //!   ones are dropped).
 //!
+//! A pulled message whose body does not decode is never returned by `poll`: it goes
+//! to the group's DLQ and is counted ([`LitePullConsumer::undecodable_messages`]);
+//! [`PullConsumer`] hands such messages to the application in
+//! [`PullResult::undecodable`].
+//!
 //! One background task per assigned queue long-polls the broker and hands whole
 //! batches to a bounded channel; a full channel stops the pulling (flow control).
 
@@ -37,6 +42,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use common::route::MessageQueue;
 use common::subscription::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData};
+use common::time::now_ms;
 use common::MessageExt;
 use remoting::channel::BoxFuture;
 
@@ -44,7 +50,7 @@ use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::pull_api::{PullApi, PullRequest, PullResult, PullStatus};
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
-use crate::instance::{now_ms, ClientInstance, ConsumerHandle};
+use crate::instance::{ClientInstance, ConsumerHandle};
 
 /// How long a pull that should block may be held by the broker when nothing is
 /// there (Java `BROKER_SUSPEND_MAX_TIME_MILLIS` is 20 s).
@@ -669,6 +675,13 @@ impl LitePullConsumer {
         self.seek(mq, max).await
     }
 
+    /// Pulled messages whose body could not be decoded (corrupt compressed bytes, an
+    /// undefined compression type): `poll` never returns them, they are sent to the
+    /// group's DLQ and the consumed offset moves past them.
+    pub fn undecodable_messages(&self) -> u64 {
+        self.inner.api.undecodable_messages()
+    }
+
     /// The queues this consumer owns now, sorted.
     pub fn assignment(&self) -> Vec<MessageQueue> {
         let mut v: Vec<MessageQueue> = self.inner.state.lock().assigned.keys().cloned().collect();
@@ -796,30 +809,17 @@ impl LiteInner {
             return;
         }
         for topic in subs {
-            let mqs = match self.instance.subscribe_queues(&topic).await {
-                Ok(q) => q,
-                Err(e) => {
-                    debug!(topic = %topic, error = %e, "rebalance: no route");
-                    continue;
-                }
-            };
-            let cids = match self.api.consumer_ids(&topic, &self.group).await {
-                Ok(c) if !c.is_empty() => c,
-                Ok(_) => continue,
-                Err(e) => {
-                    debug!(topic = %topic, group = %self.group, error = %e, "rebalance: no member list");
-                    continue;
-                }
-            };
-            let mine = crate::consumer::rebalance::allocate_off_runtime(
+            let mine = crate::consumer::rebalance::allocate_topic(
+                &self.api,
                 &self.opts.allocate,
                 &self.group,
-                self.instance.client_id(),
-                &mqs,
-                &cids,
+                &topic,
+                MessageModel::Clustering,
             )
             .await;
-            self.set_assignment(Some(&topic), mine).await;
+            if let Some(mine) = mine {
+                self.set_assignment(Some(&topic), mine).await;
+            }
         }
     }
 
@@ -945,6 +945,12 @@ impl QueueTask {
             match result {
                 Ok(r) => match r.status {
                     PullStatus::Found | PullStatus::NoMatchedMsg => {
+                        if !r.undecodable.is_empty() {
+                            // Never handed to `poll`; kept in the DLQ (RocketMQ's
+                            // default of 16 deliveries: the broker only reads it to
+                            // decide a DLQ, and delay level -1 asks for the DLQ).
+                            self.api.dead_letter_undecodable(&self.offsets_group, &self.mq, &r.undecodable, 16).await;
+                        }
                         offset = r.next_begin_offset;
                         // A filtered-out range is handed over too (empty), so the
                         // consumed offset moves past it.

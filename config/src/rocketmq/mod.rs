@@ -177,6 +177,7 @@ pub(crate) const CLIENT: Table = Table {
         entry("rocketmq.namesrv.addr", "client.namesrv_addr", Unit::Text),
         entry("instanceName", "client.instance_name", Unit::Text),
         entry("clientIP", "client.client_ip", Unit::Text),
+        entry("unitName", "client.unit_name", Unit::Text),
         entry("pollNameServerInterval", "client.poll_name_server_interval", Unit::Millis),
         entry("heartbeatBrokerInterval", "client.heartbeat_broker_interval", Unit::Millis),
         entry("persistConsumerOffsetInterval", "client.persist_consumer_offset_interval", Unit::Millis),

@@ -20,42 +20,44 @@
 //! # Ok(()) }
 //! ```
 //!
-//! How it runs (the shape of the Java client, with tasks instead of thread pools):
+//! How it runs (the shape of the Java client, with tasks instead of thread pools),
+//! one submodule per part:
 //!
-//! * **Rebalance** (every 20 s, on NOTIFY_CONSUMER_IDS_CHANGED, on demand): for each
-//!   subscribed topic — in clustering mode also `%RETRY%<group>` — the readable
-//!   queues of the route and the group's members (GET_CONSUMER_LIST_BY_GROUP) go
-//!   through the [`AllocateStrategy`]; broadcasting members take every queue.
-//!   Removed queues stop and commit their offset; new queues get a start offset
-//!   (the committed one, else consume-from-where) and a pull loop. Rebalances are
-//!   serialized.
-//! * **Pull loop**, one task per assigned queue: long polling (15 s hold), flow
+//! * [`rebalance`] (every 20 s, on NOTIFY_CONSUMER_IDS_CHANGED, on demand): which
+//!   queues this member consumes; removed queues stop and commit, new queues get a
+//!   start offset and a pull loop. Rebalances are serialized.
+//! * [`pull_loop`], one task per assigned queue: long polling (15 s hold), flow
 //!   control (per-queue message/byte caps → wait 50 ms), errors → wait 3 s,
 //!   OFFSET_ILLEGAL → commit the broker's offset and drop the queue until the next
 //!   rebalance.
-//! * **Concurrent consumption**: each pulled batch is split into listener batches
-//!   run as tasks, at most `consume_concurrency` at once. Failed batches go back
-//!   to the broker (CONSUMER_SEND_MSG_BACK), else are re-sent to the retry topic by
-//!   the inner producer, else consumed again locally 5 s later. The committed
-//!   offset is the smallest offset still in flight.
-//! * **Orderly consumption**: one task per queue, one batch at a time, only while
+//! * [`concurrent`] consumption: listener batches run as tasks, at most
+//!   `consume_concurrency` at once; failed batches go back to the broker, else to the
+//!   retry topic through the inner producer, else are consumed again locally 5 s
+//!   later. The committed offset is the smallest offset still in flight.
+//! * [`orderly`] consumption: one task per queue, one batch at a time, only while
 //!   the broker lock is held (clustering). Newly assigned queues are locked at
 //!   once, and a queue whose lock is still held by a previous owner retries every
 //!   `lock_retry_interval` rather than waiting for the 20 s lock refresh (RocketMQ
 //!   pain point #10). A queue leaving this member waits for its batch in progress,
 //!   commits, then unlocks, so the next owner starts exactly after it.
 //!
+//! This file holds what the parts share: the options, the builder, the consumer
+//! handle, its state (`Inner`), offsets commits and resets, and shutdown.
+//!
 //! Delivery is at-least-once: a queue that changes owner may deliver messages
 //! consumed but not yet committed by the previous owner again.
 
+mod concurrent;
+mod orderly;
+mod pull_loop;
+mod rebalance;
+
 use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +67,8 @@ use tracing::{debug, info, warn, Instrument};
 use common::properties::keys;
 use common::route::MessageQueue;
 use common::subscription::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData};
-use common::{topic, Message, MessageExt, ResponseCode};
+use common::time::now_ms;
+use common::{topic, MessageExt};
 use remoting::channel::BoxFuture;
 
 use crate::consumer::listener::{
@@ -74,10 +77,10 @@ use crate::consumer::listener::{
 };
 use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::process_queue::ProcessQueue;
-use crate::consumer::pull_api::{PullApi, PullRequest, PullStatus};
+use crate::consumer::pull_api::PullApi;
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
-use crate::instance::{now_ms, ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
+use crate::instance::{ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
 use crate::producer::{Producer, ProducerOptions};
 
 /// Push consumer settings (RocketMQ's names in snake case, same defaults).
@@ -451,6 +454,13 @@ impl PushConsumer {
         &self.inner.store
     }
 
+    /// Pulled messages whose body could not be decoded (corrupt compressed bytes, an
+    /// undefined compression type). The listener never sees them; in clustering mode
+    /// they are sent to the group's DLQ.
+    pub fn undecodable_messages(&self) -> u64 {
+        self.inner.api.undecodable_messages()
+    }
+
     /// Rebalances now instead of waiting for the timer or a notification.
     pub async fn rebalance(&self) {
         self.inner.rebalance().await;
@@ -592,351 +602,6 @@ impl Inner {
         }
     }
 
-    // ---- rebalance -------------------------------------------------------------
-
-    async fn rebalance(self: &Arc<Self>) {
-        if self.cancel.is_cancelled() {
-            return;
-        }
-        let _serial = self.rebalance_lock.lock().await;
-        if self.cancel.is_cancelled() {
-            return;
-        }
-        for sub in self.subs.clone() {
-            self.rebalance_topic(&sub).await;
-        }
-    }
-
-    async fn rebalance_topic(self: &Arc<Self>, sub: &Arc<SubscriptionData>) {
-        let topic_name = &sub.topic;
-        let mq_all = match self.instance.subscribe_queues(topic_name).await {
-            Ok(q) => q,
-            Err(e) => {
-                debug!(group = %self.group, topic = %topic_name, error = %e, "rebalance: no route");
-                return;
-            }
-        };
-        let assigned = match self.model {
-            MessageModel::Broadcasting => mq_all,
-            MessageModel::Clustering => {
-                let cids = match self.api.consumer_ids(topic_name, &self.group).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(group = %self.group, topic = %topic_name, error = %e, "rebalance: consumer list failed");
-                        return;
-                    }
-                };
-                if !cids.iter().any(|c| c == self.instance.client_id()) {
-                    // The broker has not seen our heartbeat yet: allocating now would
-                    // drop every queue. Heartbeat; the notification rebalances again.
-                    debug!(group = %self.group, topic = %topic_name, "rebalance: not yet a member; heartbeating");
-                    self.instance.send_heartbeat_to_all().await;
-                    return;
-                }
-                let mut got = crate::consumer::rebalance::allocate_off_runtime(
-                    &self.strategy,
-                    &self.group,
-                    self.instance.client_id(),
-                    &mq_all,
-                    &cids,
-                )
-                .await;
-                got.retain(|q| mq_all.contains(q));
-                got
-            }
-        };
-        self.update_queues(sub, assigned).await;
-    }
-
-    async fn update_queues(self: &Arc<Self>, sub: &Arc<SubscriptionData>, assigned: Vec<MessageQueue>) {
-        let (removed, new): (Vec<Arc<ProcessQueue>>, Vec<MessageQueue>) = {
-            let mut table = self.table.lock();
-            let gone: Vec<MessageQueue> =
-                table.keys().filter(|q| q.topic == sub.topic && !assigned.contains(q)).cloned().collect();
-            let removed = gone.iter().filter_map(|q| table.remove(q)).collect();
-            let new = assigned.iter().filter(|q| !table.contains_key(*q)).cloned().collect();
-            (removed, new)
-        };
-        for pq in removed {
-            info!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, broker_name = %pq.mq.broker_name, "queue removed");
-            self.remove_queue(pq).await;
-        }
-        if new.is_empty() {
-            return;
-        }
-        let mut locked: Vec<MessageQueue> = Vec::new();
-        if self.needs_lock() {
-            let mut by_broker: BTreeMap<&str, Vec<MessageQueue>> = BTreeMap::new();
-            for q in &new {
-                by_broker.entry(q.broker_name.as_str()).or_default().push(q.clone());
-            }
-            for (broker, mqs) in by_broker {
-                match self.api.lock_batch(&self.group, broker, &mqs).await {
-                    Ok(ok) => locked.extend(ok),
-                    Err(e) => {
-                        debug!(group = %self.group, broker_name = broker, error = %e, "lock of new queues failed")
-                    }
-                }
-            }
-        }
-        for mq in new {
-            let pq = Arc::new(ProcessQueue::new(mq.clone(), self.cancel.child_token()));
-            let start = if self.needs_lock() {
-                if locked.contains(&mq) {
-                    pq.set_locked(true);
-                    // Offsets are read after the lock: the previous owner commits
-                    // before it unlocks.
-                    self.compute_start_offset(&mq).await.ok()
-                } else {
-                    None
-                }
-            } else {
-                match self.compute_start_offset(&mq).await {
-                    Ok(o) => Some(o),
-                    Err(e) => {
-                        warn!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, error = %e, "no start offset; retrying at the next rebalance");
-                        continue;
-                    }
-                }
-            };
-            info!(group = %self.group, topic = %mq.topic, queue_id = mq.queue_id, broker_name = %mq.broker_name, offset = ?start, "queue assigned");
-            self.table.lock().insert(mq, pq.clone());
-            self.spawn_pull_loop(pq, sub.clone(), start);
-        }
-    }
-
-    /// Stops a queue this member no longer owns and commits its offset; orderly
-    /// consumers let the batch in progress finish first and then unlock.
-    async fn remove_queue(self: &Arc<Self>, pq: Arc<ProcessQueue>) {
-        let orderly = self.needs_lock();
-        pq.drop_queue(!orderly);
-        if self.model == MessageModel::Broadcasting {
-            return;
-        }
-        if !orderly {
-            if let Err(e) = self.store.persist(&pq.mq).await {
-                debug!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "offset commit on removal failed");
-            }
-            self.store.remove(&pq.mq);
-            return;
-        }
-        // Orderly: the new owner must start exactly after our last committed batch.
-        let this = self.clone();
-        let finish = async move {
-            let _consuming = pq.consume_lock.lock().await;
-            if let Err(e) = this.store.persist(&pq.mq).await {
-                debug!(group = %this.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "offset commit on removal failed");
-            }
-            this.store.remove(&pq.mq);
-            if pq.is_locked() {
-                if let Err(e) =
-                    this.api.unlock_batch(&this.group, &pq.mq.broker_name, std::slice::from_ref(&pq.mq), false).await
-                {
-                    debug!(group = %this.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "unlock failed");
-                }
-                pq.set_locked(false);
-            }
-        };
-        // A long batch must not hold up the rebalance: finish in the background.
-        let mut finish = Box::pin(finish);
-        if tokio::time::timeout(Duration::from_secs(1), &mut finish).await.is_err() {
-            tokio::spawn(finish);
-        }
-    }
-
-    /// The start offset of a queue this member just got (§12.6).
-    async fn compute_start_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        if let Some(o) = self.store.read_from_store(mq).await? {
-            if o >= 0 {
-                return Ok(o);
-            }
-        }
-        let retry = topic::is_retry_topic(&mq.topic);
-        match self.from_where {
-            ConsumeFromWhere::FirstOffset => Ok(0),
-            ConsumeFromWhere::Timestamp if retry => self.api.max_offset(mq).await,
-            ConsumeFromWhere::Timestamp => self.api.search_offset(mq, self.consume_timestamp).await,
-            // LAST_OFFSET and the deprecated values Java treats as it.
-            _ if retry => Ok(0),
-            _ => self.api.max_offset(mq).await,
-        }
-    }
-
-    async fn lock_all(self: &Arc<Self>) {
-        let pqs: Vec<Arc<ProcessQueue>> = self.table.lock().values().cloned().collect();
-        let mut by_broker: BTreeMap<String, Vec<Arc<ProcessQueue>>> = BTreeMap::new();
-        for pq in pqs {
-            by_broker.entry(pq.mq.broker_name.clone()).or_default().push(pq);
-        }
-        for (broker, pqs) in by_broker {
-            let mqs: Vec<MessageQueue> = pqs.iter().map(|p| p.mq.clone()).collect();
-            match self.api.lock_batch(&self.group, &broker, &mqs).await {
-                Ok(ok) => {
-                    for pq in pqs {
-                        let held = ok.contains(&pq.mq);
-                        if !held && pq.is_locked() {
-                            warn!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, "queue lock lost");
-                        }
-                        pq.set_locked(held);
-                    }
-                }
-                Err(e) => debug!(group = %self.group, broker_name = %broker, error = %e, "lock refresh failed"),
-            }
-        }
-    }
-
-    async fn lock_one(&self, pq: &ProcessQueue) -> bool {
-        match self.api.lock_batch(&self.group, &pq.mq.broker_name, std::slice::from_ref(&pq.mq)).await {
-            Ok(ok) => {
-                let held = ok.contains(&pq.mq);
-                pq.set_locked(held);
-                held
-            }
-            Err(e) => {
-                debug!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, error = %e, "lock failed");
-                false
-            }
-        }
-    }
-
-    // ---- pulling ---------------------------------------------------------------
-
-    fn spawn_pull_loop(self: &Arc<Self>, pq: Arc<ProcessQueue>, sub: Arc<SubscriptionData>, start: Option<i64>) {
-        let span = tracing::debug_span!("pull", group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id);
-        tokio::spawn(self.clone().pull_loop(pq, sub, start).instrument(span));
-    }
-
-    async fn pull_loop(self: Arc<Self>, pq: Arc<ProcessQueue>, sub: Arc<SubscriptionData>, start: Option<i64>) {
-        let mut next = start;
-        let cancel = pq.cancel.clone();
-        while !cancel.is_cancelled() {
-            if self.needs_lock() && !pq.lock_valid() && !self.lock_one(&pq).await {
-                if !pause(&cancel, self.opts.lock_retry_interval).await {
-                    break;
-                }
-                continue;
-            }
-            let offset = match next {
-                Some(o) => o,
-                None => match self.compute_start_offset(&pq.mq).await {
-                    Ok(o) => {
-                        next = Some(o);
-                        o
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "no start offset");
-                        if !pause(&cancel, self.opts.pull_error_delay).await {
-                            break;
-                        }
-                        continue;
-                    }
-                },
-            };
-            let (count, bytes) = pq.cached();
-            if count > self.opts.pull_threshold_for_queue || bytes > self.opts.pull_threshold_size_for_queue {
-                if !pause(&cancel, self.opts.flow_control_delay).await {
-                    break;
-                }
-                continue;
-            }
-            let mut req = PullRequest::new(self.group.clone(), pq.mq.clone(), offset, sub.clone());
-            req.max_msg_nums = self.opts.pull_batch_size;
-            req.suspend = Some(self.opts.suspend);
-            req.timeout = self.opts.pull_timeout;
-            req.post_subscription = self.opts.post_subscription_when_pull;
-            // Orderly consumers commit only through the offset store: a piggy-backed
-            // commit still in flight when the queue moves could land after the
-            // final commit and make the next owner repeat messages.
-            if self.model == MessageModel::Clustering && !self.is_orderly() {
-                req.commit_offset = self.store.read(&pq.mq).filter(|o| *o > 0);
-            }
-            let result = tokio::select! {
-                _ = cancel.cancelled() => break,
-                r = self.api.pull(&req) => r,
-            };
-            match result {
-                Ok(r) => match r.status {
-                    PullStatus::Found => {
-                        next = Some(r.next_begin_offset);
-                        self.dispatch(&pq, r.messages);
-                    }
-                    PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
-                        next = Some(r.next_begin_offset);
-                        pq.correct_offset(r.next_begin_offset, &self.store);
-                    }
-                    PullStatus::OffsetIllegal => {
-                        warn!(
-                            offset,
-                            next_begin_offset = r.next_begin_offset,
-                            "offset illegal; dropping the queue until the next rebalance"
-                        );
-                        self.offset_illegal(&pq, r.next_begin_offset).await;
-                        break;
-                    }
-                },
-                Err(e) => {
-                    let code = e.response_code();
-                    if matches!(
-                        code,
-                        Some(ResponseCode::SUBSCRIPTION_NOT_EXIST | ResponseCode::SUBSCRIPTION_NOT_LATEST)
-                    ) {
-                        // The broker has not seen the subscription yet: tell it and
-                        // try again soon.
-                        debug!(error = %e, "pull refused; heartbeating");
-                        self.instance.send_heartbeat_to_all().await;
-                        if !pause(&cancel, self.opts.pull_error_delay.min(Duration::from_millis(200))).await {
-                            break;
-                        }
-                    } else {
-                        warn!(error = %e, "pull failed");
-                        if !pause(&cancel, self.opts.pull_error_delay).await {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn offset_illegal(&self, pq: &Arc<ProcessQueue>, next_begin_offset: i64) {
-        pq.drop_queue(true);
-        self.store.update(&pq.mq, next_begin_offset, false);
-        if let Err(e) = self.store.persist(&pq.mq).await {
-            debug!(error = %e, "offset commit after OFFSET_ILLEGAL failed");
-        }
-        if self.model == MessageModel::Clustering {
-            self.store.remove(&pq.mq);
-        }
-        let mut table = self.table.lock();
-        if table.get(&pq.mq).is_some_and(|p| Arc::ptr_eq(p, pq)) {
-            table.remove(&pq.mq);
-        }
-    }
-
-    // ---- consuming -------------------------------------------------------------
-
-    fn dispatch(self: &Arc<Self>, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) {
-        match &self.listener {
-            Listener::Concurrent(l) => {
-                pq.put_pending(&msgs);
-                if pq.is_dropped() {
-                    return;
-                }
-                let mut msgs = msgs;
-                while !msgs.is_empty() {
-                    let rest = msgs.split_off(msgs.len().min(self.opts.consume_batch_size));
-                    self.tasks.spawn(self.clone().consume_concurrently(pq.clone(), l.clone(), msgs, Duration::ZERO));
-                    msgs = rest;
-                }
-            }
-            Listener::Orderly(l) => {
-                if pq.put(&msgs) {
-                    self.tasks.spawn(self.clone().consume_orderly(pq.clone(), l.clone()));
-                }
-            }
-        }
-    }
-
     /// Messages of `%RETRY%<group>` get back the topic they were first sent to.
     fn restore_retry_topic(&self, msgs: &mut [MessageExt]) {
         let retry = topic::retry_topic(&self.group);
@@ -948,173 +613,6 @@ impl Inner {
             }
         }
     }
-
-    /// Boxed: a batch that must be consumed again schedules itself.
-    fn consume_concurrently(
-        self: Arc<Self>,
-        pq: Arc<ProcessQueue>,
-        listener: Arc<dyn DynConcurrent>,
-        msgs: Vec<MessageExt>,
-        delay: Duration,
-    ) -> BoxFuture<()> {
-        Box::pin(self.consume_concurrently_inner(pq, listener, msgs, delay))
-    }
-
-    async fn consume_concurrently_inner(
-        self: Arc<Self>,
-        pq: Arc<ProcessQueue>,
-        listener: Arc<dyn DynConcurrent>,
-        mut msgs: Vec<MessageExt>,
-        delay: Duration,
-    ) {
-        if !delay.is_zero() && !pause(&self.cancel, delay).await {
-            return;
-        }
-        let _permit = tokio::select! {
-            _ = self.cancel.cancelled() => return,
-            p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        if pq.is_dropped() {
-            return;
-        }
-        self.restore_retry_topic(&mut msgs);
-        let ctx = ConsumeContext::new(pq.mq.clone());
-        let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
-            Ok(s) => s,
-            Err(_) => {
-                warn!(group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id, "listener panicked; reconsuming later");
-                ConsumeStatus::ReconsumeLater
-            }
-        };
-        let mut again = Vec::new();
-        if status == ConsumeStatus::ReconsumeLater {
-            match self.model {
-                MessageModel::Broadcasting => {
-                    for m in &msgs {
-                        warn!(group = %self.group, topic = %m.topic, msg_id = %m.msg_id(), "broadcasting consumption failed; the message is dropped");
-                    }
-                }
-                MessageModel::Clustering => {
-                    for m in &msgs {
-                        if !self.send_back(&pq.mq, m).await {
-                            let mut m = m.clone();
-                            m.reconsume_times += 1;
-                            again.push(m);
-                        }
-                    }
-                }
-            }
-        }
-        let done: Vec<i64> =
-            msgs.iter().map(|m| m.queue_offset).filter(|o| !again.iter().any(|m| m.queue_offset == *o)).collect();
-        pq.remove(&done, &self.store);
-        if !again.is_empty() && !pq.is_dropped() {
-            let delay = self.opts.reconsume_later_delay;
-            self.tasks.spawn(self.clone().consume_concurrently(pq, listener, again, delay));
-        }
-    }
-
-    /// Returns a failed message to the broker; falls back to re-sending a copy to
-    /// the retry topic (§12.8). False when both failed.
-    async fn send_back(&self, mq: &MessageQueue, msg: &MessageExt) -> bool {
-        let max = self.max_reconsume_times();
-        let e = match self.api.send_back(&mq.broker_name, msg, &self.group, 0, max).await {
-            Ok(()) => return true,
-            Err(e) => e,
-        };
-        debug!(group = %self.group, msg_id = %msg.msg_id(), error = %e, "send-back failed; re-sending to the retry topic");
-        let Some(producer) = &self.inner_producer else { return false };
-        match producer.send(retry_copy(&self.group, msg, max)).await {
-            Ok(_) => true,
-            Err(e) => {
-                warn!(group = %self.group, msg_id = %msg.msg_id(), error = %e, "retry send failed; consuming again locally");
-                false
-            }
-        }
-    }
-
-    async fn consume_orderly(self: Arc<Self>, pq: Arc<ProcessQueue>, listener: Arc<dyn DynOrderly>) {
-        let span = tracing::debug_span!("consume_orderly", group = %self.group, topic = %pq.mq.topic, queue_id = pq.mq.queue_id);
-        async move {
-            loop {
-                if pq.is_dropped() || self.cancel.is_cancelled() {
-                    pq.end_consume_task();
-                    return;
-                }
-                if self.needs_lock() && !pq.lock_valid() && !self.lock_one(&pq).await {
-                    if !pause(&pq.cancel, self.opts.lock_retry_interval).await {
-                        pq.end_consume_task();
-                        return;
-                    }
-                    continue;
-                }
-                let permit = tokio::select! {
-                    _ = self.cancel.cancelled() => { pq.end_consume_task(); return; }
-                    p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => { pq.end_consume_task(); return; } },
-                };
-                let guard = pq.consume_lock.lock().await;
-                if pq.is_dropped() {
-                    pq.end_consume_task();
-                    return;
-                }
-                let mut msgs = pq.take(self.opts.consume_batch_size);
-                if msgs.is_empty() {
-                    return; // `take` ended the task under the queue's lock.
-                }
-                self.restore_retry_topic(&mut msgs);
-                let ctx = ConsumeContext::new(pq.mq.clone());
-                let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
-                    Ok(s) => s,
-                    Err(_) => {
-                        warn!("orderly listener panicked; suspending the queue");
-                        ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
-                    }
-                };
-                match status {
-                    ConsumeOrderlyStatus::Success => {
-                        pq.commit(&self.store);
-                        drop(guard);
-                        drop(permit);
-                    }
-                    ConsumeOrderlyStatus::SuspendCurrentQueueAMoment => {
-                        let max = self.max_reconsume_times();
-                        let mut dead_lettered = true;
-                        for m in &mut msgs {
-                            m.reconsume_times = m.reconsume_times.saturating_add(1);
-                            if m.reconsume_times < max || self.model == MessageModel::Broadcasting {
-                                dead_lettered = false;
-                            }
-                        }
-                        if dead_lettered {
-                            // Every message has had its deliveries: straight to the DLQ.
-                            let mut all_sent = true;
-                            for m in &msgs {
-                                if let Err(e) = self.api.send_back(&pq.mq.broker_name, m, &self.group, -1, max).await {
-                                    warn!(msg_id = %m.msg_id(), error = %e, "sending to the DLQ failed");
-                                    all_sent = false;
-                                }
-                            }
-                            if all_sent {
-                                pq.commit(&self.store);
-                                continue;
-                            }
-                        }
-                        pq.consume_again(msgs);
-                        drop(guard);
-                        drop(permit);
-                        if !pause(&pq.cancel, self.opts.suspend_current_queue_time).await {
-                            pq.end_consume_task();
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-        .instrument(span)
-        .await;
-    }
-
-    // ---- offsets ---------------------------------------------------------------
 
     fn assigned(&self) -> Vec<MessageQueue> {
         self.table.lock().keys().cloned().collect()
@@ -1194,29 +692,6 @@ impl Inner {
     }
 }
 
-/// The copy of a failed message the client itself sends to `%RETRY%<group>` when
-/// CONSUMER_SEND_MSG_BACK fails (Java's `sendMessageBack` fallback): same body,
-/// flag and properties, plus what the broker would have added — the original
-/// topic, the id of the first message of the chain, the next reconsume count
-/// (the broker turns RECONSUME_TIME into the record's count) and the delay.
-fn retry_copy(group: &str, msg: &MessageExt, max_reconsume_times: i32) -> Message {
-    let mut copy = Message {
-        topic: topic::retry_topic(group),
-        flag: msg.flag,
-        properties: msg.properties.clone(),
-        body: msg.body.clone(),
-    };
-    if !copy.properties.contains(keys::ORIGIN_MESSAGE_ID) {
-        copy.properties.insert(keys::ORIGIN_MESSAGE_ID, msg.msg_id());
-    }
-    copy.properties.insert(keys::RETRY_TOPIC, msg.topic.clone());
-    copy.properties.insert(keys::RECONSUME_TIME, (msg.reconsume_times + 1).to_string());
-    copy.properties.insert(keys::MAX_RECONSUME_TIMES, max_reconsume_times.to_string());
-    copy.properties.remove(keys::TRANSACTION_PREPARED);
-    copy.properties.insert(keys::DELAY_TIME_LEVEL, (3 + msg.reconsume_times).to_string());
-    copy
-}
-
 fn spawn_periodic<F>(weak: Weak<Inner>, cancel: CancellationToken, period: Duration, name: &'static str, f: F)
 where
     F: Fn(Arc<Inner>) -> BoxFuture<()> + Send + 'static,
@@ -1242,44 +717,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_copy_carries_what_the_broker_would_add() {
-        let mut props = common::Properties::new();
-        props.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "ABC");
-        props.insert(keys::TAGS, "TagA");
-        props.insert(keys::TRANSACTION_PREPARED, "true");
-        let msg = MessageExt {
-            topic: "Orders".into(),
-            queue_id: 1,
-            flag: 7,
-            queue_offset: 3,
-            commit_log_offset: 100,
-            sys_flag: 0,
-            born_timestamp: 0,
-            born_host: "127.0.0.1:1".parse().unwrap(),
-            store_timestamp: 0,
-            store_host: "127.0.0.1:2".parse().unwrap(),
-            reconsume_times: 2,
-            prepared_transaction_offset: 0,
-            body_crc: 0,
-            store_size: 0,
-            properties: props,
-            body: bytes::Bytes::from_static(b"payload"),
-        };
-        let copy = retry_copy("G", &msg, 16);
-        assert_eq!(copy.topic, "%RETRY%G");
-        assert_eq!((copy.flag, &copy.body[..]), (7, &b"payload"[..]));
-        let p = &copy.properties;
-        assert_eq!(p.get(keys::RETRY_TOPIC), Some("Orders"));
-        assert_eq!(p.get(keys::ORIGIN_MESSAGE_ID), Some("ABC"));
-        assert_eq!(p.get(keys::RECONSUME_TIME), Some("3"));
-        assert_eq!(p.get(keys::MAX_RECONSUME_TIMES), Some("16"));
-        assert_eq!(p.get(keys::DELAY_TIME_LEVEL), Some("5"));
-        assert_eq!(p.get(keys::TAGS), Some("TagA"));
-        assert_eq!(p.get(keys::TRANSACTION_PREPARED), None);
-        assert_eq!(p.uniq_key(), Some("ABC"), "the copy keeps the message id");
-    }
 
     #[tokio::test]
     async fn start_validates_its_arguments() {
