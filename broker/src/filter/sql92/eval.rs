@@ -14,8 +14,8 @@
 
 use std::cmp::Ordering;
 
-use super::EvalError;
-use crate::filter::PropertyLookup;
+use super::error::EvalError;
+use crate::filter::lookup::PropertyLookup;
 
 /// A literal stored in the tree. Java distinguishes `Integer` from `Long` literals
 /// (`ConstantExpression.createFromDecimal` narrows to `Integer` when the value fits),

@@ -12,7 +12,7 @@
 //!   `FLOATING_POINT_LITERAL` is `d+.d*(e)? | .d+(e)? | d+e` with `e = [eE][+-]?d+`;
 //! - strings are single-quoted, `''` escapes a quote, and may span lines.
 
-use super::SqlError;
+use super::error::SqlError;
 
 /// One lexical token. Literal tokens keep the source slice; conversion to a value
 /// happens in the parser, which knows the token's position for error reporting.

@@ -18,9 +18,9 @@
 //! Note that `NOT` is a *unary* operator binding tighter than every comparison, as in
 //! ActiveMQ, from which RocketMQ took the grammar: `NOT a = 1` means `(NOT a) = 1`.
 
+use super::error::{SqlError, MAX_DEPTH, MAX_EXPRESSION_LEN};
 use super::eval::{compare, Lit, Node, OrderOp, TextOp};
 use super::lexer::{Lexer, Tok, Token};
-use super::{SqlError, MAX_DEPTH, MAX_EXPRESSION_LEN};
 
 /// What the Java factory methods can tell about an operand when they validate it
 /// (`instanceof ConstantExpression`, `BooleanExpression`, `PropertyExpression`).
