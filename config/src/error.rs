@@ -151,6 +151,36 @@ pub enum Invalid {
     },
 }
 
+/// Why a `[plugins]` section is invalid ([`PluginsConfig::validate`](crate::PluginsConfig::validate)).
+///
+/// A type of its own, not an [`Error`] variant, because the plugin registry
+/// validates the section again before loading and reports the result as its
+/// own error (`plugin_host::Error`), variant for variant and with the same text.
+/// Loading a file wraps it as [`Invalid::Plugin`] under the key `plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginsError {
+    /// A setting is invalid.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// Dotted key from the top of the file (`plugins.plugin[vip].limits.memory`).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two plugins have the same name.
+    #[error("plugin name {name:?} is declared twice")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+}
+
+impl PluginsError {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        PluginsError::Invalid { key: key.into(), reason: reason.into() }
+    }
+}
+
 impl Error {
     /// Prefixes the key of an [`Error::Invalid`] with the section it was found
     /// in, so `store.validate()`'s `max_message_size` becomes

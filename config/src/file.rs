@@ -8,7 +8,7 @@
 //! [broker]             # BrokerFile
 //! [broker.store]       # the store is part of the broker's config
 //! [[broker.plugin_binding]]   # which topic/group uses which plugin
-//! [plugins]            # plugin declarations (plugin-host's PluginsConfig)
+//! [plugins]            # plugin declarations (PluginsConfig, read by plugin-host)
 //! [telemetry]
 //!
 //! [client]             # ClientFile
@@ -22,13 +22,13 @@
 //! then all read the same way.
 
 use plugin_api::PluginKind;
-use plugin_host::PluginsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerConfig;
 use crate::client::ClientConfig;
 use crate::error::{Error, Invalid, Result};
 use crate::namesrv::NamesrvConfig;
+use crate::plugins::PluginsConfig;
 use crate::telemetry::TelemetryConfig;
 
 /// Everything the `namesrv` binary reads.

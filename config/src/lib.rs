@@ -33,6 +33,15 @@
 //! and [`TelemetryConfig::install`] (`RUST_LOG`); the `*_with_env` variants
 //! take the environment as an argument.
 //!
+//! The types of every section live here, also those of sections another
+//! crate acts on: [`StoreConfig`] (the store) and [`PluginsConfig`] (the
+//! `[plugins]` section, which `plugin-host`'s registry loads). That keeps the
+//! graph pointing down: `store` and `plugin-host` depend on this crate for
+//! their settings, and this crate depends on neither, so reading a
+//! configuration never builds the store or the plugin engine. Of the plugin
+//! crates only `plugin-api` is below it, for the vocabulary a declaration uses
+//! (kinds, runtimes, failure policies).
+//!
 //! Sample files live next to this crate: `config/namesrv.toml`,
 //! `config/broker.toml`, `config/broker.conf`, `config/namesrv.properties`.
 
@@ -49,6 +58,7 @@ mod layer;
 mod load;
 mod namesrv;
 pub mod persist;
+mod plugins;
 mod rocketmq;
 mod serde_util;
 mod store;
@@ -57,14 +67,14 @@ mod warning;
 
 pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, PluginBinding, DEFAULT_MESSAGE_DELAY_LEVEL};
 pub use client::ClientConfig;
-pub use error::{Error, Invalid, Result};
+pub use error::{Error, Invalid, PluginsError, Result};
 pub use file::{BrokerFile, ClientFile, NamesrvFile};
 pub use load::{
     load_broker, load_broker_with_env, load_client, load_client_with_env, load_namesrv, load_namesrv_with_env, Loaded,
     NAMESRV_ADDR_ENV,
 };
 pub use namesrv::NamesrvConfig;
-pub use plugin_host::{PluginConfig, PluginsConfig};
+pub use plugins::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
 pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
 pub use telemetry::{LogFormat, TelemetryConfig};
 pub use warning::{ConfigWarning, Origin, WarningKind};

@@ -4,6 +4,8 @@
 //!   human-readable string ("1.1 GB" for 1 GiB), which would not survive the
 //!   defaults -> figment -> struct round trip. We write the exact number of
 //!   bytes instead and read either a number or a string such as `"1GiB"`.
+//!   (The `[plugins]` section only writes exact numbers and reads sizes with
+//!   `ByteSize`'s own `Deserialize`, as it always has.)
 //! * [`addr_list`]: RocketMQ writes name-server lists as one `;`-separated
 //!   string; TOML users expect an array. Both are read into a `Vec<String>`.
 
@@ -17,6 +19,16 @@ pub(crate) mod byte_size {
 
     pub(crate) fn serialize<S: Serializer>(size: &ByteSize, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(size.as_u64())
+    }
+
+    /// `#[serde(serialize_with = "byte_size::serialize_opt")]` for an
+    /// `Option<ByteSize>` that is read with `ByteSize`'s own `Deserialize`.
+    #[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
+    pub(crate) fn serialize_opt<S: Serializer>(size: &Option<ByteSize>, serializer: S) -> Result<S::Ok, S::Error> {
+        match size {
+            Some(size) => serializer.serialize_some(&size.as_u64()),
+            None => serializer.serialize_none(),
+        }
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {

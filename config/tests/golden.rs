@@ -107,7 +107,7 @@ fn full_broker_toml() {
             plugins: vec![
                 PluginConfig {
                     config: [("level".to_owned(), "gold".to_owned())].into(),
-                    limits: plugin_host::LimitsConfig {
+                    limits: config::LimitsConfig {
                         deadline: Some(Duration::from_millis(3)),
                         max_batch: Some(64),
                         ..Default::default()

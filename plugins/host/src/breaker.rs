@@ -3,12 +3,16 @@
 //! failure.
 //!
 //! The closed state's fast path is two relaxed atomic loads per call; the mutex is only
-//! taken while failing or open.
+//! taken while failing or open, and the clock is read only while opening or open. Time
+//! comes from a [`quanta::Clock`] the breaker is given: the registry's call clock (the
+//! TSC where the CPU's counter is usable, else the monotonic clock), or a mock clock
+//! that tests advance by hand instead of sleeping through a cool-down.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use quanta::{Clock, Instant};
 
 use crate::config::BreakerConfig;
 
@@ -47,11 +51,19 @@ pub(crate) struct Breaker {
     consecutive: AtomicU32,
     tripped: AtomicBool,
     open: Mutex<Option<Open>>,
+    /// Read only while the breaker opens or is open.
+    clock: Clock,
 }
 
 impl Breaker {
-    pub(crate) fn new(config: BreakerConfig) -> Breaker {
-        Breaker { config, consecutive: AtomicU32::new(0), tripped: AtomicBool::new(false), open: Mutex::new(None) }
+    pub(crate) fn new(config: BreakerConfig, clock: Clock) -> Breaker {
+        Breaker {
+            config,
+            consecutive: AtomicU32::new(0),
+            tripped: AtomicBool::new(false),
+            open: Mutex::new(None),
+            clock,
+        }
     }
 
     /// Whether a call may go to the plugin now.
@@ -63,7 +75,7 @@ impl Breaker {
         match open.as_mut() {
             None => true,
             Some(o) if o.probing => false,
-            Some(o) if Instant::now() >= o.until => {
+            Some(o) if self.clock.now() >= o.until => {
                 o.probing = true;
                 true
             }
@@ -94,14 +106,14 @@ impl Breaker {
         match open.as_mut() {
             Some(o) if o.probing => {
                 o.cooldown = (o.cooldown * 2).min(self.config.max_cooldown);
-                o.until = Instant::now() + o.cooldown;
+                o.until = self.clock.now() + o.cooldown;
                 o.probing = false;
                 true
             }
             Some(_) => false,
             None if n >= self.config.failures => {
                 *open = Some(Open {
-                    until: Instant::now() + self.config.cooldown,
+                    until: self.clock.now() + self.config.cooldown,
                     cooldown: self.config.cooldown,
                     probing: false,
                 });
@@ -115,7 +127,7 @@ impl Breaker {
     pub(crate) fn state(&self) -> BreakerState {
         match self.open.lock().as_ref() {
             None => BreakerState::Closed,
-            Some(o) if o.probing || Instant::now() >= o.until => BreakerState::HalfOpen,
+            Some(o) if o.probing || self.clock.now() >= o.until => BreakerState::HalfOpen,
             Some(_) => BreakerState::Open,
         }
     }
@@ -134,11 +146,11 @@ mod tests {
 
     #[test]
     fn opens_half_opens_and_closes() {
-        let b = Breaker::new(BreakerConfig {
-            failures: 3,
-            cooldown: Duration::from_millis(30),
-            max_cooldown: Duration::from_secs(1),
-        });
+        let (clock, time) = Clock::mock();
+        let b = Breaker::new(
+            BreakerConfig { failures: 3, cooldown: Duration::from_millis(30), max_cooldown: Duration::from_secs(1) },
+            clock,
+        );
         assert!(b.allow());
         assert!(!b.on_failure());
         b.on_success();
@@ -147,16 +159,40 @@ mod tests {
         assert!(b.on_failure(), "third consecutive failure opens");
         assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.allow());
-        std::thread::sleep(Duration::from_millis(40));
+        time.increment(Duration::from_millis(29));
+        assert_eq!(b.state(), BreakerState::Open, "still cooling down");
+        assert!(!b.allow());
+        time.increment(Duration::from_millis(1));
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.allow(), "one probe");
         assert!(!b.allow(), "only one probe at a time");
         assert!(b.on_failure(), "failed probe reopens");
         assert!(!b.allow());
-        std::thread::sleep(Duration::from_millis(70));
+        time.increment(Duration::from_millis(59));
+        assert!(!b.allow(), "the cool-down doubled");
+        time.increment(Duration::from_millis(1));
         assert!(b.allow());
         b.on_success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.allow());
+    }
+
+    #[test]
+    fn the_cool_down_doubles_up_to_its_limit() {
+        let (clock, time) = Clock::mock();
+        let b = Breaker::new(
+            BreakerConfig { failures: 1, cooldown: Duration::from_secs(1), max_cooldown: Duration::from_secs(3) },
+            clock,
+        );
+        assert!(b.on_failure());
+        for cooldown in [1, 2, 3, 3] {
+            time.increment(Duration::from_secs(cooldown) - Duration::from_nanos(1));
+            assert!(!b.allow(), "open for less than {cooldown} s");
+            time.increment(Duration::from_nanos(1));
+            assert!(b.allow(), "probe after {cooldown} s");
+            assert!(b.on_failure(), "failed probe reopens");
+        }
+        b.reset();
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 }

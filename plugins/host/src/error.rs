@@ -6,6 +6,8 @@
 
 use plugin_api::{PluginError, PluginKind};
 
+use crate::config::PluginsError;
+
 /// Errors of [`PluginRegistry`](crate::PluginRegistry) operations.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,11 +69,18 @@ pub enum Error {
     Watch(#[from] notify::Error),
 }
 
-impl Error {
-    pub(crate) fn config(key: impl Into<String>, reason: impl Into<String>) -> Error {
-        Error::Config { key: key.into(), reason: reason.into() }
+/// An invalid `[plugins]` section, as the registry reports it: the same variant
+/// names and text the validation gives.
+impl From<PluginsError> for Error {
+    fn from(e: PluginsError) -> Error {
+        match e {
+            PluginsError::Invalid { key, reason } => Error::Config { key, reason },
+            PluginsError::DuplicateName { name } => Error::DuplicateName { name },
+        }
     }
+}
 
+impl Error {
     /// The plugin error behind a load failure, if that is what this is.
     pub fn plugin_error(&self) -> Option<&PluginError> {
         match self {
@@ -83,3 +92,26 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_plugins_section_keeps_its_variant_and_text() {
+        let check = |e: PluginsError| {
+            let text = e.to_string();
+            let ours = Error::from(e.clone());
+            assert_eq!(ours.to_string(), text);
+            match (e, ours) {
+                (PluginsError::Invalid { key, reason }, Error::Config { key: k, reason: r }) => {
+                    assert_eq!((key, reason), (k, r));
+                }
+                (PluginsError::DuplicateName { name }, Error::DuplicateName { name: n }) => assert_eq!(name, n),
+                (e, ours) => panic!("{e:?} became {ours:?}"),
+            }
+        };
+        check(PluginsError::Invalid { key: "plugins.epoch_tick".into(), reason: "must be positive".into() });
+        check(PluginsError::DuplicateName { name: "vip".into() });
+    }
+}

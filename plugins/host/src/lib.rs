@@ -28,7 +28,10 @@
 //! fails, the circuit breaker, counters, and hot reload (file watch, staging off the
 //! hot path, atomic swap, keep-the-old-version-on-failure). What it does not own: which
 //! subscription, topic or group uses which plugin (bindings live in the broker and client
-//! configuration) and how verdicts turn into pull results.
+//! configuration) and how verdicts turn into pull results, nor the `[plugins]` section's
+//! types ([`PluginsConfig`] and the rest live in the `config` crate with every other
+//! section, so reading a configuration never builds this engine; they are re-exported
+//! here under their old paths).
 //!
 //! Invariants callers rely on:
 //! - A call never panics and never blocks longer than the plugin's deadline plus
@@ -49,8 +52,8 @@ mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use self::config::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
 pub use breaker::BreakerState;
-pub use config::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
 pub use error::{Error, Result};
 pub use handles::{
     AllocateReport, AllocationPlugin, CheckReport, FilterPlugin, FilterReport, QueueSelectorPlugin, SelectReport,

@@ -250,6 +250,8 @@ pub struct PluginStatus {
 
 struct Inner {
     config: PluginsConfig,
+    /// What the slots' circuit breakers read the time from.
+    breaker_clock: quanta::Clock,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     #[cfg(feature = "wasm")]
     wasm: Mutex<Option<Arc<crate::runtime::wasm::WasmRuntime>>>,
@@ -283,13 +285,24 @@ impl PluginRegistry {
     /// The first invalid setting or failed load (fail fast: a broker should not start
     /// with a plugin missing).
     pub fn new(config: PluginsConfig) -> Result<PluginRegistry> {
+        Self::with_breaker_clock(config, None)
+    }
+
+    /// [`new`](Self::new), with the circuit breakers reading `breaker_clock` if given
+    /// (tests pass a mock clock; calls are timed with the real one either way).
+    pub(crate) fn with_breaker_clock(
+        config: PluginsConfig,
+        breaker_clock: Option<quanta::Clock>,
+    ) -> Result<PluginRegistry> {
         config.validate()?;
         // Calibrate the call clock here rather than on the first call.
-        clock();
+        let call_clock = clock();
+        let breaker_clock = breaker_clock.unwrap_or_else(|| call_clock.clone());
         let decls = config.plugins.clone();
         let registry = PluginRegistry {
             inner: Arc::new(Inner {
                 config,
+                breaker_clock,
                 slots: RwLock::new(BTreeMap::new()),
                 #[cfg(feature = "wasm")]
                 wasm: Mutex::new(None),
@@ -323,7 +336,7 @@ impl PluginRegistry {
         let slot = Arc::new(Slot {
             limits: decl.effective_limits(),
             policy: decl.policy(),
-            breaker: Breaker::new(decl.breaker),
+            breaker: Breaker::new(decl.breaker, self.inner.breaker_clock.clone()),
             config: decl,
             current: ArcSwap::from_pointee(version),
             stats: PluginStats::default(),

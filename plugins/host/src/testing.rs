@@ -2,9 +2,51 @@
 //! `plugin-api/README.md` byte by byte — so the spec is exercised from a non-Rust
 //! guest — and misbehaving ones (endless loops, memory bombs, traps) to check that the
 //! host contains them. Used by this crate's tests and benches and by the end-to-end
-//! tests of the broker.
+//! tests of the broker. Also a [`MockClock`] for the circuit breakers, so a test steps
+//! over a cool-down instead of sleeping through it.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use plugin_api::{Manifest, MessageFields, PluginKind, PLUGIN_ABI_VERSION};
+
+use crate::{PluginRegistry, PluginsConfig, Result};
+
+/// A clock that moves only when [`advance`](Self::advance) is called, for the circuit
+/// breakers of a registry built with [`registry_with_clock`]. Calls are still timed
+/// (latency, native overruns) with the real clock.
+#[derive(Clone)]
+pub struct MockClock {
+    clock: quanta::Clock,
+    time: Arc<quanta::Mock>,
+}
+
+impl MockClock {
+    /// A clock standing still at its start.
+    pub fn new() -> MockClock {
+        let (clock, time) = quanta::Clock::mock();
+        MockClock { clock, time }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.time.increment(by);
+    }
+}
+
+impl Default for MockClock {
+    fn default() -> Self {
+        MockClock::new()
+    }
+}
+
+/// [`PluginRegistry::new`] with circuit breakers that read `clock`.
+///
+/// # Errors
+/// As [`PluginRegistry::new`].
+pub fn registry_with_clock(config: PluginsConfig, clock: &MockClock) -> Result<PluginRegistry> {
+    PluginRegistry::with_breaker_clock(config, Some(clock.clock.clone()))
+}
 
 /// A WAT plugin: bump allocator, static manifest, and the given `fmq_call` body (locals
 /// `$i $n $rec $sz $ctx $off $len $qc $cc $cur $k` are declared).

@@ -341,7 +341,8 @@ fn memory_bomb_hits_the_memory_limit_and_the_vm_recovers() {
 fn error_on_every_call_is_counted_and_opens_the_breaker() {
     let dir = fixtures_dir();
     let d = lua(dir.path(), PluginKind::QueueSelector, r#"function select(m, q) error("boom") end"#);
-    let reg = registry(vec![d]);
+    // The breaker's clock stands still: it stays open however slow the calls are.
+    let reg = registry_on(&MockClock::new(), vec![d]);
     let s = reg.queue_selector("p").unwrap();
     let qs = queues(2);
     let ctx = SelectContext { topic: "T", queues: &qs };

@@ -28,14 +28,18 @@ fn cc(dir: &Path, name: &str, defines: &[&str]) -> Option<PathBuf> {
     }
 }
 
-fn native_registry(plugins: Vec<PluginConfig>, cache: &Path) -> plugin_host::Result<PluginRegistry> {
-    PluginRegistry::new(PluginsConfig {
+fn native_config(plugins: Vec<PluginConfig>, cache: &Path) -> PluginsConfig {
+    PluginsConfig {
         plugins,
         allow_native: true,
         watch: false,
         cache_dir: Some(cache.to_path_buf()),
         ..Default::default()
-    })
+    }
+}
+
+fn native_registry(plugins: Vec<PluginConfig>, cache: &Path) -> plugin_host::Result<PluginRegistry> {
+    PluginRegistry::new(native_config(plugins, cache))
 }
 
 fn load_err(dir: &Path, lib: &Path) -> PluginError {
@@ -154,8 +158,9 @@ fn failing_and_slow_plugins_are_counted_and_break_the_circuit() {
     let slow = cc(dir.path(), "slow", &["-DSLEEP_MS=30"]).unwrap();
     let mut slow_decl = decl("slow", PluginKind::Filter, Runtime::Native, &slow);
     slow_decl.limits = LimitsConfig { deadline: Some(Duration::from_millis(10)), ..Default::default() };
-    let reg =
-        native_registry(vec![decl("fail", PluginKind::Filter, Runtime::Native, &fail), slow_decl], dir.path()).unwrap();
+    // The breakers' clock stands still: once open, they stay open however slow the calls.
+    let decls = vec![decl("fail", PluginKind::Filter, Runtime::Native, &fail), slow_decl];
+    let reg = registry_with_clock(native_config(decls, dir.path()), &MockClock::new()).unwrap();
 
     let f = reg.filter("fail").unwrap();
     let mut v = [Verdict::Reject];

@@ -214,7 +214,8 @@ fn trap_on_every_call_is_counted_and_opens_the_breaker() {
     let fail = write(dir.path(), "fail.wasm", Wat::new(PluginKind::Filter, FAIL).bytes());
     let mut deliver = decl("fail", PluginKind::Filter, Runtime::Wasm, &fail);
     deliver.failure_policy = Some(plugin_api::FailurePolicy::Deliver);
-    let reg = registry(vec![decl("trap", PluginKind::Filter, Runtime::Wasm, &trap), deliver]);
+    let clock = MockClock::new();
+    let reg = registry_on(&clock, vec![decl("trap", PluginKind::Filter, Runtime::Wasm, &trap), deliver]);
     let f = reg.filter("trap").unwrap();
     let mut v = [Verdict::Reject];
     for _ in 0..3 {
@@ -227,10 +228,21 @@ fn trap_on_every_call_is_counted_and_opens_the_breaker() {
     let s = f.stats();
     assert_eq!((s.calls, s.errors_of(PluginErrorKind::Trap), s.breaker_rejections, s.breaker_trips), (3, 3, 1, 1));
     assert!(f.status().last_error.unwrap().contains("unreachable"));
-    // After the cool-down, a probe goes through (and fails again: reopened for longer).
-    std::thread::sleep(Duration::from_millis(250));
+    // After the cool-down (200 ms), a probe goes through (and fails again: reopened for
+    // twice as long).
+    clock.advance(Duration::from_millis(199));
+    assert_eq!(
+        f.filter(&FilterContext::default(), &[msg("A")], &mut v).unwrap_err().kind(),
+        PluginErrorKind::Unavailable
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(f.status().breaker, BreakerState::HalfOpen);
     assert_eq!(f.filter(&FilterContext::default(), &[msg("A")], &mut v).unwrap_err().kind(), PluginErrorKind::Trap);
     assert_eq!(f.status().breaker, BreakerState::Open);
+    clock.advance(Duration::from_millis(399));
+    assert_eq!(f.status().breaker, BreakerState::Open);
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(f.status().breaker, BreakerState::HalfOpen);
 
     // A plugin reporting an error code: policy `deliver` fails open.
     let g = reg.filter("fail").unwrap();

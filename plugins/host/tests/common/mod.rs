@@ -32,6 +32,11 @@ pub fn registry(plugins: Vec<PluginConfig>) -> PluginRegistry {
     PluginRegistry::new(PluginsConfig { plugins, watch: false, ..Default::default() }).expect("registry")
 }
 
+/// [`registry`] whose circuit breakers read `clock`.
+pub fn registry_on(clock: &MockClock, plugins: Vec<PluginConfig>) -> PluginRegistry {
+    registry_with_clock(PluginsConfig { plugins, watch: false, ..Default::default() }, clock).expect("registry")
+}
+
 pub fn msg<'a>(tags: &'a str) -> MessageView<'a> {
     MessageView { topic: "T", tags, tags_code: plugin_api::builtin::tags_code(tags), ..Default::default() }
 }
