@@ -141,6 +141,8 @@ say "receiving them (examples/push_consumer.rs)"
 
 if [[ $ONCE == 1 ]]; then
     stop_servers
+    # The store is the bulk of the directory (a 64 MiB segment at least); keep the logs.
+    rm -rf "$WORK/store" "$WORK/namesrv"
     say "done; logs are in $WORK"
 else
     cat <<EOF

@@ -73,7 +73,7 @@ pub(super) const BROKER: &[&str] = &[
     "haMasterAddress", "haMaxGapNotInSync", "haMaxTimeSlaveNotCatchup", "haSendHeartbeatInterval",
     "haSlaveFallbehindMax", "haTransferBatchSize", "heartbeatThreadPoolNums",
     "heartbeatThreadPoolQueueCapacity", "highSpeedMode", "inSyncReplicas",
-    "initPopOffsetByCheckMsgInMem", "isolateLogEnable", "litePullMessageEnable",
+    "initPopOffsetByCheckMsgInMem", "isolateLogEnable",
     "litePullMessageThreadPoolNums", "litePullThreadPoolQueueCapacity",
     "loadBalancePollNameServerInterval", "loadBalanceProcessorThreadPoolNums",
     "loadBalanceThreadPoolQueueCapacity", "lockInStrictMode", "logicQueueForceSwapMapInterval",
