@@ -8,7 +8,8 @@
 //!  entries:       indexNum × 20 B — keyHash i32 | phyOffset i64 | timeDiff(s) i32 | prev i32
 //! ```
 //! Entry numbers start at 1 (0 means "none"). A file is named by its creation time
-//! (`yyyyMMddHHmmssSSS`, UTC) and is full after `indexNum - 1` entries.
+//! (`yyyyMMddHHmmssSSS`) in the machine's local time zone, as RocketMQ names it, and
+//! is full after `indexNum - 1` entries.
 //!
 //! Invariants:
 //! * Only the dispatcher writes (one writer; the mutex in [`IndexService`] makes it
@@ -338,9 +339,9 @@ impl IndexService {
     }
 
     fn new_file(&self, now_ms: i64) -> Result<IndexFile> {
-        let mut ts = now_ms.max(crate::util::now_ms());
+        let mut ts = now_ms.max(common::time::now_ms());
         loop {
-            let path = self.dir.join(crate::util::timestamp_name(ts));
+            let path = self.dir.join(crate::util::local_time(ts).compact());
             if !path.exists() {
                 return IndexFile::create(&path, self.slots, self.entries);
             }
@@ -466,5 +467,27 @@ mod tests {
         // Rolling back everything removes the file.
         let (idx, _) = IndexService::load(d, 2, 100, 0).unwrap();
         assert_eq!(idx.file_count(), 0);
+    }
+
+    /// A file is named by its creation time in the local time zone: a store time
+    /// ahead of the clock, 2100-01-01T00:00:00.123Z, names it 08:00:00.123 in UTC+8.
+    #[test]
+    fn files_are_named_in_local_time() {
+        match crate::util::tests::child_time_zone() {
+            None => crate::util::tests::run_in_time_zone(
+                concat!(module_path!(), "::files_are_named_in_local_time"),
+                "CST-8",
+            ),
+            Some(_) => {
+                let dir = tempfile::tempdir().unwrap();
+                let (idx, _) = IndexService::load(dir.path().join("index"), 4, 6, i64::MAX).unwrap();
+                idx.build("T", ["k"].into_iter(), 0, 4_102_444_800_123).unwrap();
+                let names: Vec<String> = std::fs::read_dir(dir.path().join("index"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                assert_eq!(names, ["21000101080000123"]);
+            }
+        }
     }
 }

@@ -767,7 +767,7 @@ impl MessageStore {
     /// disk ratio, the oldest ones regardless of age), then consume-queue and index
     /// files that only reference deleted data. Blocking (file deletions).
     pub fn delete_expired_files(&self) -> CleanReport {
-        retention::clean(&self.core, util::now_ms(), true)
+        retention::clean(&self.core, common::time::now_ms(), true)
     }
 
     /// Flushes consume queues and index and writes a checkpoint now. Blocking.

@@ -202,7 +202,7 @@ impl Writer {
         let mut replies: Vec<(oneshot::Sender<Appended>, Appended)> = Vec::with_capacity(1024);
         let core = self.core.clone();
         while core.queue.drain_blocking(&mut batch) {
-            let now = crate::util::now_ms().max(self.last_ts);
+            let now = common::time::now_ms().max(self.last_ts);
             self.last_ts = now;
             // One signal for the whole batch, created with its first stored request.
             let mut visible = None;
