@@ -19,6 +19,8 @@
 //! * Within a file, entries are appended in commit-log order, so recovery can roll
 //!   back a suffix exactly: undoing entries newest-first restores each slot to the
 //!   entry's `prev`.
+//! * Files are ordered by the commit-log offsets they hold, not by name: local-time
+//!   names repeat an hour when clocks go back.
 //! * Lookups return candidate offsets only; the store re-reads each record and checks
 //!   the real topic and key, so hash collisions and stale entries are harmless.
 
@@ -291,6 +293,9 @@ impl IndexService {
             }
             files.push(Arc::new(f));
         }
+        // Names sort by local time, which is not monotonic across a change from
+        // daylight saving time; the offsets inside are (every file kept is non-empty).
+        files.sort_by_key(|f| f.begin_phy_offset());
         let svc = Self { dir, slots, entries, files: RwLock::new(files), write: Mutex::new(()) };
         Ok((svc, load))
     }
@@ -489,5 +494,28 @@ mod tests {
                 assert_eq!(names, ["21000101080000123"]);
             }
         }
+    }
+
+    /// A file whose name sorts first can hold the later entries (an hour repeats
+    /// when clocks go back); loading orders files by their offsets, so expiry drops
+    /// the one holding the older entries.
+    #[test]
+    fn load_orders_files_by_offset_not_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("index");
+        {
+            // Two entries per file. The first file is named after the year 2100, the
+            // second one after the clock.
+            let (idx, _) = IndexService::load(d.clone(), 4, 3, i64::MAX).unwrap();
+            idx.build("T", ["a"].into_iter(), 0, 4_102_444_800_000).unwrap();
+            idx.build("T", ["a"].into_iter(), 100, 4_102_444_800_000).unwrap();
+            idx.build("T", ["b"].into_iter(), 200, 1_700_000_000_000).unwrap();
+            assert_eq!(idx.file_count(), 2);
+            idx.flush_all().unwrap();
+        }
+        let (idx, _) = IndexService::load(d, 4, 3, i64::MAX).unwrap();
+        assert_eq!(idx.delete_expired(150), 1);
+        assert_eq!(idx.query("T", "b", 10, 0, i64::MAX), vec![200]);
+        assert!(idx.query("T", "a", 10, 0, i64::MAX).is_empty());
     }
 }
