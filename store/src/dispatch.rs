@@ -1,7 +1,8 @@
 // PERF-CRITICAL PATH
 //! The dispatcher (`store-reput` thread, RocketMQ's `ReputMessageService`): reads
 //! records back from the commit log, appends their consume-queue entries and index
-//! entries, and tells the arrival listener.
+//! entries, tells the arrival listener, and then acknowledges the puts whose records
+//! it has made visible (once per dispatched range, see [`crate::ack`]).
 //!
 //! Because it works only from the commit log, the same code rebuilds consume queues
 //! and the index during recovery ([`dispatch_range`] with `live == false`).
@@ -12,6 +13,8 @@
 //! * `dispatched` only moves past a record after its consume-queue entry is visible,
 //!   so readers that go through consume queues or check `dispatched` never return a
 //!   record the dispatcher has not made visible.
+//! * A put's visibility signal fires only after `dispatched` has passed its batch, so
+//!   an acknowledged message is returned by every read path.
 //! * Dispatching is idempotent (consume queues ignore offsets below their max; the
 //!   index ignores offsets below its last one), which makes re-dispatch after a crash
 //!   safe.
@@ -191,6 +194,7 @@ pub(crate) fn run_dispatcher(core: Arc<Core>) {
         let limit = if core.settings.sync_flush { cl.flushed() } else { cl.written() };
         if pos < limit {
             let (p, _) = dispatch_range(&core, pos, limit, Some(&mut feed));
+            core.visible_waiters.resolve_up_to(p);
             if p == pos {
                 // Stuck on an unreadable record (logged); nothing sensible to do but
                 // wait for shutdown.

@@ -5,10 +5,10 @@
 //!
 //! * SYNC_FLUSH — group commit: the flusher syncs everything written so far
 //!   (`msync` of the dirty range, which Linux turns into a data sync of the file),
-//!   advances `flushed` and signals exactly the puts whose records end at or below
-//!   it (the writer queues their waiters in offset order). While
-//!   it syncs, the writer keeps appending the next batch, so one sync serves all the
-//!   waiters that arrived in the meantime.
+//!   advances `flushed` and wakes the dispatcher, which makes the synced records
+//!   visible and acknowledges their puts ([`crate::ack`]). While it syncs, the writer
+//!   keeps appending the next batch, so one sync serves all the puts that arrived in
+//!   the meantime.
 //! * ASYNC_FLUSH — RocketMQ's `FlushRealTimeService`: every
 //!   `flush_interval_commit_log`, sync if at least `flush_commit_log_least_pages`
 //!   pages are dirty, or whatever is dirty when the last sync is older than ten
@@ -47,14 +47,6 @@ pub(crate) fn flush_once(core: &Core) -> Result<bool> {
     flush_commit_log(core, from, target)?;
     cl.set_flushed(target);
     core.last_flushed_ts.store(ts, Ordering::Release);
-    // Group commit: this one sync serves every waiter at or below `target`.
-    let mut waiters = core.flush_waiters.lock();
-    while waiters.front().is_some_and(|(end, _)| *end <= target) {
-        if let Some((_, tx)) = waiters.pop_front() {
-            let _ = tx.send(());
-        }
-    }
-    drop(waiters);
     core.stats.flushes.fetch_add(1, Ordering::Relaxed);
     Ok(true)
 }

@@ -8,7 +8,8 @@
 //!  entries:       indexNum × 20 B — keyHash i32 | phyOffset i64 | timeDiff(s) i32 | prev i32
 //! ```
 //! Entry numbers start at 1 (0 means "none"). A file is named by its creation time
-//! (`yyyyMMddHHmmssSSS`, UTC) and is full after `indexNum - 1` entries.
+//! (`yyyyMMddHHmmssSSS`) in the machine's local time zone, as RocketMQ names it, and
+//! is full after `indexNum - 1` entries.
 //!
 //! Invariants:
 //! * Only the dispatcher writes (one writer; the mutex in [`IndexService`] makes it
@@ -18,6 +19,8 @@
 //! * Within a file, entries are appended in commit-log order, so recovery can roll
 //!   back a suffix exactly: undoing entries newest-first restores each slot to the
 //!   entry's `prev`.
+//! * Files are ordered by the commit-log offsets they hold, not by name: local-time
+//!   names repeat an hour when clocks go back.
 //! * Lookups return candidate offsets only; the store re-reads each record and checks
 //!   the real topic and key, so hash collisions and stale entries are harmless.
 
@@ -290,6 +293,9 @@ impl IndexService {
             }
             files.push(Arc::new(f));
         }
+        // Names sort by local time, which is not monotonic across a change from
+        // daylight saving time; the offsets inside are (every file kept is non-empty).
+        files.sort_by_key(|f| f.begin_phy_offset());
         let svc = Self { dir, slots, entries, files: RwLock::new(files), write: Mutex::new(()) };
         Ok((svc, load))
     }
@@ -338,9 +344,9 @@ impl IndexService {
     }
 
     fn new_file(&self, now_ms: i64) -> Result<IndexFile> {
-        let mut ts = now_ms.max(crate::util::now_ms());
+        let mut ts = now_ms.max(common::time::now_ms());
         loop {
-            let path = self.dir.join(crate::util::timestamp_name(ts));
+            let path = self.dir.join(crate::util::local_time(ts).compact());
             if !path.exists() {
                 return IndexFile::create(&path, self.slots, self.entries);
             }
@@ -466,5 +472,50 @@ mod tests {
         // Rolling back everything removes the file.
         let (idx, _) = IndexService::load(d, 2, 100, 0).unwrap();
         assert_eq!(idx.file_count(), 0);
+    }
+
+    /// A file is named by its creation time in the local time zone: a store time
+    /// ahead of the clock, 2100-01-01T00:00:00.123Z, names it 08:00:00.123 in UTC+8.
+    #[test]
+    fn files_are_named_in_local_time() {
+        match crate::util::tests::child_time_zone() {
+            None => crate::util::tests::run_in_time_zone(
+                concat!(module_path!(), "::files_are_named_in_local_time"),
+                "CST-8",
+            ),
+            Some(_) => {
+                let dir = tempfile::tempdir().unwrap();
+                let (idx, _) = IndexService::load(dir.path().join("index"), 4, 6, i64::MAX).unwrap();
+                idx.build("T", ["k"].into_iter(), 0, 4_102_444_800_123).unwrap();
+                let names: Vec<String> = std::fs::read_dir(dir.path().join("index"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                assert_eq!(names, ["21000101080000123"]);
+            }
+        }
+    }
+
+    /// A file whose name sorts first can hold the later entries (an hour repeats
+    /// when clocks go back); loading orders files by their offsets, so expiry drops
+    /// the one holding the older entries.
+    #[test]
+    fn load_orders_files_by_offset_not_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("index");
+        {
+            // Two entries per file. The first file is named after the year 2100, the
+            // second one after the clock.
+            let (idx, _) = IndexService::load(d.clone(), 4, 3, i64::MAX).unwrap();
+            idx.build("T", ["a"].into_iter(), 0, 4_102_444_800_000).unwrap();
+            idx.build("T", ["a"].into_iter(), 100, 4_102_444_800_000).unwrap();
+            idx.build("T", ["b"].into_iter(), 200, 1_700_000_000_000).unwrap();
+            assert_eq!(idx.file_count(), 2);
+            idx.flush_all().unwrap();
+        }
+        let (idx, _) = IndexService::load(d, 4, 3, i64::MAX).unwrap();
+        assert_eq!(idx.delete_expired(150), 1);
+        assert_eq!(idx.query("T", "b", 10, 0, i64::MAX), vec![200]);
+        assert!(idx.query("T", "a", 10, 0, i64::MAX).is_empty());
     }
 }

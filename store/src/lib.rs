@@ -8,8 +8,9 @@
 //!                             group commit)       │ written    │ flushed
 //!                                                 ▼            │
 //!                                   store-reput (dispatcher)  store-flush (msync;
-//!                                    │      │     │            SYNC: wakes waiters)
-//!                          consume queues  index  arrival listener
+//!                                    │      │     │   │        SYNC: wakes store-reput)
+//!                          consume queues  index  │  acks the puts it made visible
+//!                                                 arrival listener
 //!                          (20-byte entries)(hash files)
 //!  get_messages() ──► consume queue ──► Bytes slices of the mapped commit log
 //! ```
@@ -17,14 +18,17 @@
 //! Invariants the broker can rely on:
 //! * Records are RocketMQ's exact stored layout ([`common::record`]); what
 //!   [`MessageStore::get_messages`] returns can be written to a socket as a pull body.
-//! * A put resolves only when its ack condition holds (page cache for ASYNC_FLUSH,
-//!   disk for SYNC_FLUSH); disk syncs never run on a runtime worker.
-//! * Reads only return records the dispatcher has made visible, and with SYNC_FLUSH
-//!   the dispatcher only makes durable records visible.
+//! * A put resolves once its records are visible to every read path (consume queue,
+//!   index, lookups by offset): a reader that starts after the ack finds the message.
+//!   With SYNC_FLUSH the dispatcher only makes durable records visible, so the ack
+//!   also means durable. Disk syncs never run on a runtime worker.
+//! * Reads only return records the dispatcher has made visible (lookups by offset:
+//!   records it may read, i.e. written, or durable with SYNC_FLUSH).
 //! * After recovery, consume queues and the index never point past the commit log,
 //!   and a torn tail is cut off and reported ([`RecoveryReport`]), never served.
 //! * All `unsafe` for memory maps lives in `mapped_file`.
 
+mod ack;
 mod checkpoint;
 mod commit_log;
 mod consume_queue;

@@ -5,8 +5,9 @@
 //! * refuses new puts above `disk_space_warning_level_ratio` (they answer
 //!   `DiskFull`) until a later run measures usage below it again;
 //! * deletes commit-log segments whose last modification is older than
-//!   `file_reserved_time` when the hour is one of `delete_when`, or at any hour
-//!   when usage exceeds `disk_max_used_space_ratio`;
+//!   `file_reserved_time` when the hour is one of `delete_when` (an hour of the
+//!   machine's local day, as RocketMQ reads it), or at any hour when usage exceeds
+//!   `disk_max_used_space_ratio`;
 //! * above `disk_space_clean_forcibly_ratio`, deletes the oldest segments even if
 //!   they have not expired;
 //! * then deletes consume-queue and index files that only reference deleted data and
@@ -21,7 +22,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::store::Core;
 use crate::util;
@@ -45,6 +46,13 @@ fn mtime_ms(path: &std::path::Path) -> Option<i64> {
     Some(m.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
 }
 
+/// Whether `now` (epoch ms) falls in one of the `delete_when` hours. RocketMQ takes
+/// the hour from `Calendar.getInstance()`, so it is the machine's local hour.
+fn is_delete_hour(delete_hours: &[u8], now: i64) -> bool {
+    let hour = util::local_time(now).hour;
+    delete_hours.iter().any(|&h| u32::from(h) == hour)
+}
+
 /// One retention pass at wall-clock `now` (ms). `manual` ignores `delete_when`.
 pub(crate) fn clean(core: &Core, now: i64, manual: bool) -> CleanReport {
     clean_with(core, now, manual, util::disk_usage_ratio)
@@ -60,7 +68,7 @@ fn clean_with(core: &Core, now: i64, manual: bool, measure: impl FnOnce(&Path) -
     let ratio = usage.unwrap_or(0.0);
     let over = ratio > s.disk_max_used_ratio;
     let forced = ratio > s.disk_clean_forcibly_ratio;
-    let hour_ok = s.delete_hours.contains(&util::hour_of_day(now));
+    let hour_ok = is_delete_hour(&s.delete_hours, now);
     if manual || hour_ok || over {
         let reserved = s.file_reserved_time.as_millis() as i64;
         let cl = &core.commit_log;
@@ -135,8 +143,7 @@ pub(crate) fn run_cleaner(core: Arc<Core>) {
             continue;
         }
         next = now + interval;
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        clean(&core, wall, false);
+        clean(&core, common::time::now_ms(), false);
     }
 }
 
@@ -148,8 +155,9 @@ mod tests {
     use bytes::Bytes;
     use config::StoreConfig;
 
-    use super::clean_with;
-    use crate::{util, MessageStore, PutMessage, PutStatus, StoreOptions};
+    use super::{clean_with, is_delete_hour};
+    use crate::util::tests::{child_time_zone, run_in_time_zone};
+    use crate::{MessageStore, PutMessage, PutStatus, StoreOptions};
 
     /// Puts are refused while a run measures usage above the warning ratio, with the
     /// figure in the stats, and accepted again as soon as a run measures it below: no
@@ -171,7 +179,7 @@ mod tests {
         assert!(store.stats().disk_usage_ratio.is_some(), "open measured the disk before returning");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let put = || rt.block_on(store.put(PutMessage::new("Disk", 0, Bytes::from_static(b"x")))).status;
-        let now = util::now_ms();
+        let now = common::time::now_ms();
 
         clean_with(&store.core, now, false, |_| Some(0.95));
         assert_eq!(put(), PutStatus::DiskFull);
@@ -183,5 +191,21 @@ mod tests {
         assert_eq!(put(), PutStatus::PutOk);
         assert!(!store.stats().disk_full);
         store.shutdown().unwrap();
+    }
+
+    /// `delete_when` hours are hours of the local day: at 13:14 UTC, which is 21:14 in
+    /// UTC+8, a store in UTC+8 with `delete_when = "21"` deletes and one with "13"
+    /// does not.
+    #[test]
+    fn delete_hours_are_local_hours() {
+        // 2024-02-29T13:14:15.678Z
+        let at = 1_709_212_455_678;
+        match child_time_zone() {
+            None => run_in_time_zone(concat!(module_path!(), "::delete_hours_are_local_hours"), "CST-8"),
+            Some(_) => {
+                assert!(is_delete_hour(&[4, 21], at));
+                assert!(!is_delete_hour(&[13], at));
+            }
+        }
     }
 }

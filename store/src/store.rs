@@ -24,6 +24,7 @@ use config::StoreConfig;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
+use crate::ack::OffsetWaiters;
 use crate::checkpoint::Checkpoint;
 use crate::commit_log::CommitLog;
 use crate::consume_queue::{decode_entry, ConsumeQueue};
@@ -38,7 +39,15 @@ use crate::types::{
     ArrivalListener, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus, RecoveryReport, StoreStats,
 };
 use crate::util::{self, StoreLock};
-use crate::writer::{self, Allocator, AppendQueue, AppendRequest, Appended, Payload, TopicTable, Writer};
+use crate::writer::{self, Acks, Allocator, AppendQueue, AppendRequest, Appended, Payload, TopicTable, Writer};
+
+/// How long an ASYNC_FLUSH put waits for its records to become visible. Dispatching
+/// a batch takes microseconds, so this bound only matters when the dispatcher is
+/// stuck (it logs why); it keeps callers from waiting forever. The put then answers
+/// `PutOk`: its records are in the commit log, which is all ASYNC_FLUSH promises in
+/// RocketMQ, and the dispatcher (or the re-dispatch of the next open) indexes them
+/// later, whereas an error would make the producer send a duplicate.
+const ASYNC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counters behind [`StoreStats`].
 #[derive(Default)]
@@ -64,8 +73,9 @@ pub(crate) struct Core {
     pub index: Option<IndexService>,
     pub queue: AppendQueue,
     pub allocator: Allocator,
-    /// SYNC_FLUSH waiters in commit-log order: (end offset, signal).
-    pub flush_waiters: Mutex<VecDeque<(i64, oneshot::Sender<()>)>>,
+    /// Puts waiting for their records to be dispatched, one signal per writer batch;
+    /// registered by the writer, resolved by the dispatcher.
+    pub visible_waiters: OffsetWaiters,
     pub topic_table: Mutex<TopicTable>,
     pub pending_tags: Mutex<VecDeque<(i64, i64)>>,
     pub listener: RwLock<Option<ArrivalListener>>,
@@ -231,7 +241,7 @@ impl MessageStore {
             index: rec.index,
             queue: AppendQueue::new(settings.opts.put_queue_capacity),
             allocator,
-            flush_waiters: Mutex::new(VecDeque::with_capacity(1024)),
+            visible_waiters: OffsetWaiters::new(),
             topic_table: Mutex::new(HashMap::new()),
             pending_tags: Mutex::new(VecDeque::with_capacity(4096)),
             listener: RwLock::new(None),
@@ -338,12 +348,14 @@ impl MessageStore {
 
     // ---------------------------------------------------------------- append
 
-    /// Appends one message. Resolves once the ack condition holds: written to the
-    /// page cache (ASYNC_FLUSH) or durable (SYNC_FLUSH; `FlushDiskTimeout` after
-    /// `sync_flush_timeout`). Never blocks the calling runtime thread on disk I/O.
+    /// Appends one message. Resolves once the message is visible to every read path
+    /// (consume queue, index, lookups by offset); with SYNC_FLUSH only durable
+    /// records become visible, so it is also durable (`FlushDiskTimeout` when it is
+    /// not durable after `sync_flush_timeout`). Never blocks the calling runtime
+    /// thread on disk I/O.
     ///
     /// Must be polled inside a tokio runtime with the time driver enabled (used for
-    /// the queue and flush timeouts).
+    /// the queue and acknowledgement timeouts).
     pub async fn put(&self, msg: PutMessage) -> PutResult {
         let t0 = Instant::now();
         let c = &self.core;
@@ -411,32 +423,22 @@ impl MessageStore {
     async fn submit(&self, payload: Payload, t0: Instant) -> PutResult {
         let c = &self.core;
         let (tx, rx) = oneshot::channel();
-        let (durable, durable_rx) = if c.settings.sync_flush {
-            let (t, r) = oneshot::channel();
-            (Some(t), Some(r))
-        } else {
-            (None, None)
-        };
-        let req = AppendRequest { payload, reply: tx, durable };
+        let req = AppendRequest { payload, reply: tx };
         if let Err(status) = c.queue.push(req, c.settings.opts.put_queue_timeout).await {
             return self.fail(status);
         }
-        let a: Appended = match rx.await {
+        let mut a: Appended = match rx.await {
             Ok(a) => a,
             Err(_) => return self.fail(PutStatus::ServiceNotAvailable),
         };
         if a.status != PutStatus::PutOk {
             return self.fail(a.status);
         }
-        let mut status = PutStatus::PutOk;
-        if let Some(durable_rx) = durable_rx {
-            if c.commit_log.flushed() < a.end {
-                let waited = tokio::time::timeout(c.settings.sync_flush_timeout, durable_rx).await;
-                if !matches!(waited, Ok(Ok(()))) && c.commit_log.flushed() < a.end {
-                    status = PutStatus::FlushDiskTimeout;
-                }
-            }
-        }
+        // The writer gives every stored request its ack waiters.
+        let status = match a.acks.take() {
+            Some(acks) => self.acknowledge(acks, a.end).await,
+            None => PutStatus::PutOk,
+        };
         let s = &c.stats;
         s.puts_ok.fetch_add(a.count as u64, Ordering::Relaxed);
         s.put_bytes.fetch_add(a.wrote as u64, Ordering::Relaxed);
@@ -452,6 +454,29 @@ impl MessageStore {
             msg_count: a.count,
             store_host: c.store_host,
             batch_offsets: a.batch_offsets,
+        }
+    }
+
+    /// Waits for a stored put's ack conditions ([`crate::ack`]) and answers its
+    /// status. Every condition shares one deadline: `sync_flush_timeout` with
+    /// SYNC_FLUSH, [`ASYNC_VISIBLE_TIMEOUT`] otherwise.
+    async fn acknowledge(&self, acks: Acks, end: i64) -> PutStatus {
+        let c = &self.core;
+        let sync = c.settings.sync_flush;
+        let deadline =
+            tokio::time::Instant::now() + if sync { c.settings.sync_flush_timeout } else { ASYNC_VISIBLE_TIMEOUT };
+        // A further condition waits under the same deadline and maps its own failure.
+        if acks.visible.wait_until(deadline).await {
+            return PutStatus::PutOk;
+        }
+        // Not visible in time, or the dispatcher stopped. With SYNC_FLUSH what the
+        // producer must learn is whether the message is durable; otherwise see
+        // ASYNC_VISIBLE_TIMEOUT.
+        tracing::debug!(offset = end, dispatched = c.dispatched(), "put acknowledged before it became visible");
+        if sync && c.commit_log.flushed() < end {
+            PutStatus::FlushDiskTimeout
+        } else {
+            PutStatus::PutOk
         }
     }
 
@@ -743,7 +768,7 @@ impl MessageStore {
     /// disk ratio, the oldest ones regardless of age), then consume-queue and index
     /// files that only reference deleted data. Blocking (file deletions).
     pub fn delete_expired_files(&self) -> CleanReport {
-        retention::clean(&self.core, util::now_ms(), true)
+        retention::clean(&self.core, common::time::now_ms(), true)
     }
 
     /// Flushes consume queues and index and writes a checkpoint now. Blocking.
@@ -819,6 +844,10 @@ impl MessageStore {
         if let Some(h) = t.dispatcher.take() {
             let _ = h.join();
         }
+        // Normally empty (the dispatcher exits after dispatching everything written);
+        // after `halt`, or a dispatcher stuck on an unreadable record, the puts still
+        // waiting answer now instead of at their timeout.
+        c.visible_waiters.abandon();
         c.allocator.stop();
         if let Some(h) = t.alloc.take() {
             let _ = h.join();

@@ -9,9 +9,10 @@
 //! swaps the whole pending vector out under one short lock (group commit: everything
 //! that arrived while it was busy is one batch), encodes each record straight into the
 //! mapped segment, assigns physical offset, queue offset and store timestamp, then
-//! publishes the batch (`written`) and answers every request. No lock is held while
-//! encoding except the queue-offset table, which only the writer and
-//! `delete_topic`/recovery touch.
+//! registers the batch's acknowledgement signal ([`crate::ack`]), publishes the batch
+//! (`written`) and answers every request with its offsets and a waiter on that signal.
+//! No lock is held while encoding except the queue-offset table, which only the
+//! writer and `delete_topic`/recovery touch.
 //!
 //! Invariants:
 //! * Store timestamps never decrease along the log (a clock step back reuses the last
@@ -20,7 +21,8 @@
 //! * PREPARED and ROLLBACK transaction records get queue offset 0 and do not advance
 //!   the queue's counter.
 //! * `written` moves only after every record below it is fully encoded and its
-//!   segment's published prefix covers it.
+//!   segment's published prefix covers it, and after the signal of the batch that
+//!   ends there is registered.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRAN
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 
+use crate::ack::{self, Waiter};
 use crate::error::{Error, Result};
 use crate::mapped_file::{Access, MappedFile, MappedWriter};
 use crate::settings::segment_name;
@@ -56,8 +59,13 @@ pub(crate) enum Payload {
 pub(crate) struct AppendRequest {
     pub payload: Payload,
     pub reply: oneshot::Sender<Appended>,
-    /// SYNC_FLUSH: signalled by the flusher once the request's records are durable.
-    pub durable: Option<oneshot::Sender<()>>,
+}
+
+/// What a stored put waits for before it is acknowledged (see [`crate::ack`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Acks {
+    /// Fired by the dispatcher once the batch is visible to every read path.
+    pub visible: Waiter,
 }
 
 /// What the writer did with a request.
@@ -68,15 +76,27 @@ pub(crate) struct Appended {
     pub wrote: usize,
     pub queue_offset: i64,
     pub store_ts: i64,
-    /// Global offset just past this request's last record (what a sync flush waits for).
+    /// Global offset just past this request's last record.
     pub end: i64,
     pub count: usize,
     pub batch_offsets: Vec<i64>,
+    /// Set when the request was stored.
+    pub acks: Option<Acks>,
 }
 
 impl Appended {
     fn failed(status: PutStatus) -> Self {
-        Self { status, phy: -1, wrote: 0, queue_offset: -1, store_ts: 0, end: 0, count: 0, batch_offsets: Vec::new() }
+        Self {
+            status,
+            phy: -1,
+            wrote: 0,
+            queue_offset: -1,
+            store_ts: 0,
+            end: 0,
+            count: 0,
+            batch_offsets: Vec::new(),
+            acks: None,
+        }
     }
 }
 
@@ -180,27 +200,29 @@ impl Writer {
         let _span = tracing::info_span!("append").entered();
         let mut batch: Vec<AppendRequest> = Vec::with_capacity(1024);
         let mut replies: Vec<(oneshot::Sender<Appended>, Appended)> = Vec::with_capacity(1024);
-        let mut durable: Vec<(i64, oneshot::Sender<()>)> = Vec::with_capacity(1024);
         let core = self.core.clone();
         while core.queue.drain_blocking(&mut batch) {
-            let now = crate::util::now_ms().max(self.last_ts);
+            let now = common::time::now_ms().max(self.last_ts);
             self.last_ts = now;
+            // One signal for the whole batch, created with its first stored request.
+            let mut visible = None;
             {
                 let mut table = core.topic_table.lock();
                 let mut tags = core.pending_tags.lock();
                 for req in batch.drain(..) {
-                    let res = self.append(&req.payload, now, &mut table, &mut tags);
-                    if let (Some(tx), PutStatus::PutOk) = (req.durable, res.status) {
-                        durable.push((res.end, tx));
+                    let mut res = self.append(&req.payload, now, &mut table, &mut tags);
+                    if res.status == PutStatus::PutOk {
+                        let (_, waiter) = visible.get_or_insert_with(ack::signal);
+                        res.acks = Some(Acks { visible: waiter.clone() });
                     }
                     replies.push((req.reply, res));
                 }
             }
             self.active.publish();
-            if !durable.is_empty() {
-                // Registered before `written` moves, so the flusher cannot sync these
-                // records without seeing their waiters.
-                core.flush_waiters.lock().extend(durable.drain(..));
+            if let Some((signal, _)) = visible {
+                // Registered before `written` moves, so the dispatcher cannot make
+                // these records visible without finding their signal.
+                core.visible_waiters.register(self.global_pos(), signal);
             }
             core.commit_log.set_written(self.global_pos());
             core.last_written_ts.store(now, Ordering::Release);
@@ -256,6 +278,7 @@ impl Writer {
                     end: phy + p.len as i64,
                     count: 1,
                     batch_offsets: Vec::new(),
+                    acks: None,
                 }
             }
             Payload::Batch(items, total) => {
@@ -284,6 +307,7 @@ impl Writer {
                     end: start + *total as i64,
                     count: items.len(),
                     batch_offsets: offsets,
+                    acks: None,
                 }
             }
         }

@@ -662,8 +662,9 @@ impl Wire {
 
 impl Wire {
     /// Pulls (inline `*` subscription, no suspension) until at least `n` messages
-    /// are returned from `offset`: a send is acknowledged once it is in the commit
-    /// log, and the consume queue is written a moment later (as in RocketMQ).
+    /// are returned from `offset`: for messages that appear some time after the
+    /// test's own request returns (delayed and retried messages, timers, transaction
+    /// commits, other clients' sends). An acknowledged send is readable at once.
     ///
     /// # Errors
     /// Fewer than `n` messages within [`T`].
