@@ -69,3 +69,57 @@ async fn parked_pull_returns_within_100ms_of_a_send() -> Result<()> {
     assert!(lag < Duration::from_millis(100), "parked pull answered {lag:?} after the send");
     Ok(())
 }
+
+/// RocketMQ 5's lite-pull consumers pull with LITE_PULL_MESSAGE (361) and the lite-pull
+/// system flag: served like PULL_MESSAGE, long polling included, and refused with
+/// RocketMQ's NO_PERMISSION remark when `lite_pull_message_enable` is off.
+#[tokio::test]
+async fn lite_pull_message_is_served_like_a_pull() -> Result<()> {
+    use common::sysflag::pull as pull_flag;
+    use remoting::RequestCode;
+    use tests::wire::pull_header;
+
+    const LITE_PULL: i32 = 0x1 << 4;
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let w = Wire::new(broker.addr());
+    w.create_topic("LiteT", 1).await?;
+    let s = w.send("LiteT", 0, b"first", &props(&[(keys::TAGS, "A")])).await?;
+    assert_eq!(s.code, ResponseCode::SUCCESS, "{:?}", s.remark);
+
+    let mut h = pull_header("LiteG", "LiteT", 0, 0);
+    h.sys_flag = pull_flag::SUBSCRIPTION | LITE_PULL;
+    h.subscription = Some("*".into());
+    h.expression_type = Some("TAG".into());
+    let p = w.pull_as(RequestCode::LITE_PULL_MESSAGE, &h).await?;
+    assert_eq!(p.code, ResponseCode::SUCCESS, "{:?}", p.remark);
+    assert_eq!(p.messages.len(), 1);
+    assert_eq!(&p.messages[0].body[..], b"first");
+    assert_eq!(p.next_begin_offset, 1);
+
+    // Nothing more: held (as RocketMQ 5 holds a suspendable lite pull) until the next
+    // message arrives.
+    h.queue_offset = 1;
+    h.sys_flag |= pull_flag::SUSPEND;
+    h.suspend_timeout_millis = 20_000;
+    let held = tokio::spawn({
+        let (w, h) = (w.clone(), h.clone());
+        async move { w.pull_as(RequestCode::LITE_PULL_MESSAGE, &h).await }
+    });
+    w.wait_parked_pulls(1, Duration::from_secs(10)).await?;
+    let started = Instant::now();
+    w.send("LiteT", 0, b"second", &props(&[])).await?;
+    let p = held.await??;
+    assert_eq!(p.code, ResponseCode::SUCCESS, "{:?}", p.remark);
+    assert_eq!(&p.messages[0].body[..], b"second");
+    assert!(started.elapsed() < Duration::from_secs(10), "answered on arrival");
+
+    let off = Broker::start(&ns.addr(), &[("LITE_PULL_MESSAGE_ENABLE", "false")])?;
+    let w = Wire::new(off.addr());
+    h.queue_offset = 0;
+    h.sys_flag &= !pull_flag::SUSPEND;
+    let refused = w.call(remoting::RemotingCommand::request_with(RequestCode::LITE_PULL_MESSAGE, &h)).await?;
+    assert_eq!(refused.response_code(), ResponseCode::NO_PERMISSION);
+    assert!(refused.remark_str().contains("for lite pull consumer is forbidden"), "{:?}", refused.remark);
+    Ok(())
+}
