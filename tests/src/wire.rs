@@ -193,9 +193,8 @@ pub async fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Resul
     Ok(Some(serde_json::from_slice(&resp.body_bytes())?))
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use common::time::now_ms;
+
 
 /// Properties from pairs.
 pub fn props(pairs: &[(&str, &str)]) -> Properties {

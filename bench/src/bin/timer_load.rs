@@ -68,9 +68,8 @@ struct Args {
     json: bool,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use common::time::now_ms;
+
 
 fn send_request(topic: &str, queue_id: i32, at_ms: i64, index: u64, size: usize) -> RemotingCommand {
     let h = SendMessageRequestHeaderV2 {
