@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use common::delay::DelayLevels;
 
+use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use crate::check;
 use crate::error::{Error, Invalid, Result};
-use crate::serde_util::addr_list;
+use crate::serde_util::{addr_list, byte_size};
 use crate::store::StoreConfig;
 
 /// RocketMQ's default delay levels: level 1 is `1s`, level 18 is `2h`.
@@ -65,6 +66,31 @@ pub struct BrokerConfig {
     /// HA replication port (RocketMQ's 10912). `0` asks the OS for a free
     /// port; RocketMQ instead uses `listen_port + 1` for values <= 0.
     pub ha_listen_port: u16,
+    /// A slave's master HA address (`host:port`); `None` takes the one the
+    /// name servers return on registration (the master's `haServerAddr`).
+    pub ha_master_address: Option<String>,
+    /// Let a master send consumers whose pulls fall far behind (more than
+    /// `access_message_in_memory_max_ratio` of RAM) to a slave, and let a slave
+    /// serve them.
+    pub slave_read_enable: bool,
+    /// The share of RAM (percent) a consumer may lag behind before a master
+    /// with `slave_read_enable` suggests a slave (RocketMQ's
+    /// `accessMessageInMemoryMaxRatio`).
+    pub access_message_in_memory_max_ratio: u8,
+    /// How often an idle HA connection sends a heartbeat (a slave its offset,
+    /// a master an empty transfer).
+    #[serde(with = "humantime_serde")]
+    pub ha_send_heartbeat_interval: Duration,
+    /// An HA connection that reads nothing for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub ha_housekeeping_interval: Duration,
+    /// Most commit-log bytes a master sends in one HA transfer.
+    #[serde(with = "byte_size")]
+    pub ha_transfer_batch_size: ByteSize,
+    /// A SYNC_MASTER answers SLAVE_NOT_AVAILABLE when its nearest slave is
+    /// further behind than this (or no slave is connected).
+    #[serde(with = "byte_size")]
+    pub ha_max_gap_not_in_sync: ByteSize,
     /// Name servers to register with. TOML accepts a list or RocketMQ's
     /// `"a:9876;b:9876"` string; the environment and properties files use
     /// the string. RocketMQ's `NAMESRV_ADDR` variable sets it too.
@@ -186,6 +212,13 @@ impl Default for BrokerConfig {
             broker_ip1: None,
             broker_ip2: None,
             ha_listen_port: 10912,
+            ha_master_address: None,
+            slave_read_enable: false,
+            access_message_in_memory_max_ratio: 40,
+            ha_send_heartbeat_interval: Duration::from_secs(5),
+            ha_housekeeping_interval: Duration::from_secs(20),
+            ha_transfer_batch_size: ByteSize::kib(32),
+            ha_max_gap_not_in_sync: ByteSize::mib(256),
             namesrv_addr: Vec::new(),
             auto_create_topic_enable: true,
             default_topic_queue_nums: 8,
@@ -247,6 +280,22 @@ impl BrokerConfig {
             }
         }
         check::distinct_ports("ha_listen_port", self.ha_listen_port, "listen_port", self.listen_port)?;
+        if let Some(addr) = &self.ha_master_address {
+            check::host_port("ha_master_address", addr)?;
+        }
+        if self.access_message_in_memory_max_ratio > 100 {
+            return Err(Error::invalid(
+                "access_message_in_memory_max_ratio",
+                Invalid::OutOfRange {
+                    value: self.access_message_in_memory_max_ratio.to_string(),
+                    expected: "a percentage, 0 to 100",
+                },
+            ));
+        }
+        check::non_zero("ha_send_heartbeat_interval", self.ha_send_heartbeat_interval)?;
+        check::non_zero("ha_housekeeping_interval", self.ha_housekeeping_interval)?;
+        check::positive("ha_transfer_batch_size", self.ha_transfer_batch_size.as_u64())?;
+        check::positive("ha_max_gap_not_in_sync", self.ha_max_gap_not_in_sync.as_u64())?;
         for addr in &self.namesrv_addr {
             check::host_port("namesrv_addr", addr)?;
         }

@@ -103,6 +103,13 @@ pub(crate) const BROKER: Table = Table {
         entry("brokerIP1",                         "broker.broker_ip1",                               Unit::Text),
         entry("brokerIP2",                         "broker.broker_ip2",                               Unit::Text),
         entry("haListenPort",                      "broker.ha_listen_port",                           PORT),
+        entry("haMasterAddress",                   "broker.ha_master_address",                        Unit::Text),
+        entry("slaveReadEnable",                   "broker.slave_read_enable",                        Unit::Bool),
+        entry("accessMessageInMemoryMaxRatio",     "broker.access_message_in_memory_max_ratio",       PERCENT),
+        entry("haSendHeartbeatInterval",           "broker.ha_send_heartbeat_interval",               Unit::Millis),
+        entry("haHousekeepingInterval",            "broker.ha_housekeeping_interval",                 Unit::Millis),
+        entry("haTransferBatchSize",               "broker.ha_transfer_batch_size",                   BYTES),
+        entry("haMaxGapNotInSync",                 "broker.ha_max_gap_not_in_sync",                   BYTES),
         // Kept as RocketMQ's ";"-separated string; the field's deserializer splits it.
         entry("namesrvAddr",                       "broker.namesrv_addr",                             Unit::Text),
         entry("autoCreateTopicEnable",             "broker.auto_create_topic_enable",                 Unit::Bool),

@@ -13,7 +13,7 @@
 /// Broker-side keys (`broker.conf`).
 #[rustfmt::skip]
 pub(super) const BROKER: &[&str] = &[
-    "accessMessageInMemoryHotRatio", "accessMessageInMemoryMaxRatio", "accountStatsEnable",
+    "accessMessageInMemoryHotRatio", "accountStatsEnable",
     "accountStatsPrintZeroValues", "ackMessageThreadPoolNums", "ackThreadPoolQueueCapacity",
     "aclEnable", "adminBrokerThreadPoolNums", "adminBrokerThreadPoolQueueCapacity",
     "allAckInSyncStateSet", "allowRecallWhenBrokerNotWriteable", "appendAckAsync", "appendCkAsync",
@@ -69,9 +69,9 @@ pub(super) const BROKER: &[&str] = &[
     "filterDataCleanTimeSpan", "filterSupportRetry", "flushCommitLogThoroughInterval",
     "flushCommitLogTimed", "flushConsumeQueueLeastPages", "flushConsumeQueueThoroughInterval",
     "flushConsumerOffsetHistoryInterval", "flushLeastPagesWhenWarmMapedFile", "forceVerifyPropCRC",
-    "forwardTimeout", "globalColdReadThreshold", "haFlowControlEnable", "haHousekeepingInterval",
-    "haMasterAddress", "haMaxGapNotInSync", "haMaxTimeSlaveNotCatchup", "haSendHeartbeatInterval",
-    "haSlaveFallbehindMax", "haTransferBatchSize", "heartbeatThreadPoolNums",
+    "forwardTimeout", "globalColdReadThreshold", "haFlowControlEnable",
+    "haMaxTimeSlaveNotCatchup",
+    "haSlaveFallbehindMax", "heartbeatThreadPoolNums",
     "heartbeatThreadPoolQueueCapacity", "highSpeedMode", "inSyncReplicas",
     "initPopOffsetByCheckMsgInMem", "isolateLogEnable",
     "litePullMessageThreadPoolNums", "litePullThreadPoolQueueCapacity",
@@ -118,7 +118,7 @@ pub(super) const BROKER: &[&str] = &[
     "serverLoadBalancerEnable", "serverNettyWorkerGroupEnable", "serverOnewaySemaphoreValue",
     "serverPooledByteBufAllocatorEnable", "serverSelectorThreads", "serverSocketBacklog",
     "serverSocketRcvBufSize", "serverSocketSndBufSize", "serverWorkerThreads",
-    "shutdownWaitTimeSeconds", "skipPreOnline", "skipWhenCKRePutReachMaxTimes", "slaveReadEnable",
+    "shutdownWaitTimeSeconds", "skipPreOnline", "skipWhenCKRePutReachMaxTimes",
     "slaveTimeout", "socksProxyConfig", "spinLockCollisionRetreatOptimalDegree",
     "splitMetadataSize", "splitRegistrationSize", "startAcceptSendRequestTimeStamp",
     "statRocksDBCQIntervalSec", "storePathBrokerIdentity", "storePathDLedgerCommitLog",
