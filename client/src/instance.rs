@@ -254,6 +254,20 @@ impl ClientInstance {
         addrs.get(&common::route::MASTER_ID).or_else(|| addrs.values().next()).cloned()
     }
 
+    /// An address of `broker_name` for a consumer's request, chosen from the cached
+    /// route by [`find_broker_in_subscribe`] (RocketMQ's
+    /// `MQClientInstance.findBrokerAddressInSubscribe`). `None` when the route
+    /// lists no fitting address; the caller decides whether to refresh the route.
+    pub fn find_broker_in_subscribe(
+        &self,
+        broker_name: &str,
+        broker_id: u64,
+        only_this_broker: bool,
+    ) -> Option<FoundBroker> {
+        let b = self.inner.brokers.read();
+        find_broker_in_subscribe(b.get(broker_name)?, broker_id, only_this_broker)
+    }
+
     /// Queues a producer may send to: writable queue data whose broker has a
     /// master, sorted. An unknown topic falls back to the `TBW102` route (brokers
     /// with auto-creation), with at most `default_queue_nums` queues per broker.
@@ -565,6 +579,49 @@ impl RequestHandler for ServerRequests {
     }
 }
 
+/// A broker address picked for a consumer's request (RocketMQ's `FindBrokerResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundBroker {
+    pub addr: String,
+    /// The id the address is listed under in the route (0 = master).
+    pub broker_id: u64,
+}
+
+impl FoundBroker {
+    /// Whether the address is the master's: only a master commits offsets that
+    /// ride on a pull (RocketMQ clears COMMIT_OFFSET for a slave).
+    pub fn is_master(&self) -> bool {
+        self.broker_id == common::route::MASTER_ID
+    }
+}
+
+/// RocketMQ's rule for picking one of a broker name's addresses (`brokerAddrs`, by
+/// broker id) for a consumer: the address of `broker_id`; for a slave id that the
+/// route lacks, the next id (`broker_id + 1`); then, unless `only_this_broker`, the
+/// lowest id listed — the master while it is in the route, else a slave.
+///
+/// Java walks a `HashMap<Long, String>` for "any address"; for the small ids
+/// brokers use, its iteration order is ascending, which the `BTreeMap` gives here.
+pub fn find_broker_in_subscribe(
+    addrs: &BTreeMap<u64, String>,
+    broker_id: u64,
+    only_this_broker: bool,
+) -> Option<FoundBroker> {
+    let at = |id: u64| addrs.get(&id).map(|addr| FoundBroker { addr: addr.clone(), broker_id: id });
+    if let Some(found) = at(broker_id) {
+        return Some(found);
+    }
+    if broker_id != common::route::MASTER_ID {
+        if let Some(found) = broker_id.checked_add(1).and_then(at) {
+            return Some(found);
+        }
+    }
+    if only_this_broker {
+        return None;
+    }
+    addrs.iter().next().map(|(id, addr)| FoundBroker { addr: addr.clone(), broker_id: *id })
+}
+
 /// Queues of an `orderTopicConf` value: `brokerName:queueNums` entries joined with
 /// `;` (malformed entries skipped).
 fn order_topic_queues(topic_name: &str, conf: &str) -> Vec<MessageQueue> {
@@ -591,5 +648,45 @@ async fn reset_offsets(inner: &Inner, request: &RemotingCommand) {
     if let Some(c) = consumer {
         info!(group = %h.group, topic = %h.topic, queues = offsets.len(), "offsets reset by an administrator");
         c.reset_offsets(h.topic, offsets).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ids` are the broker ids the route lists; `expected` the id picked.
+    fn check(ids: &[u64], broker_id: u64, only_this_broker: bool, expected: Option<u64>) {
+        let addrs: BTreeMap<u64, String> = ids.iter().map(|id| (*id, format!("10.0.0.{id}:10911"))).collect();
+        let got = find_broker_in_subscribe(&addrs, broker_id, only_this_broker);
+        assert_eq!(
+            got.as_ref().map(|f| f.broker_id),
+            expected,
+            "ids {ids:?}, asked {broker_id}, only {only_this_broker}"
+        );
+        if let Some(f) = got {
+            assert_eq!(f.addr, format!("10.0.0.{}:10911", f.broker_id));
+            assert_eq!(f.is_master(), f.broker_id == 0);
+        }
+    }
+
+    #[test]
+    fn finds_brokers_for_consumers_as_rocketmq_does() {
+        // Master and slave listed: each id as asked.
+        check(&[0, 1], 0, false, Some(0));
+        check(&[0, 1], 1, false, Some(1));
+        check(&[0, 1], 1, true, Some(1));
+        // A slave id the route lacks: the next id, else the master.
+        check(&[0, 2], 1, false, Some(2));
+        check(&[0, 1], 3, false, Some(0));
+        check(&[0, 1], 3, true, None);
+        // Master missing from the route: the master only when asked for it alone,
+        // else a slave (the lowest id).
+        check(&[1, 2], 0, true, None);
+        check(&[1, 2], 0, false, Some(1));
+        check(&[2], 0, false, Some(2));
+        check(&[2], 1, true, Some(2));
+        check(&[], 0, false, None);
+        check(&[1], u64::MAX, false, Some(1));
     }
 }

@@ -4,9 +4,15 @@
 //! Both kinds hold the offsets in memory; they differ in where they commit:
 //!
 //! * **remote** (clustering): the group's offsets live on the broker. Commits are
-//!   UPDATE_CONSUMER_OFFSET to the master of each queue's broker, oneway on the
-//!   periodic persist and synchronous on queue removal and shutdown; reads from the
-//!   store are QUERY_CONSUMER_OFFSET;
+//!   UPDATE_CONSUMER_OFFSET to the master of each queue's broker (to a slave while
+//!   the route has no master, as RocketMQ's `RemoteBrokerOffsetStore`), oneway on
+//!   the periodic persist and synchronous on queue removal and shutdown; reads from
+//!   the store are QUERY_CONSUMER_OFFSET, to the same broker. Consumers read the
+//!   broker's offset only when a queue is assigned ([`OffsetStore::read_from_store`]);
+//!   afterwards memory follows consumption (and the broker's OFFSET_ILLEGAL
+//!   corrections and administrator resets), so a master that comes back holding an
+//!   older offset than its slave does not move a running consumer backwards: the
+//!   next commit brings the master up to date;
 //! * **local** (broadcasting): every member has its own progress, in a JSON file
 //!   (`~/.rocketmq_offsets/<clientId>/<group>/offsets.json` by default, as the Java
 //!   client) written atomically (temporary file, fsync, rename, `.bak` kept) in

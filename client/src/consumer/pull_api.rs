@@ -3,9 +3,11 @@
 //! membership, send-back and lock requests every consumer needs (RocketMQ's
 //! `PullAPIWrapper` plus the consumer half of `MQClientAPIImpl`).
 //!
-//! This module owns the request/response mapping only: it keeps no state between
-//! calls, retries nothing and never sleeps, so push and pull consumers can build
-//! their own loops on it. Callers rely on these invariants:
+//! This module owns the request/response mapping only: it retries nothing and never
+//! sleeps, so push and pull consumers can build their own loops on it. The one
+//! state it keeps between calls is which broker of each queue's broker name the
+//! next pull goes to (RocketMQ's `pullFromWhichNodeTable`), shared by the clones of
+//! a [`PullApi`]. Callers rely on these invariants:
 //!
 //! * a pull that finds nothing is a [`PullStatus`], not an `Err`; `Err` means the
 //!   request failed (transport, timeout, or a broker refusal such as
@@ -23,18 +25,31 @@
 //!   drops it and every later message of the batch without a word; here the rest of
 //!   the batch is delivered and the consumer decides the message's fate (the push
 //!   and lite pull consumers send it to the group's DLQ);
-//! * the broker address comes from the [`ClientInstance`]'s route cache: the master
-//!   when the request commits something (a piggy-backed commit offset, offset
-//!   updates, send-back, locks), any live address for reads; an unknown broker
-//!   name triggers one route refresh of the queue's topic.
+//! * the broker address comes from the [`ClientInstance`]'s route cache, chosen as
+//!   RocketMQ's clients choose it ([`find_broker_in_subscribe`](crate::instance::find_broker_in_subscribe)):
+//!   - a pull goes to the broker id the previous answer for the queue suggested
+//!     (`suggestWhichBrokerId`, master at first), else the master, else any
+//!     address of the broker name (a slave while the master is out of the route);
+//!     its piggy-backed commit offset (PullSysFlag COMMIT_OFFSET) is sent only when
+//!     that address is the master's. A pull that fails in transport on a slave
+//!     sends the queue's next pull to the master again (RocketMQ waits for the
+//!     route to drop the slave);
+//!   - offset commits and queries go to the master, and while the route has no
+//!     master (after one refresh) to a slave;
+//!   - locks and send-back go to the master only;
+//!   - offset lookups (max, min, by time) go to the master, else any address;
+//!
+//!   an unknown broker name triggers one route refresh of the queue's topic.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
+use parking_lot::RwLock;
+use tracing::{debug, warn};
 
-use common::route::MessageQueue;
+use common::route::{MessageQueue, MASTER_ID};
 use common::subscription::SubscriptionData;
 use common::sysflag::{message as msg_flag, pull as pull_flag};
 use common::{MessageExt, ResponseCode};
@@ -48,7 +63,7 @@ use remoting::header::broker::{
 use remoting::{RemotingCommand, RequestCode};
 
 use crate::error::{Error, Result};
-use crate::instance::ClientInstance;
+use crate::instance::{ClientInstance, FoundBroker};
 
 /// Messages asked for per pull (`pullBatchSize`).
 pub const DEFAULT_PULL_BATCH_SIZE: i32 = 32;
@@ -110,8 +125,9 @@ pub struct PullRequest {
     /// The subscription: its expression is sent when `post_subscription` is set, its
     /// `sub_version` always, and its tags re-filter the answer.
     pub subscription: Arc<SubscriptionData>,
-    /// An offset for the broker (master) to commit for the group at the same time
-    /// (PullSysFlag COMMIT_OFFSET). Forces the request to the master.
+    /// An offset for the broker to commit for the group at the same time
+    /// (PullSysFlag COMMIT_OFFSET). Sent only when the pull goes to the master: a
+    /// pull from a slave commits nothing.
     pub commit_offset: Option<i64>,
     /// Long polling: how long the broker may hold the request when nothing is
     /// there (PullSysFlag SUSPEND). `None` answers at once.
@@ -161,12 +177,16 @@ pub struct PullApi {
     timeout: Duration,
     /// Messages whose body did not decode, across clones.
     undecodable: Arc<AtomicU64>,
+    /// Broker id the next pull of each queue goes to, as the last answer for the
+    /// queue suggested; absent means the master. Read on every pull, written only
+    /// when a suggestion changes.
+    pull_from: Arc<RwLock<HashMap<MessageQueue, u64>>>,
 }
 
 impl PullApi {
     pub fn new(instance: ClientInstance) -> Self {
         let timeout = instance.config().mq_client_api_timeout;
-        Self { instance, timeout, undecodable: Arc::default() }
+        Self { instance, timeout, undecodable: Arc::default(), pull_from: Arc::default() }
     }
 
     /// Messages pulled through this API (and its clones) whose body could not be
@@ -191,15 +211,12 @@ impl PullApi {
     /// broker refusal (any code other than SUCCESS, PULL_NOT_FOUND,
     /// PULL_RETRY_IMMEDIATELY, PULL_OFFSET_MOVED), or a malformed body.
     pub async fn pull(&self, req: &PullRequest) -> Result<PullResult> {
-        let (addr, is_master) = match req.commit_offset {
-            Some(_) => match self.master_addr(&req.mq).await {
-                Ok(a) => (a, true),
-                // No master: read from a slave without committing, as Java does.
-                Err(_) => (self.read_addr(&req.mq).await?, false),
-            },
-            None => (self.read_addr(&req.mq).await?, false),
-        };
-        let commit = req.commit_offset.is_some() && is_master;
+        let node = self.pull_from_which_node(&req.mq);
+        let found = self.subscribe_addr(&req.mq, node).await?;
+        let addr = found.addr.as_str();
+        // RocketMQ clears COMMIT_OFFSET when the pull goes to a slave: only the
+        // master stores a group's offsets from pulls.
+        let commit = req.commit_offset.is_some() && found.is_master();
         let sub = &req.subscription;
         let header = PullMessageRequestHeader {
             consumer_group: req.group.clone(),
@@ -220,19 +237,28 @@ impl PullApi {
             max_msg_bytes: None,
             broker_name: Some(req.mq.broker_name.clone()),
         };
-        let resp = self
-            .instance
-            .invoke(&addr, RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &header), req.timeout)
-            .await?;
+        let request = RemotingCommand::request_with(RequestCode::PULL_MESSAGE, &header);
+        let resp = match self.instance.invoke(addr, request, req.timeout).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if !found.is_master() {
+                    // The slave may be gone: the next pull asks the master, which
+                    // suggests a slave again if it wants to.
+                    self.forget_suggestion(&req.mq);
+                }
+                return Err(e);
+            }
+        };
         let status = match resp.response_code() {
             ResponseCode::SUCCESS => PullStatus::Found,
             ResponseCode::PULL_NOT_FOUND => PullStatus::NoNewMsg,
             ResponseCode::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatchedMsg,
             ResponseCode::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
-            _ => return Err(Error::from_response(&resp, &addr)),
+            _ => return Err(Error::from_response(&resp, addr)),
         };
         let h: PullMessageResponseHeader =
             resp.decode_header().map_err(|e| Error::Body(format!("pull response header: {e}")))?;
+        self.update_pull_from_which_node(&req.mq, h.suggest_which_broker_id);
         let mut result = PullResult {
             status,
             next_begin_offset: h.next_begin_offset,
@@ -263,11 +289,12 @@ impl PullApi {
         Ok(result)
     }
 
-    /// The group's committed offset of `mq` (QUERY_CONSUMER_OFFSET to the master);
-    /// `None` when the broker has none (QUERY_NOT_FOUND).
+    /// The group's committed offset of `mq` (QUERY_CONSUMER_OFFSET to the master,
+    /// or to a slave while the route has no master); `None` when the broker has
+    /// none (QUERY_NOT_FOUND).
     ///
     /// # Errors
-    /// No master, transport failures, another refusal.
+    /// No address for the queue's broker, transport failures, another refusal.
     pub async fn query_consumer_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<i64>> {
         self.query_consumer_offset_with(group, mq, None).await
     }
@@ -284,7 +311,7 @@ impl PullApi {
         mq: &MessageQueue,
         set_zero_if_not_found: Option<bool>,
     ) -> Result<Option<i64>> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.offset_addr(mq).await?.addr;
         let h = QueryConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),
@@ -304,22 +331,25 @@ impl PullApi {
     }
 
     /// Commits `offset` (next offset to consume) for the group and waits for the
-    /// broker's answer.
+    /// broker's answer. Goes to the master, or to a slave while the route has no
+    /// master (RocketMQ's `RemoteBrokerOffsetStore`): the slave keeps the offset
+    /// until the master is back and the next commit reaches it.
     ///
     /// # Errors
-    /// No master, transport failures, a refusal.
+    /// No address for the queue's broker, transport failures, a refusal.
     pub async fn update_consumer_offset(&self, group: &str, mq: &MessageQueue, offset: i64) -> Result<()> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.offset_addr(mq).await?.addr;
         let resp = self.invoke(&addr, update_offset_request(group, mq, offset)).await?;
         check(&resp, &addr)
     }
 
-    /// Commits `offset` without waiting (what the periodic persist sends).
+    /// Commits `offset` without waiting (what the periodic persist sends), to the
+    /// same broker as [`PullApi::update_consumer_offset`].
     ///
     /// # Errors
-    /// No master, or the request could not be written.
+    /// No address for the queue's broker, or the request could not be written.
     pub async fn update_consumer_offset_oneway(&self, group: &str, mq: &MessageQueue, offset: i64) -> Result<()> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.offset_addr(mq).await?.addr;
         self.instance.oneway(&addr, update_offset_request(group, mq, offset)).await
     }
 
@@ -516,6 +546,64 @@ impl PullApi {
         }
         self.instance.refresh_route(&mq.topic).await?;
         self.instance.any_addr(&mq.broker_name).ok_or_else(|| Error::NoBrokerAddr(mq.broker_name.clone()))
+    }
+
+    /// The broker id the next pull of `mq` goes to: the last suggestion a broker
+    /// made for the queue, the master before any (RocketMQ's
+    /// `recalculatePullFromWhichNode`).
+    pub fn pull_from_which_node(&self, mq: &MessageQueue) -> u64 {
+        self.pull_from.read().get(mq).copied().unwrap_or(MASTER_ID)
+    }
+
+    /// Remembers a pull answer's `suggestWhichBrokerId` for `mq` (RocketMQ's
+    /// `updatePullFromWhichNode`). A negative id, which no broker has, means the
+    /// master.
+    fn update_pull_from_which_node(&self, mq: &MessageQueue, suggested: i64) {
+        let id = u64::try_from(suggested).unwrap_or(MASTER_ID);
+        if self.pull_from.read().get(mq).copied().unwrap_or(MASTER_ID) == id {
+            return;
+        }
+        debug!(topic = %mq.topic, queue_id = mq.queue_id, broker_name = %mq.broker_name, broker_id = id, "pulls of the queue follow the broker's suggestion");
+        let mut table = self.pull_from.write();
+        if id == MASTER_ID {
+            table.remove(mq);
+        } else {
+            table.insert(mq.clone(), id);
+        }
+    }
+
+    fn forget_suggestion(&self, mq: &MessageQueue) {
+        if self.pull_from.read().contains_key(mq) {
+            self.pull_from.write().remove(mq);
+        }
+    }
+
+    /// Where a pull of `mq` asking for `broker_id` goes (`onlyThisBroker` false);
+    /// the route is refreshed once when it does not know the broker name.
+    async fn subscribe_addr(&self, mq: &MessageQueue, broker_id: u64) -> Result<FoundBroker> {
+        if let Some(found) = self.instance.find_broker_in_subscribe(&mq.broker_name, broker_id, false) {
+            return Ok(found);
+        }
+        self.instance.refresh_route(&mq.topic).await?;
+        self.instance
+            .find_broker_in_subscribe(&mq.broker_name, broker_id, false)
+            .ok_or_else(|| Error::NoBrokerAddr(mq.broker_name.clone()))
+    }
+
+    /// Where offset commits and queries of `mq` go (RocketMQ's
+    /// `RemoteBrokerOffsetStore`): the master; if the cached route has none, the
+    /// route is refreshed and the master, else any address (a slave), is taken. A
+    /// refresh that fails leaves the cached route to choose from.
+    async fn offset_addr(&self, mq: &MessageQueue) -> Result<FoundBroker> {
+        if let Some(found) = self.instance.find_broker_in_subscribe(&mq.broker_name, MASTER_ID, true) {
+            return Ok(found);
+        }
+        if let Err(e) = self.instance.refresh_route(&mq.topic).await {
+            debug!(topic = %mq.topic, broker_name = %mq.broker_name, error = %e, "route refresh for an offset request failed; using the cached route");
+        }
+        self.instance
+            .find_broker_in_subscribe(&mq.broker_name, MASTER_ID, false)
+            .ok_or_else(|| Error::NoBrokerAddr(mq.broker_name.clone()))
     }
 
     async fn master_addr_of(&self, broker_name: &str, topic: Option<&str>) -> Result<String> {
