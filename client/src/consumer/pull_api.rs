@@ -71,6 +71,13 @@ pub const DEFAULT_PULL_BATCH_SIZE: i32 = 32;
 pub const DEFAULT_SUSPEND: Duration = Duration::from_secs(15);
 /// Request timeout of a long-polling pull: twice the hold, as the Java client uses.
 pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long consumers wait before pulling a queue again after an answer that asks
+/// for an immediate retry without moving the offset ([`PullResult::is_stalled`]).
+/// A RocketMQ slave answers so when the offset lies beyond what it holds (slaves do
+/// not correct offsets); while the master is out of the route the retry goes to
+/// that same slave, and retrying at once would only load it. RocketMQ's clients
+/// retry at once.
+pub const STALLED_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// What a pull found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +108,15 @@ pub struct PullResult {
     pub messages: Vec<MessageExt>,
     /// Messages of the batch whose body could not be decoded, in queue order.
     pub undecodable: Vec<UndecodableMessage>,
+}
+
+impl PullResult {
+    /// Whether the broker asked for an immediate retry without moving the offset
+    /// (PULL_RETRY_IMMEDIATELY with `next_begin_offset` equal to the `requested`
+    /// offset): nothing changes until the broker catches up.
+    pub fn is_stalled(&self, requested: i64) -> bool {
+        self.status == PullStatus::NoMatchedMsg && self.next_begin_offset == requested
+    }
 }
 
 /// A pulled message whose body does not decompress.
@@ -791,6 +807,22 @@ mod tests {
 
     /// COMPRESSED with type 7, which RocketMQ does not define.
     const COMPRESSED_TYPE_7: i32 = 0x701;
+
+    #[test]
+    fn only_a_retry_that_moves_nothing_is_stalled() {
+        let result = |status, next_begin_offset| PullResult {
+            status,
+            next_begin_offset,
+            min_offset: 0,
+            max_offset: 5,
+            messages: Vec::new(),
+            undecodable: Vec::new(),
+        };
+        assert!(result(PullStatus::NoMatchedMsg, 9).is_stalled(9));
+        assert!(!result(PullStatus::NoMatchedMsg, 12).is_stalled(9), "entries were scanned");
+        assert!(!result(PullStatus::NoNewMsg, 9).is_stalled(9), "a long poll that timed out");
+        assert!(!result(PullStatus::OffsetIllegal, 9).is_stalled(9));
+    }
 
     #[test]
     fn sys_flags_like_java() {

@@ -47,7 +47,7 @@ use common::MessageExt;
 use remoting::channel::BoxFuture;
 
 use crate::consumer::offset_store::OffsetStore;
-use crate::consumer::pull_api::{PullApi, PullRequest, PullResult, PullStatus};
+use crate::consumer::pull_api::{PullApi, PullRequest, PullResult, PullStatus, STALLED_RETRY_DELAY};
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
 use crate::instance::{ClientInstance, ConsumerHandle};
@@ -944,6 +944,12 @@ impl QueueTask {
             };
             match result {
                 Ok(r) => match r.status {
+                    // Nothing moved (a slave behind the offset): nothing to hand over.
+                    _ if r.is_stalled(offset) => {
+                        if self.pause(STALLED_RETRY_DELAY).await {
+                            return;
+                        }
+                    }
                     PullStatus::Found | PullStatus::NoMatchedMsg => {
                         if !r.undecodable.is_empty() {
                             // Never handed to `poll`; kept in the DLQ (RocketMQ's

@@ -5,7 +5,8 @@
 //! Flow control: above `pull_threshold_for_queue` cached messages or
 //! `pull_threshold_size_for_queue` cached bytes the loop pauses
 //! (`flow_control_delay`). Errors pause `pull_error_delay` (a refusal for an unknown
-//! subscription heartbeats first and retries sooner). OFFSET_ILLEGAL commits the
+//! subscription heartbeats first and retries sooner); a "retry" answer that does
+//! not move the offset pauses `STALLED_RETRY_DELAY`. OFFSET_ILLEGAL commits the
 //! broker's offset and drops the queue until the next rebalance. Messages whose body
 //! does not decode are set aside (DLQ in clustering mode) and never dispatched.
 //!
@@ -23,7 +24,7 @@ use common::{MessageExt, ResponseCode};
 
 use super::{pause, Inner, Listener};
 use crate::consumer::process_queue::ProcessQueue;
-use crate::consumer::pull_api::{PullRequest, PullStatus, UndecodableMessage};
+use crate::consumer::pull_api::{PullRequest, PullStatus, UndecodableMessage, STALLED_RETRY_DELAY};
 
 impl Inner {
     pub(super) fn spawn_pull_loop(
@@ -104,6 +105,9 @@ impl Inner {
                     PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
                         next = Some(r.next_begin_offset);
                         pq.correct_offset(r.next_begin_offset, &self.store);
+                        if r.is_stalled(offset) && !pause(&cancel, STALLED_RETRY_DELAY).await {
+                            break;
+                        }
                     }
                     PullStatus::OffsetIllegal => {
                         warn!(
