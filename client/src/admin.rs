@@ -1,11 +1,11 @@
 //! Administration basics the CLI needs (in the spirit of `mqadmin`): create a
-//! topic, read routes and cluster info, consumer progress, and replay by resetting
-//! a group's offsets to a timestamp.
+//! topic, read routes and cluster info, a broker's runtime and replication status,
+//! consumer progress, and replay by resetting a group's offsets to a timestamp.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use common::route::{ClusterInfo, MessageQueue, TopicRouteData};
 use common::ResponseCode;
@@ -14,6 +14,85 @@ use remoting::{RemotingCommand, RequestCode};
 
 use crate::error::{Error, Result};
 use crate::instance::ClientInstance;
+
+/// A broker's replication state, the body of GET_BROKER_HA_STATUS (RocketMQ 5's
+/// `HARuntimeInfo`, what `mqadmin haStatus` prints): a master lists its slaves, a
+/// slave describes its connection to the master. Every field may be missing (the
+/// Java broker leaves out nulls), and reads as its default then.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HaRuntimeInfo {
+    #[serde(deserialize_with = "common::lenient::bool")]
+    pub master: bool,
+    /// A master's commit-log end (bytes).
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub master_commit_log_max_offset: i64,
+    /// A master's slaves that are in sync (`haMaxGapNotInSync`).
+    #[serde(deserialize_with = "common::lenient::i32")]
+    pub in_sync_slave_nums: i32,
+    /// A master's slave connections.
+    #[serde(deserialize_with = "null_as_default")]
+    pub ha_connection_info: Vec<HaConnectionInfo>,
+    /// A slave's connection to its master.
+    #[serde(deserialize_with = "null_as_default")]
+    pub ha_client_runtime_info: HaClientRuntimeInfo,
+}
+
+/// `null` reads as the default, as fastjson reads it into a field's initial value.
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One slave connected to a master (`HARuntimeInfo.HAConnectionRuntimeInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HaConnectionInfo {
+    /// The slave's end of the replication connection, as the master sees it.
+    #[serde(deserialize_with = "common::lenient::string")]
+    pub addr: String,
+    /// The commit-log offset the slave last acknowledged.
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub slave_ack_offset: i64,
+    /// How many bytes the slave is behind the master.
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub diff: i64,
+    #[serde(deserialize_with = "common::lenient::bool")]
+    pub in_sync: bool,
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub transferred_byte_in_second: i64,
+    /// Where the master's next transfer to the slave starts.
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub transfer_from_where: i64,
+}
+
+/// A slave's connection to its master (`HARuntimeInfo.HAClientRuntimeInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HaClientRuntimeInfo {
+    /// The master's HA address.
+    #[serde(deserialize_with = "common::lenient::string")]
+    pub master_addr: String,
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub transferred_byte_in_second: i64,
+    /// The slave's commit-log end (bytes).
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub max_offset: i64,
+    /// Last read from / write to the master, ms since the epoch (0: never).
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub last_read_timestamp: i64,
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub last_write_timestamp: i64,
+    #[serde(deserialize_with = "common::lenient::i64")]
+    pub master_flush_offset: i64,
+    /// Whether the connection to the master is up. The Java broker never sends it
+    /// (the field has no getter, so fastjson skips it): `None` then.
+    #[serde(rename = "isActivated", skip_serializing_if = "Option::is_none")]
+    pub is_activated: Option<bool>,
+}
 
 /// Administration client.
 #[derive(Clone)]
@@ -118,6 +197,19 @@ impl Admin {
         let kv: remoting::body::KvTable =
             remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(e.to_string()))?;
         Ok(kv.table)
+    }
+
+    /// GET_BROKER_HA_STATUS of the broker at `broker_addr`: its replication state.
+    ///
+    /// # Errors
+    /// The broker did not answer, refused (a broker without replication status,
+    /// such as RocketMQ 4, answers REQUEST_CODE_NOT_SUPPORTED), or sent a body that
+    /// does not decode.
+    pub async fn broker_ha_status(&self, broker_addr: &str) -> Result<HaRuntimeInfo> {
+        let req = RemotingCommand::request(RequestCode::GET_BROKER_HA_STATUS);
+        let resp = self.instance.invoke(broker_addr, req, self.timeout).await?;
+        check(&resp, broker_addr)?;
+        parse_ha_runtime_info(&resp.body_bytes())
     }
 
     /// Per-queue progress of `group` on `topic`, across the topic's brokers.
@@ -277,6 +369,14 @@ pub fn parse_mq_keyed_offsets(body: &[u8]) -> Vec<(MessageQueue, i64)> {
     mq_keyed_entries(table).into_iter().filter_map(|(mq, v)| v.parse().ok().map(|o| (mq, o))).collect()
 }
 
+/// Decodes a GET_BROKER_HA_STATUS body.
+///
+/// # Errors
+/// The body is not an `HARuntimeInfo` JSON object.
+pub fn parse_ha_runtime_info(body: &[u8]) -> Result<HaRuntimeInfo> {
+    remoting::json::from_slice(body).map_err(|e| Error::Body(format!("ha runtime info: {e}")))
+}
+
 fn parse_consume_stats(body: &[u8]) -> Result<Vec<QueueProgress>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -315,5 +415,42 @@ mod tests {
         let p = parse_consume_stats(stats).unwrap();
         assert_eq!(p[0].queue.queue_id, 3);
         assert_eq!(p[0].lag(), 6);
+    }
+
+    #[test]
+    fn decodes_rocketmqs_ha_runtime_info() {
+        // A RocketMQ 5 master, as fastjson writes it (no nulls, no `isActivated`).
+        let master = br#"{"haClientRuntimeInfo":{"lastReadTimestamp":0,"lastWriteTimestamp":0,"masterFlushOffset":0,"maxOffset":0,"transferredByteInSecond":0},"haConnectionInfo":[{"addr":"10.0.0.2:53012","diff":24,"inSync":true,"slaveAckOffset":1000,"transferFromWhere":1024,"transferredByteInSecond":2048}],"inSyncSlaveNums":1,"master":true,"masterCommitLogMaxOffset":1024}"#;
+        let info = parse_ha_runtime_info(master).unwrap();
+        assert!(info.master);
+        assert_eq!((info.master_commit_log_max_offset, info.in_sync_slave_nums), (1024, 1));
+        assert_eq!(
+            info.ha_connection_info,
+            [HaConnectionInfo {
+                addr: "10.0.0.2:53012".into(),
+                slave_ack_offset: 1000,
+                diff: 24,
+                in_sync: true,
+                transferred_byte_in_second: 2048,
+                transfer_from_where: 1024,
+            }]
+        );
+        assert_eq!(info.ha_client_runtime_info.is_activated, None);
+
+        // A slave; numbers as strings and a null list are tolerated.
+        let slave = br#"{"master":false,"haConnectionInfo":null,"haClientRuntimeInfo":{"masterAddr":"10.0.0.1:10912","maxOffset":"1000","lastReadTimestamp":1700000000000,"isActivated":true}}"#;
+        let info = parse_ha_runtime_info(slave).unwrap();
+        assert!(!info.master);
+        assert!(info.ha_connection_info.is_empty());
+        let c = &info.ha_client_runtime_info;
+        assert_eq!((c.master_addr.as_str(), c.max_offset, c.is_activated), ("10.0.0.1:10912", 1000, Some(true)));
+        assert_eq!(c.last_read_timestamp, 1_700_000_000_000);
+
+        // What we write reads back the same, with RocketMQ's names.
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["haClientRuntimeInfo"]["isActivated"], true);
+        assert_eq!(json["masterCommitLogMaxOffset"], 0);
+        assert_eq!(parse_ha_runtime_info(json.to_string().as_bytes()).unwrap(), info);
+        assert!(parse_ha_runtime_info(b"not json").is_err());
     }
 }
