@@ -1,40 +1,266 @@
 //! `ferromq-admin`: an `mqadmin`-style command line for FerroMQ and Apache RocketMQ
 //! clusters (they speak the same protocol).
 //!
-//! Commands mirror `mqadmin` where one exists: `clusterList`, `topicRoute`,
-//! `updateTopic`, `consumerProgress`, `resetOffsetByTime`, plus `send` and `consume`
-//! to check a cluster end to end. Name servers come from `-n`, `NAMESRV_ADDR` or the
-//! client configuration file, as for every client.
+//! Commands mirror `mqadmin` where one exists: `clusterList`, `brokerStatus`,
+//! `haStatus`, `topicRoute`, `updateTopic`, `consumerProgress`, `resetOffsetByTime`,
+//! plus `send` and `consume` to check a cluster end to end. Name servers come from
+//! `-n`, `NAMESRV_ADDR` or the client configuration file, as for every client.
+//!
+//! Commands that ask every broker (`clusterList`, `haStatus --cluster`) ask them
+//! concurrently, and a broker that does not answer is reported, not fatal.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use client::admin::{HaClientRuntimeInfo, HaRuntimeInfo};
 use client::consumer::pull_api::PullStatus;
 use client::consumer::pull_consumer::PullConsumer;
 use client::{Admin, Message, Producer, ProducerOptions};
+use common::route::{ClusterInfo, MASTER_ID};
 
 /// Name servers: `-n` wins over `NAMESRV_ADDR` and the client config.
 pub fn namesrv_list(flag: Option<&str>) -> Option<Vec<String>> {
     flag.map(|n| n.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
 }
 
-/// `clusterList`: brokers by cluster, one line each.
+/// One broker of a cluster, as the name server lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterBroker {
+    pub cluster: String,
+    pub broker_name: String,
+    /// 0 for the master, above for slaves.
+    pub broker_id: u64,
+    pub addr: String,
+}
+
+/// Every broker of `info`, by cluster, broker name and id; only those of `cluster`
+/// when given.
+pub fn cluster_brokers(info: &ClusterInfo, cluster: Option<&str>) -> Vec<ClusterBroker> {
+    let mut out = Vec::new();
+    for (c, names) in &info.cluster_addr_table {
+        if cluster.is_some_and(|want| want != c) {
+            continue;
+        }
+        for name in names {
+            let Some(bd) = info.broker_addr_table.get(name) else { continue };
+            for (id, addr) in &bd.broker_addrs {
+                out.push(ClusterBroker {
+                    cluster: c.clone(),
+                    broker_name: name.clone(),
+                    broker_id: *id,
+                    addr: addr.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Runs `call` on every broker address at once; each answer comes back with its
+/// address, in the order of `addrs`.
+async fn ask_all<T, F, Fut>(admin: &Admin, addrs: Vec<String>, call: F) -> Vec<(String, client::Result<T>)>
+where
+    T: Send + 'static,
+    F: Fn(Admin, String) -> Fut,
+    Fut: std::future::Future<Output = client::Result<T>> + Send + 'static,
+{
+    let tasks: Vec<_> = addrs.into_iter().map(|addr| (addr.clone(), tokio::spawn(call(admin.clone(), addr)))).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for (addr, task) in tasks {
+        let answer = match task.await {
+            Ok(answer) => answer,
+            Err(e) => Err(client::Error::Io(std::io::Error::other(e))),
+        };
+        out.push((addr, answer));
+    }
+    out
+}
+
+/// A broker's role as RocketMQ names it (ASYNC_MASTER, SYNC_MASTER, SLAVE), from the
+/// `brokerRole` its GET_BROKER_RUNTIME_INFO reports — also FerroMQ's older spelling
+/// (`AsyncMaster`) — else from its id as RocketMQ decides it: 0 is the MASTER, any
+/// other id a SLAVE.
+pub fn broker_role(broker_id: u64, runtime_info: Option<&BTreeMap<String, String>>) -> String {
+    let reported = runtime_info.and_then(|kv| kv.get("brokerRole")).map(|r| r.replace('_', "").to_ascii_uppercase());
+    match reported.as_deref() {
+        Some("ASYNCMASTER") => "ASYNC_MASTER".to_owned(),
+        Some("SYNCMASTER") => "SYNC_MASTER".to_owned(),
+        Some("SLAVE") => "SLAVE".to_owned(),
+        _ if broker_id == MASTER_ID => "MASTER".to_owned(),
+        _ => "SLAVE".to_owned(),
+    }
+}
+
+/// The HA address a broker's GET_BROKER_RUNTIME_INFO reports (`haServerAddr`), `-`
+/// when it reports none.
+pub fn ha_server_addr(runtime_info: Option<&BTreeMap<String, String>>) -> String {
+    runtime_info
+        .and_then(|kv| kv.get("haServerAddr"))
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// `clusterList`'s table: one line per broker, with its id, role and HA address
+/// from its runtime information (`None`: the broker did not answer).
+pub fn format_cluster_list(brokers: &[(ClusterBroker, Option<BTreeMap<String, String>>)]) -> String {
+    let mut out = format!(
+        "{:<18} {:<23} {:<5} {:<13} {:<22} {}\n",
+        "#Cluster Name", "#Broker Name", "#BID", "#Role", "#Addr", "#HAAddr"
+    );
+    for (b, info) in brokers {
+        out.push_str(&format!(
+            "{:<18} {:<23} {:<5} {:<13} {:<22} {}\n",
+            b.cluster,
+            b.broker_name,
+            b.broker_id,
+            broker_role(b.broker_id, info.as_ref()),
+            b.addr,
+            ha_server_addr(info.as_ref())
+        ));
+    }
+    out
+}
+
+/// `clusterList`: brokers by cluster, one line each, with id, role and HA address.
+/// A broker that does not answer GET_BROKER_RUNTIME_INFO is still listed, its role
+/// from its id and its HA address `-`.
 ///
 /// # Errors
 /// No name server answered.
 pub async fn cluster_list(admin: &Admin) -> Result<String> {
     let info = admin.cluster_info().await?;
-    let mut out = String::from("#Cluster Name     #Broker Name            #BID  #Addr\n");
-    for (cluster, names) in &info.cluster_addr_table {
-        for name in names {
-            if let Some(bd) = info.broker_addr_table.get(name) {
-                for (id, addr) in &bd.broker_addrs {
-                    out.push_str(&format!("{cluster:<18} {name:<23} {id:<5} {addr}\n"));
-                }
+    let brokers = cluster_brokers(&info, None);
+    let addrs = brokers.iter().map(|b| b.addr.clone()).collect();
+    let answers = ask_all(admin, addrs, |a, addr| async move { a.broker_runtime_info(&addr).await }).await;
+    let rows: Vec<_> = brokers.into_iter().zip(answers).map(|(b, (_, info))| (b, info.ok())).collect();
+    Ok(format_cluster_list(&rows))
+}
+
+/// `haStatus`: the replication state of the broker at `broker_addr`, or of every
+/// broker of `cluster`. For a cluster RocketMQ asks the masters (they list their
+/// slaves); a broker name whose master is not registered has its slaves asked
+/// instead. With `json`, prints the `HARuntimeInfo` bodies as a JSON object keyed by
+/// broker address.
+///
+/// # Errors
+/// Neither a broker nor a cluster given, an unknown cluster, no name server
+/// answered, or — for a single broker — the broker did not answer.
+pub async fn ha_status(admin: &Admin, broker_addr: Option<&str>, cluster: Option<&str>, json: bool) -> Result<String> {
+    let addrs = match (broker_addr, cluster) {
+        (Some(addr), _) => {
+            let info = admin.broker_ha_status(addr).await.with_context(|| format!("replication status of {addr}"))?;
+            return format_ha_answers(&[(addr.to_owned(), Ok(info))], json);
+        }
+        (None, Some(cluster)) => {
+            let info = admin.cluster_info().await?;
+            let brokers = cluster_brokers(&info, Some(cluster));
+            if brokers.is_empty() {
+                bail!("cluster {cluster} has no broker registered");
             }
+            ha_targets(&brokers)
+        }
+        (None, None) => bail!("haStatus needs a broker (-b ip:port) or a cluster (--cluster name)"),
+    };
+    let answers = ask_all(admin, addrs, |a, addr| async move { a.broker_ha_status(&addr).await }).await;
+    format_ha_answers(&answers, json)
+}
+
+/// The brokers `haStatus --cluster` asks: each broker name's master, or its slaves
+/// when no master is registered.
+pub fn ha_targets(brokers: &[ClusterBroker]) -> Vec<String> {
+    let mut by_name: BTreeMap<&str, Vec<&ClusterBroker>> = BTreeMap::new();
+    for b in brokers {
+        by_name.entry(b.broker_name.as_str()).or_default().push(b);
+    }
+    let mut out = Vec::new();
+    for members in by_name.values() {
+        match members.iter().find(|b| b.broker_id == MASTER_ID) {
+            Some(master) => out.push(master.addr.clone()),
+            None => out.extend(members.iter().map(|b| b.addr.clone())),
         }
     }
+    out
+}
+
+fn format_ha_answers(answers: &[(String, client::Result<HaRuntimeInfo>)], json: bool) -> Result<String> {
+    if json {
+        let mut map = serde_json::Map::new();
+        for (addr, answer) in answers {
+            let v = match answer {
+                Ok(info) => serde_json::to_value(info)?,
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            };
+            map.insert(addr.clone(), v);
+        }
+        return Ok(serde_json::to_string_pretty(&map)?);
+    }
+    let mut out = String::new();
+    for (addr, answer) in answers {
+        match answer {
+            Ok(info) => out.push_str(&format_ha_status(addr, info)),
+            Err(e) => out.push_str(&format!("#BrokerAddr                {addr}\n#Error                     {e}\n")),
+        }
+        out.push('\n');
+    }
     Ok(out)
+}
+
+/// One broker's replication state, laid out as `mqadmin haStatus` prints it: for a
+/// master its commit-log end and a line per slave (acknowledged offset, bytes
+/// behind, transfer rate, in sync or not, where the next transfer starts); for a
+/// slave its master's HA address and its own commit-log end.
+pub fn format_ha_status(broker_addr: &str, info: &HaRuntimeInfo) -> String {
+    let mut out = String::new();
+    if info.master {
+        let slaves = &info.ha_connection_info;
+        out.push_str(&format!("#MasterAddr                {broker_addr}\n"));
+        out.push_str(&format!("#MasterCommitLogMaxOffset  {}\n", info.master_commit_log_max_offset));
+        out.push_str(&format!("#SlaveNum                  {}\n", slaves.len()));
+        out.push_str(&format!("#InSyncSlaveNum            {}\n", info.in_sync_slave_nums));
+        out.push_str(&format!(
+            "{:<32} {:>16} {:>16} {:>20} {:>12} {:>18}\n",
+            "#SlaveAddr", "#SlaveAckOffset", "#Diff", "#TransferSpeed(KB/s)", "#Status", "#TransferFromWhere"
+        ));
+        for c in slaves {
+            out.push_str(&format!(
+                "{:<32} {:>16} {:>16} {:>20.2} {:>12} {:>18}\n",
+                c.addr,
+                c.slave_ack_offset,
+                c.diff,
+                c.transferred_byte_in_second as f64 / 1024.0,
+                if c.in_sync { "OK" } else { "Fall Behind" },
+                c.transfer_from_where
+            ));
+        }
+    } else {
+        let c: &HaClientRuntimeInfo = &info.ha_client_runtime_info;
+        let or_dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+        out.push_str(&format!("#SlaveAddr                 {broker_addr}\n"));
+        out.push_str(&format!("#MasterAddr                {}\n", or_dash(&c.master_addr)));
+        out.push_str(&format!("#CommitLogMaxOffset        {}\n", c.max_offset));
+        out.push_str(&format!("#TransferSpeed(KB/s)       {:.2}\n", c.transferred_byte_in_second as f64 / 1024.0));
+        out.push_str(&format!("#LastReadTime              {}\n", utc_time(c.last_read_timestamp)));
+        out.push_str(&format!("#LastWriteTime             {}\n", utc_time(c.last_write_timestamp)));
+        out.push_str(&format!("#MasterFlushOffset         {}\n", c.master_flush_offset));
+        let activated = c.is_activated.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        out.push_str(&format!("#Activated                 {activated}\n"));
+    }
+    out
+}
+
+/// `ms` since the epoch as `yyyy-MM-ddTHH:mm:ss.SSSZ`; `-` for 0 (never).
+fn utc_time(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".to_owned();
+    }
+    let t = common::time::DateTime::from_ms(ms, 0);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millisecond
+    )
 }
 
 /// `topicRoute`: the route as JSON.
@@ -170,5 +396,164 @@ mod tests {
         assert!(parse_timestamp("now").unwrap() > 1_700_000_000_000);
         assert_eq!(parse_timestamp("1700000000000").unwrap(), 1_700_000_000_000);
         assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    fn broker(name: &str, id: u64, addr: &str) -> ClusterBroker {
+        ClusterBroker { cluster: "C".into(), broker_name: name.into(), broker_id: id, addr: addr.into() }
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn roles_come_from_the_broker_else_from_the_id() {
+        let check = |id, info: Option<BTreeMap<String, String>>, role: &str| {
+            assert_eq!(broker_role(id, info.as_ref()), role, "id {id}, {info:?}");
+        };
+        check(0, kv(&[("brokerRole", "SYNC_MASTER")]), "SYNC_MASTER");
+        check(0, kv(&[("brokerRole", "AsyncMaster")]), "ASYNC_MASTER");
+        check(1, kv(&[("brokerRole", "SLAVE")]), "SLAVE");
+        // What the broker says wins over the id (a misconfigured broker shows).
+        check(0, kv(&[("brokerRole", "SLAVE")]), "SLAVE");
+        // No answer, no key, or a word we do not know: RocketMQ's rule on the id.
+        check(0, None, "MASTER");
+        check(2, None, "SLAVE");
+        check(0, kv(&[("brokerRole", "LEADER")]), "MASTER");
+        check(3, kv(&[]), "SLAVE");
+    }
+
+    #[test]
+    fn cluster_list_shows_id_role_and_ha_address() {
+        let rows = vec![
+            (
+                broker("broker-a", 0, "10.0.0.1:10911"),
+                kv(&[("brokerRole", "ASYNC_MASTER"), ("haServerAddr", "10.0.0.1:10912")]),
+            ),
+            (broker("broker-a", 1, "10.0.0.2:10911"), kv(&[("brokerRole", "SLAVE"), ("haServerAddr", "")])),
+            (broker("broker-b", 1, "10.0.0.3:10911"), None),
+        ];
+        assert_eq!(
+            format_cluster_list(&rows),
+            "\
+#Cluster Name      #Broker Name            #BID  #Role         #Addr                  #HAAddr
+C                  broker-a                0     ASYNC_MASTER  10.0.0.1:10911         10.0.0.1:10912
+C                  broker-a                1     SLAVE         10.0.0.2:10911         -
+C                  broker-b                1     SLAVE         10.0.0.3:10911         -
+"
+        );
+    }
+
+    #[test]
+    fn ha_status_asks_masters_or_else_the_slaves() {
+        let mut info = ClusterInfo::default();
+        for (cluster, name, addrs) in [
+            ("C", "broker-a", vec![(0, "a0"), (1, "a1")]),
+            ("C", "broker-b", vec![(1, "b1"), (2, "b2")]),
+            ("D", "broker-c", vec![(0, "c0")]),
+        ] {
+            info.cluster_addr_table.entry(cluster.to_owned()).or_default().insert(name.to_owned());
+            let bd = common::route::BrokerData {
+                cluster: cluster.into(),
+                broker_name: name.into(),
+                broker_addrs: addrs.into_iter().map(|(id, a)| (id, a.to_owned())).collect(),
+                ..Default::default()
+            };
+            info.broker_addr_table.insert(name.to_owned(), bd);
+        }
+        let c = cluster_brokers(&info, Some("C"));
+        assert_eq!(c.len(), 4);
+        assert_eq!(ha_targets(&c), ["a0", "b1", "b2"]);
+        assert_eq!(cluster_brokers(&info, None).len(), 5);
+        assert!(cluster_brokers(&info, Some("E")).is_empty());
+    }
+
+    fn master_info() -> HaRuntimeInfo {
+        HaRuntimeInfo {
+            master: true,
+            master_commit_log_max_offset: 4096,
+            in_sync_slave_nums: 1,
+            ha_connection_info: vec![
+                client::admin::HaConnectionInfo {
+                    addr: "10.0.0.2:53012".into(),
+                    slave_ack_offset: 4096,
+                    diff: 0,
+                    in_sync: true,
+                    transferred_byte_in_second: 2048,
+                    transfer_from_where: 4096,
+                },
+                client::admin::HaConnectionInfo {
+                    addr: "10.0.0.3:53013".into(),
+                    slave_ack_offset: 1024,
+                    diff: 3072,
+                    in_sync: false,
+                    transferred_byte_in_second: 0,
+                    transfer_from_where: 1024,
+                },
+            ],
+            ha_client_runtime_info: HaClientRuntimeInfo::default(),
+        }
+    }
+
+    #[test]
+    fn ha_status_of_a_master_lists_its_slaves() {
+        assert_eq!(
+            format_ha_status("10.0.0.1:10911", &master_info()),
+            "\
+#MasterAddr                10.0.0.1:10911
+#MasterCommitLogMaxOffset  4096
+#SlaveNum                  2
+#InSyncSlaveNum            1
+#SlaveAddr                        #SlaveAckOffset            #Diff #TransferSpeed(KB/s)      #Status #TransferFromWhere
+10.0.0.2:53012                               4096                0                 2.00           OK               4096
+10.0.0.3:53013                               1024             3072                 0.00  Fall Behind               1024
+"
+        );
+    }
+
+    #[test]
+    fn ha_status_of_a_slave_names_its_master() {
+        let info = HaRuntimeInfo {
+            master: false,
+            ha_client_runtime_info: HaClientRuntimeInfo {
+                master_addr: "10.0.0.1:10912".into(),
+                transferred_byte_in_second: 512,
+                max_offset: 4000,
+                last_read_timestamp: 1_700_000_000_123,
+                last_write_timestamp: 0,
+                master_flush_offset: 3900,
+                is_activated: None,
+            },
+            ..HaRuntimeInfo::default()
+        };
+        assert_eq!(
+            format_ha_status("10.0.0.2:10911", &info),
+            "\
+#SlaveAddr                 10.0.0.2:10911
+#MasterAddr                10.0.0.1:10912
+#CommitLogMaxOffset        4000
+#TransferSpeed(KB/s)       0.50
+#LastReadTime              2023-11-14T22:13:20.123Z
+#LastWriteTime             -
+#MasterFlushOffset         3900
+#Activated                 -
+"
+        );
+    }
+
+    #[test]
+    fn ha_answers_as_json_keep_rocketmqs_names_and_report_failures() {
+        let answers = vec![
+            ("10.0.0.1:10911".to_owned(), Ok(master_info())),
+            ("10.0.0.9:10911".to_owned(), Err(client::Error::NoBrokerAddr("broker-z".into()))),
+        ];
+        let text = format_ha_answers(&answers, true).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["10.0.0.1:10911"]["masterCommitLogMaxOffset"], 4096);
+        assert_eq!(v["10.0.0.1:10911"]["haConnectionInfo"][1]["diff"], 3072);
+        assert_eq!(v["10.0.0.1:10911"]["haConnectionInfo"][1]["inSync"], false);
+        assert_eq!(v["10.0.0.9:10911"]["error"], "no broker address for broker broker-z");
+        let text = format_ha_answers(&answers, false).unwrap();
+        assert!(text.contains("#Error                     no broker address for broker broker-z"), "{text}");
     }
 }

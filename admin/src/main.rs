@@ -18,9 +18,23 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Brokers of every cluster.
+    /// Brokers of every cluster: id, role, address and HA address.
     #[command(name = "clusterList")]
     ClusterList,
+    /// Replication status (GET_BROKER_HA_STATUS) of one broker, or of the masters
+    /// of a cluster: a master's slaves and their lag, a slave's master.
+    #[command(name = "haStatus")]
+    HaStatus {
+        /// The broker (`ip:port`).
+        #[arg(short = 'b', long = "broker", visible_alias = "brokerAddr")]
+        broker: Option<String>,
+        /// Every broker name of this cluster (`-c` is the config file here).
+        #[arg(long = "cluster", visible_alias = "clusterName")]
+        cluster: Option<String>,
+        /// Print the `HARuntimeInfo` bodies as JSON, keyed by broker address.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runtime information of one broker (`ip:port`): counters, store offsets and
     /// plugin status.
     #[command(name = "brokerStatus")]
@@ -90,6 +104,9 @@ async fn main() -> Result<()> {
         let a = client::Admin::new(cfg.clone(), namesrv.clone());
         let out = match &args.command {
             Command::ClusterList => admin::cluster_list(&a).await?,
+            Command::HaStatus { broker, cluster, json } => {
+                admin::ha_status(&a, broker.as_deref(), cluster.as_deref(), *json).await?
+            }
             Command::TopicRoute { topic } => admin::topic_route(&a, topic).await?,
             Command::BrokerStatus { broker } => {
                 a.broker_runtime_info(broker).await?.iter().map(|(k, v)| format!("{k:<32} : {v}\n")).collect()
@@ -115,4 +132,27 @@ async fn main() -> Result<()> {
     let out = tokio::time::timeout(admin::COMMAND_TIMEOUT, run).await.context("the command timed out")??;
     println!("{}", out.trim_end());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Args, Command};
+
+    #[test]
+    fn flags_do_not_clash_and_ha_status_takes_mqadmins_names() {
+        Args::command().debug_assert();
+        let args = Args::try_parse_from(["ferromq-admin", "haStatus", "--brokerAddr", "10.0.0.1:10911"]).unwrap();
+        assert!(
+            matches!(args.command, Command::HaStatus { broker: Some(ref b), cluster: None, json: false } if b == "10.0.0.1:10911")
+        );
+        let args =
+            Args::try_parse_from(["ferromq-admin", "-c", "client.toml", "haStatus", "--clusterName", "C", "--json"])
+                .unwrap();
+        assert!(
+            matches!(args.command, Command::HaStatus { broker: None, cluster: Some(ref c), json: true } if c == "C")
+        );
+        assert_eq!(args.config.as_deref(), Some(std::path::Path::new("client.toml")));
+    }
 }
