@@ -217,20 +217,22 @@ impl PullConsumer {
     }
 
     /// Commits `offset` (the next offset to consume) of `mq` for the group on the
-    /// broker and waits for it to be stored.
+    /// broker (the master, or a slave while the route has none) and waits for it
+    /// to be stored.
     ///
     /// # Errors
-    /// No master for the queue's broker, transport failures, a refusal.
+    /// No address for the queue's broker, transport failures, a refusal.
     pub async fn update_offset(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
         self.inner.api.update_consumer_offset(&self.inner.group, mq, offset).await
     }
 
     /// The group's committed offset of `mq` on the broker; `None` when the group
     /// never committed one (the broker may answer 0 for a queue whose first
-    /// message is still in memory, as RocketMQ does).
+    /// message is still in memory, as RocketMQ does). Asked of the master, or of a
+    /// slave while the route has none.
     ///
     /// # Errors
-    /// No master, transport failures, a refusal.
+    /// No address for the queue's broker, transport failures, a refusal.
     pub async fn fetch_offset(&self, mq: &MessageQueue) -> Result<Option<i64>> {
         self.inner.api.query_consumer_offset(&self.inner.group, mq).await
     }
@@ -694,10 +696,11 @@ impl LitePullConsumer {
         self.inner.offsets.read(mq)
     }
 
-    /// The group's committed offset of `mq` on the broker.
+    /// The group's committed offset of `mq` on the broker (the master, or a slave
+    /// while the route has none).
     ///
     /// # Errors
-    /// No master, transport failures, a refusal.
+    /// No address for the queue's broker, transport failures, a refusal.
     pub async fn committed(&self, mq: &MessageQueue) -> Result<Option<i64>> {
         self.inner.api.query_consumer_offset(&self.inner.group, mq).await
     }
