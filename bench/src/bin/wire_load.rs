@@ -7,7 +7,12 @@
 //! * `pull` — pulls a pre-filled topic with M pulls in flight per connection:
 //!   msgs/s and MB/s of message bytes.
 //! * `e2e` — senders at `--rate` plus long-polling pullers: produce-to-consume
-//!   latency (the body carries the send instant).
+//!   latency (the body carries the send instant). With `--pull-broker` the pullers
+//!   read another broker — a slave — so the latency is the replication lag as a
+//!   consumer of the slave sees it.
+//!
+//! `--ha-lag-from MASTER` also samples the master's GET_BROKER_HA_STATUS every 10 ms
+//! during the measurement and reports its slaves' lag in bytes (largest `diff`).
 //!
 //! Example: `cargo run --release -p bench --bin wire_load -- --broker 127.0.0.1:10911
 //! --mode send --connections 4 --inflight 64 --size 1024 --duration 10s`.
@@ -79,9 +84,40 @@ struct Args {
     /// Subscription expression type: `TAG`, `SQL92` or `PLUGIN:<name>`.
     #[arg(long, default_value = "TAG")]
     expression_type: String,
+    /// Broker the e2e pullers read (default: `--broker`), e.g. a slave.
+    #[arg(long)]
+    pull_broker: Option<String>,
+    /// A master whose slaves' replication lag (bytes) is sampled every 10 ms.
+    #[arg(long)]
+    ha_lag_from: Option<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// Samples a master's replication lag (the largest slave `diff`, bytes) every 10 ms
+/// while `measuring`.
+async fn sample_ha_lag(
+    master: String,
+    lag: Arc<parking_lot::Mutex<hdrhistogram::Histogram<u64>>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        if !stats.measuring.load(Ordering::Relaxed) {
+            continue;
+        }
+        let req = RemotingCommand::request(RequestCode::GET_BROKER_HA_STATUS);
+        let Ok(resp) = client.invoke(&master, req, Duration::from_secs(1)).await else { continue };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&resp.body_bytes()) else { continue };
+        let diff = v["haConnectionInfo"].as_array().and_then(|c| c.iter().filter_map(|c| c["diff"].as_i64()).max());
+        if let Some(d) = diff {
+            let _ = lag.lock().record(d.max(0) as u64);
+        }
+    }
 }
 
 fn send_request(topic: &str, queue_id: i32, body: Bytes) -> RemotingCommand {
@@ -222,7 +258,8 @@ async fn run_pullers(
         let args = shared.clone();
         let client = cls[queue as usize % cls.len()].clone();
         let (stats, stop) = (stats.clone(), stop.clone());
-        let (broker, topic) = (args.broker.clone(), args.topic.clone());
+        let broker = args.pull_broker.clone().unwrap_or_else(|| args.broker.clone());
+        let topic = args.topic.clone();
         let mut offset = if from_tail { max_offset(&client, &broker, &topic, queue).await? } else { 0 };
         let suspend = if from_tail { 15_000 } else { 0 };
         handles.push(tokio::spawn(async move {
@@ -286,9 +323,22 @@ async fn main() -> Result<()> {
         Mode::E2e => {
             let send_stats = Stats::new();
             send_stats.measuring.store(true, Ordering::Relaxed);
+            if let Some(pb) = &args.pull_broker {
+                // The pulled broker (a slave) learns the topic from its master.
+                let wait = Instant::now() + Duration::from_secs(30);
+                while max_offset(&admin, pb, &args.topic, 0).await.is_err() && Instant::now() < wait {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             handles.extend(run_pullers(&args, stats.clone(), stop.clone(), epoch, true).await?);
             handles.extend(run_senders(&args, send_stats, stop.clone(), epoch).await);
         }
+    }
+    let ha_lag = Arc::new(parking_lot::Mutex::new(
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).context("histogram bounds")?,
+    ));
+    if let Some(master) = &args.ha_lag_from {
+        handles.push(tokio::spawn(sample_ha_lag(master.clone(), ha_lag.clone(), stats.clone(), stop.clone())));
     }
     tokio::time::sleep(args.warmup).await;
     stats.measuring.store(true, Ordering::Relaxed);
@@ -300,13 +350,22 @@ async fn main() -> Result<()> {
     for h in handles {
         h.abort();
     }
-    let run = serde_json::json!({
+    let mut run = serde_json::json!({
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "size": args.size,
         "connections": args.connections,
         "inflight_per_connection": args.inflight,
         "rate_cap": args.rate,
     });
+    if args.ha_lag_from.is_some() {
+        let h = ha_lag.lock();
+        let q = |p: f64| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
+        let lag = serde_json::json!({ "samples": h.len(), "p50": q(0.5), "p99": q(0.99), "max": h.max() });
+        if !args.json {
+            println!("replication lag bytes: p50 {}  p99 {}  max {} ({} samples)", q(0.5), q(0.99), h.max(), h.len());
+        }
+        run["replication_lag_bytes"] = lag;
+    }
     stats.report(&format!("mode {:?}", args.mode), elapsed, run, args.json);
     Ok(())
 }
