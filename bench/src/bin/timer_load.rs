@@ -70,7 +70,6 @@ struct Args {
 
 use common::time::now_ms;
 
-
 fn send_request(topic: &str, queue_id: i32, at_ms: i64, index: u64, size: usize) -> RemotingCommand {
     let h = SendMessageRequestHeaderV2 {
         producer_group: "BENCH_TIMER_PG".into(),

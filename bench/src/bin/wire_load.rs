@@ -39,6 +39,9 @@ enum Mode {
     Send,
     Pull,
     E2e,
+    /// Times a slave (`--pull-broker`) catching up with its master (`--broker`):
+    /// from its first progress to its end matching the master's.
+    CatchUp,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -305,9 +308,52 @@ async fn run_pullers(
     Ok(handles)
 }
 
+/// A broker's commit-log end (GET_BROKER_RUNTIME_INFO `commitLogMaxOffset`).
+async fn commit_log_end(client: &RemotingClient, broker: &str) -> Result<i64> {
+    let resp = client
+        .invoke(broker, RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO), Duration::from_secs(5))
+        .await?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body_bytes())?;
+    v["table"]["commitLogMaxOffset"].as_str().and_then(|s| s.parse().ok()).context("commitLogMaxOffset")
+}
+
+/// `--mode catch-up`: waits for the slave to start moving, then times it to the
+/// master's end; prints bytes/s.
+async fn catch_up(args: &Args) -> Result<()> {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let slave = args.pull_broker.clone().context("--pull-broker names the slave")?;
+    let master_end = commit_log_end(&client, &args.broker).await?;
+    let initial = commit_log_end(&client, &slave).await?;
+    let deadline = Instant::now() + args.duration;
+    let started = loop {
+        if commit_log_end(&client, &slave).await? != initial {
+            break Instant::now();
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the slave never moved from {initial}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let first = commit_log_end(&client, &slave).await?;
+    loop {
+        let at = commit_log_end(&client, &slave).await?;
+        if at >= master_end {
+            let secs = started.elapsed().as_secs_f64();
+            let bytes = (master_end - initial) as f64;
+            let run = serde_json::json!({ "mode": "catch-up", "bytes": bytes, "seconds": secs,
+                                          "mb_per_sec": bytes / secs / 1e6, "first_step_bytes": first - initial });
+            println!("{run}");
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the slave reached {at} of {master_end}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.mode == Mode::CatchUp {
+        return catch_up(&args).await;
+    }
     let admin = RemotingClient::new(ClientConfig::default(), None);
     create_topic(&admin, &args.broker, &args.topic, args.queues).await.context("creating the topic")?;
     let epoch = Instant::now();
@@ -333,6 +379,7 @@ async fn main() -> Result<()> {
             handles.extend(run_pullers(&args, stats.clone(), stop.clone(), epoch, true).await?);
             handles.extend(run_senders(&args, send_stats, stop.clone(), epoch).await);
         }
+        Mode::CatchUp => unreachable!("handled before the topic is created"),
     }
     let ha_lag = Arc::new(parking_lot::Mutex::new(
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).context("histogram bounds")?,
