@@ -41,6 +41,16 @@ impl ConsumerOffsetManager {
         t.entry(k).or_default().insert(queue_id, offset);
     }
 
+    /// A slave takes its master's offsets (RocketMQ's `syncConsumerOffset`: every
+    /// queue the master knows gets the master's offset; queues only this slave has
+    /// committed — while the master was away — keep theirs).
+    pub fn merge_from_master(&self, master: ConsumerOffsetWrapper) {
+        let mut t = self.table.write();
+        for (k, queues) in master.offset_table {
+            t.entry(k).or_default().extend(queues);
+        }
+    }
+
     /// The committed offset, or -1.
     pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> i64 {
         self.table.read().get(&key(topic, group)).and_then(|q| q.get(&queue_id)).copied().unwrap_or(-1)

@@ -20,6 +20,7 @@ use crate::filter::prepared::FilterCache;
 use crate::hold::PullHoldService;
 use crate::lock::RebalanceLockManager;
 use crate::outcome::StoreFacts;
+use crate::role::Replication;
 use crate::schedule::offsets::DelayOffsets;
 use crate::stats::BrokerStats;
 use crate::subscription_group::SubscriptionGroupManager;
@@ -29,7 +30,9 @@ pub struct BrokerContext {
     pub config: BrokerConfig,
     /// Advertised `ip:port`: registered with name servers, written into records.
     pub broker_addr: SocketAddr,
-    pub store: MessageStore,
+    pub store: Arc<MessageStore>,
+    /// Master or slave, and the replication state.
+    pub role: Replication,
     pub topics: TopicConfigManager,
     pub groups: SubscriptionGroupManager,
     pub offsets: ConsumerOffsetManager,
@@ -61,13 +64,20 @@ impl BrokerContext {
     ///
     /// # Errors
     /// Invalid configuration or unreadable state.
-    pub fn open(config: BrokerConfig, plugins: &config::PluginsConfig, broker_addr: SocketAddr) -> Result<Arc<Self>> {
+    pub fn open(
+        config: BrokerConfig,
+        plugins: &config::PluginsConfig,
+        broker_addr: SocketAddr,
+        ha_addr: SocketAddr,
+    ) -> Result<Arc<Self>> {
         config.validate().map_err(|e| Error::Config(e.to_string()))?;
         let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
         let root = config.store.store_path_root_dir.clone();
         let config_dir = root.join("config");
         let opts = StoreOptions { delay_levels: delay_levels.clone(), ..StoreOptions::default() };
-        let store = MessageStore::open_with(Arc::new(config.store.clone()), broker_addr, opts)?;
+        let store = Arc::new(MessageStore::open_with(Arc::new(config.store.clone()), broker_addr, opts)?);
+        let role = Replication::new(config.broker_role, ha_addr, config.ha_master_address.clone())
+            .with_slave_reads(config.slave_read_enable, config.access_message_in_memory_max_ratio);
         let report = store.recovery_report();
         if !report.clean_shutdown && report.commit_log_end > 0 {
             tracing::warn!(commit_log_end = report.commit_log_end, truncated = ?report.truncated,
@@ -103,6 +113,7 @@ impl BrokerContext {
             config,
             broker_addr,
             store,
+            role,
             topics,
             groups,
             offsets,

@@ -31,7 +31,9 @@ pub mod persist;
 pub mod plugins;
 pub mod processor;
 pub mod reroute;
+pub mod role;
 pub mod schedule;
+pub mod slave_sync;
 pub mod stats;
 pub mod subscription_group;
 pub mod timer;
@@ -44,6 +46,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
+
+use replication::{HaMaster, HaSlave};
+use role::Ha;
 
 pub use context::BrokerContext;
 pub use error::{Error, Result};
@@ -67,7 +72,22 @@ impl Broker {
         let bound = listener.local_addr()?;
         let advertised_ip = advertised_ip(&config, bound.ip())?;
         let broker_addr = SocketAddr::new(advertised_ip, bound.port());
-        let ctx = context::BrokerContext::open(config, plugins, broker_addr)?;
+        // A master serves its slaves on the HA port; a slave only connects out.
+        let ha_listener = if config.broker_role.is_master() {
+            Some(tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.ha_listen_port)).await?)
+        } else {
+            None
+        };
+        let ha_port = match &ha_listener {
+            Some(l) => l.local_addr()?.port(),
+            None => config.ha_listen_port,
+        };
+        let ha_ip = match &config.broker_ip2 {
+            Some(ip) => ip.parse().map_err(|_| Error::Config(format!("broker_ip2 `{ip}` is not an IP address")))?,
+            None => advertised_ip,
+        };
+        let ha_settings = ha_settings(&config);
+        let ctx = context::BrokerContext::open(config, plugins, broker_addr, SocketAddr::new(ha_ip, ha_port))?;
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
 
@@ -76,9 +96,13 @@ impl Broker {
         // reported by the hook would fire twice), then the transaction decisions
         // (an END_TRANSACTION must see the decisions made before the restart).
         fan_out_arrivals(&ctx);
-        if ctx.config.broker_role.is_master() {
+        if !ctx.role.is_slave() {
             ctx.timers.recover(&ctx.store);
             ctx.transactions.catch_up(&ctx.store);
+        }
+        match ha_listener {
+            Some(l) => ctx.role.set_ha(Ha::Master(HaMaster::start(l, ctx.store.clone(), ha_settings)?)),
+            None => ctx.role.set_ha(Ha::Slave(HaSlave::start(ctx.store.clone(), ctx.role.master_ha_addr(), ha_settings))),
         }
 
         let dispatcher = processor::dispatcher(ctx.clone());
@@ -94,8 +118,9 @@ impl Broker {
         tasks.spawn(
             transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")),
         );
+        tasks.spawn(slave_sync::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("slave_sync")));
         info!(addr = %broker_addr, cluster = %ctx.config.broker_cluster_name, broker_name = %ctx.config.broker_name,
-              "broker started");
+              role = ctx.role.role().as_str(), ha = %ctx.role.ha_addr(), "broker started");
         Ok(Self { ctx, server, cancel, tasks })
     }
 
@@ -133,6 +158,11 @@ impl Broker {
         self.cancel.cancel();
         // Parked pulls answer now rather than hold the grace period.
         self.ctx.holds.wake_all();
+        match self.ctx.role.ha() {
+            Some(Ha::Master(m)) => m.shutdown().await,
+            Some(Ha::Slave(s)) => s.shutdown().await,
+            None => {}
+        }
         self.server.shutdown(grace).await;
         self.tasks.close();
         let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
@@ -141,6 +171,16 @@ impl Broker {
             tracing::error!(error = %e, "store shutdown failed");
         }
         info!("broker stopped");
+    }
+}
+
+/// The replication settings of `config`.
+fn ha_settings(config: &config::BrokerConfig) -> replication::HaSettings {
+    replication::HaSettings {
+        heartbeat_interval: config.ha_send_heartbeat_interval,
+        housekeeping_interval: config.ha_housekeeping_interval,
+        transfer_batch_size: usize::try_from(config.ha_transfer_batch_size.as_u64()).unwrap_or(usize::MAX),
+        max_gap_not_in_sync: i64::try_from(config.ha_max_gap_not_in_sync.as_u64()).unwrap_or(i64::MAX),
     }
 }
 

@@ -13,7 +13,9 @@ use tracing::{debug, info, warn};
 
 use common::ResponseCode;
 use remoting::body::RegisterBrokerBody;
-use remoting::header::namesrv::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
+use remoting::header::namesrv::{
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
+};
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode};
 
 use crate::context::BrokerContext;
@@ -22,8 +24,7 @@ use crate::topic_config::registration_view;
 const TIMEOUT: Duration = Duration::from_secs(6);
 
 fn ha_server_addr(ctx: &BrokerContext) -> String {
-    let ip = ctx.config.broker_ip2.clone().unwrap_or_else(|| ctx.broker_addr.ip().to_string());
-    format!("{ip}:{}", ctx.config.ha_listen_port)
+    ctx.role.ha_addr().to_string()
 }
 
 fn register_request(ctx: &BrokerContext) -> Option<RemotingCommand> {
@@ -70,16 +71,26 @@ pub async fn register_all(ctx: &BrokerContext, client: &RemotingClient) -> usize
         }));
     }
     let mut ok = 0;
+    let mut master: Option<RegisterBrokerResponseHeader> = None;
     for c in calls {
         let Ok((addr, r)) = c.await else { continue };
         match r {
             Ok(resp) if resp.response_code() == ResponseCode::SUCCESS => {
                 ok += 1;
                 debug!(namesrv = %addr, "registered");
+                // A slave's answer names its master while the master is registered.
+                if let Ok(h) = resp.decode_header::<RegisterBrokerResponseHeader>() {
+                    if master.as_ref().is_none_or(|m| m.master_addr.is_none()) {
+                        master = Some(h);
+                    }
+                }
             }
             Ok(resp) => warn!(namesrv = %addr, code = resp.code, remark = resp.remark_str(), "registration refused"),
             Err(e) => warn!(namesrv = %addr, error = %e, "registration failed"),
         }
+    }
+    if let Some(h) = master {
+        ctx.role.on_registered(h.master_addr, h.ha_server_addr);
     }
     ok
 }

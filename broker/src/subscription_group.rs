@@ -91,6 +91,20 @@ impl SubscriptionGroupManager {
         removed
     }
 
+    /// A slave takes its master's groups when the master's data version differs
+    /// (RocketMQ's `syncSubscriptionGroupConfig`). Returns whether anything changed.
+    pub fn replace_from_master(&self, master: SubscriptionGroupWrapper) -> bool {
+        {
+            let mut w = self.inner.write();
+            if w.data_version == master.data_version {
+                return false;
+            }
+            *w = master;
+        }
+        self.persist_logged();
+        true
+    }
+
     pub fn snapshot(&self) -> SubscriptionGroupWrapper {
         self.inner.read().clone()
     }

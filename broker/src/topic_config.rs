@@ -107,6 +107,22 @@ impl TopicConfigManager {
         self.changed();
     }
 
+    /// A slave takes its master's topics (RocketMQ's `SlaveSynchronize.syncTopicConfig`):
+    /// when the master's data version differs, the table becomes the master's and
+    /// the version with it. Returns whether anything changed.
+    pub fn replace_from_master(&self, master: TopicConfigSerializeWrapper) -> bool {
+        {
+            let mut w = self.inner.write();
+            if w.data_version == master.data_version {
+                return false;
+            }
+            info!(topics = master.topic_config_table.len(), "topics copied from the master");
+            *w = master;
+        }
+        self.changed();
+        true
+    }
+
     /// Removes a topic; returns whether it existed.
     pub fn delete(&self, topic: &str) -> bool {
         let existed = {

@@ -39,6 +39,15 @@ impl BrokerRole {
     pub fn is_master(self) -> bool {
         !matches!(self, BrokerRole::Slave)
     }
+
+    /// RocketMQ's name of the role (`ASYNC_MASTER`, `SYNC_MASTER`, `SLAVE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
 }
 
 /// Broker settings, the `[broker]` section of `broker.toml`.

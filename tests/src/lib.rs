@@ -151,6 +151,19 @@ impl ServerProcess {
         }
     }
 
+    /// Freezes the process with SIGSTOP, as a hung or partitioned node looks to its
+    /// peers: its sockets stay open, nothing is read or answered.
+    pub fn pause(&self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        // SAFETY: as in `pause`.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+
     /// Kills the process with SIGKILL.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -220,8 +233,9 @@ pub const IGNORE_DISK_USAGE: [(&str, &str); 3] = [
     ("FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO", "1.0"),
 ];
 
-/// The broker's config file in its home, when a test gives one.
-const CONFIG_FILE: &str = "broker.toml";
+/// The broker's config files in its home, when a test gives one: FerroMQ's TOML or
+/// RocketMQ's properties.
+const CONFIG_FILES: [&str; 2] = ["broker.toml", "broker.conf"];
 
 /// A broker on an ephemeral loopback port with its own store directory.
 pub struct Broker {
@@ -251,10 +265,29 @@ impl Broker {
     /// See [`ServerProcess::start`].
     pub fn start_with_config(namesrv: &str, toml: &str, settings: &[(&str, &str)]) -> Result<Self> {
         let home = tempfile::tempdir()?;
-        std::fs::write(home.path().join(CONFIG_FILE), toml)?;
+        std::fs::write(home.path().join(CONFIG_FILES[0]), toml)?;
         let settings: Vec<(String, String)> =
             settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Self::start_in(home, namesrv, settings)
+    }
+
+    /// [`Broker::start`] with RocketMQ's own `broker.conf` properties (read with
+    /// RocketMQ's key names); the harness's `FERROMQ_BROKER_*` addresses and paths
+    /// still apply on top, so the file can stay as RocketMQ ships it.
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start_with_properties(namesrv: &str, properties: &str, settings: &[(&str, &str)]) -> Result<Self> {
+        let home = tempfile::tempdir()?;
+        std::fs::write(home.path().join(CONFIG_FILES[1]), properties)?;
+        let settings: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self::start_in(home, namesrv, settings)
+    }
+
+    /// The broker's store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.home.path().join("store")
     }
 
     fn start_in(home: tempfile::TempDir, namesrv: &str, settings: Vec<(String, String)>) -> Result<Self> {
@@ -277,9 +310,10 @@ impl Broker {
             env.push((format!("FERROMQ_BROKER_{k}"), v.clone()));
         }
         let refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let file = home.path().join(CONFIG_FILE);
-        let file = file.display().to_string();
-        let args: &[&str] = if Path::new(&file).exists() { &["-c", &file] } else { &[] };
+        let file = CONFIG_FILES.iter().map(|f| home.path().join(f)).find(|p| p.exists());
+        let file = file.map(|p| p.display().to_string());
+        let args: Vec<&str> = file.as_deref().map(|f| vec!["-c", f]).unwrap_or_default();
+        let args = args.as_slice();
         let process = ServerProcess::start(&binary("broker"), args, &refs)?;
         Ok(Self { process, home, settings })
     }

@@ -344,3 +344,46 @@ async fn cpp_consumer_failure_comes_back_through_the_retry_topic() -> Result<()>
     }
     report(problems, &[&produced, &c])
 }
+
+/// With its master killed, a `broker-a` slave serves a C++-core push consumer every
+/// message the master had replicated (the route then lists only the slave).
+#[tokio::test]
+async fn cpp_consumer_reads_a_slave_whose_master_is_down() -> Result<()> {
+    if skipped("compat_python") {
+        return Ok(());
+    }
+    let _ = python();
+    let ns = Namesrv::start(&[])?;
+    let master = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a")])?;
+    let slave = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
+    let home = tempfile::tempdir()?;
+    let topic = "CompatPySlave";
+    let (mw, sw) = (Wire::new(master.addr()), Wire::new(slave.addr()));
+    mw.create_topic(topic, 2).await?;
+    let produced = produce(&ns.addr(), &home, topic, "ha", 8, "sync")?;
+    let sent = produced.events("sent");
+    // The slave holds every byte and the topic (copied from the master).
+    let end: i64 = mw.runtime_info().await?.get("commitLogMaxOffset").and_then(|v| v.parse().ok()).unwrap_or(-1);
+    tests::eventually(Duration::from_secs(30), "the slave to catch up and know the topic", || async {
+        let info = sw.runtime_info().await.ok()?;
+        let max: i64 = info.get("commitLogMaxOffset")?.parse().ok()?;
+        let known = sw.topic_configs().await.ok()?.contains_key(topic);
+        (max >= end && info.get("dispatchBehindBytes")? == "0" && known).then_some(())
+    })
+    .await?;
+    master.process.kill9();
+    // The route of the topic names the slave alone once the name server dropped the
+    // master.
+    let client = remoting::RemotingClient::new(remoting::ClientConfig::default(), None);
+    tests::eventually(Duration::from_secs(60), "a route with only the slave", || async {
+        let r = tests::wire::route(&client, &ns.addr(), topic).await.ok()??;
+        let b = r.broker_datas.first()?;
+        (!b.broker_addrs.contains_key(&0) && b.broker_addrs.contains_key(&1)).then_some(())
+    })
+    .await?;
+    let got = consumer("consumer-slave", &ns.addr(), &home, "CompatPySlaveG", topic, sent.len(), &["--expr", "*"])?;
+    let got = got.finish(CLIENT_TIMEOUT);
+    got.expect_event("done").map_err(|e| anyhow::anyhow!("{e}\n{}", produced.describe()))?;
+    let problems = check_consumed(&sent, &got.events("received"), topic, |_| true);
+    report(problems, &[&produced, &got])
+}

@@ -178,7 +178,21 @@ pub async fn get_broker_runtime_info(
     put("sendFailures", BrokerStats::get(&st.send_failures).to_string());
     put("pullRequests", BrokerStats::get(&st.pull_requests).to_string());
     put("pullHeld", ctx.holds.parked().to_string());
-    put("brokerRole", format!("{:?}", ctx.config.broker_role));
+    put("brokerRole", ctx.role.role().as_str().to_owned());
+    put("brokerId", ctx.config.broker_id.to_string());
+    put("haServerAddr", ctx.role.ha_addr().to_string());
+    let ha = ctx.role.runtime_info();
+    if ha.master {
+        put("haSlaveCount", ha.ha_connection_info.len().to_string());
+        put("haInSyncSlaveCount", ha.in_sync_slave_nums.to_string());
+        let slowest = ha.ha_connection_info.iter().map(|c| c.diff).max();
+        put("haSlaveMaxLagBytes", slowest.map_or_else(|| "-1".to_owned(), |d| d.to_string()));
+    } else {
+        let master = ctx.role.master();
+        put("masterAddr", master.broker_addr.unwrap_or_default());
+        put("haMasterAddr", master.ha_addr.unwrap_or_default());
+        put("haConnected", ha.ha_client_runtime_info.is_activated.to_string());
+    }
     put("timerPendingCount", ctx.timers.pending_count().to_string());
     put("transactionWritesRefused", BrokerStats::get(&st.tx_writes_refused).to_string());
     put("timerDeliveredCount", ctx.timers.delivered_count().to_string());
@@ -186,6 +200,16 @@ pub async fn get_broker_runtime_info(
         put(&k, v);
     }
     Some(json_response(&KvTable { table }))
+}
+
+/// GET_BROKER_HA_STATUS (907): RocketMQ 5's `HARuntimeInfo` — a master's slaves
+/// (acknowledged offset, lag, in-sync flag, transfer rate), or a slave's master.
+pub async fn get_broker_ha_status(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
+    Some(json_response(&ctx.role.runtime_info()))
 }
 
 #[derive(Serialize)]

@@ -21,8 +21,8 @@ use crate::transaction::{self, Refused};
 pub async fn end_transaction(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
     let h: EndTransactionRequestHeader = try_header!(&req);
     Span::current().record("group", h.producer_group.as_str());
-    if !ctx.config.broker_role.is_master() {
-        return Some(RemotingCommand::error(ResponseCode::SLAVE_NOT_AVAILABLE, "a slave cannot end transactions"));
+    if let Some(refused) = ctx.role.refuse_end_transaction() {
+        return Some(refused);
     }
     let decision = match h.commit_or_rollback {
         sysflag::TRANSACTION_COMMIT_TYPE => Decision::Commit,

@@ -87,6 +87,7 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
     route!(admin::get_all_consumer_offset, GET_ALL_CONSUMER_OFFSET);
     route!(admin::get_all_delay_offset, GET_ALL_DELAY_OFFSET);
     route!(admin::get_broker_runtime_info, GET_BROKER_RUNTIME_INFO);
+    route!(admin::get_broker_ha_status, GET_BROKER_HA_STATUS);
     route!(admin::get_topic_stats_info, GET_TOPIC_STATS_INFO);
     route!(admin::get_consume_stats, GET_CONSUME_STATS);
     route!(admin::get_consumer_connection_list, GET_CONSUMER_CONNECTION_LIST);

@@ -14,8 +14,6 @@ use remoting::{Channel, RemotingCommand};
 use crate::context::BrokerContext;
 use crate::processor::{json_response, try_header};
 
-/// The share of RAM RocketMQ assumes the page cache holds (`accessMessageInMemoryMaxRatio`).
-const IN_MEMORY_RATIO: f64 = 0.4;
 
 pub async fn query_consumer_offset(
     ctx: &Arc<BrokerContext>,
@@ -47,18 +45,7 @@ fn first_message_on_disk(ctx: &BrokerContext, topic: &str, queue_id: i32) -> boo
     let result = ctx.store.get_messages(&get);
     let Some(first) = result.messages.first() else { return false };
     let Ok(view) = common::record::RecordView::parse(first) else { return false };
-    let behind = ctx.store.commit_log_max_offset() - view.physical_offset();
-    behind as f64 > total_memory() as f64 * IN_MEMORY_RATIO
-}
-
-fn total_memory() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && size > 0 {
-        pages as u64 * size as u64
-    } else {
-        8 << 30
-    }
+    ctx.role.behind_page_cache(view.physical_offset(), ctx.store.commit_log_max_offset())
 }
 
 pub async fn update_consumer_offset(

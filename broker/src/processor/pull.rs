@@ -304,16 +304,35 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         GetStatus::OffsetTooSmall => (ResponseCode::PULL_OFFSET_MOVED, result.next_begin_offset),
     };
 
-    if first && h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && ctx.config.broker_role.is_master() {
+    // A slave does not correct offsets (RocketMQ's `offsetCheckInSlave` off): what it
+    // lacks may be on its master, so the consumer keeps its offset and asks again.
+    let (code, next) = if code == ResponseCode::PULL_OFFSET_MOVED && ctx.role.is_slave() {
+        (ResponseCode::PULL_RETRY_IMMEDIATELY, h.queue_offset)
+    } else {
+        (code, next)
+    };
+
+    if first && h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && !ctx.role.is_slave() {
         ctx.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     }
 
+    // Whether this consumer reads from behind the page cache (RocketMQ's
+    // `isSuggestPullingFromSlave`), judged by the last record it gets.
+    let too_slow = result.messages.last().and_then(|r| RecordView::parse(r).ok()).is_some_and(|v| {
+        ctx.role.behind_page_cache(v.physical_offset(), ctx.store.commit_log_max_offset())
+    });
+    let suggestion = ctx.role.suggest(group.broker_id, group.which_broker_when_consume_slowly, too_slow);
+    let code = if suggestion.retry_on_master && code != ResponseCode::SUCCESS {
+        ResponseCode::PULL_RETRY_IMMEDIATELY
+    } else {
+        code
+    };
     if code == ResponseCode::PULL_NOT_FOUND && first && h.sys_flag & pull_flag::SUSPEND != 0 {
         return Outcome::Park(filter);
     }
 
     let header = PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: suggestion.broker_id,
         next_begin_offset: next,
         min_offset: result.min_offset,
         max_offset: result.max_offset,
@@ -339,7 +358,7 @@ fn closed_queue(
     first: bool,
     closed: &crate::order_expansion::Closed,
 ) -> Outcome {
-    if first && h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && ctx.config.broker_role.is_master() {
+    if first && h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && !ctx.role.is_slave() {
         ctx.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
     }
     if first && h.sys_flag & pull_flag::SUSPEND != 0 {

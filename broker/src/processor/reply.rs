@@ -31,6 +31,9 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
         v2.into()
     };
     Span::current().record("topic", h.topic.as_str());
+    if let Some(refused) = ctx.role.refuse_write(&ctx.config.broker_name) {
+        return Some(refused);
+    }
     let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));
     let Some(sender) = props.get(keys::MESSAGE_REPLY_TO_CLIENT).map(str::to_owned) else {
         return Some(RemotingCommand::error(

@@ -70,6 +70,9 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
 /// Checks shared by every send: broker and topic permissions, topic name, topic
 /// existence (auto-creating it when allowed) and the queue id.
 fn check_topic(ctx: &BrokerContext, h: &SendMessageRequestHeader, ch: &Channel) -> Result<TopicConfig, Reject> {
+    if let Some(refused) = ctx.role.refuse_write(&ctx.config.broker_name) {
+        return Err(refused);
+    }
     if !ctx.is_writeable() {
         return Err(reject(
             ResponseCode::NO_PERMISSION,
@@ -424,6 +427,9 @@ async fn send_back(
     req: &RemotingCommand,
     h: &ConsumerSendMsgBackRequestHeader,
 ) -> Result<RemotingCommand, Reject> {
+    if let Some(refused) = ctx.role.refuse_write(&ctx.config.broker_name) {
+        return Err(refused);
+    }
     let Some(gc) = ctx.groups.find_or_create(&h.group) else {
         return Err(reject(
             ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,

@@ -33,7 +33,7 @@ const RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// Starts one delivery task per level and the progress flusher.
 pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &TaskTracker) {
-    if !ctx.config.broker_role.is_master() {
+    if ctx.role.is_slave() {
         return;
     }
     for (level, delay) in ctx.delay_levels.iter() {

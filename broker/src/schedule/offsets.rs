@@ -40,6 +40,11 @@ impl DelayOffsets {
         self.table.lock().insert(level, offset);
     }
 
+    /// A slave takes its master's delivery progress (RocketMQ's `syncDelayOffset`).
+    pub fn replace(&self, master: DelayOffsetWrapper) {
+        *self.table.lock() = master.offset_table;
+    }
+
     pub fn snapshot(&self) -> DelayOffsetWrapper {
         DelayOffsetWrapper { offset_table: self.table.lock().clone() }
     }

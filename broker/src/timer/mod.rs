@@ -47,7 +47,7 @@ const RETRY_AFTER_MS: i64 = 1000;
 
 /// Starts the firing loop and the checkpoint writer (after [`TimerService::recover`]).
 pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &tokio_util::task::TaskTracker) {
-    if !ctx.config.broker_role.is_master() {
+    if ctx.role.is_slave() {
         return;
     }
     let c = ctx.clone();

@@ -191,7 +191,7 @@ async fn record_decision(
 
 /// The check-back loop (masters only).
 pub async fn run_checker(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
-    if !ctx.config.broker_role.is_master() {
+    if ctx.role.is_slave() {
         return;
     }
     ctx.transactions.catch_up(&ctx.store);

@@ -1,0 +1,63 @@
+//! Master/slave replication: RocketMQ 4.x's HA transport, byte for byte, so a FerroMQ
+//! slave can follow a RocketMQ master and the other way round.
+//!
+//! It is its own TCP protocol on `haListenPort`, not remoting frames. A slave
+//! connects to its master and, on connect, every `haSendHeartbeatInterval` and after
+//! each append, reports how far its commit log goes:
+//!
+//! ```text
+//! slave → master   ┌──────────────────────────┐
+//!                  │ i64 BE: slave max offset │   (the master reads only the last
+//!                  └──────────────────────────┘    complete 8-byte value)
+//! master → slave   ┌──────────────────────┬───────────┬──────────────────────────┐
+//!                  │ i64 BE: master offset │ i32 BE: n │ n bytes of raw commit log │
+//!                  └──────────────────────┴───────────┴──────────────────────────┘
+//! ```
+//!
+//! The master streams its commit log from the slave's first reported offset — from
+//! the start of its last segment when the slave reports 0 (an empty slave) — in
+//! transfers of at most `haTransferBatchSize` bytes that never cross a segment, sent
+//! straight from the memory map; idle, it sends `n = 0` heartbeats. The slave appends
+//! only data that starts exactly at its own end (its store then rebuilds consume
+//! queues and indexes locally, as for its own writes) and reconnects on any gap.
+//!
+//! [`master::HaMaster`] serves slaves and reports each one's acknowledged offset to
+//! the store, which resolves SYNC_MASTER puts ([`store::MessageStore::replica_progress`]);
+//! [`slave::HaSlave`] follows a master. [`status`] is RocketMQ 5's `HARuntimeInfo`,
+//! what `mqadmin haStatus` shows. This crate knows nothing of brokers, roles or
+//! remoting: the broker decides who is master and hands this crate a store.
+
+pub mod master;
+pub mod protocol;
+pub mod slave;
+pub mod status;
+
+use std::time::Duration;
+
+pub use master::HaMaster;
+pub use slave::HaSlave;
+
+/// The replication settings (RocketMQ's `MessageStoreConfig` keys).
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    /// `haSendHeartbeatInterval`: an idle connection's heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// `haHousekeepingInterval`: a connection that reads nothing for this long is
+    /// closed.
+    pub housekeeping_interval: Duration,
+    /// `haTransferBatchSize`: most commit-log bytes per transfer.
+    pub transfer_batch_size: usize,
+    /// `haMaxGapNotInSync`: a slave further behind than this is not in sync.
+    pub max_gap_not_in_sync: i64,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            housekeeping_interval: Duration::from_secs(20),
+            transfer_batch_size: 32 * 1024,
+            max_gap_not_in_sync: 256 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The master's side: a listener on `haListenPort` and, per connected slave, a task
+//! that streams the commit log and reads the slave's acknowledgements (RocketMQ's
+//! `HAService`, `HAConnection`).
+//!
+//! Every acknowledgement updates the store's view of its replicas
+//! ([`store::MessageStore::replica_progress`]): how many slaves are connected and the
+//! highest offset one of them holds, which is what a SYNC_MASTER put waits for (one
+//! acknowledgement resolves every put of the group commits below it).
+//!
+//! A peer is dropped — alone, without disturbing the other slaves — when it sends
+//! something that is not a slave's report (a negative, implausibly large or
+//! decreasing offset: an HTTP probe, a port scanner), when it reads or writes
+//! nothing for `housekeeping_interval`, or when its socket fails.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use store::MessageStore;
+
+use crate::protocol::{self, HEADER_LEN};
+use crate::status::{HaConnectionInfo, HaRuntimeInfo};
+use crate::HaSettings;
+
+/// One connected slave, as the status view and the ack bookkeeping see it.
+struct Slave {
+    id: u64,
+    addr: SocketAddr,
+    /// The newest offset the slave reported (-1 before its first report).
+    acked: AtomicI64,
+    /// Where the next transfer starts (-1 before the first).
+    next: AtomicI64,
+    /// Bytes sent, and the rate of the last full second.
+    sent: AtomicU64,
+    rate: AtomicU64,
+}
+
+#[derive(Default)]
+struct Slaves {
+    list: Mutex<Vec<Arc<Slave>>>,
+    next_id: AtomicU64,
+}
+
+impl Slaves {
+    /// Tells the store how many slaves there are and the most any of them holds.
+    fn publish(&self, store: &MessageStore) {
+        let list = self.list.lock();
+        let acked = list.iter().map(|s| s.acked.load(Ordering::Acquire)).max().unwrap_or(-1);
+        store.replica_progress(list.len(), acked);
+    }
+}
+
+/// A running HA listener.
+pub struct HaMaster {
+    local_addr: SocketAddr,
+    store: Arc<MessageStore>,
+    settings: HaSettings,
+    slaves: Arc<Slaves>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl HaMaster {
+    /// Serves slaves on `listener` from `store`.
+    ///
+    /// # Errors
+    /// The listener's address cannot be read.
+    pub fn start(listener: TcpListener, store: Arc<MessageStore>, settings: HaSettings) -> std::io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let slaves = Arc::new(Slaves::default());
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let accept = accept_loop(listener, store.clone(), settings.clone(), slaves.clone(), cancel.clone(), tasks.clone());
+        tasks.spawn(accept.instrument(tracing::info_span!("ha_accept", addr = %local_addr)));
+        let rates = rate_loop(slaves.clone(), cancel.clone());
+        tasks.spawn(rates);
+        info!(addr = %local_addr, "HA service listening");
+        Ok(Self { local_addr, store, settings, slaves, cancel, tasks })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connected slaves.
+    pub fn slave_count(&self) -> usize {
+        self.slaves.list.lock().len()
+    }
+
+    /// RocketMQ's `HARuntimeInfo` of a master.
+    pub fn runtime_info(&self) -> HaRuntimeInfo {
+        let max = self.store.commit_log_max_offset();
+        let list = self.slaves.list.lock();
+        let connections: Vec<HaConnectionInfo> = list
+            .iter()
+            .map(|s| {
+                let acked = s.acked.load(Ordering::Acquire).max(0);
+                let diff = max - acked;
+                HaConnectionInfo {
+                    addr: s.addr.to_string(),
+                    slave_ack_offset: acked,
+                    diff,
+                    in_sync: diff < self.settings.max_gap_not_in_sync,
+                    transferred_byte_in_second: s.rate.load(Ordering::Relaxed) as i64,
+                    transfer_from_where: s.next.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        HaRuntimeInfo {
+            master: true,
+            master_commit_log_max_offset: max,
+            in_sync_slave_nums: connections.iter().filter(|c| c.in_sync).count() as i32,
+            ha_connection_info: connections,
+            ..HaRuntimeInfo::default()
+        }
+    }
+
+    /// Stops accepting, closes every slave connection and waits for the tasks.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.slaves.list.lock().clear();
+        self.slaves.publish(&self.store);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    store: Arc<MessageStore>,
+    settings: HaSettings,
+    slaves: Arc<Slaves>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "HA accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let slave = Arc::new(Slave {
+            id: slaves.next_id.fetch_add(1, Ordering::Relaxed),
+            addr: peer,
+            acked: AtomicI64::new(-1),
+            next: AtomicI64::new(-1),
+            sent: AtomicU64::new(0),
+            rate: AtomicU64::new(0),
+        });
+        let (store, settings, slaves, cancel) = (store.clone(), settings.clone(), slaves.clone(), cancel.clone());
+        tasks.spawn(
+            async move {
+                info!("slave connected");
+                let why = serve(stream, &slave, &store, &settings, &slaves, &cancel).await;
+                slaves.list.lock().retain(|s| s.id != slave.id);
+                slaves.publish(&store);
+                info!(reason = %why, "slave connection closed");
+            }
+            .instrument(tracing::info_span!("ha_slave", peer = %peer)),
+        );
+    }
+}
+
+/// Runs one connection until it ends; returns why.
+async fn serve(
+    stream: TcpStream,
+    slave: &Arc<Slave>,
+    store: &MessageStore,
+    settings: &HaSettings,
+    slaves: &Slaves,
+    cancel: &CancellationToken,
+) -> String {
+    let (rd, wr) = stream.into_split();
+    let registered = std::sync::atomic::AtomicBool::new(false);
+    let read = read_reports(rd, slave, store, settings, slaves, &registered);
+    let write = stream_log(wr, slave, store, settings);
+    tokio::select! {
+        _ = cancel.cancelled() => "the broker is shutting down".to_owned(),
+        why = read => why,
+        why = write => why,
+    }
+}
+
+/// Reads the slave's reports until the connection fails or turns out not to be a
+/// slave's.
+async fn read_reports(
+    mut rd: OwnedReadHalf,
+    slave: &Arc<Slave>,
+    store: &MessageStore,
+    settings: &HaSettings,
+    slaves: &Slaves,
+    registered: &std::sync::atomic::AtomicBool,
+) -> String {
+    let mut buf = [0u8; 1024];
+    let mut filled = 0usize;
+    loop {
+        let n = match tokio::time::timeout(settings.housekeeping_interval, rd.read(&mut buf[filled..])).await {
+            Err(_) => return format!("nothing read for {:?}", settings.housekeeping_interval),
+            Ok(Err(e)) => return format!("read failed: {e}"),
+            Ok(Ok(0)) => return "closed by the slave".to_owned(),
+            Ok(Ok(n)) => n,
+        };
+        filled += n;
+        let Some((offset, used)) = protocol::last_report(&buf[..filled]) else { continue };
+        buf.copy_within(used..filled, 0);
+        filled -= used;
+        let previous = slave.acked.load(Ordering::Acquire);
+        if !protocol::plausible(offset) || offset < previous {
+            return format!("not a slave's report (offset {offset} after {previous}); closing");
+        }
+        slave.acked.store(offset, Ordering::Release);
+        if !registered.swap(true, Ordering::AcqRel) {
+            // Counted as a slave (for SLAVE_NOT_AVAILABLE) from its first report on.
+            slaves.list.lock().push(slave.clone());
+            debug!(offset, "slave's first report");
+        }
+        slaves.publish(store);
+    }
+}
+
+/// Streams the commit log from where the slave asked, with heartbeats when idle.
+async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore, settings: &HaSettings) -> String {
+    // Where to start: the slave's first report (0: an empty slave, which starts at the
+    // master's last segment, as RocketMQ's master does).
+    let first = loop {
+        let acked = slave.acked.load(Ordering::Acquire);
+        if acked >= 0 {
+            break acked;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut next = if first == 0 {
+        let max = store.commit_log_max_offset();
+        max - max.rem_euclid(store.commit_log_segment_size() as i64)
+    } else {
+        first
+    };
+    info!(slave_offset = first, from = next, "streaming the commit log to the slave");
+    slave.next.store(next, Ordering::Relaxed);
+    let mut last_write = Instant::now();
+    let mut warned_gone = false;
+    loop {
+        let appended = store.appended();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
+        if let Some(data) = store.commit_log_data(next, settings.transfer_batch_size) {
+            let len = data.len();
+            if let Err(e) = write_transfer(&mut wr, next, data).await {
+                return format!("write failed: {e}");
+            }
+            next += len as i64;
+            slave.next.store(next, Ordering::Relaxed);
+            slave.sent.fetch_add(len as u64, Ordering::Relaxed);
+            last_write = Instant::now();
+            continue;
+        }
+        let max = store.commit_log_max_offset();
+        if next < store.commit_log_min_offset() && !warned_gone {
+            warn!(next, min = store.commit_log_min_offset(),
+                  "the slave needs commit log this master has deleted; it cannot catch up from here");
+            warned_gone = true;
+        }
+        let due = last_write + settings.heartbeat_interval;
+        if Instant::now() >= due {
+            // A slave ahead of this master learns it from a heartbeat below its own
+            // end (RocketMQ's slaves reconnect on it).
+            let at = next.min(max);
+            if let Err(e) = write_transfer(&mut wr, at, Bytes::new()).await {
+                return format!("heartbeat failed: {e}");
+            }
+            last_write = Instant::now();
+            continue;
+        }
+        tokio::select! {
+            _ = appended => {}
+            _ = tokio::time::sleep_until(due.into()) => {}
+        }
+    }
+}
+
+/// One transfer: header and data in one vectored write, the data straight from the
+/// mapping.
+async fn write_transfer(wr: &mut OwnedWriteHalf, offset: i64, data: Bytes) -> std::io::Result<()> {
+    let header = protocol::header(offset, data.len() as u32);
+    let (mut h, mut d) = (&header[..], &data[..]);
+    while !h.is_empty() || !d.is_empty() {
+        let n = wr.write_vectored(&[IoSlice::new(h), IoSlice::new(d)]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_h = n.min(h.len());
+        h = &h[from_h..];
+        d = &d[n - from_h..];
+    }
+    debug_assert_eq!(HEADER_LEN, header.len());
+    Ok(())
+}
+
+/// Computes each connection's transfer rate once a second.
+async fn rate_loop(slaves: Arc<Slaves>, cancel: CancellationToken) {
+    let mut last: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let list = slaves.list.lock().clone();
+        let mut seen = std::collections::HashMap::with_capacity(list.len());
+        for s in list {
+            let sent = s.sent.load(Ordering::Relaxed);
+            let before = last.get(&s.id).copied().unwrap_or(sent);
+            s.rate.store(sent - before, Ordering::Relaxed);
+            seen.insert(s.id, sent);
+        }
+        last = seen;
+    }
+}

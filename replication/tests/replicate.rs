@@ -1,0 +1,156 @@
+//! A master store and a slave store in one process, replicating over loopback with
+//! the real HA transport: the slave's commit log becomes the master's byte for byte,
+//! SYNC_MASTER puts wait for the slave, and a peer that is not a slave is dropped
+//! without disturbing the slaves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use replication::{HaMaster, HaSettings, HaSlave};
+use store::{MessageStore, PutMessage, PutStatus, ReplicaAck, StoreConfig, StoreOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const SEGMENT: u64 = 1 << 20;
+
+fn open(dir: &std::path::Path, port: u16, opts: StoreOptions) -> Arc<MessageStore> {
+    let cfg = StoreConfig {
+        store_path_root_dir: dir.to_owned(),
+        mapped_file_size_commit_log: bytesize::ByteSize::b(SEGMENT),
+        disk_space_warning_level_ratio: 1.0,
+        disk_space_clean_forcibly_ratio: 1.0,
+        disk_max_used_space_ratio: 95,
+        ..StoreConfig::default()
+    };
+    Arc::new(MessageStore::open_with(Arc::new(cfg), ([127, 0, 0, 1], port).into(), opts).expect("store opens"))
+}
+
+fn settings() -> HaSettings {
+    HaSettings { heartbeat_interval: Duration::from_millis(200), ..HaSettings::default() }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn put(store: &MessageStore, i: usize) -> store::PutResult {
+    let body = Bytes::from(format!("message-{i}-{}", "x".repeat(i % 300)));
+    store.put(PutMessage::new("Ha", (i % 3) as i32, body).with_properties(format!("TAGS\u{1}t{}", i % 5))).await
+}
+
+fn log_bytes(store: &MessageStore, from: i64, to: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let chunk = store.commit_log_data(at, (to - at) as usize).expect("readable commit log");
+        at += chunk.len() as i64;
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_copies_the_master_byte_for_byte_across_segments() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(md.path(), 10911, StoreOptions::default());
+    // Enough to fill a few 1 MiB segments before the slave connects.
+    for i in 0..4000 {
+        assert_eq!(put(&master, i).await.status, PutStatus::PutOk);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
+    let slave = open(sd.path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, settings());
+    // And more while it follows.
+    for i in 4000..6000 {
+        assert_eq!(put(&master, i).await.status, PutStatus::PutOk);
+    }
+    let end = master.commit_log_max_offset();
+    wait_until("the slave to catch up", || slave.commit_log_max_offset() == end).await;
+    // An empty slave starts at the master's newest segment, as RocketMQ's does.
+    let start = slave.commit_log_min_offset();
+    assert_eq!(start % SEGMENT as i64, 0);
+    assert!(start > 0, "the master had several segments; the slave starts at the last");
+    assert_eq!(log_bytes(&slave, start, end), log_bytes(&master, start, end));
+    // The slave built its own consume queues from the copy.
+    wait_until("the slave's consume queues", || {
+        (0..3).all(|q| slave.max_offset_in_queue("Ha", q) == master.max_offset_in_queue("Ha", q))
+    })
+    .await;
+    let info = ha.runtime_info();
+    assert_eq!(info.ha_connection_info.len(), 1);
+    assert_eq!(info.ha_connection_info[0].slave_ack_offset, end);
+    assert!(info.ha_connection_info[0].in_sync);
+    assert!(follower.runtime_info().ha_client_runtime_info.is_activated);
+    follower.shutdown().await;
+    ha.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_master_puts_wait_for_a_slave() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = StoreOptions { replica_ack: Some(ReplicaAck { max_gap: 1 << 30 }), ..StoreOptions::default() };
+    let master = open(md.path(), 10911, opts);
+    // No slave: stored, but answered SLAVE_NOT_AVAILABLE at once.
+    let alone = put(&master, 0).await;
+    assert_eq!(alone.status, PutStatus::SlaveNotAvailable);
+    assert!(alone.physical_offset >= 0, "stored all the same");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
+    let slave = open(sd.path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, settings());
+    wait_until("the slave's first report", || ha.slave_count() == 1).await;
+    for i in 1..200 {
+        let r = put(&master, i).await;
+        assert_eq!(r.status, PutStatus::PutOk, "put {i}");
+        // Acknowledged means the slave holds it.
+        assert!(slave.commit_log_max_offset() >= r.physical_offset + r.wrote_bytes as i64, "put {i}");
+    }
+    follower.shutdown().await;
+    wait_until("the master to notice", || ha.slave_count() == 0).await;
+    assert_eq!(put(&master, 500).await.status, PutStatus::SlaveNotAvailable);
+    ha.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_a_slave_is_dropped_alone() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(md.path(), 10911, StoreOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
+    let slave = open(sd.path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, settings());
+
+    // An HTTP health check on the HA port.
+    let mut probe = tokio::net::TcpStream::connect(ha.local_addr()).await.unwrap();
+    probe.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match probe.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the master kept a peer that sent text");
+
+    for i in 0..100 {
+        put(&master, i).await;
+    }
+    let end = master.commit_log_max_offset();
+    wait_until("the real slave to keep following", || slave.commit_log_max_offset() == end).await;
+    assert_eq!(ha.slave_count(), 1);
+    follower.shutdown().await;
+    ha.shutdown().await;
+}
