@@ -1,28 +1,46 @@
 // PERF-CRITICAL PATH
-//! The dispatcher (`store-reput` thread, RocketMQ's `ReputMessageService`): reads
-//! records back from the commit log, appends their consume-queue entries and index
-//! entries, tells the arrival listener, and then acknowledges the puts whose records
-//! it has made visible (once per dispatched range, see [`crate::ack`]).
+//! Dispatching (RocketMQ's `ReputMessageService`): reads records back from the
+//! commit log, appends their consume-queue entries and index entries, tells the
+//! arrival listener, and advances `dispatched`. There is no dispatcher thread: a
+//! range is dispatched by the thread that makes it eligible, right after doing so,
+//! and that thread then acknowledges the puts it made visible ([`crate::ack`]):
 //!
-//! Because it works only from the commit log, the same code rebuilds consume queues
-//! and the index during recovery ([`dispatch_range`] with `live == false`).
+//! * ASYNC_FLUSH — the `store-append` writer, after publishing a batch (`written`
+//!   moved), before it answers the batch's puts. Its reply is the acknowledgement.
+//! * SYNC_FLUSH — the `store-flush` thread, after a sync (`flushed` moved); then it
+//!   fires the visibility signals of the batches it covered.
+//! * Recovery and shutdown — the thread opening or closing the store, with no other
+//!   store thread running ([`dispatch_range`]).
+//!
+//! So the acknowledgement crosses no thread beyond the one that had to run anyway,
+//! and at any moment at most one thread dispatches: a [`Dispatcher`] is owned by the
+//! writer or by the flusher, never both.
+//!
+//! Records are always read back from the mapping rather than taken from the writer's
+//! requests, because not every record is encoded by this store's writer (recovery
+//! re-dispatch; a replica appending its master's bytes). Tags codes the writer has
+//! in hand ([`KnownTags`]) save re-deriving them; a record without one is derived
+//! from the record itself ([`derive_tags_code`]), with the same result.
+//!
+//! The arrival listener runs on the dispatching thread, i.e. on the writer or the
+//! flusher, so it must stay cheap and never block: the broker's does hash-map lookups
+//! under short locks, a tag or SQL92 check per pull parked on that queue, and
+//! oneshot/notify sends.
 //!
 //! Invariants:
-//! * It reads up to `written` with ASYNC_FLUSH and up to `flushed` with SYNC_FLUSH,
-//!   so with SYNC_FLUSH no consumer ever sees a message that could be lost.
-//! * `dispatched` only moves past a record after its consume-queue entry is visible,
-//!   so readers that go through consume queues or check `dispatched` never return a
-//!   record the dispatcher has not made visible.
-//! * A put's visibility signal fires only after `dispatched` has passed its batch, so
-//!   an acknowledged message is returned by every read path.
+//! * Live dispatch reads up to `written` with ASYNC_FLUSH and up to `flushed` with
+//!   SYNC_FLUSH, so with SYNC_FLUSH no consumer ever sees a message that could be
+//!   lost.
+//! * `dispatched` only moves forward, and only past a record after its consume-queue
+//!   entry is visible, so readers that go through consume queues or check
+//!   `dispatched` never return a record that is not visible.
+//! * A put is acknowledged only after `dispatched` has passed its batch, so an
+//!   acknowledged message is returned by every read path.
 //! * Dispatching is idempotent (consume queues ignore offsets below their max; the
 //!   index ignores offsets below its last one), which makes re-dispatch after a crash
 //!   safe.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
 use common::properties::{find_in_encoded, keys};
 use common::record::{self, Entry, RecordView};
@@ -30,7 +48,7 @@ use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRAN
 
 use crate::settings::StoreOptions;
 use crate::store::Core;
-use crate::types::{Arrival, CqEntry};
+use crate::types::{Arrival, ArrivalListener, CqEntry};
 
 /// The consume-queue tags code RocketMQ derives from a stored record: the delivery
 /// time (`store timestamp + delay`) for `SCHEDULE_TOPIC_XXXX` records with a `DELAY`
@@ -52,45 +70,45 @@ pub fn derive_tags_code(view: &RecordView<'_>, opts: &StoreOptions) -> i64 {
     common::hash::tags_code(find_in_encoded(props, keys::TAGS))
 }
 
-/// Tags codes the writer passed along, consumed in commit-log order.
-pub(crate) struct TagsFeed {
-    local: VecDeque<(i64, i64)>,
+/// Tags codes the writer has in hand for records it just encoded, as `(commit-log
+/// offset, code)` in commit-log order. Records not listed get theirs derived.
+#[derive(Clone, Copy)]
+pub(crate) struct KnownTags<'a> {
+    codes: &'a [(i64, i64)],
 }
 
-impl TagsFeed {
-    pub(crate) fn new() -> Self {
-        Self { local: VecDeque::with_capacity(1024) }
+impl<'a> KnownTags<'a> {
+    /// No codes in hand: derive every one (recovery, shutdown, SYNC_FLUSH).
+    pub(crate) const NONE: KnownTags<'static> = KnownTags { codes: &[] };
+
+    pub(crate) fn new(codes: &'a [(i64, i64)]) -> Self {
+        Self { codes }
     }
 
-    fn take(&mut self, core: &Core, phy: i64) -> Option<i64> {
-        loop {
-            while let Some(&(p, t)) = self.local.front() {
-                if p < phy {
-                    self.local.pop_front();
-                    continue;
-                }
-                if p == phy {
-                    self.local.pop_front();
-                    return Some(t);
-                }
+    /// The code of the record at `phy`, dropping the codes of records before it.
+    #[inline]
+    fn take(&mut self, phy: i64) -> Option<i64> {
+        while let Some((&(p, code), rest)) = self.codes.split_first() {
+            if p > phy {
                 return None;
             }
-            let mut shared = core.pending_tags.lock();
-            if shared.is_empty() {
-                return None;
+            self.codes = rest;
+            if p == phy {
+                return Some(code);
             }
-            std::mem::swap(&mut *shared, &mut self.local);
         }
+        None
     }
 }
 
 /// Dispatches every record in `[from, limit)`; returns where it stopped (`limit`, or
 /// earlier on a record it cannot parse, which is logged).
-pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&mut TagsFeed>) -> (i64, u64) {
+pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: KnownTags<'_>) -> (i64, u64) {
     let cl = &core.commit_log;
     let mut pos = from;
     let mut count = 0u64;
-    let mut feed = feed;
+    // Cloned out once per range, so a listener may replace itself without deadlocking.
+    let listener = core.listener.read().clone();
     'segments: while pos < limit {
         let Some(seg) = cl.segment_for(pos) else {
             tracing::error!(offset = pos, "dispatch position has no commit log segment");
@@ -109,8 +127,7 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&m
             match record::scan(&buf[at..], false) {
                 Ok(Entry::Record(view)) => {
                     let phy = pos;
-                    let tags = feed.as_deref_mut().and_then(|f| f.take(core, phy));
-                    dispatch_one(core, &view, phy, tags);
+                    dispatch_one(core, &view, phy, tags.take(phy), listener.as_ref());
                     let size = view.total_size();
                     at += size;
                     pos += size as i64;
@@ -136,7 +153,7 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&m
 }
 
 #[inline]
-fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>) {
+fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>, listener: Option<&ArrivalListener>) {
     let tx = transaction_type(view.sys_flag());
     let topic = view.topic();
     let store_ts = view.store_timestamp();
@@ -149,8 +166,6 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>)
         let entry = CqEntry { phy_offset: phy, size: view.total_size() as i32, tags_code };
         match cq.put(view.queue_offset(), entry) {
             Ok(()) => {
-                // Cloned out so a listener may replace itself without deadlocking.
-                let listener = core.listener.read().clone();
                 if let Some(listener) = listener {
                     listener(&Arrival {
                         topic,
@@ -181,38 +196,59 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>)
     core.last_dispatched_ts.store(store_ts, Ordering::Relaxed);
 }
 
-/// The `store-reput` thread.
-pub(crate) fn run_dispatcher(core: Arc<Core>) {
-    let _span = tracing::info_span!("reput").entered();
-    let mut feed = TagsFeed::new();
-    let mut pos = core.dispatched();
-    loop {
-        if core.halted() {
-            return;
-        }
-        let cl = &core.commit_log;
-        let limit = if core.settings.sync_flush { cl.flushed() } else { cl.written() };
-        if pos < limit {
-            let (p, _) = dispatch_range(&core, pos, limit, Some(&mut feed));
-            core.visible_waiters.resolve_up_to(p);
-            if p == pos {
-                // Stuck on an unreadable record (logged); nothing sensible to do but
-                // wait for shutdown.
-                if core.writer_done.load(Ordering::Acquire) {
-                    return;
-                }
-                std::thread::park_timeout(Duration::from_millis(500));
+/// Live dispatching, owned by the one thread that makes ranges eligible while the
+/// store runs: the writer with ASYNC_FLUSH, the flusher with SYNC_FLUSH.
+pub(crate) struct Dispatcher {
+    /// A dispatch stopped short of its limit (an unreadable record, logged). The bytes
+    /// there do not change, so retrying would only repeat the error.
+    stuck: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn new() -> Self {
+        Self { stuck: false }
+    }
+
+    /// Dispatches every record below `limit` not dispatched yet, then fires the
+    /// visibility signals of the batches it covered. Call only once everything below
+    /// `limit` is eligible (written, or durable with SYNC_FLUSH).
+    pub(crate) fn dispatch_to(&mut self, core: &Core, limit: i64, tags: KnownTags<'_>) {
+        let from = core.dispatched();
+        if !self.stuck && from < limit {
+            let (reached, _) = dispatch_range(core, from, limit, tags);
+            core.visible_waiters.resolve_up_to(reached);
+            if reached < limit {
+                tracing::error!(offset = reached, limit, "dispatch stopped; later records stay invisible");
+                self.stuck = true;
             }
-            pos = p;
-            continue;
         }
-        if core.writer_done.load(Ordering::Acquire) && core.flusher_done.load(Ordering::Acquire) {
-            let limit = cl.written();
-            if pos >= limit {
-                return;
-            }
-            continue;
+        if self.stuck {
+            // Their puts must not wait for a visibility that will not come: released
+            // unfired, they answer from what they can check (see `ack`).
+            core.visible_waiters.abandon_up_to(limit);
         }
-        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownTags;
+
+    /// Looks up `wanted` offsets in order and compares the codes found.
+    fn check(codes: &[(i64, i64)], wanted: &[i64], expected: &[Option<i64>]) {
+        let mut known = KnownTags::new(codes);
+        let got: Vec<Option<i64>> = wanted.iter().map(|&phy| known.take(phy)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn known_tags_are_found_in_commit_log_order_and_missing_ones_derived() {
+        let codes = [(0, 7), (100, 8), (250, 9)];
+        check(&codes, &[0, 100, 250], &[Some(7), Some(8), Some(9)]);
+        // A record the writer did not encode (no code) between known ones.
+        check(&codes, &[0, 50, 100, 250, 400], &[Some(7), None, Some(8), Some(9), None]);
+        // Dispatch starting past some codes skips them.
+        check(&codes, &[100, 250], &[Some(8), Some(9)]);
+        check(&[], &[0, 10], &[None, None]);
     }
 }

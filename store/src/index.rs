@@ -12,8 +12,8 @@
 //! is full after `indexNum - 1` entries.
 //!
 //! Invariants:
-//! * Only the dispatcher writes (one writer; the mutex in [`IndexService`] makes it
-//!   explicit). An entry is written before the slot that points at it, and the
+//! * Only the thread that dispatches writes (one at a time; the mutex in
+//!   [`IndexService`] makes it explicit). An entry is written before the slot that points at it, and the
 //!   header count after that, all with `Release`; readers use `Acquire`. All access
 //!   goes through 32-bit atomics ([`Access::Words`]).
 //! * Within a file, entries are appended in commit-log order, so recovery can roll
@@ -305,7 +305,7 @@ impl IndexService {
         Ok((svc, load))
     }
 
-    /// Indexes `keys` of the record at `phy` (dispatcher thread). Records below the
+    /// Indexes `keys` of the record at `phy` (dispatching thread). Records below the
     /// last indexed offset are skipped, which makes re-dispatch idempotent.
     ///
     /// # Errors

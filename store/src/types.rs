@@ -287,7 +287,7 @@ impl GetResult {
     }
 }
 
-/// What the dispatcher tells the arrival listener about a newly visible message.
+/// What dispatching tells the arrival listener about a newly visible message.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival<'a> {
     pub topic: &'a str,
@@ -301,8 +301,9 @@ pub struct Arrival<'a> {
     pub properties: &'a [u8],
 }
 
-/// Called by the dispatcher after a consume-queue entry became visible (on the
-/// dispatcher thread: keep it cheap and non-blocking).
+/// Called after a consume-queue entry became visible, on the thread that dispatched
+/// it: the writer (ASYNC_FLUSH) or the flusher (SYNC_FLUSH), inside the
+/// acknowledgement path of the puts of that batch. Keep it cheap and non-blocking.
 pub type ArrivalListener = std::sync::Arc<dyn Fn(&Arrival<'_>) + Send + Sync>;
 
 /// What recovery found when the store was opened.

@@ -8,11 +8,18 @@
 //! wait up to `put_queue_timeout`, then answer `OsPageCacheBusy`) and push. The writer
 //! swaps the whole pending vector out under one short lock (group commit: everything
 //! that arrived while it was busy is one batch), encodes each record straight into the
-//! mapped segment, assigns physical offset, queue offset and store timestamp, then
-//! registers the batch's acknowledgement signal ([`crate::ack`]), publishes the batch
-//! (`written`) and answers every request with its offsets and a waiter on that signal.
+//! mapped segment, assigns physical offset, queue offset and store timestamp, and
+//! publishes the batch (`written`). Then it acknowledges ([`crate::ack`]):
+//! * ASYNC_FLUSH — the batch is eligible as soon as it is published, so the writer
+//!   dispatches it itself ([`crate::dispatch`]: consume-queue and index entries,
+//!   arrival listener, from the tags codes it has in hand) and answers every request
+//!   with its offsets: the reply is the acknowledgement.
+//! * SYNC_FLUSH — before publishing, it registers one visibility signal for the batch,
+//!   which the flusher fires once the batch is durable and dispatched, and answers
+//!   every request with its offsets and a waiter on that signal.
+//!
 //! No lock is held while encoding except the queue-offset table, which only the
-//! writer and `delete_topic`/recovery touch.
+//! writer and `delete_topic`/recovery touch; none is held while dispatching.
 //!
 //! Invariants:
 //! * Store timestamps never decrease along the log (a clock step back reuses the last
@@ -23,8 +30,10 @@
 //! * `written` moves only after every record below it is fully encoded and its
 //!   segment's published prefix covers it, and after the signal of the batch that
 //!   ends there is registered.
+//! * With ASYNC_FLUSH a put is answered only after `dispatched` has passed its
+//!   records (or dispatch stopped on an unreadable record, which is logged).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -37,6 +46,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 
 use crate::ack::{self, Waiter};
+use crate::dispatch::{Dispatcher, KnownTags};
 use crate::error::{Error, Result};
 use crate::mapped_file::{Access, MappedFile, MappedWriter};
 use crate::settings::segment_name;
@@ -61,10 +71,12 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Appended>,
 }
 
-/// What a stored put waits for before it is acknowledged (see [`crate::ack`]).
+/// What a stored put still waits for once the writer has answered (see
+/// [`crate::ack`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Acks {
-    /// Fired by the dispatcher once the batch is visible to every read path.
+    /// SYNC_FLUSH: fired by the flusher once the batch is durable and visible to
+    /// every read path.
     pub visible: Waiter,
 }
 
@@ -80,7 +92,8 @@ pub(crate) struct Appended {
     pub end: i64,
     pub count: usize,
     pub batch_offsets: Vec<i64>,
-    /// Set when the request was stored.
+    /// Set when the request was stored and its acknowledgement needs more than this
+    /// reply (SYNC_FLUSH); `None` for a stored ASYNC_FLUSH request, already visible.
     pub acks: Option<Acks>,
 }
 
@@ -200,18 +213,22 @@ impl Writer {
         let _span = tracing::info_span!("append").entered();
         let mut batch: Vec<AppendRequest> = Vec::with_capacity(1024);
         let mut replies: Vec<(oneshot::Sender<Appended>, Appended)> = Vec::with_capacity(1024);
+        // The batch's tags codes, for dispatching it here (ASYNC_FLUSH).
+        let mut tags: Vec<(i64, i64)> = Vec::with_capacity(4096);
+        let mut dispatcher = Dispatcher::new();
         let core = self.core.clone();
+        let sync = core.settings.sync_flush;
         while core.queue.drain_blocking(&mut batch) {
             let now = common::time::now_ms().max(self.last_ts);
             self.last_ts = now;
-            // One signal for the whole batch, created with its first stored request.
+            // SYNC_FLUSH: one signal for the whole batch, created with its first stored
+            // request.
             let mut visible = None;
             {
                 let mut table = core.topic_table.lock();
-                let mut tags = core.pending_tags.lock();
                 for req in batch.drain(..) {
                     let mut res = self.append(&req.payload, now, &mut table, &mut tags);
-                    if res.status == PutStatus::PutOk {
+                    if sync && res.status == PutStatus::PutOk {
                         let (_, waiter) = visible.get_or_insert_with(ack::signal);
                         res.acks = Some(Acks { visible: waiter.clone() });
                     }
@@ -219,31 +236,36 @@ impl Writer {
                 }
             }
             self.active.publish();
+            let end = self.global_pos();
             if let Some((signal, _)) = visible {
-                // Registered before `written` moves, so the dispatcher cannot make
-                // these records visible without finding their signal.
-                core.visible_waiters.register(self.global_pos(), signal);
+                // Registered before `written` moves, so the flusher cannot make these
+                // records visible without finding their signal.
+                core.visible_waiters.register(end, signal);
             }
-            core.commit_log.set_written(self.global_pos());
+            core.commit_log.set_written(end);
             core.last_written_ts.store(now, Ordering::Release);
-            core.wake_after_write();
+            if sync {
+                core.wake_flusher();
+            } else {
+                // Eligible now: make the batch visible before answering, so the replies
+                // are the acknowledgements and no other thread sits on the ack path.
+                dispatcher.dispatch_to(&core, end, KnownTags::new(&tags));
+            }
+            tags.clear();
             core.stats.writer_batches.fetch_add(1, Ordering::Relaxed);
             for (reply, res) in replies.drain(..) {
                 let _ = reply.send(res);
             }
         }
         self.active.publish();
-        core.commit_log.set_written(self.global_pos());
-        core.wake_after_write();
+        let end = self.global_pos();
+        core.commit_log.set_written(end);
+        if !sync {
+            dispatcher.dispatch_to(&core, end, KnownTags::NONE);
+        }
     }
 
-    fn append(
-        &mut self,
-        payload: &Payload,
-        now: i64,
-        table: &mut TopicTable,
-        tags: &mut VecDeque<(i64, i64)>,
-    ) -> Appended {
+    fn append(&mut self, payload: &Payload, now: i64, table: &mut TopicTable, tags: &mut Vec<(i64, i64)>) -> Appended {
         if !self.core.writable.load(Ordering::Acquire) {
             return Appended::failed(PutStatus::UnknownError);
         }
@@ -268,7 +290,7 @@ impl Writer {
                 if let Err(status) = self.encode(p, qo, phy, now) {
                     return Appended::failed(status);
                 }
-                tags.push_back((phy, p.msg.tags_code));
+                tags.push((phy, p.msg.tags_code));
                 Appended {
                     status: PutStatus::PutOk,
                     phy,
@@ -295,7 +317,7 @@ impl Writer {
                         // practice. Records already written stay (they are complete).
                         return Appended::failed(status);
                     }
-                    tags.push_back((phy, p.msg.tags_code));
+                    tags.push((phy, p.msg.tags_code));
                     offsets.push(phy);
                 }
                 Appended {
