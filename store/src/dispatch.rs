@@ -41,11 +41,13 @@
 //!   safe.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use common::properties::{find_in_encoded, keys};
 use common::record::{self, Entry, RecordView};
 use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 
+use crate::consume_queue::ConsumeQueue;
 use crate::settings::StoreOptions;
 use crate::store::Core;
 use crate::types::{Arrival, ArrivalListener, CqEntry};
@@ -107,8 +109,12 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
     let cl = &core.commit_log;
     let mut pos = from;
     let mut count = 0u64;
-    // Cloned out once per range, so a listener may replace itself without deadlocking.
-    let listener = core.listener.read().clone();
+    let mut ctx = RangeCtx {
+        // Cloned out once per range, so a listener may replace itself without
+        // deadlocking.
+        listener: core.listener.read().clone(),
+        queue: None,
+    };
     'segments: while pos < limit {
         let Some(seg) = cl.segment_for(pos) else {
             tracing::error!(offset = pos, "dispatch position has no commit log segment");
@@ -127,7 +133,7 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
             match record::scan(&buf[at..], false) {
                 Ok(Entry::Record(view)) => {
                     let phy = pos;
-                    dispatch_one(core, &view, phy, tags.take(phy), listener.as_ref());
+                    dispatch_one(core, &view, phy, tags.take(phy), &mut ctx);
                     let size = view.total_size();
                     at += size;
                     pos += size as i64;
@@ -152,8 +158,16 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
     (pos, count)
 }
 
+/// What the records of one range reuse.
+struct RangeCtx {
+    listener: Option<ArrivalListener>,
+    /// The consume queue of the previous record: consecutive records often share
+    /// one (a batch put, a busy queue), which saves the map lookup.
+    queue: Option<Arc<ConsumeQueue>>,
+}
+
 #[inline]
-fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>, listener: Option<&ArrivalListener>) {
+fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>, ctx: &mut RangeCtx) {
     let tx = transaction_type(view.sys_flag());
     let topic = view.topic();
     let store_ts = view.store_timestamp();
@@ -162,14 +176,18 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>,
         // writer knows: always derive it from the record.
         let tags = if topic == common::topic::SCHEDULE_TOPIC { None } else { tags };
         let tags_code = tags.unwrap_or_else(|| derive_tags_code(view, &core.settings.opts));
-        let cq = core.queue_for(topic, view.queue_id());
+        let queue_id = view.queue_id();
+        if !ctx.queue.as_ref().is_some_and(|q| q.queue_id() == queue_id && q.topic() == topic) {
+            ctx.queue = Some(core.queue_for(topic, queue_id));
+        }
+        let cq = ctx.queue.as_ref().expect("set above");
         let entry = CqEntry { phy_offset: phy, size: view.total_size() as i32, tags_code };
         match cq.put(view.queue_offset(), entry) {
             Ok(()) => {
-                if let Some(listener) = listener {
+                if let Some(listener) = &ctx.listener {
                     listener(&Arrival {
                         topic,
-                        queue_id: view.queue_id(),
+                        queue_id,
                         queue_offset: view.queue_offset(),
                         tags_code,
                         store_timestamp: store_ts,
@@ -179,7 +197,7 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>,
                 }
             }
             Err(e) => {
-                tracing::error!(topic, queue_id = view.queue_id(), error = %e, "consume queue append failed")
+                tracing::error!(topic, queue_id, error = %e, "consume queue append failed")
             }
         }
     }
