@@ -43,7 +43,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::properties::{find_in_encoded, keys};
+use common::properties::{find_in_encoded, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
 use common::record::{self, Entry, RecordView};
 use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 
@@ -204,14 +204,38 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>,
     if tx != TRANSACTION_ROLLBACK_TYPE {
         if let Some(index) = &core.index {
             let props = std::str::from_utf8(view.properties_raw()).unwrap_or("");
-            let uniq = find_in_encoded(props, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
-            let words = find_in_encoded(props, keys::KEYS).into_iter().flat_map(|k| k.split(' '));
-            if let Err(e) = index.build(topic, uniq.into_iter().chain(words), phy, store_ts) {
-                tracing::error!(error = %e, "index append failed");
+            let (uniq, words) = index_keys(props);
+            if uniq.is_some() || words.is_some() {
+                let words = words.into_iter().flat_map(|k| k.split(' '));
+                if let Err(e) = index.build(topic, uniq.into_iter().chain(words), phy, store_ts) {
+                    tracing::error!(error = %e, "index append failed");
+                }
             }
         }
     }
     core.last_dispatched_ts.store(store_ts, Ordering::Relaxed);
+}
+
+/// The `UNIQ_KEY` and `KEYS` values of encoded properties (as
+/// [`find_in_encoded`] finds each), in one pass: this runs on the writer's thread for
+/// every record.
+fn index_keys(props: &str) -> (Option<&str>, Option<&str>) {
+    let (mut uniq, mut words) = (None, None);
+    for piece in props.split(PROPERTY_SEPARATOR) {
+        let Some((k, v)) = piece.split_once(NAME_VALUE_SEPARATOR) else { continue };
+        if v.is_empty() {
+            continue;
+        }
+        if k == keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
+            uniq = uniq.or(Some(v));
+        } else if k == keys::KEYS {
+            words = words.or(Some(v));
+        }
+        if uniq.is_some() && words.is_some() {
+            break;
+        }
+    }
+    (uniq, words)
 }
 
 /// Live dispatching, owned by the one thread that makes ranges eligible while the
@@ -250,13 +274,30 @@ impl Dispatcher {
 
 #[cfg(test)]
 mod tests {
-    use super::KnownTags;
+    use common::properties::{find_in_encoded, keys};
+
+    use super::{index_keys, KnownTags};
 
     /// Looks up `wanted` offsets in order and compares the codes found.
     fn check(codes: &[(i64, i64)], wanted: &[i64], expected: &[Option<i64>]) {
         let mut known = KnownTags::new(codes);
         let got: Vec<Option<i64>> = wanted.iter().map(|&phy| known.take(phy)).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn index_keys_match_separate_lookups() {
+        for props in [
+            "",
+            "TAGS\u{1}a",
+            "UNIQ_KEY\u{1}U1\u{2}KEYS\u{1}k1 k2",
+            "KEYS\u{1}k1\u{2}TAGS\u{1}t\u{2}UNIQ_KEY\u{1}U2\u{2}UNIQ_KEY\u{1}U3",
+            "KEYS\u{1}\u{2}KEYS\u{1}second\u{2}UNIQ_KEY",
+        ] {
+            let separate =
+                (find_in_encoded(props, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX), find_in_encoded(props, keys::KEYS));
+            assert_eq!(index_keys(props), separate, "{props:?}");
+        }
     }
 
     #[test]
