@@ -54,7 +54,7 @@ pub use config::{FlushDiskType, StoreConfig};
 pub use dispatch::derive_tags_code;
 pub use error::{Error, Result};
 pub use retention::CleanReport;
-pub use settings::{StoreOptions, CQ_ENTRY_SIZE};
+pub use settings::{ReplicaAck, StoreOptions, CQ_ENTRY_SIZE};
 pub use store::MessageStore;
 pub use types::{
     Arrival, ArrivalListener, CqEntry, CqFilter, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus,

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -70,6 +70,18 @@ pub(crate) struct Core {
     /// SYNC_FLUSH puts waiting for their records to be durable and dispatched, one
     /// signal per writer batch; registered by the writer, resolved by the flusher.
     pub visible_waiters: OffsetWaiters,
+    /// SYNC_MASTER puts waiting for a replica to hold their records, one signal per
+    /// writer batch; registered by the writer, resolved by [`MessageStore::replica_progress`].
+    pub replica_waiters: OffsetWaiters,
+    /// Connected replicas, and the most any of them holds (-1: none yet).
+    pub replicas: AtomicUsize,
+    pub replica_acked: AtomicI64,
+    /// Wakes whoever streams the commit log (a master's replication connections)
+    /// after every published batch.
+    pub appended: tokio::sync::Notify,
+    /// Reads stop before this commit-log offset (`i64::MAX`: no limit), see
+    /// [`MessageStore::set_read_limit`].
+    pub read_limit: AtomicI64,
     pub topic_table: Mutex<TopicTable>,
     pub listener: RwLock<Option<ArrivalListener>>,
     pub checkpoint: Mutex<Checkpoint>,
@@ -221,6 +233,11 @@ impl MessageStore {
             queue: AppendQueue::new(settings.opts.put_queue_capacity),
             allocator,
             visible_waiters: OffsetWaiters::new(),
+            replica_waiters: OffsetWaiters::new(),
+            replicas: AtomicUsize::new(0),
+            replica_acked: AtomicI64::new(-1),
+            appended: tokio::sync::Notify::new(),
+            read_limit: AtomicI64::new(i64::MAX),
             topic_table: Mutex::new(HashMap::new()),
             listener: RwLock::new(None),
             checkpoint: Mutex::new(checkpoint),
@@ -429,19 +446,31 @@ impl MessageStore {
     async fn acknowledge(&self, acks: Acks, end: i64) -> PutStatus {
         let c = &self.core;
         let deadline = tokio::time::Instant::now() + c.settings.sync_flush_timeout;
-        // A further condition waits under the same deadline and maps its own failure.
-        if acks.visible.wait_until(deadline).await {
-            return PutStatus::PutOk;
+        let mut status = PutStatus::PutOk;
+        if let Some(visible) = acks.visible {
+            if !visible.wait_until(deadline).await {
+                // Not visible in time, released because dispatch stopped on an
+                // unreadable record, or the flusher stopped. What the producer must
+                // learn is whether the message is durable: if so, an error would only
+                // make it send a duplicate.
+                tracing::debug!(offset = end, dispatched = c.dispatched(), "put acknowledged before it became visible");
+                if c.commit_log.flushed() < end {
+                    status = PutStatus::FlushDiskTimeout;
+                }
+            }
         }
-        // Not visible in time, released because dispatch stopped on an unreadable
-        // record, or the flusher stopped. What the producer must learn is whether the
-        // message is durable: if so, an error would only make it send a duplicate.
-        tracing::debug!(offset = end, dispatched = c.dispatched(), "put acknowledged before it became visible");
-        if c.commit_log.flushed() < end {
-            PutStatus::FlushDiskTimeout
-        } else {
-            PutStatus::PutOk
+        if let (Some(replica), Some(policy)) = (acks.replica, c.settings.opts.replica_ack) {
+            // RocketMQ's `isSlaveOK`: with no replica, or only one too far behind to
+            // wait for, the put does not wait; it is stored all the same.
+            let acked = c.replica_acked.load(Ordering::Acquire);
+            if c.replicas.load(Ordering::Acquire) == 0 || end - acked > policy.max_gap {
+                return PutStatus::SlaveNotAvailable;
+            }
+            if !replica.wait_until(deadline).await && c.replica_acked.load(Ordering::Acquire) < end {
+                return PutStatus::FlushSlaveTimeout;
+            }
         }
+        status
     }
 
     // ---------------------------------------------------------------- reads
@@ -502,6 +531,7 @@ impl MessageStore {
             };
             (0..PREFETCH_AHEAD).for_each(prefetch);
             let mut next_file_start = i64::MIN;
+            let read_limit = c.read_limit.load(Ordering::Acquire);
             let mut i = 0;
             while i < n {
                 prefetch(i + PREFETCH_AHEAD);
@@ -509,6 +539,11 @@ impl MessageStore {
                 if e.size <= 0 || (next_file_start != i64::MIN && e.phy_offset < next_file_start) {
                     i += 1;
                     continue;
+                }
+                if e.phy_offset >= read_limit {
+                    // Records past the read limit are not served (a replica ahead of
+                    // its master): the queue ends here for now.
+                    break;
                 }
                 if !res.messages.is_empty()
                     && (res.messages.len() >= max_msgs || res.total_bytes + e.size as usize > req.max_bytes)
@@ -607,6 +642,7 @@ impl MessageStore {
         // what has been: RocketMQ reads the commit log directly here. (An
         // acknowledged put is dispatched anyway.)
         let limit = if c.settings.sync_flush { c.commit_log.flushed() } else { c.commit_log.written() };
+        let limit = limit.min(c.read_limit.load(Ordering::Acquire));
         if phy_offset < 0 || phy_offset >= limit {
             return None;
         }
@@ -621,7 +657,7 @@ impl MessageStore {
         let Some(index) = &c.index else {
             return Vec::new();
         };
-        let limit = c.dispatched();
+        let limit = c.dispatched().min(c.read_limit.load(Ordering::Acquire));
         let mut out = Vec::new();
         // Ask for more candidates than needed: collisions are filtered below.
         for phy in index.query(topic, key, max_num.saturating_mul(2).max(max_num + 16), begin, end) {
@@ -639,6 +675,85 @@ impl MessageStore {
             }
         }
         out
+    }
+
+    // ---------------------------------------------------------------- replication
+
+    /// Commit-log bytes from `offset`, at most `max`, within one segment and up to what
+    /// is written: a zero-copy slice of the mapping (what a master sends its replicas).
+    /// `None` when `offset` is at or past the end, or its segment is gone.
+    pub fn commit_log_data(&self, offset: i64, max: usize) -> Option<Bytes> {
+        let cl = &self.core.commit_log;
+        let written = cl.written();
+        if offset < 0 || offset >= written || max == 0 {
+            return None;
+        }
+        let seg = cl.segment_for(offset)?;
+        let local = (offset - seg.start()) as usize;
+        let end = ((written - seg.start()) as usize).min(seg.published());
+        if end <= local {
+            return None;
+        }
+        seg.bytes(local, (end - local).min(max))
+    }
+
+    /// The size of a commit-log segment.
+    pub fn commit_log_segment_size(&self) -> usize {
+        self.core.commit_log.segment_size()
+    }
+
+    /// Resolves after the next batch is published (or at once if one is published
+    /// between this call and the first poll of a future that was `enable`d first).
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.core.appended.notified()
+    }
+
+    /// Whether the commit log holds nothing at all (a new replica).
+    pub fn is_empty(&self) -> bool {
+        self.core.commit_log.written() == 0
+    }
+
+    /// Appends a replica's copy of its master's commit log, `data` from commit-log
+    /// offset `offset`, byte for byte; consume queues and the index are built from it
+    /// as from this store's own writes. Returns the new end of the log.
+    ///
+    /// # Errors
+    /// `offset` is not this log's end (nor, in an empty log, a segment start), the data
+    /// crosses a segment (segment sizes differ from the master's), or the store
+    /// refuses writes.
+    pub async fn append_replicated(&self, offset: i64, data: Bytes) -> Result<i64> {
+        let c = &self.core;
+        if c.stopping() {
+            return Err(Error::Replica { offset, reason: "the store is shutting down" });
+        }
+        let (tx, rx) = oneshot::channel();
+        let req = AppendRequest { payload: Payload::Raw { offset, data }, reply: tx };
+        if c.queue.push(req, c.settings.opts.put_queue_timeout).await.is_err() {
+            return Err(Error::Replica { offset, reason: "the append queue is full or closed" });
+        }
+        match rx.await {
+            Ok(a) if a.status == PutStatus::PutOk => Ok(a.end),
+            Ok(_) => Err(Error::Replica { offset, reason: "the data does not continue this log (see the log)" }),
+            Err(_) => Err(Error::Replica { offset, reason: "the store is shutting down" }),
+        }
+    }
+
+    /// What the master's replication connections report: how many replicas are
+    /// connected and the most any holds. Resolves the SYNC_MASTER puts it covers.
+    pub fn replica_progress(&self, connected: usize, acked: i64) {
+        let c = &self.core;
+        c.replicas.store(connected, Ordering::Release);
+        let previous = c.replica_acked.fetch_max(acked, Ordering::AcqRel);
+        if acked > previous {
+            c.replica_waiters.resolve_up_to(acked);
+        }
+    }
+
+    /// Stops serving records at or past `limit` (pulls, lookups, key queries) — a
+    /// replica whose log runs past its master's serves nothing the master lacks —
+    /// or serves everything again (`None`).
+    pub fn set_read_limit(&self, limit: Option<i64>) {
+        self.core.read_limit.store(limit.unwrap_or(i64::MAX), Ordering::Release);
     }
 
     /// End of the commit log (next append position).
@@ -806,6 +921,7 @@ impl MessageStore {
         // dispatching everything written); after `halt` or a failed sync, the puts
         // still waiting answer now instead of at their timeout.
         c.visible_waiters.abandon();
+        c.replica_waiters.abandon();
         c.allocator.stop();
         if let Some(h) = t.alloc.take() {
             let _ = h.join();

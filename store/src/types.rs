@@ -120,12 +120,23 @@ pub enum PutStatus {
     OsPageCacheBusy,
     /// The commit log could not be written (I/O error); the store stops accepting puts.
     UnknownError,
+    /// SYNC_MASTER: stored, but no replica confirmed it within `sync_flush_timeout`.
+    FlushSlaveTimeout,
+    /// SYNC_MASTER: stored, but no replica is connected or the nearest is too far
+    /// behind to wait for.
+    SlaveNotAvailable,
 }
 
 impl PutStatus {
     /// Whether the message was stored (it may still not be durable).
     pub fn is_stored(self) -> bool {
-        matches!(self, PutStatus::PutOk | PutStatus::FlushDiskTimeout)
+        matches!(
+            self,
+            PutStatus::PutOk
+                | PutStatus::FlushDiskTimeout
+                | PutStatus::FlushSlaveTimeout
+                | PutStatus::SlaveNotAvailable
+        )
     }
 }
 

@@ -64,6 +64,12 @@ pub(crate) enum Payload {
     One(Prepared),
     /// Records of one topic/queue, appended contiguously; `usize` is the total length.
     Batch(Vec<Prepared>, usize),
+    /// A replica's copy of its master's commit log from `offset` (see
+    /// [`crate::MessageStore::append_replicated`]): raw bytes, written as they are.
+    Raw {
+        offset: i64,
+        data: bytes::Bytes,
+    },
 }
 
 pub(crate) struct AppendRequest {
@@ -77,7 +83,9 @@ pub(crate) struct AppendRequest {
 pub(crate) struct Acks {
     /// SYNC_FLUSH: fired by the flusher once the batch is durable and visible to
     /// every read path.
-    pub visible: Waiter,
+    pub visible: Option<Waiter>,
+    /// SYNC_MASTER: fired once a replica reports holding the batch.
+    pub replica: Option<Waiter>,
 }
 
 /// What the writer did with a request.
@@ -218,32 +226,42 @@ impl Writer {
         let mut dispatcher = Dispatcher::new();
         let core = self.core.clone();
         let sync = core.settings.sync_flush;
+        let replicated = core.settings.opts.replica_ack.is_some();
         while core.queue.drain_blocking(&mut batch) {
             let now = common::time::now_ms().max(self.last_ts);
             self.last_ts = now;
-            // SYNC_FLUSH: one signal for the whole batch, created with its first stored
-            // request.
+            // SYNC_FLUSH, SYNC_MASTER: one signal per condition for the whole batch,
+            // created with its first stored request. A replicated append waits for
+            // nothing: the master that sent it waits for its report.
             let mut visible = None;
+            let mut replica = None;
             {
                 let mut table = core.topic_table.lock();
                 for req in batch.drain(..) {
+                    let raw = matches!(req.payload, Payload::Raw { .. });
                     let mut res = self.append(&req.payload, now, &mut table, &mut tags);
-                    if sync && res.status == PutStatus::PutOk {
-                        let (_, waiter) = visible.get_or_insert_with(ack::signal);
-                        res.acks = Some(Acks { visible: waiter.clone() });
+                    if res.status == PutStatus::PutOk && !raw && (sync || replicated) {
+                        res.acks = Some(Acks {
+                            visible: sync.then(|| visible.get_or_insert_with(ack::signal).1.clone()),
+                            replica: replicated.then(|| replica.get_or_insert_with(ack::signal).1.clone()),
+                        });
                     }
                     replies.push((req.reply, res));
                 }
             }
             self.active.publish();
             let end = self.global_pos();
+            // Registered before `written` moves, so the flusher (or the replicas'
+            // reports) cannot pass these records without finding their signal.
             if let Some((signal, _)) = visible {
-                // Registered before `written` moves, so the flusher cannot make these
-                // records visible without finding their signal.
                 core.visible_waiters.register(end, signal);
+            }
+            if let Some((signal, _)) = replica {
+                core.replica_waiters.register(end, signal);
             }
             core.commit_log.set_written(end);
             core.last_written_ts.store(now, Ordering::Release);
+            core.appended.notify_waiters();
             if sync {
                 core.wake_flusher();
             } else {
@@ -272,6 +290,7 @@ impl Writer {
         let total = match payload {
             Payload::One(p) => p.len,
             Payload::Batch(_, total) => *total,
+            Payload::Raw { offset, data } => return self.append_raw(*offset, data),
         };
         if total + record::BLANK_LEN > self.active.remaining() {
             if let Err(e) = self.roll() {
@@ -284,6 +303,7 @@ impl Writer {
             }
         }
         match payload {
+            Payload::Raw { .. } => unreachable!("replicated appends return above"),
             Payload::One(p) => {
                 let qo = next_queue_offset(table, &p.msg, 1);
                 let phy = self.global_pos();
@@ -333,6 +353,93 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Writes a replica's copy of its master's log at `offset`, which must be this
+    /// log's end — or, in an empty log, the start of a segment: a replica that had
+    /// nothing starts at its master's newest segment.
+    fn append_raw(&mut self, offset: i64, data: &bytes::Bytes) -> Appended {
+        let failed = |why: &str| {
+            tracing::warn!(offset, len = data.len(), reason = why, "replicated data refused");
+            Appended::failed(PutStatus::MessageIllegal)
+        };
+        if offset != self.global_pos() {
+            let seg = self.core.commit_log.segment_size() as i64;
+            let empty = self.global_pos() == self.active.file().start() && self.core.commit_log.segments().len() == 1;
+            if !(empty && self.global_pos() == 0 && offset % seg == 0) {
+                return failed("not at the end of this log");
+            }
+            if let Err(e) = self.rebase(offset) {
+                tracing::error!(error = %e, "moving an empty commit log to its master's offset failed");
+                return Appended::failed(PutStatus::UnknownError);
+            }
+        }
+        if self.active.remaining() == 0 {
+            // The master's segment ended with its own blank record, copied already.
+            if let Err(e) = self.roll_full() {
+                tracing::error!(error = %e, "commit log roll-over failed; refusing further writes");
+                self.core.writable.store(false, Ordering::Release);
+                return Appended::failed(PutStatus::UnknownError);
+            }
+        }
+        if data.len() > self.active.remaining() {
+            return failed(
+                "crosses a segment boundary: are the commit-log segment sizes the same on master and slave?",
+            );
+        }
+        self.active.append_with(data.len(), |buf| buf.copy_from_slice(data));
+        Appended {
+            status: PutStatus::PutOk,
+            phy: offset,
+            wrote: data.len(),
+            queue_offset: -1,
+            store_ts: 0,
+            end: offset + data.len() as i64,
+            count: 0,
+            batch_offsets: Vec::new(),
+            acks: None,
+        }
+    }
+
+    /// Continues in the next segment after one filled to the last byte.
+    fn roll_full(&mut self) -> Result<()> {
+        self.active.publish();
+        let next_start = self.active.file().end();
+        let next = self.core.allocator.take(next_start)?;
+        let writer = next.take_writer().ok_or(Error::Corrupt {
+            path: next.path().to_owned(),
+            offset: 0,
+            reason: "new segment already has a writer",
+        })?;
+        self.core.commit_log.push_segment(next);
+        self.active = writer;
+        self.core.allocator.prefetch(next_start + self.core.commit_log.segment_size() as i64);
+        Ok(())
+    }
+
+    /// Moves an empty log to start at `start` (a segment boundary): its one empty
+    /// segment is replaced by one named after `start`, and every offset moves there.
+    fn rebase(&mut self, start: i64) -> Result<()> {
+        let next = self.core.allocator.take(start)?;
+        let writer = next.take_writer().ok_or(Error::Corrupt {
+            path: next.path().to_owned(),
+            offset: 0,
+            reason: "new segment already has a writer",
+        })?;
+        let old = self.core.commit_log.replace_segments(vec![next]);
+        self.active = writer;
+        for seg in old {
+            let path = seg.path().to_owned();
+            drop(seg);
+            let _ = std::fs::remove_file(&path);
+        }
+        let c = &self.core;
+        c.commit_log.set_written(start);
+        c.commit_log.set_flushed(start);
+        c.set_dispatched(start);
+        c.allocator.prefetch(start + c.commit_log.segment_size() as i64);
+        tracing::info!(start, "an empty commit log now starts at its master's newest segment");
+        crate::flush::checkpoint_now(c)
     }
 
     #[inline]
