@@ -1,5 +1,6 @@
-// PERF-CRITICAL PATH: the arrival hook runs on the store's dispatcher thread for
-// every message.
+// PERF-CRITICAL PATH: the arrival hook runs for every message on the store thread
+// that dispatches it (the commit-log writer, or the flusher with SYNC_FLUSH), inside
+// the acknowledgement path of every send.
 //! Long polling's bookkeeping (RocketMQ's `PullRequestHoldService`): which pulls are
 //! parked on which queue, and waking them.
 //!
@@ -7,8 +8,8 @@
 //! PULL_NOT_FOUND (which would make clients spin): the pull processor takes a
 //! [`Parked`] ticket and waits on it, inside the request's own task, until
 //! (a) an arrival on that queue, at or after the requested offset, passes the
-//! request's filter ([`PullHoldService::on_arrival`], called by the store's
-//! dispatcher), (b) the broker shuts down ([`PullHoldService::wake_all`]), or (c) its
+//! request's filter ([`PullHoldService::on_arrival`], called by the store as it
+//! dispatches), (b) the broker shuts down ([`PullHoldService::wake_all`]), or (c) its
 //! own deadline or periodic re-check ends the wait. The ticket unregisters itself when
 //! dropped, whatever ended the wait.
 //!

@@ -184,9 +184,9 @@ fn ha_settings(config: &config::BrokerConfig) -> replication::HaSettings {
     }
 }
 
-/// Connects the store's arrivals (one call per dispatched message, on the store's
-/// dispatcher thread) to what waits for them: parked pulls, and the timer for
-/// entries of the timer queue.
+/// Connects the store's arrivals (one call per dispatched message, on the store thread
+/// that dispatches it, inside every send's acknowledgement path) to what waits for
+/// them: parked pulls, and the timer for entries of the timer queue.
 fn fan_out_arrivals(ctx: &Arc<BrokerContext>) {
     let weak = Arc::downgrade(ctx);
     ctx.store.set_arrival_listener(Arc::new(move |a: &store::Arrival<'_>| {

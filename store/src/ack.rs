@@ -1,21 +1,25 @@
 // PERF-CRITICAL PATH
-//! When a put may be acknowledged: each condition it waits for is an
-//! [`OffsetWaiters`] list, filled by the writer and resolved by the thread that makes
-//! the condition true for a prefix of the commit log.
+//! When a put may be acknowledged. A put is acknowledged once its records are
+//! visible to every read path (consume queue, index, lookups by offset), and each
+//! further condition it waits for is an [`OffsetWaiters`] list, filled by the writer
+//! and resolved by the thread that makes the condition true for a prefix of the
+//! commit log.
 //!
-//! Today there is one condition, *visible*: the dispatcher (`store-reput`) has moved
-//! `dispatched` past the put's records, so every read path (consume queue, index,
-//! lookups by offset) returns them. With SYNC_FLUSH the dispatcher reads only flushed
-//! data, so visible implies durable and no separate flush waiter exists. A further
-//! condition (say, a replica having acknowledged the bytes) is one more list of the
-//! same shape, registered by the writer next to this one and resolved by its own
-//! thread; the put waits on each in turn under one deadline.
+//! Visibility needs no list with ASYNC_FLUSH: the writer dispatches each batch itself
+//! right after publishing it ([`crate::dispatch`]), so its reply to a put is the
+//! acknowledgement and the put's task is woken once. With SYNC_FLUSH only durable
+//! records may become visible, so the `store-flush` thread dispatches what each sync
+//! made durable and then resolves `visible_waiters`: the one wait covers both
+//! durability and visibility. A further condition (say, a replica having
+//! acknowledged the bytes) is one more list of the same shape, registered by the
+//! writer next to this one and resolved by its own thread; the put waits on each in
+//! turn under one deadline (`sync_flush_timeout`).
 //!
 //! Granularity is the writer's batch (group commit): the writer registers one
-//! [`Signal`] per batch, keyed by the batch's end offset, and hands every put of the
-//! batch a [`Waiter`] on it. A put therefore allocates nothing here (its waiter is a
-//! handle clone), a batch allocates one channel, and the resolving thread takes the
-//! lock once per range it completes, however many puts that range holds.
+//! [`Signal`] per batch and list, keyed by the batch's end offset, and hands every put
+//! of the batch a [`Waiter`] on it. A put therefore allocates nothing here (its waiter
+//! is a handle clone), a batch allocates one channel, and the resolving thread takes
+//! the lock once per range it completes, however many puts that range holds.
 //!
 //! Invariants:
 //! * Signals are registered in commit-log order (non-decreasing end offsets) and
@@ -23,7 +27,8 @@
 //!   an offset without finding the signals at or below it.
 //! * [`OffsetWaiters::resolve_up_to`] is called only once the condition holds for
 //!   everything below its argument.
-//! * A signal dropped unfired ([`OffsetWaiters::abandon`], the resolving thread
+//! * A signal dropped unfired ([`OffsetWaiters::abandon_up_to`] or
+//!   [`OffsetWaiters::abandon`]: the condition cannot be met, or the resolving thread
 //!   stopped) ends its puts' waits with `false`; the put then decides from the
 //!   offsets it can still check.
 
@@ -101,6 +106,15 @@ impl OffsetWaiters {
         }
     }
 
+    /// Drops every signal whose end is at or below `offset` unfired: the condition
+    /// will not hold for them, and their puts must not wait for their timeout.
+    pub(crate) fn abandon_up_to(&self, offset: i64) {
+        let mut pending = self.pending.lock();
+        while pending.front().is_some_and(|(end, _)| *end <= offset) {
+            pending.pop_front();
+        }
+    }
+
     /// Drops every pending signal unfired: the thread that resolves them has stopped,
     /// and their puts must not wait for their timeout.
     pub(crate) fn abandon(&self) {
@@ -151,6 +165,20 @@ mod tests {
         for w in puts {
             assert!(rt.block_on(w.wait()));
         }
+    }
+
+    #[test]
+    fn abandoning_up_to_an_offset_leaves_later_signals_pending() {
+        let waiters = OffsetWaiters::new();
+        let (s1, w1) = signal();
+        let (s2, w2) = signal();
+        waiters.register(10, s1);
+        waiters.register(20, s2);
+        waiters.abandon_up_to(15);
+        let rt = rt();
+        assert!(!rt.block_on(w1.wait()));
+        waiters.resolve_up_to(20);
+        assert!(rt.block_on(w2.wait()));
     }
 
     #[test]

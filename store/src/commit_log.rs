@@ -199,6 +199,12 @@ impl CommitLog {
         self.segments.read().clone()
     }
 
+    /// Replaces every segment (an empty log moving to a replica's start); returns the
+    /// old ones.
+    pub(crate) fn replace_segments(&self, segs: Vec<Arc<MappedFile>>) -> Vec<Arc<MappedFile>> {
+        std::mem::replace(&mut *self.segments.write(), segs)
+    }
+
     /// Removes the first segment if it ends at or before `limit` (never the last one).
     pub(crate) fn pop_front_if(&self, pred: impl FnOnce(&MappedFile) -> bool) -> Option<Arc<MappedFile>> {
         let mut segs = self.segments.write();

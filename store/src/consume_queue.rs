@@ -6,8 +6,9 @@
 //! logical space.
 //!
 //! Invariants:
-//! * Only the dispatcher thread appends (through the queue's single
-//!   [`MappedWriter`]); readers see entries below `max_offset` (published with
+//! * Only the thread that dispatches appends (one at a time: the writer, the flusher,
+//!   or the thread opening or closing the store; see `dispatch`), through the queue's
+//!   single [`MappedWriter`]; readers see entries below `max_offset` (published with
 //!   `Release` after the entry's bytes), never a half-written entry.
 //! * Entries are in increasing commit-log order, so truncating everything at or past
 //!   a commit-log offset drops a suffix.
@@ -210,7 +211,7 @@ impl ConsumeQueue {
     }
 
     /// Appends the entry for queue offset `offset`. Idempotent: an offset below the
-    /// current max is ignored (re-dispatch after recovery). Dispatcher thread only.
+    /// current max is ignored (re-dispatch after recovery). Dispatching thread only.
     ///
     /// # Errors
     /// A new file could not be created.

@@ -1,36 +1,56 @@
 // PERF-CRITICAL PATH
-//! The dispatcher (`store-reput` thread, RocketMQ's `ReputMessageService`): reads
-//! records back from the commit log, appends their consume-queue entries and index
-//! entries, tells the arrival listener, and then acknowledges the puts whose records
-//! it has made visible (once per dispatched range, see [`crate::ack`]).
+//! Dispatching (RocketMQ's `ReputMessageService`): reads records back from the
+//! commit log, appends their consume-queue entries and index entries, tells the
+//! arrival listener, and advances `dispatched`. There is no dispatcher thread: a
+//! range is dispatched by the thread that makes it eligible, right after doing so,
+//! and that thread then acknowledges the puts it made visible ([`crate::ack`]):
 //!
-//! Because it works only from the commit log, the same code rebuilds consume queues
-//! and the index during recovery ([`dispatch_range`] with `live == false`).
+//! * ASYNC_FLUSH — the `store-append` writer, after publishing a batch (`written`
+//!   moved), before it answers the batch's puts. Its reply is the acknowledgement.
+//! * SYNC_FLUSH — the `store-flush` thread, after a sync (`flushed` moved); then it
+//!   fires the visibility signals of the batches it covered.
+//! * Recovery and shutdown — the thread opening or closing the store, with no other
+//!   store thread running ([`dispatch_range`]).
+//!
+//! So the acknowledgement crosses no thread beyond the one that had to run anyway,
+//! and at any moment at most one thread dispatches: a [`Dispatcher`] is owned by the
+//! writer or by the flusher, never both.
+//!
+//! Records are always read back from the mapping rather than taken from the writer's
+//! requests, because not every record is encoded by this store's writer (recovery
+//! re-dispatch; a replica appending its master's bytes). Tags codes the writer has
+//! in hand ([`KnownTags`]) save re-deriving them; a record without one is derived
+//! from the record itself ([`derive_tags_code`]), with the same result.
+//!
+//! The arrival listener runs on the dispatching thread, i.e. on the writer or the
+//! flusher, so it must stay cheap and never block: the broker's does hash-map lookups
+//! under short locks, a tag or SQL92 check per pull parked on that queue, and
+//! oneshot/notify sends.
 //!
 //! Invariants:
-//! * It reads up to `written` with ASYNC_FLUSH and up to `flushed` with SYNC_FLUSH,
-//!   so with SYNC_FLUSH no consumer ever sees a message that could be lost.
-//! * `dispatched` only moves past a record after its consume-queue entry is visible,
-//!   so readers that go through consume queues or check `dispatched` never return a
-//!   record the dispatcher has not made visible.
-//! * A put's visibility signal fires only after `dispatched` has passed its batch, so
-//!   an acknowledged message is returned by every read path.
+//! * Live dispatch reads up to `written` with ASYNC_FLUSH and up to `flushed` with
+//!   SYNC_FLUSH, so with SYNC_FLUSH no consumer ever sees a message that could be
+//!   lost.
+//! * `dispatched` only moves forward, and only past a record after its consume-queue
+//!   entry is visible, so readers that go through consume queues or check
+//!   `dispatched` never return a record that is not visible.
+//! * A put is acknowledged only after `dispatched` has passed its batch, so an
+//!   acknowledged message is returned by every read path.
 //! * Dispatching is idempotent (consume queues ignore offsets below their max; the
 //!   index ignores offsets below its last one), which makes re-dispatch after a crash
 //!   safe.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::properties::{find_in_encoded, keys};
+use common::properties::{find_in_encoded, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
 use common::record::{self, Entry, RecordView};
 use common::sysflag::message::{transaction_type, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 
+use crate::consume_queue::ConsumeQueue;
 use crate::settings::StoreOptions;
 use crate::store::Core;
-use crate::types::{Arrival, CqEntry};
+use crate::types::{Arrival, ArrivalListener, CqEntry};
 
 /// The consume-queue tags code RocketMQ derives from a stored record: the delivery
 /// time (`store timestamp + delay`) for `SCHEDULE_TOPIC_XXXX` records with a `DELAY`
@@ -52,45 +72,49 @@ pub fn derive_tags_code(view: &RecordView<'_>, opts: &StoreOptions) -> i64 {
     common::hash::tags_code(find_in_encoded(props, keys::TAGS))
 }
 
-/// Tags codes the writer passed along, consumed in commit-log order.
-pub(crate) struct TagsFeed {
-    local: VecDeque<(i64, i64)>,
+/// Tags codes the writer has in hand for records it just encoded, as `(commit-log
+/// offset, code)` in commit-log order. Records not listed get theirs derived.
+#[derive(Clone, Copy)]
+pub(crate) struct KnownTags<'a> {
+    codes: &'a [(i64, i64)],
 }
 
-impl TagsFeed {
-    pub(crate) fn new() -> Self {
-        Self { local: VecDeque::with_capacity(1024) }
+impl<'a> KnownTags<'a> {
+    /// No codes in hand: derive every one (recovery, shutdown, SYNC_FLUSH).
+    pub(crate) const NONE: KnownTags<'static> = KnownTags { codes: &[] };
+
+    pub(crate) fn new(codes: &'a [(i64, i64)]) -> Self {
+        Self { codes }
     }
 
-    fn take(&mut self, core: &Core, phy: i64) -> Option<i64> {
-        loop {
-            while let Some(&(p, t)) = self.local.front() {
-                if p < phy {
-                    self.local.pop_front();
-                    continue;
-                }
-                if p == phy {
-                    self.local.pop_front();
-                    return Some(t);
-                }
+    /// The code of the record at `phy`, dropping the codes of records before it.
+    #[inline]
+    fn take(&mut self, phy: i64) -> Option<i64> {
+        while let Some((&(p, code), rest)) = self.codes.split_first() {
+            if p > phy {
                 return None;
             }
-            let mut shared = core.pending_tags.lock();
-            if shared.is_empty() {
-                return None;
+            self.codes = rest;
+            if p == phy {
+                return Some(code);
             }
-            std::mem::swap(&mut *shared, &mut self.local);
         }
+        None
     }
 }
 
 /// Dispatches every record in `[from, limit)`; returns where it stopped (`limit`, or
 /// earlier on a record it cannot parse, which is logged).
-pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&mut TagsFeed>) -> (i64, u64) {
+pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: KnownTags<'_>) -> (i64, u64) {
     let cl = &core.commit_log;
     let mut pos = from;
     let mut count = 0u64;
-    let mut feed = feed;
+    let mut ctx = RangeCtx {
+        // Cloned out once per range, so a listener may replace itself without
+        // deadlocking.
+        listener: core.listener.read().clone(),
+        queue: None,
+    };
     'segments: while pos < limit {
         let Some(seg) = cl.segment_for(pos) else {
             tracing::error!(offset = pos, "dispatch position has no commit log segment");
@@ -109,8 +133,7 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&m
             match record::scan(&buf[at..], false) {
                 Ok(Entry::Record(view)) => {
                     let phy = pos;
-                    let tags = feed.as_deref_mut().and_then(|f| f.take(core, phy));
-                    dispatch_one(core, &view, phy, tags);
+                    dispatch_one(core, &view, phy, tags.take(phy), &mut ctx);
                     let size = view.total_size();
                     at += size;
                     pos += size as i64;
@@ -135,8 +158,16 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, feed: Option<&m
     (pos, count)
 }
 
+/// What the records of one range reuse.
+struct RangeCtx {
+    listener: Option<ArrivalListener>,
+    /// The consume queue of the previous record: consecutive records often share
+    /// one (a batch put, a busy queue), which saves the map lookup.
+    queue: Option<Arc<ConsumeQueue>>,
+}
+
 #[inline]
-fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>) {
+fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>, ctx: &mut RangeCtx) {
     let tx = transaction_type(view.sys_flag());
     let topic = view.topic();
     let store_ts = view.store_timestamp();
@@ -145,16 +176,18 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>)
         // writer knows: always derive it from the record.
         let tags = if topic == common::topic::SCHEDULE_TOPIC { None } else { tags };
         let tags_code = tags.unwrap_or_else(|| derive_tags_code(view, &core.settings.opts));
-        let cq = core.queue_for(topic, view.queue_id());
+        let queue_id = view.queue_id();
+        if !ctx.queue.as_ref().is_some_and(|q| q.queue_id() == queue_id && q.topic() == topic) {
+            ctx.queue = Some(core.queue_for(topic, queue_id));
+        }
+        let cq = ctx.queue.as_ref().expect("set above");
         let entry = CqEntry { phy_offset: phy, size: view.total_size() as i32, tags_code };
         match cq.put(view.queue_offset(), entry) {
             Ok(()) => {
-                // Cloned out so a listener may replace itself without deadlocking.
-                let listener = core.listener.read().clone();
-                if let Some(listener) = listener {
+                if let Some(listener) = &ctx.listener {
                     listener(&Arrival {
                         topic,
-                        queue_id: view.queue_id(),
+                        queue_id,
                         queue_offset: view.queue_offset(),
                         tags_code,
                         store_timestamp: store_ts,
@@ -164,55 +197,117 @@ fn dispatch_one(core: &Core, view: &RecordView<'_>, phy: i64, tags: Option<i64>)
                 }
             }
             Err(e) => {
-                tracing::error!(topic, queue_id = view.queue_id(), error = %e, "consume queue append failed")
+                tracing::error!(topic, queue_id, error = %e, "consume queue append failed")
             }
         }
     }
     if tx != TRANSACTION_ROLLBACK_TYPE {
         if let Some(index) = &core.index {
             let props = std::str::from_utf8(view.properties_raw()).unwrap_or("");
-            let uniq = find_in_encoded(props, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX);
-            let words = find_in_encoded(props, keys::KEYS).into_iter().flat_map(|k| k.split(' '));
-            if let Err(e) = index.build(topic, uniq.into_iter().chain(words), phy, store_ts) {
-                tracing::error!(error = %e, "index append failed");
+            let (uniq, words) = index_keys(props);
+            if uniq.is_some() || words.is_some() {
+                let words = words.into_iter().flat_map(|k| k.split(' '));
+                if let Err(e) = index.build(topic, uniq.into_iter().chain(words), phy, store_ts) {
+                    tracing::error!(error = %e, "index append failed");
+                }
             }
         }
     }
     core.last_dispatched_ts.store(store_ts, Ordering::Relaxed);
 }
 
-/// The `store-reput` thread.
-pub(crate) fn run_dispatcher(core: Arc<Core>) {
-    let _span = tracing::info_span!("reput").entered();
-    let mut feed = TagsFeed::new();
-    let mut pos = core.dispatched();
-    loop {
-        if core.halted() {
-            return;
-        }
-        let cl = &core.commit_log;
-        let limit = if core.settings.sync_flush { cl.flushed() } else { cl.written() };
-        if pos < limit {
-            let (p, _) = dispatch_range(&core, pos, limit, Some(&mut feed));
-            core.visible_waiters.resolve_up_to(p);
-            if p == pos {
-                // Stuck on an unreadable record (logged); nothing sensible to do but
-                // wait for shutdown.
-                if core.writer_done.load(Ordering::Acquire) {
-                    return;
-                }
-                std::thread::park_timeout(Duration::from_millis(500));
-            }
-            pos = p;
+/// The `UNIQ_KEY` and `KEYS` values of encoded properties (as
+/// [`find_in_encoded`] finds each), in one pass: this runs on the writer's thread for
+/// every record.
+fn index_keys(props: &str) -> (Option<&str>, Option<&str>) {
+    let (mut uniq, mut words) = (None, None);
+    for piece in props.split(PROPERTY_SEPARATOR) {
+        let Some((k, v)) = piece.split_once(NAME_VALUE_SEPARATOR) else { continue };
+        if v.is_empty() {
             continue;
         }
-        if core.writer_done.load(Ordering::Acquire) && core.flusher_done.load(Ordering::Acquire) {
-            let limit = cl.written();
-            if pos >= limit {
-                return;
-            }
-            continue;
+        if k == keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
+            uniq = uniq.or(Some(v));
+        } else if k == keys::KEYS {
+            words = words.or(Some(v));
         }
-        std::thread::park_timeout(Duration::from_millis(100));
+        if uniq.is_some() && words.is_some() {
+            break;
+        }
+    }
+    (uniq, words)
+}
+
+/// Live dispatching, owned by the one thread that makes ranges eligible while the
+/// store runs: the writer with ASYNC_FLUSH, the flusher with SYNC_FLUSH.
+pub(crate) struct Dispatcher {
+    /// A dispatch stopped short of its limit (an unreadable record, logged). The bytes
+    /// there do not change, so retrying would only repeat the error.
+    stuck: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn new() -> Self {
+        Self { stuck: false }
+    }
+
+    /// Dispatches every record below `limit` not dispatched yet, then fires the
+    /// visibility signals of the batches it covered. Call only once everything below
+    /// `limit` is eligible (written, or durable with SYNC_FLUSH).
+    pub(crate) fn dispatch_to(&mut self, core: &Core, limit: i64, tags: KnownTags<'_>) {
+        let from = core.dispatched();
+        if !self.stuck && from < limit {
+            let (reached, _) = dispatch_range(core, from, limit, tags);
+            core.visible_waiters.resolve_up_to(reached);
+            if reached < limit {
+                tracing::error!(offset = reached, limit, "dispatch stopped; later records stay invisible");
+                self.stuck = true;
+            }
+        }
+        if self.stuck {
+            // Their puts must not wait for a visibility that will not come: released
+            // unfired, they answer from what they can check (see `ack`).
+            core.visible_waiters.abandon_up_to(limit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::properties::{find_in_encoded, keys};
+
+    use super::{index_keys, KnownTags};
+
+    /// Looks up `wanted` offsets in order and compares the codes found.
+    fn check(codes: &[(i64, i64)], wanted: &[i64], expected: &[Option<i64>]) {
+        let mut known = KnownTags::new(codes);
+        let got: Vec<Option<i64>> = wanted.iter().map(|&phy| known.take(phy)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn index_keys_match_separate_lookups() {
+        for props in [
+            "",
+            "TAGS\u{1}a",
+            "UNIQ_KEY\u{1}U1\u{2}KEYS\u{1}k1 k2",
+            "KEYS\u{1}k1\u{2}TAGS\u{1}t\u{2}UNIQ_KEY\u{1}U2\u{2}UNIQ_KEY\u{1}U3",
+            "KEYS\u{1}\u{2}KEYS\u{1}second\u{2}UNIQ_KEY",
+        ] {
+            let separate =
+                (find_in_encoded(props, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX), find_in_encoded(props, keys::KEYS));
+            assert_eq!(index_keys(props), separate, "{props:?}");
+        }
+    }
+
+    #[test]
+    fn known_tags_are_found_in_commit_log_order_and_missing_ones_derived() {
+        let codes = [(0, 7), (100, 8), (250, 9)];
+        check(&codes, &[0, 100, 250], &[Some(7), Some(8), Some(9)]);
+        // A record the writer did not encode (no code) between known ones.
+        check(&codes, &[0, 50, 100, 250, 400], &[Some(7), None, Some(8), Some(9), None]);
+        // Dispatch starting past some codes skips them.
+        check(&codes, &[100, 250], &[Some(8), Some(9)]);
+        check(&[], &[0, 10], &[None, None]);
     }
 }

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 /// Why the store could not be opened or an operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("replicated data at commit-log offset {offset} refused: {reason}")]
+    Replica { offset: i64, reason: &'static str },
     #[error("i/o error on {path:?}")]
     Io {
         path: PathBuf,

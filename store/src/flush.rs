@@ -5,14 +5,15 @@
 //!
 //! * SYNC_FLUSH — group commit: the flusher syncs everything written so far
 //!   (`msync` of the dirty range, which Linux turns into a data sync of the file),
-//!   advances `flushed` and wakes the dispatcher, which makes the synced records
-//!   visible and acknowledges their puts ([`crate::ack`]). While it syncs, the writer
-//!   keeps appending the next batch, so one sync serves all the puts that arrived in
-//!   the meantime.
+//!   advances `flushed`, then itself dispatches the range it just made durable
+//!   ([`crate::dispatch`]) and fires the visibility signals of the puts it covered
+//!   ([`crate::ack`]). While it syncs and dispatches, the writer keeps appending the
+//!   next batch, so one sync serves all the puts that arrived in the meantime.
 //! * ASYNC_FLUSH — RocketMQ's `FlushRealTimeService`: every
 //!   `flush_interval_commit_log`, sync if at least `flush_commit_log_least_pages`
 //!   pages are dirty, or whatever is dirty when the last sync is older than ten
-//!   intervals. Puts are acknowledged from the page cache.
+//!   intervals. Puts are acknowledged by the writer, which dispatches their records
+//!   from the page cache; the flusher plays no part in acknowledgements.
 //!
 //! Invariant: `flushed` is advanced only to a value of `written` read *before* the
 //! sync started, so everything below `flushed` really is on disk.
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::CheckpointData;
+use crate::dispatch::{Dispatcher, KnownTags};
 use crate::error::Result;
 use crate::store::Core;
 
@@ -59,6 +61,7 @@ pub(crate) fn run_flusher(core: Arc<Core>) {
     let thorough = interval * 10;
     let mut last_flush = Instant::now();
     let mut next_tick = Instant::now() + interval;
+    let mut dispatcher = Dispatcher::new();
     loop {
         if core.halted() {
             return;
@@ -67,7 +70,11 @@ pub(crate) fn run_flusher(core: Arc<Core>) {
         if sync || writer_done {
             match flush_once(&core) {
                 Ok(true) => {
-                    core.wake_dispatcher();
+                    if sync {
+                        // Durable now, hence eligible: make it visible and answer its
+                        // puts here, with no hand-off to another thread.
+                        dispatcher.dispatch_to(&core, core.commit_log.flushed(), KnownTags::NONE);
+                    }
                     continue;
                 }
                 Ok(false) => {}

@@ -12,8 +12,8 @@
 //! is full after `indexNum - 1` entries.
 //!
 //! Invariants:
-//! * Only the dispatcher writes (one writer; the mutex in [`IndexService`] makes it
-//!   explicit). An entry is written before the slot that points at it, and the
+//! * Only the thread that dispatches writes (one at a time; the mutex in
+//!   [`IndexService`] makes it explicit). An entry is written before the slot that points at it, and the
 //!   header count after that, all with `Release`; readers use `Acquire`. All access
 //!   goes through 32-bit atomics ([`Access::Words`]).
 //! * Within a file, entries are appended in commit-log order, so recovery can roll
@@ -150,11 +150,16 @@ impl IndexFile {
     /// Appends to `out` the commit-log offsets of entries with this hash stored in
     /// `[begin, end]`, newest first, until `out` holds `max`.
     fn lookup(&self, hash: i32, begin: i64, end: i64, max: usize, out: &mut Vec<i64>) {
+        // `put` stores the entry, then the slot, then the count, so a lookup racing
+        // with it can find the slot naming the entry being added, not counted yet.
+        // Rejecting that entry would skip the whole chain behind it (older entries,
+        // acknowledged long ago). Reading the slot before the count bounds it to
+        // entry `count`, which is complete: it was stored before the slot.
+        let mut n = self.file.load_u32(self.slot_pos(hash)).unwrap_or(0);
         let count = self.index_count();
         let begin_ts = self.begin_timestamp();
-        let mut n = self.file.load_u32(self.slot_pos(hash)).unwrap_or(0);
         let mut steps = 0u32;
-        while n > 0 && n < count && out.len() < max && steps < count {
+        while n > 0 && n <= count && n < self.max_entries && out.len() < max && steps < count {
             steps += 1;
             let at = self.entry_pos(n);
             let h = self.file.load_u32(at).unwrap_or(0) as i32;
@@ -300,7 +305,7 @@ impl IndexService {
         Ok((svc, load))
     }
 
-    /// Indexes `keys` of the record at `phy` (dispatcher thread). Records below the
+    /// Indexes `keys` of the record at `phy` (dispatching thread). Records below the
     /// last indexed offset are skipped, which makes re-dispatch idempotent.
     ///
     /// # Errors
@@ -447,6 +452,31 @@ mod tests {
         // Re-dispatch of an already indexed record is ignored.
         idx.build("T", ["k1"].into_iter(), 700, base + 7000).unwrap();
         assert_eq!(idx.query("T", "k1", 100, 0, i64::MAX).len(), 4);
+    }
+
+    /// What a lookup can observe while `put` adds an entry with the same slot: the
+    /// entry and the slot stored, the count not yet. The older entries behind it were
+    /// acknowledged long ago and must still be found.
+    #[test]
+    fn a_lookup_during_a_put_follows_the_chain_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = IndexFile::create(&dir.path().join("file"), 4, 10).unwrap();
+        let base = 1_700_000_000_000;
+        let hash = common::hash::index_key_hash("T", "k");
+        assert!(f.put(hash, 100, base));
+        assert!(f.put(hash, 200, base));
+        // The first half of `put(hash, 300, base)`.
+        let count = f.index_count();
+        let slot = f.slot_pos(hash);
+        let at = f.entry_pos(count);
+        f.file.store_u32(at, hash as u32);
+        f.file.store_i64(at + 4, 300);
+        f.file.store_u32(at + 12, 0);
+        f.file.store_u32(at + 16, f.file.load_u32(slot).unwrap());
+        f.file.store_u32(slot, count);
+        let mut out = Vec::new();
+        f.lookup(hash, 0, i64::MAX, 10, &mut out);
+        assert_eq!(out, [300, 200, 100]);
     }
 
     #[test]

@@ -3,15 +3,16 @@
 //! of RPC; the broker drives it through [`MessageStore`].
 //!
 //! ```text
-//!  put() ──► AppendQueue ──► store-append ──► commit log segments (mmap, 20-digit names)
-//!  (async)   (bounded)       (single writer,      │            ▲
-//!                             group commit)       │ written    │ flushed
-//!                                                 ▼            │
-//!                                   store-reput (dispatcher)  store-flush (msync;
-//!                                    │      │     │   │        SYNC: wakes store-reput)
-//!                          consume queues  index  │  acks the puts it made visible
-//!                                                 arrival listener
-//!                          (20-byte entries)(hash files)
+//!  put() ──► AppendQueue ──► store-append ───────► commit log segments (mmap,
+//!  (async)   (bounded)       (single writer,        20-digit names) ◄── store-flush
+//!    ▲                        group commit)                             (msync)
+//!    │                           │ ASYNC: after publishing                 │ SYNC: after
+//!    │                           │ a batch (`written`)                     │ each sync
+//!    │                           ▼                                         ▼ (`flushed`)
+//!    │                     dispatch, on that same thread: consume queues (20-byte
+//!    │                     entries), index (hash files), arrival listener
+//!    │                           │
+//!    └───────────────────────────┘ ASYNC: the writer's reply; SYNC: the batch's signal
 //!  get_messages() ──► consume queue ──► Bytes slices of the mapped commit log
 //! ```
 //!
@@ -20,10 +21,14 @@
 //!   [`MessageStore::get_messages`] returns can be written to a socket as a pull body.
 //! * A put resolves once its records are visible to every read path (consume queue,
 //!   index, lookups by offset): a reader that starts after the ack finds the message.
-//!   With SYNC_FLUSH the dispatcher only makes durable records visible, so the ack
+//!   Records are dispatched by the thread that makes them eligible, with no extra
+//!   hand-off: the writer with ASYNC_FLUSH, the flusher after each sync with
+//!   SYNC_FLUSH, so with SYNC_FLUSH only durable records become visible and the ack
 //!   also means durable. Disk syncs never run on a runtime worker.
-//! * Reads only return records the dispatcher has made visible (lookups by offset:
-//!   records it may read, i.e. written, or durable with SYNC_FLUSH).
+//! * The arrival listener runs on that dispatching thread (writer or flusher), inside
+//!   every put's acknowledgement path: it must be cheap and never block.
+//! * Reads only return records that have been made visible (lookups by offset:
+//!   records that may be dispatched, i.e. written, or durable with SYNC_FLUSH).
 //! * After recovery, consume queues and the index never point past the commit log,
 //!   and a torn tail is cut off and reported ([`RecoveryReport`]), never served.
 //! * All `unsafe` for memory maps lives in `mapped_file`.
@@ -49,7 +54,7 @@ pub use config::{FlushDiskType, StoreConfig};
 pub use dispatch::derive_tags_code;
 pub use error::{Error, Result};
 pub use retention::CleanReport;
-pub use settings::{StoreOptions, CQ_ENTRY_SIZE};
+pub use settings::{ReplicaAck, StoreOptions, CQ_ENTRY_SIZE};
 pub use store::MessageStore;
 pub use types::{
     Arrival, ArrivalListener, CqEntry, CqFilter, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus,

@@ -1,7 +1,8 @@
 //! Retention (`store-clean` thread, RocketMQ's `CleanCommitLogService` and
 //! `CleanConsumeQueueService`).
 //!
-//! Every `clean_interval` it measures disk usage of the store's file system and:
+//! Every `clean_interval` (the first time one interval after the store opened, which
+//! measures the disk itself) it measures disk usage of the store's file system and:
 //! * refuses new puts above `disk_space_warning_level_ratio` (they answer
 //!   `DiskFull`) until a later run measures usage below it again;
 //! * deletes commit-log segments whose last modification is older than
@@ -132,7 +133,9 @@ fn apply_disk_usage(core: &Core, usage: Option<f64>) -> Option<f64> {
 pub(crate) fn run_cleaner(core: Arc<Core>) {
     let _span = tracing::info_span!("clean").entered();
     let interval = core.settings.opts.clean_interval.max(Duration::from_millis(10));
-    let mut next = Instant::now();
+    // Opening measured the disk already; the first run comes one interval later (as
+    // RocketMQ's, which waits a minute), not racing with what opening just set up.
+    let mut next = Instant::now() + interval;
     loop {
         if core.stopping() {
             return;

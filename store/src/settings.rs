@@ -29,6 +29,18 @@ pub struct StoreOptions {
     pub delay_levels: DelayLevels,
     /// How often the retention service checks expiry and disk usage.
     pub clean_interval: Duration,
+    /// SYNC_MASTER: a put is acknowledged once a replica holds it as well (see
+    /// [`crate::MessageStore::replica_progress`]); `None` for every other role.
+    pub replica_ack: Option<ReplicaAck>,
+}
+
+/// How a SYNC_MASTER's puts wait for a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaAck {
+    /// A put whose nearest replica is further behind than this (or that has no
+    /// replica) does not wait: it answers `SlaveNotAvailable` (RocketMQ's
+    /// `haMaxGapNotInSync`).
+    pub max_gap: i64,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +50,7 @@ impl Default for StoreOptions {
             put_queue_timeout: Duration::from_secs(1),
             delay_levels: DelayLevels::parse(DEFAULT_DELAY_LEVELS).expect("default delay levels parse"),
             clean_interval: Duration::from_secs(10),
+            replica_ack: None,
         }
     }
 }

@@ -3,17 +3,19 @@
 //! share.
 //!
 //! Threads (all named, all owned by the store and joined on shutdown):
-//! `store-append` (the writer), `store-alloc` (next segment), `store-flush`
-//! (commit-log flush / group commit), `store-reput` (dispatcher), `store-cq-flush`
-//! (consume queue + index flush and checkpoint), `store-clean` (retention).
+//! `store-append` (the writer; with ASYNC_FLUSH it also dispatches each batch),
+//! `store-alloc` (next segment), `store-flush` (commit-log flush / group commit; with
+//! SYNC_FLUSH it also dispatches what each sync made durable), `store-cq-flush`
+//! (consume queue + index flush and checkpoint), `store-clean` (retention). There is
+//! no dispatcher thread: see [`crate::dispatch`].
 //! Async callers only touch channels and atomics; nothing here blocks a runtime
 //! worker on disk I/O except reads of mapped memory in `get_messages` & co., which
 //! hit the page cache for warm data (RocketMQ reads the same way).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ use crate::ack::OffsetWaiters;
 use crate::checkpoint::Checkpoint;
 use crate::commit_log::CommitLog;
 use crate::consume_queue::{decode_entry, ConsumeQueue};
-use crate::dispatch;
+use crate::dispatch::{self, KnownTags};
 use crate::error::{Error, IoContext, Result};
 use crate::flush;
 use crate::index::IndexService;
@@ -40,14 +42,6 @@ use crate::types::{
 };
 use crate::util::{self, StoreLock};
 use crate::writer::{self, Acks, Allocator, AppendQueue, AppendRequest, Appended, Payload, TopicTable, Writer};
-
-/// How long an ASYNC_FLUSH put waits for its records to become visible. Dispatching
-/// a batch takes microseconds, so this bound only matters when the dispatcher is
-/// stuck (it logs why); it keeps callers from waiting forever. The put then answers
-/// `PutOk`: its records are in the commit log, which is all ASYNC_FLUSH promises in
-/// RocketMQ, and the dispatcher (or the re-dispatch of the next open) indexes them
-/// later, whereas an error would make the producer send a duplicate.
-const ASYNC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counters behind [`StoreStats`].
 #[derive(Default)]
@@ -73,11 +67,22 @@ pub(crate) struct Core {
     pub index: Option<IndexService>,
     pub queue: AppendQueue,
     pub allocator: Allocator,
-    /// Puts waiting for their records to be dispatched, one signal per writer batch;
-    /// registered by the writer, resolved by the dispatcher.
+    /// SYNC_FLUSH puts waiting for their records to be durable and dispatched, one
+    /// signal per writer batch; registered by the writer, resolved by the flusher.
     pub visible_waiters: OffsetWaiters,
+    /// SYNC_MASTER puts waiting for a replica to hold their records, one signal per
+    /// writer batch; registered by the writer, resolved by [`MessageStore::replica_progress`].
+    pub replica_waiters: OffsetWaiters,
+    /// Connected replicas, and the most any of them holds (-1: none yet).
+    pub replicas: AtomicUsize,
+    pub replica_acked: AtomicI64,
+    /// Wakes whoever streams the commit log (a master's replication connections)
+    /// after every published batch.
+    pub appended: tokio::sync::Notify,
+    /// Reads stop before this commit-log offset (`i64::MAX`: no limit), see
+    /// [`MessageStore::set_read_limit`].
+    pub read_limit: AtomicI64,
     pub topic_table: Mutex<TopicTable>,
-    pub pending_tags: Mutex<VecDeque<(i64, i64)>>,
     pub listener: RwLock<Option<ArrivalListener>>,
     pub checkpoint: Mutex<Checkpoint>,
     pub stats: Stats,
@@ -93,9 +98,7 @@ pub(crate) struct Core {
     stopping: AtomicBool,
     halted: AtomicBool,
     pub writer_done: AtomicBool,
-    pub flusher_done: AtomicBool,
     flusher_thread: OnceLock<Thread>,
-    dispatcher_thread: OnceLock<Thread>,
     pub(crate) clean_lock: Mutex<()>,
 }
 
@@ -118,22 +121,11 @@ impl Core {
         self.halted.load(Ordering::Acquire)
     }
 
-    /// After the writer published a batch: SYNC_FLUSH wakes the flusher (which wakes
-    /// the dispatcher after syncing); ASYNC_FLUSH wakes the dispatcher directly.
+    /// Wakes the flusher: with SYNC_FLUSH after each published batch (group commit),
+    /// and once the writer has stopped.
     #[inline]
-    pub(crate) fn wake_after_write(&self) {
-        if self.settings.sync_flush {
-            if let Some(t) = self.flusher_thread.get() {
-                t.unpark();
-            }
-        } else {
-            self.wake_dispatcher();
-        }
-    }
-
-    #[inline]
-    pub(crate) fn wake_dispatcher(&self) {
-        if let Some(t) = self.dispatcher_thread.get() {
+    pub(crate) fn wake_flusher(&self) {
+        if let Some(t) = self.flusher_thread.get() {
             t.unpark();
         }
     }
@@ -144,7 +136,7 @@ impl Core {
         self.queues.read().get(topic)?.get(&queue_id).cloned()
     }
 
-    /// The consume queue of `topic`/`queue_id`, created if needed (dispatcher).
+    /// The consume queue of `topic`/`queue_id`, created if needed (dispatch).
     pub(crate) fn queue_for(&self, topic: &str, queue_id: i32) -> Arc<ConsumeQueue> {
         if let Some(q) = self.find_queue(topic, queue_id) {
             return q;
@@ -169,7 +161,6 @@ struct Threads {
     writer: Option<JoinHandle<()>>,
     alloc: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
-    dispatcher: Option<JoinHandle<()>>,
     cq_flusher: Option<JoinHandle<()>>,
     cleaner: Option<JoinHandle<()>>,
 }
@@ -242,8 +233,12 @@ impl MessageStore {
             queue: AppendQueue::new(settings.opts.put_queue_capacity),
             allocator,
             visible_waiters: OffsetWaiters::new(),
+            replica_waiters: OffsetWaiters::new(),
+            replicas: AtomicUsize::new(0),
+            replica_acked: AtomicI64::new(-1),
+            appended: tokio::sync::Notify::new(),
+            read_limit: AtomicI64::new(i64::MAX),
             topic_table: Mutex::new(HashMap::new()),
-            pending_tags: Mutex::new(VecDeque::with_capacity(4096)),
             listener: RwLock::new(None),
             checkpoint: Mutex::new(checkpoint),
             stats: Stats::default(),
@@ -257,16 +252,15 @@ impl MessageStore {
             stopping: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
-            flusher_done: AtomicBool::new(false),
             flusher_thread: OnceLock::new(),
-            dispatcher_thread: OnceLock::new(),
             clean_lock: Mutex::new(()),
             settings,
         });
 
-        // Rebuild consume queues and index past their last good entry.
+        // Rebuild consume queues and index past their last good entry, before any
+        // store thread runs (the live dispatchers start from `end`).
         if rec.redispatch_from < end {
-            let (reached, n) = dispatch::dispatch_range(&core, rec.redispatch_from, end, None);
+            let (reached, n) = dispatch::dispatch_range(&core, rec.redispatch_from, end, KnownTags::NONE);
             report.records_redispatched = n;
             if reached < end {
                 tracing::error!(reached, end, "re-dispatch stopped early");
@@ -303,30 +297,18 @@ impl MessageStore {
         core.allocator.prefetch(active.end());
         let last_ts = core.last_written_ts.load(Ordering::Acquire);
         let w = Writer::new(core.clone(), writer, last_ts);
-        let mut threads =
-            Threads { writer: None, alloc: None, flusher: None, dispatcher: None, cq_flusher: None, cleaner: None };
+        let mut threads = Threads { writer: None, alloc: None, flusher: None, cq_flusher: None, cleaner: None };
         let c = core.clone();
         threads.alloc = Some(spawn("store-alloc", move || c.allocator.run())?);
         let c = core.clone();
-        let h = spawn("store-flush", move || {
-            flush::run_flusher(c.clone());
-            c.flusher_done.store(true, Ordering::Release);
-            c.wake_dispatcher();
-        })?;
+        let h = spawn("store-flush", move || flush::run_flusher(c))?;
         let _ = core.flusher_thread.set(h.thread().clone());
         threads.flusher = Some(h);
-        let c = core.clone();
-        let h = spawn("store-reput", move || dispatch::run_dispatcher(c))?;
-        let _ = core.dispatcher_thread.set(h.thread().clone());
-        threads.dispatcher = Some(h);
         let c = core.clone();
         threads.writer = Some(spawn("store-append", move || {
             w.run();
             c.writer_done.store(true, Ordering::Release);
-            if let Some(t) = c.flusher_thread.get() {
-                t.unpark();
-            }
-            c.wake_dispatcher();
+            c.wake_flusher();
         })?);
         let c = core.clone();
         threads.cq_flusher = Some(spawn("store-cq-flush", move || flush::run_cq_flusher(c))?);
@@ -352,7 +334,8 @@ impl MessageStore {
     /// (consume queue, index, lookups by offset); with SYNC_FLUSH only durable
     /// records become visible, so it is also durable (`FlushDiskTimeout` when it is
     /// not durable after `sync_flush_timeout`). Never blocks the calling runtime
-    /// thread on disk I/O.
+    /// thread on disk I/O. With ASYNC_FLUSH the writer's answer is the
+    /// acknowledgement (it dispatches before answering): one wake-up per put.
     ///
     /// Must be polled inside a tokio runtime with the time driver enabled (used for
     /// the queue and acknowledgement timeouts).
@@ -434,7 +417,8 @@ impl MessageStore {
         if a.status != PutStatus::PutOk {
             return self.fail(a.status);
         }
-        // The writer gives every stored request its ack waiters.
+        // The writer gives a stored request the waiters of whatever its reply does not
+        // already prove.
         let status = match a.acks.take() {
             Some(acks) => self.acknowledge(acks, a.end).await,
             None => PutStatus::PutOk,
@@ -457,27 +441,36 @@ impl MessageStore {
         }
     }
 
-    /// Waits for a stored put's ack conditions ([`crate::ack`]) and answers its
-    /// status. Every condition shares one deadline: `sync_flush_timeout` with
-    /// SYNC_FLUSH, [`ASYNC_VISIBLE_TIMEOUT`] otherwise.
+    /// Waits for a stored put's remaining ack conditions ([`crate::ack`]) and answers
+    /// its status. Every condition shares one deadline, `sync_flush_timeout`.
     async fn acknowledge(&self, acks: Acks, end: i64) -> PutStatus {
         let c = &self.core;
-        let sync = c.settings.sync_flush;
-        let deadline =
-            tokio::time::Instant::now() + if sync { c.settings.sync_flush_timeout } else { ASYNC_VISIBLE_TIMEOUT };
-        // A further condition waits under the same deadline and maps its own failure.
-        if acks.visible.wait_until(deadline).await {
-            return PutStatus::PutOk;
+        let deadline = tokio::time::Instant::now() + c.settings.sync_flush_timeout;
+        let mut status = PutStatus::PutOk;
+        if let Some(visible) = acks.visible {
+            if !visible.wait_until(deadline).await {
+                // Not visible in time, released because dispatch stopped on an
+                // unreadable record, or the flusher stopped. What the producer must
+                // learn is whether the message is durable: if so, an error would only
+                // make it send a duplicate.
+                tracing::debug!(offset = end, dispatched = c.dispatched(), "put acknowledged before it became visible");
+                if c.commit_log.flushed() < end {
+                    status = PutStatus::FlushDiskTimeout;
+                }
+            }
         }
-        // Not visible in time, or the dispatcher stopped. With SYNC_FLUSH what the
-        // producer must learn is whether the message is durable; otherwise see
-        // ASYNC_VISIBLE_TIMEOUT.
-        tracing::debug!(offset = end, dispatched = c.dispatched(), "put acknowledged before it became visible");
-        if sync && c.commit_log.flushed() < end {
-            PutStatus::FlushDiskTimeout
-        } else {
-            PutStatus::PutOk
+        if let (Some(replica), Some(policy)) = (acks.replica, c.settings.opts.replica_ack) {
+            // RocketMQ's `isSlaveOK`: with no replica, or only one too far behind to
+            // wait for, the put does not wait; it is stored all the same.
+            let acked = c.replica_acked.load(Ordering::Acquire);
+            if c.replicas.load(Ordering::Acquire) == 0 || end - acked > policy.max_gap {
+                return PutStatus::SlaveNotAvailable;
+            }
+            if !replica.wait_until(deadline).await && c.replica_acked.load(Ordering::Acquire) < end {
+                return PutStatus::FlushSlaveTimeout;
+            }
         }
+        status
     }
 
     // ---------------------------------------------------------------- reads
@@ -538,6 +531,7 @@ impl MessageStore {
             };
             (0..PREFETCH_AHEAD).for_each(prefetch);
             let mut next_file_start = i64::MIN;
+            let read_limit = c.read_limit.load(Ordering::Acquire);
             let mut i = 0;
             while i < n {
                 prefetch(i + PREFETCH_AHEAD);
@@ -545,6 +539,11 @@ impl MessageStore {
                 if e.size <= 0 || (next_file_start != i64::MIN && e.phy_offset < next_file_start) {
                     i += 1;
                     continue;
+                }
+                if e.phy_offset >= read_limit {
+                    // Records past the read limit are not served (a replica ahead of
+                    // its master): the queue ends here for now.
+                    break;
                 }
                 if !res.messages.is_empty()
                     && (res.messages.len() >= max_msgs || res.total_bytes + e.size as usize > req.max_bytes)
@@ -639,11 +638,11 @@ impl MessageStore {
     /// exists and has been dispatched.
     pub fn look_message_by_offset(&self, phy_offset: i64) -> Option<Bytes> {
         let c = &self.core;
-        // Up to what the dispatcher may read (written, or durable with SYNC_FLUSH),
-        // not to what it has already dispatched: a send-back or a transaction
-        // commit looks a message up right after its ack, as RocketMQ reads the
-        // commit log directly.
+        // Up to what may be dispatched (written, or durable with SYNC_FLUSH), not to
+        // what has been: RocketMQ reads the commit log directly here. (An
+        // acknowledged put is dispatched anyway.)
         let limit = if c.settings.sync_flush { c.commit_log.flushed() } else { c.commit_log.written() };
+        let limit = limit.min(c.read_limit.load(Ordering::Acquire));
         if phy_offset < 0 || phy_offset >= limit {
             return None;
         }
@@ -658,7 +657,7 @@ impl MessageStore {
         let Some(index) = &c.index else {
             return Vec::new();
         };
-        let limit = c.dispatched();
+        let limit = c.dispatched().min(c.read_limit.load(Ordering::Acquire));
         let mut out = Vec::new();
         // Ask for more candidates than needed: collisions are filtered below.
         for phy in index.query(topic, key, max_num.saturating_mul(2).max(max_num + 16), begin, end) {
@@ -676,6 +675,85 @@ impl MessageStore {
             }
         }
         out
+    }
+
+    // ---------------------------------------------------------------- replication
+
+    /// Commit-log bytes from `offset`, at most `max`, within one segment and up to what
+    /// is written: a zero-copy slice of the mapping (what a master sends its replicas).
+    /// `None` when `offset` is at or past the end, or its segment is gone.
+    pub fn commit_log_data(&self, offset: i64, max: usize) -> Option<Bytes> {
+        let cl = &self.core.commit_log;
+        let written = cl.written();
+        if offset < 0 || offset >= written || max == 0 {
+            return None;
+        }
+        let seg = cl.segment_for(offset)?;
+        let local = (offset - seg.start()) as usize;
+        let end = ((written - seg.start()) as usize).min(seg.published());
+        if end <= local {
+            return None;
+        }
+        seg.bytes(local, (end - local).min(max))
+    }
+
+    /// The size of a commit-log segment.
+    pub fn commit_log_segment_size(&self) -> usize {
+        self.core.commit_log.segment_size()
+    }
+
+    /// Resolves after the next batch is published (or at once if one is published
+    /// between this call and the first poll of a future that was `enable`d first).
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.core.appended.notified()
+    }
+
+    /// Whether the commit log holds nothing at all (a new replica).
+    pub fn is_empty(&self) -> bool {
+        self.core.commit_log.written() == 0
+    }
+
+    /// Appends a replica's copy of its master's commit log, `data` from commit-log
+    /// offset `offset`, byte for byte; consume queues and the index are built from it
+    /// as from this store's own writes. Returns the new end of the log.
+    ///
+    /// # Errors
+    /// `offset` is not this log's end (nor, in an empty log, a segment start), the data
+    /// crosses a segment (segment sizes differ from the master's), or the store
+    /// refuses writes.
+    pub async fn append_replicated(&self, offset: i64, data: Bytes) -> Result<i64> {
+        let c = &self.core;
+        if c.stopping() {
+            return Err(Error::Replica { offset, reason: "the store is shutting down" });
+        }
+        let (tx, rx) = oneshot::channel();
+        let req = AppendRequest { payload: Payload::Raw { offset, data }, reply: tx };
+        if c.queue.push(req, c.settings.opts.put_queue_timeout).await.is_err() {
+            return Err(Error::Replica { offset, reason: "the append queue is full or closed" });
+        }
+        match rx.await {
+            Ok(a) if a.status == PutStatus::PutOk => Ok(a.end),
+            Ok(_) => Err(Error::Replica { offset, reason: "the data does not continue this log (see the log)" }),
+            Err(_) => Err(Error::Replica { offset, reason: "the store is shutting down" }),
+        }
+    }
+
+    /// What the master's replication connections report: how many replicas are
+    /// connected and the most any holds. Resolves the SYNC_MASTER puts it covers.
+    pub fn replica_progress(&self, connected: usize, acked: i64) {
+        let c = &self.core;
+        c.replicas.store(connected, Ordering::Release);
+        let previous = c.replica_acked.fetch_max(acked, Ordering::AcqRel);
+        if acked > previous {
+            c.replica_waiters.resolve_up_to(acked);
+        }
+    }
+
+    /// Stops serving records at or past `limit` (pulls, lookups, key queries) — a
+    /// replica whose log runs past its master's serves nothing the master lacks —
+    /// or serves everything again (`None`).
+    pub fn set_read_limit(&self, limit: Option<i64>) {
+        self.core.read_limit.store(limit.unwrap_or(i64::MAX), Ordering::Release);
     }
 
     /// End of the commit log (next append position).
@@ -727,8 +805,10 @@ impl MessageStore {
         }
     }
 
-    /// Installs the hook called (on the dispatcher thread) after each consume-queue
-    /// entry becomes visible, e.g. to wake long-polling pulls.
+    /// Installs the hook called after each consume-queue entry becomes visible, e.g.
+    /// to wake long-polling pulls. It runs on the thread that dispatches: the writer
+    /// (ASYNC_FLUSH) or the flusher (SYNC_FLUSH), inside the acknowledgement path of
+    /// every put, so it must be cheap and never block.
     pub fn set_arrival_listener(&self, listener: ArrivalListener) {
         *self.core.listener.write() = Some(listener);
     }
@@ -800,7 +880,7 @@ impl MessageStore {
         flush::flush_once(c)?;
         let written = c.commit_log.written();
         if c.dispatched() < written {
-            dispatch::dispatch_range(c, c.dispatched(), written, None);
+            dispatch::dispatch_range(c, c.dispatched(), written, KnownTags::NONE);
         }
         for q in c.all_queues() {
             q.flush()?;
@@ -833,21 +913,15 @@ impl MessageStore {
             let _ = h.join();
         }
         c.writer_done.store(true, Ordering::Release);
-        if let Some(th) = c.flusher_thread.get() {
-            th.unpark();
-        }
+        c.wake_flusher();
         if let Some(h) = t.flusher.take() {
             let _ = h.join();
         }
-        c.flusher_done.store(true, Ordering::Release);
-        c.wake_dispatcher();
-        if let Some(h) = t.dispatcher.take() {
-            let _ = h.join();
-        }
-        // Normally empty (the dispatcher exits after dispatching everything written);
-        // after `halt`, or a dispatcher stuck on an unreadable record, the puts still
-        // waiting answer now instead of at their timeout.
+        // Normally empty (with SYNC_FLUSH the flusher exits after syncing and
+        // dispatching everything written); after `halt` or a failed sync, the puts
+        // still waiting answer now instead of at their timeout.
         c.visible_waiters.abandon();
+        c.replica_waiters.abandon();
         c.allocator.stop();
         if let Some(h) = t.alloc.take() {
             let _ = h.join();
@@ -880,7 +954,6 @@ impl MessageStore {
             if Instant::now() >= deadline {
                 return false;
             }
-            self.core.wake_dispatcher();
             std::thread::sleep(Duration::from_millis(1));
         }
         true

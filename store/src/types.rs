@@ -120,12 +120,23 @@ pub enum PutStatus {
     OsPageCacheBusy,
     /// The commit log could not be written (I/O error); the store stops accepting puts.
     UnknownError,
+    /// SYNC_MASTER: stored, but no replica confirmed it within `sync_flush_timeout`.
+    FlushSlaveTimeout,
+    /// SYNC_MASTER: stored, but no replica is connected or the nearest is too far
+    /// behind to wait for.
+    SlaveNotAvailable,
 }
 
 impl PutStatus {
     /// Whether the message was stored (it may still not be durable).
     pub fn is_stored(self) -> bool {
-        matches!(self, PutStatus::PutOk | PutStatus::FlushDiskTimeout)
+        matches!(
+            self,
+            PutStatus::PutOk
+                | PutStatus::FlushDiskTimeout
+                | PutStatus::FlushSlaveTimeout
+                | PutStatus::SlaveNotAvailable
+        )
     }
 }
 
@@ -287,7 +298,7 @@ impl GetResult {
     }
 }
 
-/// What the dispatcher tells the arrival listener about a newly visible message.
+/// What dispatching tells the arrival listener about a newly visible message.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival<'a> {
     pub topic: &'a str,
@@ -301,8 +312,9 @@ pub struct Arrival<'a> {
     pub properties: &'a [u8],
 }
 
-/// Called by the dispatcher after a consume-queue entry became visible (on the
-/// dispatcher thread: keep it cheap and non-blocking).
+/// Called after a consume-queue entry became visible, on the thread that dispatched
+/// it: the writer (ASYNC_FLUSH) or the flusher (SYNC_FLUSH), inside the
+/// acknowledgement path of the puts of that batch. Keep it cheap and non-blocking.
 pub type ArrivalListener = std::sync::Arc<dyn Fn(&Arrival<'_>) + Send + Sync>;
 
 /// What recovery found when the store was opened.

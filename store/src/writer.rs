@@ -8,11 +8,18 @@
 //! wait up to `put_queue_timeout`, then answer `OsPageCacheBusy`) and push. The writer
 //! swaps the whole pending vector out under one short lock (group commit: everything
 //! that arrived while it was busy is one batch), encodes each record straight into the
-//! mapped segment, assigns physical offset, queue offset and store timestamp, then
-//! registers the batch's acknowledgement signal ([`crate::ack`]), publishes the batch
-//! (`written`) and answers every request with its offsets and a waiter on that signal.
+//! mapped segment, assigns physical offset, queue offset and store timestamp, and
+//! publishes the batch (`written`). Then it acknowledges ([`crate::ack`]):
+//! * ASYNC_FLUSH — the batch is eligible as soon as it is published, so the writer
+//!   dispatches it itself ([`crate::dispatch`]: consume-queue and index entries,
+//!   arrival listener, from the tags codes it has in hand) and answers every request
+//!   with its offsets: the reply is the acknowledgement.
+//! * SYNC_FLUSH — before publishing, it registers one visibility signal for the batch,
+//!   which the flusher fires once the batch is durable and dispatched, and answers
+//!   every request with its offsets and a waiter on that signal.
+//!
 //! No lock is held while encoding except the queue-offset table, which only the
-//! writer and `delete_topic`/recovery touch.
+//! writer and `delete_topic`/recovery touch; none is held while dispatching.
 //!
 //! Invariants:
 //! * Store timestamps never decrease along the log (a clock step back reuses the last
@@ -23,8 +30,10 @@
 //! * `written` moves only after every record below it is fully encoded and its
 //!   segment's published prefix covers it, and after the signal of the batch that
 //!   ends there is registered.
+//! * With ASYNC_FLUSH a put is answered only after `dispatched` has passed its
+//!   records (or dispatch stopped on an unreadable record, which is logged).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -37,6 +46,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 
 use crate::ack::{self, Waiter};
+use crate::dispatch::{Dispatcher, KnownTags};
 use crate::error::{Error, Result};
 use crate::mapped_file::{Access, MappedFile, MappedWriter};
 use crate::settings::segment_name;
@@ -54,6 +64,12 @@ pub(crate) enum Payload {
     One(Prepared),
     /// Records of one topic/queue, appended contiguously; `usize` is the total length.
     Batch(Vec<Prepared>, usize),
+    /// A replica's copy of its master's commit log from `offset` (see
+    /// [`crate::MessageStore::append_replicated`]): raw bytes, written as they are.
+    Raw {
+        offset: i64,
+        data: bytes::Bytes,
+    },
 }
 
 pub(crate) struct AppendRequest {
@@ -61,11 +77,15 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Appended>,
 }
 
-/// What a stored put waits for before it is acknowledged (see [`crate::ack`]).
+/// What a stored put still waits for once the writer has answered (see
+/// [`crate::ack`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Acks {
-    /// Fired by the dispatcher once the batch is visible to every read path.
-    pub visible: Waiter,
+    /// SYNC_FLUSH: fired by the flusher once the batch is durable and visible to
+    /// every read path.
+    pub visible: Option<Waiter>,
+    /// SYNC_MASTER: fired once a replica reports holding the batch.
+    pub replica: Option<Waiter>,
 }
 
 /// What the writer did with a request.
@@ -80,7 +100,8 @@ pub(crate) struct Appended {
     pub end: i64,
     pub count: usize,
     pub batch_offsets: Vec<i64>,
-    /// Set when the request was stored.
+    /// Set when the request was stored and its acknowledgement needs more than this
+    /// reply (SYNC_FLUSH); `None` for a stored ASYNC_FLUSH request, already visible.
     pub acks: Option<Acks>,
 }
 
@@ -200,56 +221,76 @@ impl Writer {
         let _span = tracing::info_span!("append").entered();
         let mut batch: Vec<AppendRequest> = Vec::with_capacity(1024);
         let mut replies: Vec<(oneshot::Sender<Appended>, Appended)> = Vec::with_capacity(1024);
+        // The batch's tags codes, for dispatching it here (ASYNC_FLUSH).
+        let mut tags: Vec<(i64, i64)> = Vec::with_capacity(4096);
+        let mut dispatcher = Dispatcher::new();
         let core = self.core.clone();
+        let sync = core.settings.sync_flush;
+        let replicated = core.settings.opts.replica_ack.is_some();
         while core.queue.drain_blocking(&mut batch) {
             let now = common::time::now_ms().max(self.last_ts);
             self.last_ts = now;
-            // One signal for the whole batch, created with its first stored request.
+            // SYNC_FLUSH, SYNC_MASTER: one signal per condition for the whole batch,
+            // created with its first stored request. A replicated append waits for
+            // nothing: the master that sent it waits for its report.
             let mut visible = None;
+            let mut replica = None;
             {
                 let mut table = core.topic_table.lock();
-                let mut tags = core.pending_tags.lock();
                 for req in batch.drain(..) {
+                    let raw = matches!(req.payload, Payload::Raw { .. });
                     let mut res = self.append(&req.payload, now, &mut table, &mut tags);
-                    if res.status == PutStatus::PutOk {
-                        let (_, waiter) = visible.get_or_insert_with(ack::signal);
-                        res.acks = Some(Acks { visible: waiter.clone() });
+                    if res.status == PutStatus::PutOk && !raw && (sync || replicated) {
+                        res.acks = Some(Acks {
+                            visible: sync.then(|| visible.get_or_insert_with(ack::signal).1.clone()),
+                            replica: replicated.then(|| replica.get_or_insert_with(ack::signal).1.clone()),
+                        });
                     }
                     replies.push((req.reply, res));
                 }
             }
             self.active.publish();
+            let end = self.global_pos();
+            // Registered before `written` moves, so the flusher (or the replicas'
+            // reports) cannot pass these records without finding their signal.
             if let Some((signal, _)) = visible {
-                // Registered before `written` moves, so the dispatcher cannot make
-                // these records visible without finding their signal.
-                core.visible_waiters.register(self.global_pos(), signal);
+                core.visible_waiters.register(end, signal);
             }
-            core.commit_log.set_written(self.global_pos());
+            if let Some((signal, _)) = replica {
+                core.replica_waiters.register(end, signal);
+            }
+            core.commit_log.set_written(end);
             core.last_written_ts.store(now, Ordering::Release);
-            core.wake_after_write();
+            core.appended.notify_waiters();
+            if sync {
+                core.wake_flusher();
+            } else {
+                // Eligible now: make the batch visible before answering, so the replies
+                // are the acknowledgements and no other thread sits on the ack path.
+                dispatcher.dispatch_to(&core, end, KnownTags::new(&tags));
+            }
+            tags.clear();
             core.stats.writer_batches.fetch_add(1, Ordering::Relaxed);
             for (reply, res) in replies.drain(..) {
                 let _ = reply.send(res);
             }
         }
         self.active.publish();
-        core.commit_log.set_written(self.global_pos());
-        core.wake_after_write();
+        let end = self.global_pos();
+        core.commit_log.set_written(end);
+        if !sync {
+            dispatcher.dispatch_to(&core, end, KnownTags::NONE);
+        }
     }
 
-    fn append(
-        &mut self,
-        payload: &Payload,
-        now: i64,
-        table: &mut TopicTable,
-        tags: &mut VecDeque<(i64, i64)>,
-    ) -> Appended {
+    fn append(&mut self, payload: &Payload, now: i64, table: &mut TopicTable, tags: &mut Vec<(i64, i64)>) -> Appended {
         if !self.core.writable.load(Ordering::Acquire) {
             return Appended::failed(PutStatus::UnknownError);
         }
         let total = match payload {
             Payload::One(p) => p.len,
             Payload::Batch(_, total) => *total,
+            Payload::Raw { offset, data } => return self.append_raw(*offset, data),
         };
         if total + record::BLANK_LEN > self.active.remaining() {
             if let Err(e) = self.roll() {
@@ -262,13 +303,14 @@ impl Writer {
             }
         }
         match payload {
+            Payload::Raw { .. } => unreachable!("replicated appends return above"),
             Payload::One(p) => {
                 let qo = next_queue_offset(table, &p.msg, 1);
                 let phy = self.global_pos();
                 if let Err(status) = self.encode(p, qo, phy, now) {
                     return Appended::failed(status);
                 }
-                tags.push_back((phy, p.msg.tags_code));
+                tags.push((phy, p.msg.tags_code));
                 Appended {
                     status: PutStatus::PutOk,
                     phy,
@@ -295,7 +337,7 @@ impl Writer {
                         // practice. Records already written stay (they are complete).
                         return Appended::failed(status);
                     }
-                    tags.push_back((phy, p.msg.tags_code));
+                    tags.push((phy, p.msg.tags_code));
                     offsets.push(phy);
                 }
                 Appended {
@@ -311,6 +353,93 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Writes a replica's copy of its master's log at `offset`, which must be this
+    /// log's end — or, in an empty log, the start of a segment: a replica that had
+    /// nothing starts at its master's newest segment.
+    fn append_raw(&mut self, offset: i64, data: &bytes::Bytes) -> Appended {
+        let failed = |why: &str| {
+            tracing::warn!(offset, len = data.len(), reason = why, "replicated data refused");
+            Appended::failed(PutStatus::MessageIllegal)
+        };
+        if offset != self.global_pos() {
+            let seg = self.core.commit_log.segment_size() as i64;
+            let empty = self.global_pos() == self.active.file().start() && self.core.commit_log.segments().len() == 1;
+            if !(empty && self.global_pos() == 0 && offset % seg == 0) {
+                return failed("not at the end of this log");
+            }
+            if let Err(e) = self.rebase(offset) {
+                tracing::error!(error = %e, "moving an empty commit log to its master's offset failed");
+                return Appended::failed(PutStatus::UnknownError);
+            }
+        }
+        if self.active.remaining() == 0 {
+            // The master's segment ended with its own blank record, copied already.
+            if let Err(e) = self.roll_full() {
+                tracing::error!(error = %e, "commit log roll-over failed; refusing further writes");
+                self.core.writable.store(false, Ordering::Release);
+                return Appended::failed(PutStatus::UnknownError);
+            }
+        }
+        if data.len() > self.active.remaining() {
+            return failed(
+                "crosses a segment boundary: are the commit-log segment sizes the same on master and slave?",
+            );
+        }
+        self.active.append_with(data.len(), |buf| buf.copy_from_slice(data));
+        Appended {
+            status: PutStatus::PutOk,
+            phy: offset,
+            wrote: data.len(),
+            queue_offset: -1,
+            store_ts: 0,
+            end: offset + data.len() as i64,
+            count: 0,
+            batch_offsets: Vec::new(),
+            acks: None,
+        }
+    }
+
+    /// Continues in the next segment after one filled to the last byte.
+    fn roll_full(&mut self) -> Result<()> {
+        self.active.publish();
+        let next_start = self.active.file().end();
+        let next = self.core.allocator.take(next_start)?;
+        let writer = next.take_writer().ok_or(Error::Corrupt {
+            path: next.path().to_owned(),
+            offset: 0,
+            reason: "new segment already has a writer",
+        })?;
+        self.core.commit_log.push_segment(next);
+        self.active = writer;
+        self.core.allocator.prefetch(next_start + self.core.commit_log.segment_size() as i64);
+        Ok(())
+    }
+
+    /// Moves an empty log to start at `start` (a segment boundary): its one empty
+    /// segment is replaced by one named after `start`, and every offset moves there.
+    fn rebase(&mut self, start: i64) -> Result<()> {
+        let next = self.core.allocator.take(start)?;
+        let writer = next.take_writer().ok_or(Error::Corrupt {
+            path: next.path().to_owned(),
+            offset: 0,
+            reason: "new segment already has a writer",
+        })?;
+        let old = self.core.commit_log.replace_segments(vec![next]);
+        self.active = writer;
+        for seg in old {
+            let path = seg.path().to_owned();
+            drop(seg);
+            let _ = std::fs::remove_file(&path);
+        }
+        let c = &self.core;
+        c.commit_log.set_written(start);
+        c.commit_log.set_flushed(start);
+        c.set_dispatched(start);
+        c.allocator.prefetch(start + c.commit_log.segment_size() as i64);
+        tracing::info!(start, "an empty commit log now starts at its master's newest segment");
+        crate::flush::checkpoint_now(c)
     }
 
     #[inline]

@@ -4,8 +4,9 @@
 //! the put's acknowledgement is what makes them safe.
 //!
 //! Several tasks put concurrently, so writer batches usually hold several requests
-//! (group commit) whose acknowledgements share one signal, and single puts mix with
-//! batch puts.
+//! (group commit) that are dispatched and acknowledged together, and single puts mix
+//! with batch puts. With ASYNC_FLUSH the writer dispatches each batch before it
+//! answers; with SYNC_FLUSH the flusher dispatches what each sync made durable.
 
 mod support;
 
@@ -47,20 +48,30 @@ fn check_visible(store: &MessageStore, topic: &str, r: &PutResult, bodies: &[Vec
     }
 }
 
+/// Small segments, consume-queue files and index files: acknowledgements also cross
+/// roll-overs of all three.
+fn config(dir: &std::path::Path, flush: FlushDiskType) -> store::StoreConfig {
+    small_config(dir, 256 * 1024, flush)
+}
+
 fn puts_are_visible_when_they_resolve(flush: FlushDiskType) {
     let dir = tempfile::tempdir().unwrap();
-    // Small segments, consume-queue files and index files: acknowledgements also
-    // cross roll-overs of all three.
-    let cfg = small_config(dir.path(), 256 * 1024, flush);
-    let store = Arc::new(open(&cfg));
+    let store = Arc::new(open(&config(dir.path(), flush)));
+    concurrent_puts_are_visible(&store, "Ryw");
+}
+
+/// Puts from several tasks into topics named `{prefix}{task}-{n}`, each checked
+/// right after it resolves.
+fn concurrent_puts_are_visible(store: &Arc<MessageStore>, prefix: &str) {
     let rt = runtime();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..TASKS {
             let store = store.clone();
+            let prefix = prefix.to_owned();
             tasks.push(tokio::spawn(async move {
                 for i in 0..PUTS_PER_TASK {
-                    let topic = format!("Ryw{t}-{}", i / PUTS_PER_TOPIC);
+                    let topic = format!("{prefix}{t}-{}", i / PUTS_PER_TOPIC);
                     let key = format!("key-{t}-{i}");
                     let props = props("", &key, "");
                     let first = i % PUTS_PER_TOPIC == 0;
@@ -92,4 +103,49 @@ fn async_flush_puts_are_visible_when_they_resolve() {
 #[test]
 fn sync_flush_puts_are_visible_when_they_resolve() {
     puts_are_visible_when_they_resolve(FlushDiskType::SyncFlush);
+}
+
+/// Reopened after a crash with its consume queues and index gone, the store rebuilds
+/// them from the commit log while it opens; live dispatching then carries on from
+/// there, and puts still resolve visible.
+fn puts_after_a_crash_restart_are_visible(flush: FlushDiskType) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), flush);
+    {
+        let store = Arc::new(open(&cfg));
+        concurrent_puts_are_visible(&store, "Before");
+        store.halt();
+    }
+    for gone in ["consumequeue", "index", "checkpoint"] {
+        let path = dir.path().join(gone);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let store = Arc::new(open(&cfg));
+    let rep = store.recovery_report();
+    assert!(!rep.clean_shutdown, "{rep:?}");
+    let records = |puts: usize| (0..puts).map(|i| if i % 3 == 2 { 3 } else { 1 }).sum::<usize>();
+    assert_eq!(rep.records_redispatched, (TASKS * records(PUTS_PER_TASK)) as u64, "{rep:?}");
+    let first_topic = records(PUTS_PER_TOPIC) as i64;
+    assert_eq!(store.max_offset_in_queue("Before0-0", 0), first_topic, "rebuilt at open");
+    concurrent_puts_are_visible(&store, "After");
+    // Puts into topics rebuilt at open continue their queues.
+    let rt = runtime();
+    let bodies = [b"continued".to_vec()];
+    let r = rt.block_on(store.put(msg("Before0-0", 0, &bodies[0]).with_properties(props("", "key-continued", ""))));
+    assert_eq!(r.queue_offset, first_topic);
+    check_visible(&store, "Before0-0", &r, &bodies, "key-continued", false);
+}
+
+#[test]
+fn async_flush_puts_after_a_crash_restart_are_visible() {
+    puts_after_a_crash_restart_are_visible(FlushDiskType::AsyncFlush);
+}
+
+#[test]
+fn sync_flush_puts_after_a_crash_restart_are_visible() {
+    puts_after_a_crash_restart_are_visible(FlushDiskType::SyncFlush);
 }

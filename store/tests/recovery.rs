@@ -91,10 +91,9 @@ fn crash_restart_keeps_every_complete_record() {
     }
 }
 
-#[test]
-fn consume_queues_and_index_rebuild_from_the_commit_log() {
+fn consume_queues_and_index_rebuild_from_the_commit_log(flush: FlushDiskType) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = small_config(dir.path(), 4096, FlushDiskType::SyncFlush);
+    let cfg = small_config(dir.path(), 4096, flush);
     {
         let store = open(&cfg);
         fill(&store, 30);
@@ -108,6 +107,16 @@ fn consume_queues_and_index_rebuild_from_the_commit_log() {
     assert_eq!(read_all(&store, 0).len(), 10);
     assert_eq!(store.max_offset_in_queue("R", 2), 10);
     assert_eq!(store.query_message("R", "key-29", 4, 0, i64::MAX).len(), 1);
+}
+
+#[test]
+fn async_flush_consume_queues_and_index_rebuild_from_the_commit_log() {
+    consume_queues_and_index_rebuild_from_the_commit_log(FlushDiskType::AsyncFlush);
+}
+
+#[test]
+fn sync_flush_consume_queues_and_index_rebuild_from_the_commit_log() {
+    consume_queues_and_index_rebuild_from_the_commit_log(FlushDiskType::SyncFlush);
 }
 
 /// Writes garbage over the last record and checks it is cut off, never served, and

@@ -82,7 +82,8 @@ impl TimerService {
         self.delivered.load(Ordering::Relaxed)
     }
 
-    /// The dispatcher saw a timer-queue entry (called on the dispatcher thread).
+    /// The store dispatched a timer-queue entry (called on the store thread that
+    /// dispatches, so it stays a short lock and a notify).
     pub fn on_arrival(&self, queue_offset: i64, deliver_ms: i64, phy_offset: i64) {
         let earliest = {
             let mut p = self.pending.lock();
