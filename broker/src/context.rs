@@ -74,7 +74,11 @@ impl BrokerContext {
         let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
         let root = config.store.store_path_root_dir.clone();
         let config_dir = root.join("config");
-        let opts = StoreOptions { delay_levels: delay_levels.clone(), ..StoreOptions::default() };
+        // A SYNC_MASTER's puts wait for a slave as well (`replication` reports them).
+        let replica_ack = (config.broker_role == config::BrokerRole::SyncMaster).then(|| store::ReplicaAck {
+            max_gap: i64::try_from(config.ha_max_gap_not_in_sync.as_u64()).unwrap_or(i64::MAX),
+        });
+        let opts = StoreOptions { delay_levels: delay_levels.clone(), replica_ack, ..StoreOptions::default() };
         let store = Arc::new(MessageStore::open_with(Arc::new(config.store.clone()), broker_addr, opts)?);
         let role = Replication::new(config.broker_role, ha_addr, config.ha_master_address.clone())
             .with_slave_reads(config.slave_read_enable, config.access_message_in_memory_max_ratio);

@@ -102,7 +102,9 @@ impl Broker {
         }
         match ha_listener {
             Some(l) => ctx.role.set_ha(Ha::Master(HaMaster::start(l, ctx.store.clone(), ha_settings)?)),
-            None => ctx.role.set_ha(Ha::Slave(HaSlave::start(ctx.store.clone(), ctx.role.master_ha_addr(), ha_settings))),
+            None => {
+                ctx.role.set_ha(Ha::Slave(HaSlave::start(ctx.store.clone(), ctx.role.master_ha_addr(), ha_settings)))
+            }
         }
 
         let dispatcher = processor::dispatcher(ctx.clone());

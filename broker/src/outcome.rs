@@ -38,6 +38,8 @@ impl PutOutcome {
         let (code, remark): (ResponseCode, Option<Cow<'static, str>>) = match status {
             PutStatus::PutOk => (ResponseCode::SUCCESS, None),
             PutStatus::FlushDiskTimeout => (ResponseCode::FLUSH_DISK_TIMEOUT, None),
+            PutStatus::FlushSlaveTimeout => (ResponseCode::FLUSH_SLAVE_TIMEOUT, None),
+            PutStatus::SlaveNotAvailable => (ResponseCode::SLAVE_NOT_AVAILABLE, None),
             PutStatus::MessageIllegal | PutStatus::PropertiesSizeExceeded => (
                 ResponseCode::MESSAGE_ILLEGAL,
                 Some(
@@ -127,6 +129,8 @@ mod tests {
     fn every_status_has_rocketmqs_code() {
         check(PutStatus::PutOk, ResponseCode::SUCCESS, true, "");
         check(PutStatus::FlushDiskTimeout, ResponseCode::FLUSH_DISK_TIMEOUT, true, "");
+        check(PutStatus::FlushSlaveTimeout, ResponseCode::FLUSH_SLAVE_TIMEOUT, true, "");
+        check(PutStatus::SlaveNotAvailable, ResponseCode::SLAVE_NOT_AVAILABLE, true, "");
         check(PutStatus::MessageIllegal, ResponseCode::MESSAGE_ILLEGAL, false, "msg body length limit 4194304B");
         check(PutStatus::PropertiesSizeExceeded, ResponseCode::MESSAGE_ILLEGAL, false, "properties length limit 32KB");
         check(PutStatus::ServiceNotAvailable, ResponseCode::SERVICE_NOT_AVAILABLE, false, "shutting down");

@@ -50,7 +50,8 @@ pub async fn run(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
 
 /// One round of copying; each part is tried independently and failures are logged.
 pub async fn sync_all(ctx: &BrokerContext, client: &RemotingClient, master: &str) {
-    if let Some(topics) = fetch::<TopicConfigSerializeWrapper>(client, master, RequestCode::GET_ALL_TOPIC_CONFIG).await {
+    if let Some(topics) = fetch::<TopicConfigSerializeWrapper>(client, master, RequestCode::GET_ALL_TOPIC_CONFIG).await
+    {
         ctx.topics.replace_from_master(topics);
     }
     if let Some(offsets) = fetch::<ConsumerOffsetWrapper>(client, master, RequestCode::GET_ALL_CONSUMER_OFFSET).await {

@@ -81,7 +81,8 @@ impl HaMaster {
         let slaves = Arc::new(Slaves::default());
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let accept = accept_loop(listener, store.clone(), settings.clone(), slaves.clone(), cancel.clone(), tasks.clone());
+        let accept =
+            accept_loop(listener, store.clone(), settings.clone(), slaves.clone(), cancel.clone(), tasks.clone());
         tasks.spawn(accept.instrument(tracing::info_span!("ha_accept", addr = %local_addr)));
         let rates = rate_loop(slaves.clone(), cancel.clone());
         tasks.spawn(rates);
@@ -275,8 +276,11 @@ async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore,
         }
         let max = store.commit_log_max_offset();
         if next < store.commit_log_min_offset() && !warned_gone {
-            warn!(next, min = store.commit_log_min_offset(),
-                  "the slave needs commit log this master has deleted; it cannot catch up from here");
+            warn!(
+                next,
+                min = store.commit_log_min_offset(),
+                "the slave needs commit log this master has deleted; it cannot catch up from here"
+            );
             warned_gone = true;
         }
         let due = last_write + settings.heartbeat_interval;

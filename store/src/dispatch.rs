@@ -103,8 +103,32 @@ impl<'a> KnownTags<'a> {
     }
 }
 
-/// Dispatches every record in `[from, limit)`; returns where it stopped (`limit`, or
-/// earlier on a record it cannot parse, which is logged).
+/// Whether `buf` starts with the beginning of a record (or blank) whose end is not in
+/// it yet: a replica appends its master's log in transfers that may end mid-record,
+/// and the rest follows with the next one. Anything else that does not parse is
+/// unreadable.
+fn incomplete(buf: &[u8]) -> bool {
+    if buf.len() < 8 {
+        return true;
+    }
+    let total = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
+    let magic = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes"));
+    let known = matches!(magic, record::MAGIC_V1 | record::MAGIC_V2 | record::BLANK_MAGIC);
+    known && total >= record::BLANK_LEN as i32 && total as usize > buf.len()
+}
+
+/// Whether the records at `[at, limit)` end with a record not complete yet (see
+/// [`incomplete`]): dispatch then resumes there once more is written.
+pub(crate) fn waits_for_more(core: &Core, at: i64, limit: i64) -> bool {
+    let Some(seg) = core.commit_log.segment_for(at) else { return false };
+    let local = (at - seg.start()) as usize;
+    let avail = ((limit - seg.start()) as usize).min(seg.published());
+    avail > local && seg.read(local, avail - local).is_some_and(incomplete)
+}
+
+/// Dispatches every record in `[from, limit)`; returns where it stopped (`limit`;
+/// earlier at a record not complete yet, see [`waits_for_more`]; or earlier on a
+/// record it cannot parse, which is logged).
 pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: KnownTags<'_>) -> (i64, u64) {
     let cl = &core.commit_log;
     let mut pos = from;
@@ -147,7 +171,9 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
                     continue 'segments;
                 }
                 Err(e) => {
-                    tracing::error!(offset = pos, error = %e, "unreadable record in the dispatch range; dispatch stops");
+                    if !incomplete(&buf[at..]) {
+                        tracing::error!(offset = pos, error = %e, "unreadable record in the dispatch range; dispatch stops");
+                    }
                     core.set_dispatched(pos);
                     return (pos, count);
                 }
@@ -259,7 +285,7 @@ impl Dispatcher {
         if !self.stuck && from < limit {
             let (reached, _) = dispatch_range(core, from, limit, tags);
             core.visible_waiters.resolve_up_to(reached);
-            if reached < limit {
+            if reached < limit && !waits_for_more(core, reached, limit) {
                 tracing::error!(offset = reached, limit, "dispatch stopped; later records stay invisible");
                 self.stuck = true;
             }

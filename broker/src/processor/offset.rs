@@ -14,7 +14,6 @@ use remoting::{Channel, RemotingCommand};
 use crate::context::BrokerContext;
 use crate::processor::{json_response, try_header};
 
-
 pub async fn query_consumer_offset(
     ctx: &Arc<BrokerContext>,
     _: &Channel,

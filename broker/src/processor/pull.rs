@@ -318,9 +318,11 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
 
     // Whether this consumer reads from behind the page cache (RocketMQ's
     // `isSuggestPullingFromSlave`), judged by the last record it gets.
-    let too_slow = result.messages.last().and_then(|r| RecordView::parse(r).ok()).is_some_and(|v| {
-        ctx.role.behind_page_cache(v.physical_offset(), ctx.store.commit_log_max_offset())
-    });
+    let too_slow = result
+        .messages
+        .last()
+        .and_then(|r| RecordView::parse(r).ok())
+        .is_some_and(|v| ctx.role.behind_page_cache(v.physical_offset(), ctx.store.commit_log_max_offset()));
     let suggestion = ctx.role.suggest(group.broker_id, group.which_broker_when_consume_slowly, too_slow);
     let code = if suggestion.retry_on_master && code != ResponseCode::SUCCESS {
         ResponseCode::PULL_RETRY_IMMEDIATELY

@@ -58,7 +58,13 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
     let mut resp = match send(ctx, ch, &req, header, batch).await {
         Ok(r) | Err(r) => r,
     };
-    if !resp.response_code().is_success() && resp.code != ResponseCode::FLUSH_DISK_TIMEOUT.0 {
+    let stored = [
+        ResponseCode::SUCCESS,
+        ResponseCode::FLUSH_DISK_TIMEOUT,
+        ResponseCode::FLUSH_SLAVE_TIMEOUT,
+        ResponseCode::SLAVE_NOT_AVAILABLE,
+    ];
+    if !stored.contains(&resp.response_code()) {
         BrokerStats::add(&ctx.stats.send_failures, 1);
     }
     // The Java client reads these two keys without a null check.
