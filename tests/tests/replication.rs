@@ -71,6 +71,15 @@ async fn wait_slaves(master: &Wire, n: usize) -> Result<HaRuntimeInfo> {
     .await
 }
 
+/// Waits until the slave has copied `topic` from its master (every 10 s, and once
+/// at registration): a slave serves pulls only for topics it knows.
+async fn slave_knows(slave: &Wire, topic: &str) -> Result<()> {
+    eventually(WAIT, &format!("the slave to know {topic}"), || async {
+        slave.topic_configs().await.ok()?.contains_key(topic).then_some(())
+    })
+    .await
+}
+
 /// The commit-log end a broker reports.
 async fn max_offset(w: &Wire) -> Result<i64> {
     let info = w.runtime_info().await?;
@@ -213,6 +222,7 @@ async fn sync_master_killed_mid_load_loses_nothing_it_acknowledged() -> Result<(
         let sw = Wire::new(slaves[0].addr());
         let topic = "HaSync";
         mw.create_topic(topic, 4).await?;
+        slave_knows(&sw, topic).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let handles = load(&mw, topic, 64, &format!("r{round}"), stop.clone());
         eventually(WAIT, "sends acknowledged before the kill", || async {
@@ -288,6 +298,7 @@ async fn async_slave_converges_and_serves_after_the_master_dies() -> Result<()> 
     let (mw, sw) = (Wire::new(master.addr()), Wire::new(slaves[0].addr()));
     let topic = "HaAsync";
     mw.create_topic(topic, 4).await?;
+    slave_knows(&sw, topic).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let handles = load(&mw, topic, 16, "a", stop.clone());
     eventually(WAIT, "some load", || async { (max_offset(&mw).await.ok()? > 200_000).then_some(()) }).await?;
