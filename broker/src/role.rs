@@ -211,6 +211,15 @@ impl Replication {
         })
     }
 
+    /// A slave's master's end, when the master is behind this slave's log (the slave
+    /// then serves nothing past it).
+    pub fn master_behind_at(&self) -> Option<i64> {
+        match self.ha.get() {
+            Some(Ha::Slave(s)) => s.master_behind_at(),
+            _ => None,
+        }
+    }
+
     /// RocketMQ's `HARuntimeInfo` for GET_BROKER_HA_STATUS.
     pub fn runtime_info(&self) -> HaRuntimeInfo {
         match self.ha.get() {

@@ -11,7 +11,7 @@
 //! A master whose log ends before the slave's (an ASYNC_MASTER that lost its tail)
 //! says so in its heartbeats: the slave then logs it as an error, serves nothing past
 //! the master's end ([`store::MessageStore::set_read_limit`]) and appends nothing
-//! until an operator resolves it (see the operations guide in `docs/replication.md`).
+//! more, until an operator resolves it and restarts it (see `docs/replication.md`).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{debug, error, info, Instrument};
 
 use store::MessageStore;
 
@@ -205,11 +205,10 @@ async fn receive(
         }
         let own = store.commit_log_max_offset();
         if size == 0 {
-            if master_offset < own {
+            // Once found, it stays: the bytes past the master's end are not the
+            // master's, whatever the master writes later.
+            if master_offset < own && progress.master_behind_at.load(Ordering::Acquire) < 0 {
                 master_is_behind(store, progress, master_offset, own);
-            } else if progress.master_behind_at.swap(-1, Ordering::AcqRel) >= 0 {
-                info!(master_offset, own, "the master has caught up with this slave's log");
-                store.set_read_limit(None);
             }
             continue;
         }
@@ -234,7 +233,8 @@ async fn receive(
 }
 
 fn master_is_behind(store: &MessageStore, progress: &Progress, master_end: i64, own: i64) {
-    if progress.master_behind_at.swap(master_end, Ordering::AcqRel) != master_end {
+    progress.master_behind_at.store(master_end, Ordering::Release);
+    {
         error!(
             master_end,
             slave_end = own,
@@ -246,8 +246,6 @@ fn master_is_behind(store: &MessageStore, progress: &Progress, master_end: i64, 
              (stop the master, make this broker the master)"
         );
         store.set_read_limit(Some(master_end));
-    } else {
-        warn!(master_end, slave_end = own, "the master is still behind this slave's log");
     }
 }
 

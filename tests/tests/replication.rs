@@ -477,3 +477,36 @@ async fn rocketmqs_sample_pairs_start_as_they_are() -> Result<()> {
     }
     Ok(())
 }
+
+/// A slave whose log runs past its master's — here the master came back with an
+/// empty store, as an ASYNC_MASTER that lost its disk would — serves nothing past the
+/// master's end, says so in its runtime info, and keeps its own bytes for the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_ahead_of_its_master_serves_nothing_the_master_lacks() -> Result<()> {
+    let Pair { ns, master, slaves } = pair("ASYNC_MASTER", 1, &[]).await?;
+    let (mw, sw) = (Wire::new(master.addr()), Wire::new(slaves[0].addr()));
+    mw.create_topic("HaAhead", 1).await?;
+    slave_knows(&sw, "HaAhead").await?;
+    let mut offsets = Vec::new();
+    for i in 0..20 {
+        let s = mw.send("HaAhead", 0, format!("m{i}").as_bytes(), &props(&[])).await?;
+        offsets.push(common::msgid::decode_offset_msg_id(&s.msg_id)?.1);
+    }
+    let end = max_offset(&mw).await?;
+    caught_up(&sw, end).await?;
+    ensure!(sw.view_message(offsets[0]).await?.is_some());
+
+    master.process.kill9();
+    let fresh = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "ASYNC_MASTER")])?;
+    let info = eventually(WAIT, "the slave to find its new master behind it", || async {
+        let info = sw.runtime_info().await.ok()?;
+        (info.get("haMasterBehindAt")?.as_str() == "0").then_some(info)
+    })
+    .await?;
+    ensure!(info.get("commitLogMaxOffset").map(String::as_str) == Some(end.to_string().as_str()), "the slave kept its bytes");
+    for o in &offsets {
+        ensure!(sw.view_message(*o).await?.is_none(), "the slave served {o}, which its master does not have");
+    }
+    drop(fresh);
+    Ok(())
+}

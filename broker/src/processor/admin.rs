@@ -192,6 +192,7 @@ pub async fn get_broker_runtime_info(
         put("masterAddr", master.broker_addr.unwrap_or_default());
         put("haMasterAddr", master.ha_addr.unwrap_or_default());
         put("haConnected", ha.ha_client_runtime_info.is_activated.to_string());
+        put("haMasterBehindAt", ctx.role.master_behind_at().unwrap_or(-1).to_string());
     }
     put("timerPendingCount", ctx.timers.pending_count().to_string());
     put("transactionWritesRefused", BrokerStats::get(&st.tx_writes_refused).to_string());
