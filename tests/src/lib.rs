@@ -331,6 +331,14 @@ impl Broker {
         self.restart_with(namesrv, kill9, &[])
     }
 
+    /// Kills the broker (SIGKILL) and keeps its home, to start it again later on the
+    /// same store ([`Stopped::start`]).
+    pub fn kill9_and_keep(self) -> Stopped {
+        let Broker { process, home, settings } = self;
+        process.kill9();
+        Stopped { home, settings }
+    }
+
     /// [`Broker::restart`] with some settings changed (or added) from then on.
     ///
     /// # Errors
@@ -348,6 +356,22 @@ impl Broker {
             settings.push(((*k).to_owned(), (*v).to_owned()));
         }
         Self::start_in(home, namesrv, settings)
+    }
+}
+
+/// A broker that is not running, with its store and settings kept.
+pub struct Stopped {
+    home: tempfile::TempDir,
+    settings: Vec<(String, String)>,
+}
+
+impl Stopped {
+    /// Starts the broker again on its store. The port changes.
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start(self, namesrv: &str) -> Result<Broker> {
+        Broker::start_in(self.home, namesrv, self.settings)
     }
 }
 
