@@ -49,3 +49,32 @@ async fn cluster_topic_send_consume_and_progress() -> Result<()> {
     assert!(!ok && out.contains("Missing"), "an unknown topic is an error naming it: {out}");
     Ok(())
 }
+
+/// `clusterList` shows a master/slave pair's roles and HA addresses; `haStatus`
+/// shows the master's slave with its acknowledged offset and lag, and the slave's
+/// master.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_list_and_ha_status_show_replication() -> Result<()> {
+    let ns = Namesrv::start(&[])?;
+    let master = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SYNC_MASTER")])?;
+    let slave = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
+    let n = ns.addr();
+    let listed = eventually(Duration::from_secs(20), "both brokers in clusterList", || async {
+        let (ok, out) = admin(&n, &["clusterList"]).ok()?;
+        (ok && out.contains(&master.addr()) && out.contains(&slave.addr())).then_some(out)
+    })
+    .await?;
+    let line = |addr: &str| listed.lines().find(|l| l.contains(addr)).unwrap_or_default().to_owned();
+    let (m, s) = (line(&master.addr()), line(&slave.addr()));
+    assert!(m.contains("SYNC_MASTER") && m.contains("127.0.0.1:"), "{listed}");
+    assert!(s.contains("SLAVE"), "{listed}");
+    let ha = eventually(Duration::from_secs(20), "the slave in the master's haStatus", || async {
+        let (ok, out) = admin(&n, &["haStatus", "-b", &master.addr(), "--json"]).ok()?;
+        (ok && out.contains("\"slaveAckOffset\"") && out.contains("\"inSync\": true")).then_some(out)
+    })
+    .await?;
+    assert!(ha.contains("\"master\": true"), "{ha}");
+    let (ok, out) = admin(&n, &["haStatus", "-b", &slave.addr()])?;
+    assert!(ok && out.to_lowercase().contains("master"), "{out}");
+    Ok(())
+}

@@ -289,13 +289,14 @@ async fn sync_master_answers_for_a_frozen_then_dead_slave() -> Result<()> {
     Ok(())
 }
 
-/// ASYNC_MASTER: the slave converges to the master's end once the load stops, and a
-/// consumer reading from the slave after the master is killed receives every message
-/// the slave holds.
+/// ASYNC_MASTER with two slaves: both converge to the master's end once the load
+/// stops, and a consumer reading from a slave after the master is killed receives
+/// every message the slave holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_slave_converges_and_serves_after_the_master_dies() -> Result<()> {
-    let Pair { ns: _ns, master, slaves } = pair("ASYNC_MASTER", 1, &[]).await?;
+async fn async_slaves_converge_and_serve_after_the_master_dies() -> Result<()> {
+    let Pair { ns: _ns, master, slaves } = pair("ASYNC_MASTER", 2, &[]).await?;
     let (mw, sw) = (Wire::new(master.addr()), Wire::new(slaves[0].addr()));
+    let other = Wire::new(slaves[1].addr());
     let topic = "HaAsync";
     mw.create_topic(topic, 4).await?;
     slave_knows(&sw, topic).await?;
@@ -306,9 +307,14 @@ async fn async_slave_converges_and_serves_after_the_master_dies() -> Result<()> 
     let sent = collect(handles).await?;
     let end = max_offset(&mw).await?;
     caught_up(&sw, end).await?;
+    caught_up(&other, end).await?;
     ensure!(max_offset(&sw).await? == end, "the slave converged past the master's end");
-    let status = ha_status(&mw).await?;
-    ensure!(status.ha_connection_info[0].diff == 0 && status.ha_connection_info[0].in_sync, "{status:?}");
+    let status = eventually(WAIT, "both slaves to report the end", || async {
+        let s = ha_status(&mw).await.ok()?;
+        s.ha_connection_info.iter().all(|c| c.diff == 0 && c.in_sync).then_some(s)
+    })
+    .await?;
+    ensure!(status.ha_connection_info.len() == 2 && status.in_sync_slave_nums == 2, "{status:?}");
 
     master.process.kill9();
     // Every queue from the start, as a consumer of the slave reads it: with the load
