@@ -113,7 +113,7 @@ async fn follow(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) {
-    let rates = tokio::spawn(rate_loop(progress.clone(), cancel.clone()));
+    let rates = tokio::spawn(rate_loop(store.clone(), progress.clone(), cancel.clone()));
     loop {
         let addr = master.borrow_and_update().clone();
         let Some(addr) = addr else {
@@ -249,9 +249,11 @@ fn master_is_behind(store: &MessageStore, progress: &Progress, master_end: i64, 
     }
 }
 
-async fn rate_loop(progress: Arc<Progress>, cancel: CancellationToken) {
+/// Computes the transfer rate every second and, while data flows, logs the slave's
+/// progress every 10 s (a slave catching up after downtime says how it goes).
+async fn rate_loop(store: Arc<MessageStore>, progress: Arc<Progress>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last = 0u64;
+    let (mut last, mut logged, mut seconds) = (0u64, 0u64, 0u32);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -260,5 +262,14 @@ async fn rate_loop(progress: Arc<Progress>, cancel: CancellationToken) {
         let now = progress.received.load(Ordering::Relaxed);
         progress.rate.store(now - last, Ordering::Relaxed);
         last = now;
+        seconds += 1;
+        if seconds % 10 == 0 && now > logged {
+            info!(
+                offset = store.commit_log_max_offset(),
+                mib_per_s = (now - logged) as f64 / 10.0 / (1 << 20) as f64,
+                "replicating from the master"
+            );
+            logged = now;
+        }
     }
 }

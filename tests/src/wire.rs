@@ -195,7 +195,6 @@ pub async fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Resul
 
 pub use common::time::now_ms;
 
-
 /// Properties from pairs.
 pub fn props(pairs: &[(&str, &str)]) -> Properties {
     pairs.iter().copied().collect()

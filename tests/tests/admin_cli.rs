@@ -57,7 +57,8 @@ async fn cluster_topic_send_consume_and_progress() -> Result<()> {
 async fn cluster_list_and_ha_status_show_replication() -> Result<()> {
     let ns = Namesrv::start(&[])?;
     let master = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SYNC_MASTER")])?;
-    let slave = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
+    let slave =
+        Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
     let n = ns.addr();
     let listed = eventually(Duration::from_secs(20), "both brokers in clusterList", || async {
         let (ok, out) = admin(&n, &["clusterList"]).ok()?;

@@ -52,7 +52,8 @@ async fn a_push_consumer_goes_on_with_the_slave_and_back_to_the_master() -> Resu
     let topic = "SlaveRead";
     let ns = Namesrv::start(&[])?;
     let master = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a")])?;
-    let slave = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
+    let slave =
+        Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
     let (mw, sw) = (Wire::new(master.addr()), Wire::new(slave.addr()));
     mw.create_topic(topic, 2).await?;
     eventually(WAIT, "the slave to know the topic", || async {

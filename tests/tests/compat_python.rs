@@ -355,7 +355,8 @@ async fn cpp_consumer_reads_a_slave_whose_master_is_down() -> Result<()> {
     let _ = python();
     let ns = Namesrv::start(&[])?;
     let master = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a")])?;
-    let slave = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
+    let slave =
+        Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-a"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
     let home = tempfile::tempdir()?;
     let topic = "CompatPySlave";
     let (mw, sw) = (Wire::new(master.addr()), Wire::new(slave.addr()));

@@ -129,8 +129,15 @@ fn load(w: &Wire, topic: &str, tasks: usize, tag: &str, stop: Arc<AtomicBool>) -
                     let p = props(&[("body", &body), (keys::KEYS, &body)]);
                     let Ok(s) = w.send(&topic, (t % 4) as i32, body.as_bytes(), &p).await else { continue };
                     if s.code == ResponseCode::SUCCESS {
-                        let Ok((_, commit_log_offset)) = common::msgid::decode_offset_msg_id(&s.msg_id) else { continue };
-                        sent.acked.push(Acked { body, queue_id: s.queue_id, queue_offset: s.queue_offset, commit_log_offset });
+                        let Ok((_, commit_log_offset)) = common::msgid::decode_offset_msg_id(&s.msg_id) else {
+                            continue;
+                        };
+                        sent.acked.push(Acked {
+                            body,
+                            queue_id: s.queue_id,
+                            queue_offset: s.queue_offset,
+                            commit_log_offset,
+                        });
                     }
                 }
                 sent
@@ -203,10 +210,19 @@ async fn check_acked_on(slave: &Wire, topic: &str, acked: &[Acked]) -> Result<()
             break;
         }
     }
-    ensure!(problems.is_empty(), "{} of {} acknowledged messages wrong on the slave:\n{}", problems.len(), acked.len(), problems.join("\n"));
+    ensure!(
+        problems.is_empty(),
+        "{} of {} acknowledged messages wrong on the slave:\n{}",
+        problems.len(),
+        acked.len(),
+        problems.join("\n")
+    );
     let mut by_queue: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
     for a in acked {
-        ensure!(by_queue.entry(a.queue_id).or_default().insert(a.queue_offset), "queue offset acknowledged twice: {a:?}");
+        ensure!(
+            by_queue.entry(a.queue_id).or_default().insert(a.queue_offset),
+            "queue offset acknowledged twice: {a:?}"
+        );
     }
     Ok(())
 }
@@ -377,7 +393,10 @@ fn compare_logs(master: &Path, slave: &Path, end: i64) -> Result<()> {
         }
         compared += len as i64;
     }
-    ensure!(compared == end - m.keys().next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0), "compared {compared} bytes of {end}");
+    ensure!(
+        compared == end - m.keys().next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0),
+        "compared {compared} bytes of {end}"
+    );
     Ok(())
 }
 
@@ -390,9 +409,7 @@ async fn metadata_follows_the_master() -> Result<()> {
     mw.create_topic("HaMeta", 2).await?;
     let group = common::subscription::SubscriptionGroupConfig::new("HaMetaGroup");
     let body = serde_json::to_vec(&group)?;
-    let r = mw
-        .call(RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(body))
-        .await?;
+    let r = mw.call(RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(body)).await?;
     ensure!(r.response_code() == ResponseCode::SUCCESS);
     mw.send("HaMeta", 0, b"m", &props(&[])).await?;
     mw.update_offset("HaMetaGroup", "HaMeta", 0, 1).await?;
@@ -509,10 +526,34 @@ async fn a_slave_ahead_of_its_master_serves_nothing_the_master_lacks() -> Result
         (info.get("haMasterBehindAt")?.as_str() == "0").then_some(info)
     })
     .await?;
-    ensure!(info.get("commitLogMaxOffset").map(String::as_str) == Some(end.to_string().as_str()), "the slave kept its bytes");
+    ensure!(
+        info.get("commitLogMaxOffset").map(String::as_str) == Some(end.to_string().as_str()),
+        "the slave kept its bytes"
+    );
     for o in &offsets {
         ensure!(sw.view_message(*o).await?.is_none(), "the slave served {o}, which its master does not have");
     }
     drop(fresh);
+    Ok(())
+}
+
+/// SYNC_MASTER with SYNC_FLUSH: a send waits for its disk sync and for the slave,
+/// and is on both when acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_master_with_sync_flush_acknowledges_disk_and_slave() -> Result<()> {
+    let Pair { ns: _ns, master, slaves } = pair("SYNC_MASTER", 1, &[("STORE__FLUSH_DISK_TYPE", "SYNC_FLUSH")]).await?;
+    let (mw, sw) = (Wire::new(master.addr()), Wire::new(slaves[0].addr()));
+    mw.create_topic("HaBoth", 1).await?;
+    for i in 0..50 {
+        let s = mw.send("HaBoth", 0, format!("both-{i}").as_bytes(), &props(&[])).await?;
+        ensure!(s.code == ResponseCode::SUCCESS, "{:?} {:?}", s.code, s.remark);
+        let (_, at) = common::msgid::decode_offset_msg_id(&s.msg_id)?;
+        // Flushed on the master (the commit-log flush offset covers it) and held by
+        // the slave (its end is past it) when the answer arrives.
+        let info = mw.runtime_info().await?;
+        let flushed: i64 = info.get("commitLogFlushedOffset").context("flushed offset")?.parse()?;
+        ensure!(flushed > at, "acknowledged before its disk sync: flushed {flushed}, record at {at}");
+        ensure!(max_offset(&sw).await? > at, "acknowledged before the slave held it");
+    }
     Ok(())
 }

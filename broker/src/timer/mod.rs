@@ -31,6 +31,7 @@ use common::MessageExt;
 use store::PutMessage;
 
 use crate::context::BrokerContext;
+use crate::outcome::PutOutcome;
 use crate::reroute;
 use state::Pending;
 
@@ -117,10 +118,12 @@ async fn deliver(ctx: &BrokerContext, p: Pending) -> bool {
     props.remove(keys::TIMER_DELAY_SEC);
     props.remove(keys::TIMER_DELAY_MS);
     let r = ctx.store.put(PutMessage::from_stored(&msg, dest.topic, dest.queue_id, &props)).await;
-    if r.status.is_stored() {
+    let outcome = PutOutcome::of(r.status, ctx);
+    if outcome.is_stored() {
         debug!(offset = p.phy_offset, "timed message delivered");
         true
     } else {
+        debug!(offset = p.phy_offset, remark = outcome.remark_str(), "re-publishing a timed message failed");
         false
     }
 }
