@@ -7,15 +7,19 @@
 # plugin"). Run from the repository root:
 #
 #   cargo build --release -p broker -p bench && bench/scripts/plugin_pull.sh [rounds]
+#
+# BIN names another build's release directory (to compare two builds on the same
+# machine); PORT another port.
 set -euo pipefail
 root=$(pwd)
+bin=${BIN:-$root/target/release}
 pairs=${1:-6}
 port=${PORT:-21911}
 work=$(mktemp -d)
 trap 'kill "${broker_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$root/target/release/trivial_filter" "$work/accept_all.wasm"
-"$root/target/release/trivial_filter" "$work/accept_all_tags.wasm" tags
+"$bin/trivial_filter" "$work/accept_all.wasm"
+"$bin/trivial_filter" "$work/accept_all_tags.wasm" tags
 cat > "$work/broker.toml" <<TOML
 [plugins]
 watch = false
@@ -47,11 +51,11 @@ FERROMQ_BROKER_BIND_ADDRESS=127.0.0.1 FERROMQ_BROKER_BROKER_IP1=127.0.0.1 \
 FERROMQ_BROKER_NAMESRV_ADDR=127.0.0.1:1 FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR="$work/store" \
 FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO=1.0 FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO=1.0 \
 FERROMQ_BROKER_STORE__DISK_MAX_USED_SPACE_RATIO=95 \
-  "$root/target/release/broker" -c "$work/broker.toml" >"$work/broker.out" 2>"$work/broker.err" &
+  "$bin/broker" -c "$work/broker.toml" >"$work/broker.out" 2>"$work/broker.err" &
 broker_pid=$!
 for _ in $(seq 1 100); do grep -q listening "$work/broker.out" && break; sleep 0.1; done
 
-load="$root/target/release/wire_load --broker 127.0.0.1:$port --mode pull"
+load="$bin/wire_load --broker 127.0.0.1:$port --mode pull"
 # 1.2 M messages of 1 KiB on 8 queues, all tagged "bench".
 $load --prefill 1200000 --duration 1s --warmup 0s --group warm >/dev/null
 for round in $(seq 1 "$pairs"); do
