@@ -138,7 +138,7 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
                     at += size;
                     pos += size as i64;
                     count += 1;
-                    if count % 64 == 0 {
+                    if count.is_multiple_of(64) {
                         core.set_dispatched(pos);
                     }
                 }
