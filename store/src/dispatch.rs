@@ -6,7 +6,8 @@
 //! and that thread then acknowledges the puts it made visible ([`crate::ack`]):
 //!
 //! * ASYNC_FLUSH — the `store-append` writer, after publishing a batch (`written`
-//!   moved), before it answers the batch's puts. Its reply is the acknowledgement.
+//!   moved), request by request: it answers each request once its records are
+//!   dispatched, and that reply is the acknowledgement.
 //! * SYNC_FLUSH — the `store-flush` thread, after a sync (`flushed` moved); then it
 //!   fires the visibility signals of the batches it covered.
 //! * Recovery and shutdown — the thread opening or closing the store, with no other
@@ -34,7 +35,7 @@
 //! * `dispatched` only moves forward, and only past a record after its consume-queue
 //!   entry is visible, so readers that go through consume queues or check
 //!   `dispatched` never return a record that is not visible.
-//! * A put is acknowledged only after `dispatched` has passed its batch, so an
+//! * A put is acknowledged only after `dispatched` has passed its records, so an
 //!   acknowledged message is returned by every read path.
 //! * Dispatching is idempotent (consume queues ignore offsets below their max; the
 //!   index ignores offsets below its last one), which makes re-dispatch after a crash

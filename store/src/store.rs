@@ -241,7 +241,7 @@ impl MessageStore {
         });
 
         // Rebuild consume queues and index past their last good entry, before any
-        // store thread runs (the live dispatchers start from `end`).
+        // store thread runs (live dispatching starts from `end`).
         if rec.redispatch_from < end {
             let (reached, n) = dispatch::dispatch_range(&core, rec.redispatch_from, end, KnownTags::none());
             report.records_redispatched = n;
