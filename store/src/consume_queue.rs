@@ -13,7 +13,7 @@
 //! * Entries are in increasing commit-log order, so truncating everything at or past
 //!   a commit-log offset drops a suffix.
 //! * An entry with size 0 is a hole (a queue that starts mid-file, or a gap the
-//!   dispatcher had to fill); readers skip it.
+//!   dispatch had to fill); readers skip it.
 //! * `min_offset` only moves forward (retention); `max_offset` only moves forward
 //!   except during recovery, before the queue is shared.
 
@@ -57,7 +57,7 @@ pub(crate) struct ConsumeQueue {
     writer: Mutex<Option<MappedWriter>>,
     min_offset: AtomicI64,
     max_offset: AtomicI64,
-    /// Set by `destroy`; a racing dispatcher append is dropped instead of
+    /// Set by `destroy`; a racing dispatch append is dropped instead of
     /// recreating files.
     deleted: AtomicBool,
 }

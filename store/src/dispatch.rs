@@ -6,7 +6,8 @@
 //! and that thread then acknowledges the puts it made visible ([`crate::ack`]):
 //!
 //! * ASYNC_FLUSH — the `store-append` writer, after publishing a batch (`written`
-//!   moved), before it answers the batch's puts. Its reply is the acknowledgement.
+//!   moved), request by request: it answers each request once its records are
+//!   dispatched, and that reply is the acknowledgement.
 //! * SYNC_FLUSH — the `store-flush` thread, after a sync (`flushed` moved); then it
 //!   fires the visibility signals of the batches it covered.
 //! * Recovery and shutdown — the thread opening or closing the store, with no other
@@ -34,7 +35,7 @@
 //! * `dispatched` only moves forward, and only past a record after its consume-queue
 //!   entry is visible, so readers that go through consume queues or check
 //!   `dispatched` never return a record that is not visible.
-//! * A put is acknowledged only after `dispatched` has passed its batch, so an
+//! * A put is acknowledged only after `dispatched` has passed its records, so an
 //!   acknowledged message is returned by every read path.
 //! * Dispatching is idempotent (consume queues ignore offsets below their max; the
 //!   index ignores offsets below its last one), which makes re-dispatch after a crash
@@ -81,7 +82,9 @@ pub(crate) struct KnownTags<'a> {
 
 impl<'a> KnownTags<'a> {
     /// No codes in hand: derive every one (recovery, shutdown, SYNC_FLUSH).
-    pub(crate) const NONE: KnownTags<'static> = KnownTags { codes: &[] };
+    pub(crate) fn none() -> KnownTags<'static> {
+        KnownTags { codes: &[] }
+    }
 
     pub(crate) fn new(codes: &'a [(i64, i64)]) -> Self {
         Self { codes }
@@ -130,15 +133,13 @@ pub(crate) fn waits_for_more(core: &Core, at: i64, limit: i64) -> bool {
 /// earlier at a record not complete yet, see [`waits_for_more`]; or earlier on a
 /// record it cannot parse, which is logged).
 pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: KnownTags<'_>) -> (i64, u64) {
+    dispatch_range_with(core, from, limit, &mut tags, &mut RangeCtx::new(core))
+}
+
+fn dispatch_range_with(core: &Core, from: i64, limit: i64, tags: &mut KnownTags<'_>, ctx: &mut RangeCtx) -> (i64, u64) {
     let cl = &core.commit_log;
     let mut pos = from;
     let mut count = 0u64;
-    let mut ctx = RangeCtx {
-        // Cloned out once per range, so a listener may replace itself without
-        // deadlocking.
-        listener: core.listener.read().clone(),
-        queue: None,
-    };
     'segments: while pos < limit {
         let Some(seg) = cl.segment_for(pos) else {
             tracing::error!(offset = pos, "dispatch position has no commit log segment");
@@ -157,12 +158,12 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
             match record::scan(&buf[at..], false) {
                 Ok(Entry::Record(view)) => {
                     let phy = pos;
-                    dispatch_one(core, &view, phy, tags.take(phy), &mut ctx);
+                    dispatch_one(core, &view, phy, tags.take(phy), ctx);
                     let size = view.total_size();
                     at += size;
                     pos += size as i64;
                     count += 1;
-                    if count % 64 == 0 {
+                    if count.is_multiple_of(64) {
                         core.set_dispatched(pos);
                     }
                 }
@@ -184,12 +185,21 @@ pub(crate) fn dispatch_range(core: &Core, from: i64, limit: i64, mut tags: Known
     (pos, count)
 }
 
-/// What the records of one range reuse.
+/// What consecutive records reuse: within one range, or across the calls of one
+/// writer batch or one sync ([`Dispatcher`]). Kept no longer, so that a listener
+/// replaced or a topic deleted in the meantime is seen by the next batch.
 struct RangeCtx {
     listener: Option<ArrivalListener>,
     /// The consume queue of the previous record: consecutive records often share
     /// one (a batch put, a busy queue), which saves the map lookup.
     queue: Option<Arc<ConsumeQueue>>,
+}
+
+impl RangeCtx {
+    fn new(core: &Core) -> Self {
+        // Cloned out, so a listener may replace itself without deadlocking.
+        Self { listener: core.listener.read().clone(), queue: None }
+    }
 }
 
 #[inline]
@@ -270,20 +280,25 @@ pub(crate) struct Dispatcher {
     /// A dispatch stopped short of its limit (an unreadable record, logged). The bytes
     /// there do not change, so retrying would only repeat the error.
     stuck: bool,
+    /// Set by the first call of a group, dropped by [`Dispatcher::finish`].
+    ctx: Option<RangeCtx>,
 }
 
 impl Dispatcher {
     pub(crate) fn new() -> Self {
-        Self { stuck: false }
+        Self { stuck: false, ctx: None }
     }
 
     /// Dispatches every record below `limit` not dispatched yet, then fires the
     /// visibility signals of the batches it covered. Call only once everything below
-    /// `limit` is eligible (written, or durable with SYNC_FLUSH).
-    pub(crate) fn dispatch_to(&mut self, core: &Core, limit: i64, tags: KnownTags<'_>) {
+    /// `limit` is eligible (written, or durable with SYNC_FLUSH). Several calls may
+    /// cover one writer batch or one sync piece by piece (`tags` keeps its place);
+    /// [`Dispatcher::finish`] ends the group.
+    pub(crate) fn dispatch_to(&mut self, core: &Core, limit: i64, tags: &mut KnownTags<'_>) {
         let from = core.dispatched();
         if !self.stuck && from < limit {
-            let (reached, _) = dispatch_range(core, from, limit, tags);
+            let ctx = self.ctx.get_or_insert_with(|| RangeCtx::new(core));
+            let (reached, _) = dispatch_range_with(core, from, limit, tags, ctx);
             core.visible_waiters.resolve_up_to(reached);
             if reached < limit && !waits_for_more(core, reached, limit) {
                 tracing::error!(offset = reached, limit, "dispatch stopped; later records stay invisible");
@@ -295,6 +310,11 @@ impl Dispatcher {
             // unfired, they answer from what they can check (see `ack`).
             core.visible_waiters.abandon_up_to(limit);
         }
+    }
+
+    /// Ends a group of [`Dispatcher::dispatch_to`] calls.
+    pub(crate) fn finish(&mut self) {
+        self.ctx = None;
     }
 }
 

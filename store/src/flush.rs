@@ -73,7 +73,8 @@ pub(crate) fn run_flusher(core: Arc<Core>) {
                     if sync {
                         // Durable now, hence eligible: make it visible and answer its
                         // puts here, with no hand-off to another thread.
-                        dispatcher.dispatch_to(&core, core.commit_log.flushed(), KnownTags::NONE);
+                        dispatcher.dispatch_to(&core, core.commit_log.flushed(), &mut KnownTags::none());
+                        dispatcher.finish();
                     }
                     continue;
                 }

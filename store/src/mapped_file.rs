@@ -133,7 +133,7 @@ impl MappedFile {
     }
 
     fn new(path: &Path, file: File, start: i64, size: usize, access: Access, published: usize) -> Result<Self> {
-        if size == 0 || size % 4 != 0 {
+        if size == 0 || !size.is_multiple_of(4) {
             return Err(Error::Config("mapped file size must be a positive multiple of 4"));
         }
         let map = MmapOptions::new().len(size).map_raw(&file).at(path)?;
@@ -323,7 +323,7 @@ impl MappedFile {
 
     #[inline]
     fn word(&self, pos: usize) -> Option<&AtomicU32> {
-        if self.access != Access::Words || pos % 4 != 0 || pos.checked_add(4)? > self.size {
+        if self.access != Access::Words || !pos.is_multiple_of(4) || pos.checked_add(4)? > self.size {
             return None;
         }
         // SAFETY: in-bounds, 4-byte aligned (mapping is page aligned, `pos % 4 == 0`)

@@ -258,9 +258,9 @@ impl MessageStore {
         });
 
         // Rebuild consume queues and index past their last good entry, before any
-        // store thread runs (the live dispatchers start from `end`).
+        // store thread runs (live dispatching starts from `end`).
         if rec.redispatch_from < end {
-            let (reached, n) = dispatch::dispatch_range(&core, rec.redispatch_from, end, KnownTags::NONE);
+            let (reached, n) = dispatch::dispatch_range(&core, rec.redispatch_from, end, KnownTags::none());
             report.records_redispatched = n;
             if reached < end {
                 tracing::error!(reached, end, "re-dispatch stopped early");
@@ -880,7 +880,7 @@ impl MessageStore {
         flush::flush_once(c)?;
         let written = c.commit_log.written();
         if c.dispatched() < written {
-            dispatch::dispatch_range(c, c.dispatched(), written, KnownTags::NONE);
+            dispatch::dispatch_range(c, c.dispatched(), written, KnownTags::none());
         }
         for q in c.all_queues() {
             q.flush()?;

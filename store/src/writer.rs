@@ -12,8 +12,9 @@
 //! publishes the batch (`written`). Then it acknowledges ([`crate::ack`]):
 //! * ASYNC_FLUSH — the batch is eligible as soon as it is published, so the writer
 //!   dispatches it itself ([`crate::dispatch`]: consume-queue and index entries,
-//!   arrival listener, from the tags codes it has in hand) and answers every request
-//!   with its offsets: the reply is the acknowledgement.
+//!   arrival listener, from the tags codes it has in hand), request by request,
+//!   answering each with its offsets as soon as its records are dispatched: the
+//!   reply is the acknowledgement.
 //! * SYNC_FLUSH — before publishing, it registers one visibility signal for the batch,
 //!   which the flusher fires once the batch is durable and dispatched, and answers
 //!   every request with its offsets and a waiter on that signal.
@@ -262,24 +263,35 @@ impl Writer {
             core.commit_log.set_written(end);
             core.last_written_ts.store(now, Ordering::Release);
             core.appended.notify_waiters();
+            core.stats.writer_batches.fetch_add(1, Ordering::Relaxed);
             if sync {
                 core.wake_flusher();
+                for (reply, res) in replies.drain(..) {
+                    let _ = reply.send(res);
+                }
             } else {
-                // Eligible now: make the batch visible before answering, so the replies
-                // are the acknowledgements and no other thread sits on the ack path.
-                dispatcher.dispatch_to(&core, end, KnownTags::new(&tags));
+                // Eligible now: make each request visible, then answer it, so the reply
+                // is the acknowledgement and no other thread sits on the ack path. One
+                // request at a time, so the first puts of the batch are on their way
+                // (on the runtime's workers) while the writer dispatches the rest.
+                let mut known = KnownTags::new(&tags);
+                for (reply, res) in replies.drain(..) {
+                    // A failed request has `end == 0` and nothing to dispatch.
+                    dispatcher.dispatch_to(&core, res.end, &mut known);
+                    let _ = reply.send(res);
+                }
+                // What follows the last stored request (a roll-over's blank).
+                dispatcher.dispatch_to(&core, end, &mut known);
+                dispatcher.finish();
             }
             tags.clear();
-            core.stats.writer_batches.fetch_add(1, Ordering::Relaxed);
-            for (reply, res) in replies.drain(..) {
-                let _ = reply.send(res);
-            }
         }
         self.active.publish();
         let end = self.global_pos();
         core.commit_log.set_written(end);
         if !sync {
-            dispatcher.dispatch_to(&core, end, KnownTags::NONE);
+            dispatcher.dispatch_to(&core, end, &mut KnownTags::none());
+            dispatcher.finish();
         }
     }
 

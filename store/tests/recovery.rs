@@ -128,7 +128,7 @@ fn torn_tail(corrupt: impl Fn(&std::fs::File, u64, usize)) {
     let (results, files) = {
         let store = open(&cfg);
         let r = fill(&store, 12);
-        // Let the dispatcher and a checkpoint cover the last record too, so recovery
+        // Let dispatching and a checkpoint cover the last record too, so recovery
         // has to drop consume-queue and index entries that point at it.
         assert!(store.wait_dispatched(Duration::from_secs(5)));
         store.checkpoint().unwrap();
