@@ -40,7 +40,15 @@ impl PutOutcome {
             PutStatus::FlushDiskTimeout => (ResponseCode::FLUSH_DISK_TIMEOUT, None),
             PutStatus::FlushSlaveTimeout => (ResponseCode::FLUSH_SLAVE_TIMEOUT, None),
             PutStatus::SlaveNotAvailable => (ResponseCode::SLAVE_NOT_AVAILABLE, None),
-            PutStatus::MessageIllegal | PutStatus::PropertiesSizeExceeded => (
+            PutStatus::PropertiesSizeExceeded => (
+                ResponseCode::MESSAGE_ILLEGAL,
+                Some(
+                    "the message is illegal: its properties are longer than 32767 bytes (msg properties length \
+                     limit 32KB)"
+                        .into(),
+                ),
+            ),
+            PutStatus::MessageIllegal => (
                 ResponseCode::MESSAGE_ILLEGAL,
                 Some(
                     format!(
@@ -132,7 +140,7 @@ mod tests {
         check(PutStatus::FlushSlaveTimeout, ResponseCode::FLUSH_SLAVE_TIMEOUT, true, "");
         check(PutStatus::SlaveNotAvailable, ResponseCode::SLAVE_NOT_AVAILABLE, true, "");
         check(PutStatus::MessageIllegal, ResponseCode::MESSAGE_ILLEGAL, false, "msg body length limit 4194304B");
-        check(PutStatus::PropertiesSizeExceeded, ResponseCode::MESSAGE_ILLEGAL, false, "properties length limit 32KB");
+        check(PutStatus::PropertiesSizeExceeded, ResponseCode::MESSAGE_ILLEGAL, false, "longer than 32767 bytes");
         check(PutStatus::ServiceNotAvailable, ResponseCode::SERVICE_NOT_AVAILABLE, false, "shutting down");
         check(PutStatus::DiskFull, ResponseCode::SERVICE_NOT_AVAILABLE, false, "95.3% used");
         check(PutStatus::DiskFull, ResponseCode::SERVICE_NOT_AVAILABLE, false, "diskSpaceWarningLevelRatio");
