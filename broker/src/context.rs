@@ -43,6 +43,8 @@ pub struct BrokerContext {
     pub delay_levels: DelayLevels,
     pub delay_offsets: DelayOffsets,
     pub stats: BrokerStats,
+    /// RocketMQ 5's request metrics (recording nothing when metrics are off).
+    pub metrics: crate::metrics::BrokerMetrics,
     pub transactions: crate::transaction::state::TransactionState,
     pub timers: crate::timer::state::TimerService,
     /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
@@ -69,6 +71,7 @@ impl BrokerContext {
         plugins: &config::PluginsConfig,
         broker_addr: SocketAddr,
         ha_addr: SocketAddr,
+        metrics: crate::metrics::BrokerMetrics,
     ) -> Result<Arc<Self>> {
         config.validate().map_err(|e| Error::Config(e.to_string()))?;
         let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
@@ -106,6 +109,7 @@ impl BrokerContext {
             filters: FilterCache::default(),
             clients: ClientManager::new(),
             stats: BrokerStats::default(),
+            metrics,
             transactions: Default::default(),
             timers,
             order_expansions,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod filter;
 pub mod hold;
 pub mod lock;
+pub mod metrics;
 pub mod namesrv_api;
 pub mod order_expansion;
 pub mod outcome;
@@ -57,6 +58,7 @@ pub use error::{Error, Result};
 pub struct Broker {
     ctx: Arc<BrokerContext>,
     server: remoting::RemotingServer,
+    metrics: Option<Arc<telemetry::MetricsExporter>>,
     cancel: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
 }
@@ -68,6 +70,19 @@ impl Broker {
     /// # Errors
     /// Invalid configuration, an unusable store, or a port that cannot be bound.
     pub async fn start(config: config::BrokerConfig, plugins: &config::PluginsConfig) -> Result<Self> {
+        Self::start_observed(config, plugins, &config::MetricsConfig::default()).await
+    }
+
+    /// [`Broker::start`] with RocketMQ 5's metrics exported as `metrics` says
+    /// (`metricsExporterType` and friends, `[telemetry.metrics]`).
+    ///
+    /// # Errors
+    /// As [`Broker::start`]; invalid metric settings or an unbindable metrics port.
+    pub async fn start_observed(
+        config: config::BrokerConfig,
+        plugins: &config::PluginsConfig,
+        metrics: &config::MetricsConfig,
+    ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
         let bound = listener.local_addr()?;
         let advertised_ip = advertised_ip(&config, bound.ip())?;
@@ -87,7 +102,26 @@ impl Broker {
             None => advertised_ip,
         };
         let ha_settings = ha_settings(&config);
-        let ctx = context::BrokerContext::open(config, plugins, broker_addr, SocketAddr::new(ha_ip, ha_port))?;
+        let node = telemetry::Node {
+            node_type: "broker",
+            cluster: config.broker_cluster_name.clone(),
+            node_id: config.broker_name.clone(),
+        };
+        let exporter = telemetry::MetricsExporter::start(metrics, &node, advertised_ip)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let meter = exporter.as_ref().map(|e| e.meter("broker-meter"));
+        let broker_metrics = meter.as_ref().map_or_else(metrics::BrokerMetrics::disabled, metrics::BrokerMetrics::new);
+        let ctx = context::BrokerContext::open(
+            config,
+            plugins,
+            broker_addr,
+            SocketAddr::new(ha_ip, ha_port),
+            broker_metrics,
+        )?;
+        if let Some(meter) = &meter {
+            metrics::register_gauges(meter, &ctx);
+        }
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
 
@@ -107,7 +141,10 @@ impl Broker {
             }
         }
 
-        let dispatcher = processor::dispatcher(ctx.clone());
+        let mut dispatcher = processor::dispatcher(ctx.clone());
+        if let Some(meter) = &meter {
+            dispatcher.observe(Arc::new(telemetry::RpcMetrics::new(meter)));
+        }
         let mut server_config = remoting::ServerConfig::new(bound);
         server_config.channel.idle_timeout = ctx.config.channel_idle_timeout;
         let server = remoting::RemotingServer::serve(listener, server_config, Arc::new(dispatcher))?;
@@ -123,7 +160,7 @@ impl Broker {
         tasks.spawn(slave_sync::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("slave_sync")));
         info!(addr = %broker_addr, cluster = %ctx.config.broker_cluster_name, broker_name = %ctx.config.broker_name,
               role = ctx.role.role().as_str(), ha = %ctx.role.ha_addr(), "broker started");
-        Ok(Self { ctx, server, cancel, tasks })
+        Ok(Self { ctx, server, metrics: exporter, cancel, tasks })
     }
 
     /// The address bound by the listener.
@@ -134,6 +171,11 @@ impl Broker {
     /// The address registered with name servers and written into records.
     pub fn broker_addr(&self) -> SocketAddr {
         self.ctx.broker_addr
+    }
+
+    /// The Prometheus endpoint's address, when metrics are exported there.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.endpoint())
     }
 
     pub fn context(&self) -> &Arc<BrokerContext> {
@@ -169,6 +211,9 @@ impl Broker {
         self.tasks.close();
         let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
         self.ctx.persist_all();
+        if let Some(m) = &self.metrics {
+            m.shutdown();
+        }
         if let Err(e) = self.ctx.store.shutdown() {
             tracing::error!(error = %e, "store shutdown failed");
         }

@@ -37,10 +37,15 @@ fn main() -> anyhow::Result<()> {
     args.server.install_logging(&mut file.telemetry, &loaded.warnings).context("installing logging")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("broker").build()?;
     runtime.block_on(async move {
-        let broker = broker::Broker::start(file.broker, &file.plugins).await.context("starting the broker")?;
+        let broker = broker::Broker::start_observed(file.broker, &file.plugins, &file.telemetry.metrics)
+            .await
+            .context("starting the broker")?;
         // The ready line tests and scripts wait for.
         println!("listening on {}", broker.local_addr());
         println!("advertised as {}", broker.broker_addr());
+        if let Some(addr) = broker.metrics_addr() {
+            println!("metrics on http://{addr}/metrics");
+        }
         // A second ready line: from here on clients find the broker through the name
         // servers (scripts wait for it; it is printed whatever the log level).
         let registered = async {

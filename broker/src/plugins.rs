@@ -143,6 +143,11 @@ impl BrokerPlugins {
         self.registry.as_ref()?.txn_check(name).ok()
     }
 
+    /// The loaded plugins' state and counters.
+    pub fn status(&self) -> Vec<plugin_host::PluginStatus> {
+        self.registry.as_ref().map(|r| r.status()).unwrap_or_default()
+    }
+
     /// `plugin.<name>.<field>` entries for GET_BROKER_RUNTIME_INFO.
     pub fn runtime_info(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -144,7 +144,7 @@ impl StoreConfig {
         }
         let cq_size = self.mapped_file_size_consume_queue.as_u64();
         check::positive("mapped_file_size_consume_queue", cq_size)?;
-        if cq_size % CONSUME_QUEUE_UNIT_SIZE != 0 {
+        if !cq_size.is_multiple_of(CONSUME_QUEUE_UNIT_SIZE) {
             return Err(Error::invalid(
                 "mapped_file_size_consume_queue",
                 Invalid::OutOfRange {

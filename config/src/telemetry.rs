@@ -1,5 +1,7 @@
-//! [`TelemetryConfig`]: log format and level, and the one place a binary
-//! installs its `tracing` subscriber.
+//! [`TelemetryConfig`]: log format and level, the one place a binary installs
+//! its `tracing` subscriber, and the metrics exporter's settings
+//! ([`MetricsConfig`], RocketMQ 5's `metrics*` keys; the `telemetry` crate runs
+//! the exporter).
 //!
 //! Logs go to stderr. Stdout is left to the binaries, whose ready line
 //! (`listening on 127.0.0.1:PORT`) test harnesses read; a log line there
@@ -24,7 +26,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging settings, the `[telemetry]` section of both files.
+/// Logging and metrics settings, the `[telemetry]` section of both files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TelemetryConfig {
@@ -34,23 +36,138 @@ pub struct TelemetryConfig {
     /// (`info,store=debug`). `RUST_LOG`, when set, takes precedence so that
     /// a developer can turn up logging without editing the file.
     pub log_level: String,
+    /// `[telemetry.metrics]`.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_format: LogFormat::Human, log_level: "info".to_owned() }
+        Self { log_format: LogFormat::Human, log_level: "info".to_owned(), metrics: MetricsConfig::default() }
     }
+}
+
+/// Where metrics go: RocketMQ 5's `metricsExporterType`, spelt as RocketMQ spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum MetricsExporterType {
+    /// No metrics are recorded and no exporter runs (RocketMQ's default).
+    #[default]
+    #[serde(rename = "DISABLE", alias = "disable")]
+    Disable,
+    /// A Prometheus text endpoint, `http://<prom_exporter_host>:<prom_exporter_port>/metrics`.
+    #[serde(rename = "PROM", alias = "prom")]
+    Prom,
+    /// OTLP over gRPC to `grpc_exporter_target`. Not available in this build.
+    #[serde(rename = "OTLP_GRPC", alias = "otlp_grpc")]
+    OtlpGrpc,
+    /// Periodic metric dumps into the log. Not available in this build.
+    #[serde(rename = "LOG", alias = "log")]
+    Log,
+}
+
+impl MetricsExporterType {
+    /// RocketMQ's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "DISABLE",
+            Self::Prom => "PROM",
+            Self::OtlpGrpc => "OTLP_GRPC",
+            Self::Log => "LOG",
+        }
+    }
+}
+
+/// `[telemetry.metrics]`: RocketMQ 5's metric switches (`metricsExporterType`,
+/// `metricsPromExporterHost`, `metricsPromExporterPort`, `metricsLabel`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// `DISABLE` (default), `PROM`; `OTLP_GRPC` and `LOG` are refused at load time.
+    pub exporter_type: MetricsExporterType,
+    /// Address the Prometheus endpoint binds; empty means the broker's `broker_ip1`
+    /// (RocketMQ's rule), or every address for a name server.
+    pub prom_exporter_host: String,
+    /// Port of the Prometheus endpoint (RocketMQ's default 5557; 0 picks a free one).
+    pub prom_exporter_port: u16,
+    /// Extra labels on every series: `key:value,key:value` (RocketMQ's `metricsLabel`).
+    pub label: String,
+    /// OTLP endpoint (`metricsGrpcExporterTarget`), for `OTLP_GRPC`.
+    pub grpc_exporter_target: String,
+    /// OTLP request headers, `key:value,key:value` (`metricsGrpcExporterHeader`).
+    pub grpc_exporter_header: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            exporter_type: MetricsExporterType::Disable,
+            prom_exporter_host: String::new(),
+            prom_exporter_port: 5557,
+            label: String::new(),
+            grpc_exporter_target: String::new(),
+            grpc_exporter_header: String::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The `label` pairs, in order.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] keyed `label` for a pair that is not `key:value` or a key
+    /// that is not a Prometheus label name.
+    pub fn labels(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for item in self.label.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let pair = item.split_once(':').filter(|(k, v)| !v.contains(':') && is_label_name(k.trim()));
+            let Some((k, v)) = pair else {
+                return Err(Error::invalid(
+                    "label",
+                    Invalid::Malformed {
+                        value: self.label.clone(),
+                        expected: "`key:value` pairs separated by `,`, each key a Prometheus label name",
+                    },
+                ));
+            };
+            out.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Checks the labels and refuses the exporter types this build does not run.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] keyed `label` or `exporter_type`.
+    pub fn validate(&self) -> Result<()> {
+        self.labels()?;
+        match self.exporter_type {
+            MetricsExporterType::Disable | MetricsExporterType::Prom => Ok(()),
+            other => Err(Error::invalid(
+                "exporter_type",
+                Invalid::Malformed {
+                    value: other.as_str().to_owned(),
+                    expected: "PROM or DISABLE (OTLP_GRPC and LOG metric exporters are not available in this build)",
+                },
+            )),
+        }
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl TelemetryConfig {
     /// Checks that `log_level` is a valid filter directive, so a typo fails
-    /// at load time rather than at `install`.
+    /// at load time rather than at `install`, and the metrics settings.
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] keyed `log_level`.
+    /// [`Error::Invalid`] keyed `log_level` or `metrics.*`.
     pub fn validate(&self) -> Result<()> {
-        parse_filter("log_level", &self.log_level).map(drop)
+        parse_filter("log_level", &self.log_level)?;
+        self.metrics.validate().map_err(|e| e.within("metrics"))
     }
 
     /// Installs the global `tracing` subscriber: `fmt` in the configured
@@ -104,5 +221,32 @@ mod tests {
         telemetry.log_level = "info,=[".to_owned();
         let err = telemetry.validate().unwrap_err().to_string();
         assert!(err.starts_with("log_level: "), "{err}");
+    }
+
+    #[test]
+    fn metric_labels_are_key_value_pairs() {
+        let mut metrics = MetricsConfig { label: "region:eu, az:eu-1a".to_owned(), ..MetricsConfig::default() };
+        assert_eq!(
+            metrics.labels().unwrap(),
+            [("region".to_owned(), "eu".to_owned()), ("az".to_owned(), "eu-1a".to_owned())]
+        );
+        for bad in ["region", "region:eu:x", "1st:x", "a-b:x"] {
+            metrics.label = bad.to_owned();
+            let err = metrics.validate().unwrap_err().to_string();
+            assert!(err.starts_with("label: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn exporters_this_build_cannot_run_are_refused() {
+        let mut metrics = MetricsConfig::default();
+        metrics.validate().unwrap();
+        metrics.exporter_type = MetricsExporterType::Prom;
+        metrics.validate().unwrap();
+        for refused in [MetricsExporterType::OtlpGrpc, MetricsExporterType::Log] {
+            metrics.exporter_type = refused;
+            let err = metrics.validate().unwrap_err().to_string();
+            assert!(err.starts_with("exporter_type: ") && err.contains(refused.as_str()), "{err}");
+        }
     }
 }

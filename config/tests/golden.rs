@@ -10,7 +10,8 @@ use bytesize::ByteSize;
 use common::{fixture, leaves, NO_ENV};
 use config::{
     load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, FlushDiskType, LogFormat,
-    NamesrvConfig, NamesrvFile, PluginBinding, PluginConfig, PluginsConfig, StoreConfig, TelemetryConfig,
+    MetricsConfig, MetricsExporterType, NamesrvConfig, NamesrvFile, PluginBinding, PluginConfig, PluginsConfig,
+    StoreConfig, TelemetryConfig,
 };
 use plugin_api::{PluginKind, Runtime};
 use serde::Serialize;
@@ -125,7 +126,18 @@ fn full_broker_toml() {
                 PluginConfig::new("tx", PluginKind::TxnCheck, Runtime::Wasm, "/etc/ferromq/tx.wasm"),
             ],
         },
-        telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "debug,store=trace".into() },
+        telemetry: TelemetryConfig {
+            log_format: LogFormat::Json,
+            log_level: "debug,store=trace".into(),
+            metrics: MetricsConfig {
+                exporter_type: MetricsExporterType::Prom,
+                prom_exporter_host: "127.0.0.1".into(),
+                prom_exporter_port: 15557,
+                label: "region:eu".into(),
+                grpc_exporter_target: "http://collector:4317".into(),
+                grpc_exporter_header: "x-tenant:a".into(),
+            },
+        },
     };
     check_field_by_field(&loaded.config, &expected);
     assert_eq!(loaded.config, expected);
@@ -147,7 +159,18 @@ fn full_namesrv_toml() {
             channel_idle_timeout: Duration::from_secs(180),
             order_message_enable: true,
         },
-        telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "warn".into() },
+        telemetry: TelemetryConfig {
+            log_format: LogFormat::Json,
+            log_level: "warn".into(),
+            metrics: MetricsConfig {
+                exporter_type: MetricsExporterType::Prom,
+                prom_exporter_host: "127.0.0.1".into(),
+                prom_exporter_port: 15557,
+                label: "region:eu".into(),
+                grpc_exporter_target: "http://collector:4317".into(),
+                grpc_exporter_header: "x-tenant:a".into(),
+            },
+        },
     };
     check_field_by_field(&loaded.config, &expected);
     assert_eq!(loaded.config, expected);

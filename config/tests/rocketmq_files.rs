@@ -77,6 +77,14 @@ fn broker_conf_converts_every_mapped_key() {
     assert!(!store.warm_mapped_file_enable);
     assert!(!store.check_crc_on_recover);
 
+    let metrics = &loaded.config.telemetry.metrics;
+    assert_eq!(metrics.exporter_type, config::MetricsExporterType::Prom);
+    assert_eq!(metrics.prom_exporter_host, "127.0.0.1");
+    assert_eq!(metrics.prom_exporter_port, 15557);
+    assert_eq!(metrics.label, "region:eu,az:eu-1a");
+    assert_eq!(metrics.grpc_exporter_target, "http://collector:4317");
+    assert_eq!(metrics.grpc_exporter_header, "x-tenant:a");
+
     // storePathCommitLog agrees with storePathRootDir, so only the last
     // three keys of the fixture are reported.
     assert_eq!(

@@ -5,7 +5,8 @@ use config::{Error, LogFormat, TelemetryConfig};
 
 #[test]
 fn installs_once_then_reports_the_existing_subscriber() {
-    let telemetry = TelemetryConfig { log_format: LogFormat::Json, log_level: "debug".into() };
+    let telemetry =
+        TelemetryConfig { log_format: LogFormat::Json, log_level: "debug".into(), ..TelemetryConfig::default() };
     telemetry.install().unwrap();
     tracing_is_live();
     let err = TelemetryConfig::default().install().unwrap_err();

@@ -14,6 +14,8 @@ pub enum Error {
     Remoting(#[from] remoting::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] telemetry::MetricsError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,6 +38,7 @@ pub struct NameServer {
     http_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     state: Arc<processor::NamesrvState>,
+    metrics: Option<Arc<telemetry::MetricsExporter>>,
 }
 
 impl NameServer {
@@ -47,10 +48,32 @@ impl NameServer {
     /// # Errors
     /// The KV file is unreadable, or a port cannot be bound.
     pub async fn start(config: NamesrvConfig) -> Result<Self> {
+        Self::start_observed(config, &config::MetricsConfig::default()).await
+    }
+
+    /// [`NameServer::start`] with metrics exported as `metrics` says: the request
+    /// latency (`rocketmq_rpc_latency`, `node_type="nameserver"`) and the route
+    /// tables' sizes (`ferromq_namesrv_*`).
+    ///
+    /// # Errors
+    /// As [`NameServer::start`]; invalid metric settings or an unbindable metrics port.
+    pub async fn start_observed(config: NamesrvConfig, metrics: &config::MetricsConfig) -> Result<Self> {
         let kv = kv::KvConfigManager::load(config.kv_config_path.clone())?;
         let routes = route::RouteInfoManager::new(config.broker_channel_expired_time);
         let state = Arc::new(processor::NamesrvState { config: config.clone(), routes, kv });
-        let dispatcher = processor::dispatcher(state.clone());
+        let mut dispatcher = processor::dispatcher(state.clone());
+        let node = telemetry::Node {
+            node_type: "nameserver",
+            cluster: String::new(),
+            node_id: SocketAddr::new(config.bind_address, config.listen_port).to_string(),
+        };
+        let bind_ip = config.bind_address;
+        let exporter = telemetry::MetricsExporter::start(metrics, &node, bind_ip).await?;
+        if let Some(exporter) = &exporter {
+            let meter = exporter.meter("namesrv-meter");
+            dispatcher.observe(Arc::new(telemetry::RpcMetrics::new(&meter)));
+            register_gauges(&meter, &state);
+        }
         let mut server_config = ServerConfig::new(SocketAddr::new(config.bind_address, config.listen_port));
         server_config.channel =
             ChannelOptions { idle_timeout: config.channel_idle_timeout, ..ChannelOptions::default() };
@@ -83,12 +106,17 @@ impl NameServer {
             None => None,
         };
         info!(addr = %server.local_addr(), "name server started");
-        Ok(Self { server, http_addr, cancel, state })
+        Ok(Self { server, http_addr, cancel, state, metrics: exporter })
     }
 
     /// The remoting listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The Prometheus endpoint, when metrics are exported there.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.endpoint())
     }
 
     /// The HTTP address-list endpoint, when enabled.
@@ -105,12 +133,36 @@ impl NameServer {
     /// background tasks and persists the KV config.
     pub async fn shutdown(self, grace: Duration) {
         self.cancel.cancel();
+        if let Some(m) = &self.metrics {
+            m.shutdown();
+        }
         self.server.shutdown(grace).await;
         if let Err(e) = self.state.kv.persist() {
             tracing::error!(error = %e, "could not persist the kv config on shutdown");
         }
         info!("name server stopped");
     }
+}
+
+/// The route tables' sizes, read when a scrape asks.
+fn register_gauges(meter: &opentelemetry::metrics::Meter, state: &Arc<processor::NamesrvState>) {
+    let gauge = |name: &'static str, description: &'static str, read: fn(&processor::NamesrvState) -> i64| {
+        let weak = Arc::downgrade(state);
+        meter
+            .i64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |o| {
+                if let Some(s) = weak.upgrade() {
+                    o.observe(read(&s), &[]);
+                }
+            })
+            .build();
+    };
+    gauge("ferromq_namesrv_brokers", "Live broker addresses registered", |s| s.routes.live_broker_count() as i64);
+    gauge("ferromq_namesrv_topics", "Topics with a route", |s| s.routes.all_topics().len() as i64);
+    gauge("ferromq_namesrv_clusters", "Clusters with a registered broker", |s| {
+        s.routes.cluster_info().cluster_addr_table.len() as i64
+    });
 }
 
 /// The address clients should use for a listener bound to `addr`. An unspecified

@@ -23,9 +23,14 @@ fn main() -> anyhow::Result<()> {
     args.server.install_logging(&mut file.telemetry, &loaded.warnings).context("installing logging")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("namesrv").build()?;
     runtime.block_on(async move {
-        let server = namesrv::NameServer::start(file.namesrv).await.context("starting the name server")?;
+        let server = namesrv::NameServer::start_observed(file.namesrv, &file.telemetry.metrics)
+            .await
+            .context("starting the name server")?;
         // The ready line tests and scripts wait for.
         println!("listening on {}", server.local_addr());
+        if let Some(addr) = server.metrics_addr() {
+            println!("metrics on http://{addr}/metrics");
+        }
         if let Some(http) = server.http_addr() {
             println!("http address list on {http}");
         }

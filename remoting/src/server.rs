@@ -42,11 +42,20 @@ where
 
 type CloseHook = Arc<dyn Fn(&Channel) + Send + Sync>;
 
+/// Sees every request a [`Dispatcher`] answers: its code, the response's code
+/// (`None` for a oneway request or a request answered with nothing) and how long
+/// the processor took, a held pull's wait included. Called on the request's task;
+/// it must be cheap.
+pub trait RequestObserver: Send + Sync + 'static {
+    fn observe(&self, request_code: i32, response_code: Option<i32>, elapsed: Duration);
+}
+
 /// Routes requests to processors by request code.
 #[derive(Default)]
 pub struct Dispatcher {
     table: HashMap<i32, Arc<dyn Processor>>,
     close_hooks: Vec<CloseHook>,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Dispatcher {
@@ -74,6 +83,12 @@ impl Dispatcher {
         self
     }
 
+    /// Reports every request to `observer` (the RPC latency metric).
+    pub fn observe(&mut self, observer: Arc<dyn RequestObserver>) -> &mut Self {
+        self.observer = Some(observer);
+        self
+    }
+
     pub fn handles(&self, code: RequestCode) -> bool {
         self.table.contains_key(&code.0)
     }
@@ -82,7 +97,18 @@ impl Dispatcher {
 impl RequestHandler for Dispatcher {
     fn handle(&self, channel: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
         match self.table.get(&request.code) {
-            Some(p) => p.process(channel, request),
+            Some(p) => match &self.observer {
+                None => p.process(channel, request),
+                Some(observer) => {
+                    let (observer, code, start) = (observer.clone(), request.code, std::time::Instant::now());
+                    let answer = p.process(channel, request);
+                    Box::pin(async move {
+                        let response = answer.await;
+                        observer.observe(code, response.as_ref().map(|r| r.code), start.elapsed());
+                        response
+                    })
+                }
+            },
             None => {
                 let code = request.code;
                 tracing::debug!(opcode = code, "request code not supported");

@@ -200,7 +200,7 @@ fn sql_msg(i: usize) -> (String, Properties) {
     if let Some(r) = regions[i % regions.len()] {
         p.insert("region", r);
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         p.insert("b", format!("b{i}"));
     }
     if let Some(t) = tags[i % tags.len()] {

@@ -343,6 +343,7 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     if code == ResponseCode::SUCCESS {
         BrokerStats::add(&ctx.stats.pull_messages, result.messages.len() as u64);
         BrokerStats::add(&ctx.stats.pull_bytes, result.total_bytes as u64);
+        ctx.metrics.record_out(&h.topic, &h.consumer_group, result.messages.len() as u64, result.total_bytes as u64);
         resp.body = Body::Chain(result.messages);
     } else if code == ResponseCode::PULL_OFFSET_MOVED {
         tracing::info!(group = %h.consumer_group, topic = %h.topic, queue_id = h.queue_id, requested = h.queue_offset,

@@ -19,6 +19,7 @@ use remoting::{Channel, RemotingCommand, RequestCode};
 use store::{PutMessage, PutResult};
 
 use crate::context::BrokerContext;
+use crate::metrics::MessageType;
 use crate::outcome::PutOutcome;
 use crate::processor::try_header;
 use crate::reroute::{self, Destination};
@@ -232,6 +233,7 @@ async fn send(
         Err(remark) => return Err(reject(ResponseCode::SYSTEM_ERROR, remark)),
     };
     let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));
+    let message_type = ctx.metrics.enabled().then(|| MessageType::of(&props));
     let mut dest = Destination::new(h.topic.clone(), queue_id);
     let mut sys_flag = h.sys_flag;
     let reconsume_times = h.reconsume_times.unwrap_or(0);
@@ -293,10 +295,14 @@ async fn send(
         body,
         properties,
     };
+    let body_len = put.body.len() as u64;
     let result = ctx.store.put(put).await;
     if result.status.is_stored() {
         BrokerStats::add(&ctx.stats.send_messages, 1);
         BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
+        if let Some(t) = message_type {
+            ctx.metrics.record_in(&h.topic, t, [body_len]);
+        }
     }
     to_response(ctx, &result, queue_id, result.msg_id())
 }
@@ -354,6 +360,9 @@ async fn send_batch(
         return Err(reject(ResponseCode::MESSAGE_ILLEGAL, "empty batch"));
     }
     let mut batch_props = Properties::decode(h.properties.as_deref().unwrap_or(""));
+    let message_type = ctx.metrics.enabled().then(|| MessageType::of(&batch_props));
+    let sizes: Vec<u64> =
+        if message_type.is_some() { items.iter().map(|i| i.body.len() as u64).collect() } else { Vec::new() };
     batch_props.remove(keys::WAIT_STORE_MSG_OK);
     batch_props.insert(keys::CLUSTER, ctx.config.broker_cluster_name.clone());
     let batch_props = batch_props.encode();
@@ -409,6 +418,9 @@ async fn send_batch(
     if result.status.is_stored() {
         BrokerStats::add(&ctx.stats.send_messages, n);
         BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
+        if let Some(t) = message_type {
+            ctx.metrics.record_in(&h.topic, t, sizes);
+        }
     }
     to_response(ctx, &result, queue_id, result.msg_ids())
 }

@@ -88,6 +88,7 @@ const BYTES: Unit = U64;
 const PERCENT: Unit = Unit::Int { max: 100 };
 const FLUSH_DISK_TYPE: Unit = Unit::Enum(&["ASYNC_FLUSH", "SYNC_FLUSH"]);
 const BROKER_ROLE: Unit = Unit::Enum(&["ASYNC_MASTER", "SYNC_MASTER", "SLAVE"]);
+const METRICS_EXPORTER: Unit = Unit::Enum(&["DISABLE", "PROM", "OTLP_GRPC", "LOG"]);
 
 /// `broker.conf` (RocketMQ's `BrokerConfig`, `NettyServerConfig` and
 /// `MessageStoreConfig` keys).
@@ -157,6 +158,12 @@ pub(crate) const BROKER: Table = Table {
         // RocketMQ's spelling, one 'p'.
         entry("warmMapedFileEnable",               "broker.store.warm_mapped_file_enable",            Unit::Bool),
         entry("checkCRCOnRecover",                 "broker.store.check_crc_on_recover",               Unit::Bool),
+        entry("metricsExporterType",               "telemetry.metrics.exporter_type",                 METRICS_EXPORTER),
+        entry("metricsPromExporterHost",           "telemetry.metrics.prom_exporter_host",            Unit::Text),
+        entry("metricsPromExporterPort",           "telemetry.metrics.prom_exporter_port",            PORT),
+        entry("metricsLabel",                      "telemetry.metrics.label",                         Unit::Text),
+        entry("metricsGrpcExporterTarget",         "telemetry.metrics.grpc_exporter_target",          Unit::Text),
+        entry("metricsGrpcExporterHeader",         "telemetry.metrics.grpc_exporter_header",          Unit::Text),
     ],
     unsupported: unsupported::BROKER,
 };

@@ -72,7 +72,7 @@ pub fn read_queue_indices(out: &[u8], queues: usize, indices: &mut [u32]) -> Res
 /// [`PluginError::BadOutput`] on a length that is not a multiple of 4 or exceeds the
 /// capacity, an out-of-range index or a duplicate.
 pub fn read_assignment(out: &[u8], queues: usize, assigned: &mut Vec<u32>) -> Result<(), PluginError> {
-    if out.len() % 4 != 0 || out.len() > queues * 4 {
+    if !out.len().is_multiple_of(4) || out.len() > queues * 4 {
         return Err(PluginError::bad_output(format!(
             "allocate output of {} bytes (must be a multiple of 4, at most {})",
             out.len(),

@@ -1,0 +1,194 @@
+//! RocketMQ 5's metrics, read the way operators read them: a real Prometheus server
+//! (Debian's `prometheus` package) scrapes a broker and a name server started with
+//! `metricsExporterType = PROM`, and PromQL queries through its HTTP API return the
+//! counters of the messages the test wrote, under RocketMQ's names and labels.
+//!
+//! `prometheus` must be on the PATH (`.ci/run` installs it); `FERROMQ_SKIP_PROMETHEUS=1`
+//! is the only way to skip, and it says so on stderr.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use tests::wire::{props, Wire};
+use tests::{eventually, Broker, Namesrv, ServerProcess};
+
+const TOPIC: &str = "MetricsTopic";
+const GROUP: &str = "MetricsGroup";
+const MESSAGES: usize = 7;
+const BODY: usize = 1024;
+
+/// The metrics endpoint a server printed at start (`metrics on http://ADDR/metrics`).
+fn metrics_addr(process: &ServerProcess) -> Result<SocketAddr> {
+    let line = process
+        .extra
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .with_context(|| format!("no metrics line in {:?}", process.extra))?;
+    Ok(line.trim_end_matches("/metrics").parse()?)
+}
+
+/// A GET over plain HTTP/1.0; the body.
+async fn http_get(addr: SocketAddr, path_and_query: &str) -> Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8(raw)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("GET {path_and_query}: {head}");
+    }
+    Ok(body.to_owned())
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server scraping `targets` every 500 ms; killed when dropped.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(binary: PathBuf, targets: &[(&str, SocketAddr)]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = String::from("global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n");
+        for (job, addr) in targets {
+            config.push_str(&format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n"));
+        }
+        std::fs::write(dir.path().join("prometheus.yml"), config)?;
+        // A free loopback port for its web API (Prometheus cannot report one it picked).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting prometheus")?;
+        Ok(Self { child, addr, _dir: dir })
+    }
+
+    /// Runs an instant PromQL query; the result vector.
+    async fn query(&self, promql: &str) -> Result<Vec<Value>> {
+        let body = http_get(self.addr, &format!("/api/v1/query?query={}", url_encode(promql))).await?;
+        let v: Value = serde_json::from_str(&body)?;
+        if v["status"] != "success" {
+            bail!("query {promql}: {body}");
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until `promql` returns exactly one series whose value is `want`; that series.
+    async fn wait_for(&self, promql: &str, want: f64) -> Result<Value> {
+        eventually(Duration::from_secs(60), &format!("{promql} == {want}"), || async {
+            let result = self.query(promql).await.ok()?;
+            let [series] = result.as_slice() else { return None };
+            let value: f64 = series["value"][1].as_str()?.parse().ok()?;
+            (value == want).then(|| series.clone())
+        })
+        .await
+    }
+}
+
+fn prometheus_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join("prometheus")).find(|p| p.is_file())
+}
+
+fn label<'a>(series: &'a Value, name: &str) -> Option<&'a str> {
+    series["metric"][name].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_reads_rocketmq_metrics_from_a_broker_and_a_name_server() -> Result<()> {
+    if std::env::var("FERROMQ_SKIP_PROMETHEUS").is_ok_and(|v| v == "1") {
+        let _ = std::io::stderr().lock().write_all(
+            b"SKIPPED metrics: FERROMQ_SKIP_PROMETHEUS=1 is set, so the Prometheus scrape test did not run\n",
+        );
+        return Ok(());
+    }
+    let Some(binary) = prometheus_binary() else {
+        bail!("`prometheus` is not on the PATH: install Debian's prometheus package (.ci/run does)");
+    };
+    let metrics = [
+        ("TELEMETRY__METRICS__EXPORTER_TYPE", "PROM"),
+        ("TELEMETRY__METRICS__PROM_EXPORTER_HOST", "127.0.0.1"),
+        ("TELEMETRY__METRICS__PROM_EXPORTER_PORT", "0"),
+    ];
+    let ns = Namesrv::start(&metrics)?;
+    let mut broker_settings = metrics.to_vec();
+    broker_settings.push(("TELEMETRY__METRICS__LABEL", "deployment:metrics-test"));
+    let broker = Broker::start(&ns.addr(), &broker_settings)?;
+    let prometheus = Prometheus::start(
+        binary,
+        &[("broker", metrics_addr(&broker.process)?), ("namesrv", metrics_addr(&ns.process)?)],
+    )?;
+
+    let wire = Wire::new(broker.addr());
+    wire.create_topic(TOPIC, 1).await?;
+    let body = vec![b'm'; BODY];
+    for _ in 0..MESSAGES {
+        wire.send(TOPIC, 0, &body, &props(&[("TAGS", "T")])).await?;
+    }
+    let pulled = wire.pull(GROUP, TOPIC, 0, 0, "*", "TAG", 0).await?;
+    assert_eq!(pulled.messages.len(), MESSAGES);
+
+    let scope = format!(r#"topic="{TOPIC}""#);
+    let series = prometheus.wait_for(&format!("rocketmq_messages_in_total{{{scope}}}"), MESSAGES as f64).await?;
+    for (name, want) in [
+        ("cluster", "DefaultCluster"),
+        ("node_type", "broker"),
+        ("node_id", "broker-a"),
+        ("message_type", "normal"),
+        ("is_system", "false"),
+        ("deployment", "metrics-test"),
+    ] {
+        assert_eq!(label(&series, name), Some(want), "label {name} of {series}");
+    }
+    prometheus.wait_for(&format!("rocketmq_throughput_in_total{{{scope}}}"), (MESSAGES * BODY) as f64).await?;
+    prometheus.wait_for(&format!(r#"rocketmq_message_size_bucket{{{scope},le="1024"}}"#), MESSAGES as f64).await?;
+    let out = prometheus
+        .wait_for(&format!(r#"rocketmq_messages_out_total{{{scope},consumer_group="{GROUP}"}}"#), MESSAGES as f64)
+        .await?;
+    assert_eq!(label(&out, "is_retry"), Some("false"), "{out}");
+    prometheus
+        .wait_for(
+            r#"sum(rocketmq_rpc_latency_count{node_type="broker",request_code="send_message_v2",response_code="success"})"#,
+            MESSAGES as f64,
+        )
+        .await?;
+    prometheus.wait_for(r#"rocketmq_topic_number{node_type="broker"} > bool 0"#, 1.0).await?;
+
+    // The name server: its own requests and route tables.
+    prometheus.wait_for(r#"ferromq_namesrv_brokers{node_type="nameserver"}"#, 1.0).await?;
+    prometheus
+        .wait_for(
+            r#"sum(rocketmq_rpc_latency_count{node_type="nameserver",request_code="register_broker"}) > bool 0"#,
+            1.0,
+        )
+        .await?;
+    Ok(())
+}
