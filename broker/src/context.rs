@@ -45,6 +45,10 @@ pub struct BrokerContext {
     pub stats: BrokerStats,
     /// RocketMQ 5's request metrics (recording nothing when metrics are off).
     pub metrics: crate::metrics::BrokerMetrics,
+    /// The span exporter, when `[telemetry.traces]` exports spans.
+    pub traces: Option<Arc<telemetry::TraceExport>>,
+    /// Its tracer (`None`: no span is ever started).
+    pub tracer: Option<telemetry::trace::SdkTracer>,
     pub transactions: crate::transaction::state::TransactionState,
     pub timers: crate::timer::state::TimerService,
     /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
@@ -72,6 +76,7 @@ impl BrokerContext {
         broker_addr: SocketAddr,
         ha_addr: SocketAddr,
         metrics: crate::metrics::BrokerMetrics,
+        traces: Option<Arc<telemetry::TraceExport>>,
     ) -> Result<Arc<Self>> {
         config.validate().map_err(|e| Error::Config(e.to_string()))?;
         let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
@@ -110,6 +115,8 @@ impl BrokerContext {
             clients: ClientManager::new(),
             stats: BrokerStats::default(),
             metrics,
+            tracer: traces.as_ref().map(|t| t.tracer("ferromq-broker")),
+            traces,
             transactions: Default::default(),
             timers,
             order_expansions,

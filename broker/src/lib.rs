@@ -35,6 +35,7 @@ pub mod reroute;
 pub mod role;
 pub mod schedule;
 pub mod slave_sync;
+pub mod spans;
 pub mod stats;
 pub mod subscription_group;
 pub mod timer;
@@ -70,18 +71,19 @@ impl Broker {
     /// # Errors
     /// Invalid configuration, an unusable store, or a port that cannot be bound.
     pub async fn start(config: config::BrokerConfig, plugins: &config::PluginsConfig) -> Result<Self> {
-        Self::start_observed(config, plugins, &config::MetricsConfig::default()).await
+        Self::start_observed(config, plugins, &config::TelemetryConfig::default()).await
     }
 
-    /// [`Broker::start`] with RocketMQ 5's metrics exported as `metrics` says
-    /// (`metricsExporterType` and friends, `[telemetry.metrics]`).
+    /// [`Broker::start`] with RocketMQ 5's metrics and OpenTelemetry spans exported
+    /// as `telemetry` says (`[telemetry.metrics]`, RocketMQ's `metricsExporterType`
+    /// and friends; `[telemetry.traces]` and the `OTEL_*` variables).
     ///
     /// # Errors
-    /// As [`Broker::start`]; invalid metric settings or an unbindable metrics port.
+    /// As [`Broker::start`]; invalid telemetry settings or an unbindable metrics port.
     pub async fn start_observed(
         config: config::BrokerConfig,
         plugins: &config::PluginsConfig,
-        metrics: &config::MetricsConfig,
+        telemetry: &config::TelemetryConfig,
     ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
         let bound = listener.local_addr()?;
@@ -107,9 +109,12 @@ impl Broker {
             cluster: config.broker_cluster_name.clone(),
             node_id: config.broker_name.clone(),
         };
-        let exporter = telemetry::MetricsExporter::start(metrics, &node, advertised_ip)
+        let exporter = telemetry::MetricsExporter::start(&telemetry.metrics, &node, advertised_ip)
             .await
             .map_err(|e| Error::Config(e.to_string()))?;
+        let traces = telemetry::TraceExport::start(&telemetry.traces, "ferromq-broker")
+            .map_err(|e| Error::Config(e.to_string()))?
+            .map(Arc::new);
         let meter = exporter.as_ref().map(|e| e.meter("broker-meter"));
         let broker_metrics = meter.as_ref().map_or_else(metrics::BrokerMetrics::disabled, metrics::BrokerMetrics::new);
         let ctx = context::BrokerContext::open(
@@ -118,6 +123,7 @@ impl Broker {
             broker_addr,
             SocketAddr::new(ha_ip, ha_port),
             broker_metrics,
+            traces,
         )?;
         if let Some(meter) = &meter {
             metrics::register_gauges(meter, &ctx);
@@ -213,6 +219,9 @@ impl Broker {
         self.ctx.persist_all();
         if let Some(m) = &self.metrics {
             m.shutdown();
+        }
+        if let Some(t) = &self.ctx.traces {
+            t.shutdown();
         }
         if let Err(e) = self.ctx.store.shutdown() {
             tracing::error!(error = %e, "store shutdown failed");

@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     args.server.install_logging(&mut file.telemetry, &loaded.warnings).context("installing logging")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("broker").build()?;
     runtime.block_on(async move {
-        let broker = broker::Broker::start_observed(file.broker, &file.plugins, &file.telemetry.metrics)
+        let broker = broker::Broker::start_observed(file.broker, &file.plugins, &file.telemetry)
             .await
             .context("starting the broker")?;
         // The ready line tests and scripts wait for.

@@ -27,6 +27,7 @@ pub mod namesrv;
 pub mod plugins;
 pub mod producer;
 pub mod request;
+mod trace;
 pub mod transaction;
 
 pub use admin::Admin;

@@ -355,7 +355,18 @@ impl Producer {
         self.send_attempts(&mut msg, retries, RequestCode::SEND_MESSAGE_V2).await
     }
 
+    /// [`Producer::send_attempts_untraced`] inside the send's span.
     async fn send_attempts(&self, msg: &mut Message, retries: usize, code: RequestCode) -> Result<SendResult> {
+        let span = crate::trace::start_send(msg, &self.inner.group, self.inner.instance.client_id());
+        let result = self.send_attempts_untraced(msg, retries, code).await;
+        match &result {
+            Ok(r) => crate::trace::end_send(span, Ok((&r.message_queue.broker_name, r.message_queue.queue_id))),
+            Err(e) => crate::trace::end_send(span, Err(&e.to_string())),
+        }
+        result
+    }
+
+    async fn send_attempts_untraced(&self, msg: &mut Message, retries: usize, code: RequestCode) -> Result<SendResult> {
         let deadline = Instant::now() + self.inner.opts.send_timeout;
         let attempts = 1 + retries;
         let mut last_broker: Option<String> = None;

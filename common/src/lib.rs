@@ -27,6 +27,7 @@ pub mod subscription;
 pub mod sysflag;
 pub mod time;
 pub mod topic;
+pub mod trace_context;
 
 pub use error::{DecodeError, Result};
 pub use message::{Message, MessageExt};

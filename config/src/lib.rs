@@ -76,7 +76,9 @@ pub use load::{
 pub use namesrv::NamesrvConfig;
 pub use plugins::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
 pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
-pub use telemetry::{LogFormat, MetricsConfig, MetricsExporterType, TelemetryConfig};
+pub use telemetry::{
+    LogFormat, MetricsConfig, MetricsExporterType, OtlpProtocol, TelemetryConfig, TraceExporter, TracesConfig,
+};
 pub use warning::{ConfigWarning, Origin, WarningKind};
 
 /// The user's home directory, which RocketMQ's defaults are relative to

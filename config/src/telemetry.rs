@@ -38,11 +38,18 @@ pub struct TelemetryConfig {
     pub log_level: String,
     /// `[telemetry.metrics]`.
     pub metrics: MetricsConfig,
+    /// `[telemetry.traces]`.
+    pub traces: TracesConfig,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_format: LogFormat::Human, log_level: "info".to_owned(), metrics: MetricsConfig::default() }
+        Self {
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            metrics: MetricsConfig::default(),
+            traces: TracesConfig::default(),
+        }
     }
 }
 
@@ -152,6 +159,78 @@ impl MetricsConfig {
     }
 }
 
+/// Where spans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceExporter {
+    /// No spans are recorded and no exporter thread runs.
+    #[default]
+    None,
+    /// OTLP to `endpoint` over `protocol`.
+    Otlp,
+}
+
+/// OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317 by convention).
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318, `/v1/traces`).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// `[telemetry.traces]`: OpenTelemetry spans exported over OTLP. The standard
+/// OpenTelemetry variables take precedence over the file: `OTEL_TRACES_EXPORTER`
+/// (`otlp`/`none`), `OTEL_EXPORTER_OTLP_ENDPOINT` (and `..._TRACES_ENDPOINT`),
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` with
+/// `OTEL_TRACES_SAMPLER_ARG`, and `OTEL_BSP_*` for the batch queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TracesConfig {
+    /// `none` (default) or `otlp`.
+    pub exporter: TraceExporter,
+    /// Collector endpoint; empty means OpenTelemetry's default for the protocol
+    /// (`http://localhost:4317` for gRPC, `http://localhost:4318/v1/traces` for HTTP).
+    pub endpoint: String,
+    /// `grpc` (default) or `http/protobuf`.
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the spans; empty means the binary's (`ferromq-broker`, ...).
+    pub service_name: String,
+    /// Share of traces this process starts on its own (a request that carries no
+    /// trace context); requests that carry one follow their parent's decision. The
+    /// default 0 means a broker never starts traces by itself.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self {
+            exporter: TraceExporter::None,
+            endpoint: String::new(),
+            protocol: OtlpProtocol::Grpc,
+            service_name: String::new(),
+            sample_ratio: 0.0,
+        }
+    }
+}
+
+impl TracesConfig {
+    /// # Errors
+    /// [`Error::Invalid`] keyed `sample_ratio` outside `0.0..=1.0`.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(Error::invalid(
+                "sample_ratio",
+                Invalid::Malformed { value: self.sample_ratio.to_string(), expected: "a ratio from 0.0 to 1.0" },
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -167,7 +246,8 @@ impl TelemetryConfig {
     /// [`Error::Invalid`] keyed `log_level` or `metrics.*`.
     pub fn validate(&self) -> Result<()> {
         parse_filter("log_level", &self.log_level)?;
-        self.metrics.validate().map_err(|e| e.within("metrics"))
+        self.metrics.validate().map_err(|e| e.within("metrics"))?;
+        self.traces.validate().map_err(|e| e.within("traces"))
     }
 
     /// Installs the global `tracing` subscriber: `fmt` in the configured

@@ -10,8 +10,8 @@ use bytesize::ByteSize;
 use common::{fixture, leaves, NO_ENV};
 use config::{
     load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, FlushDiskType, LogFormat,
-    MetricsConfig, MetricsExporterType, NamesrvConfig, NamesrvFile, PluginBinding, PluginConfig, PluginsConfig,
-    StoreConfig, TelemetryConfig,
+    MetricsConfig, MetricsExporterType, NamesrvConfig, NamesrvFile, OtlpProtocol, PluginBinding, PluginConfig,
+    PluginsConfig, StoreConfig, TelemetryConfig, TraceExporter, TracesConfig,
 };
 use plugin_api::{PluginKind, Runtime};
 use serde::Serialize;
@@ -137,6 +137,13 @@ fn full_broker_toml() {
                 grpc_exporter_target: "http://collector:4317".into(),
                 grpc_exporter_header: "x-tenant:a".into(),
             },
+            traces: TracesConfig {
+                exporter: TraceExporter::Otlp,
+                endpoint: "http://collector:4318/v1/traces".into(),
+                protocol: OtlpProtocol::HttpProtobuf,
+                service_name: "broker-b".into(),
+                sample_ratio: 0.25,
+            },
         },
     };
     check_field_by_field(&loaded.config, &expected);
@@ -169,6 +176,13 @@ fn full_namesrv_toml() {
                 label: "region:eu".into(),
                 grpc_exporter_target: "http://collector:4317".into(),
                 grpc_exporter_header: "x-tenant:a".into(),
+            },
+            traces: TracesConfig {
+                exporter: TraceExporter::Otlp,
+                endpoint: "http://collector:4318/v1/traces".into(),
+                protocol: OtlpProtocol::HttpProtobuf,
+                service_name: "broker-b".into(),
+                sample_ratio: 0.25,
             },
         },
     };

@@ -13,6 +13,8 @@
 pub mod http;
 pub mod metrics;
 pub mod rpc;
+pub mod trace;
 
 pub use metrics::{MetricsError, MetricsExporter, Node};
 pub use rpc::RpcMetrics;
+pub use trace::TraceExport;

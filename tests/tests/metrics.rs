@@ -190,5 +190,20 @@ async fn prometheus_reads_rocketmq_metrics_from_a_broker_and_a_name_server() -> 
             1.0,
         )
         .await?;
+
+    // The dashboard in the repository: every query is valid PromQL, and the ones over
+    // series this run produced return data.
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/ferromq-brokers.json"),
+    )?)?;
+    let mut answered = 0;
+    for panel in dashboard["panels"].as_array().context("panels")? {
+        for target in panel["targets"].as_array().context("targets")? {
+            let expr = target["expr"].as_str().context("expr")?.replace("$cluster", ".*").replace("$node", ".*");
+            let result = prometheus.query(&expr).await.with_context(|| format!("panel {}", panel["title"]))?;
+            answered += usize::from(!result.is_empty());
+        }
+    }
+    assert!(answered >= 8, "only {answered} dashboard queries returned data");
     Ok(())
 }

@@ -11,6 +11,13 @@
 //!   read another broker — a slave — so the latency is the replication lag as a
 //!   consumer of the slave sees it.
 //!
+//! * `populate` — `--topics` topics (`Series0`, `Series1`, ...) with one message
+//!   each, pulled by `--groups` consumer groups: the per-topic and per-group series a
+//!   large broker exports; then times `--scrape` back to back.
+//!
+//! `--scrape http://HOST:PORT/metrics` reads a metrics endpoint every
+//! `--scrape-every` during the measurement and reports how long each read took.
+//!
 //! `--ha-lag-from MASTER` also samples the master's GET_BROKER_HA_STATUS every 10 ms
 //! during the measurement and reports its slaves' lag in bytes (largest `diff`).
 //!
@@ -39,6 +46,8 @@ enum Mode {
     Send,
     Pull,
     E2e,
+    /// Creates `--topics` x `--groups` metric series, then times `--scrape`.
+    Populate,
     /// Times a slave (`--pull-broker`) catching up with its master (`--broker`):
     /// from its first progress to its end matching the master's.
     CatchUp,
@@ -93,6 +102,18 @@ struct Args {
     /// A master whose slaves' replication lag (bytes) is sampled every 10 ms.
     #[arg(long)]
     ha_lag_from: Option<String>,
+    /// Topics for `populate`.
+    #[arg(long, default_value_t = 1000)]
+    topics: usize,
+    /// Consumer groups reading each topic, for `populate`.
+    #[arg(long, default_value_t = 10)]
+    groups: usize,
+    /// A metrics endpoint to read during the run (`http://127.0.0.1:5557/metrics`).
+    #[arg(long)]
+    scrape: Option<String>,
+    /// How often `--scrape` reads it.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    scrape_every: Duration,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -121,6 +142,100 @@ async fn sample_ha_lag(
             let _ = lag.lock().record(d.max(0) as u64);
         }
     }
+}
+
+/// Timeout of the requests `populate` makes.
+const T: Duration = Duration::from_secs(10);
+
+/// One GET of `url` (`http://host:port/path`): the body's length and how long the
+/// whole exchange took.
+async fn scrape_once(url: &str) -> Result<(usize, Duration)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("--scrape takes an http:// URL")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::with_capacity(1 << 20);
+    s.read_to_end(&mut raw).await?;
+    let took = started.elapsed();
+    anyhow::ensure!(raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200"), "scrape of {url} failed");
+    Ok((raw.len(), took))
+}
+
+fn ms_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Reads `url` every `every` while `stats.measuring`, recording each read in µs.
+async fn scrape_loop(
+    url: String,
+    every: Duration,
+    hist: Arc<parking_lot::Mutex<hdrhistogram::Histogram<u64>>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        if !stats.measuring.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Ok((_, took)) = scrape_once(&url).await {
+            let _ = hist.lock().record(took.as_micros().max(1) as u64);
+        }
+    }
+}
+
+/// `--mode populate`: `--topics` topics of one queue, one message each, read once by
+/// each of `--groups` groups; then 20 back-to-back reads of `--scrape`.
+async fn populate(args: &Args) -> Result<()> {
+    let client = Arc::new(RemotingClient::new(ClientConfig::default(), None));
+    let started = Instant::now();
+    let topics: Vec<usize> = (0..args.topics).collect();
+    let per_task = topics.len().div_ceil(args.connections.max(1)).max(1);
+    let mut tasks = Vec::new();
+    for chunk in topics.chunks(per_task) {
+        let (client, args, chunk) = (client.clone(), args.clone(), chunk.to_vec());
+        tasks.push(tokio::spawn(async move {
+            for t in chunk {
+                let topic = format!("Series{t}");
+                create_topic(&client, &args.broker, &topic, 1).await?;
+                let resp =
+                    client.invoke(&args.broker, send_request(&topic, 0, body(args.size, Instant::now())), T).await?;
+                anyhow::ensure!(
+                    resp.response_code() == ResponseCode::SUCCESS,
+                    "send to {topic}: {}",
+                    resp.remark_str()
+                );
+                for g in 0..args.groups {
+                    let reader = Args { topic: topic.clone(), group: format!("SeriesGroup{g}"), ..args.clone() };
+                    client.invoke(&args.broker, pull_request(&reader, 0, 0, 0), T).await?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let populated = started.elapsed();
+    let mut run = serde_json::json!({ "mode": "populate", "topics": args.topics, "groups": args.groups,
+                                      "populate_seconds": populated.as_secs_f64() });
+    if let Some(url) = &args.scrape {
+        let mut h = ms_histogram();
+        let mut bytes = 0;
+        for _ in 0..20 {
+            let (n, took) = scrape_once(url).await?;
+            bytes = n;
+            let _ = h.record(took.as_micros().max(1) as u64);
+        }
+        run["scrape_bytes"] = bytes.into();
+        run["scrape_ms"] = serde_json::json!({ "p50": h.value_at_quantile(0.5) as f64 / 1e3,
+                                               "max": h.max() as f64 / 1e3, "samples": h.len() });
+    }
+    println!("{run}");
+    Ok(())
 }
 
 fn send_request(topic: &str, queue_id: i32, body: Bytes) -> RemotingCommand {
@@ -354,6 +469,9 @@ async fn main() -> Result<()> {
     if args.mode == Mode::CatchUp {
         return catch_up(&args).await;
     }
+    if args.mode == Mode::Populate {
+        return populate(&args).await;
+    }
     let admin = RemotingClient::new(ClientConfig::default(), None);
     create_topic(&admin, &args.broker, &args.topic, args.queues).await.context("creating the topic")?;
     let epoch = Instant::now();
@@ -379,13 +497,18 @@ async fn main() -> Result<()> {
             handles.extend(run_pullers(&args, stats.clone(), stop.clone(), epoch, true).await?);
             handles.extend(run_senders(&args, send_stats, stop.clone(), epoch).await);
         }
-        Mode::CatchUp => unreachable!("handled before the topic is created"),
+        Mode::CatchUp | Mode::Populate => unreachable!("handled before the topic is created"),
     }
     let ha_lag = Arc::new(parking_lot::Mutex::new(
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).context("histogram bounds")?,
     ));
     if let Some(master) = &args.ha_lag_from {
         handles.push(tokio::spawn(sample_ha_lag(master.clone(), ha_lag.clone(), stats.clone(), stop.clone())));
+    }
+    let scrapes = Arc::new(parking_lot::Mutex::new(ms_histogram()));
+    if let Some(url) = &args.scrape {
+        let task = scrape_loop(url.clone(), args.scrape_every, scrapes.clone(), stats.clone(), stop.clone());
+        handles.push(tokio::spawn(task));
     }
     tokio::time::sleep(args.warmup).await;
     stats.measuring.store(true, Ordering::Relaxed);
@@ -412,6 +535,11 @@ async fn main() -> Result<()> {
             println!("replication lag bytes: p50 {}  p99 {}  max {} ({} samples)", q(0.5), q(0.99), h.max(), h.len());
         }
         run["replication_lag_bytes"] = lag;
+    }
+    if args.scrape.is_some() {
+        let h = scrapes.lock();
+        let q = |p: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(p) as f64 / 1e3 };
+        run["scrape_ms"] = serde_json::json!({ "samples": h.len(), "p50": q(0.5), "max": h.max() as f64 / 1e3 });
     }
     stats.report(&format!("mode {:?}", args.mode), elapsed, run, args.json);
     Ok(())

@@ -178,6 +178,10 @@ pub async fn get_broker_runtime_info(
     put("sendFailures", BrokerStats::get(&st.send_failures).to_string());
     put("pullRequests", BrokerStats::get(&st.pull_requests).to_string());
     put("pullHeld", ctx.holds.parked().to_string());
+    if let Some(t) = &ctx.traces {
+        put("traceSpansExported", t.exported().to_string());
+        put("traceSpansDropped", t.dropped().to_string());
+    }
     put("brokerRole", ctx.role.role().as_str().to_owned());
     put("brokerId", ctx.config.broker_id.to_string());
     put("haServerAddr", ctx.role.ha_addr().to_string());

@@ -41,6 +41,22 @@ fn retain_marked<T>(v: &mut Vec<T>, marks: &[bool]) {
 /// more (without committing the offset again or suspending) and answers.
 pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
     let h: PullMessageRequestHeader = try_header!(&req);
+    let Some(tracer) = &ctx.tracer else { return serve(ctx, ch, &req, h).await };
+    let cx = crate::spans::start_pull(tracer, &h.topic, &h.consumer_group, h.queue_id, h.queue_offset);
+    let response = serve(ctx, ch, &req, h).await;
+    let (code, messages) = response
+        .as_ref()
+        .map_or((-1, 0), |r| (r.code, if let remoting::command::Body::Chain(m) = &r.body { m.len() } else { 0 }));
+    crate::spans::end_pull(&cx, code, messages);
+    response
+}
+
+async fn serve(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: &RemotingCommand,
+    h: PullMessageRequestHeader,
+) -> Option<RemotingCommand> {
     let span = Span::current();
     span.record("topic", h.topic.as_str());
     span.record("queue_id", h.queue_id);

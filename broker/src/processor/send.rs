@@ -56,8 +56,17 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
     let batch = code == RequestCode::SEND_BATCH_MESSAGE
         || (code == RequestCode::SEND_MESSAGE_V2
             && (header.batch == Some(true) || req.ext_fields.get("m").is_some_and(|m| m.trim() == "1")));
-    let mut resp = match send(ctx, ch, &req, header, batch).await {
-        Ok(r) | Err(r) => r,
+    let mut resp = match &ctx.tracer {
+        None => match send(ctx, ch, &req, header, batch).await {
+            Ok(r) | Err(r) => r,
+        },
+        Some(tracer) => {
+            use opentelemetry::trace::FutureExt as _;
+            let cx = crate::spans::start_send(tracer, ctx, &header, batch);
+            let (Ok(r) | Err(r)) = send(ctx, ch, &req, header, batch).with_context(cx.clone()).await;
+            crate::spans::end_send(&cx, r.code, r.code == ResponseCode::SUCCESS.0);
+            r
+        }
     };
     let stored = [
         ResponseCode::SUCCESS,
@@ -296,7 +305,9 @@ async fn send(
         properties,
     };
     let body_len = put.body.len() as u64;
+    let append = ctx.tracer.as_ref().map(|t| crate::spans::start_append(t, ctx, &h.topic));
     let result = ctx.store.put(put).await;
+    drop(append);
     if result.status.is_stored() {
         BrokerStats::add(&ctx.stats.send_messages, 1);
         BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
@@ -414,7 +425,9 @@ async fn send_batch(
         });
     }
     let n = puts.len() as u64;
+    let append = ctx.tracer.as_ref().map(|t| crate::spans::start_append(t, ctx, &h.topic));
     let result = ctx.store.put_batch(puts).await;
+    drop(append);
     if result.status.is_stored() {
         BrokerStats::add(&ctx.stats.send_messages, n);
         BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);

@@ -54,6 +54,7 @@ impl Inner {
                 }
                 self.restore_retry_topic(&mut msgs);
                 let ctx = ConsumeContext::new(pq.mq.clone());
+                let spans = crate::trace::start_process(&msgs, &self.group);
                 let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
                     Ok(s) => s,
                     Err(_) => {
@@ -61,6 +62,7 @@ impl Inner {
                         ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
                     }
                 };
+                crate::trace::end_process(spans, status == ConsumeOrderlyStatus::Success);
                 match status {
                     ConsumeOrderlyStatus::Success => {
                         pq.commit(&self.store);

@@ -1,0 +1,97 @@
+//! The broker's OpenTelemetry spans (when `[telemetry.traces]` exports them).
+//!
+//! * a send: `store {topic}` (server), the child of the producer's span named by the
+//!   message's `TRACE_CONTEXT`, with a `store.append {topic}` child covering the
+//!   store's put — the append, then the flush or replication acknowledgement the
+//!   broker's flush type and role require;
+//! * a pull: `pull {topic}` (server), with the consumer group, the queue and offset
+//!   asked for, and the response code and number of messages returned.
+//!
+//! Without a tracer nothing here runs. With one, a request whose message carries no
+//! sampled context costs one sampler decision (the broker starts traces of its own
+//! only at `sample_ratio`, 0 by default).
+
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+
+use common::properties::{find_in_encoded, keys};
+use remoting::header::broker::SendMessageRequestHeader;
+use telemetry::trace::{messaging_attributes, remote_parent, SdkSpan, SdkTracer};
+
+use crate::context::BrokerContext;
+
+/// The span of one send, the parent of its store span.
+pub fn start_send(tracer: &SdkTracer, ctx: &BrokerContext, h: &SendMessageRequestHeader, batch: bool) -> Context {
+    let properties = h.properties.as_deref().unwrap_or("");
+    let parent = remote_parent(find_in_encoded(properties, keys::TRACE_CONTEXT));
+    let mut attributes = messaging_attributes("receive", "store", &h.topic);
+    attributes.push(KeyValue::new("messaging.rocketmq.client_group", h.producer_group.clone()));
+    attributes.push(KeyValue::new("messaging.rocketmq.namespace", ctx.config.broker_cluster_name.clone()));
+    attributes.push(KeyValue::new("messaging.batch", batch));
+    if let Some(tag) = find_in_encoded(properties, keys::TAGS) {
+        attributes.push(KeyValue::new("messaging.rocketmq.message.tag", tag.to_owned()));
+    }
+    if let Some(k) = find_in_encoded(properties, keys::KEYS) {
+        let keys: Vec<opentelemetry::StringValue> = k.split(keys::KEY_SEPARATOR).map(|s| s.to_owned().into()).collect();
+        attributes.push(KeyValue::new(
+            "messaging.rocketmq.message.keys",
+            opentelemetry::Value::Array(opentelemetry::Array::String(keys)),
+        ));
+    }
+    if let Some(id) = find_in_encoded(properties, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        attributes.push(KeyValue::new("messaging.message.id", id.to_owned()));
+    }
+    let span = tracer
+        .span_builder(format!("store {}", h.topic))
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    parent.with_span(span)
+}
+
+/// Ends a send's span with the response code it answered.
+pub fn end_send(cx: &Context, code: i32, ok: bool) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("messaging.rocketmq.response_code", i64::from(code)));
+    if !ok {
+        span.set_status(Status::error(format!("response code {code}")));
+    }
+    span.end();
+}
+
+/// The span of a store put (append through its acknowledgement), child of the
+/// current context's span.
+pub fn start_append(tracer: &SdkTracer, ctx: &BrokerContext, topic: &str) -> SdkSpan {
+    let parent = Context::current();
+    let attributes = vec![
+        KeyValue::new("ferromq.flush_disk_type", format!("{:?}", ctx.config.store.flush_disk_type)),
+        KeyValue::new("ferromq.broker_role", ctx.role.role().as_str()),
+    ];
+    tracer
+        .span_builder(format!("store.append {topic}"))
+        .with_kind(SpanKind::Internal)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent)
+}
+
+/// The span of one pull (a root span: a pull belongs to no message's trace).
+pub fn start_pull(tracer: &SdkTracer, topic: &str, group: &str, queue_id: i32, offset: i64) -> Context {
+    let mut attributes = messaging_attributes("receive", "pull", topic);
+    attributes.push(KeyValue::new("messaging.consumer.group.name", group.to_owned()));
+    attributes.push(KeyValue::new("messaging.destination.partition.id", queue_id.to_string()));
+    attributes.push(KeyValue::new("messaging.rocketmq.queue_offset", offset));
+    let span = tracer
+        .span_builder(format!("pull {topic}"))
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &Context::new());
+    Context::new().with_span(span)
+}
+
+/// Ends a pull's span: what it returned.
+pub fn end_pull(cx: &Context, code: i32, messages: usize) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("messaging.rocketmq.response_code", i64::from(code)));
+    span.set_attribute(KeyValue::new("messaging.batch.message_count", messages as i64));
+    span.end();
+}

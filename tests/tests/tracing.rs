@@ -1,0 +1,245 @@
+//! OpenTelemetry traces end to end, received by a real OTLP endpoint: a gRPC
+//! `TraceService` built on the `opentelemetry-proto` definitions decodes what the
+//! application (with the SDK), the broker process and the SDK's push consumer export.
+//!
+//! One message sent by the SDK's producer and consumed by its push consumer gives one
+//! trace: the producer's `send` span, the broker's `store` span (its child, through
+//! the message's `TRACE_CONTEXT` property) with a `store.append` child, and the
+//! consumer's `process` span (the producer's child), each with the messaging
+//! attributes. With the collector gone, sends still succeed and the broker counts the
+//! spans it could not export.
+
+mod client_support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use client::consumer::{ConsumeContext, ConsumeFromWhere, ConsumeStatus, PushConsumer};
+use client::{Message, MessageExt};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue as ProtoKeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode};
+use tests::wire::{props, Wire};
+use tests::{eventually, Broker, Namesrv};
+
+use client_support::{create_topic, producer, WAIT};
+
+/// One received span and the `service.name` of the process that sent it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    span: ProtoSpan,
+}
+
+impl Received {
+    fn attribute(&self, key: &str) -> Option<String> {
+        string_attribute(&self.span.attributes, key)
+    }
+}
+
+fn string_attribute(attributes: &[ProtoKeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        AnyValue::StringValue(s) => Some(s.clone()),
+        AnyValue::IntValue(i) => Some(i.to_string()),
+        AnyValue::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    })
+}
+
+/// An OTLP/gRPC trace receiver on a loopback port, keeping every span it is sent.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let service =
+                rs.resource.as_ref().and_then(|r| string_attribute(&r.attributes, "service.name")).unwrap_or_default();
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans.into_iter().map(|span| Received { service: service.clone(), span }));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Receiver {
+    async fn start() -> Result<(Self, SocketAddr)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let receiver = Self::default();
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let _ = tonic::transport::Server::builder().serve_with_incoming(service, incoming).await;
+        });
+        Ok((receiver, addr))
+    }
+
+    fn spans(&self) -> Vec<Received> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+/// The application's own tracer provider, exporting to `receiver` in batches (what
+/// an application using the SDK installs).
+fn install_application_tracing(receiver: SocketAddr) -> Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(format!("http://{receiver}")).build()?;
+    let provider = SdkTracerProvider::builder()
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("test-application").build())
+        .with_batch_exporter(exporter)
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(provider)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> Result<()> {
+    let (receiver, addr) = Receiver::start().await?;
+    let ns = Namesrv::start(&[])?;
+    let endpoint = format!("http://{addr}");
+    let broker = Broker::start(
+        &ns.addr(),
+        &[
+            ("BROKER_NAME", "broker-a"),
+            ("TELEMETRY__TRACES__EXPORTER", "otlp"),
+            ("TELEMETRY__TRACES__ENDPOINT", endpoint.as_str()),
+        ],
+    )?;
+    let provider = install_application_tracing(addr)?;
+    create_topic(&ns.addr(), "TracedTopic", 2, 1).await?;
+
+    let delivered: Arc<Mutex<Vec<MessageExt>>> = Arc::default();
+    let log = delivered.clone();
+    let consumer = PushConsumer::builder("TracedGroup")
+        .namesrv(&ns.addr())
+        .subscribe("TracedTopic", "*")
+        .consume_from(ConsumeFromWhere::FirstOffset)
+        .on_message(move |msgs: &[MessageExt], _: &ConsumeContext| {
+            log.lock().unwrap().extend_from_slice(msgs);
+            ConsumeStatus::Success
+        })
+        .start()
+        .await?;
+    let producer = producer(&ns.addr(), "TracedProducer");
+    let sent = producer.send(Message::new("TracedTopic", b"traced".to_vec()).with_tags("TagT")).await?;
+    eventually(WAIT, "the message consumed", || async { (!delivered.lock().unwrap().is_empty()).then_some(()) })
+        .await?;
+
+    let find = |spans: &[Received], name: &str| spans.iter().find(|s| s.span.name == name).cloned();
+    let spans = eventually(WAIT, "producer, broker and consumer spans", || async {
+        let _ = provider.force_flush();
+        let spans = receiver.spans();
+        ["send TracedTopic", "store TracedTopic", "store.append TracedTopic", "process TracedTopic"]
+            .iter()
+            .all(|n| find(&spans, n).is_some())
+            .then_some(spans)
+    })
+    .await?;
+    let send = find(&spans, "send TracedTopic").context("send span")?;
+    let store = find(&spans, "store TracedTopic").context("store span")?;
+    let append = find(&spans, "store.append TracedTopic").context("append span")?;
+    let process = find(&spans, "process TracedTopic").context("process span")?;
+
+    // One trace, linked parent to child across three processes' exporters.
+    for s in [&store, &append, &process] {
+        assert_eq!(hex(&s.span.trace_id), hex(&send.span.trace_id), "{} is in another trace", s.span.name);
+    }
+    assert_eq!(store.span.parent_span_id, send.span.span_id, "store's parent is the producer's send");
+    assert_eq!(append.span.parent_span_id, store.span.span_id, "append's parent is the store span");
+    assert_eq!(process.span.parent_span_id, send.span.span_id, "process's parent is the producer's send");
+    assert_eq!(send.service, "test-application");
+    assert_eq!(store.service, "ferromq-broker");
+    assert_eq!(process.service, "test-application");
+    assert_eq!(send.span.kind, SpanKind::Producer as i32);
+    assert_eq!(store.span.kind, SpanKind::Server as i32);
+    assert_eq!(process.span.kind, SpanKind::Consumer as i32);
+
+    // The messaging attributes.
+    for s in [&send, &store, &process] {
+        assert_eq!(s.attribute("messaging.system").as_deref(), Some("rocketmq"), "{}", s.span.name);
+        assert_eq!(s.attribute("messaging.destination.name").as_deref(), Some("TracedTopic"), "{}", s.span.name);
+        assert_eq!(s.attribute("messaging.message.id").as_deref(), Some(sent.msg_id.as_str()), "{}", s.span.name);
+        assert_eq!(s.attribute("messaging.rocketmq.message.tag").as_deref(), Some("TagT"), "{}", s.span.name);
+    }
+    assert_eq!(send.attribute("messaging.operation.type").as_deref(), Some("send"));
+    assert_eq!(process.attribute("messaging.operation.type").as_deref(), Some("process"));
+    assert_eq!(process.attribute("messaging.consumer.group.name").as_deref(), Some("TracedGroup"));
+    assert_eq!(store.attribute("messaging.rocketmq.client_group").as_deref(), Some("TracedProducer"));
+    assert_eq!(store.attribute("messaging.rocketmq.response_code").as_deref(), Some("0"));
+
+    // The stored message carries the producer's context, as RocketMQ 5's clients expect.
+    let stored = delivered.lock().unwrap()[0].properties.get("TRACE_CONTEXT").map(str::to_owned);
+    assert_eq!(
+        stored.as_deref(),
+        Some(format!("00-{}-{}-01", hex(&send.span.trace_id), hex(&send.span.span_id)).as_str())
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    drop(broker);
+    Ok(())
+}
+
+/// GET_BROKER_RUNTIME_INFO's table.
+async fn runtime_info(broker: &str) -> Result<HashMap<String, String>> {
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let resp = client
+        .invoke(broker, RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO), Duration::from_secs(5))
+        .await?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body_bytes())?;
+    Ok(serde_json::from_value(v["table"].clone())?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_collector_down_sends_succeed_and_dropped_spans_are_counted() -> Result<()> {
+    // A port nothing listens on.
+    let dead: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let ns = Namesrv::start(&[])?;
+    let endpoint = format!("http://{dead}");
+    let broker = Broker::start(
+        &ns.addr(),
+        &[
+            ("TELEMETRY__TRACES__EXPORTER", "otlp"),
+            ("TELEMETRY__TRACES__ENDPOINT", endpoint.as_str()),
+            // Every send starts a trace of its own (no producer context here).
+            ("TELEMETRY__TRACES__SAMPLE_RATIO", "1.0"),
+        ],
+    )?;
+    let wire = Wire::new(broker.addr());
+    wire.create_topic("Untraced", 1).await?;
+    for i in 0..20 {
+        let sent = wire.send("Untraced", 0, format!("m{i}").as_bytes(), &props(&[])).await?;
+        assert_eq!(sent.queue_offset, i64::from(i), "send {i}");
+    }
+    let dropped = eventually(WAIT, "the broker to count dropped spans", || async {
+        let info = runtime_info(&broker.addr()).await.ok()?;
+        let dropped: u64 = info.get("traceSpansDropped")?.parse().ok()?;
+        (dropped > 0).then_some(dropped)
+    })
+    .await?;
+    let info = runtime_info(&broker.addr()).await?;
+    assert_eq!(info.get("traceSpansExported").map(String::as_str), Some("0"), "{info:?}");
+    assert!(dropped <= 40, "at most the 20 sends' store and append spans: {dropped}");
+    Ok(())
+}
