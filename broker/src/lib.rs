@@ -22,6 +22,7 @@ pub mod consumer_offset;
 pub mod context;
 pub mod error;
 pub mod filter;
+pub mod gauges;
 pub mod hold;
 pub mod lock;
 pub mod metrics;
@@ -126,7 +127,7 @@ impl Broker {
             traces,
         )?;
         if let Some(meter) = &meter {
-            metrics::register_gauges(meter, &ctx);
+            gauges::register(meter, &ctx);
         }
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -181,7 +182,7 @@ impl Broker {
 
     /// The Prometheus endpoint's address, when metrics are exported there.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|m| m.endpoint())
+        self.metrics.as_ref().and_then(|m| m.endpoint())
     }
 
     pub fn context(&self) -> &Arc<BrokerContext> {

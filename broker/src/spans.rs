@@ -11,7 +11,7 @@
 //! sampled context costs one sampler decision (the broker starts traces of its own
 //! only at `sample_ratio`, 0 by default).
 
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
 use common::properties::{find_in_encoded, keys};
@@ -20,32 +20,34 @@ use telemetry::trace::{messaging_attributes, remote_parent, SdkSpan, SdkTracer};
 
 use crate::context::BrokerContext;
 
-/// The span of one send, the parent of its store span.
+/// The span of one send, the parent of its store span. The sampler decides first,
+/// on the name alone; names and attributes are built only for a span it records.
 pub fn start_send(tracer: &SdkTracer, ctx: &BrokerContext, h: &SendMessageRequestHeader, batch: bool) -> Context {
     let properties = h.properties.as_deref().unwrap_or("");
     let parent = remote_parent(find_in_encoded(properties, keys::TRACE_CONTEXT));
-    let mut attributes = messaging_attributes("receive", "store", &h.topic);
-    attributes.push(KeyValue::new("messaging.rocketmq.client_group", h.producer_group.clone()));
-    attributes.push(KeyValue::new("messaging.rocketmq.namespace", ctx.config.broker_cluster_name.clone()));
-    attributes.push(KeyValue::new("messaging.batch", batch));
-    if let Some(tag) = find_in_encoded(properties, keys::TAGS) {
-        attributes.push(KeyValue::new("messaging.rocketmq.message.tag", tag.to_owned()));
+    let mut span = tracer.span_builder("store").with_kind(SpanKind::Server).start_with_context(tracer, &parent);
+    if span.is_recording() {
+        span.update_name(format!("store {}", h.topic));
+        let mut attributes = messaging_attributes("receive", "store", &h.topic);
+        attributes.push(KeyValue::new("messaging.rocketmq.client_group", h.producer_group.clone()));
+        attributes.push(KeyValue::new("messaging.rocketmq.namespace", ctx.config.broker_cluster_name.clone()));
+        attributes.push(KeyValue::new("messaging.batch", batch));
+        if let Some(tag) = find_in_encoded(properties, keys::TAGS) {
+            attributes.push(KeyValue::new("messaging.rocketmq.message.tag", tag.to_owned()));
+        }
+        if let Some(k) = find_in_encoded(properties, keys::KEYS) {
+            let keys: Vec<opentelemetry::StringValue> =
+                k.split(keys::KEY_SEPARATOR).map(|s| s.to_owned().into()).collect();
+            attributes.push(KeyValue::new(
+                "messaging.rocketmq.message.keys",
+                opentelemetry::Value::Array(opentelemetry::Array::String(keys)),
+            ));
+        }
+        if let Some(id) = find_in_encoded(properties, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+            attributes.push(KeyValue::new("messaging.message.id", id.to_owned()));
+        }
+        span.set_attributes(attributes);
     }
-    if let Some(k) = find_in_encoded(properties, keys::KEYS) {
-        let keys: Vec<opentelemetry::StringValue> = k.split(keys::KEY_SEPARATOR).map(|s| s.to_owned().into()).collect();
-        attributes.push(KeyValue::new(
-            "messaging.rocketmq.message.keys",
-            opentelemetry::Value::Array(opentelemetry::Array::String(keys)),
-        ));
-    }
-    if let Some(id) = find_in_encoded(properties, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-        attributes.push(KeyValue::new("messaging.message.id", id.to_owned()));
-    }
-    let span = tracer
-        .span_builder(format!("store {}", h.topic))
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .start_with_context(tracer, &parent);
     parent.with_span(span)
 }
 
@@ -60,31 +62,36 @@ pub fn end_send(cx: &Context, code: i32, ok: bool) {
 }
 
 /// The span of a store put (append through its acknowledgement), child of the
-/// current context's span.
-pub fn start_append(tracer: &SdkTracer, ctx: &BrokerContext, topic: &str) -> SdkSpan {
+/// current context's span — `None` unless that span is recorded.
+pub fn start_append(tracer: &SdkTracer, ctx: &BrokerContext, topic: &str) -> Option<SdkSpan> {
     let parent = Context::current();
+    if !parent.span().is_recording() {
+        return None;
+    }
     let attributes = vec![
         KeyValue::new("ferromq.flush_disk_type", format!("{:?}", ctx.config.store.flush_disk_type)),
         KeyValue::new("ferromq.broker_role", ctx.role.role().as_str()),
     ];
-    tracer
-        .span_builder(format!("store.append {topic}"))
-        .with_kind(SpanKind::Internal)
-        .with_attributes(attributes)
-        .start_with_context(tracer, &parent)
+    Some(
+        tracer
+            .span_builder(format!("store.append {topic}"))
+            .with_kind(SpanKind::Internal)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent),
+    )
 }
 
 /// The span of one pull (a root span: a pull belongs to no message's trace).
 pub fn start_pull(tracer: &SdkTracer, topic: &str, group: &str, queue_id: i32, offset: i64) -> Context {
-    let mut attributes = messaging_attributes("receive", "pull", topic);
-    attributes.push(KeyValue::new("messaging.consumer.group.name", group.to_owned()));
-    attributes.push(KeyValue::new("messaging.destination.partition.id", queue_id.to_string()));
-    attributes.push(KeyValue::new("messaging.rocketmq.queue_offset", offset));
-    let span = tracer
-        .span_builder(format!("pull {topic}"))
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .start_with_context(tracer, &Context::new());
+    let mut span = tracer.span_builder("pull").with_kind(SpanKind::Server).start_with_context(tracer, &Context::new());
+    if span.is_recording() {
+        span.update_name(format!("pull {topic}"));
+        let mut attributes = messaging_attributes("receive", "pull", topic);
+        attributes.push(KeyValue::new("messaging.consumer.group.name", group.to_owned()));
+        attributes.push(KeyValue::new("messaging.destination.partition.id", queue_id.to_string()));
+        attributes.push(KeyValue::new("messaging.rocketmq.queue_offset", offset));
+        span.set_attributes(attributes);
+    }
     Context::new().with_span(span)
 }
 

@@ -63,7 +63,7 @@ pub enum MetricsExporterType {
     /// A Prometheus text endpoint, `http://<prom_exporter_host>:<prom_exporter_port>/metrics`.
     #[serde(rename = "PROM", alias = "prom")]
     Prom,
-    /// OTLP over gRPC to `grpc_exporter_target`. Not available in this build.
+    /// OTLP over gRPC to `grpc_exporter_target`, every `grpc_exporter_interval`.
     #[serde(rename = "OTLP_GRPC", alias = "otlp_grpc")]
     OtlpGrpc,
     /// Periodic metric dumps into the log. Not available in this build.
@@ -88,7 +88,7 @@ impl MetricsExporterType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
-    /// `DISABLE` (default), `PROM`; `OTLP_GRPC` and `LOG` are refused at load time.
+    /// `DISABLE` (default), `PROM`, `OTLP_GRPC`; `LOG` is refused at load time.
     pub exporter_type: MetricsExporterType,
     /// Address the Prometheus endpoint binds; empty means the broker's `broker_ip1`
     /// (RocketMQ's rule), or every address for a name server.
@@ -101,6 +101,12 @@ pub struct MetricsConfig {
     pub grpc_exporter_target: String,
     /// OTLP request headers, `key:value,key:value` (`metricsGrpcExporterHeader`).
     pub grpc_exporter_header: String,
+    /// How often metrics are pushed over OTLP (`metricGrpcExporterIntervalInMills`).
+    #[serde(with = "humantime_serde")]
+    pub grpc_exporter_interval: std::time::Duration,
+    /// Deadline of one OTLP push (`metricGrpcExporterTimeOutInMills`).
+    #[serde(with = "humantime_serde")]
+    pub grpc_exporter_timeout: std::time::Duration,
 }
 
 impl Default for MetricsConfig {
@@ -112,6 +118,8 @@ impl Default for MetricsConfig {
             label: String::new(),
             grpc_exporter_target: String::new(),
             grpc_exporter_header: String::new(),
+            grpc_exporter_interval: std::time::Duration::from_secs(60),
+            grpc_exporter_timeout: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -123,36 +131,43 @@ impl MetricsConfig {
     /// [`Error::Invalid`] keyed `label` for a pair that is not `key:value` or a key
     /// that is not a Prometheus label name.
     pub fn labels(&self) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for item in self.label.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let pair = item.split_once(':').filter(|(k, v)| !v.contains(':') && is_label_name(k.trim()));
-            let Some((k, v)) = pair else {
-                return Err(Error::invalid(
-                    "label",
-                    Invalid::Malformed {
-                        value: self.label.clone(),
-                        expected: "`key:value` pairs separated by `,`, each key a Prometheus label name",
-                    },
-                ));
-            };
-            out.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-        Ok(out)
+        pairs("label", &self.label, is_label_name)
     }
 
-    /// Checks the labels and refuses the exporter types this build does not run.
+    /// The `grpc_exporter_header` pairs, in order.
     ///
     /// # Errors
-    /// [`Error::Invalid`] keyed `label` or `exporter_type`.
+    /// [`Error::Invalid`] keyed `grpc_exporter_header` for a pair that is not `key:value`.
+    pub fn grpc_headers(&self) -> Result<Vec<(String, String)>> {
+        pairs("grpc_exporter_header", &self.grpc_exporter_header, |k| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+
+    /// Checks labels, headers and target, and refuses the exporter type this build
+    /// does not run (`LOG`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] keyed `label`, `grpc_exporter_header`, `grpc_exporter_target`
+    /// or `exporter_type`.
     pub fn validate(&self) -> Result<()> {
         self.labels()?;
+        self.grpc_headers()?;
         match self.exporter_type {
             MetricsExporterType::Disable | MetricsExporterType::Prom => Ok(()),
-            other => Err(Error::invalid(
+            MetricsExporterType::OtlpGrpc if self.grpc_exporter_target.trim().is_empty() => Err(Error::invalid(
+                "grpc_exporter_target",
+                Invalid::Malformed {
+                    value: String::new(),
+                    expected: "the OTLP collector's address (host:port or http://host:port) for OTLP_GRPC",
+                },
+            )),
+            MetricsExporterType::OtlpGrpc => Ok(()),
+            MetricsExporterType::Log => Err(Error::invalid(
                 "exporter_type",
                 Invalid::Malformed {
-                    value: other.as_str().to_owned(),
-                    expected: "PROM or DISABLE (OTLP_GRPC and LOG metric exporters are not available in this build)",
+                    value: "LOG".to_owned(),
+                    expected: "PROM, OTLP_GRPC or DISABLE (the LOG metric exporter is not available in this build)",
                 },
             )),
         }
@@ -229,6 +244,25 @@ impl TracesConfig {
         }
         Ok(())
     }
+}
+
+/// RocketMQ's `key:value,key:value` lists; each key checked by `key_ok`.
+fn pairs(key: &str, list: &str, key_ok: fn(&str) -> bool) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let pair = item.split_once(':').filter(|(k, v)| !v.contains(':') && key_ok(k.trim()));
+        let Some((k, v)) = pair else {
+            return Err(Error::invalid(
+                key,
+                Invalid::Malformed {
+                    value: list.to_owned(),
+                    expected: "`key:value` pairs separated by `,` (keys are names: letters, digits, `_`)",
+                },
+            ));
+        };
+        out.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    Ok(out)
 }
 
 fn is_label_name(s: &str) -> bool {
@@ -323,10 +357,17 @@ mod tests {
         metrics.validate().unwrap();
         metrics.exporter_type = MetricsExporterType::Prom;
         metrics.validate().unwrap();
-        for refused in [MetricsExporterType::OtlpGrpc, MetricsExporterType::Log] {
-            metrics.exporter_type = refused;
-            let err = metrics.validate().unwrap_err().to_string();
-            assert!(err.starts_with("exporter_type: ") && err.contains(refused.as_str()), "{err}");
-        }
+        metrics.exporter_type = MetricsExporterType::Log;
+        let err = metrics.validate().unwrap_err().to_string();
+        assert!(err.starts_with("exporter_type: ") && err.contains("LOG"), "{err}");
+        metrics.exporter_type = MetricsExporterType::OtlpGrpc;
+        let err = metrics.validate().unwrap_err().to_string();
+        assert!(err.starts_with("grpc_exporter_target: "), "{err}");
+        metrics.grpc_exporter_target = "127.0.0.1:4317".to_owned();
+        metrics.grpc_exporter_header = "x-tenant:a,authorization:b".to_owned();
+        metrics.validate().unwrap();
+        metrics.grpc_exporter_header = "x tenant:a".to_owned();
+        let err = metrics.validate().unwrap_err().to_string();
+        assert!(err.starts_with("grpc_exporter_header: "), "{err}");
     }
 }

@@ -136,6 +136,8 @@ fn full_broker_toml() {
                 label: "region:eu".into(),
                 grpc_exporter_target: "http://collector:4317".into(),
                 grpc_exporter_header: "x-tenant:a".into(),
+                grpc_exporter_interval: Duration::from_secs(15),
+                grpc_exporter_timeout: Duration::from_secs(5),
             },
             traces: TracesConfig {
                 exporter: TraceExporter::Otlp,
@@ -176,6 +178,8 @@ fn full_namesrv_toml() {
                 label: "region:eu".into(),
                 grpc_exporter_target: "http://collector:4317".into(),
                 grpc_exporter_header: "x-tenant:a".into(),
+                grpc_exporter_interval: Duration::from_secs(15),
+                grpc_exporter_timeout: Duration::from_secs(5),
             },
             traces: TracesConfig {
                 exporter: TraceExporter::Otlp,

@@ -84,6 +84,8 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(metrics.label, "region:eu,az:eu-1a");
     assert_eq!(metrics.grpc_exporter_target, "http://collector:4317");
     assert_eq!(metrics.grpc_exporter_header, "x-tenant:a");
+    assert_eq!(metrics.grpc_exporter_interval, Duration::from_secs(15));
+    assert_eq!(metrics.grpc_exporter_timeout, Duration::from_secs(5));
 
     // storePathCommitLog agrees with storePathRootDir, so only the last
     // three keys of the fixture are reported.

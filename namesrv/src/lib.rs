@@ -116,7 +116,7 @@ impl NameServer {
 
     /// The Prometheus endpoint, when metrics are exported there.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|m| m.endpoint())
+        self.metrics.as_ref().and_then(|m| m.endpoint())
     }
 
     /// The HTTP address-list endpoint, when enabled.

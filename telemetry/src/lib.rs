@@ -12,6 +12,7 @@
 
 pub mod http;
 pub mod metrics;
+mod prometheus;
 pub mod rpc;
 pub mod trace;
 

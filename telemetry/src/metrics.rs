@@ -1,20 +1,20 @@
-//! [`MetricsExporter`]: the meter provider of one server and its Prometheus
-//! endpoint, as `metricsExporterType = PROM` sets up in RocketMQ 5.
+//! [`MetricsExporter`]: the meter provider of one server and where it goes, as
+//! RocketMQ 5's `metricsExporterType` sets it up: a Prometheus endpoint (`PROM`) or
+//! periodic OTLP/gRPC pushes to a collector (`OTLP_GRPC`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use opentelemetry::metrics::{Meter, MeterProvider};
-use opentelemetry::{Key, KeyValue};
-use opentelemetry_prometheus::ResourceSelector;
-use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::{Instrument, ManualReader, SdkMeterProvider, Stream};
 use opentelemetry_sdk::Resource;
-use prometheus::{Encoder, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
 use config::{MetricsConfig, MetricsExporterType};
 
 use crate::http::{self, Page, Routes};
+use crate::prometheus::{SharedReader, TextEncoder};
 
 /// Series per instrument before OpenTelemetry folds the rest into one overflow
 /// series (RocketMQ's `metricsOtelCardinalityLimit` default). A broker with 1,000
@@ -42,17 +42,17 @@ pub enum MetricsError {
     Exporter(String),
 }
 
-/// A running metrics pipeline: the meter provider and the endpoint reading it.
+/// A running metrics pipeline: the meter provider and what reads it.
 pub struct MetricsExporter {
     provider: SdkMeterProvider,
-    registry: prometheus::Registry,
-    endpoint: SocketAddr,
+    /// The Prometheus text encoder and endpoint (`PROM`).
+    prometheus: Option<(TextEncoder, SocketAddr)>,
     cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for MetricsExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsExporter").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("MetricsExporter").field("endpoint", &self.endpoint()).finish_non_exhaustive()
     }
 }
 
@@ -70,11 +70,8 @@ impl MetricsExporter {
         default_host: IpAddr,
     ) -> Result<Option<Arc<Self>>, MetricsError> {
         config.validate().map_err(|e| MetricsError::Config(e.to_string()))?;
-        match config.exporter_type {
-            MetricsExporterType::Disable => return Ok(None),
-            MetricsExporterType::Prom => {}
-            // `validate` refuses the others.
-            other => return Err(MetricsError::Config(format!("exporter type {} is not available", other.as_str()))),
+        if config.exporter_type == MetricsExporterType::Disable {
+            return Ok(None);
         }
         let labels = config.labels().map_err(|e| MetricsError::Config(e.to_string()))?;
         let mut attributes = vec![
@@ -83,25 +80,30 @@ impl MetricsExporter {
             KeyValue::new("node_id", node.node_id.clone()),
         ];
         attributes.extend(labels.into_iter().map(|(k, v)| KeyValue::new(k, v)));
-        let keys: std::collections::HashSet<Key> = attributes.iter().map(|kv| kv.key.clone()).collect();
+        let builder = SdkMeterProvider::builder()
+            .with_resource(Resource::builder_empty().with_attributes(attributes.clone()).build())
+            .with_view(|_: &Instrument| Stream::builder().with_cardinality_limit(CARDINALITY_LIMIT).build().ok());
+        match config.exporter_type {
+            MetricsExporterType::Prom => {
+                Self::start_prometheus(config, builder, &attributes, default_host).await.map(Some)
+            }
+            MetricsExporterType::OtlpGrpc => Self::start_otlp(config, builder).map(Some),
+            // `validate` refused LOG; DISABLE returned above.
+            other => Err(MetricsError::Config(format!("exporter type {} is not available", other.as_str()))),
+        }
+    }
 
-        let registry = prometheus::Registry::new();
-        let reader = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            // RocketMQ's names already end in `_total` where they should, and carry no unit.
-            .without_counter_suffixes()
-            .without_units()
-            .without_target_info()
-            .scope_info_enabled(false)
-            .with_resource_selector(ResourceSelector::KeyAllowList(keys))
-            .build()
-            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
-        let provider = SdkMeterProvider::builder()
-            .with_resource(Resource::builder_empty().with_attributes(attributes).build())
-            .with_reader(reader)
-            .with_view(|_: &Instrument| Stream::builder().with_cardinality_limit(CARDINALITY_LIMIT).build().ok())
-            .build();
-
+    async fn start_prometheus(
+        config: &MetricsConfig,
+        builder: opentelemetry_sdk::metrics::MeterProviderBuilder,
+        node_labels: &[KeyValue],
+        default_host: IpAddr,
+    ) -> Result<Arc<Self>, MetricsError> {
+        // Names are written as RocketMQ spells them (already ending in `_total` where
+        // they should, without unit suffixes); no `target_info`, no scope labels.
+        let reader = Arc::new(ManualReader::builder().build());
+        let encoder = TextEncoder::new(reader.clone(), node_labels);
+        let provider = builder.with_reader(SharedReader(reader)).build();
         let host: IpAddr = if config.prom_exporter_host.trim().is_empty() {
             default_host
         } else {
@@ -112,8 +114,9 @@ impl MetricsExporter {
         let addr = SocketAddr::new(host, config.prom_exporter_port);
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
         let cancel = CancellationToken::new();
-        let exporter = Arc::new(Self { provider, registry, endpoint: listener.local_addr().unwrap_or(addr), cancel });
+        let exporter = Arc::new(Self { provider, prometheus: Some((encoder, bound)), cancel });
         let weak = Arc::downgrade(&exporter);
         let routes: Routes = Arc::new(move |path| {
             let exporter = weak.upgrade()?;
@@ -123,7 +126,40 @@ impl MetricsExporter {
         let endpoint = http::serve(listener, routes, exporter.cancel.clone(), "metrics")
             .map_err(|source| MetricsError::Bind { addr, source })?;
         tracing::info!(%endpoint, "metrics served for Prometheus at /metrics");
-        Ok(Some(exporter))
+        Ok(exporter)
+    }
+
+    /// OTLP/gRPC pushes every `grpc_exporter_interval`, on the SDK's reader thread
+    /// (call inside the Tokio runtime: the gRPC client binds to it). A target without
+    /// a scheme is taken as `http://` (RocketMQ assumes `https://`; this build has no
+    /// TLS client).
+    fn start_otlp(
+        config: &MetricsConfig,
+        builder: opentelemetry_sdk::metrics::MeterProviderBuilder,
+    ) -> Result<Arc<Self>, MetricsError> {
+        use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+        let target = config.grpc_exporter_target.trim();
+        let endpoint = if target.contains("://") { target.to_owned() } else { format!("http://{target}") };
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (k, v) in config.grpc_headers().map_err(|e| MetricsError::Config(e.to_string()))? {
+            let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                .map_err(|e| MetricsError::Config(format!("grpc_exporter_header `{k}`: {e}")))?;
+            let value = v.parse().map_err(|_| MetricsError::Config(format!("grpc_exporter_header value of `{k}`")))?;
+            metadata.insert(key, value);
+        }
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.grpc_exporter_timeout)
+            .with_metadata(metadata)
+            .build()
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+            .with_interval(config.grpc_exporter_interval)
+            .build();
+        let provider = builder.with_reader(reader).build();
+        tracing::info!(%endpoint, interval = ?config.grpc_exporter_interval, "metrics pushed over OTLP/gRPC");
+        Ok(Arc::new(Self { provider, prometheus: None, cancel: CancellationToken::new() }))
     }
 
     /// A meter named `name` (RocketMQ uses `broker-meter`).
@@ -131,19 +167,14 @@ impl MetricsExporter {
         self.provider.meter(name)
     }
 
-    /// The Prometheus endpoint's address.
-    pub fn endpoint(&self) -> SocketAddr {
-        self.endpoint
+    /// The Prometheus endpoint's address (`PROM` only).
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.prometheus.as_ref().map(|(_, addr)| *addr)
     }
 
-    /// Every series in Prometheus's text format (what a scrape reads).
+    /// Every series in Prometheus's text format (what a scrape reads; empty unless `PROM`).
     pub fn render(&self) -> String {
-        let families = self.registry.gather();
-        let mut out = Vec::with_capacity(64 * 1024);
-        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-            tracing::warn!(error = %e, "could not encode metrics");
-        }
-        String::from_utf8(out).unwrap_or_default()
+        self.prometheus.as_ref().map(|(encoder, _)| encoder.render()).unwrap_or_default()
     }
 
     /// Stops the endpoint and the provider.
@@ -209,8 +240,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_exporter_type_is_an_error() {
         let mut config = prom("");
-        config.exporter_type = MetricsExporterType::OtlpGrpc;
+        config.exporter_type = MetricsExporterType::Log;
         let err = MetricsExporter::start(&config, &node(), IpAddr::from([127, 0, 0, 1])).await.unwrap_err();
-        assert!(err.to_string().contains("OTLP_GRPC"), "{err}");
+        assert!(err.to_string().contains("LOG"), "{err}");
     }
 }

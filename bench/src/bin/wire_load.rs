@@ -488,9 +488,30 @@ async fn main() -> Result<()> {
             let send_stats = Stats::new();
             send_stats.measuring.store(true, Ordering::Relaxed);
             if let Some(pb) = &args.pull_broker {
-                // The pulled broker (a slave) learns the topic from its master.
-                let wait = Instant::now() + Duration::from_secs(30);
-                while max_offset(&admin, pb, &args.topic, 0).await.is_err() && Instant::now() < wait {
+                // The pulled broker (a slave) must hold the topic before its pullers
+                // start at its tail. A slave copies topics from the master it learns
+                // through the name servers; without one (this generator's usual
+                // setup) the topic is created on it directly, as `updateTopic -b`
+                // would. Then one message to queue 0 of the master, and a wait until
+                // the slave serves it.
+                create_topic(&admin, pb, &args.topic, args.queues)
+                    .await
+                    .context("creating the topic on --pull-broker")?;
+                let resp = admin.invoke(&args.broker, send_request(&args.topic, 0, body(args.size, epoch)), T).await?;
+                anyhow::ensure!(resp.response_code() == ResponseCode::SUCCESS, "marker send: {}", resp.remark_str());
+                let wait = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let probe = pull_request(&args, 0, 0, 0);
+                    let answer = admin.invoke(pb, probe, T).await;
+                    if answer.as_ref().is_ok_and(|r| r.response_code() == ResponseCode::SUCCESS) {
+                        break;
+                    }
+                    let last = answer.map(|r| format!("{:?} {}", r.response_code(), r.remark_str()));
+                    anyhow::ensure!(
+                        Instant::now() < wait,
+                        "{pb} never served {} (is it a slave of --broker?): {last:?}",
+                        args.topic
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -305,7 +305,7 @@ async fn send(
         properties,
     };
     let body_len = put.body.len() as u64;
-    let append = ctx.tracer.as_ref().map(|t| crate::spans::start_append(t, ctx, &h.topic));
+    let append = ctx.tracer.as_ref().and_then(|t| crate::spans::start_append(t, ctx, &h.topic));
     let result = ctx.store.put(put).await;
     drop(append);
     if result.status.is_stored() {
@@ -425,7 +425,7 @@ async fn send_batch(
         });
     }
     let n = puts.len() as u64;
-    let append = ctx.tracer.as_ref().map(|t| crate::spans::start_append(t, ctx, &h.topic));
+    let append = ctx.tracer.as_ref().and_then(|t| crate::spans::start_append(t, ctx, &h.topic));
     let result = ctx.store.put_batch(puts).await;
     drop(append);
     if result.status.is_stored() {

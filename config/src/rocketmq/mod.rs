@@ -164,6 +164,8 @@ pub(crate) const BROKER: Table = Table {
         entry("metricsLabel",                      "telemetry.metrics.label",                         Unit::Text),
         entry("metricsGrpcExporterTarget",         "telemetry.metrics.grpc_exporter_target",          Unit::Text),
         entry("metricsGrpcExporterHeader",         "telemetry.metrics.grpc_exporter_header",          Unit::Text),
+        entry("metricGrpcExporterIntervalInMills", "telemetry.metrics.grpc_exporter_interval",        Unit::Millis),
+        entry("metricGrpcExporterTimeOutInMills",  "telemetry.metrics.grpc_exporter_timeout",         Unit::Millis),
     ],
     unsupported: unsupported::BROKER,
 };

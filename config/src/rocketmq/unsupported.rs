@@ -88,7 +88,6 @@ pub(super) const BROKER: &[&str] = &[
     "maxTransferBytesOnMessageInDisk", "maxTransferBytesOnMessageInMemory",
     "maxTransferCountOnMessageInDisk", "maxTransferCountOnMessageInMemory",
     "memTableFlushIntervalMs", "messageIndexSafe", "messageStorePlugIn",
-    "metricGrpcExporterIntervalInMills", "metricGrpcExporterTimeOutInMills",
     "metricLoggingExporterIntervalInMills", "metricsInDelta", "metricsOtelCardinalityLimit",
     "minInSyncReplicas", "msgTraceTopicName",
     "notifyConsumerIdsChangedEnable", "offsetCheckInSlave", "osPageCacheBusyTimeOutMills",
