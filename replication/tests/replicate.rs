@@ -58,17 +58,19 @@ fn log_bytes(store: &MessageStore, from: i64, to: i64) -> Vec<u8> {
 async fn a_slave_copies_the_master_byte_for_byte_across_segments() {
     let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let master = open(md.path(), 10911, StoreOptions::default());
-    // Enough to fill a few 1 MiB segments before the slave connects.
-    for i in 0..4000 {
+    // More than one 1 MiB segment before the slave connects (~260 bytes a record),
+    // so where an empty slave starts does not depend on when its first report lands.
+    for i in 0..6000 {
         assert_eq!(put(&master, i).await.status, PutStatus::PutOk);
     }
+    assert!(master.commit_log_max_offset() > SEGMENT as i64, "the master has a second segment");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
     let slave = open(sd.path(), 10921, StoreOptions::default());
     let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
     let follower = HaSlave::start(slave.clone(), rx, settings());
     // And more while it follows.
-    for i in 4000..6000 {
+    for i in 6000..8000 {
         assert_eq!(put(&master, i).await.status, PutStatus::PutOk);
     }
     let end = master.commit_log_max_offset();
