@@ -241,9 +241,12 @@ mod otlp {
     use tests::wire::{props, Wire};
     use tests::{eventually, Broker, Namesrv};
 
+    /// A push and its `x-tenant` header.
+    type Push = (Option<String>, ExportMetricsServiceRequest);
+
     #[derive(Clone, Default)]
     struct Receiver {
-        requests: Arc<Mutex<Vec<(Option<String>, ExportMetricsServiceRequest)>>>,
+        requests: Arc<Mutex<Vec<Push>>>,
     }
 
     #[tonic::async_trait]
