@@ -1,4 +1,4 @@
-//! Every broker processor of issue #4 answered over TCP by a real broker process
+//! Every broker processor answered over TCP by a real broker process
 //! registered with a real name server: sends (10, 310, 320), pulls and their status
 //! codes, consumer offsets, offset lookups, client registration and its
 //! notifications, queue locks, message lookup, topic and group administration, and
@@ -831,7 +831,7 @@ async fn runtime_topic_consume_and_connection_stats() -> Result<()> {
     Ok(())
 }
 
-/// Every request code of issue #4 has a processor: even an empty request gets an
+/// Every request code the broker serves has a processor: even an empty request gets an
 /// answer other than REQUEST_CODE_NOT_SUPPORTED, and the connection stays usable.
 #[tokio::test]
 async fn dispatch_table_covers_every_listed_code() -> Result<()> {

@@ -1,5 +1,5 @@
-//! The SDK against a RocketMQ client we did not write, through our cluster
-//! (GitHub issue #5): `rocketmq-python-cvs` 2.1.0.3 (the rocketmq-client-cpp 2.1
+//! The SDK against a RocketMQ client we did not write, through our cluster:
+//! `rocketmq-python-cvs` 2.1.0.3 (the rocketmq-client-cpp 2.1
 //! core). Our producer feeds its push consumer; its producer feeds our push, lite
 //! pull and pull consumers.
 //!

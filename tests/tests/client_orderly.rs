@@ -1,4 +1,4 @@
-//! Orderly push consumption against real processes (GitHub issue #5): per-queue
+//! Orderly push consumption against real processes: per-queue
 //! order under concurrent producers using a hash selector, redelivery of a
 //! suspended batch in place, and a queue handover to a new member that keeps
 //! order and does not wait for the 20 s lock refresh (RocketMQ pain point #10).

@@ -1,5 +1,5 @@
-//! The SDK's producer against real name-server and broker processes (GitHub
-//! issue #5): every send mode, queue selectors, compression, UNIQ_KEY stamping and
+//! The SDK's producer against real name-server and broker processes: every send
+//! mode, queue selectors, compression, UNIQ_KEY stamping and
 //! its survival across retries, and failover when one of two brokers is killed.
 //! What a send reports is checked against what the broker stored, read back with
 //! hand-built pulls.

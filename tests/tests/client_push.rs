@@ -1,4 +1,4 @@
-//! The SDK's push consumer against real processes (GitHub issue #5): clustering
+//! The SDK's push consumer against real processes: clustering
 //! rebalance and delivery counts across a membership change, broadcasting with
 //! local offsets, TAG and SQL92 subscriptions, retries through `%RETRY%<group>`,
 //! consume-from-timestamp and replay by an administrator's offset reset.

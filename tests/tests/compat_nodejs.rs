@@ -1,6 +1,5 @@
 //! A RocketMQ client we did not write, installed from npm, against our name
-//! server and broker: `ali-ons` 3.12.0, a pure JavaScript 4.x remoting client
-//! (GitHub issue #4).
+//! server and broker: `ali-ons` 3.12.0, a pure JavaScript 4.x remoting client.
 //!
 //! `tests/compat/nodejs/package.json` and its `package-lock.json` (which pins every
 //! transitive package) are copied into `target/compat/nodejs` and installed there

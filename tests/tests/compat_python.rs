@@ -1,6 +1,6 @@
 //! A RocketMQ client we did not write, installed from PyPI, against our name
 //! server and broker: `rocketmq-python-cvs` 2.1.0.3, a Python binding that ships
-//! `librocketmq.so`, the rocketmq-client-cpp 2.1 core (GitHub issue #4).
+//! `librocketmq.so`, the rocketmq-client-cpp 2.1 core.
 //!
 //! The venv is made once per target directory (`target/compat/python-venv`, under
 //! a lock) with `python3 -m venv` and `pip install`; the client scripts are in

@@ -1,4 +1,4 @@
-//! Client-side plugins against real processes (GitHub issue #7): a Lua queue selector
+//! Client-side plugins against real processes: a Lua queue selector
 //! rewritten on disk while a producer sends, and a Lua allocation strategy deciding
 //! which member of a push-consumer group reads which queue (also across an edit).
 //!
