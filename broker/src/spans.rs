@@ -5,7 +5,10 @@
 //!   store's put — the append, then the flush or replication acknowledgement the
 //!   broker's flush type and role require;
 //! * a pull: `pull {topic}` (server), with the consumer group, the queue and offset
-//!   asked for, and the response code and number of messages returned.
+//!   asked for, and the response code and number of messages returned;
+//! * a transaction: `end_transaction {topic}` (server: the producer's commit or
+//!   rollback, with the resolution) and `check_transaction {topic}` (client: the
+//!   broker's check-back), children of the context the half message carries.
 //!
 //! Without a tracer nothing here runs. With one, a request whose message carries no
 //! sampled context costs one sampler decision (the broker starts traces of its own
@@ -101,4 +104,31 @@ pub fn end_pull(cx: &Context, code: i32, messages: usize) {
     span.set_attribute(KeyValue::new("messaging.rocketmq.response_code", i64::from(code)));
     span.set_attribute(KeyValue::new("messaging.batch.message_count", messages as i64));
     span.end();
+}
+
+/// The span of a transaction step on a half message: `end_transaction {topic}`
+/// (server: the producer's commit or rollback) or `check_transaction {topic}` (client:
+/// the broker asking the producer), child of the context the half message carries.
+/// `None` unless it is recorded.
+pub fn start_transaction(
+    tracer: &SdkTracer,
+    operation: &'static str,
+    kind: SpanKind,
+    half: &common::MessageExt,
+    group: &str,
+) -> Option<SdkSpan> {
+    let parent = remote_parent(half.properties.get(keys::TRACE_CONTEXT));
+    let mut span = tracer.span_builder(operation).with_kind(kind).start_with_context(tracer, &parent);
+    if !span.is_recording() {
+        return None;
+    }
+    let topic = half.properties.get(keys::REAL_TOPIC).unwrap_or(&half.topic);
+    span.update_name(format!("{operation} {topic}"));
+    let mut attributes = messaging_attributes("settle", operation, topic);
+    attributes.push(KeyValue::new("messaging.rocketmq.client_group", group.to_owned()));
+    if let Some(id) = half.properties.uniq_key() {
+        attributes.push(KeyValue::new("messaging.message.id", id.to_owned()));
+    }
+    span.set_attributes(attributes);
+    Some(span)
 }

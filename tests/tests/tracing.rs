@@ -6,8 +6,10 @@
 //! trace: the producer's `send` span, the broker's `store` span (its child, through
 //! the message's `TRACE_CONTEXT` property) with a `store.append` child, and the
 //! consumer's `process` span (the producer's child), each with the messaging
-//! attributes. With the collector gone, sends still succeed and the broker counts the
-//! spans it could not export.
+//! attributes. A transactional message left undecided, checked back and committed
+//! adds the broker's `check_transaction` and `end_transaction` spans to its trace.
+//! With the collector gone, sends still succeed and the broker counts the spans it
+//! could not export.
 
 mod client_support;
 
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use client::consumer::{ConsumeContext, ConsumeFromWhere, ConsumeStatus, PushConsumer};
-use client::{Message, MessageExt};
+use client::{LocalTransactionState, Message, MessageExt, ProducerOptions, TransactionListener, TransactionProducer};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -125,6 +127,8 @@ async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> 
             ("BROKER_NAME", "broker-a"),
             ("TELEMETRY__TRACES__EXPORTER", "otlp"),
             ("TELEMETRY__TRACES__ENDPOINT", endpoint.as_str()),
+            ("TRANSACTION_CHECK_INTERVAL", "1s"),
+            ("TRANSACTION_TIME_OUT", "1s"),
         ],
     )?;
     let provider = install_application_tracing(addr)?;
@@ -195,10 +199,66 @@ async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> 
         stored.as_deref(),
         Some(format!("00-{}-{}-01", hex(&send.span.trace_id), hex(&send.span.span_id)).as_str())
     );
+
+    // A transaction left undecided, checked back by the broker and committed.
+    let tx = TransactionProducer::new(
+        "TracedTxProducer",
+        config::ClientConfig::default(),
+        Some(vec![ns.addr()]),
+        ProducerOptions::default(),
+        UnknownThenCommit,
+    );
+    let tx_sent =
+        tx.send_message_in_transaction(Message::new("TracedTopic", b"tx".to_vec()).with_tags("TagX"), ()).await?;
+    let tx_id = tx_sent.send_result.msg_id.clone();
+    let by_id = |spans: &[Received], name: &str| {
+        spans
+            .iter()
+            .find(|s| s.span.name == name && s.attribute("messaging.message.id").as_deref() == Some(&tx_id))
+            .cloned()
+    };
+    let spans = eventually(WAIT, "the transaction's check and end spans", || async {
+        let _ = provider.force_flush();
+        let spans = receiver.spans();
+        ["send TracedTopic", "check_transaction TracedTopic", "end_transaction TracedTopic"]
+            .iter()
+            .all(|n| by_id(&spans, n).is_some())
+            .then_some(spans)
+    })
+    .await?;
+    let tx_send = by_id(&spans, "send TracedTopic").context("tx send")?;
+    let check = by_id(&spans, "check_transaction TracedTopic").context("check span")?;
+    let end = by_id(&spans, "end_transaction TracedTopic").context("end span")?;
+    for s in [&check, &end] {
+        assert_eq!(hex(&s.span.trace_id), hex(&tx_send.span.trace_id), "{} is in another trace", s.span.name);
+        assert_eq!(s.span.parent_span_id, tx_send.span.span_id, "{}'s parent is the half message's send", s.span.name);
+        assert_eq!(s.attribute("messaging.rocketmq.client_group").as_deref(), Some("TracedTxProducer"));
+    }
+    assert_eq!(check.span.kind, SpanKind::Client as i32);
+    assert_eq!(end.span.kind, SpanKind::Server as i32);
+    assert_eq!(end.attribute("messaging.rocketmq.transaction.resolution").as_deref(), Some("commit"));
+    assert_eq!(end.attribute("messaging.rocketmq.transaction.from_check").as_deref(), Some("true"));
+
+    tx.shutdown().await;
     consumer.shutdown().await;
     producer.shutdown().await;
     drop(broker);
     Ok(())
+}
+
+/// A local transaction that stays undecided until the broker asks, then commits.
+struct UnknownThenCommit;
+
+impl TransactionListener for UnknownThenCommit {
+    type Arg = ();
+
+    async fn execute_local_transaction(&self, _msg: &Message, _arg: &()) -> LocalTransactionState {
+        LocalTransactionState::Unknow
+    }
+
+    async fn check_local_transaction(&self, _msg: &MessageExt) -> LocalTransactionState {
+        LocalTransactionState::CommitMessage
+    }
 }
 
 /// GET_BROKER_RUNTIME_INFO's table.

@@ -12,6 +12,9 @@ use common::{MessageExt, ResponseCode};
 use remoting::header::broker::EndTransactionRequestHeader;
 use remoting::{Channel, RemotingCommand};
 
+use opentelemetry::trace::{Span as _, SpanKind, Status};
+use opentelemetry::KeyValue;
+
 use crate::context::BrokerContext;
 use crate::processor::try_header;
 use crate::transaction::state::Decision;
@@ -65,7 +68,27 @@ async fn end(
         return Err(err("The commit log offset wrong".into()));
     }
     let uniq = half.properties.uniq_key().unwrap_or(&h.msg_id).to_owned();
-    match transaction::resolve(ctx, &half, &uniq, decision).await {
+    let span = ctx.tracer.as_ref().and_then(|t| {
+        crate::spans::start_transaction(t, "end_transaction", SpanKind::Server, &half, &h.producer_group)
+    });
+    let resolved = transaction::resolve(ctx, &half, &uniq, decision).await;
+    if let Some(mut span) = span {
+        let resolution = match decision {
+            Decision::Commit => "commit",
+            Decision::Rollback => "rollback",
+            Decision::Discard => "discard",
+        };
+        span.set_attribute(KeyValue::new("messaging.rocketmq.transaction.resolution", resolution));
+        span.set_attribute(KeyValue::new(
+            "messaging.rocketmq.transaction.from_check",
+            h.from_transaction_check.unwrap_or(false),
+        ));
+        if resolved.is_err() {
+            span.set_status(Status::error("refused"));
+        }
+        span.end();
+    }
+    match resolved {
         Ok(()) => Ok(RemotingCommand::success()),
         Err(Refused::Contrary { uniq, made }) => Err(RemotingCommand::error(
             ResponseCode::TRANSACTION_FAILED,

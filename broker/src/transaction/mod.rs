@@ -376,6 +376,11 @@ async fn renew_and_check(ctx: &BrokerContext, half: &MessageExt, uniq: &str, tim
         topic: Some(copy.topic.clone()),
     };
     let cmd = RemotingCommand::request_with(RequestCode::CHECK_TRANSACTION_STATE, &header).with_body(body);
+    // The check's span: the broker asking the producer (the answer comes back as an
+    // END_TRANSACTION, with a span of its own).
+    let _span = ctx.tracer.as_ref().and_then(|t| {
+        crate::spans::start_transaction(t, "check_transaction", opentelemetry::trace::SpanKind::Client, &copy, &group)
+    });
     if let Err(e) = channel.oneway(cmd).await {
         debug!(group = %group, error = %e, "could not send CHECK_TRANSACTION_STATE");
     } else {
