@@ -66,7 +66,7 @@ pub enum MetricsExporterType {
     /// OTLP over gRPC to `grpc_exporter_target`, every `grpc_exporter_interval`.
     #[serde(rename = "OTLP_GRPC", alias = "otlp_grpc")]
     OtlpGrpc,
-    /// Periodic metric dumps into the log. Not available in this build.
+    /// Every series written to the log (target `metrics`) every `log_exporter_interval`.
     #[serde(rename = "LOG", alias = "log")]
     Log,
 }
@@ -88,7 +88,7 @@ impl MetricsExporterType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
-    /// `DISABLE` (default), `PROM`, `OTLP_GRPC`; `LOG` is refused at load time.
+    /// `DISABLE` (default), `PROM`, `OTLP_GRPC` or `LOG`.
     pub exporter_type: MetricsExporterType,
     /// Address the Prometheus endpoint binds; empty means the broker's `broker_ip1`
     /// (RocketMQ's rule), or every address for a name server.
@@ -107,6 +107,9 @@ pub struct MetricsConfig {
     /// Deadline of one OTLP push (`metricGrpcExporterTimeOutInMills`).
     #[serde(with = "humantime_serde")]
     pub grpc_exporter_timeout: std::time::Duration,
+    /// How often `LOG` writes the metrics (`metricLoggingExporterIntervalInMills`).
+    #[serde(with = "humantime_serde")]
+    pub log_exporter_interval: std::time::Duration,
 }
 
 impl Default for MetricsConfig {
@@ -120,6 +123,7 @@ impl Default for MetricsConfig {
             grpc_exporter_header: String::new(),
             grpc_exporter_interval: std::time::Duration::from_secs(60),
             grpc_exporter_timeout: std::time::Duration::from_secs(3),
+            log_exporter_interval: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -144,17 +148,15 @@ impl MetricsConfig {
         })
     }
 
-    /// Checks labels, headers and target, and refuses the exporter type this build
-    /// does not run (`LOG`).
+    /// Checks labels, headers and, for `OTLP_GRPC`, the target.
     ///
     /// # Errors
-    /// [`Error::Invalid`] keyed `label`, `grpc_exporter_header`, `grpc_exporter_target`
-    /// or `exporter_type`.
+    /// [`Error::Invalid`] keyed `label`, `grpc_exporter_header` or `grpc_exporter_target`.
     pub fn validate(&self) -> Result<()> {
         self.labels()?;
         self.grpc_headers()?;
         match self.exporter_type {
-            MetricsExporterType::Disable | MetricsExporterType::Prom => Ok(()),
+            MetricsExporterType::Disable | MetricsExporterType::Prom | MetricsExporterType::Log => Ok(()),
             MetricsExporterType::OtlpGrpc if self.grpc_exporter_target.trim().is_empty() => Err(Error::invalid(
                 "grpc_exporter_target",
                 Invalid::Malformed {
@@ -163,13 +165,6 @@ impl MetricsConfig {
                 },
             )),
             MetricsExporterType::OtlpGrpc => Ok(()),
-            MetricsExporterType::Log => Err(Error::invalid(
-                "exporter_type",
-                Invalid::Malformed {
-                    value: "LOG".to_owned(),
-                    expected: "PROM, OTLP_GRPC or DISABLE (the LOG metric exporter is not available in this build)",
-                },
-            )),
         }
     }
 }
@@ -352,14 +347,13 @@ mod tests {
     }
 
     #[test]
-    fn exporters_this_build_cannot_run_are_refused() {
+    fn otlp_needs_a_target_and_well_formed_headers() {
         let mut metrics = MetricsConfig::default();
         metrics.validate().unwrap();
-        metrics.exporter_type = MetricsExporterType::Prom;
-        metrics.validate().unwrap();
-        metrics.exporter_type = MetricsExporterType::Log;
-        let err = metrics.validate().unwrap_err().to_string();
-        assert!(err.starts_with("exporter_type: ") && err.contains("LOG"), "{err}");
+        for ok in [MetricsExporterType::Prom, MetricsExporterType::Log] {
+            metrics.exporter_type = ok;
+            metrics.validate().unwrap();
+        }
         metrics.exporter_type = MetricsExporterType::OtlpGrpc;
         let err = metrics.validate().unwrap_err().to_string();
         assert!(err.starts_with("grpc_exporter_target: "), "{err}");

@@ -138,6 +138,7 @@ fn full_broker_toml() {
                 grpc_exporter_header: "x-tenant:a".into(),
                 grpc_exporter_interval: Duration::from_secs(15),
                 grpc_exporter_timeout: Duration::from_secs(5),
+                log_exporter_interval: Duration::from_secs(30),
             },
             traces: TracesConfig {
                 exporter: TraceExporter::Otlp,
@@ -180,6 +181,7 @@ fn full_namesrv_toml() {
                 grpc_exporter_header: "x-tenant:a".into(),
                 grpc_exporter_interval: Duration::from_secs(15),
                 grpc_exporter_timeout: Duration::from_secs(5),
+                log_exporter_interval: Duration::from_secs(30),
             },
             traces: TracesConfig {
                 exporter: TraceExporter::Otlp,

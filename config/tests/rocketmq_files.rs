@@ -86,6 +86,7 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(metrics.grpc_exporter_header, "x-tenant:a");
     assert_eq!(metrics.grpc_exporter_interval, Duration::from_secs(15));
     assert_eq!(metrics.grpc_exporter_timeout, Duration::from_secs(5));
+    assert_eq!(metrics.log_exporter_interval, Duration::from_secs(30));
 
     // storePathCommitLog agrees with storePathRootDir, so only the last
     // three keys of the fixture are reported.

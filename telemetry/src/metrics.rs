@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use config::{MetricsConfig, MetricsExporterType};
 
 use crate::http::{self, Page, Routes};
-use crate::prometheus::{SharedReader, TextEncoder};
+use crate::prometheus::{LogExporter, SharedReader, TextEncoder};
 
 /// Series per instrument before OpenTelemetry folds the rest into one overflow
 /// series (RocketMQ's `metricsOtelCardinalityLimit` default). A broker with 1,000
@@ -88,8 +88,16 @@ impl MetricsExporter {
                 Self::start_prometheus(config, builder, &attributes, default_host).await.map(Some)
             }
             MetricsExporterType::OtlpGrpc => Self::start_otlp(config, builder).map(Some),
-            // `validate` refused LOG; DISABLE returned above.
-            other => Err(MetricsError::Config(format!("exporter type {} is not available", other.as_str()))),
+            MetricsExporterType::Log => {
+                let exporter = LogExporter(TextEncoder::new(None, &attributes));
+                let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+                    .with_interval(config.log_exporter_interval)
+                    .build();
+                tracing::info!(interval = ?config.log_exporter_interval, "metrics written to the log (target `metrics`)");
+                let provider = builder.with_reader(reader).build();
+                Ok(Some(Arc::new(Self { provider, prometheus: None, cancel: CancellationToken::new() })))
+            }
+            MetricsExporterType::Disable => Ok(None),
         }
     }
 
@@ -102,7 +110,7 @@ impl MetricsExporter {
         // Names are written as RocketMQ spells them (already ending in `_total` where
         // they should, without unit suffixes); no `target_info`, no scope labels.
         let reader = Arc::new(ManualReader::builder().build());
-        let encoder = TextEncoder::new(reader.clone(), node_labels);
+        let encoder = TextEncoder::new(Some(reader.clone()), node_labels);
         let provider = builder.with_reader(SharedReader(reader)).build();
         let host: IpAddr = if config.prom_exporter_host.trim().is_empty() {
             default_host
@@ -238,10 +246,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refused_exporter_type_is_an_error() {
-        let mut config = prom("");
-        config.exporter_type = MetricsExporterType::Log;
-        let err = MetricsExporter::start(&config, &node(), IpAddr::from([127, 0, 0, 1])).await.unwrap_err();
-        assert!(err.to_string().contains("LOG"), "{err}");
+    async fn log_writes_every_series_to_the_log() {
+        use std::sync::{Arc, Mutex};
+        /// Collects what the `metrics` target logs.
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_max_level(tracing::Level::INFO).finish();
+        // The periodic reader exports on a thread of its own: the subscriber must be global.
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
+        let config = MetricsConfig {
+            exporter_type: MetricsExporterType::Log,
+            log_exporter_interval: std::time::Duration::from_millis(50),
+            ..MetricsConfig::default()
+        };
+        let exporter = MetricsExporter::start(&config, &node(), IpAddr::from([127, 0, 0, 1])).await.unwrap().unwrap();
+        let meter = exporter.meter("broker-meter");
+        meter.u64_counter("rocketmq_messages_in_total").build().add(2, &[KeyValue::new("topic", "L")]);
+        exporter.provider.force_flush().unwrap();
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.lines().any(|l| l.contains(r#"rocketmq_messages_in_total{cluster="DefaultCluster",node_type="broker",node_id="broker-a",topic="L"} 2"#)),
+            "{text}"
+        );
+        exporter.shutdown();
     }
 }

@@ -1,5 +1,5 @@
 //! Prometheus text exposition (format 0.0.4) of everything a [`ManualReader`]
-//! collects: one `# HELP`/`# TYPE` pair per metric, one line per series (buckets,
+//! collects (and of what the `LOG` exporter is pushed): one `# HELP`/`# TYPE` pair per metric, one line per series (buckets,
 //! `_sum` and `_count` for histograms), the node's labels on every line.
 //!
 //! Written here rather than with `opentelemetry-prometheus`: that exporter builds one
@@ -49,7 +49,8 @@ impl MetricReader for SharedReader {
 /// Renders a reader's metrics as Prometheus text.
 #[derive(Debug)]
 pub(crate) struct TextEncoder {
-    reader: Arc<ManualReader>,
+    /// What `render` collects from (`None`: the encoder only formats what it is given).
+    reader: Option<Arc<ManualReader>>,
     /// `key="value",` for the node's labels, written before each series' own.
     node_labels: String,
     /// The previous scrape's size, to allocate the next one at once.
@@ -57,7 +58,7 @@ pub(crate) struct TextEncoder {
 }
 
 impl TextEncoder {
-    pub(crate) fn new(reader: Arc<ManualReader>, node_labels: &[KeyValue]) -> Self {
+    pub(crate) fn new(reader: Option<Arc<ManualReader>>, node_labels: &[KeyValue]) -> Self {
         let mut labels = String::new();
         for kv in node_labels {
             write_label(&mut labels, kv.key.as_str(), &kv.value);
@@ -66,11 +67,19 @@ impl TextEncoder {
     }
 
     pub(crate) fn render(&self) -> String {
+        let Some(reader) = &self.reader else { return String::new() };
         let mut rm = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut rm) {
+        if let Err(e) = reader.collect(&mut rm) {
             tracing::warn!(error = %e, "could not collect metrics");
             return String::new();
         }
+        let out = self.encode(&rm);
+        *self.last_len.lock() = out.len();
+        out
+    }
+
+    /// The text of already collected metrics.
+    pub(crate) fn encode(&self, rm: &ResourceMetrics) -> String {
         let mut out = String::with_capacity(*self.last_len.lock() + 4096);
         for scope in rm.scope_metrics() {
             for metric in scope.metrics() {
@@ -82,7 +91,6 @@ impl TextEncoder {
                 }
             }
         }
-        *self.last_len.lock() = out.len();
         out
     }
 
@@ -248,7 +256,8 @@ mod tests {
     fn writes_counters_gauges_and_histograms_in_the_text_format() {
         let reader = Arc::new(ManualReader::builder().build());
         let provider = SdkMeterProvider::builder().with_reader(SharedReader(reader.clone())).build();
-        let encoder = TextEncoder::new(reader, &[KeyValue::new("cluster", "C"), KeyValue::new("node_id", "b\"a")]);
+        let encoder =
+            TextEncoder::new(Some(reader), &[KeyValue::new("cluster", "C"), KeyValue::new("node_id", "b\"a")]);
         let meter = provider.meter("m");
         meter.u64_counter("c_total").with_description("A counter").build().add(3, &[KeyValue::new("topic", "T")]);
         meter.u64_histogram("h").with_boundaries(vec![1.0, 10.0]).build().record(5, &[KeyValue::new("topic", "T")]);
@@ -269,5 +278,33 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+}
+
+/// `metricsExporterType = LOG`: every `interval`, each series is written to the log
+/// (target `metrics`, level info) as one Prometheus text line. RocketMQ logs OTLP JSON
+/// there; a text line per series is what log search tools and people read here.
+#[derive(Debug)]
+pub(crate) struct LogExporter(pub(crate) TextEncoder);
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for LogExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let text = self.0.encode(metrics);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            tracing::info!(target: "metrics", "{line}");
+        }
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
     }
 }

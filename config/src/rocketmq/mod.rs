@@ -166,6 +166,7 @@ pub(crate) const BROKER: Table = Table {
         entry("metricsGrpcExporterHeader",         "telemetry.metrics.grpc_exporter_header",          Unit::Text),
         entry("metricGrpcExporterIntervalInMills", "telemetry.metrics.grpc_exporter_interval",        Unit::Millis),
         entry("metricGrpcExporterTimeOutInMills",  "telemetry.metrics.grpc_exporter_timeout",         Unit::Millis),
+        entry("metricLoggingExporterIntervalInMills", "telemetry.metrics.log_exporter_interval",    Unit::Millis),
     ],
     unsupported: unsupported::BROKER,
 };

@@ -88,7 +88,7 @@ pub(super) const BROKER: &[&str] = &[
     "maxTransferBytesOnMessageInDisk", "maxTransferBytesOnMessageInMemory",
     "maxTransferCountOnMessageInDisk", "maxTransferCountOnMessageInMemory",
     "memTableFlushIntervalMs", "messageIndexSafe", "messageStorePlugIn",
-    "metricLoggingExporterIntervalInMills", "metricsInDelta", "metricsOtelCardinalityLimit",
+    "metricsInDelta", "metricsOtelCardinalityLimit",
     "minInSyncReplicas", "msgTraceTopicName",
     "notifyConsumerIdsChangedEnable", "offsetCheckInSlave", "osPageCacheBusyTimeOutMills",
     "popCkMaxBufferSize", "popCkOffsetMaxQueueSize", "popCkStayBufferTime",
