@@ -48,6 +48,10 @@ impl TopicConfigManager {
             TopicConfig::new(topic::SCHEDULE_TOPIC, 18, perm::READ_WRITE),
             TopicConfig::new(format!("{}_REPLY_TOPIC", cfg.broker_cluster_name), 1, perm::READ_WRITE),
         ];
+        if cfg.trace_topic_enable && !cfg.msg_trace_topic_name.trim().is_empty() {
+            // RocketMQ's message-trace topic: one queue, read and write.
+            system.push(TopicConfig::new(cfg.msg_trace_topic_name.trim(), 1, perm::READ_WRITE));
+        }
         if cfg.auto_create_topic_enable {
             let n = cfg.default_topic_queue_nums as i32;
             system.push(TopicConfig::new(topic::AUTO_CREATE_TOPIC_KEY, n, perm::READ_WRITE | perm::INHERIT));

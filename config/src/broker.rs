@@ -129,6 +129,11 @@ pub struct BrokerConfig {
     /// Serve LITE_PULL_MESSAGE (361), the pull code of RocketMQ 5's lite-pull
     /// consumers; off, they are refused with NO_PERMISSION as RocketMQ does.
     pub lite_pull_message_enable: bool,
+    /// Create the message-trace topic (`msg_trace_topic_name`) at start, for
+    /// clients that record RocketMQ 4.x message traces (`traceTopicEnable`).
+    pub trace_topic_enable: bool,
+    /// The message-trace topic (`msgTraceTopicName`).
+    pub msg_trace_topic_name: String,
     /// With long polling off, how long an empty pull is held.
     #[serde(with = "humantime_serde")]
     pub short_polling_time_mills: Duration,
@@ -239,6 +244,8 @@ impl Default for BrokerConfig {
             message_delay_level: DEFAULT_MESSAGE_DELAY_LEVEL.to_owned(),
             long_polling_enable: true,
             lite_pull_message_enable: true,
+            trace_topic_enable: false,
+            msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".to_owned(),
             short_polling_time_mills: Duration::from_secs(1),
             transaction_time_out: Duration::from_secs(6),
             transaction_check_max: 15,

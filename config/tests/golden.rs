@@ -64,6 +64,8 @@ fn full_broker_toml() {
             message_delay_level: "1s 10s 1m 1d".into(),
             long_polling_enable: false,
             lite_pull_message_enable: false,
+            trace_topic_enable: true,
+            msg_trace_topic_name: "TRACE_B".into(),
             short_polling_time_mills: Duration::from_secs(2),
             transaction_time_out: Duration::from_secs(10),
             transaction_check_max: 5,

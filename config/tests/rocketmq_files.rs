@@ -77,6 +77,9 @@ fn broker_conf_converts_every_mapped_key() {
     assert!(!store.warm_mapped_file_enable);
     assert!(!store.check_crc_on_recover);
 
+    assert!(broker.trace_topic_enable);
+    assert_eq!(broker.msg_trace_topic_name, "TRACE_B");
+
     let metrics = &loaded.config.telemetry.metrics;
     assert_eq!(metrics.exporter_type, config::MetricsExporterType::Prom);
     assert_eq!(metrics.prom_exporter_host, "127.0.0.1");

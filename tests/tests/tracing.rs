@@ -303,3 +303,29 @@ async fn with_the_collector_down_sends_succeed_and_dropped_spans_are_counted() -
     assert!(dropped <= 40, "at most the 20 sends' store and append spans: {dropped}");
     Ok(())
 }
+
+/// `traceTopicEnable`: the broker creates RocketMQ's message-trace topic (one queue)
+/// at start and registers it, so clients recording 4.x message traces can write
+/// there even with topic auto-creation off; without it the topic does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_topic_enable_creates_the_message_trace_topic() -> Result<()> {
+    let ns = Namesrv::start(&[])?;
+    let on = Broker::start(
+        &ns.addr(),
+        &[("BROKER_NAME", "broker-t"), ("AUTO_CREATE_TOPIC_ENABLE", "false"), ("TRACE_TOPIC_ENABLE", "true")],
+    )?;
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    let route = eventually(WAIT, "the trace topic's route", || async {
+        tests::wire::route(&client, &ns.addr(), "RMQ_SYS_TRACE_TOPIC").await.ok().flatten()
+    })
+    .await?;
+    assert_eq!(route.queue_datas.len(), 1);
+    assert_eq!(route.queue_datas[0].write_queue_nums, 1);
+    let sent = Wire::new(on.addr()).send("RMQ_SYS_TRACE_TOPIC", 0, b"Pub\x01...", &props(&[])).await?;
+    assert_eq!((sent.code, sent.queue_offset), (remoting::ResponseCode::SUCCESS, 0));
+
+    let off = Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-u"), ("AUTO_CREATE_TOPIC_ENABLE", "false")])?;
+    let refused = Wire::new(off.addr()).send("RMQ_SYS_TRACE_TOPIC", 0, b"x", &props(&[])).await?;
+    assert_eq!(refused.code, remoting::ResponseCode::TOPIC_NOT_EXIST, "{refused:?}");
+    Ok(())
+}

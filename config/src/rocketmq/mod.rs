@@ -123,6 +123,8 @@ pub(crate) const BROKER: Table = Table {
         entry("messageDelayLevel",                 "broker.message_delay_level",                      Unit::Text),
         entry("longPollingEnable",                 "broker.long_polling_enable",                      Unit::Bool),
         entry("litePullMessageEnable",             "broker.lite_pull_message_enable",                 Unit::Bool),
+        entry("traceTopicEnable",                  "broker.trace_topic_enable",                       Unit::Bool),
+        entry("msgTraceTopicName",                 "broker.msg_trace_topic_name",                     Unit::Text),
         entry("shortPollingTimeMills",             "broker.short_polling_time_mills",                 Unit::Millis),
         entry("transactionTimeOut",                "broker.transaction_time_out",                     Unit::Millis),
         entry("timerMaxDelaySec",                  "broker.timer_max_delay",                          Unit::Seconds),
