@@ -50,11 +50,7 @@ pub fn register(meter: &Meter, ctx: &Arc<BrokerContext>) {
         .with_description("Producer connections")
         .with_callback(move |o| {
             let Some(ctx) = w.upgrade() else { return };
-            let mut by_client: HashMap<(String, i32), i64> = HashMap::new();
-            for info in ctx.clients.producer_groups().values().flatten() {
-                *by_client.entry((format!("{:?}", info.language).to_ascii_lowercase(), info.version)).or_default() += 1;
-            }
-            for ((language, version), n) in by_client {
+            for ((language, version), n) in by_client(ctx.clients.producer_groups().values().flatten()) {
                 o.observe(n, &[KeyValue::new("language", language), KeyValue::new("version", i64::from(version))]);
             }
         })
@@ -67,11 +63,7 @@ pub fn register(meter: &Meter, ctx: &Arc<BrokerContext>) {
             let Some(ctx) = w.upgrade() else { return };
             for group in ctx.clients.consumer_groups() {
                 let Some(info) = ctx.clients.consumer_group(&group) else { continue };
-                let mut by_client: HashMap<(String, i32), i64> = HashMap::new();
-                for c in info.channels.values() {
-                    *by_client.entry((format!("{:?}", c.language).to_ascii_lowercase(), c.version)).or_default() += 1;
-                }
-                for ((language, version), n) in by_client {
+                for ((language, version), n) in by_client(info.channels.values()) {
                     o.observe(
                         n,
                         &[
@@ -133,6 +125,17 @@ pub fn register(meter: &Meter, ctx: &Arc<BrokerContext>) {
         })
         .build();
     register_plugin_metrics(meter, weak);
+}
+
+/// Connections counted by client language (lower case, as RocketMQ labels it) and version.
+fn by_client<'a>(
+    channels: impl Iterator<Item = &'a crate::client_manager::ClientChannelInfo>,
+) -> HashMap<(String, i32), i64> {
+    let mut counts = HashMap::new();
+    for c in channels {
+        *counts.entry((format!("{:?}", c.language).to_ascii_lowercase(), c.version)).or_default() += 1;
+    }
+    counts
 }
 
 fn register_plugin_metrics(meter: &Meter, weak: Weak<BrokerContext>) {

@@ -30,6 +30,33 @@ fn check_field_by_field<T: Serialize + Default>(actual: &T, expected: &T) {
     }
 }
 
+/// The `[telemetry.metrics]` and `[telemetry.traces]` both full fixtures set (the
+/// log settings differ per file and are set by each test).
+fn full_telemetry() -> TelemetryConfig {
+    TelemetryConfig {
+        log_format: LogFormat::Human,
+        log_level: String::new(),
+        metrics: MetricsConfig {
+            exporter_type: MetricsExporterType::Prom,
+            prom_exporter_host: "127.0.0.1".into(),
+            prom_exporter_port: 15557,
+            label: "region:eu".into(),
+            grpc_exporter_target: "http://collector:4317".into(),
+            grpc_exporter_header: "x-tenant:a".into(),
+            grpc_exporter_interval: Duration::from_secs(15),
+            grpc_exporter_timeout: Duration::from_secs(5),
+            log_exporter_interval: Duration::from_secs(30),
+        },
+        traces: TracesConfig {
+            exporter: TraceExporter::Otlp,
+            endpoint: "http://collector:4318/v1/traces".into(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "broker-b".into(),
+            sample_ratio: 0.25,
+        },
+    }
+}
+
 #[test]
 fn full_broker_toml() {
     let loaded = load_broker_with_env(Some(&fixture("full.toml")), NO_ENV).unwrap();
@@ -131,24 +158,7 @@ fn full_broker_toml() {
         telemetry: TelemetryConfig {
             log_format: LogFormat::Json,
             log_level: "debug,store=trace".into(),
-            metrics: MetricsConfig {
-                exporter_type: MetricsExporterType::Prom,
-                prom_exporter_host: "127.0.0.1".into(),
-                prom_exporter_port: 15557,
-                label: "region:eu".into(),
-                grpc_exporter_target: "http://collector:4317".into(),
-                grpc_exporter_header: "x-tenant:a".into(),
-                grpc_exporter_interval: Duration::from_secs(15),
-                grpc_exporter_timeout: Duration::from_secs(5),
-                log_exporter_interval: Duration::from_secs(30),
-            },
-            traces: TracesConfig {
-                exporter: TraceExporter::Otlp,
-                endpoint: "http://collector:4318/v1/traces".into(),
-                protocol: OtlpProtocol::HttpProtobuf,
-                service_name: "broker-b".into(),
-                sample_ratio: 0.25,
-            },
+            ..full_telemetry()
         },
     };
     check_field_by_field(&loaded.config, &expected);
@@ -171,28 +181,7 @@ fn full_namesrv_toml() {
             channel_idle_timeout: Duration::from_secs(180),
             order_message_enable: true,
         },
-        telemetry: TelemetryConfig {
-            log_format: LogFormat::Json,
-            log_level: "warn".into(),
-            metrics: MetricsConfig {
-                exporter_type: MetricsExporterType::Prom,
-                prom_exporter_host: "127.0.0.1".into(),
-                prom_exporter_port: 15557,
-                label: "region:eu".into(),
-                grpc_exporter_target: "http://collector:4317".into(),
-                grpc_exporter_header: "x-tenant:a".into(),
-                grpc_exporter_interval: Duration::from_secs(15),
-                grpc_exporter_timeout: Duration::from_secs(5),
-                log_exporter_interval: Duration::from_secs(30),
-            },
-            traces: TracesConfig {
-                exporter: TraceExporter::Otlp,
-                endpoint: "http://collector:4318/v1/traces".into(),
-                protocol: OtlpProtocol::HttpProtobuf,
-                service_name: "broker-b".into(),
-                sample_ratio: 0.25,
-            },
-        },
+        telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "warn".into(), ..full_telemetry() },
     };
     check_field_by_field(&loaded.config, &expected);
     assert_eq!(loaded.config, expected);

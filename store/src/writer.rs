@@ -413,16 +413,22 @@ impl Writer {
         }
     }
 
-    /// Continues in the next segment after one filled to the last byte.
-    fn roll_full(&mut self) -> Result<()> {
-        self.active.publish();
-        let next_start = self.active.file().end();
-        let next = self.core.allocator.take(next_start)?;
+    /// The segment starting at `start`, from the allocator, and its writer.
+    fn new_segment(&self, start: i64) -> Result<(Arc<MappedFile>, MappedWriter)> {
+        let next = self.core.allocator.take(start)?;
         let writer = next.take_writer().ok_or(Error::Corrupt {
             path: next.path().to_owned(),
             offset: 0,
             reason: "new segment already has a writer",
         })?;
+        Ok((next, writer))
+    }
+
+    /// Continues in the next segment after one filled to the last byte.
+    fn roll_full(&mut self) -> Result<()> {
+        self.active.publish();
+        let next_start = self.active.file().end();
+        let (next, writer) = self.new_segment(next_start)?;
         self.core.commit_log.push_segment(next);
         self.active = writer;
         self.core.allocator.prefetch(next_start + self.core.commit_log.segment_size() as i64);
@@ -432,12 +438,7 @@ impl Writer {
     /// Moves an empty log to start at `start` (a segment boundary): its one empty
     /// segment is replaced by one named after `start`, and every offset moves there.
     fn rebase(&mut self, start: i64) -> Result<()> {
-        let next = self.core.allocator.take(start)?;
-        let writer = next.take_writer().ok_or(Error::Corrupt {
-            path: next.path().to_owned(),
-            offset: 0,
-            reason: "new segment already has a writer",
-        })?;
+        let (next, writer) = self.new_segment(start)?;
         let old = self.core.commit_log.replace_segments(vec![next]);
         self.active = writer;
         for seg in old {
@@ -484,18 +485,7 @@ impl Writer {
     fn roll(&mut self) -> Result<()> {
         let rem = self.active.remaining();
         self.active.append_with(rem, |b| record::write_blank(b, rem));
-        self.active.publish();
-        let next_start = self.active.file().end();
-        let next = self.core.allocator.take(next_start)?;
-        let writer = next.take_writer().ok_or(Error::Corrupt {
-            path: next.path().to_owned(),
-            offset: 0,
-            reason: "new segment already has a writer",
-        })?;
-        self.core.commit_log.push_segment(next);
-        self.active = writer;
-        self.core.allocator.prefetch(next_start + self.core.commit_log.segment_size() as i64);
-        Ok(())
+        self.roll_full()
     }
 }
 
