@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
+pub mod otlp;
 pub mod wire;
 
 /// Path of a workspace binary, building it (once per process) if needed.

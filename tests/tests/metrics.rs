@@ -234,8 +234,6 @@ mod otlp {
     use opentelemetry_proto::tonic::collector::metrics::v1::{
         ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     };
-    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-    use opentelemetry_proto::tonic::common::v1::KeyValue;
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as Number;
     use tests::wire::{props, Wire};
@@ -261,13 +259,6 @@ mod otlp {
         }
     }
 
-    fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
-        attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            AnyValue::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-    }
-
     /// The latest value of `rocketmq_messages_in_total{topic}` a push carried, with
     /// the push's `x-tenant` header and the resource's `node_type`.
     fn messages_in(receiver: &Receiver, topic: &str) -> Option<(i64, Option<String>, Option<String>)> {
@@ -275,14 +266,14 @@ mod otlp {
         let mut found = None;
         for (tenant, request) in requests.iter() {
             for rm in &request.resource_metrics {
-                let node_type = rm.resource.as_ref().and_then(|r| text(&r.attributes, "node_type"));
+                let node_type = rm.resource.as_ref().and_then(|r| tests::otlp::attribute(&r.attributes, "node_type"));
                 for metric in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
                     if metric.name != "rocketmq_messages_in_total" {
                         continue;
                     }
                     let Some(Data::Sum(sum)) = &metric.data else { continue };
                     for p in &sum.data_points {
-                        if text(&p.attributes, "topic").as_deref() == Some(topic) {
+                        if tests::otlp::attribute(&p.attributes, "topic").as_deref() == Some(topic) {
                             if let Some(Number::AsInt(v)) = p.value {
                                 found = Some((v, tenant.clone(), node_type.clone()));
                             }

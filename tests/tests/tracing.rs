@@ -23,8 +23,6 @@ use client::consumer::{ConsumeContext, ConsumeFromWhere, ConsumeStatus, PushCons
 use client::{LocalTransactionState, Message, MessageExt, ProducerOptions, TransactionListener, TransactionProducer};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::common::v1::KeyValue as ProtoKeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -43,17 +41,8 @@ struct Received {
 
 impl Received {
     fn attribute(&self, key: &str) -> Option<String> {
-        string_attribute(&self.span.attributes, key)
+        tests::otlp::attribute(&self.span.attributes, key)
     }
-}
-
-fn string_attribute(attributes: &[ProtoKeyValue], key: &str) -> Option<String> {
-    attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        AnyValue::StringValue(s) => Some(s.clone()),
-        AnyValue::IntValue(i) => Some(i.to_string()),
-        AnyValue::BoolValue(b) => Some(b.to_string()),
-        _ => None,
-    })
 }
 
 /// An OTLP/gRPC trace receiver on a loopback port, keeping every span it is sent.
@@ -70,8 +59,11 @@ impl TraceService for Receiver {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut spans = self.spans.lock().unwrap();
         for rs in request.into_inner().resource_spans {
-            let service =
-                rs.resource.as_ref().and_then(|r| string_attribute(&r.attributes, "service.name")).unwrap_or_default();
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| tests::otlp::attribute(&r.attributes, "service.name"))
+                .unwrap_or_default();
             for ss in rs.scope_spans {
                 spans.extend(ss.spans.into_iter().map(|span| Received { service: service.clone(), span }));
             }
