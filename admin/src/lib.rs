@@ -3,6 +3,7 @@
 //!
 //! Commands mirror `mqadmin` where one exists: `clusterList`, `brokerStatus`,
 //! `haStatus`, `topicRoute`, `updateTopic`, `consumerProgress`, `resetOffsetByTime`,
+//! `queryMsgTraceById`,
 //! plus `send` and `consume` to check a cluster end to end. Name servers come from
 //! `-n`, `NAMESRV_ADDR` or the client configuration file, as for every client.
 //!
@@ -10,12 +11,14 @@
 //! concurrently, and a broker that does not answer is reported, not fatal.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use client::admin::{HaClientRuntimeInfo, HaRuntimeInfo};
 use client::consumer::pull_api::PullStatus;
 use client::consumer::pull_consumer::PullConsumer;
+use client::msg_trace::data::TraceRecord;
 use client::{Admin, Message, Producer, ProducerOptions};
 use common::route::{ClusterInfo, MASTER_ID};
 
@@ -261,6 +264,74 @@ fn utc_time(ms: i64) -> String {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year, t.month, t.day, t.hour, t.minute, t.second, t.millisecond
     )
+}
+
+/// `queryMsgTraceById`: the message-trace timeline of one message in RocketMQ's
+/// layout — its sends (`Pub`), then its consumptions (`Sub`) grouped by consumer
+/// group, then its transaction ends — each with the client host that recorded it.
+pub fn format_msg_trace(msg_id: &str, records: &[(TraceRecord, SocketAddr)]) -> String {
+    if records.is_empty() {
+        return format!("no message-trace record of {msg_id}\n");
+    }
+    let row = |kind: &str, group: &str, host: &SocketAddr, ms: i64, cost: String, status: &str| {
+        format!("{kind:<10} {group:<24} {:<22} {:<25} {cost:<10} {status}\n", host.to_string(), utc_time(ms))
+    };
+    let status = |ok: bool| if ok { "success" } else { "failed" };
+    let mut out = String::new();
+    for (r, host) in records {
+        if let TraceRecord::Pub(p) = r {
+            out.push_str("#Type      #ProducerGroup           #ClientHost            #SendTime                 #CostTimes #Status\n");
+            out.push_str(&row("Pub", &p.group, host, p.timestamp, format!("{}ms", p.cost_ms), status(p.success)));
+            out.push('\n');
+        }
+    }
+    // A consumption's group and start are in its SubBefore (same request id; the C++
+    // client leaves the id empty, so fall back to the message's latest SubBefore).
+    let before = |request_id: &str| {
+        records.iter().rev().find_map(|(r, _)| match r {
+            TraceRecord::SubBefore(b) if request_id.is_empty() || b.request_id == request_id => Some(b),
+            _ => None,
+        })
+    };
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (r, host) in records {
+        if let TraceRecord::SubAfter(a) = r {
+            let b = before(&a.request_id);
+            let group = b.map_or("-", |b| b.group.as_str());
+            let ms = a.timestamp.filter(|t| *t > 0).or(b.map(|b| b.timestamp)).unwrap_or(0);
+            by_group.entry(group.to_owned()).or_default().push(row(
+                "Sub",
+                group,
+                host,
+                ms,
+                format!("{}ms", a.cost_ms),
+                status(a.success),
+            ));
+        }
+    }
+    for rows in by_group.values() {
+        out.push_str(
+            "#Type      #ConsumerGroup           #ClientHost            #ConsumerTime             #CostTimes #Status\n",
+        );
+        rows.iter().for_each(|r| out.push_str(r));
+        out.push('\n');
+    }
+    let ends: Vec<_> = records
+        .iter()
+        .filter_map(|(r, host)| match r {
+            TraceRecord::EndTransaction(e) => Some((e, host)),
+            _ => None,
+        })
+        .collect();
+    if !ends.is_empty() {
+        out.push_str(
+            "#Type      #ProducerGroup           #ClientHost            #EndTime                  #FromCheck #State\n",
+        );
+        for (e, host) in ends {
+            out.push_str(&row("EndTx", &e.group, host, e.timestamp, e.from_check.to_string(), &e.state));
+        }
+    }
+    out
 }
 
 /// `topicRoute`: the route as JSON.
@@ -539,6 +610,98 @@ C                  broker-b                1     SLAVE         10.0.0.3:10911   
 #Activated                 -
 "
         );
+    }
+
+    #[test]
+    fn msg_trace_prints_sends_then_consumptions_by_group_then_transaction_ends() {
+        use client::msg_trace::data::{
+            EndTransactionRecord, PubRecord, SubAfterRecord, SubBeforeRecord, TraceMessageType,
+        };
+        let host: SocketAddr = "10.0.0.7:40000".parse().unwrap();
+        let before = |group: &str, request_id: &str, ts| {
+            TraceRecord::SubBefore(SubBeforeRecord {
+                timestamp: ts,
+                region_id: "R".into(),
+                group: group.into(),
+                request_id: request_id.into(),
+                msg_id: "M".into(),
+                retry_times: 0,
+                keys: None,
+            })
+        };
+        let after = |request_id: &str, ok, ts| {
+            TraceRecord::SubAfter(SubAfterRecord {
+                request_id: request_id.into(),
+                msg_id: "M".into(),
+                cost_ms: 4,
+                success: ok,
+                keys: None,
+                context_code: Some(0),
+                timestamp: ts,
+            })
+        };
+        let records = vec![
+            (
+                TraceRecord::Pub(PubRecord {
+                    timestamp: 1_000,
+                    region_id: "R".into(),
+                    group: "PG".into(),
+                    topic: "T".into(),
+                    msg_id: "M".into(),
+                    tags: None,
+                    keys: None,
+                    store_host: "10.0.0.1:10911".into(),
+                    body_length: 3,
+                    cost_ms: 2,
+                    msg_type: TraceMessageType::TransactionHalf,
+                    offset_msg_id: None,
+                    success: true,
+                }),
+                host,
+            ),
+            (before("CG2", "r1", 2_000), host),
+            (before("CG1", "r2", 3_000), host),
+            (after("r1", false, Some(2_500)), host),
+            (after("r2", true, None), host),
+            (
+                TraceRecord::EndTransaction(EndTransactionRecord {
+                    timestamp: 1_500,
+                    region_id: "R".into(),
+                    group: "PG".into(),
+                    topic: "T".into(),
+                    msg_id: "M".into(),
+                    tags: None,
+                    keys: None,
+                    store_host: "10.0.0.1:10911".into(),
+                    msg_type: TraceMessageType::TransactionHalf,
+                    transaction_id: "M".into(),
+                    state: "COMMIT_MESSAGE".into(),
+                    from_check: true,
+                }),
+                host,
+            ),
+        ];
+        let out = format_msg_trace("M", &records);
+        let rows: Vec<&str> = out.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+        assert_eq!(rows.len(), 4, "{out}");
+        assert!(
+            rows[0].starts_with("Pub        PG ")
+                && rows[0].contains("1970-01-01T00:00:01.000Z")
+                && rows[0].ends_with("2ms        success"),
+            "{out}"
+        );
+        // Groups in name order; a SubAfter's group and (missing) time come from its SubBefore.
+        assert!(
+            rows[1].starts_with("Sub        CG1 ") && rows[1].contains("00:00:03.000Z") && rows[1].ends_with("success"),
+            "{out}"
+        );
+        assert!(
+            rows[2].starts_with("Sub        CG2 ") && rows[2].contains("00:00:02.500Z") && rows[2].ends_with("failed"),
+            "{out}"
+        );
+        assert!(rows[3].starts_with("EndTx      PG ") && rows[3].ends_with("true       COMMIT_MESSAGE"), "{out}");
+        assert!(rows.iter().all(|r| r.contains("10.0.0.7:40000")));
+        assert_eq!(format_msg_trace("X", &[]), "no message-trace record of X\n");
     }
 
     #[test]

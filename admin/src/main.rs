@@ -86,6 +86,26 @@ enum Command {
         #[arg(short = 'b', long)]
         body: String,
     },
+    /// The message-trace timeline of one message: its sends, consumptions and
+    /// transaction ends, from the trace topic (`mqadmin queryMsgTraceById`).
+    #[command(name = "queryMsgTraceById")]
+    QueryMsgTraceById {
+        /// The message id (its UNIQ_KEY, as the producer's send result gives it).
+        #[arg(short = 'i', long = "msgId")]
+        msg_id: String,
+        /// The trace topic.
+        #[arg(short = 't', long = "traceTopic", default_value = client::msg_trace::DEFAULT_TRACE_TOPIC)]
+        trace_topic: String,
+        /// Records stored from this time on (ms since the epoch).
+        #[arg(short = 'b', long = "beginTimestamp", default_value_t = 0)]
+        begin: i64,
+        /// Records stored up to this time (ms since the epoch).
+        #[arg(short = 'e', long = "endTimestamp", default_value_t = i64::MAX)]
+        end: i64,
+        /// Trace messages read per broker, at most (`-c` is the config file here).
+        #[arg(long = "maxNum", default_value_t = 64)]
+        max: i32,
+    },
     /// Print up to `max` messages of a topic (from the start of every queue).
     Consume {
         #[arg(short = 't', long)]
@@ -123,6 +143,10 @@ async fn main() -> Result<()> {
             }
             Command::Send { topic, tags, body } => {
                 admin::send(namesrv.clone(), cfg.clone(), topic, tags.as_deref(), body).await?
+            }
+            Command::QueryMsgTraceById { msg_id, trace_topic, begin, end, max } => {
+                let records = a.query_msg_trace(trace_topic, msg_id, *max, *begin, *end).await?;
+                admin::format_msg_trace(msg_id, &records)
             }
             Command::Consume { topic, max } => admin::consume(namesrv.clone(), cfg.clone(), topic, *max).await?,
         };

@@ -3,17 +3,22 @@
 //! consumer progress, and replay by resetting a group's offsets to a timestamp.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use common::properties::keys;
 use common::route::{ClusterInfo, MessageQueue, TopicRouteData};
-use common::ResponseCode;
-use remoting::header::broker::{CreateTopicRequestHeader, GetConsumeStatsRequestHeader, ResetOffsetRequestHeader};
+use common::{MessageExt, ResponseCode};
+use remoting::header::broker::{
+    CreateTopicRequestHeader, GetConsumeStatsRequestHeader, QueryMessageRequestHeader, ResetOffsetRequestHeader,
+};
 use remoting::{RemotingCommand, RequestCode};
 
 use crate::error::{Error, Result};
 use crate::instance::ClientInstance;
+use crate::msg_trace::{self, data::TraceRecord};
 
 /// A broker's replication state, the body of GET_BROKER_HA_STATUS (RocketMQ 5's
 /// `HARuntimeInfo`, what `mqadmin haStatus` prints): a master lists its slaves, a
@@ -210,6 +215,98 @@ impl Admin {
         let resp = self.instance.invoke(broker_addr, req, self.timeout).await?;
         check(&resp, broker_addr)?;
         parse_ha_runtime_info(&resp.body_bytes())
+    }
+
+    /// QUERY_MESSAGE: messages of `topic` indexed under `key` (a key of their `KEYS`,
+    /// or their UNIQ_KEY) stored between `begin` and `end` (ms), from every broker
+    /// of the topic, at most `max` per broker, with their bodies decompressed.
+    /// Brokers that find nothing are skipped; the rest are in store-time order.
+    ///
+    /// # Errors
+    /// No route, or no broker answered at all.
+    pub async fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max: i32,
+        begin: i64,
+        end: i64,
+    ) -> Result<Vec<MessageExt>> {
+        let route = self.instance.refresh_route(topic).await?;
+        let mut out = Vec::new();
+        let mut last_err = None;
+        let mut answered = false;
+        for bd in &route.broker_datas {
+            // The master, else any replica (the index is on each).
+            let Some(addr) = bd.master_addr().or_else(|| bd.broker_addrs.values().next().map(String::as_str)) else {
+                continue;
+            };
+            let h = QueryMessageRequestHeader {
+                topic: topic.to_owned(),
+                key: key.to_owned(),
+                max_num: max,
+                begin_timestamp: begin,
+                end_timestamp: end,
+            };
+            let req = RemotingCommand::request_with(RequestCode::QUERY_MESSAGE, &h);
+            let resp = match self.instance.invoke(addr, req, self.timeout).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            answered = true;
+            if resp.response_code() == ResponseCode::QUERY_NOT_FOUND {
+                continue;
+            }
+            check(&resp, addr)?;
+            for mut m in
+                common::record::decode_all(&resp.body_bytes(), false).map_err(|e| Error::Body(e.to_string()))?
+            {
+                // The index hashes keys: keep only messages that really carry `key`.
+                let carries = m.properties.uniq_key() == Some(key)
+                    || m.properties.get(keys::KEYS).is_some_and(|k| k.split(keys::KEY_SEPARATOR).any(|k| k == key));
+                if !carries {
+                    continue;
+                }
+                if let Ok(body) = crate::compression::decompress_body(m.sys_flag, &m.body) {
+                    m.body = body;
+                    m.sys_flag = crate::compression::clear_compression(m.sys_flag);
+                }
+                out.push(m);
+            }
+        }
+        if !answered {
+            if let Some(e) = last_err {
+                return Err(e);
+            }
+        }
+        out.sort_by_key(|m| m.store_timestamp);
+        Ok(out)
+    }
+
+    /// The message-trace records of message `msg_id` in `trace_topic` (RocketMQ's
+    /// `queryMsgTraceById`), oldest first, each with the host that sent it.
+    ///
+    /// # Errors
+    /// See [`Admin::query_message`].
+    pub async fn query_msg_trace(
+        &self,
+        trace_topic: &str,
+        msg_id: &str,
+        max: i32,
+        begin: i64,
+        end: i64,
+    ) -> Result<Vec<(TraceRecord, SocketAddr)>> {
+        let mut out = Vec::new();
+        for m in self.query_message(trace_topic, msg_id, max, begin, end).await? {
+            let body = String::from_utf8_lossy(&m.body);
+            out.extend(
+                msg_trace::data::decode(&body).into_iter().filter(|r| r.msg_id() == msg_id).map(|r| (r, m.born_host)),
+            );
+        }
+        Ok(out)
     }
 
     /// Per-queue progress of `group` on `topic`, across the topic's brokers.

@@ -12,6 +12,8 @@
 //!   transaction, check-back).
 //! * [`request`] — request-reply: [`Producer::request`], [`create_reply_message`],
 //!   [`Producer::send_reply`].
+//! * [`msg_trace`] — RocketMQ 4.x message trace (`enableMsgTrace`): send,
+//!   consumption and transaction records in RocketMQ's trace topic.
 //! * [`plugins`] — queue selectors and allocation strategies as WASM, Lua or native
 //!   plugins ([`ClientPlugins`], [`PluginQueueSelector`], [`PluginAllocateStrategy`]).
 //!
@@ -23,6 +25,7 @@ pub mod compression;
 pub mod consumer;
 pub mod error;
 pub mod instance;
+pub mod msg_trace;
 pub mod namesrv;
 pub mod plugins;
 pub mod producer;

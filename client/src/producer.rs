@@ -26,6 +26,7 @@ use remoting::{RemotingCommand, RequestCode};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::instance::ClientInstance;
+use crate::msg_trace::{self, MsgTracer};
 
 /// Producer settings (RocketMQ's names in snake case).
 #[derive(Debug, Clone)]
@@ -46,6 +47,12 @@ pub struct ProducerOptions {
     pub retry_another_broker_when_not_store_ok: bool,
     /// How long a broker that failed a send is avoided.
     pub fault_isolation: Duration,
+    /// Record every acknowledged send in RocketMQ's message-trace format
+    /// (`enableMsgTrace`; see [`crate::msg_trace`]).
+    pub enable_msg_trace: bool,
+    /// The topic those records go to (`customizedTraceTopic`); `None`:
+    /// `RMQ_SYS_TRACE_TOPIC`.
+    pub customized_trace_topic: Option<String>,
 }
 
 impl Default for ProducerOptions {
@@ -59,6 +66,8 @@ impl Default for ProducerOptions {
             default_topic_queue_nums: 4,
             retry_another_broker_when_not_store_ok: false,
             fault_isolation: Duration::from_secs(30),
+            enable_msg_trace: false,
+            customized_trace_topic: None,
         }
     }
 }
@@ -83,6 +92,10 @@ pub struct SendResult {
     pub message_queue: MessageQueue,
     pub queue_offset: i64,
     pub transaction_id: Option<String>,
+    /// The broker's region (`MSG_REGION`; `DefaultRegion` when it names none).
+    pub region_id: String,
+    /// Whether the broker's region records message traces (`TRACE_ON`).
+    pub trace_on: bool,
 }
 
 /// Chooses a queue for a message (RocketMQ's `MessageQueueSelector`). Closures
@@ -157,6 +170,10 @@ struct Inner {
     opts: ProducerOptions,
     next_queue: AtomicUsize,
     faults: FaultTolerance,
+    /// The message-trace recorder, when `enable_msg_trace` is set.
+    msg_trace: Option<Arc<MsgTracer>>,
+    /// An inner producer of the SDK (message trace): no spans, no trace records.
+    internal: bool,
 }
 
 /// A producer. Cheap to clone; clones share state.
@@ -174,20 +191,35 @@ impl Producer {
         namesrv: Option<Vec<String>>,
         opts: ProducerOptions,
     ) -> Self {
-        Self::build(group, ClientInstance::new(config, namesrv), opts, true)
+        Self::build(group, ClientInstance::new(config, namesrv), opts, true, false)
     }
 
     /// A producer on an existing instance (shared with consumers of the process);
     /// [`Producer::shutdown`] leaves the instance running.
     pub fn with_instance(group: impl Into<String>, instance: ClientInstance, opts: ProducerOptions) -> Self {
-        Self::build(group, instance, opts, false)
+        Self::build(group, instance, opts, false, false)
     }
 
-    fn build(group: impl Into<String>, instance: ClientInstance, opts: ProducerOptions, owns_instance: bool) -> Self {
+    /// An inner producer of the SDK on `instance`: it records no spans and no trace.
+    pub(crate) fn internal(group: impl Into<String>, instance: ClientInstance) -> Self {
+        Self::build(group, instance, ProducerOptions::default(), false, true)
+    }
+
+    fn build(
+        group: impl Into<String>,
+        instance: ClientInstance,
+        opts: ProducerOptions,
+        owns_instance: bool,
+        internal: bool,
+    ) -> Self {
         let group = group.into();
         instance.register_producer(&group, None);
         instance.start();
         let next_queue = AtomicUsize::new(rand::random::<u16>() as usize);
+        let msg_trace = (opts.enable_msg_trace && !internal).then(|| {
+            let topic = msg_trace::trace_topic(opts.customized_trace_topic.as_deref());
+            MsgTracer::start(&instance, &group, msg_trace::Side::Produce, topic)
+        });
         Self {
             inner: Arc::new(Inner {
                 instance,
@@ -196,6 +228,8 @@ impl Producer {
                 opts,
                 next_queue,
                 faults: FaultTolerance::default(),
+                msg_trace,
+                internal,
             }),
         }
     }
@@ -221,6 +255,11 @@ impl Producer {
     /// The brokers this producer currently avoids after failures.
     pub fn faults(&self) -> &FaultTolerance {
         &self.inner.faults
+    }
+
+    /// The message-trace recorder, when `enable_msg_trace` is set.
+    pub fn msg_tracer(&self) -> Option<&Arc<MsgTracer>> {
+        self.inner.msg_trace.as_ref()
     }
 
     /// Sends and waits for the broker's answer, retrying on other brokers.
@@ -309,16 +348,24 @@ impl Producer {
         }
         let mut batch = Message { topic: topic_name, body, ..Message::default() };
         batch.properties.insert(keys::WAIT_STORE_MSG_OK, "true");
+        let (started_ms, started) = (common::time::now_ms(), Instant::now());
         let mut result = self
             .send_attempts(&mut batch, self.inner.opts.retry_times_when_send_failed, RequestCode::SEND_BATCH_MESSAGE)
             .await?;
         result.msg_id = ids.join(",");
+        if let Some(tracer) = &self.inner.msg_trace {
+            let broker = self.inner.instance.master_addr(&result.message_queue.broker_name).unwrap_or_default();
+            tracer.on_send_batch(&prepared, started_ms, started.elapsed(), &broker, &result);
+        }
         Ok(result)
     }
 
-    /// Unregisters from the brokers and stops the background tasks (of an
-    /// instance this producer created).
+    /// Sends the message-trace records still queued, unregisters from the brokers
+    /// and stops the background tasks (of an instance this producer created).
     pub async fn shutdown(&self) {
+        if let Some(tracer) = &self.inner.msg_trace {
+            tracer.shutdown().await;
+        }
         self.inner.instance.unregister(Some(&self.inner.group), None).await;
         if self.inner.owns_instance {
             self.inner.instance.shutdown();
@@ -357,6 +404,9 @@ impl Producer {
 
     /// [`Producer::send_attempts_untraced`] inside the send's span.
     async fn send_attempts(&self, msg: &mut Message, retries: usize, code: RequestCode) -> Result<SendResult> {
+        if self.inner.internal {
+            return self.send_attempts_untraced(msg, retries, code).await;
+        }
         let span = crate::trace::start_send(msg, &self.inner.group, self.inner.instance.client_id());
         let result = self.send_attempts_untraced(msg, retries, code).await;
         match &result {
@@ -499,10 +549,12 @@ impl Producer {
     ) -> Result<SendResult> {
         let addr = self.broker_addr(mq).await?;
         let req = self.build_request(msg, mq, code);
-        let left = deadline.saturating_duration_since(Instant::now());
+        let started = Instant::now();
+        let left = deadline.saturating_duration_since(started);
         if left.is_zero() {
             return Err(Error::Timeout(self.inner.opts.send_timeout));
         }
+        let started_ms = common::time::now_ms();
         let resp = self.inner.instance.invoke(&addr, req, left).await?;
         let status = match resp.response_code() {
             ResponseCode::SUCCESS => SendStatus::SendOk,
@@ -512,14 +564,20 @@ impl Producer {
             _ => return Err(Error::from_response(&resp, &addr)),
         };
         let h: SendMessageResponseHeader = resp.decode_header().map_err(|e| Error::Body(e.to_string()))?;
-        Ok(SendResult {
+        let result = SendResult {
             status,
             msg_id: msg.uniq_key().unwrap_or_default().to_owned(),
             offset_msg_id: h.msg_id,
             message_queue: MessageQueue::new(mq.topic.clone(), mq.broker_name.clone(), h.queue_id),
             queue_offset: h.queue_offset,
             transaction_id: h.transaction_id,
-        })
+            region_id: msg_trace::region_or_default(resp.ext_fields.get(keys::MSG_REGION)),
+            trace_on: resp.ext_fields.get(keys::TRACE_SWITCH) != Some("false"),
+        };
+        if let Some(tracer) = self.inner.msg_trace.as_ref().filter(|_| code != RequestCode::SEND_BATCH_MESSAGE) {
+            tracer.on_send(msg, started_ms, started.elapsed(), &addr, &result);
+        }
+        Ok(result)
     }
 }
 

@@ -5,8 +5,12 @@
 //! * a send: `send {topic}` (producer), child of the caller's current context; its
 //!   W3C `traceparent` goes into the message's `TRACE_CONTEXT` property (RocketMQ
 //!   5's), so the broker's and the consumers' spans join the same trace;
+//! * a pull that brought messages: `receive {topic}` (consumer), linked to each
+//!   message's context;
 //! * a consumption: `process {topic}` (consumer) per message, child of the context
-//!   the message carries, covering the listener's call on its batch.
+//!   the message carries, covering the listener's call on its batch;
+//! * a transaction check-back: `check_transaction {topic}` (server), child of the
+//!   context the half message carries, covering the application's check.
 
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::trace::{
@@ -90,6 +94,39 @@ fn parent_of(msg: &MessageExt) -> Context {
     Context::new().with_remote_span_context(sc)
 }
 
+/// Records a pull that brought messages: `receive {topic}` (consumer), from
+/// `started` to now, linked to the context each message carries (a batch belongs
+/// to many traces, so it is their link rather than their child).
+pub(crate) fn record_receive(
+    topic: &str,
+    group: &str,
+    queue_id: i32,
+    started: std::time::SystemTime,
+    msgs: &[MessageExt],
+) {
+    let tracer = tracer();
+    let mut attrs = attributes("receive", "receive", topic);
+    attrs.push(KeyValue::new("messaging.consumer.group.name", group.to_owned()));
+    attrs.push(KeyValue::new("messaging.destination.partition.id", queue_id.to_string()));
+    attrs.push(KeyValue::new("messaging.batch.message_count", msgs.len() as i64));
+    let links = msgs
+        .iter()
+        .filter_map(|m| {
+            let cx = parent_of(m);
+            let sc = cx.span().span_context().clone();
+            sc.is_valid().then(|| opentelemetry::trace::Link::with_context(sc))
+        })
+        .collect();
+    let mut span = tracer
+        .span_builder(format!("receive {topic}"))
+        .with_kind(SpanKind::Consumer)
+        .with_start_time(started)
+        .with_attributes(attrs)
+        .with_links(links)
+        .start_with_context(&tracer, &Context::new());
+    span.end();
+}
+
 /// Starts one `process` span per message of a listener batch.
 pub(crate) fn start_process(msgs: &[MessageExt], group: &str) -> Vec<BoxedSpan> {
     let tracer = tracer();
@@ -110,6 +147,27 @@ pub(crate) fn start_process(msgs: &[MessageExt], group: &str) -> Vec<BoxedSpan> 
                 .start_with_context(&tracer, &parent_of(m))
         })
         .collect()
+}
+
+/// Starts the span of the application's answer to a transaction check-back:
+/// `check_transaction {topic}` (server: the broker asked), child of the context the
+/// half message carries.
+pub(crate) fn start_check(half: &MessageExt, group: &str) -> BoxedSpan {
+    let tracer = tracer();
+    let mut attrs = attributes("settle", "check_transaction", &half.topic);
+    attrs.push(KeyValue::new("messaging.rocketmq.client_group", group.to_owned()));
+    attrs.push(KeyValue::new("messaging.message.id", half.msg_id()));
+    tracer
+        .span_builder(format!("check_transaction {}", half.topic))
+        .with_kind(SpanKind::Server)
+        .with_attributes(attrs)
+        .start_with_context(&tracer, &parent_of(half))
+}
+
+/// Ends a check-back's span with the application's answer.
+pub(crate) fn end_check(mut span: BoxedSpan, state: crate::LocalTransactionState) {
+    span.set_attribute(KeyValue::new("messaging.rocketmq.transaction.resolution", format!("{state:?}")));
+    span.end();
 }
 
 /// Ends the batch's spans: `ok` is the listener's verdict.

@@ -39,6 +39,7 @@ use remoting::{RemotingCommand, RequestCode};
 
 use crate::error::{Error, Result};
 use crate::instance::{ClientInstance, TransactionCheckHandle};
+use crate::msg_trace::{MsgTracer, TransactionEnd};
 use crate::producer::{Producer, ProducerOptions, SendResult, SendStatus};
 
 /// The outcome of a local transaction (RocketMQ's `LocalTransactionState`).
@@ -136,6 +137,7 @@ struct Checker<L> {
     group: String,
     instance: ClientInstance,
     listener: Arc<L>,
+    msg_trace: Option<Arc<MsgTracer>>,
 }
 
 impl<L: TransactionListener> TransactionCheckHandle for Checker<L> {
@@ -143,6 +145,7 @@ impl<L: TransactionListener> TransactionCheckHandle for Checker<L> {
         let group = self.group.clone();
         let instance = self.instance.clone();
         let listener = self.listener.clone();
+        let msg_trace = self.msg_trace.clone();
         Box::pin(async move {
             let h: CheckTransactionStateRequestHeader = match request.decode_header() {
                 Ok(h) => h,
@@ -170,7 +173,25 @@ impl<L: TransactionListener> TransactionCheckHandle for Checker<L> {
                     return;
                 }
             }
+            let span = crate::trace::start_check(&msg, &group);
             let state = listener.check_local_transaction(&msg).await;
+            crate::trace::end_check(span, state);
+            if let Some(tracer) = &msg_trace {
+                let id = msg.msg_id();
+                tracer.on_end_transaction(
+                    &TransactionEnd {
+                        topic: &msg.topic,
+                        msg_id: &id,
+                        tags: msg.properties.get(keys::TAGS),
+                        keys: msg.properties.get(keys::KEYS),
+                        broker: &broker_addr,
+                        transaction_id: h.transaction_id.as_deref().unwrap_or(&id),
+                        region_id: msg.properties.get(keys::MSG_REGION).unwrap_or(""),
+                    },
+                    state,
+                    true,
+                );
+            }
             let end = EndTransactionRequestHeader {
                 producer_group: group.clone(),
                 tran_state_table_offset: h.tran_state_table_offset,
@@ -236,6 +257,7 @@ impl<L: TransactionListener> TransactionProducer<L> {
             group: producer.group().to_owned(),
             instance: producer.instance().clone(),
             listener: listener.clone(),
+            msg_trace: producer.msg_tracer().cloned(),
         });
         // Replaces the plain registration `Producer` made: checks for this group
         // now reach the listener.
@@ -309,6 +331,22 @@ impl<L: TransactionListener> TransactionProducer<L> {
         };
         if let Err(e) = self.end_transaction(&send_result, local_state).await {
             warn!(msg_id = %transaction_id, error = %e, ?local_state, "END_TRANSACTION failed; the broker will check back");
+        }
+        if let Some(tracer) = self.producer.msg_tracer() {
+            let broker = self.producer.instance().master_addr(&send_result.message_queue.broker_name);
+            tracer.on_end_transaction(
+                &TransactionEnd {
+                    topic: &msg.topic,
+                    msg_id: &transaction_id,
+                    tags: msg.properties.get(keys::TAGS),
+                    keys: msg.properties.get(keys::KEYS),
+                    broker: broker.as_deref().unwrap_or_default(),
+                    transaction_id: &transaction_id,
+                    region_id: &send_result.region_id,
+                },
+                local_state,
+                false,
+            );
         }
         Ok(TransactionSendResult { send_result, local_state, transaction_id })
     }

@@ -134,6 +134,12 @@ pub struct BrokerConfig {
     pub trace_topic_enable: bool,
     /// The message-trace topic (`msgTraceTopicName`).
     pub msg_trace_topic_name: String,
+    /// The region this broker names in send responses and stamps into stored
+    /// messages (`MSG_REGION`; `regionId`); clients' message-trace records carry it.
+    pub region_id: String,
+    /// Whether clients record message traces of this broker's messages: `TRACE_ON`
+    /// in send responses and stored messages (`traceOn`).
+    pub trace_on: bool,
     /// With long polling off, how long an empty pull is held.
     #[serde(with = "humantime_serde")]
     pub short_polling_time_mills: Duration,
@@ -246,6 +252,8 @@ impl Default for BrokerConfig {
             lite_pull_message_enable: true,
             trace_topic_enable: false,
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".to_owned(),
+            region_id: "DefaultRegion".to_owned(),
+            trace_on: true,
             short_polling_time_mills: Duration::from_secs(1),
             transaction_time_out: Duration::from_secs(6),
             transaction_check_max: 15,

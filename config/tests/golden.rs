@@ -93,6 +93,8 @@ fn full_broker_toml() {
             lite_pull_message_enable: false,
             trace_topic_enable: true,
             msg_trace_topic_name: "TRACE_B".into(),
+            region_id: "RegionB".into(),
+            trace_on: false,
             short_polling_time_mills: Duration::from_secs(2),
             transaction_time_out: Duration::from_secs(10),
             transaction_check_max: 5,

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use client::msg_trace::data::TraceRecord;
 use tests::wire::Wire;
 use tests::{Broker, Namesrv};
 
@@ -110,19 +111,15 @@ fn produce(
     modes: &str,
 ) -> Result<ClientOutput> {
     let n = count.to_string();
-    let producer = spawn(
-        "producer",
-        "producer",
-        &args(&[
-            ("namesrv", ns),
-            ("topic", topic),
-            ("group", "CompatPyPG"),
-            ("run", run),
-            ("count", &n),
-            ("modes", modes),
-        ]),
-        home,
-    )?;
+    let argv = args(&[
+        ("namesrv", ns),
+        ("topic", topic),
+        ("group", "CompatPyPG"),
+        ("run", run),
+        ("count", &n),
+        ("modes", modes),
+    ]);
+    let producer = spawn("producer", "producer", &argv, home)?;
     let out = producer.finish(CLIENT_TIMEOUT);
     out.expect_event("done")?;
     let sent = out.events("sent");
@@ -343,6 +340,106 @@ async fn cpp_consumer_failure_comes_back_through_the_retry_topic() -> Result<()>
         }
     }
     report(problems, &[&produced, &c])
+}
+
+/// The C++ core with message trace on, producing and consuming: its `Pub`,
+/// `SubBefore` and `SubAfter` records land in its trace topic
+/// (`rmq_sys_TRACE_DATA_<region>`, the region being the one our broker names) and
+/// read back, by message id, with the groups, keys, broker and outcomes it
+/// recorded. The clients stay up until the records are read (the core drops
+/// records still queued when it shuts down).
+#[tokio::test]
+async fn cpp_client_message_trace_records_are_readable() -> Result<()> {
+    if skipped("compat_python") {
+        return Ok(());
+    }
+    let _ = python();
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[("REGION_ID", "CompatRegion")])?;
+    let topic = "CompatPyTraced";
+    Wire::new(broker.addr()).create_topic(topic, 2).await?;
+    wait_route(&ns.addr(), topic).await?;
+    let home = tempfile::tempdir()?;
+    let release = home.path().join("release");
+    let stay = ["--trace".to_owned(), "--stay-until".to_owned(), release.display().to_string()];
+
+    let mut argv = args(&[
+        ("namesrv", &ns.addr()),
+        ("topic", topic),
+        ("group", "CompatPyPG"),
+        ("run", "tr"),
+        ("count", "2"),
+        ("modes", "sync"),
+    ]);
+    argv.extend(stay.iter().cloned());
+    let mut producer = spawn("producer", "producer", &argv, &home)?;
+    producer.wait_event("done", CLIENT_TIMEOUT)?;
+    let mut argv = consumer_args(&ns.addr(), "CompatPyTracedCG", topic, 2, &[]);
+    argv.extend(stay.iter().cloned());
+    let mut consumer = spawn("consumer-traced", "consumer", &argv, &home)?;
+    consumer.wait_event("done", CLIENT_TIMEOUT)?;
+    let sent: Vec<(String, String)> = producer
+        .lines
+        .iter()
+        .filter(|v| v["event"] == "sent")
+        .map(|v| (s(v, "msg_id").to_owned(), s(v, "keys").to_owned()))
+        .collect();
+
+    let admin = client::Admin::new(config::ClientConfig::default(), Some(vec![ns.addr()]));
+    let trace_topic = "rmq_sys_TRACE_DATA_CompatRegion";
+    let mut problems = Vec::new();
+    for (id, keys) in &sent {
+        let found = tests::eventually(Duration::from_secs(30), "the C++ client's trace records", || async {
+            let records = admin.query_msg_trace(trace_topic, id, 64, 0, i64::MAX).await.ok()?;
+            let kinds: Vec<&str> = records.iter().map(|(r, _)| kind(r)).collect();
+            (kinds.contains(&"Pub") && kinds.contains(&"SubBefore") && kinds.contains(&"SubAfter")).then_some(records)
+        })
+        .await;
+        let records = match found {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        for (r, _host) in &records {
+            let ok = match r {
+                TraceRecord::Pub(p) => {
+                    (
+                        p.group.as_str(),
+                        p.topic.as_str(),
+                        p.region_id.as_str(),
+                        p.keys.as_deref(),
+                        p.store_host.as_str(),
+                        p.success,
+                    ) == ("CompatPyPG", topic, "CompatRegion", Some(keys.as_str()), broker.addr().as_str(), true)
+                }
+                TraceRecord::SubBefore(b) => b.group == "CompatPyTracedCG" && b.keys.as_deref() == Some(keys.as_str()),
+                TraceRecord::SubAfter(a) => a.success,
+                TraceRecord::EndTransaction(_) => false,
+            };
+            if !ok {
+                problems.push(format!("{id}: unexpected record {r:?}"));
+            }
+        }
+    }
+    admin.shutdown();
+    std::fs::write(&release, b"")?;
+    let produced = producer.finish(CLIENT_TIMEOUT);
+    let consumed = consumer.finish(CLIENT_TIMEOUT);
+    if sent.len() != 2 {
+        problems.push(format!("{} sends instead of 2", sent.len()));
+    }
+    report(problems, &[&produced, &consumed])
+}
+
+fn kind(r: &TraceRecord) -> &'static str {
+    match r {
+        TraceRecord::Pub(_) => "Pub",
+        TraceRecord::SubBefore(_) => "SubBefore",
+        TraceRecord::SubAfter(_) => "SubAfter",
+        TraceRecord::EndTransaction(_) => "EndTransaction",
+    }
 }
 
 /// With its master killed, a `broker-a` slave serves a C++-core push consumer every

@@ -110,6 +110,8 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> Result<()> {
+    const APP: &str = "test-application";
+    const BROKER: &str = "ferromq-broker";
     let (receiver, addr) = Receiver::start().await?;
     let ns = Namesrv::start(&[])?;
     let endpoint = format!("http://{addr}");
@@ -147,16 +149,23 @@ async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> 
     let spans = eventually(WAIT, "producer, broker and consumer spans", || async {
         let _ = provider.force_flush();
         let spans = receiver.spans();
-        ["send TracedTopic", "store TracedTopic", "store.append TracedTopic", "process TracedTopic"]
-            .iter()
-            .all(|n| find(&spans, n).is_some())
-            .then_some(spans)
+        [
+            "send TracedTopic",
+            "store TracedTopic",
+            "store.append TracedTopic",
+            "receive TracedTopic",
+            "process TracedTopic",
+        ]
+        .iter()
+        .all(|n| find(&spans, n).is_some())
+        .then_some(spans)
     })
     .await?;
     let send = find(&spans, "send TracedTopic").context("send span")?;
     let store = find(&spans, "store TracedTopic").context("store span")?;
     let append = find(&spans, "store.append TracedTopic").context("append span")?;
     let process = find(&spans, "process TracedTopic").context("process span")?;
+    let receive = find(&spans, "receive TracedTopic").context("receive span")?;
 
     // One trace, linked parent to child across three processes' exporters.
     for s in [&store, &append, &process] {
@@ -165,12 +174,21 @@ async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> 
     assert_eq!(store.span.parent_span_id, send.span.span_id, "store's parent is the producer's send");
     assert_eq!(append.span.parent_span_id, store.span.span_id, "append's parent is the store span");
     assert_eq!(process.span.parent_span_id, send.span.span_id, "process's parent is the producer's send");
-    assert_eq!(send.service, "test-application");
-    assert_eq!(store.service, "ferromq-broker");
-    assert_eq!(process.service, "test-application");
+    assert_eq!(send.service, APP);
+    assert_eq!(store.service, BROKER);
+    assert_eq!(process.service, APP);
     assert_eq!(send.span.kind, SpanKind::Producer as i32);
     assert_eq!(store.span.kind, SpanKind::Server as i32);
     assert_eq!(process.span.kind, SpanKind::Consumer as i32);
+    // The pull that brought the message: its own trace, linked to the message's.
+    assert_eq!(receive.span.kind, SpanKind::Consumer as i32);
+    assert!(receive.span.parent_span_id.is_empty());
+    assert!(
+        receive.span.links.iter().any(|l| l.trace_id == send.span.trace_id && l.span_id == send.span.span_id),
+        "the receive span links to the send: {:?}",
+        receive.span.links
+    );
+    assert_eq!(receive.attribute("messaging.consumer.group.name").as_deref(), Some("TracedGroup"));
 
     // The messaging attributes.
     for s in [&send, &store, &process] {
@@ -203,25 +221,38 @@ async fn one_message_is_one_trace_from_producer_through_broker_to_consumer() -> 
     let tx_sent =
         tx.send_message_in_transaction(Message::new("TracedTopic", b"tx".to_vec()).with_tags("TagX"), ()).await?;
     let tx_id = tx_sent.send_result.msg_id.clone();
-    let by_id = |spans: &[Received], name: &str| {
+    let by_id = |spans: &[Received], name: &str, service: &str| {
         spans
             .iter()
-            .find(|s| s.span.name == name && s.attribute("messaging.message.id").as_deref() == Some(&tx_id))
+            .find(|s| {
+                s.span.name == name
+                    && s.service == service
+                    && s.attribute("messaging.message.id").as_deref() == Some(&tx_id)
+            })
             .cloned()
     };
     let spans = eventually(WAIT, "the transaction's check and end spans", || async {
         let _ = provider.force_flush();
         let spans = receiver.spans();
-        ["send TracedTopic", "check_transaction TracedTopic", "end_transaction TracedTopic"]
-            .iter()
-            .all(|n| by_id(&spans, n).is_some())
-            .then_some(spans)
+        [
+            ("send TracedTopic", APP),
+            ("check_transaction TracedTopic", BROKER),
+            ("check_transaction TracedTopic", APP),
+            ("end_transaction TracedTopic", BROKER),
+        ]
+        .iter()
+        .all(|(n, service)| by_id(&spans, n, service).is_some())
+        .then_some(spans)
     })
     .await?;
-    let tx_send = by_id(&spans, "send TracedTopic").context("tx send")?;
-    let check = by_id(&spans, "check_transaction TracedTopic").context("check span")?;
-    let end = by_id(&spans, "end_transaction TracedTopic").context("end span")?;
-    for s in [&check, &end] {
+    let tx_send = by_id(&spans, "send TracedTopic", APP).context("tx send")?;
+    let check = by_id(&spans, "check_transaction TracedTopic", BROKER).context("check span")?;
+    let answer = by_id(&spans, "check_transaction TracedTopic", APP).context("the application's check span")?;
+    let end = by_id(&spans, "end_transaction TracedTopic", BROKER).context("end span")?;
+    // The application's answer to the check-back, in the same trace.
+    assert_eq!(answer.span.kind, SpanKind::Server as i32);
+    assert_eq!(answer.attribute("messaging.rocketmq.transaction.resolution").as_deref(), Some("CommitMessage"));
+    for s in [&check, &answer, &end] {
         assert_eq!(hex(&s.span.trace_id), hex(&tx_send.span.trace_id), "{} is in another trace", s.span.name);
         assert_eq!(s.span.parent_span_id, tx_send.span.span_id, "{}'s parent is the half message's send", s.span.name);
         assert_eq!(s.attribute("messaging.rocketmq.client_group").as_deref(), Some("TracedTxProducer"));

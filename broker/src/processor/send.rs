@@ -78,9 +78,17 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
         BrokerStats::add(&ctx.stats.send_failures, 1);
     }
     // The Java client reads these two keys without a null check.
-    resp.ext_fields.insert(keys::MSG_REGION, "DefaultRegion");
-    resp.ext_fields.insert(keys::TRACE_SWITCH, "true");
+    resp.ext_fields.insert(keys::MSG_REGION, ctx.config.region_id.clone());
+    resp.ext_fields.insert(keys::TRACE_SWITCH, if ctx.config.trace_on { "true" } else { "false" });
     Some(resp)
+}
+
+/// The broker's region and trace switch, stamped into every message a producer
+/// sends as RocketMQ's broker stamps them: consumers' message-trace records name
+/// the region, and skip messages whose `TRACE_ON` is `false`.
+fn stamp_region(ctx: &BrokerContext, props: &mut Properties) {
+    props.insert(keys::MSG_REGION, ctx.config.region_id.clone());
+    props.insert(keys::TRACE_SWITCH, if ctx.config.trace_on { "true" } else { "false" });
 }
 
 /// Checks shared by every send: broker and topic permissions, topic name, topic
@@ -270,6 +278,7 @@ async fn send(
     }
     props.remove(keys::WAIT_STORE_MSG_OK);
     props.insert(keys::CLUSTER, ctx.config.broker_cluster_name.clone());
+    stamp_region(ctx, &mut props);
 
     let tx_prepared = props.get(keys::TRANSACTION_PREPARED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if tx_prepared {
@@ -376,6 +385,7 @@ async fn send_batch(
         if message_type.is_some() { items.iter().map(|i| i.body.len() as u64).collect() } else { Vec::new() };
     batch_props.remove(keys::WAIT_STORE_MSG_OK);
     batch_props.insert(keys::CLUSTER, ctx.config.broker_cluster_name.clone());
+    stamp_region(ctx, &mut batch_props);
     let batch_props = batch_props.encode();
     let first = common::batch::merge_properties(&items[0].properties_str(), &batch_props);
     let queue_id = match server_side_queue(ctx, tc, h, &first, &items[0].body) {

@@ -125,6 +125,8 @@ pub(crate) const BROKER: Table = Table {
         entry("litePullMessageEnable",             "broker.lite_pull_message_enable",                 Unit::Bool),
         entry("traceTopicEnable",                  "broker.trace_topic_enable",                       Unit::Bool),
         entry("msgTraceTopicName",                 "broker.msg_trace_topic_name",                     Unit::Text),
+        entry("regionId",                          "broker.region_id",                                Unit::Text),
+        entry("traceOn",                           "broker.trace_on",                                 Unit::Bool),
         entry("shortPollingTimeMills",             "broker.short_polling_time_mills",                 Unit::Millis),
         entry("transactionTimeOut",                "broker.transaction_time_out",                     Unit::Millis),
         entry("timerMaxDelaySec",                  "broker.timer_max_delay",                          Unit::Seconds),

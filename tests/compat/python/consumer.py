@@ -17,6 +17,7 @@ shutting down.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import sys
@@ -58,6 +59,10 @@ def main():
     ap.add_argument("--instance", default=None)
     ap.add_argument("--fail-once", action="append", default=[],
                     help="body whose first delivery the handler fails (RECONSUME_LATER)")
+    ap.add_argument("--trace", action="store_true", help="turn the client's message trace on")
+    ap.add_argument("--stay-until", default=None,
+                    help="after the last message, stay up until this file exists (at most 60 s): "
+                         "the C++ core drops message-trace records still queued at shutdown")
     args = ap.parse_args()
 
     model = MessageModel.CLUSTERING if args.model == "clustering" else MessageModel.BROADCASTING
@@ -67,6 +72,12 @@ def main():
     if args.instance:
         consumer.set_instance_name(args.instance)
     consumer.set_thread_count(2)
+    if args.trace:
+        # CTraceModel OPEN (0); the binding has no wrapper for it, nor argtypes
+        # (without them ctypes would pass the handle as a 32-bit int).
+        dll.SetPushConsumerMessageTrace.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        dll.SetPushConsumerMessageTrace.restype = ctypes.c_int
+        ffi_check(dll.SetPushConsumerMessageTrace(consumer._handle, 0))
 
     state = {"count": 0, "last": time.time()}
     cond = threading.Condition()
@@ -125,6 +136,9 @@ def main():
             cond.wait(0.1)
         received = state["count"]
     emit(event=outcome, received=received, seconds=round(time.time() - start, 3))
+    end = time.time() + 60
+    while args.stay_until and not os.path.exists(args.stay_until) and time.time() < end:
+        time.sleep(0.05)
     try:
         consumer.shutdown()
         emit(event="shutdown")

@@ -60,7 +60,7 @@ impl Inner {
         }
         self.restore_retry_topic(&mut msgs);
         let ctx = ConsumeContext::new(pq.mq.clone());
-        let spans = crate::trace::start_process(&msgs, &self.group);
+        let processing = self.begin_processing(&msgs);
         let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
             Ok(s) => s,
             Err(_) => {
@@ -68,7 +68,7 @@ impl Inner {
                 ConsumeStatus::ReconsumeLater
             }
         };
-        crate::trace::end_process(spans, status == ConsumeStatus::Success);
+        self.end_processing(processing, status == ConsumeStatus::Success);
         let mut again = Vec::new();
         if status == ConsumeStatus::ReconsumeLater {
             match self.model {

@@ -81,6 +81,7 @@ use crate::consumer::pull_api::PullApi;
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
 use crate::error::{Error, Result};
 use crate::instance::{ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
+use crate::msg_trace::{self, MsgTracer};
 use crate::producer::{Producer, ProducerOptions};
 
 /// Push consumer settings (RocketMQ's names in snake case, same defaults).
@@ -126,6 +127,12 @@ pub struct PushConsumerOptions {
     /// Broadcasting: directory of the local offset files (default
     /// `~/.rocketmq_offsets`).
     pub offset_store_dir: Option<PathBuf>,
+    /// Record every consumption in RocketMQ's message-trace format
+    /// (`enableMsgTrace`; see [`crate::msg_trace`]).
+    pub enable_msg_trace: bool,
+    /// The topic those records go to (`customizedTraceTopic`); `None`:
+    /// `RMQ_SYS_TRACE_TOPIC`.
+    pub customized_trace_topic: Option<String>,
 }
 
 impl Default for PushConsumerOptions {
@@ -149,6 +156,8 @@ impl Default for PushConsumerOptions {
             shutdown_timeout: Duration::from_secs(10),
             post_subscription_when_pull: false,
             offset_store_dir: None,
+            enable_msg_trace: false,
+            customized_trace_topic: None,
         }
     }
 }
@@ -356,6 +365,10 @@ impl PushConsumerBuilder {
                 ProducerOptions::default(),
             )
         });
+        let msg_trace = self.options.enable_msg_trace.then(|| {
+            let topic = msg_trace::trace_topic(self.options.customized_trace_topic.as_deref());
+            MsgTracer::start(&instance, &self.group, msg_trace::Side::Consume, topic)
+        });
         let inner = Arc::new(Inner {
             permits: Arc::new(Semaphore::new(self.options.consume_concurrency)),
             group: self.group,
@@ -375,6 +388,7 @@ impl PushConsumerBuilder {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             inner_producer,
+            msg_trace,
             shut_down: AtomicBool::new(false),
         });
         let handle = Arc::new(Handle { group: inner.group.clone(), inner: Arc::downgrade(&inner) });
@@ -502,7 +516,33 @@ struct Inner {
     /// Listener tasks, awaited at shutdown.
     tasks: TaskTracker,
     inner_producer: Option<Producer>,
+    /// The message-trace recorder, when `enable_msg_trace` is set.
+    msg_trace: Option<Arc<MsgTracer>>,
     shut_down: AtomicBool,
+}
+
+/// A listener call's spans and message-trace records in progress.
+pub(super) struct Processing {
+    spans: Vec<opentelemetry::global::BoxedSpan>,
+    records: Option<msg_trace::Consumption>,
+}
+
+impl Inner {
+    /// Starts the spans and `SubBefore` records of a listener call on `msgs`.
+    pub(super) fn begin_processing(&self, msgs: &[MessageExt]) -> Processing {
+        Processing {
+            spans: crate::trace::start_process(msgs, &self.group),
+            records: self.msg_trace.as_ref().map(|t| t.on_consume(&self.instance, msgs)),
+        }
+    }
+
+    /// Ends them with the listener's verdict.
+    pub(super) fn end_processing(&self, p: Processing, success: bool) {
+        crate::trace::end_process(p.spans, success);
+        if let (Some(tracer), Some(records)) = (&self.msg_trace, p.records) {
+            tracer.on_consumed(records, success);
+        }
+    }
 }
 
 /// The instance's view of the consumer (weak: dropping the consumer ends it).
@@ -681,6 +721,9 @@ impl Inner {
                     debug!(group = %self.group, broker_name = broker, error = %e, "unlock at shutdown failed");
                 }
             }
+        }
+        if let Some(tracer) = &self.msg_trace {
+            tracer.shutdown().await;
         }
         let producer_group =
             (self.owns_instance && self.inner_producer.is_some()).then_some(common::topic::CLIENT_INNER_PRODUCER_GROUP);

@@ -54,7 +54,7 @@ impl Inner {
                 }
                 self.restore_retry_topic(&mut msgs);
                 let ctx = ConsumeContext::new(pq.mq.clone());
-                let spans = crate::trace::start_process(&msgs, &self.group);
+                let processing = self.begin_processing(&msgs);
                 let status = match AssertUnwindSafe(listener.consume(&msgs, &ctx)).catch_unwind().await {
                     Ok(s) => s,
                     Err(_) => {
@@ -62,7 +62,7 @@ impl Inner {
                         ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
                     }
                 };
-                crate::trace::end_process(spans, status == ConsumeOrderlyStatus::Success);
+                self.end_processing(processing, status == ConsumeOrderlyStatus::Success);
                 match status {
                     ConsumeOrderlyStatus::Success => {
                         pq.commit(&self.store);

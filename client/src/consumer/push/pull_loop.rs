@@ -86,6 +86,7 @@ impl Inner {
             if self.model == MessageModel::Clustering && !self.is_orderly() {
                 req.commit_offset = self.store.read(&pq.mq).filter(|o| *o > 0);
             }
+            let pull_started = std::time::SystemTime::now();
             let mut result = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = self.api.pull(&req) => r,
@@ -100,6 +101,13 @@ impl Inner {
                 Ok(r) => match r.status {
                     PullStatus::Found => {
                         next = Some(r.next_begin_offset);
+                        crate::trace::record_receive(
+                            &pq.mq.topic,
+                            &self.group,
+                            pq.mq.queue_id,
+                            pull_started,
+                            &r.messages,
+                        );
                         self.dispatch(&pq, r.messages);
                     }
                     PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
