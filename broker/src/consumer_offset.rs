@@ -25,6 +25,10 @@ fn key(topic: &str, group: &str) -> String {
 pub struct ConsumerOffsetManager {
     path: PathBuf,
     table: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
+    /// Where each group's last pull ended (RocketMQ's `pullOffsetTable`): topic →
+    /// group → queue → next offset. In memory only; read by the in-flight and ready
+    /// metrics.
+    pulled: RwLock<HashMap<String, HashMap<String, HashMap<i32, i64>>>>,
 }
 
 impl ConsumerOffsetManager {
@@ -32,7 +36,23 @@ impl ConsumerOffsetManager {
     /// The file exists but cannot be read or parsed.
     pub fn load(path: PathBuf) -> Result<Self> {
         let w: ConsumerOffsetWrapper = persist::load(&path)?.unwrap_or_default();
-        Ok(Self { path, table: RwLock::new(w.offset_table.into_iter().collect()) })
+        Ok(Self { path, table: RwLock::new(w.offset_table.into_iter().collect()), pulled: RwLock::default() })
+    }
+
+    /// Records where a pull of `group` on a queue ended (no allocation once the
+    /// queue is known).
+    pub fn commit_pull(&self, group: &str, topic: &str, queue_id: i32, next: i64) {
+        let mut t = self.pulled.write();
+        if let Some(queues) = t.get_mut(topic).and_then(|g| g.get_mut(group)) {
+            queues.insert(queue_id, next);
+            return;
+        }
+        t.entry(topic.to_owned()).or_default().entry(group.to_owned()).or_default().insert(queue_id, next);
+    }
+
+    /// Where `group`'s last pull of a queue ended, or -1.
+    pub fn query_pull(&self, group: &str, topic: &str, queue_id: i32) -> i64 {
+        self.pulled.read().get(topic).and_then(|g| g.get(group)).and_then(|q| q.get(&queue_id)).copied().unwrap_or(-1)
     }
 
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {

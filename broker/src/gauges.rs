@@ -1,5 +1,6 @@
 //! The broker's gauges (RocketMQ 5's `rocketmq_topic_number`, connections, consumer
-//! lag, storage backlogs; FerroMQ's disk usage, replication lag and plugin counters),
+//! lag, in-flight and ready messages, storage backlogs; FerroMQ's disk usage,
+//! replication lag and plugin counters and latency),
 //! read from the broker's state only when a scrape asks. See `metrics.rs` for the
 //! counters the request paths record.
 
@@ -77,30 +78,7 @@ pub fn register(meter: &Meter, ctx: &Arc<BrokerContext>) {
             }
         })
         .build();
-    let w = weak.clone();
-    meter
-        .i64_observable_gauge("rocketmq_consumer_lag_messages")
-        .with_description("Consumer lag messages")
-        .with_callback(move |o| {
-            let Some(ctx) = w.upgrade() else { return };
-            for (key, queues) in ctx.offsets.snapshot().offset_table {
-                let Some((topic, group)) = key.split_once('@') else { continue };
-                let lag: i64 = queues
-                    .iter()
-                    .map(|(&queue_id, &committed)| (ctx.store.max_offset_in_queue(topic, queue_id) - committed).max(0))
-                    .sum();
-                o.observe(
-                    lag,
-                    &[
-                        KeyValue::new("topic", topic.to_owned()),
-                        KeyValue::new("consumer_group", group.to_owned()),
-                        KeyValue::new("is_retry", topic::is_retry_topic(topic)),
-                        KeyValue::new("is_system", topic::is_system_topic(topic) || is_system_group(group)),
-                    ],
-                );
-            }
-        })
-        .build();
+    register_consumer_gauges(meter, &weak);
 
     let w = weak.clone();
     meter
@@ -126,6 +104,105 @@ pub fn register(meter: &Meter, ctx: &Arc<BrokerContext>) {
         .build();
     register_plugin_metrics(meter, weak);
 }
+
+/// One (topic, group)'s consumption, from the offsets RocketMQ's
+/// `ConsumerLagCalculator` reads: committed (`c`), pulled (`p`) and the queue's end
+/// (`m`), summed over the topic's queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Consumption {
+    pub topic: String,
+    pub group: String,
+    /// `m - c`: stored, not yet consumed.
+    pub lag: i64,
+    /// Age of the oldest message not yet consumed (ms; 0 with no lag).
+    pub lag_latency_ms: i64,
+    /// `p - c`: pulled, not yet committed.
+    pub inflight: i64,
+    /// Age of the oldest message not yet pulled (ms; 0 when all are pulled).
+    pub queueing_latency_ms: i64,
+    /// `m - p`: stored, not yet pulled.
+    pub ready: i64,
+}
+
+/// Every (topic, group) with committed offsets. A queue never pulled counts as
+/// pulled up to its committed offset; one never committed, as committed at its end
+/// (RocketMQ's fallbacks).
+pub(crate) fn consumptions(ctx: &BrokerContext, now_ms: i64) -> Vec<Consumption> {
+    let age = |topic: &str, queue_id: i32, offset: i64| {
+        ctx.store.message_store_time(topic, queue_id, offset).map_or(0, |t| (now_ms - t).max(0))
+    };
+    let mut out = Vec::new();
+    for (key, queues) in ctx.offsets.snapshot().offset_table {
+        let Some((topic, group)) = key.split_once('@') else { continue };
+        let mut c = Consumption { topic: topic.to_owned(), group: group.to_owned(), ..Consumption::default() };
+        for (&queue_id, &committed) in &queues {
+            let max = ctx.store.max_offset_in_queue(topic, queue_id);
+            let committed = if committed < 0 { max } else { committed.min(max) };
+            let pulled = match ctx.offsets.query_pull(group, topic, queue_id) {
+                p if p < 0 => committed,
+                p => p.clamp(committed, max),
+            };
+            c.lag += max - committed;
+            c.inflight += pulled - committed;
+            c.ready += max - pulled;
+            if committed < max {
+                c.lag_latency_ms = c.lag_latency_ms.max(age(topic, queue_id, committed));
+            }
+            if pulled < max {
+                c.queueing_latency_ms = c.queueing_latency_ms.max(age(topic, queue_id, pulled));
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The consumer gauges. One scrape reads all five: the first to be called computes
+/// [`consumptions`] and the others, called within [`CONSUMPTION_REUSE`], reuse it.
+fn register_consumer_gauges(meter: &Meter, weak: &Weak<BrokerContext>) {
+    type Cache = parking_lot::Mutex<Option<(std::time::Instant, Arc<Vec<Consumption>>)>>;
+    let cache: Arc<Cache> = Arc::default();
+    let gauge = |name: &'static str, description: &'static str, read: fn(&Consumption) -> i64| {
+        let (weak, cache) = (weak.clone(), cache.clone());
+        meter
+            .i64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |o| {
+                let Some(ctx) = weak.upgrade() else { return };
+                let rows = {
+                    let mut cached = cache.lock();
+                    match &*cached {
+                        Some((at, rows)) if at.elapsed() < CONSUMPTION_REUSE => rows.clone(),
+                        _ => {
+                            let rows = Arc::new(consumptions(&ctx, common::time::now_ms()));
+                            *cached = Some((std::time::Instant::now(), rows.clone()));
+                            rows
+                        }
+                    }
+                };
+                for c in rows.iter() {
+                    o.observe(
+                        read(c),
+                        &[
+                            KeyValue::new("topic", c.topic.clone()),
+                            KeyValue::new("consumer_group", c.group.clone()),
+                            KeyValue::new("is_retry", topic::is_retry_topic(&c.topic)),
+                            KeyValue::new("is_system", topic::is_system_topic(&c.topic) || is_system_group(&c.group)),
+                        ],
+                    );
+                }
+            })
+            .build();
+    };
+    gauge("rocketmq_consumer_lag_messages", "Consumer lag messages", |c| c.lag);
+    gauge("rocketmq_consumer_lag_latency", "Consumer lag time", |c| c.lag_latency_ms);
+    gauge("rocketmq_consumer_inflight_messages", "Consumer inflight messages", |c| c.inflight);
+    gauge("rocketmq_consumer_queueing_latency", "Consumer queueing time", |c| c.queueing_latency_ms);
+    gauge("rocketmq_consumer_ready_messages", "Consumer ready messages", |c| c.ready);
+}
+
+/// How long one computation of the consumer gauges serves the others of a scrape.
+const CONSUMPTION_REUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Connections counted by client language (lower case, as RocketMQ labels it) and version.
 fn by_client<'a>(
@@ -166,6 +243,48 @@ fn register_plugin_metrics(meter: &Meter, weak: Weak<BrokerContext>) {
                         &[KeyValue::new("plugin", s.name.clone()), KeyValue::new("error", kind.as_str())],
                     );
                 }
+            }
+        })
+        .build();
+    // The sampled latency histogram (`plugins::host::stats`) as Prometheus' classic
+    // histogram series: cumulative `_bucket{le}` counts, `_sum` and `_count`, so
+    // `histogram_quantile` reads it. Bucket `i` holds calls under 2^i µs.
+    let w = weak.clone();
+    meter
+        .u64_observable_counter("ferromq_plugin_latency_seconds_bucket")
+        .with_description("Timed plugin calls (one in eight) by latency bucket, cumulative")
+        .with_callback(move |o| {
+            let Some(ctx) = w.upgrade() else { return };
+            for s in ctx.plugins.status() {
+                let mut cumulative = 0;
+                let last = s.stats.latency_buckets.len() - 1;
+                for (i, n) in s.stats.latency_buckets.iter().enumerate() {
+                    cumulative += n;
+                    let le = if i == last { "+Inf".to_owned() } else { format!("{}", (1u64 << i) as f64 / 1e6) };
+                    o.observe(cumulative, &[KeyValue::new("plugin", s.name.clone()), KeyValue::new("le", le)]);
+                }
+            }
+        })
+        .build();
+    let w = weak.clone();
+    meter
+        .f64_observable_counter("ferromq_plugin_latency_seconds_sum")
+        .with_description("Time spent in the timed plugin calls")
+        .with_callback(move |o| {
+            let Some(ctx) = w.upgrade() else { return };
+            for s in ctx.plugins.status() {
+                o.observe(s.stats.latency_sum.as_secs_f64(), &[KeyValue::new("plugin", s.name.clone())]);
+            }
+        })
+        .build();
+    let w = weak.clone();
+    meter
+        .u64_observable_counter("ferromq_plugin_latency_seconds_count")
+        .with_description("Timed plugin calls")
+        .with_callback(move |o| {
+            let Some(ctx) = w.upgrade() else { return };
+            for s in ctx.plugins.status() {
+                o.observe(s.stats.timed_calls, &[KeyValue::new("plugin", s.name.clone())]);
             }
         })
         .build();

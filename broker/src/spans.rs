@@ -5,7 +5,8 @@
 //!   store's put — the append, then the flush or replication acknowledgement the
 //!   broker's flush type and role require;
 //! * a pull: `pull {topic}` (server), with the consumer group, the queue and offset
-//!   asked for, and the response code and number of messages returned;
+//!   asked for, the response code and number of messages returned, and the verdicts
+//!   of the plugin filters it ran;
 //! * a transaction: `end_transaction {topic}` (server: the producer's commit or
 //!   rollback, with the resolution) and `check_transaction {topic}` (client: the
 //!   broker's check-back), children of the context the half message carries.
@@ -96,6 +97,23 @@ pub fn start_pull(tracer: &SdkTracer, topic: &str, group: &str, queue_id: i32, o
         span.set_attributes(attributes);
     }
     Context::new().with_span(span)
+}
+
+/// Adds a pull's plugin-filter verdicts to its span (when one is recorded):
+/// messages the pre-filters rejected by tag, and of those read, how many the
+/// filters kept, dropped and left undecided (policy `pause`).
+pub fn record_plugin_verdicts(prefilter_rejected: usize, pass: &crate::filter::prepared::PluginPass) {
+    let cx = Context::current();
+    let span = cx.span();
+    if !span.is_recording() {
+        return;
+    }
+    let kept = pass.keep.iter().filter(|k| **k).count();
+    let undecided = pass.keep.len() - pass.deliverable;
+    span.set_attribute(KeyValue::new("ferromq.plugin.prefilter_rejected", prefilter_rejected as i64));
+    span.set_attribute(KeyValue::new("ferromq.plugin.kept", kept as i64));
+    span.set_attribute(KeyValue::new("ferromq.plugin.dropped", (pass.deliverable - kept) as i64));
+    span.set_attribute(KeyValue::new("ferromq.plugin.undecided", undecided as i64));
 }
 
 /// Ends a pull's span: what it returned.

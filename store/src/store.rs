@@ -620,6 +620,17 @@ impl MessageStore {
         q.search_time(timestamp, |phy| self.core.commit_log.store_timestamp_at(phy))
     }
 
+    /// Store time of the message at `offset` of a queue (RocketMQ's
+    /// `getMessageStoreTimeStamp`); `None` past the queue's end or for a removed one.
+    pub fn message_store_time(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let q = self.core.find_queue(topic, queue_id)?;
+        if offset < q.min_offset() || offset >= q.max_offset() {
+            return None;
+        }
+        let e = q.get(offset).filter(|e| e.size > 0)?;
+        self.core.commit_log.store_timestamp_at(e.phy_offset)
+    }
+
     /// Store time of the message at a queue's min offset (GET_EARLIEST_MSG_STORETIME).
     pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
         let q = self.core.find_queue(topic, queue_id)?;

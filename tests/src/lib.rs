@@ -125,6 +125,19 @@ impl ServerProcess {
         }
     }
 
+    /// The metrics endpoint the server printed at start (`metrics on http://ADDR/metrics`).
+    ///
+    /// # Errors
+    /// The server printed no such line (its metrics exporter is not `PROM`).
+    pub fn metrics_addr(&self) -> Result<SocketAddr> {
+        let line = self
+            .extra
+            .iter()
+            .find_map(|l| l.strip_prefix("metrics on http://"))
+            .with_context(|| format!("no metrics line in {:?}", self.extra))?;
+        Ok(line.trim_end_matches("/metrics").parse()?)
+    }
+
     pub fn addr_string(&self) -> String {
         self.addr.to_string()
     }
@@ -395,4 +408,22 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A GET over plain HTTP/1.0: the body of a 200 answer.
+///
+/// # Errors
+/// Transport failures, or another status.
+pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8(raw)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("GET {path_and_query}: {head}");
+    }
+    Ok(body.to_owned())
 }

@@ -14,39 +14,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tests::wire::{props, Wire};
 use tests::{eventually, Broker, Namesrv, ServerProcess};
 
 const TOPIC: &str = "MetricsTopic";
 const GROUP: &str = "MetricsGroup";
+const IDLE: &str = "MetricsIdleGroup";
 const MESSAGES: usize = 7;
 const BODY: usize = 1024;
-
-/// The metrics endpoint a server printed at start (`metrics on http://ADDR/metrics`).
-fn metrics_addr(process: &ServerProcess) -> Result<SocketAddr> {
-    let line = process
-        .extra
-        .iter()
-        .find_map(|l| l.strip_prefix("metrics on http://"))
-        .with_context(|| format!("no metrics line in {:?}", process.extra))?;
-    Ok(line.trim_end_matches("/metrics").parse()?)
-}
-
-/// A GET over plain HTTP/1.0; the body.
-async fn http_get(addr: SocketAddr, path_and_query: &str) -> Result<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let text = String::from_utf8(raw)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        bail!("GET {path_and_query}: {head}");
-    }
-    Ok(body.to_owned())
-}
 
 fn url_encode(s: &str) -> String {
     s.bytes()
@@ -94,7 +70,7 @@ impl Prometheus {
 
     /// Runs an instant PromQL query; the result vector.
     async fn query(&self, promql: &str) -> Result<Vec<Value>> {
-        let body = http_get(self.addr, &format!("/api/v1/query?query={}", url_encode(promql))).await?;
+        let body = tests::http_get(self.addr, &format!("/api/v1/query?query={}", url_encode(promql))).await?;
         let v: Value = serde_json::from_str(&body)?;
         if v["status"] != "success" {
             bail!("query {promql}: {body}");
@@ -144,7 +120,7 @@ async fn prometheus_reads_rocketmq_metrics_from_a_broker_and_a_name_server() -> 
     let broker = Broker::start(&ns.addr(), &broker_settings)?;
     let prometheus = Prometheus::start(
         binary,
-        &[("broker", metrics_addr(&broker.process)?), ("namesrv", metrics_addr(&ns.process)?)],
+        &[("broker", broker.process.metrics_addr()?), ("namesrv", ns.process.metrics_addr()?)],
     )?;
 
     let wire = Wire::new(broker.addr());
@@ -155,6 +131,9 @@ async fn prometheus_reads_rocketmq_metrics_from_a_broker_and_a_name_server() -> 
     }
     let pulled = wire.pull(GROUP, TOPIC, 0, 0, "*", "TAG", 0).await?;
     assert_eq!(pulled.messages.len(), MESSAGES);
+    // GROUP pulled all and committed 2; IDLE pulled nothing and committed 3.
+    wire.update_offset(GROUP, TOPIC, 0, 2).await?;
+    wire.update_offset(IDLE, TOPIC, 0, 3).await?;
 
     let scope = format!(r#"topic="{TOPIC}""#);
     let series = prometheus.wait_for(&format!("rocketmq_messages_in_total{{{scope}}}"), MESSAGES as f64).await?;
@@ -181,6 +160,18 @@ async fn prometheus_reads_rocketmq_metrics_from_a_broker_and_a_name_server() -> 
         )
         .await?;
     prometheus.wait_for(r#"rocketmq_topic_number{node_type="broker"} > bool 0"#, 1.0).await?;
+    // Consumer progress: lag = end - committed, in flight = pulled - committed,
+    // ready = end - pulled; latencies are the age of the oldest such message.
+    let m = MESSAGES as f64;
+    for (group, lag, inflight, ready) in [(GROUP, m - 2.0, m - 2.0, 0.0), (IDLE, m - 3.0, 0.0, m - 3.0)] {
+        let g = format!(r#"{scope},consumer_group="{group}""#);
+        prometheus.wait_for(&format!("rocketmq_consumer_lag_messages{{{g}}}"), lag).await?;
+        prometheus.wait_for(&format!("rocketmq_consumer_inflight_messages{{{g}}}"), inflight).await?;
+        prometheus.wait_for(&format!("rocketmq_consumer_ready_messages{{{g}}}"), ready).await?;
+        prometheus.wait_for(&format!("rocketmq_consumer_lag_latency{{{g}}} > bool 0"), 1.0).await?;
+        let queueing = if ready > 0.0 { 1.0 } else { 0.0 };
+        prometheus.wait_for(&format!("rocketmq_consumer_queueing_latency{{{g}}} > bool 0"), queueing).await?;
+    }
 
     // The name server: its own requests and route tables.
     prometheus.wait_for(r#"ferromq_namesrv_brokers{node_type="nameserver"}"#, 1.0).await?;

@@ -215,7 +215,12 @@ async fn server_side_selector_picks_the_queue_by_business_key() -> Result<()> {
         r#"key_property = "ORDER_ID""#,
     );
     let ns = Namesrv::start(&[])?;
-    let broker = Broker::start_with_config(&ns.addr(), &toml, &[])?;
+    let metrics = [
+        ("TELEMETRY__METRICS__EXPORTER_TYPE", "PROM"),
+        ("TELEMETRY__METRICS__PROM_EXPORTER_HOST", "127.0.0.1"),
+        ("TELEMETRY__METRICS__PROM_EXPORTER_PORT", "0"),
+    ];
+    let broker = Broker::start_with_config(&ns.addr(), &toml, &metrics)?;
     let wire = Wire::new(broker.addr());
     wire.create_topic("Sel", 4).await?;
     wire.create_topic("Free", 4).await?;
@@ -245,6 +250,23 @@ async fn server_side_selector_picks_the_queue_by_business_key() -> Result<()> {
     assert_eq!(sent.queue_id, (lua_hash("o-42") % 4) as i32);
     // A topic without a binding keeps the client's queue.
     assert_eq!(wire.send("Free", 3, b"x", &props(&[("ORDER_ID", "o-1")])).await?.queue_id, 3);
+
+    // The plugin's calls and sampled latency, as Prometheus series: seven calls, the
+    // first timed, the buckets cumulative up to +Inf = _count.
+    let text = tests::http_get(broker.process.metrics_addr()?, "/metrics").await?;
+    let value = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l.contains(r#"plugin="by-order""#))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(value("ferromq_plugin_calls_total{"), Some(7.0), "{text}");
+    let timed = value("ferromq_plugin_latency_seconds_count{").unwrap_or(0.0);
+    assert!((1.0..=7.0).contains(&timed), "{text}");
+    let inf =
+        text.lines().find(|l| l.starts_with("ferromq_plugin_latency_seconds_bucket{") && l.contains(r#"le="+Inf""#));
+    assert_eq!(inf.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()), Some(timed), "{text}");
+    assert!(value("ferromq_plugin_latency_seconds_sum{").is_some_and(|s| s > 0.0), "{text}");
     Ok(())
 }
 

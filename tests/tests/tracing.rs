@@ -352,3 +352,49 @@ async fn trace_topic_enable_creates_the_message_trace_topic() -> Result<()> {
     assert_eq!(refused.code, remoting::ResponseCode::TOPIC_NOT_EXIST, "{refused:?}");
     Ok(())
 }
+
+/// A broker sampling its own pulls (`sample_ratio` 1): the pull span of a group
+/// whose subscription a Lua filter plugin is bound to counts the filter's verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_span_counts_the_verdicts_of_its_plugin_filters() -> Result<()> {
+    let (receiver, addr) = Receiver::start().await?;
+    let ns = Namesrv::start(&[])?;
+    let endpoint = format!("http://{addr}");
+    let lua = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/lua/vip_filter.lua");
+    let toml = format!(
+        "[[broker.plugin_binding]]\nplugin = \"vip\"\ntopic = \"Members\"\ngroup = \"vip-readers\"\n\n\
+         [plugins]\nwatch = false\n\n[[plugins.plugin]]\nname = \"vip\"\nkind = \"filter\"\nruntime = \"lua\"\n\
+         path = {:?}\nconfig = {{ min_level = \"3\" }}\n",
+        lua.display().to_string()
+    );
+    let broker = Broker::start_with_config(
+        &ns.addr(),
+        &toml,
+        &[
+            ("TELEMETRY__TRACES__EXPORTER", "otlp"),
+            ("TELEMETRY__TRACES__ENDPOINT", endpoint.as_str()),
+            ("TELEMETRY__TRACES__SAMPLE_RATIO", "1.0"),
+        ],
+    )?;
+    let wire = Wire::new(broker.addr());
+    wire.create_topic("Members", 1).await?;
+    for (body, level) in [("high", "5"), ("low", "1"), ("top", "9"), ("none", "0")] {
+        wire.send("Members", 0, body.as_bytes(), &props(&[("level", level)])).await?;
+    }
+    let pulled = wire.pull_at_least("vip-readers", "Members", 0, 0, 2).await?;
+    assert_eq!(pulled.messages.len(), 2);
+
+    let span = eventually(WAIT, "the pull span with the plugin's verdicts", || async {
+        receiver
+            .spans()
+            .into_iter()
+            .find(|s| s.span.name == "pull Members" && s.attribute("ferromq.plugin.kept").is_some_and(|k| k != "0"))
+    })
+    .await?;
+    assert_eq!(span.attribute("messaging.consumer.group.name").as_deref(), Some("vip-readers"));
+    assert_eq!(span.attribute("ferromq.plugin.kept").as_deref(), Some("2"));
+    assert_eq!(span.attribute("ferromq.plugin.dropped").as_deref(), Some("2"));
+    assert_eq!(span.attribute("ferromq.plugin.undecided").as_deref(), Some("0"));
+    assert_eq!(span.attribute("messaging.batch.message_count").as_deref(), Some("2"));
+    Ok(())
+}

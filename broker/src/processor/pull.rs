@@ -43,7 +43,7 @@ pub async fn process(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingComman
     let h: PullMessageRequestHeader = try_header!(&req);
     let Some(tracer) = &ctx.tracer else { return serve(ctx, ch, &req, h).await };
     let cx = crate::spans::start_pull(tracer, &h.topic, &h.consumer_group, h.queue_id, h.queue_offset);
-    let response = serve(ctx, ch, &req, h).await;
+    let response = opentelemetry::trace::FutureExt::with_context(serve(ctx, ch, &req, h), cx.clone()).await;
     let (code, messages) = response
         .as_ref()
         .map_or((-1, 0), |r| (r.code, if let remoting::command::Body::Chain(m) = &r.body { m.len() } else { 0 }));
@@ -269,6 +269,7 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     let mut plugin_paused = false;
     if result.status == GetStatus::Found && filter.has_plugins() {
         let pass = filter.run_plugins(&h.topic, &h.consumer_group, &result.messages);
+        crate::spans::record_plugin_verdicts(plugin_rejects.len(), &pass);
         if pass.deliverable < result.messages.len() {
             result.next_begin_offset = result.queue_offsets[pass.deliverable];
             plugin_paused = true;
@@ -359,7 +360,15 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     if code == ResponseCode::SUCCESS {
         BrokerStats::add(&ctx.stats.pull_messages, result.messages.len() as u64);
         BrokerStats::add(&ctx.stats.pull_bytes, result.total_bytes as u64);
-        ctx.metrics.record_out(&h.topic, &h.consumer_group, result.messages.len() as u64, result.total_bytes as u64);
+        if ctx.metrics.enabled() {
+            ctx.metrics.record_out(
+                &h.topic,
+                &h.consumer_group,
+                result.messages.len() as u64,
+                result.total_bytes as u64,
+            );
+            ctx.offsets.commit_pull(&h.consumer_group, &h.topic, h.queue_id, next);
+        }
         resp.body = Body::Chain(result.messages);
     } else if code == ResponseCode::PULL_OFFSET_MOVED {
         tracing::info!(group = %h.consumer_group, topic = %h.topic, queue_id = h.queue_id, requested = h.queue_offset,
