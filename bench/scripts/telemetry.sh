@@ -12,6 +12,8 @@
 # second.
 #
 #   cargo build --release -p broker -p bench && bench/scripts/telemetry.sh [rounds]
+#
+# PART=scrape runs only the scrape measurements.
 set -euo pipefail
 root=$(pwd)
 rounds=${1:-5}
@@ -44,6 +46,7 @@ prom=(FERROMQ_BROKER_TELEMETRY__METRICS__EXPORTER_TYPE=PROM)
 traces=(FERROMQ_BROKER_TELEMETRY__TRACES__EXPORTER=otlp FERROMQ_BROKER_TELEMETRY__TRACES__ENDPOINT=http://127.0.0.1:34317)
 load="$bin/wire_load --broker 127.0.0.1:31911 --connections 4 --inflight 16 --json"
 for round in $(seq 1 "$rounds"); do
+  [[ ${PART:-all} == scrape ]] && break
   if (( round % 2 )); then order="off prom trace1 trace100"; else order="trace100 trace1 prom off"; fi
   for setup in $order; do
     case $setup in
@@ -57,7 +60,7 @@ for round in $(seq 1 "$rounds"); do
     stop_broker
   done
 done
-echo "sink $(tail -1 "$work/sink.out")"
+[[ ${PART:-all} == scrape ]] || echo "sink $(tail -1 "$work/sink.out")"
 
 # The scrape of a large broker, and its effect on the send p99.
 start_broker "${prom[@]}"

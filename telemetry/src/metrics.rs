@@ -45,9 +45,53 @@ pub enum MetricsError {
 /// A running metrics pipeline: the meter provider and what reads it.
 pub struct MetricsExporter {
     provider: SdkMeterProvider,
-    /// The Prometheus text encoder and endpoint (`PROM`).
-    prometheus: Option<(TextEncoder, SocketAddr)>,
+    /// The Prometheus renderer and endpoint (`PROM`).
+    prometheus: Option<(Renderer, SocketAddr)>,
     cancel: CancellationToken,
+}
+
+/// Renders scrapes on a thread of its own at the lowest CPU priority (nice 19), so
+/// that collecting and formatting tens of thousands of series yields the cores to
+/// the request path: on a busy broker a scrape takes longer rather than the sends.
+/// Scrapes are rendered one at a time, in arrival order.
+struct Renderer {
+    requests: std::sync::mpsc::Sender<std::sync::mpsc::SyncSender<String>>,
+}
+
+impl Renderer {
+    fn start(encoder: TextEncoder) -> std::io::Result<Self> {
+        let (requests, rx) = std::sync::mpsc::channel::<std::sync::mpsc::SyncSender<String>>();
+        std::thread::Builder::new().name("metrics-render".into()).spawn(move || {
+            lower_priority();
+            // Ends when the exporter (the only sender) is dropped.
+            while let Ok(reply) = rx.recv() {
+                let _ = reply.send(encoder.render());
+            }
+        })?;
+        Ok(Self { requests })
+    }
+
+    /// Blocks until the render thread answers.
+    fn render(&self) -> String {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.requests.send(tx).is_err() {
+            return String::new();
+        }
+        rx.recv().unwrap_or_default()
+    }
+}
+
+/// Gives the calling thread the lowest scheduling priority (Linux: a thread's own
+/// nice value). Failure only costs the yielding; it is logged.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the metrics render thread's priority");
+        }
+    }
 }
 
 impl std::fmt::Debug for MetricsExporter {
@@ -124,7 +168,8 @@ impl MetricsExporter {
             tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
         let bound = listener.local_addr().unwrap_or(addr);
         let cancel = CancellationToken::new();
-        let exporter = Arc::new(Self { provider, prometheus: Some((encoder, bound)), cancel });
+        let renderer = Renderer::start(encoder).map_err(|source| MetricsError::Bind { addr, source })?;
+        let exporter = Arc::new(Self { provider, prometheus: Some((renderer, bound)), cancel });
         let weak = Arc::downgrade(&exporter);
         let routes: Routes = Arc::new(move |path| {
             let exporter = weak.upgrade()?;
@@ -182,7 +227,7 @@ impl MetricsExporter {
 
     /// Every series in Prometheus's text format (what a scrape reads; empty unless `PROM`).
     pub fn render(&self) -> String {
-        self.prometheus.as_ref().map(|(encoder, _)| encoder.render()).unwrap_or_default()
+        self.prometheus.as_ref().map(|(renderer, _)| renderer.render()).unwrap_or_default()
     }
 
     /// Stops the endpoint and the provider.
@@ -242,6 +287,22 @@ mod tests {
         }
         assert!(line.ends_with(" 7"), "{line}");
         assert!(!text.contains("otel_scope") && !text.contains("target_info"), "{text}");
+        exporter.shutdown();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn scrapes_render_on_a_thread_of_the_lowest_priority() {
+        let exporter = MetricsExporter::start(&prom(""), &node(), IpAddr::from([127, 0, 0, 1])).await.unwrap().unwrap();
+        assert!(exporter.render().is_empty() || exporter.render().contains('#'));
+        let nice_of_render_thread = std::fs::read_dir("/proc/self/task").unwrap().find_map(|task| {
+            let dir = task.ok()?.path();
+            (std::fs::read_to_string(dir.join("comm")).ok()?.trim() == "metrics-render").then_some(())?;
+            // Field 19 of `stat`, counted after the `(comm)` field that may hold spaces.
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse::<i32>().ok()
+        });
+        assert_eq!(nice_of_render_thread, Some(19));
         exporter.shutdown();
     }
 
