@@ -22,13 +22,16 @@ fn key(topic: &str, group: &str) -> String {
     format!("{topic}@{group}")
 }
 
+/// group → queue → where the group's last pull ended.
+type PulledByGroup = HashMap<String, HashMap<i32, i64>>;
+
 pub struct ConsumerOffsetManager {
     path: PathBuf,
     table: RwLock<HashMap<String, BTreeMap<i32, i64>>>,
     /// Where each group's last pull ended (RocketMQ's `pullOffsetTable`): topic →
     /// group → queue → next offset. In memory only; read by the in-flight and ready
     /// metrics.
-    pulled: RwLock<HashMap<String, HashMap<String, HashMap<i32, i64>>>>,
+    pulled: RwLock<HashMap<String, PulledByGroup>>,
 }
 
 impl ConsumerOffsetManager {

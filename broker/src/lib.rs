@@ -104,7 +104,7 @@ impl Broker {
             Some(ip) => ip.parse().map_err(|_| Error::Config(format!("broker_ip2 `{ip}` is not an IP address")))?,
             None => advertised_ip,
         };
-        let ha_settings = ha_settings(&config);
+        let mut ha_settings = ha_settings(&config);
         let node = telemetry::Node {
             node_type: "broker",
             cluster: config.broker_cluster_name.clone(),
@@ -128,6 +128,11 @@ impl Broker {
         )?;
         if let Some(meter) = &meter {
             gauges::register(meter, &ctx);
+        }
+        if let Some(tracer) = ctx.tracer.clone() {
+            let broker_name = ctx.config.broker_name.clone();
+            ha_settings.on_transfer =
+                Some(Arc::new(move |t: &replication::Transfer| spans::record_transfer(&tracer, &broker_name, t)));
         }
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -238,6 +243,7 @@ fn ha_settings(config: &config::BrokerConfig) -> replication::HaSettings {
         housekeeping_interval: config.ha_housekeeping_interval,
         transfer_batch_size: usize::try_from(config.ha_transfer_batch_size.as_u64()).unwrap_or(usize::MAX),
         max_gap_not_in_sync: i64::try_from(config.ha_max_gap_not_in_sync.as_u64()).unwrap_or(i64::MAX),
+        on_transfer: None,
     }
 }
 

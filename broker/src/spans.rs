@@ -7,6 +7,8 @@
 //! * a pull: `pull {topic}` (server), with the consumer group, the queue and offset
 //!   asked for, the response code and number of messages returned, and the verdicts
 //!   of the plugin filters it ran;
+//! * a master's transfer to a slave: `replicate {broker_name}` (client), with the
+//!   slave, the offset and the bytes sent;
 //! * a transaction: `end_transaction {topic}` (server: the producer's commit or
 //!   rollback, with the resolution) and `check_transaction {topic}` (client: the
 //!   broker's check-back), children of the context the half message carries.
@@ -83,6 +85,29 @@ pub fn start_append(tracer: &SdkTracer, ctx: &BrokerContext, topic: &str) -> Opt
             .with_attributes(attributes)
             .start_with_context(tracer, &parent),
     )
+}
+
+/// A master's transfer of commit log to a slave: `replicate {broker_name}` (client),
+/// a root span the sampler decides on (a transfer carries many messages' bytes),
+/// from the write's start to its end.
+pub fn record_transfer(tracer: &SdkTracer, broker_name: &str, t: &replication::Transfer) {
+    let mut span = tracer
+        .span_builder("replicate")
+        .with_kind(SpanKind::Client)
+        .with_start_time(t.started)
+        .start_with_context(tracer, &Context::new());
+    if !span.is_recording() {
+        return;
+    }
+    span.update_name(format!("replicate {broker_name}"));
+    span.set_attributes([
+        KeyValue::new("messaging.system", "rocketmq"),
+        KeyValue::new("server.address", t.slave.ip().to_string()),
+        KeyValue::new("server.port", i64::from(t.slave.port())),
+        KeyValue::new("ferromq.replication.offset", t.offset),
+        KeyValue::new("ferromq.replication.bytes", t.bytes as i64),
+    ]);
+    span.end_with_timestamp(t.ended);
 }
 
 /// The span of one pull (a root span: a pull belongs to no message's trace).

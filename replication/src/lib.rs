@@ -32,13 +32,31 @@ pub mod protocol;
 pub mod slave;
 pub mod status;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub use master::HaMaster;
 pub use slave::HaSlave;
 
-/// The replication settings (RocketMQ's `MessageStoreConfig` keys).
+/// One transfer of commit log a master sent a slave.
 #[derive(Debug, Clone)]
+pub struct Transfer {
+    /// The slave's end of the connection.
+    pub slave: SocketAddr,
+    /// Commit-log offset of the first byte sent.
+    pub offset: i64,
+    pub bytes: usize,
+    pub started: SystemTime,
+    pub ended: SystemTime,
+}
+
+/// Told of every transfer with data (the broker's spans); called on the
+/// connection's task, so it must be cheap.
+pub type TransferObserver = Arc<dyn Fn(&Transfer) + Send + Sync>;
+
+/// The replication settings (RocketMQ's `MessageStoreConfig` keys).
+#[derive(Clone)]
 pub struct HaSettings {
     /// `haSendHeartbeatInterval`: an idle connection's heartbeat period.
     pub heartbeat_interval: Duration,
@@ -49,6 +67,20 @@ pub struct HaSettings {
     pub transfer_batch_size: usize,
     /// `haMaxGapNotInSync`: a slave further behind than this is not in sync.
     pub max_gap_not_in_sync: i64,
+    /// Told of each transfer with data (`None`: nobody asks).
+    pub on_transfer: Option<TransferObserver>,
+}
+
+impl std::fmt::Debug for HaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaSettings")
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("housekeeping_interval", &self.housekeeping_interval)
+            .field("transfer_batch_size", &self.transfer_batch_size)
+            .field("max_gap_not_in_sync", &self.max_gap_not_in_sync)
+            .field("on_transfer", &self.on_transfer.is_some())
+            .finish()
+    }
 }
 
 impl Default for HaSettings {
@@ -58,6 +90,7 @@ impl Default for HaSettings {
             housekeeping_interval: Duration::from_secs(20),
             transfer_batch_size: 32 * 1024,
             max_gap_not_in_sync: 256 * 1024 * 1024,
+            on_transfer: None,
         }
     }
 }

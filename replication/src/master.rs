@@ -265,8 +265,18 @@ async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore,
         appended.as_mut().enable();
         if let Some(data) = store.commit_log_data(next, settings.transfer_batch_size) {
             let len = data.len();
+            let started = settings.on_transfer.as_ref().map(|_| std::time::SystemTime::now());
             if let Err(e) = write_transfer(&mut wr, next, data).await {
                 return format!("write failed: {e}");
+            }
+            if let (Some(observe), Some(started)) = (&settings.on_transfer, started) {
+                observe(&crate::Transfer {
+                    slave: slave.addr,
+                    offset: next,
+                    bytes: len,
+                    started,
+                    ended: std::time::SystemTime::now(),
+                });
             }
             next += len as i64;
             slave.next.store(next, Ordering::Relaxed);

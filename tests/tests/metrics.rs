@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use tests::wire::{props, Wire};
-use tests::{eventually, Broker, Namesrv, ServerProcess};
+use tests::{eventually, Broker, Namesrv};
 
 const TOPIC: &str = "MetricsTopic";
 const GROUP: &str = "MetricsGroup";

@@ -398,3 +398,43 @@ async fn a_pull_span_counts_the_verdicts_of_its_plugin_filters() -> Result<()> {
     assert_eq!(span.attribute("messaging.batch.message_count").as_deref(), Some("2"));
     Ok(())
 }
+
+/// A master sampling its own work: each transfer of commit log to its slave is a
+/// `replicate` span with the slave, the offset and the bytes sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_traces_its_transfers_to_the_slave() -> Result<()> {
+    let (receiver, addr) = Receiver::start().await?;
+    let ns = Namesrv::start(&[])?;
+    let endpoint = format!("http://{addr}");
+    let master = Broker::start(
+        &ns.addr(),
+        &[
+            ("BROKER_NAME", "broker-r"),
+            ("BROKER_ROLE", "SYNC_MASTER"),
+            ("TELEMETRY__TRACES__EXPORTER", "otlp"),
+            ("TELEMETRY__TRACES__ENDPOINT", endpoint.as_str()),
+            ("TELEMETRY__TRACES__SAMPLE_RATIO", "1.0"),
+        ],
+    )?;
+    let _slave =
+        Broker::start(&ns.addr(), &[("BROKER_NAME", "broker-r"), ("BROKER_ROLE", "SLAVE"), ("BROKER_ID", "1")])?;
+    let wire = Wire::new(master.addr());
+    wire.create_topic("Replicated", 1).await?;
+    // A SYNC_MASTER acknowledges once the slave holds the message: the transfer
+    // carrying it has been written by then.
+    eventually(WAIT, "a send the slave acknowledged", || async {
+        let s = wire.send("Replicated", 0, b"replicated body", &props(&[])).await.ok()?;
+        (s.code == remoting::ResponseCode::SUCCESS).then_some(s)
+    })
+    .await?;
+    let span = eventually(WAIT, "a replicate span", || async {
+        receiver.spans().into_iter().find(|s| s.span.name == "replicate broker-r")
+    })
+    .await?;
+    assert_eq!(span.span.kind, SpanKind::Client as i32);
+    assert!(span.attribute("ferromq.replication.bytes").and_then(|b| b.parse::<i64>().ok()).is_some_and(|b| b > 0));
+    assert!(span.attribute("ferromq.replication.offset").is_some());
+    assert_eq!(span.attribute("server.address").as_deref(), Some("127.0.0.1"));
+    assert!(span.span.end_time_unix_nano >= span.span.start_time_unix_nano);
+    Ok(())
+}
