@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::BrokerConfig;
 use crate::client::ClientConfig;
 use crate::error::{Error, Invalid, Result};
+use crate::controller::ControllerConfig;
 use crate::namesrv::NamesrvConfig;
 use crate::plugins::PluginsConfig;
 use crate::telemetry::TelemetryConfig;
@@ -37,8 +38,33 @@ use crate::telemetry::TelemetryConfig;
 pub struct NamesrvFile {
     /// `[namesrv]`.
     pub namesrv: NamesrvConfig,
+    /// `[controller]`: the controller the name server runs with
+    /// `namesrv.enable_controller_in_namesrv`.
+    pub controller: ControllerConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+}
+
+/// Everything the `controller` binary reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControllerFile {
+    /// `[controller]`.
+    pub controller: ControllerConfig,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
+}
+
+impl ControllerFile {
+    /// Validates every section.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) with the full dotted key.
+    pub fn validate(&self) -> Result<()> {
+        self.controller.validate().map_err(|e| e.within("controller"))?;
+        self.telemetry.validate().map_err(|e| e.within("telemetry"))
+    }
 }
 
 impl NamesrvFile {
@@ -50,6 +76,9 @@ impl NamesrvFile {
     /// e.g. `namesrv.advertised_addr`.
     pub fn validate(&self) -> Result<()> {
         self.namesrv.validate().map_err(|e| e.within("namesrv"))?;
+        if self.namesrv.enable_controller_in_namesrv {
+            self.controller.validate().map_err(|e| e.within("controller"))?;
+        }
         self.telemetry.validate().map_err(|e| e.within("telemetry"))
     }
 }

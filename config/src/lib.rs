@@ -52,6 +52,7 @@ mod check;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod client;
+mod controller;
 mod error;
 mod file;
 mod layer;
@@ -67,11 +68,12 @@ mod warning;
 
 pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, PluginBinding, DEFAULT_MESSAGE_DELAY_LEVEL};
 pub use client::ClientConfig;
+pub use controller::ControllerConfig;
 pub use error::{Error, Invalid, PluginsError, Result};
-pub use file::{BrokerFile, ClientFile, NamesrvFile};
+pub use file::{BrokerFile, ClientFile, ControllerFile, NamesrvFile};
 pub use load::{
-    load_broker, load_broker_with_env, load_client, load_client_with_env, load_namesrv, load_namesrv_with_env, Loaded,
-    NAMESRV_ADDR_ENV,
+    load_broker, load_broker_with_env, load_client, load_client_with_env, load_controller, load_controller_with_env,
+    load_namesrv, load_namesrv_with_env, Loaded, NAMESRV_ADDR_ENV,
 };
 pub use namesrv::NamesrvConfig;
 pub use plugins::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};

@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::file::{BrokerFile, ClientFile, NamesrvFile};
+use crate::file::{BrokerFile, ClientFile, ControllerFile, NamesrvFile};
 use crate::layer::{self, Layer};
 use crate::rocketmq::{self, Table};
 use crate::warning::{closest, ConfigWarning, Origin, WarningKind};
@@ -105,6 +105,30 @@ where
     load(path, env)
 }
 
+/// Loads a controller's configuration from `path` (if any) and the process
+/// environment (`FERROMQ_CONTROLLER_*`).
+///
+/// # Errors
+///
+/// See [`load_controller_with_env`].
+pub fn load_controller(path: Option<&Path>) -> Result<Loaded<ControllerFile>> {
+    load_controller_with_env(path, std::env::vars_os())
+}
+
+/// [`load_controller`] with the environment given as `(name, value)` pairs.
+///
+/// # Errors
+///
+/// As [`load_namesrv_with_env`], for `FERROMQ_CONTROLLER_` variables.
+pub fn load_controller_with_env<I, K, V>(path: Option<&Path>, env: I) -> Result<Loaded<ControllerFile>>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    load(path, env)
+}
+
 /// Loads a client's configuration from `path` (if any) and the process
 /// environment (`FERROMQ_CLIENT_*` and RocketMQ's `NAMESRV_ADDR`).
 ///
@@ -161,6 +185,17 @@ impl Component for BrokerFile {
 
     fn validate(&self) -> Result<()> {
         BrokerFile::validate(self)
+    }
+}
+
+impl Component for ControllerFile {
+    const SECTION: &'static str = "controller";
+    const ENV_PREFIX: &'static str = "FERROMQ_CONTROLLER_";
+    const NAMESRV_ADDR_KEY: Option<&'static str> = None;
+    const ROCKETMQ: &'static Table = &rocketmq::CONTROLLER;
+
+    fn validate(&self) -> Result<()> {
+        ControllerFile::validate(self)
     }
 }
 

@@ -50,6 +50,9 @@ pub struct NamesrvConfig {
     /// Return the `ORDER_TOPIC_CONFIG` KV namespace with routes, for
     /// globally ordered topics.
     pub order_message_enable: bool,
+    /// Run a controller inside the name server, configured by the `[controller]`
+    /// section (`enableControllerInNamesrv`).
+    pub enable_controller_in_namesrv: bool,
 }
 
 impl Default for NamesrvConfig {
@@ -64,6 +67,7 @@ impl Default for NamesrvConfig {
             advertised_addr: None,
             channel_idle_timeout: Duration::from_secs(120),
             order_message_enable: false,
+            enable_controller_in_namesrv: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use common::{fixture, leaves, NO_ENV};
 use config::{
-    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, FlushDiskType, LogFormat,
+    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, ControllerConfig, FlushDiskType, LogFormat,
     MetricsConfig, MetricsExporterType, NamesrvConfig, NamesrvFile, OtlpProtocol, PluginBinding, PluginConfig,
     PluginsConfig, StoreConfig, TelemetryConfig, TraceExporter, TracesConfig,
 };
@@ -182,6 +182,19 @@ fn full_namesrv_toml() {
             advertised_addr: Some("10.1.2.3:19876".into()),
             channel_idle_timeout: Duration::from_secs(180),
             order_message_enable: true,
+            enable_controller_in_namesrv: true,
+        },
+        controller: ControllerConfig {
+            controller_dleger_group: "GroupB".into(),
+            controller_dleger_peers: "n0-10.0.0.1:9878;n1-10.0.0.2:9878;n2-10.0.0.3:9878".into(),
+            controller_dleger_self_id: "n1".into(),
+            controller_store_path: "/data/ferromq/controller".into(),
+            scan_not_active_broker_interval: Duration::from_secs(3),
+            enable_elect_unclean_master: true,
+            notify_broker_role_changed: false,
+            elect_master_max_retry_count: 5,
+            raft_heartbeat_interval: Duration::from_millis(100),
+            raft_election_timeout: Duration::from_millis(700),
         },
         telemetry: TelemetryConfig { log_format: LogFormat::Json, log_level: "warn".into(), ..full_telemetry() },
     };

@@ -127,6 +127,39 @@ fn namesrv_properties_converts_every_mapped_key() {
 }
 
 #[test]
+fn controller_properties_use_rocketmqs_keys() {
+    let (_dir, path) = temp_file(
+        "controller.properties",
+        "controllerDLegerGroup=group1\ncontrollerDLegerPeers=n0-127.0.0.1:9878;n1-127.0.0.1:9868\n\
+         controllerDLegerSelfId=n1\ncontrollerStorePath=/data/ctl\nscanNotActiveBrokerInterval=2000\n\
+         enableElectUncleanMaster=true\nnotifyBrokerRoleChanged=false\nelectMasterMaxRetryCount=4\n\
+         controllerType=DLedger\n",
+    );
+    let loaded = config::load_controller_with_env(Some(&path), NO_ENV).unwrap();
+    let c = &loaded.config.controller;
+    assert_eq!(c.controller_dleger_group, "group1");
+    assert_eq!(c.peers().unwrap().len(), 2);
+    assert_eq!(c.self_id().unwrap(), 1);
+    assert_eq!(c.controller_store_path, PathBuf::from("/data/ctl"));
+    assert_eq!(c.scan_not_active_broker_interval, Duration::from_secs(2));
+    assert!(c.enable_elect_unclean_master && !c.notify_broker_role_changed);
+    assert_eq!(c.elect_master_max_retry_count, 4);
+    assert_eq!(loaded.warnings, [warning(&path, "controllerType", WarningKind::NotImplemented)]);
+
+    // The same keys in a name server's file, with the controller embedded.
+    let (_dir, path) = temp_file(
+        "namesrv.properties",
+        "enableControllerInNamesrv=true\ncontrollerDLegerPeers=n0-127.0.0.1:9878\ncontrollerDLegerSelfId=n0\n",
+    );
+    let loaded = load_namesrv_with_env(Some(&path), NO_ENV).unwrap();
+    assert!(loaded.config.namesrv.enable_controller_in_namesrv);
+    assert_eq!(loaded.config.controller.peers().unwrap()[&0], "127.0.0.1:9878");
+    // An embedded controller is validated; one that is off is not.
+    let (_dir, path) = temp_file("namesrv.properties", "enableControllerInNamesrv=true\ncontrollerDLegerSelfId=n4\n");
+    assert!(load_namesrv_with_env(Some(&path), NO_ENV).unwrap_err().to_string().contains("controller_dleger_self_id"));
+}
+
+#[test]
 fn a_commit_log_outside_the_store_root_is_warned_about() {
     let (_dir, path) =
         temp_file("broker.conf", "storePathCommitLog=/mnt/fast/commitlog\nstorePathRootDir=/data/store\n");

@@ -615,3 +615,149 @@ mod tests {
         assert_eq!(SendMessageRequestHeaderV2::from(v1), v2);
     }
 }
+
+/// Headers of RocketMQ 5's controller API (codes 1001–1013, BROKER_HEARTBEAT).
+/// Ext-field names are the Java field names, as RocketMQ writes them.
+pub mod controller {
+    header! {
+        /// BROKER_HEARTBEAT (904), broker → controller (oneway).
+        pub struct BrokerHeartbeatRequestHeader {
+            cluster_name: String = "clusterName",
+            broker_addr: String = "brokerAddr",
+            broker_name: String = "brokerName",
+            broker_id: Option<i64> = "brokerId",
+            epoch: Option<i32> = "epoch",
+            max_offset: Option<i64> = "maxOffset",
+            confirm_offset: Option<i64> = "confirmOffset",
+            heartbeat_timeout_mills: Option<i64> = "heartbeatTimeoutMills",
+            election_priority: Option<i32> = "electionPriority",
+        }
+    }
+    header! {
+        /// CONTROLLER_GET_METADATA_INFO (1005) response.
+        pub struct GetMetaDataResponseHeader {
+            group: String = "group",
+            controller_leader_id: Option<String> = "controllerLeaderId",
+            controller_leader_address: Option<String> = "controllerLeaderAddress",
+            is_leader: bool = "isLeader",
+            peers: String = "peers",
+        }
+    }
+    header! {
+        /// CONTROLLER_GET_NEXT_BROKER_ID (1012).
+        pub struct GetNextBrokerIdRequestHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+        }
+    }
+    header! {
+        pub struct GetNextBrokerIdResponseHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+            next_broker_id: Option<i64> = "nextBrokerId",
+        }
+    }
+    header! {
+        /// CONTROLLER_APPLY_BROKER_ID (1013).
+        pub struct ApplyBrokerIdRequestHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+            applied_broker_id: i64 = "appliedBrokerId",
+            /// `brokerAddr;timestamp`.
+            register_check_code: String = "registerCheckCode",
+        }
+    }
+    header! {
+        pub struct ApplyBrokerIdResponseHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+        }
+    }
+    header! {
+        /// CONTROLLER_REGISTER_BROKER (1003).
+        pub struct RegisterBrokerToControllerRequestHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+            broker_id: Option<i64> = "brokerId",
+            broker_address: String = "brokerAddress",
+            invoke_time: Option<i64> = "invokeTime",
+        }
+    }
+    header! {
+        pub struct RegisterBrokerToControllerResponseHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+            master_broker_id: Option<i64> = "masterBrokerId",
+            master_address: Option<String> = "masterAddress",
+            master_epoch: Option<i32> = "masterEpoch",
+            sync_state_set_epoch: Option<i32> = "syncStateSetEpoch",
+        }
+    }
+    header! {
+        /// CONTROLLER_ELECT_MASTER (1002).
+        pub struct ElectMasterRequestHeader {
+            cluster_name: String = "clusterName",
+            broker_name: String = "brokerName",
+            broker_id: Option<i64> = "brokerId",
+            designate_elect: Option<bool> = "designateElect",
+            invoke_time: Option<i64> = "invokeTime",
+        }
+    }
+    header! {
+        pub struct ElectMasterResponseHeader {
+            master_broker_id: Option<i64> = "masterBrokerId",
+            master_address: Option<String> = "masterAddress",
+            master_epoch: Option<i32> = "masterEpoch",
+            sync_state_set_epoch: Option<i32> = "syncStateSetEpoch",
+        }
+    }
+    header! {
+        /// CONTROLLER_ALTER_SYNC_STATE_SET (1001); the body is the new `SyncStateSet`
+        /// with the broker's current epoch.
+        pub struct AlterSyncStateSetRequestHeader {
+            broker_name: String = "brokerName",
+            master_broker_id: i64 = "masterBrokerId",
+            master_epoch: i32 = "masterEpoch",
+            invoke_time: Option<i64> = "invokeTime",
+        }
+    }
+    header! {
+        pub struct AlterSyncStateSetResponseHeader {
+            new_sync_state_set_epoch: i32 = "newSyncStateSetEpoch",
+        }
+    }
+    header! {
+        /// CONTROLLER_GET_REPLICA_INFO (1004).
+        pub struct GetReplicaInfoRequestHeader {
+            broker_name: String = "brokerName",
+        }
+    }
+    header! {
+        pub struct GetReplicaInfoResponseHeader {
+            master_broker_id: Option<i64> = "masterBrokerId",
+            master_address: Option<String> = "masterAddress",
+            master_epoch: Option<i32> = "masterEpoch",
+        }
+    }
+    header! {
+        /// NOTIFY_BROKER_ROLE_CHANGED (1008), controller → broker (oneway); the body
+        /// is the `SyncStateSet`.
+        pub struct NotifyBrokerRoleChangedRequestHeader {
+            master_address: Option<String> = "masterAddress",
+            master_epoch: Option<i32> = "masterEpoch",
+            sync_state_set_epoch: Option<i32> = "syncStateSetEpoch",
+            master_broker_id: Option<i64> = "masterBrokerId",
+        }
+    }
+    header! {
+        /// CLEAN_BROKER_DATA (1011).
+        pub struct CleanBrokerDataRequestHeader {
+            cluster_name: Option<String> = "clusterName",
+            broker_name: String = "brokerName",
+            /// `1;2;3`; absent: the whole set.
+            broker_controller_ids_to_clean: Option<String> = "brokerControllerIdsToClean",
+            is_clean_living_broker: Option<bool> = "isCleanLivingBroker",
+            invoke_time: Option<i64> = "invokeTime",
+        }
+    }
+}

@@ -186,8 +186,32 @@ pub(crate) const NAMESRV: Table = Table {
         entry("scanNotActiveBrokerInterval",       "namesrv.scan_not_active_broker_interval",         Unit::Millis),
         entry("serverChannelMaxIdleTimeSeconds",   "namesrv.channel_idle_timeout",                    Unit::Seconds),
         entry("orderMessageEnable",                "namesrv.order_message_enable",                    Unit::Bool),
+        entry("enableControllerInNamesrv",         "namesrv.enable_controller_in_namesrv",            Unit::Bool),
+        entry("controllerDLegerGroup",             "controller.controller_dleger_group",              Unit::Text),
+        entry("controllerDLegerPeers",             "controller.controller_dleger_peers",              Unit::Text),
+        entry("controllerDLegerSelfId",            "controller.controller_dleger_self_id",            Unit::Text),
+        entry("controllerStorePath",               "controller.controller_store_path",                Unit::Text),
+        entry("enableElectUncleanMaster",          "controller.enable_elect_unclean_master",          Unit::Bool),
+        entry("notifyBrokerRoleChanged",           "controller.notify_broker_role_changed",           Unit::Bool),
+        entry("electMasterMaxRetryCount",          "controller.elect_master_max_retry_count",         U32),
     ],
     unsupported: unsupported::NAMESRV,
+};
+
+/// A controller's properties file (RocketMQ's `ControllerConfig` keys).
+#[rustfmt::skip]
+pub(crate) const CONTROLLER: Table = Table {
+    entries: &[
+        entry("controllerDLegerGroup",             "controller.controller_dleger_group",              Unit::Text),
+        entry("controllerDLegerPeers",             "controller.controller_dleger_peers",              Unit::Text),
+        entry("controllerDLegerSelfId",            "controller.controller_dleger_self_id",            Unit::Text),
+        entry("controllerStorePath",               "controller.controller_store_path",                Unit::Text),
+        entry("scanNotActiveBrokerInterval",       "controller.scan_not_active_broker_interval",      Unit::Millis),
+        entry("enableElectUncleanMaster",          "controller.enable_elect_unclean_master",          Unit::Bool),
+        entry("notifyBrokerRoleChanged",           "controller.notify_broker_role_changed",           Unit::Bool),
+        entry("electMasterMaxRetryCount",          "controller.elect_master_max_retry_count",         U32),
+    ],
+    unsupported: unsupported::CONTROLLER,
 };
 
 /// RocketMQ client properties (`rocketmq.namesrv.addr` is the system-property
@@ -340,7 +364,8 @@ mod tests {
     fn every_table_maps_to_a_real_field() {
         let broker = figment::value::Value::serialize(crate::BrokerFile::default()).unwrap();
         let namesrv = figment::value::Value::serialize(crate::NamesrvFile::default()).unwrap();
-        for (table, schema) in [(&BROKER, &broker), (&NAMESRV, &namesrv)] {
+        let controller = figment::value::Value::serialize(crate::ControllerFile::default()).unwrap();
+        for (table, schema) in [(&BROKER, &broker), (&NAMESRV, &namesrv), (&CONTROLLER, &controller)] {
             for entry in table.entries {
                 assert!(
                     schema.find_ref(entry.ferromq).is_some(),

@@ -141,6 +141,16 @@ pub(super) const BROKER: &[&str] = &[
     "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeWithoutMmap",
 ];
 
+/// Controller keys (`controller.properties`): RocketMQ's `ControllerConfig` and
+/// `NettyServerConfig` keys FerroMQ's Raft controllers have no use for.
+#[rustfmt::skip]
+pub(super) const CONTROLLER: &[&str] = &[
+    "configBlackList", "configStorePath", "controllerRequestThreadPoolQueueCapacity",
+    "controllerThreadPoolNums", "controllerType", "jRaftControllerRPCAddr", "jRaftElectionTimeoutMs",
+    "jRaftGroupId", "jRaftInitConf", "jRaftScanWaitTimeoutMs", "jRaftServerId", "jRaftSnapshotIntervalSecs",
+    "mappedFileSize", "metricsExporterType", "processReadEvent", "rocketmqHome", "scanInactiveMasterInterval",
+];
+
 /// Name-server keys (`namesrv.properties`).
 #[rustfmt::skip]
 pub(super) const NAMESRV: &[&str] = &[
@@ -151,7 +161,7 @@ pub(super) const NAMESRV: &[&str] = &[
     "clientWorkerThreads", "clusterTest", "configBlackList", "configStorePath",
     "connectTimeoutMillis", "defaultThreadPoolNums", "defaultThreadPoolQueueCapacity",
     "deleteTopicWithBrokerRegistration", "disableCallbackExecutor", "disableNettyWorkerGroup",
-    "enableAllTopicList", "enableControllerInNamesrv", "enableReconnectForGoAway",
+    "enableAllTopicList", "enableReconnectForGoAway",
     "enableShutdownGracefully", "enableTopicList", "maxReconnectIntervalTimeSeconds",
     "needWaitForService", "notifyMinBrokerIdChanged", "productEnvName",
     "returnOrderTopicConfigToBroker", "rocketmqHome", "serverAsyncSemaphoreValue",
