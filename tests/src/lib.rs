@@ -42,6 +42,10 @@ pub fn binary(name: &str) -> PathBuf {
             "admin",
             "--bin",
             "ferromq-admin",
+            "-p",
+            "controller",
+            "--bin",
+            "controller",
         ]);
         if dir.ends_with("release") {
             cmd.arg("--release");
@@ -235,6 +239,87 @@ impl Namesrv {
 
     pub fn addr(&self) -> String {
         self.process.addr_string()
+    }
+}
+
+/// Free loopback ports, found by binding and releasing them (for settings that
+/// must name a port before the process starts, such as the controllers' peers).
+///
+/// # Errors
+/// No port can be bound.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// One controller of a group (`controller` binary) with its own store.
+pub struct Controller {
+    pub process: ServerProcess,
+    pub home: tempfile::TempDir,
+    /// `n<id>`.
+    pub id: String,
+    peers: String,
+    settings: Vec<(String, String)>,
+}
+
+impl Controller {
+    /// Starts a group of `n` controllers on fresh loopback ports with extra
+    /// `FERROMQ_CONTROLLER_*` settings.
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn start_group(n: usize, settings: &[(&str, &str)]) -> Result<Vec<Self>> {
+        let ports = free_ports(n)?;
+        let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect();
+        let peers = peers.join(";");
+        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        (0..n).map(|i| Self::start_in(tempfile::tempdir()?, format!("n{i}"), &peers, &settings)).collect()
+    }
+
+    fn start_in(home: tempfile::TempDir, id: String, peers: &str, settings: &[(String, String)]) -> Result<Self> {
+        let mut env = vec![
+            ("HOME", home.path().display().to_string()),
+            ("FERROMQ_CONTROLLER_CONTROLLER_DLEGER_PEERS", peers.to_owned()),
+            ("FERROMQ_CONTROLLER_CONTROLLER_DLEGER_SELF_ID", id.clone()),
+            ("FERROMQ_CONTROLLER_CONTROLLER_STORE_PATH", home.path().join("controller").display().to_string()),
+        ];
+        let owned: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| (format!("FERROMQ_CONTROLLER_{k}"), v.clone())).collect();
+        for (k, v) in &owned {
+            env.push((k.as_str(), v.clone()));
+        }
+        let process = ServerProcess::start(&binary("controller"), &[], &env)?;
+        Ok(Self { process, home, id, peers: peers.to_owned(), settings: settings.to_vec() })
+    }
+
+    pub fn addr(&self) -> String {
+        self.process.addr_string()
+    }
+
+    /// `kill -9`, keeping the store for [`Stopped::restart`].
+    pub fn kill9(self) -> StoppedController {
+        let Self { process, home, id, peers, settings } = self;
+        process.kill9();
+        StoppedController { home, id, peers, settings }
+    }
+}
+
+/// A controller killed with its store kept.
+pub struct StoppedController {
+    home: tempfile::TempDir,
+    id: String,
+    peers: String,
+    settings: Vec<(String, String)>,
+}
+
+impl StoppedController {
+    /// Starts it again on its port with its store.
+    ///
+    /// # Errors
+    /// See [`ServerProcess::start`].
+    pub fn restart(self) -> Result<Controller> {
+        Controller::start_in(self.home, self.id, &self.peers, &self.settings)
     }
 }
 

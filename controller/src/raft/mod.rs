@@ -96,12 +96,15 @@ impl RaftNode {
         let raft = Raft::new(id, Arc::new(config), Network { client }, log, sm.clone())
             .await
             .map_err(std::io::Error::other)?;
-        let members: BTreeMap<u64, BasicNode> = peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
-        // The same membership on every node: whichever starts first forms the group,
-        // and a node that has state already is refused harmlessly.
-        match raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        // The same membership on every node: whichever starts first forms the group.
+        // A node with a log or a vote already belongs to it and continues from there.
+        if !raft.is_initialized().await.map_err(std::io::Error::other)? {
+            let members: BTreeMap<u64, BasicNode> =
+                peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
         }
         Ok(Self { raft, sm, id, peers: Arc::new(peers) })
     }
