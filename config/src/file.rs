@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerConfig;
 use crate::client::ClientConfig;
-use crate::error::{Error, Invalid, Result};
 use crate::controller::ControllerConfig;
+use crate::error::{Error, Invalid, Result};
 use crate::namesrv::NamesrvConfig;
 use crate::plugins::PluginsConfig;
 use crate::telemetry::TelemetryConfig;

@@ -392,7 +392,7 @@ where
     let mut vars = BTreeMap::new();
     let mut warnings = Vec::new();
     for (name, value) in ours {
-        let keys = env_keys::<T>(&name);
+        let keys = env_keys::<T>(&name, schema);
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         if let Some(suggestion) = unknown_env_key(schema, &keys) {
             warnings.push(ConfigWarning {
@@ -409,10 +409,18 @@ where
 }
 
 /// `FERROMQ_BROKER_STORE__FLUSH_DISK_TYPE` -> `[broker, store, flush_disk_type]`.
-fn env_keys<T: Component>(name: &str) -> Vec<String> {
+fn env_keys<T: Component>(name: &str, schema: &Dict) -> Vec<String> {
     let rest = &name[T::ENV_PREFIX.len()..];
     let mut keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    if keys.first().map(String::as_str) != Some(TELEMETRY) {
+    // `FERROMQ_<COMPONENT>_TELEMETRY__…` (and any other top-level section, such as a
+    // name server's `controller`) addresses that section; the rest the component's.
+    let own = schema.get(T::SECTION).and_then(Value::as_dict);
+    let first = keys.first().map(String::as_str).unwrap_or_default();
+    let top_level = first == TELEMETRY
+        || (first != T::SECTION
+            && schema.get(first).is_some_and(|v| v.as_dict().is_some())
+            && own.is_none_or(|d| !d.contains_key(first)));
+    if !top_level {
         keys.insert(0, T::SECTION.to_owned());
     }
     keys

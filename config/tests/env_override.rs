@@ -46,6 +46,10 @@ fn namesrv_variables() {
         ("FERROMQ_NAMESRV_ADVERTISED_ADDR", "10.0.0.5:9876"),
         ("FERROMQ_NAMESRV_SCAN_NOT_ACTIVE_BROKER_INTERVAL", "3s"),
         ("FERROMQ_NAMESRV_TELEMETRY__LOG_LEVEL", "debug"),
+        ("FERROMQ_NAMESRV_ENABLE_CONTROLLER_IN_NAMESRV", "true"),
+        // The embedded controller's section is a top-level one, as telemetry is.
+        ("FERROMQ_NAMESRV_CONTROLLER__CONTROLLER_DLEGER_PEERS", "n0-127.0.0.1:9878;n1-127.0.0.1:9879"),
+        ("FERROMQ_NAMESRV_CONTROLLER__CONTROLLER_DLEGER_SELF_ID", "n1"),
         ("FERROMQ_BROKER_LISTEN_PORT", "1"),
         // RocketMQ's variable is for brokers and clients, not the name server.
         ("NAMESRV_ADDR", "not-an-address"),
@@ -58,6 +62,8 @@ fn namesrv_variables() {
     assert_eq!(namesrv.advertised_addr.as_deref(), Some("10.0.0.5:9876"));
     assert_eq!(namesrv.scan_not_active_broker_interval, Duration::from_secs(3));
     assert_eq!(loaded.config.telemetry.log_level, "debug");
+    assert!(namesrv.enable_controller_in_namesrv);
+    assert_eq!(loaded.config.controller.self_id().unwrap(), 1);
 }
 
 #[test]

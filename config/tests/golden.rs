@@ -9,9 +9,9 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use common::{fixture, leaves, NO_ENV};
 use config::{
-    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, ControllerConfig, FlushDiskType, LogFormat,
-    MetricsConfig, MetricsExporterType, NamesrvConfig, NamesrvFile, OtlpProtocol, PluginBinding, PluginConfig,
-    PluginsConfig, StoreConfig, TelemetryConfig, TraceExporter, TracesConfig,
+    load_broker_with_env, load_namesrv_with_env, BrokerConfig, BrokerFile, BrokerRole, ControllerConfig, FlushDiskType,
+    LogFormat, MetricsConfig, MetricsExporterType, NamesrvConfig, NamesrvFile, OtlpProtocol, PluginBinding,
+    PluginConfig, PluginsConfig, StoreConfig, TelemetryConfig, TraceExporter, TracesConfig,
 };
 use plugin_api::{PluginKind, Runtime};
 use serde::Serialize;

@@ -191,14 +191,19 @@ impl Controller {
     async fn apply_broker_id(&self, req: &RemotingCommand) -> RemotingCommand {
         let h: ApplyBrokerIdRequestHeader = header!(req);
         let Some(broker_id) = id(h.applied_broker_id) else {
-            return err(ResponseCode::CONTROLLER_BROKER_ID_INVALID, format!("broker id {} is invalid", h.applied_broker_id));
+            return err(
+                ResponseCode::CONTROLLER_BROKER_ID_INVALID,
+                format!("broker id {} is invalid", h.applied_broker_id),
+            );
         };
         let address = h.register_check_code.split(';').next().unwrap_or_default().to_owned();
         let result = self
             .change(|s, _| {
                 let ok = match s.set(&h.broker_name) {
                     None => broker_id == FIRST_BROKER_ID,
-                    Some(set) => set.brokers.get(&broker_id).is_none_or(|b| b.register_check_code == h.register_check_code),
+                    Some(set) => {
+                        set.brokers.get(&broker_id).is_none_or(|b| b.register_check_code == h.register_check_code)
+                    }
                 };
                 if !ok {
                     return Err(err(
@@ -397,7 +402,10 @@ impl Controller {
                         return Err(err(ResponseCode::CONTROLLER_INVALID_REPLICAS, format!("broker {id} is unknown")));
                     }
                     if self.live(&set.cluster_name, set, *id, now).is_none() {
-                        return Err(err(ResponseCode::CONTROLLER_BROKER_NOT_ALIVE, format!("broker {id} is not alive")));
+                        return Err(err(
+                            ResponseCode::CONTROLLER_BROKER_NOT_ALIVE,
+                            format!("broker {id} is not alive"),
+                        ));
                     }
                 }
                 if !set.master.is_some_and(|m| body.sync_state_set.contains(&m)) {
@@ -426,7 +434,9 @@ impl Controller {
         let h: GetReplicaInfoRequestHeader = header!(req);
         let set = match self.node.read_linearizable(|s| s.set(&h.broker_name).cloned()).await {
             Ok(Some(set)) => set,
-            Ok(None) => return err(ResponseCode::CONTROLLER_BROKER_METADATA_NOT_EXIST, "Broker metadata is not existed"),
+            Ok(None) => {
+                return err(ResponseCode::CONTROLLER_BROKER_METADATA_NOT_EXIST, "Broker metadata is not existed")
+            }
             Err(e) => return from_propose(&e),
         };
         let header = GetReplicaInfoResponseHeader {
@@ -434,7 +444,8 @@ impl Controller {
             master_address: set.master_address().map(str::to_owned),
             master_epoch: Some(set.master_epoch),
         };
-        let body = SyncStateSetBody { sync_state_set: set.sync_state_set, sync_state_set_epoch: set.sync_state_set_epoch };
+        let body =
+            SyncStateSetBody { sync_state_set: set.sync_state_set, sync_state_set_epoch: set.sync_state_set_epoch };
         RemotingCommand::response_with(ResponseCode::SUCCESS, &header).with_body(json(&body))
     }
 
@@ -505,8 +516,17 @@ impl Controller {
                 };
                 if !h.is_clean_living_broker.unwrap_or(false) {
                     let living: Vec<u64> = match &ids {
-                        Some(ids) => ids.iter().copied().filter(|id| self.live(&set.cluster_name, set, *id, now).is_some()).collect(),
-                        None => set.brokers.keys().copied().filter(|id| self.live(&set.cluster_name, set, *id, now).is_some()).collect(),
+                        Some(ids) => ids
+                            .iter()
+                            .copied()
+                            .filter(|id| self.live(&set.cluster_name, set, *id, now).is_some())
+                            .collect(),
+                        None => set
+                            .brokers
+                            .keys()
+                            .copied()
+                            .filter(|id| self.live(&set.cluster_name, set, *id, now).is_some())
+                            .collect(),
                     };
                     if !living.is_empty() {
                         return invalid(format!("brokers {living:?} of {} are still alive", h.broker_name));

@@ -150,7 +150,8 @@ impl Controller {
     }
 
     fn live_in(&self, set: &BrokerSet, id: u64, now: Instant) -> bool {
-        let key = BrokerKey { cluster_name: set.cluster_name.clone(), broker_name: set.broker_name.clone(), broker_id: id };
+        let key =
+            BrokerKey { cluster_name: set.cluster_name.clone(), broker_name: set.broker_name.clone(), broker_id: id };
         self.liveness.alive(&key, now).is_some()
     }
 

@@ -111,8 +111,10 @@ impl ReplicasInfo {
                     }
                     return Applied::Done;
                 }
-                set.brokers
-                    .insert(*broker_id, BrokerEntry { address: address.clone(), register_check_code: check_code.clone() });
+                set.brokers.insert(
+                    *broker_id,
+                    BrokerEntry { address: address.clone(), register_check_code: check_code.clone() },
+                );
                 set.next_broker_id = set.next_broker_id.max(broker_id + 1);
                 Applied::Done
             }

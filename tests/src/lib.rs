@@ -273,7 +273,8 @@ impl Controller {
         let ports = free_ports(n)?;
         let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect();
         let peers = peers.join(";");
-        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let settings: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         (0..n).map(|i| Self::start_in(tempfile::tempdir()?, format!("n{i}"), &peers, &settings)).collect()
     }
 

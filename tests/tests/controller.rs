@@ -71,8 +71,7 @@ impl FakeBroker {
             }
             async { Some(RemotingCommand::success()) }
         });
-        let server =
-            RemotingServer::bind(ServerConfig::new("127.0.0.1:0".parse()?), Arc::new(dispatcher)).await?;
+        let server = RemotingServer::bind(ServerConfig::new("127.0.0.1:0".parse()?), Arc::new(dispatcher)).await?;
         let addr = server.local_addr().to_string();
         let client = RemotingClient::new(ClientConfig::default(), None);
 
@@ -155,7 +154,10 @@ impl FakeBroker {
     }
 }
 
-async fn replica_info(client: &RemotingClient, leader: &str) -> Result<(GetReplicaInfoResponseHeader, SyncStateSetBody)> {
+async fn replica_info(
+    client: &RemotingClient,
+    leader: &str,
+) -> Result<(GetReplicaInfoResponseHeader, SyncStateSetBody)> {
     let resp = call(
         client,
         leader,
@@ -275,7 +277,8 @@ async fn a_controller_group_elects_masters_survives_its_leader_and_waits_out_a_l
     let refs: Vec<&Controller> = group.iter().collect();
     let lead2 = leader(&client, &refs).await?;
     assert_ne!(lead2, lead);
-    let (info, _) = eventually(WAIT, "the new leader's view", || async { replica_info(&client, &lead2).await.ok() }).await?;
+    let (info, _) =
+        eventually(WAIT, "the new leader's view", || async { replica_info(&client, &lead2).await.ok() }).await?;
     assert_eq!((info.master_broker_id, info.master_epoch), (Some(3), Some(2)));
 
     // Quorum lost (2 of 3 down): no changes, no elections; the brokers' roles stand.
@@ -287,10 +290,9 @@ async fn a_controller_group_elects_masters_survives_its_leader_and_waits_out_a_l
     group.push(second.restart()?);
     let refs: Vec<&Controller> = group.iter().collect();
     let lead3 = leader(&client, &refs).await?;
-    let (info, _) = eventually(WAIT, "the state after the quorum returned", || async {
-        replica_info(&client, &lead3).await.ok()
-    })
-    .await?;
+    let (info, _) =
+        eventually(WAIT, "the state after the quorum returned", || async { replica_info(&client, &lead3).await.ok() })
+            .await?;
     assert_eq!((info.master_broker_id, info.master_epoch), (Some(3), Some(2)));
 
     // The first leader restarts from its store and catches up.
@@ -298,5 +300,53 @@ async fn a_controller_group_elects_masters_survives_its_leader_and_waits_out_a_l
     let refs: Vec<&Controller> = group.iter().collect();
     leader(&client, &refs).await?;
     drop((b2, b3));
+    Ok(())
+}
+
+/// `enableControllerInNamesrv`: a name server runs the controller on its own peer
+/// port, and brokers get the same answers from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_server_embeds_a_controller() -> Result<()> {
+    let port = tests::free_ports(1)?[0];
+    let peers = format!("n0-127.0.0.1:{port}");
+    let store = tempfile::tempdir()?;
+    let store_path = store.path().display().to_string();
+    let ns = tests::Namesrv::start(&[
+        ("ENABLE_CONTROLLER_IN_NAMESRV", "true"),
+        ("CONTROLLER__CONTROLLER_DLEGER_PEERS", &peers),
+        ("CONTROLLER__CONTROLLER_DLEGER_SELF_ID", "n0"),
+        ("CONTROLLER__CONTROLLER_STORE_PATH", &store_path),
+    ])?;
+    let ctl = ns
+        .process
+        .extra
+        .iter()
+        .find_map(|l| l.strip_prefix("controller on "))
+        .context("the name server printed no controller address")?
+        .to_owned();
+    assert_eq!(ctl, format!("127.0.0.1:{port}"));
+    let client = RemotingClient::new(ClientConfig::default(), None);
+    eventually(WAIT, "the embedded controller to lead its group", || async {
+        let resp =
+            call(&client, &ctl, RemotingCommand::request(RequestCode::CONTROLLER_GET_METADATA_INFO)).await.ok()?;
+        let h: GetMetaDataResponseHeader = resp.decode_header().ok()?;
+        (h.is_leader && h.controller_leader_id.as_deref() == Some("n0")).then_some(())
+    })
+    .await?;
+
+    let b1 = FakeBroker::join(&ctl, vec![ctl.clone()], 10).await?;
+    let b2 = FakeBroker::join(&ctl, vec![ctl.clone()], 10).await?;
+    let elected = call(&client, &ctl, elect_request(Some(1), false)).await?;
+    assert_eq!(elected.response_code(), ResponseCode::SUCCESS, "{}", elected.remark_str());
+    let altered = call(&client, &ctl, alter_request(1, 1, &[1, 2], 1)).await?;
+    assert_eq!(altered.response_code(), ResponseCode::SUCCESS, "{}", altered.remark_str());
+    b1.crash();
+    let (info, _) = eventually(WAIT, "broker 2 elected", || async {
+        let (h, b) = replica_info(&client, &ctl).await.ok()?;
+        (h.master_broker_id == Some(2)).then_some((h, b))
+    })
+    .await?;
+    assert_eq!(info.master_epoch, Some(2));
+    drop(b2);
     Ok(())
 }
