@@ -3,7 +3,8 @@
 //!
 //! Commands mirror `mqadmin` where one exists: `clusterList`, `brokerStatus`,
 //! `haStatus`, `topicRoute`, `updateTopic`, `consumerProgress`, `resetOffsetByTime`,
-//! `queryMsgTraceById`,
+//! `queryMsgTraceById`, and the controller verbs `getControllerMetaData`,
+//! `getSyncStateSet`, `electMaster` and `cleanBrokerMetadata`,
 //! plus `send` and `consume` to check a cluster end to end. Name servers come from
 //! `-n`, `NAMESRV_ADDR` or the client configuration file, as for every client.
 //!
@@ -21,6 +22,12 @@ use client::consumer::pull_consumer::PullConsumer;
 use client::msg_trace::data::TraceRecord;
 use client::{Admin, Message, Producer, ProducerOptions};
 use common::route::{ClusterInfo, MASTER_ID};
+use common::ResponseCode;
+use remoting::body::controller::{BrokerReplicasInfo, ElectMasterBody};
+use remoting::header::controller::{
+    CleanBrokerDataRequestHeader, ElectMasterRequestHeader, ElectMasterResponseHeader, GetMetaDataResponseHeader,
+};
+use remoting::{RemotingCommand, RequestCode};
 
 /// Name servers: `-n` wins over `NAMESRV_ADDR` and the client config.
 pub fn namesrv_list(flag: Option<&str>) -> Option<Vec<String>> {
@@ -332,6 +339,152 @@ pub fn format_msg_trace(msg_id: &str, records: &[(TraceRecord, SocketAddr)]) -> 
         }
     }
     out
+}
+
+/// GET_METADATA_INFO of the controller at `addr`.
+async fn controller_metadata_of(admin: &Admin, addr: &str) -> Result<GetMetaDataResponseHeader> {
+    let resp = admin
+        .instance()
+        .invoke(addr, RemotingCommand::request(RequestCode::CONTROLLER_GET_METADATA_INFO), COMMAND_TIMEOUT)
+        .await?;
+    if resp.response_code() != ResponseCode::SUCCESS {
+        bail!("{addr}: {} {}", resp.response_code(), resp.remark_str());
+    }
+    Ok(resp.decode_header()?)
+}
+
+/// The leading controller, asked of the first of `addrs` (`a;b;c`) that answers.
+async fn controller_leader(admin: &Admin, addrs: &str) -> Result<String> {
+    let mut last = None;
+    for addr in addrs.split(';').map(str::trim).filter(|a| !a.is_empty()) {
+        match controller_metadata_of(admin, addr).await {
+            Ok(h) => match h.controller_leader_address.filter(|a| !a.is_empty()) {
+                Some(leader) => return Ok(leader),
+                None => last = Some(anyhow::anyhow!("{addr} knows no leader")),
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no controller address given")))
+}
+
+/// A controller request sent to the leader; the response when it succeeded.
+async fn controller_call(admin: &Admin, addrs: &str, cmd: RemotingCommand) -> Result<RemotingCommand> {
+    let leader = controller_leader(admin, addrs).await?;
+    let resp = admin.instance().invoke(&leader, cmd, COMMAND_TIMEOUT).await?;
+    if resp.response_code() != ResponseCode::SUCCESS {
+        bail!("{leader}: {} {}", resp.response_code(), resp.remark_str());
+    }
+    Ok(resp)
+}
+
+/// `getControllerMetaData`: the controller group as `addr` sees it.
+///
+/// # Errors
+/// The controller does not answer.
+pub async fn controller_metadata(admin: &Admin, addr: &str) -> Result<String> {
+    let h = controller_metadata_of(admin, addr).await?;
+    let mut out = format!(
+        "#ControllerGroup\t{}\n#ControllerLeaderId\t{}\n#ControllerLeaderAddress\t{}\n",
+        h.group,
+        h.controller_leader_id.unwrap_or_default(),
+        h.controller_leader_address.unwrap_or_default()
+    );
+    for peer in h.peers.split(';').filter(|p| !p.is_empty()) {
+        out.push_str(&format!("#Peer:\t{peer}\n"));
+    }
+    Ok(out)
+}
+
+/// `getSyncStateSet`: master, epochs and replicas of broker sets, from the leader.
+///
+/// # Errors
+/// No controller answers, or the leader refuses.
+pub async fn sync_state_set(admin: &Admin, addrs: &str, broker_names: &[String]) -> Result<String> {
+    let body = serde_json::to_vec(broker_names)?;
+    let cmd = RemotingCommand::request(RequestCode::CONTROLLER_GET_SYNC_STATE_DATA).with_body(body);
+    let resp = controller_call(admin, addrs, cmd).await?;
+    let info: BrokerReplicasInfo = remoting::json::from_slice(&resp.body_bytes())?;
+    let mut out = String::new();
+    for (name, r) in &info.replicas_info_table {
+        out.push_str(&format!(
+            "\n#brokerName\t{name}\n#MasterBrokerId\t{}\n#MasterAddr\t{}\n#MasterEpoch\t{}\n#SyncStateSetEpoch\t{}\n#SyncStateSetNums\t{}\n",
+            r.master_broker_id.map_or_else(|| "-".to_owned(), |i| i.to_string()),
+            r.master_address.as_deref().unwrap_or("-"),
+            r.master_epoch,
+            r.sync_state_set_epoch,
+            r.in_sync_replicas.len()
+        ));
+        for (kind, list) in [("InSyncReplica", &r.in_sync_replicas), ("NotInSyncReplica", &r.not_in_sync_replicas)] {
+            for m in list {
+                out.push_str(&format!(
+                    "\t{kind}:\tReplicaIdentity{{brokerName='{}', brokerId={}, brokerAddress='{}', alive={}}}\n",
+                    m.broker_name, m.broker_id, m.broker_address, m.alive
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `electMaster`: makes `broker_id` the master of `broker_name` (it must be alive and
+/// in the SyncStateSet, unless the controllers elect unclean masters).
+///
+/// # Errors
+/// No controller answers, or the election is refused.
+pub async fn elect_master(
+    admin: &Admin,
+    addrs: &str,
+    cluster: &str,
+    broker_name: &str,
+    broker_id: u64,
+) -> Result<String> {
+    let header = ElectMasterRequestHeader {
+        cluster_name: cluster.to_owned(),
+        broker_name: broker_name.to_owned(),
+        broker_id: Some(broker_id as i64),
+        designate_elect: Some(true),
+        invoke_time: Some(common::time::now_ms()),
+    };
+    let resp =
+        controller_call(admin, addrs, RemotingCommand::request_with(RequestCode::CONTROLLER_ELECT_MASTER, &header))
+            .await?;
+    let h: ElectMasterResponseHeader = resp.decode_header()?;
+    let body: ElectMasterBody = remoting::json::from_slice(&resp.body_bytes())?;
+    let mut out = format!(
+        "#ClusterName\t{cluster}\n#BrokerName\t{broker_name}\n#BrokerMasterAddr\t{}\n#MasterEpoch\t{}\n#SyncStateSetEpoch\t{}\n",
+        h.master_address.unwrap_or_default(),
+        h.master_epoch.unwrap_or_default(),
+        h.sync_state_set_epoch.unwrap_or_default()
+    );
+    for (id, addr) in body.broker_member_group.map(|g| g.broker_addrs).unwrap_or_default() {
+        out.push_str(&format!("\t#Broker\t{id}\t{addr}\n"));
+    }
+    Ok(out)
+}
+
+/// `cleanBrokerMetadata`: forgets brokers of a set (`ids` `1;2`, or the whole set).
+///
+/// # Errors
+/// No controller answers, or the leader refuses (a broker still alive, unless
+/// `living`).
+pub async fn clean_broker_metadata(
+    admin: &Admin,
+    addrs: &str,
+    cluster: Option<&str>,
+    broker_name: &str,
+    ids: Option<&str>,
+    living: bool,
+) -> Result<String> {
+    let header = CleanBrokerDataRequestHeader {
+        cluster_name: cluster.map(str::to_owned),
+        broker_name: broker_name.to_owned(),
+        broker_controller_ids_to_clean: ids.map(str::to_owned),
+        is_clean_living_broker: Some(living),
+        invoke_time: Some(common::time::now_ms()),
+    };
+    controller_call(admin, addrs, RemotingCommand::request_with(RequestCode::CLEAN_BROKER_DATA, &header)).await?;
+    Ok(format!("clear broker {broker_name} metadata from controller success!"))
 }
 
 /// `topicRoute`: the route as JSON.

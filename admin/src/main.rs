@@ -106,6 +106,52 @@ enum Command {
         #[arg(long = "maxNum", default_value_t = 64)]
         max: i32,
     },
+    /// The controller group as one controller sees it (`-a ip:port`).
+    #[command(name = "getControllerMetaData")]
+    GetControllerMetaData {
+        #[arg(short = 'a', long = "controllerAddress")]
+        controller: String,
+    },
+    /// Master, epochs and SyncStateSet of broker sets, from the leading controller.
+    #[command(name = "getSyncStateSet")]
+    GetSyncStateSet {
+        /// Controller addresses (`a;b;c`); the leader is asked.
+        #[arg(short = 'a', long = "controllerAddress")]
+        controller: String,
+        /// A broker name; every broker set when absent.
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: Option<String>,
+    },
+    /// Make a broker the master of its set (it must be alive and in sync).
+    #[command(name = "electMaster")]
+    ElectMaster {
+        #[arg(short = 'a', long = "controllerAddress")]
+        controller: String,
+        /// The broker's controller-assigned id.
+        #[arg(short = 'b', long = "brokerId")]
+        broker_id: u64,
+        #[arg(long = "brokerName", visible_alias = "bn")]
+        broker_name: String,
+        /// (`-c` is the config file here.)
+        #[arg(long = "clusterName")]
+        cluster: String,
+    },
+    /// Forget brokers of a set in the controllers (all of it without `--ids`).
+    #[command(name = "cleanBrokerMetadata")]
+    CleanBrokerMetadata {
+        #[arg(short = 'a', long = "controllerAddress")]
+        controller: String,
+        #[arg(long = "brokerName", visible_alias = "bn")]
+        broker_name: String,
+        /// Controller ids to forget, `1;2;3`.
+        #[arg(short = 'b', long = "brokerControllerIdsToClean")]
+        ids: Option<String>,
+        #[arg(long = "clusterName")]
+        cluster: Option<String>,
+        /// Also brokers that are still alive.
+        #[arg(short = 'l', long = "cleanLivingBroker")]
+        living: bool,
+    },
     /// Print up to `max` messages of a topic (from the start of every queue).
     Consume {
         #[arg(short = 't', long)]
@@ -147,6 +193,17 @@ async fn main() -> Result<()> {
             Command::QueryMsgTraceById { msg_id, trace_topic, begin, end, max } => {
                 let records = a.query_msg_trace(trace_topic, msg_id, *max, *begin, *end).await?;
                 admin::format_msg_trace(msg_id, &records)
+            }
+            Command::GetControllerMetaData { controller } => admin::controller_metadata(&a, controller).await?,
+            Command::GetSyncStateSet { controller, broker_name } => {
+                admin::sync_state_set(&a, controller, &broker_name.iter().cloned().collect::<Vec<_>>()).await?
+            }
+            Command::ElectMaster { controller, broker_id, broker_name, cluster } => {
+                admin::elect_master(&a, controller, cluster, broker_name, *broker_id).await?
+            }
+            Command::CleanBrokerMetadata { controller, broker_name, ids, cluster, living } => {
+                admin::clean_broker_metadata(&a, controller, cluster.as_deref(), broker_name, ids.as_deref(), *living)
+                    .await?
             }
             Command::Consume { topic, max } => admin::consume(namesrv.clone(), cfg.clone(), topic, *max).await?,
         };

@@ -8,12 +8,15 @@
 //! A follower answers CONTROLLER_NOT_LEADER. Heartbeats and the metadata request
 //! are answered by every controller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use common::ResponseCode;
+use remoting::body::controller::{
+    BrokerMemberGroup, BrokerReplicasInfo, ElectMasterBody, ReplicaIdentity, ReplicasInfoBody, SyncStateSetBody,
+};
 use remoting::header::controller::{
     AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ApplyBrokerIdRequestHeader,
     ApplyBrokerIdResponseHeader, BrokerHeartbeatRequestHeader, CleanBrokerDataRequestHeader, ElectMasterRequestHeader,
@@ -28,67 +31,17 @@ use crate::raft::ProposeError;
 use crate::state::{Applied, BrokerSet, Event, ReplicasInfo, FIRST_BROKER_ID};
 use crate::Controller;
 
-/// `SyncStateSet`: a set of broker ids and its epoch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SyncStateSetBody {
-    pub sync_state_set: BTreeSet<u64>,
-    pub sync_state_set_epoch: i32,
-}
-
-/// `BrokerMemberGroup`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct BrokerMemberGroup {
-    pub cluster: String,
-    pub broker_name: String,
-    pub broker_addrs: BTreeMap<u64, String>,
-}
-
-/// `ElectMasterResponseBody`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ElectMasterBody {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broker_member_group: Option<BrokerMemberGroup>,
-    pub sync_state_set: BTreeSet<u64>,
-}
-
-/// `BrokerReplicasInfo.ReplicaIdentity`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ReplicaIdentity {
-    pub broker_name: String,
-    pub broker_id: u64,
-    pub broker_address: String,
-    pub alive: bool,
-}
-
-/// `BrokerReplicasInfo.ReplicasInfo`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ReplicasInfoBody {
-    pub master_broker_id: Option<u64>,
-    pub master_address: Option<String>,
-    pub master_epoch: i32,
-    pub sync_state_set_epoch: i32,
-    pub in_sync_replicas: Vec<ReplicaIdentity>,
-    pub not_in_sync_replicas: Vec<ReplicaIdentity>,
-}
-
-/// `BrokerReplicasInfo`: the body of CONTROLLER_GET_SYNC_STATE_DATA.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct BrokerReplicasInfo {
-    pub replicas_info_table: BTreeMap<String, ReplicasInfoBody>,
-}
-
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
     remoting::json::to_vec(value).unwrap_or_default()
 }
 
 fn err(code: ResponseCode, remark: impl Into<String>) -> RemotingCommand {
     RemotingCommand::error(code, remark)
+}
+
+/// A refusal decided on the state (boxed: the decision's success value is small).
+fn refuse(code: ResponseCode, remark: impl Into<String>) -> Box<RemotingCommand> {
+    Box::new(err(code, remark))
 }
 
 fn from_propose(e: &ProposeError) -> RemotingCommand {
@@ -206,7 +159,7 @@ impl Controller {
                     }
                 };
                 if !ok {
-                    return Err(err(
+                    return Err(refuse(
                         ResponseCode::CONTROLLER_BROKER_ID_INVALID,
                         format!("Fail to apply brokerId: {broker_id} in broker-set: {}", h.broker_name),
                     ));
@@ -239,7 +192,7 @@ impl Controller {
         let result = self
             .change(|s, now| {
                 let Some(set) = s.set(&h.broker_name).filter(|set| set.brokers.contains_key(&broker_id)) else {
-                    return Err(err(
+                    return Err(refuse(
                         ResponseCode::CONTROLLER_BROKER_NEED_TO_BE_REGISTERED,
                         format!("broker {}:{broker_id} must apply for its id first", h.broker_name),
                     ));
@@ -297,7 +250,7 @@ impl Controller {
         let result = self
             .change(|s, now| {
                 let Some(set) = s.set(broker_name) else {
-                    return Err(err(
+                    return Err(refuse(
                         ResponseCode::CONTROLLER_BROKER_NEED_TO_BE_REGISTERED,
                         format!("broker set {broker_name} is not registered"),
                     ));
@@ -310,7 +263,7 @@ impl Controller {
                     crate::elect::elect(set, live, unclean, designated.then_some(requester).flatten())
                 };
                 match new_master {
-                    Some(m) if Some(m) == set.master => Err(still_master(set)),
+                    Some(m) if Some(m) == set.master => Err(Box::new(still_master(set))),
                     Some(m) => {
                         let event = Event::ElectMaster {
                             broker_name: broker_name.to_owned(),
@@ -322,7 +275,7 @@ impl Controller {
                     None if requester.is_none() => {
                         if set.master.is_none() {
                             // Already without a master: nothing new to say.
-                            return Err(err(
+                            return Err(refuse(
                                 ResponseCode::CONTROLLER_MASTER_NOT_AVAILABLE,
                                 format!("no broker of {broker_name} can be elected"),
                             ));
@@ -334,7 +287,7 @@ impl Controller {
                         };
                         Ok((Some(event), None))
                     }
-                    None => Err(err(
+                    None => Err(refuse(
                         ResponseCode::CONTROLLER_ELECT_MASTER_FAILED,
                         format!("no broker of {broker_name} can be elected"),
                     )),
@@ -380,29 +333,29 @@ impl Controller {
         };
         let result = self
             .change(|s, now| {
-                let failed = |remark: String| Err(err(ResponseCode::CONTROLLER_ALTER_SYNC_STATE_SET_FAILED, remark));
+                let failed = |remark: String| Err(refuse(ResponseCode::CONTROLLER_ALTER_SYNC_STATE_SET_FAILED, remark));
                 let Some(set) = s.set(&h.broker_name) else { return failed("Broker metadata is not existed".into()) };
                 if body.sync_state_set == set.sync_state_set {
                     return failed("The newSyncStateSet is equal with the old one".into());
                 }
                 if set.master.is_none() || set.master.map(|m| m as i64) != Some(h.master_broker_id) {
-                    return Err(err(ResponseCode::CONTROLLER_INVALID_MASTER, "the request is not from the master"));
+                    return Err(refuse(ResponseCode::CONTROLLER_INVALID_MASTER, "the request is not from the master"));
                 }
                 if h.master_epoch != set.master_epoch {
-                    return Err(err(ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH, "the master epoch is stale"));
+                    return Err(refuse(ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH, "the master epoch is stale"));
                 }
                 if body.sync_state_set_epoch != set.sync_state_set_epoch {
-                    return Err(err(
+                    return Err(refuse(
                         ResponseCode::CONTROLLER_FENCED_SYNC_STATE_SET_EPOCH,
                         "the SyncStateSet epoch is stale",
                     ));
                 }
                 for id in &body.sync_state_set {
                     if !set.brokers.contains_key(id) {
-                        return Err(err(ResponseCode::CONTROLLER_INVALID_REPLICAS, format!("broker {id} is unknown")));
+                        return Err(refuse(ResponseCode::CONTROLLER_INVALID_REPLICAS, format!("broker {id} is unknown")));
                     }
                     if self.live(&set.cluster_name, set, *id, now).is_none() {
-                        return Err(err(
+                        return Err(refuse(
                             ResponseCode::CONTROLLER_BROKER_NOT_ALIVE,
                             format!("broker {id} is not alive"),
                         ));
@@ -510,7 +463,7 @@ impl Controller {
         };
         let result = self
             .change(|s, now| {
-                let invalid = |r: String| Err(err(ResponseCode::CONTROLLER_INVALID_CLEAN_BROKER_METADATA, r));
+                let invalid = |r: String| Err(refuse(ResponseCode::CONTROLLER_INVALID_CLEAN_BROKER_METADATA, r));
                 let Some(set) = s.set(&h.broker_name) else {
                     return invalid(format!("broker set {} does not exist", h.broker_name));
                 };
@@ -546,12 +499,12 @@ impl Controller {
     /// the reply of a refusal.
     async fn change<T>(
         &self,
-        decide: impl FnOnce(&ReplicasInfo, Instant) -> Result<(Option<Event>, T), RemotingCommand>,
+        decide: impl FnOnce(&ReplicasInfo, Instant) -> Result<(Option<Event>, T), Box<RemotingCommand>>,
     ) -> Result<T, RemotingCommand> {
         let _one_at_a_time = self.changes.lock().await;
         let now = Instant::now();
         let decided = self.node.read_linearizable(|s| decide(s, now)).await.map_err(|e| from_propose(&e))?;
-        let (event, out) = decided?;
+        let (event, out) = decided.map_err(|refused| *refused)?;
         if let Some(event) = event {
             match self.node.propose(event).await {
                 Ok(Applied::Done) => {}

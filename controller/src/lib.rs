@@ -34,11 +34,11 @@ use tracing::{info, warn, Instrument};
 
 use common::ResponseCode;
 use config::ControllerConfig;
+use remoting::body::controller::SyncStateSetBody;
 use remoting::header::controller::NotifyBrokerRoleChangedRequestHeader;
 use remoting::server::Dispatcher;
 use remoting::{RemotingClient, RemotingCommand, RemotingServer, RequestCode, ServerConfig};
 
-use api::SyncStateSetBody;
 use liveness::{BrokerKey, Liveness};
 use raft::{RaftNode, Timing};
 use state::BrokerSet;

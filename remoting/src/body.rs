@@ -236,3 +236,65 @@ mod tests {
         );
     }
 }
+
+/// Bodies of RocketMQ 5's controller API (fastjson's names; ids as numbers).
+pub mod controller {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::{Deserialize, Serialize};
+
+    /// `SyncStateSet`: a set of broker ids and its epoch.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct SyncStateSetBody {
+        pub sync_state_set: BTreeSet<u64>,
+        pub sync_state_set_epoch: i32,
+    }
+
+    /// `BrokerMemberGroup`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct BrokerMemberGroup {
+        pub cluster: String,
+        pub broker_name: String,
+        pub broker_addrs: BTreeMap<u64, String>,
+    }
+
+    /// `ElectMasterResponseBody`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct ElectMasterBody {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub broker_member_group: Option<BrokerMemberGroup>,
+        pub sync_state_set: BTreeSet<u64>,
+    }
+
+    /// `BrokerReplicasInfo.ReplicaIdentity`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct ReplicaIdentity {
+        pub broker_name: String,
+        pub broker_id: u64,
+        pub broker_address: String,
+        pub alive: bool,
+    }
+
+    /// `BrokerReplicasInfo.ReplicasInfo`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct ReplicasInfoBody {
+        pub master_broker_id: Option<u64>,
+        pub master_address: Option<String>,
+        pub master_epoch: i32,
+        pub sync_state_set_epoch: i32,
+        pub in_sync_replicas: Vec<ReplicaIdentity>,
+        pub not_in_sync_replicas: Vec<ReplicaIdentity>,
+    }
+
+    /// `BrokerReplicasInfo`: the body of CONTROLLER_GET_SYNC_STATE_DATA.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct BrokerReplicasInfo {
+        pub replicas_info_table: BTreeMap<String, ReplicasInfoBody>,
+    }
+}

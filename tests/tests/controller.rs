@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use common::ResponseCode;
-use controller::api::{BrokerReplicasInfo, ElectMasterBody, SyncStateSetBody};
+use remoting::body::controller::{BrokerReplicasInfo, ElectMasterBody, SyncStateSetBody};
 use remoting::header::controller::{
     AlterSyncStateSetRequestHeader, ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterRequestHeader,
     ElectMasterResponseHeader, GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader, GetNextBrokerIdResponseHeader,
@@ -347,6 +347,34 @@ async fn a_name_server_embeds_a_controller() -> Result<()> {
     })
     .await?;
     assert_eq!(info.master_epoch, Some(2));
+
+    // The admin verbs RocketMQ's mqadmin has for controllers.
+    let meta = admin(&["getControllerMetaData", "-a", &ctl])?;
+    assert!(meta.contains("#ControllerLeaderId\tn0") && meta.contains(&format!("#Peer:\tn0:{ctl}")), "{meta}");
+    let sss = admin(&["getSyncStateSet", "-a", &ctl, "-b", "broker-a"])?;
+    assert!(sss.contains("#MasterBrokerId\t2") && sss.contains("#MasterEpoch\t2"), "{sss}");
+    assert!(sss.contains("InSyncReplica:\tReplicaIdentity{brokerName='broker-a', brokerId=2"), "{sss}");
+    // Broker 2 already leads: no election, and the command says why.
+    let refused = admin(&["electMaster", "-a", &ctl, "-b", "2", "--brokerName", "broker-a", "--clusterName", "C"]);
+    assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("CONTROLLER_MASTER_STILL_EXIST")), "{refused:?}");
+    // The dead broker 1 is forgotten; the live broker 2 is not, without -l.
+    let cleaned = admin(&["cleanBrokerMetadata", "-a", &ctl, "--brokerName", "broker-a", "-b", "1"])?;
+    assert!(cleaned.contains("clear broker broker-a metadata from controller success!"), "{cleaned}");
+    let refused = admin(&["cleanBrokerMetadata", "-a", &ctl, "--brokerName", "broker-a", "-b", "2"]);
+    assert!(refused.is_err(), "{refused:?}");
+    let sss = admin(&["getSyncStateSet", "-a", &ctl])?;
+    assert!(!sss.contains("brokerId=1,") && sss.contains("brokerId=2,"), "{sss}");
     drop(b2);
     Ok(())
+}
+
+/// Runs `ferromq-admin`: its stdout, or an error with what it printed.
+fn admin(args: &[&str]) -> Result<String> {
+    let out =
+        std::process::Command::new(tests::binary("ferromq-admin")).args(args).env_remove("NAMESRV_ADDR").output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("ferromq-admin {args:?} failed: {text}");
+    }
+    Ok(text)
 }

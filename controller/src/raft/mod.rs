@@ -7,6 +7,9 @@
 //! initializes the group with exactly that membership, so a group forms whichever
 //! controllers start first; a controller that restarts continues from its files.
 
+// openraft's storage traits return its `StorageError` (~224 bytes) by value.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
