@@ -217,3 +217,23 @@ fn latin1_files_are_read_as_java_reads_them() {
     let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
     assert_eq!(loaded.config.broker.broker_name, "café");
 }
+
+#[test]
+fn switches_ferromq_lacks_are_refused_when_turned_on() {
+    for (key, why) in [
+        ("enableControllerMode", "controller group"),
+        ("enableDLegerCommitLog", "DLedger"),
+        ("aclEnable", "ACL"),
+        ("useTLS", "TLS"),
+    ] {
+        let (_dir, path) = temp_file("broker.conf", &format!("brokerName=b\n{key}=true\n"));
+        let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains("refused") && err.contains(why), "{err}");
+        // Off, it changes nothing: only the not-implemented warning.
+        let (_dir, path) = temp_file("broker.conf", &format!("{key}=false\n"));
+        let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
+        assert_eq!(loaded.warnings, [warning(&path, key, WarningKind::NotImplemented)]);
+    }
+    let (_dir, path) = temp_file("namesrv.properties", "useTLS=TRUE\n");
+    assert!(load_namesrv_with_env(Some(&path), NO_ENV).unwrap_err().to_string().contains("refused"));
+}

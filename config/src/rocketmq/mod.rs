@@ -77,6 +77,11 @@ pub(crate) struct Table {
     entries: &'static [Entry],
     /// RocketMQ keys that exist in RocketMQ but not in FerroMQ.
     unsupported: &'static [&'static str],
+    /// Switches FerroMQ does not implement and must not ignore when turned on: a
+    /// broker asked for ACLs, TLS or another replication design than it runs would
+    /// be a different broker than the operator configured. `true` is an error
+    /// saying why; `false` is just not implemented.
+    refused_when_on: &'static [(&'static str, &'static str)],
 }
 
 const PORT: Unit = Unit::Int { max: u16::MAX as u64 };
@@ -173,6 +178,12 @@ pub(crate) const BROKER: Table = Table {
         entry("metricLoggingExporterIntervalInMills", "telemetry.metrics.log_exporter_interval",    Unit::Millis),
     ],
     unsupported: unsupported::BROKER,
+    refused_when_on: &[
+        ("enableControllerMode", "brokers cannot join a controller group yet; use brokerRole and brokerId"),
+        ("enableDLegerCommitLog", "DLedger commit logs are not supported; use brokerRole and brokerId"),
+        ("aclEnable", "ACL is not implemented: the broker would accept every request"),
+        ("useTLS", "TLS is not implemented: the broker would serve plain TCP"),
+    ],
 };
 
 /// `namesrv.properties` (RocketMQ's `NamesrvConfig` and `NettyServerConfig`
@@ -196,6 +207,7 @@ pub(crate) const NAMESRV: Table = Table {
         entry("electMasterMaxRetryCount",          "controller.elect_master_max_retry_count",         U32),
     ],
     unsupported: unsupported::NAMESRV,
+    refused_when_on: &[("useTLS", "TLS is not implemented: the name server would serve plain TCP")],
 };
 
 /// A controller's properties file (RocketMQ's `ControllerConfig` keys).
@@ -212,6 +224,7 @@ pub(crate) const CONTROLLER: Table = Table {
         entry("electMasterMaxRetryCount",          "controller.elect_master_max_retry_count",         U32),
     ],
     unsupported: unsupported::CONTROLLER,
+    refused_when_on: &[],
 };
 
 /// RocketMQ client properties (`rocketmq.namesrv.addr` is the system-property
@@ -229,6 +242,7 @@ pub(crate) const CLIENT: Table = Table {
         entry("mqClientApiTimeout", "client.mq_client_api_timeout", Unit::Millis),
     ],
     unsupported: &[],
+    refused_when_on: &[],
 };
 
 /// Reads a RocketMQ properties file into a dictionary shaped like our TOML
@@ -252,6 +266,16 @@ pub(crate) fn to_dict(path: &Path, text: &str, table: &Table) -> Result<(Dict, V
     let warn = |key: &str, kind| ConfigWarning { key: key.to_owned(), origin: Origin::File(path.to_owned()), kind };
     for property in properties {
         let key = property.key.as_str();
+        if let Some((_, why)) = table.refused_when_on.iter().find(|(k, _)| *k == key) {
+            if property.value.trim().eq_ignore_ascii_case("true") {
+                return Err(Error::Property {
+                    key: property.key.clone(),
+                    value: property.value.clone(),
+                    path: path.to_owned(),
+                    reason: format!("refused: {why}"),
+                });
+            }
+        }
         if let Some(entry) = table.entries.iter().find(|e| e.rocketmq == key) {
             if let Unit::CommitLogDir = entry.unit {
                 commit_log_dirs.push((entry, property.value));
