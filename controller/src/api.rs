@@ -352,7 +352,10 @@ impl Controller {
                 }
                 for id in &body.sync_state_set {
                     if !set.brokers.contains_key(id) {
-                        return Err(refuse(ResponseCode::CONTROLLER_INVALID_REPLICAS, format!("broker {id} is unknown")));
+                        return Err(refuse(
+                            ResponseCode::CONTROLLER_INVALID_REPLICAS,
+                            format!("broker {id} is unknown"),
+                        ));
                     }
                     if self.live(&set.cluster_name, set, *id, now).is_none() {
                         return Err(refuse(

@@ -23,10 +23,13 @@
 //!
 //! [`master::HaMaster`] serves slaves and reports each one's acknowledged offset to
 //! the store, which resolves SYNC_MASTER puts ([`store::MessageStore::replica_progress`]);
-//! [`slave::HaSlave`] follows a master. [`status`] is RocketMQ 5's `HARuntimeInfo`,
+//! [`slave::HaSlave`] follows a master. [`epoch`] is the epoch file of RocketMQ 5's
+//! controller mode (which epochs a broker's log went through, and where two logs
+//! stop agreeing). [`status`] is RocketMQ 5's `HARuntimeInfo`,
 //! what `mqadmin haStatus` shows. This crate knows nothing of brokers, roles or
 //! remoting: the broker decides who is master and hands this crate a store.
 
+pub mod epoch;
 pub mod master;
 pub mod protocol;
 pub mod slave;
