@@ -132,6 +132,23 @@ impl CommitLog {
         ScanEnd { end: pos, torn: None, last_ts }
     }
 
+    /// Whether a record starts exactly at `at` (walking the records of its segment).
+    pub(crate) fn is_boundary(segments: &[MappedFile], at: i64) -> bool {
+        let Some(seg) = segments.iter().find(|s| s.start() <= at && at < s.end()) else {
+            return false;
+        };
+        let mut pos = seg.start();
+        while pos < at {
+            let local = (pos - seg.start()) as usize;
+            let Some(buf) = seg.read(local, seg.published() - local) else { return false };
+            match record::scan(buf, false) {
+                Ok(Entry::Record(view)) if view.physical_offset() == pos => pos += view.total_size() as i64,
+                _ => return false,
+            }
+        }
+        pos == at
+    }
+
     pub(crate) fn new(segment_size: usize, segments: Vec<Arc<MappedFile>>, end: i64) -> Self {
         Self {
             segment_size,

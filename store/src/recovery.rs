@@ -83,6 +83,24 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
         (scan.end, scan.torn)
     };
 
+    // A requested cut before the end (a slave dropping what its master lacks).
+    let mut asked_from = None;
+    let (end, torn) = match s.opts.truncate_to {
+        Some(cut) if cut < end => {
+            if !CommitLog::is_boundary(&segs, cut) {
+                return Err(crate::error::Error::Corrupt {
+                    path: s.commit_log_dir(),
+                    offset: u64::try_from(cut).unwrap_or_default(),
+                    reason: "truncation offset is not a record boundary",
+                });
+            }
+            tracing::warn!(from = end, to = cut, "truncating the commit log as asked");
+            asked_from = Some(end);
+            (cut, None)
+        }
+        _ => (end, torn),
+    };
+
     // Cut the log at `end`: zero the rest of its segment, drop later segments.
     let mut discarded = 0u64;
     // Keep every segment up to the one holding `end`.
@@ -104,7 +122,10 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
             discarded += last.truncate(local)?;
         }
     }
-    if let Some(reason) = torn {
+    if let Some(from) = asked_from {
+        let reason = format!("truncated as asked (the log ended at {from})");
+        report.truncated = Some(TruncatedTail { offset: end, reason, discarded_bytes: discarded });
+    } else if let Some(reason) = torn {
         tracing::warn!(offset = end, %reason, discarded, "commit log tail was torn; truncated");
         report.truncated = Some(TruncatedTail { offset: end, reason, discarded_bytes: discarded });
     } else if discarded > 0 {
@@ -113,8 +134,8 @@ pub(crate) fn recover(s: &Settings) -> Result<Recovered> {
     }
     // Make everything kept durable before it can become visible (after a SIGKILL it
     // may exist only in the page cache).
-    if !clean {
-        let from = report.scanned_from;
+    if !clean || report.truncated.is_some() {
+        let from = report.scanned_from.min(end);
         for f in segs.iter().filter(|f| f.end() > from) {
             f.flush_all()?;
         }

@@ -32,6 +32,11 @@ pub struct StoreOptions {
     /// SYNC_MASTER: a put is acknowledged once a replica holds it as well (see
     /// [`crate::MessageStore::replica_progress`]); `None` for every other role.
     pub replica_ack: Option<ReplicaAck>,
+    /// Open with the commit log cut at this offset, which must be a record boundary:
+    /// what follows is deleted and consume queues and the index forget it (a broker
+    /// that rejoins as a slave drops the tail its new master does not have). Beyond
+    /// the log's end it changes nothing.
+    pub truncate_to: Option<i64>,
 }
 
 /// How a SYNC_MASTER's puts wait for a replica.
@@ -51,6 +56,7 @@ impl Default for StoreOptions {
             delay_levels: DelayLevels::parse(DEFAULT_DELAY_LEVELS).expect("default delay levels parse"),
             clean_interval: Duration::from_secs(10),
             replica_ack: None,
+            truncate_to: None,
         }
     }
 }

@@ -200,3 +200,49 @@ fn garbage_header_is_cut_off() {
         f.write_all_at(&[0xFF; 8], at).unwrap();
     });
 }
+
+/// A store opened with `truncate_to` (a slave dropping what its new master lacks):
+/// the log ends there, no consume queue or index entry reaches past it, nothing
+/// after it is served, and writing goes on from it — also after a crash.
+#[test]
+fn opening_truncated_forgets_the_tail_and_continues_from_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), 4096, FlushDiskType::AsyncFlush);
+    let results = {
+        let store = open(&cfg);
+        let r = fill(&store, 40);
+        store.shutdown().unwrap();
+        r
+    };
+    // Keep the first 25 records (they span several 4 KiB segments).
+    let cut = results[25].physical_offset;
+    let opts = store::StoreOptions { truncate_to: Some(cut), ..store::StoreOptions::default() };
+    let store = store::MessageStore::open_with(std::sync::Arc::new(cfg.clone()), store_host(), opts).unwrap();
+    let rep = store.recovery_report().clone();
+    assert_eq!(rep.truncated.as_ref().map(|t| t.offset), Some(cut), "{rep:?}");
+    assert_eq!(store.commit_log_max_offset(), cut);
+    let kept: Vec<Vec<u8>> = (0..3).flat_map(|q| read_all(&store, q)).collect();
+    assert_eq!(kept.len(), 25);
+    for i in 25..40 {
+        assert!(!kept.contains(&format!("record-{i}").into_bytes()), "record-{i} is still served");
+        assert!(store.query_message("R", &format!("key-{i}"), 8, 0, i64::MAX).is_empty(), "key-{i} still indexed");
+    }
+    assert_eq!(store.query_message("R", "key-24", 8, 0, i64::MAX).len(), 1);
+    // Queue offsets continue where the kept records end; the log from the cut.
+    let rt = runtime();
+    let next = rt.block_on(store.put(msg("R", 1, b"after the cut")));
+    assert_eq!(next.physical_offset, cut);
+    // Queue 1 kept records 1, 4, ..., 22: eight of them.
+    assert_eq!(next.queue_offset, 8);
+    drop(store);
+    // A crash after that (no shutdown): the store still agrees with itself.
+    let store = open(&cfg);
+    let after: Vec<Vec<u8>> = (0..3).flat_map(|q| read_all(&store, q)).collect();
+    assert_eq!(after.len(), 26);
+    assert!(after.contains(&b"after the cut".to_vec()));
+
+    // A cut that is not a record boundary is refused.
+    drop(store);
+    let opts = store::StoreOptions { truncate_to: Some(cut + 1), ..store::StoreOptions::default() };
+    assert!(store::MessageStore::open_with(std::sync::Arc::new(cfg), store_host(), opts).is_err());
+}
