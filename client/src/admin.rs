@@ -287,7 +287,9 @@ impl Admin {
     }
 
     /// The message-trace records of message `msg_id` in `trace_topic` (RocketMQ's
-    /// `queryMsgTraceById`), oldest first, each with the host that sent it.
+    /// `queryMsgTraceById`), each with the host that sent it, in the order their
+    /// events happened (clients send their records on their own schedules, so a
+    /// consumer's may be stored before the producer's).
     ///
     /// # Errors
     /// See [`Admin::query_message`].
@@ -303,10 +305,16 @@ impl Admin {
         for m in self.query_message(trace_topic, msg_id, max, begin, end).await? {
             let body = String::from_utf8_lossy(&m.body);
             out.extend(
-                msg_trace::data::decode(&body).into_iter().filter(|r| r.msg_id() == msg_id).map(|r| (r, m.born_host)),
+                msg_trace::data::decode(&body)
+                    .into_iter()
+                    .filter(|r| r.msg_id() == msg_id)
+                    .map(|r| (r.timestamp().unwrap_or(m.store_timestamp), r, m.born_host)),
             );
         }
-        Ok(out)
+        // Within a millisecond, in causal order (a send, its transaction's end, then
+        // consumptions); stable otherwise.
+        out.sort_by_key(|(at, r, _)| (*at, r.causal_rank()));
+        Ok(out.into_iter().map(|(_, r, host)| (r, host)).collect())
     }
 
     /// Per-queue progress of `group` on `topic`, across the topic's brokers.

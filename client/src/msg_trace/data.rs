@@ -133,6 +133,27 @@ impl TraceRecord {
         }
     }
 
+    /// When the record's event happened (ms), if it says.
+    pub fn timestamp(&self) -> Option<i64> {
+        match self {
+            Self::Pub(r) => Some(r.timestamp),
+            Self::SubBefore(r) => Some(r.timestamp),
+            Self::SubAfter(r) => r.timestamp.filter(|t| *t > 0),
+            Self::EndTransaction(r) => Some(r.timestamp),
+        }
+    }
+
+    /// Where the record's event falls in a message's life: a send, its
+    /// transaction's end, a delivery, its outcome.
+    pub fn causal_rank(&self) -> u8 {
+        match self {
+            Self::Pub(_) => 0,
+            Self::EndTransaction(_) => 1,
+            Self::SubBefore(_) => 2,
+            Self::SubAfter(_) => 3,
+        }
+    }
+
     /// The message's keys (space-separated), if it has any.
     pub fn keys(&self) -> Option<&str> {
         match self {
