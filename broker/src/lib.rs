@@ -244,6 +244,7 @@ fn ha_settings(config: &config::BrokerConfig) -> replication::HaSettings {
         transfer_batch_size: usize::try_from(config.ha_transfer_batch_size.as_u64()).unwrap_or(usize::MAX),
         max_gap_not_in_sync: i64::try_from(config.ha_max_gap_not_in_sync.as_u64()).unwrap_or(i64::MAX),
         on_transfer: None,
+        identity: None,
     }
 }
 

@@ -14,6 +14,11 @@
 //!                  └──────────────────────┴───────────┴──────────────────────────┘
 //! ```
 //!
+//! In controller mode a slave first names itself with one more 8-byte value,
+//! `i64::MIN + brokerId` (a FerroMQ extension no offset can collide with), so its
+//! master can tell which SyncStateSet members keep up
+//! ([`HaMaster::caught_up_slaves`]).
+//!
 //! The master streams its commit log from the slave's first reported offset — from
 //! the start of its last segment when the slave reports 0 (an empty slave) — in
 //! transfers of at most `haTransferBatchSize` bytes that never cross a segment, sent
@@ -72,6 +77,10 @@ pub struct HaSettings {
     pub max_gap_not_in_sync: i64,
     /// Told of each transfer with data (`None`: nobody asks).
     pub on_transfer: Option<TransferObserver>,
+    /// Controller mode: the broker id a slave names itself with when it connects
+    /// ([`protocol::identity`]), so its master can tell which of its SyncStateSet
+    /// members caught up. `None`: RocketMQ 4.x's protocol, unchanged.
+    pub identity: Option<u64>,
 }
 
 impl std::fmt::Debug for HaSettings {
@@ -82,6 +91,7 @@ impl std::fmt::Debug for HaSettings {
             .field("transfer_batch_size", &self.transfer_batch_size)
             .field("max_gap_not_in_sync", &self.max_gap_not_in_sync)
             .field("on_transfer", &self.on_transfer.is_some())
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -94,6 +104,7 @@ impl Default for HaSettings {
             transfer_batch_size: 32 * 1024,
             max_gap_not_in_sync: 256 * 1024 * 1024,
             on_transfer: None,
+            identity: None,
         }
     }
 }

@@ -37,6 +37,13 @@ use crate::HaSettings;
 struct Slave {
     id: u64,
     addr: SocketAddr,
+    /// The broker id the slave named itself with (controller mode; -1: none).
+    broker_id: AtomicI64,
+    /// When (ms) the slave last reported holding everything the master had when it
+    /// last sent it data (RocketMQ's `lastCaughtUpTime`).
+    caught_up_ms: AtomicI64,
+    /// The master's log end when it last sent this slave data.
+    end_at_send: AtomicI64,
     /// The newest offset the slave reported (-1 before its first report).
     acked: AtomicI64,
     /// Where the next transfer starts (-1 before the first).
@@ -101,6 +108,24 @@ impl HaMaster {
     }
 
     /// RocketMQ's `HARuntimeInfo` of a master.
+    /// The broker ids of the connected slaves that named themselves and held
+    /// everything this master had within the last `max_lag` (RocketMQ's
+    /// `haMaxTimeSlaveNotCatchup`): the slaves a SyncStateSet may count on.
+    pub fn caught_up_slaves(&self, max_lag: std::time::Duration) -> std::collections::BTreeSet<u64> {
+        let now = common::time::now_ms();
+        let lag = i64::try_from(max_lag.as_millis()).unwrap_or(i64::MAX);
+        self.slaves
+            .list
+            .lock()
+            .iter()
+            .filter(|s| {
+                let seen = s.caught_up_ms.load(Ordering::Acquire);
+                seen > 0 && now - seen <= lag
+            })
+            .filter_map(|s| u64::try_from(s.broker_id.load(Ordering::Acquire)).ok())
+            .collect()
+    }
+
     pub fn runtime_info(&self) -> HaRuntimeInfo {
         let max = self.store.commit_log_max_offset();
         let list = self.slaves.list.lock();
@@ -162,6 +187,9 @@ async fn accept_loop(
         let slave = Arc::new(Slave {
             id: slaves.next_id.fetch_add(1, Ordering::Relaxed),
             addr: peer,
+            broker_id: AtomicI64::new(-1),
+            caught_up_ms: AtomicI64::new(0),
+            end_at_send: AtomicI64::new(0),
             acked: AtomicI64::new(-1),
             next: AtomicI64::new(-1),
             sent: AtomicU64::new(0),
@@ -221,14 +249,29 @@ async fn read_reports(
             Ok(Ok(n)) => n,
         };
         filled += n;
-        let Some((offset, used)) = protocol::last_report(&buf[..filled]) else { continue };
+        let (values, used) = protocol::reports(&buf[..filled]);
         buf.copy_within(used..filled, 0);
         filled -= used;
+        let mut newest = None;
+        for value in values {
+            // A slave in controller mode names itself before its first report.
+            if let Some(id) =
+                protocol::parse_identity(value).filter(|_| newest.is_none() && !registered.load(Ordering::Acquire))
+            {
+                slave.broker_id.store(id as i64, Ordering::Release);
+                continue;
+            }
+            newest = Some(value);
+        }
+        let Some(offset) = newest else { continue };
         let previous = slave.acked.load(Ordering::Acquire);
         if !protocol::plausible(offset) || offset < previous {
             return format!("not a slave's report (offset {offset} after {previous}); closing");
         }
         slave.acked.store(offset, Ordering::Release);
+        if offset >= slave.end_at_send.load(Ordering::Acquire).min(store.commit_log_max_offset()) {
+            slave.caught_up_ms.store(common::time::now_ms(), Ordering::Release);
+        }
         if !registered.swap(true, Ordering::AcqRel) {
             // Counted as a slave (for SLAVE_NOT_AVAILABLE) from its first report on.
             slaves.list.lock().push(slave.clone());
@@ -265,6 +308,7 @@ async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore,
         appended.as_mut().enable();
         if let Some(data) = store.commit_log_data(next, settings.transfer_batch_size) {
             let len = data.len();
+            slave.end_at_send.store(store.commit_log_max_offset(), Ordering::Release);
             let started = settings.on_transfer.as_ref().map(|_| std::time::SystemTime::now());
             if let Err(e) = write_transfer(&mut wr, next, data).await {
                 return format!("write failed: {e}");

@@ -35,15 +35,25 @@ pub fn report(offset: i64) -> [u8; REPORT_LEN] {
     offset.to_be_bytes()
 }
 
-/// The last complete report in `buf` (RocketMQ's master reads only the newest), and
-/// how many bytes the complete reports took.
-pub fn last_report(buf: &[u8]) -> Option<(i64, usize)> {
+/// The first report of a slave that names itself (controller mode, FerroMQ only):
+/// `i64::MIN + broker_id`, a value no offset report can take, so a master that does
+/// not expect it drops the connection rather than misread it.
+pub fn identity(broker_id: u64) -> [u8; REPORT_LEN] {
+    (i64::MIN + (broker_id as i64 & (MAX_PLAUSIBLE_OFFSET - 1))).to_be_bytes()
+}
+
+/// The broker id an identity report carries.
+pub fn parse_identity(value: i64) -> Option<u64> {
+    let id = value.checked_sub(i64::MIN)?;
+    (0..MAX_PLAUSIBLE_OFFSET).contains(&id).then_some(id as u64)
+}
+
+/// Every complete report in `buf`, oldest first, and how many bytes they took.
+pub fn reports(buf: &[u8]) -> (Vec<i64>, usize) {
     let whole = buf.len() - buf.len() % REPORT_LEN;
-    if whole == 0 {
-        return None;
-    }
-    let last = &buf[whole - REPORT_LEN..whole];
-    Some((i64::from_be_bytes(last.try_into().expect("8 bytes")), whole))
+    let values =
+        buf[..whole].chunks_exact(REPORT_LEN).map(|c| i64::from_be_bytes(c.try_into().expect("8 bytes"))).collect();
+    (values, whole)
 }
 
 /// Whether `offset` can be a slave's report.
@@ -63,19 +73,35 @@ mod tests {
     }
 
     #[test]
-    fn only_the_newest_complete_report_counts() {
+    fn complete_reports_are_read_and_a_partial_one_waits() {
         let mut buf = Vec::new();
         buf.extend_from_slice(&report(100));
         buf.extend_from_slice(&report(250));
         buf.extend_from_slice(&[0, 0, 0]);
-        assert_eq!(last_report(&buf), Some((250, 16)));
-        assert_eq!(last_report(&buf[..7]), None);
+        assert_eq!(reports(&buf), (vec![100, 250], 16));
+        assert_eq!(reports(&buf[..7]), (vec![], 0));
+    }
+
+    #[test]
+    fn an_identity_is_never_an_offset() {
+        for id in [0u64, 1, 7, 1 << 40] {
+            let v = i64::from_be_bytes(identity(id));
+            assert!(!plausible(v));
+            assert_eq!(parse_identity(v), Some(id));
+        }
+        assert_eq!(parse_identity(100), None);
+        let mut buf = identity(3).to_vec();
+        buf.extend_from_slice(&report(42));
+        buf.push(9);
+        let (values, used) = reports(&buf);
+        assert_eq!((values.len(), used), (2, 16));
+        assert_eq!((parse_identity(values[0]), values[1]), (Some(3), 42));
     }
 
     #[test]
     fn text_is_not_an_offset() {
         for probe in [b"GET / HTTP/1.1\r\n".as_slice(), b"\x16\x03\x01\x02\x00\x01\x00\x01", b"PING\r\n\r\n"] {
-            let (offset, _) = last_report(probe).unwrap();
+            let offset = *reports(probe).0.last().unwrap();
             assert!(!plausible(offset), "{probe:?} read as {offset}");
         }
         assert!(plausible(0) && plausible(1 << 40));

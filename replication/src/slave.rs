@@ -149,7 +149,12 @@ async fn session(store: &MessageStore, addr: &str, settings: &HaSettings, progre
         Err(_) => return format!("connecting to {addr} timed out"),
     };
     let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
+    if let Some(id) = settings.identity {
+        if let Err(e) = wr.write_all(&protocol::identity(id)).await {
+            return format!("naming itself to {addr} failed: {e}");
+        }
+    }
     progress.connected.store(true, Ordering::Release);
     info!(master = %addr, offset = store.commit_log_max_offset(), "following the master");
     // Reading and reporting run side by side; neither is ever cancelled halfway

@@ -156,3 +156,42 @@ async fn a_peer_that_is_not_a_slave_is_dropped_alone() {
     follower.shutdown().await;
     ha.shutdown().await;
 }
+
+/// Controller mode: a slave names itself when it connects, and its master counts it
+/// among the caught-up slaves (a SyncStateSet's candidates) while it keeps up, and not
+/// once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_slave_is_counted_caught_up_while_it_keeps_up() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(md.path(), 10911, StoreOptions::default());
+    for i in 0..100 {
+        put(&master, i).await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
+    let slave = open(sd.path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, HaSettings { identity: Some(7), ..settings() });
+    let lag = Duration::from_secs(2);
+    wait_until("slave 7 caught up", || ha.caught_up_slaves(lag).contains(&7)).await;
+    // Still counted while the master takes more writes and the slave follows.
+    for i in 100..400 {
+        put(&master, i).await;
+    }
+    let end = master.commit_log_max_offset();
+    wait_until("the slave to hold the new writes", || slave.commit_log_max_offset() == end).await;
+    assert_eq!(ha.caught_up_slaves(lag), std::collections::BTreeSet::from([7]));
+    follower.shutdown().await;
+    wait_until("slave 7 gone", || ha.caught_up_slaves(lag).is_empty()).await;
+
+    // A slave that does not name itself (RocketMQ 4.x's protocol) replicates as
+    // before but is nobody's SyncStateSet member.
+    let sd2 = tempfile::tempdir().unwrap();
+    let plain = open(sd2.path(), 10931, StoreOptions::default());
+    let (_tx2, rx2) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(plain.clone(), rx2, settings());
+    wait_until("the plain slave to catch up", || plain.commit_log_max_offset() == end).await;
+    assert!(ha.caught_up_slaves(lag).is_empty());
+    follower.shutdown().await;
+    ha.shutdown().await;
+}
