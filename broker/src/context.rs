@@ -47,6 +47,8 @@ pub struct BrokerContext {
     pub metrics: crate::metrics::BrokerMetrics,
     /// The span exporter, when `[telemetry.traces]` exports spans.
     pub traces: Option<Arc<telemetry::TraceExport>>,
+    /// Controller mode: what the broker shares with its supervisor.
+    pub membership: Option<Arc<crate::controlled::Membership>>,
     /// Its tracer (`None`: no span is ever started).
     pub tracer: Option<telemetry::trace::SdkTracer>,
     pub transactions: crate::transaction::state::TransactionState,
@@ -66,6 +68,14 @@ pub struct BrokerContext {
 }
 
 impl BrokerContext {
+    /// Why this broker takes no writes now, as a response: a slave's refusal, or a
+    /// controller-mode master whose SyncStateSet is below `min_in_sync_replicas`.
+    pub fn refuse_write(&self) -> Option<remoting::RemotingCommand> {
+        self.role
+            .refuse_write(&self.config.broker_name)
+            .or_else(|| self.membership.as_ref().and_then(|m| m.refuse_write()))
+    }
+
     /// Opens the store and loads the state files.
     ///
     /// # Errors
@@ -77,6 +87,7 @@ impl BrokerContext {
         ha_addr: SocketAddr,
         metrics: crate::metrics::BrokerMetrics,
         traces: Option<Arc<telemetry::TraceExport>>,
+        start: &crate::StartOptions,
     ) -> Result<Arc<Self>> {
         config.validate().map_err(|e| Error::Config(e.to_string()))?;
         let delay_levels = config.delay_levels().map_err(|e| Error::Config(e.to_string()))?;
@@ -86,7 +97,12 @@ impl BrokerContext {
         let replica_ack = (config.broker_role == config::BrokerRole::SyncMaster).then(|| store::ReplicaAck {
             max_gap: i64::try_from(config.ha_max_gap_not_in_sync.as_u64()).unwrap_or(i64::MAX),
         });
-        let opts = StoreOptions { delay_levels: delay_levels.clone(), replica_ack, ..StoreOptions::default() };
+        let opts = StoreOptions {
+            delay_levels: delay_levels.clone(),
+            replica_ack,
+            truncate_to: start.truncate_to,
+            ..StoreOptions::default()
+        };
         let store = Arc::new(MessageStore::open_with(Arc::new(config.store.clone()), broker_addr, opts)?);
         let role = Replication::new(config.broker_role, ha_addr, config.ha_master_address.clone())
             .with_slave_reads(config.slave_read_enable, config.access_message_in_memory_max_ratio);
@@ -117,6 +133,7 @@ impl BrokerContext {
             metrics,
             tracer: traces.as_ref().map(|t| t.tracer("ferromq-broker")),
             traces,
+            membership: start.membership.clone(),
             transactions: Default::default(),
             timers,
             order_expansions,

@@ -20,6 +20,7 @@
 pub mod client_manager;
 pub mod consumer_offset;
 pub mod context;
+pub mod controlled;
 pub mod error;
 pub mod filter;
 pub mod gauges;
@@ -57,6 +58,15 @@ pub use context::BrokerContext;
 pub use error::{Error, Result};
 
 /// A running broker.
+/// How one incarnation of a broker starts (controller mode restarts it in place).
+#[derive(Default, Clone)]
+pub struct StartOptions {
+    /// Cut the commit log here first (see `store::StoreOptions::truncate_to`).
+    pub truncate_to: Option<i64>,
+    /// Controller mode: the supervisor's shared state (`None`: a plain broker).
+    pub membership: Option<Arc<controlled::Membership>>,
+}
+
 pub struct Broker {
     ctx: Arc<BrokerContext>,
     server: remoting::RemotingServer,
@@ -86,6 +96,24 @@ impl Broker {
         plugins: &config::PluginsConfig,
         telemetry: &config::TelemetryConfig,
     ) -> Result<Self> {
+        if config.enable_controller_mode {
+            return Err(Error::Config(
+                "enable_controller_mode: a broker in controller mode runs under `controlled::run`".into(),
+            ));
+        }
+        Self::start_with(config, plugins, telemetry, StartOptions::default()).await
+    }
+
+    /// One incarnation of a broker, as [`Broker::start_observed`] with `opts`.
+    ///
+    /// # Errors
+    /// As [`Broker::start_observed`].
+    pub async fn start_with(
+        config: config::BrokerConfig,
+        plugins: &config::PluginsConfig,
+        telemetry: &config::TelemetryConfig,
+        opts: StartOptions,
+    ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.listen_port)).await?;
         let bound = listener.local_addr()?;
         let advertised_ip = advertised_ip(&config, bound.ip())?;
@@ -105,6 +133,9 @@ impl Broker {
             None => advertised_ip,
         };
         let mut ha_settings = ha_settings(&config);
+        // A slave in controller mode names itself to its master.
+        ha_settings.identity =
+            opts.membership.as_ref().filter(|_| !config.broker_role.is_master()).map(|m| m.broker_id);
         let node = telemetry::Node {
             node_type: "broker",
             cluster: config.broker_cluster_name.clone(),
@@ -125,6 +156,7 @@ impl Broker {
             SocketAddr::new(ha_ip, ha_port),
             broker_metrics,
             traces,
+            &opts,
         )?;
         if let Some(meter) = &meter {
             gauges::register(meter, &ctx);
@@ -265,7 +297,7 @@ fn fan_out_arrivals(ctx: &Arc<BrokerContext>) {
 /// `broker_ip1` if set, else the bound address if specific, else the first
 /// non-loopback IPv4 address of this host (RocketMQ's `getLocalAddress` rule), else
 /// loopback.
-fn advertised_ip(config: &config::BrokerConfig, bound: IpAddr) -> Result<IpAddr> {
+pub(crate) fn advertised_ip(config: &config::BrokerConfig, bound: IpAddr) -> Result<IpAddr> {
     if let Some(ip) = &config.broker_ip1 {
         return ip.parse().map_err(|_| Error::Config(format!("broker_ip1 `{ip}` is not an IP address")));
     }

@@ -37,6 +37,24 @@ fn main() -> anyhow::Result<()> {
     args.server.install_logging(&mut file.telemetry, &loaded.warnings).context("installing logging")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("broker").build()?;
     runtime.block_on(async move {
+        if file.broker.enable_controller_mode {
+            // Controller mode: the role comes from the controllers, and the broker
+            // restarts in place when it changes; the ready lines are printed once.
+            let mut first = true;
+            let stop = async {
+                let _ = remoting::server::shutdown_signal().await;
+                tracing::info!("shutdown signal received");
+            };
+            broker::controlled::run(file, stop, |b| {
+                if std::mem::take(&mut first) {
+                    println!("listening on {}", b.local_addr());
+                    println!("advertised as {}", b.broker_addr());
+                }
+            })
+            .await
+            .context("running in controller mode")?;
+            return anyhow::Ok(());
+        }
         let broker = broker::Broker::start_observed(file.broker, &file.plugins, &file.telemetry)
             .await
             .context("starting the broker")?;

@@ -100,6 +100,38 @@ pub struct BrokerConfig {
     /// further behind than this (or no slave is connected).
     #[serde(with = "byte_size")]
     pub ha_max_gap_not_in_sync: ByteSize,
+    /// Take the broker id and role from a controller group instead of
+    /// `broker_id` and `broker_role` (RocketMQ 5's `enableControllerMode`).
+    pub enable_controller_mode: bool,
+    /// The controllers, `host:port;host:port` (`controllerAddr`).
+    pub controller_addr: String,
+    /// How often the broker heartbeats every controller (`brokerHeartbeatInterval`).
+    #[serde(with = "humantime_serde")]
+    pub broker_heartbeat_interval: Duration,
+    /// How long the controllers wait for a heartbeat before they count the broker
+    /// dead (`controllerHeartBeatTimeoutMills`).
+    #[serde(with = "humantime_serde")]
+    pub controller_heart_beat_timeout: Duration,
+    /// How often the broker asks the controllers who its set's master is
+    /// (`syncBrokerMetadataPeriod`).
+    #[serde(with = "humantime_serde")]
+    pub sync_broker_metadata_period: Duration,
+    /// How often a master works out which slaves keep up and reports its
+    /// SyncStateSet (`checkSyncStateSetPeriod`).
+    #[serde(with = "humantime_serde")]
+    pub check_sync_state_set_period: Duration,
+    /// A slave that has not kept up for this long leaves the SyncStateSet
+    /// (`haMaxTimeSlaveNotCatchup`).
+    #[serde(with = "humantime_serde")]
+    pub ha_max_time_slave_not_catchup: Duration,
+    /// Of equally advanced brokers, the lowest value is elected
+    /// (`brokerElectionPriority`).
+    pub broker_election_priority: i32,
+    /// Acknowledge a put only once every SyncStateSet member holds it
+    /// (`allAckInSyncStateSet`).
+    pub all_ack_in_sync_state_set: bool,
+    /// Refuse puts while the SyncStateSet has fewer members (`minInSyncReplicas`).
+    pub min_in_sync_replicas: u32,
     /// Name servers to register with. TOML accepts a list or RocketMQ's
     /// `"a:9876;b:9876"` string; the environment and properties files use
     /// the string. RocketMQ's `NAMESRV_ADDR` variable sets it too.
@@ -239,6 +271,16 @@ impl Default for BrokerConfig {
             ha_housekeeping_interval: Duration::from_secs(20),
             ha_transfer_batch_size: ByteSize::kib(32),
             ha_max_gap_not_in_sync: ByteSize::mib(256),
+            enable_controller_mode: false,
+            controller_addr: String::new(),
+            broker_heartbeat_interval: Duration::from_secs(1),
+            controller_heart_beat_timeout: Duration::from_secs(10),
+            sync_broker_metadata_period: Duration::from_secs(5),
+            check_sync_state_set_period: Duration::from_secs(5),
+            ha_max_time_slave_not_catchup: Duration::from_secs(15),
+            broker_election_priority: i32::MAX,
+            all_ack_in_sync_state_set: false,
+            min_in_sync_replicas: 1,
             namesrv_addr: Vec::new(),
             auto_create_topic_enable: true,
             default_topic_queue_nums: 8,
@@ -284,15 +326,26 @@ impl BrokerConfig {
     pub fn validate(&self) -> Result<()> {
         check::not_blank("broker_cluster_name", &self.broker_cluster_name)?;
         check::not_blank("broker_name", &self.broker_name)?;
+        if self.enable_controller_mode {
+            // The controllers assign the id and the role.
+            check::not_blank("controller_addr", &self.controller_addr)?;
+            for addr in self.controller_addr.split(';').map(str::trim).filter(|a| !a.is_empty()) {
+                check::host_port("controller_addr", addr)?;
+            }
+            check::non_zero("broker_heartbeat_interval", self.broker_heartbeat_interval)?;
+            check::non_zero("sync_broker_metadata_period", self.sync_broker_metadata_period)?;
+            check::non_zero("check_sync_state_set_period", self.check_sync_state_set_period)?;
+            check::positive("min_in_sync_replicas", u64::from(self.min_in_sync_replicas))?;
+        }
         // RocketMQ's BrokerStartup enforces the same pairing: id 0 is the
         // master, and a slave with id 0 would replace its master in routes.
-        if self.broker_role.is_master() && self.broker_id != 0 {
+        if !self.enable_controller_mode && self.broker_role.is_master() && self.broker_id != 0 {
             return Err(Error::invalid(
                 "broker_id",
                 Invalid::Conflict { other: "broker_role", why: "a master must have broker_id 0" },
             ));
         }
-        if !self.broker_role.is_master() && self.broker_id == 0 {
+        if !self.enable_controller_mode && !self.broker_role.is_master() && self.broker_id == 0 {
             return Err(Error::invalid(
                 "broker_id",
                 Invalid::Conflict { other: "broker_role", why: "a slave must have a broker_id above 0" },

@@ -57,12 +57,37 @@ struct Slave {
 struct Slaves {
     list: Mutex<Vec<Arc<Slave>>>,
     next_id: AtomicU64,
+    /// Controller mode with `allAckInSyncStateSet`: the slaves (broker ids) every
+    /// put waits for — all of them — instead of the most advanced one.
+    ack_members: Mutex<Option<std::collections::BTreeSet<u64>>>,
 }
 
 impl Slaves {
-    /// Tells the store how many slaves there are and the most any of them holds.
+    /// Tells the store how many slaves there are and how far a put is held: the
+    /// most any slave holds, or with ack members the least any member holds (a
+    /// member not connected holds nothing; no member at all holds everything).
     fn publish(&self, store: &MessageStore) {
         let list = self.list.lock();
+        if let Some(members) = &*self.ack_members.lock() {
+            // Nobody to wait for: the SyncStateSet is the master alone.
+            store.set_replicas_required(!members.is_empty());
+            if members.is_empty() {
+                return;
+            }
+            let mut connected = 0;
+            let mut least = i64::MAX;
+            for id in members {
+                let held = list
+                    .iter()
+                    .filter(|s| u64::try_from(s.broker_id.load(Ordering::Acquire)).ok() == Some(*id))
+                    .map(|s| s.acked.load(Ordering::Acquire))
+                    .max();
+                connected += usize::from(held.is_some());
+                least = least.min(held.unwrap_or(-1));
+            }
+            store.replica_progress(connected, least);
+            return;
+        }
         let acked = list.iter().map(|s| s.acked.load(Ordering::Acquire)).max().unwrap_or(-1);
         store.replica_progress(list.len(), acked);
     }
@@ -108,6 +133,14 @@ impl HaMaster {
     }
 
     /// RocketMQ's `HARuntimeInfo` of a master.
+    /// Controller mode with `allAckInSyncStateSet`: puts wait for every slave in
+    /// `members` (the SyncStateSet without this master; empty: they wait for none).
+    /// `None`: for the most advanced slave, as RocketMQ 4.x's SYNC_MASTER.
+    pub fn set_ack_members(&self, members: Option<std::collections::BTreeSet<u64>>) {
+        *self.slaves.ack_members.lock() = members;
+        self.slaves.publish(&self.store);
+    }
+
     /// The broker ids of the connected slaves that named themselves and held
     /// everything this master had within the last `max_lag` (RocketMQ's
     /// `haMaxTimeSlaveNotCatchup`): the slaves a SyncStateSet may count on.

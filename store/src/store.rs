@@ -76,6 +76,9 @@ pub(crate) struct Core {
     /// Connected replicas, and the most any of them holds (-1: none yet).
     pub replicas: AtomicUsize,
     pub replica_acked: AtomicI64,
+    /// Whether SYNC_MASTER puts wait for replicas now (see
+    /// [`MessageStore::set_replicas_required`]).
+    pub replicas_required: AtomicBool,
     /// Wakes whoever streams the commit log (a master's replication connections)
     /// after every published batch.
     pub appended: tokio::sync::Notify,
@@ -236,6 +239,7 @@ impl MessageStore {
             replica_waiters: OffsetWaiters::new(),
             replicas: AtomicUsize::new(0),
             replica_acked: AtomicI64::new(-1),
+            replicas_required: AtomicBool::new(true),
             appended: tokio::sync::Notify::new(),
             read_limit: AtomicI64::new(i64::MAX),
             topic_table: Mutex::new(HashMap::new()),
@@ -459,7 +463,8 @@ impl MessageStore {
                 }
             }
         }
-        if let (Some(replica), Some(policy)) = (acks.replica, c.settings.opts.replica_ack) {
+        let replicas_required = c.replicas_required.load(Ordering::Acquire);
+        if let (Some(replica), Some(policy), true) = (acks.replica, c.settings.opts.replica_ack, replicas_required) {
             // RocketMQ's `isSlaveOK`: with no replica, or only one too far behind to
             // wait for, the put does not wait; it is stored all the same.
             let acked = c.replica_acked.load(Ordering::Acquire);
@@ -758,6 +763,13 @@ impl MessageStore {
         if acked > previous {
             c.replica_waiters.resolve_up_to(acked);
         }
+    }
+
+    /// Whether puts wait for a replica (SYNC_MASTER with `replica_ack`): off, they
+    /// are acknowledged without (a controller-mode master whose SyncStateSet is
+    /// itself alone, with nobody else to wait for).
+    pub fn set_replicas_required(&self, required: bool) {
+        self.core.replicas_required.store(required, Ordering::Release);
     }
 
     /// Stops serving records at or past `limit` (pulls, lookups, key queries) — a

@@ -60,6 +60,7 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
         }};
     }
     route!(send::process, SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE);
+    route!(controller_mode, GET_BROKER_EPOCH_CACHE, NOTIFY_BROKER_ROLE_CHANGED);
     route!(pull::process, PULL_MESSAGE, LITE_PULL_MESSAGE);
     route!(reply::send_reply, SEND_REPLY_MESSAGE, SEND_REPLY_MESSAGE_V2);
     route!(send::consumer_send_msg_back, CONSUMER_SEND_MSG_BACK);
@@ -100,4 +101,14 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
         }
     });
     d
+}
+
+/// Controller mode's requests to a broker: its epoch history, and the
+/// controllers' notice of a new master.
+async fn controller_mode(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
+    let resp = match req.request_code() {
+        RequestCode::GET_BROKER_EPOCH_CACHE => crate::controlled::epoch_cache(ctx),
+        _ => crate::controlled::role_changed(ctx, &req),
+    };
+    (!req.is_oneway()).then_some(resp)
 }

@@ -31,7 +31,7 @@ pub async fn send_reply(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCom
         v2.into()
     };
     Span::current().record("topic", h.topic.as_str());
-    if let Some(refused) = ctx.role.refuse_write(&ctx.config.broker_name) {
+    if let Some(refused) = ctx.refuse_write() {
         return Some(refused);
     }
     let mut props = Properties::decode(h.properties.as_deref().unwrap_or(""));

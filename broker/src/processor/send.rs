@@ -94,7 +94,7 @@ fn stamp_region(ctx: &BrokerContext, props: &mut Properties) {
 /// Checks shared by every send: broker and topic permissions, topic name, topic
 /// existence (auto-creating it when allowed) and the queue id.
 fn check_topic(ctx: &BrokerContext, h: &SendMessageRequestHeader, ch: &Channel) -> Result<TopicConfig, Reject> {
-    if let Some(refused) = ctx.role.refuse_write(&ctx.config.broker_name) {
+    if let Some(refused) = ctx.refuse_write() {
         return Err(refused);
     }
     if !ctx.is_writeable() {
@@ -468,7 +468,7 @@ async fn send_back(
     req: &RemotingCommand,
     h: &ConsumerSendMsgBackRequestHeader,
 ) -> Result<RemotingCommand, Reject> {
-    if let Some(refused) = ctx.role.refuse_write(&ctx.config.broker_name) {
+    if let Some(refused) = ctx.refuse_write() {
         return Err(refused);
     }
     let Some(gc) = ctx.groups.find_or_create(&h.group) else {
