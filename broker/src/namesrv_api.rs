@@ -28,7 +28,12 @@ fn ha_server_addr(ctx: &BrokerContext) -> String {
 }
 
 fn register_request(ctx: &BrokerContext) -> Option<RemotingCommand> {
-    let wrapper = registration_view(ctx.topics.snapshot(), i32::from(ctx.config.broker_permission));
+    let mut wrapper = registration_view(ctx.topics.snapshot(), i32::from(ctx.config.broker_permission));
+    // Controller mode: the master epoch rides as the state version, so a name server
+    // never lets a superseded master's registration replace its successor's.
+    if let Some(m) = &ctx.membership {
+        wrapper.data_version.state_version = Some(i64::from(m.master_epoch.load(std::sync::atomic::Ordering::Acquire)));
+    }
     let body = RegisterBrokerBody { topic_config_serialize_wrapper: wrapper, filter_server_list: Vec::new() };
     let bytes = match body.encode(ctx.config.compressed_register) {
         Ok(b) => b,

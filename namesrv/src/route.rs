@@ -80,6 +80,18 @@ impl RouteInfoManager {
     /// Applies a registration (§11.2 steps 3–7).
     pub fn register_broker(&self, r: Registration) -> RegisterResult {
         let mut t = self.tables.write();
+        // RocketMQ's rule: a broker whose id is held by another address with a higher
+        // state version (controller mode's master epoch) is a superseded one; its
+        // registration changes nothing.
+        let holder = t.broker_addr.get(&r.broker_name).and_then(|bd| bd.broker_addrs.get(&r.broker_id));
+        if let Some(other) = holder.filter(|a| **a != r.broker_addr) {
+            let theirs = t.broker_live.get(other).and_then(|l| l.data_version.state_version);
+            if theirs.is_some_and(|v| r.topic_config.data_version.state_version.unwrap_or(0) < v) {
+                warn!(broker_name = %r.broker_name, broker_id = r.broker_id, addr = %r.broker_addr, holder = %other,
+                      "registration of a superseded broker ignored");
+                return RegisterResult::default();
+            }
+        }
         t.cluster_addr.entry(r.cluster_name.clone()).or_default().insert(r.broker_name.clone());
 
         let first = !t.broker_addr.contains_key(&r.broker_name);
@@ -425,6 +437,26 @@ mod tests {
         // New data version: the broker's view wins.
         m.register_broker(reg("C", "a", 0, "A:1", &[("T", 4)], 2));
         assert_eq!(m.pickup_topic_route_data("T").unwrap().queue_datas[0].perm, 6);
+    }
+
+    #[test]
+    fn a_superseded_master_cannot_take_its_id_back() {
+        let m = RouteInfoManager::new(Duration::from_secs(120));
+        let with_epoch = |addr: &str, epoch: i64| {
+            let mut r = reg("C", "a", 0, addr, &[("T", 4)], 1);
+            r.topic_config.data_version.state_version = Some(epoch);
+            r
+        };
+        m.register_broker(with_epoch("OLD:1", 2));
+        m.register_broker(with_epoch("NEW:1", 3));
+        // The old master, resumed, registers again in its epoch: ignored.
+        m.register_broker(with_epoch("OLD:1", 2));
+        let route = m.pickup_topic_route_data("T").unwrap();
+        assert_eq!(route.broker_datas[0].broker_addrs.get(&0).map(String::as_str), Some("NEW:1"));
+        // A newer epoch does take it.
+        m.register_broker(with_epoch("OLD:1", 4));
+        let route = m.pickup_topic_route_data("T").unwrap();
+        assert_eq!(route.broker_datas[0].broker_addrs.get(&0).map(String::as_str), Some("OLD:1"));
     }
 
     #[test]

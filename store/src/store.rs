@@ -177,7 +177,10 @@ pub struct MessageStore {
     pub(crate) core: Arc<Core>,
     threads: Mutex<Threads>,
     report: RecoveryReport,
-    _lock: StoreLock,
+    /// The directory's lock, released by [`MessageStore::shutdown`] so the same
+    /// process may open the store again (a broker restarting in place) while stale
+    /// handles to this one are still being dropped.
+    lock: Mutex<Option<StoreLock>>,
     shut_down: AtomicBool,
 }
 
@@ -319,7 +322,13 @@ impl MessageStore {
         let c = core.clone();
         threads.cleaner = Some(spawn("store-clean", move || retention::run_cleaner(c))?);
 
-        Ok(Self { core, threads: Mutex::new(threads), report, _lock: lock, shut_down: AtomicBool::new(false) })
+        Ok(Self {
+            core,
+            threads: Mutex::new(threads),
+            report,
+            lock: Mutex::new(Some(lock)),
+            shut_down: AtomicBool::new(false),
+        })
     }
 
     /// What recovery found at open.
@@ -894,6 +903,12 @@ impl MessageStore {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        let result = self.shutdown_inner();
+        self.lock.lock().take();
+        result
+    }
+
+    fn shutdown_inner(&self) -> Result<()> {
         self.stop_threads();
         if self.core.halted() {
             return Ok(());

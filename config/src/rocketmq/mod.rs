@@ -189,7 +189,6 @@ pub(crate) const BROKER: Table = Table {
     ],
     unsupported: unsupported::BROKER,
     refused_when_on: &[
-        ("enableControllerMode", "brokers cannot join a controller group yet; use brokerRole and brokerId"),
         ("enableDLegerCommitLog", "DLedger commit logs are not supported; use brokerRole and brokerId"),
         ("aclEnable", "ACL is not implemented: the broker would accept every request"),
         ("useTLS", "TLS is not implemented: the broker would serve plain TCP"),
