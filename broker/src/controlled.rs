@@ -127,17 +127,18 @@ impl Controllers {
                 }
             }
         }
-        Err(Error::Config("no controller knows a leader".into()))
+        Err(Error::Controller("no controller knows a leader".into()))
     }
 
     /// A request to the leader; any answer but success is an error.
     async fn call(&self, cmd: RemotingCommand, ok: &[ResponseCode]) -> Result<RemotingCommand> {
         let leader = self.leader().await?;
-        let resp = self.client.invoke(&leader, cmd, CALL_TIMEOUT).await.map_err(|e| Error::Config(e.to_string()))?;
+        let resp =
+            self.client.invoke(&leader, cmd, CALL_TIMEOUT).await.map_err(|e| Error::Controller(e.to_string()))?;
         if resp.response_code() == ResponseCode::SUCCESS || ok.contains(&resp.response_code()) {
             return Ok(resp);
         }
-        Err(Error::Config(format!("controller {leader}: {} {}", resp.response_code(), resp.remark_str())))
+        Err(Error::Controller(format!("controller {leader}: {} {}", resp.response_code(), resp.remark_str())))
     }
 
     /// The broker's id: from `<store>/brokerIdentity`, or applied for and saved
@@ -159,7 +160,7 @@ impl Controllers {
                             .call(RemotingCommand::request_with(RequestCode::CONTROLLER_GET_NEXT_BROKER_ID, &h), &[])
                             .await?;
                         let next: GetNextBrokerIdResponseHeader =
-                            resp.decode_header().map_err(|e| Error::Config(e.to_string()))?;
+                            resp.decode_header().map_err(|e| Error::Controller(e.to_string()))?;
                         let id = next.next_broker_id.and_then(|i| u64::try_from(i).ok()).unwrap_or(1);
                         let code = format!("{broker_addr};{}", common::time::now_ms());
                         write_file(&temp, &format!("{}#{}#{id}#{code}", self.cluster, self.broker_name))?;
@@ -198,7 +199,7 @@ impl Controllers {
     async fn set_view(&self) -> Result<SetView> {
         let h = GetReplicaInfoRequestHeader { broker_name: self.broker_name.clone() };
         let resp = self.call(RemotingCommand::request_with(RequestCode::CONTROLLER_GET_REPLICA_INFO, &h), &[]).await?;
-        let h: GetReplicaInfoResponseHeader = resp.decode_header().map_err(|e| Error::Config(e.to_string()))?;
+        let h: GetReplicaInfoResponseHeader = resp.decode_header().map_err(|e| Error::Controller(e.to_string()))?;
         let body: SyncStateSetBody = remoting::json::from_slice(&resp.body_bytes()).unwrap_or_default();
         Ok(SetView {
             master: h.master_broker_id.and_then(|i| u64::try_from(i).ok()).zip(h.master_address),
@@ -223,7 +224,7 @@ impl Controllers {
                 &[ResponseCode::CONTROLLER_MASTER_STILL_EXIST],
             )
             .await?;
-        let h: ElectMasterResponseHeader = resp.decode_header().map_err(|e| Error::Config(e.to_string()))?;
+        let h: ElectMasterResponseHeader = resp.decode_header().map_err(|e| Error::Controller(e.to_string()))?;
         info!(master = ?h.master_broker_id, epoch = ?h.master_epoch, "election answered");
         Ok(())
     }
@@ -287,11 +288,11 @@ async fn master_epochs(client: &RemotingClient, master: &str) -> Result<EpochEnt
     let resp = client
         .invoke(master, RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE), CALL_TIMEOUT)
         .await
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::Controller(e.to_string()))?;
     if resp.response_code() != ResponseCode::SUCCESS {
-        return Err(Error::Config(format!("epoch cache of {master}: {}", resp.remark_str())));
+        return Err(Error::Controller(format!("epoch cache of {master}: {}", resp.remark_str())));
     }
-    remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Config(e.to_string()))
+    remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Controller(e.to_string()))
 }
 
 /// Reserves a port now (0: a free one) so every incarnation binds the same.

@@ -11,6 +11,10 @@ pub enum Error {
     Remoting(#[from] remoting::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Controller mode: the controllers (or the master asked for its epochs) did
+    /// not answer as needed.
+    #[error("controller mode: {0}")]
+    Controller(String),
     #[error("cannot read {path:?}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path:?} is not valid: {source}")]

@@ -347,3 +347,30 @@ async fn a_hung_master_is_fenced_and_the_controllers_failures_change_no_role() -
     check(&acked, &sent, &next.master_addr, &refs).await?;
     Ok(())
 }
+
+/// The same failover with the controllers embedded in three name servers
+/// (`enableControllerInNamesrv`), the brokers registering with all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_embedded_in_name_servers_fail_over_too() -> Result<()> {
+    let ports = tests::free_ports(3)?;
+    let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect();
+    let peers = peers.join(";");
+    let stores: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir()).collect::<std::io::Result<_>>()?;
+    let mut name_servers = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        let id = format!("n{i}");
+        let path = store.path().display().to_string();
+        name_servers.push(Namesrv::start(&[
+            ("ENABLE_CONTROLLER_IN_NAMESRV", "true"),
+            ("CONTROLLER__CONTROLLER_DLEGER_PEERS", &peers),
+            ("CONTROLLER__CONTROLLER_DLEGER_SELF_ID", &id),
+            ("CONTROLLER__CONTROLLER_STORE_PATH", &path),
+            ("CONTROLLER__SCAN_NOT_ACTIVE_BROKER_INTERVAL", "500ms"),
+        ])?);
+    }
+    let controllers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let namesrv: Vec<String> = name_servers.iter().map(Namesrv::addr).collect();
+    let namesrv = namesrv.join(";");
+    let brokers = start_brokers(&namesrv, &controllers.join(";"), 3)?;
+    failover_rounds(&controllers, &namesrv, brokers, 3).await
+}
