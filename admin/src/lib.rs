@@ -3,8 +3,8 @@
 //!
 //! Commands mirror `mqadmin` where one exists: `clusterList`, `brokerStatus`,
 //! `haStatus`, `topicRoute`, `updateTopic`, `consumerProgress`, `resetOffsetByTime`,
-//! `queryMsgTraceById`, and the controller verbs `getControllerMetaData`,
-//! `getSyncStateSet`, `electMaster` and `cleanBrokerMetadata`,
+//! `queryMsgTraceById`, and the controller-mode verbs `getControllerMetaData`,
+//! `getSyncStateSet`, `getBrokerEpoch`, `electMaster` and `cleanBrokerMetadata`,
 //! plus `send` and `consume` to check a cluster end to end. Name servers come from
 //! `-n`, `NAMESRV_ADDR` or the client configuration file, as for every client.
 //!
@@ -23,7 +23,7 @@ use client::msg_trace::data::TraceRecord;
 use client::{Admin, Message, Producer, ProducerOptions};
 use common::route::{ClusterInfo, MASTER_ID};
 use common::ResponseCode;
-use remoting::body::controller::{BrokerReplicasInfo, ElectMasterBody};
+use remoting::body::controller::{BrokerReplicasInfo, ElectMasterBody, EpochEntryCache};
 use remoting::header::controller::{
     CleanBrokerDataRequestHeader, ElectMasterRequestHeader, ElectMasterResponseHeader, GetMetaDataResponseHeader,
 };
@@ -459,6 +459,49 @@ pub async fn elect_master(
     );
     for (id, addr) in body.broker_member_group.map(|g| g.broker_addrs).unwrap_or_default() {
         out.push_str(&format!("\t#Broker\t{id}\t{addr}\n"));
+    }
+    Ok(out)
+}
+
+/// `getBrokerEpoch`: the epoch history of every broker of a broker name (from the
+/// name servers' cluster info), each asked with GET_BROKER_EPOCH_CACHE.
+///
+/// # Errors
+/// No name server answers, or no broker has that name.
+pub async fn broker_epochs(admin: &Admin, broker_name: &str) -> Result<String> {
+    let info = admin.cluster_info().await?;
+    let addrs: Vec<String> = info
+        .broker_addr_table
+        .get(broker_name)
+        .map(|bd| bd.broker_addrs.values().cloned().collect())
+        .unwrap_or_default();
+    if addrs.is_empty() {
+        bail!("no broker named {broker_name} is registered");
+    }
+    let mut out = String::new();
+    for addr in addrs {
+        let resp = admin
+            .instance()
+            .invoke(&addr, RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE), COMMAND_TIMEOUT)
+            .await?;
+        if resp.response_code() != ResponseCode::SUCCESS {
+            out.push_str(&format!("#brokerAddr\t{addr}\t{}\n", resp.remark_str()));
+            continue;
+        }
+        let cache: EpochEntryCache = remoting::json::from_slice(&resp.body_bytes())?;
+        out.push_str(&format!(
+            "\n#clusterName\t{}\n#brokerName\t{}\n#brokerAddr\t{addr}\n#brokerId\t{}\n",
+            cache.cluster_name, cache.broker_name, cache.broker_id
+        ));
+        let n = cache.epoch_list.len();
+        for (i, e) in cache.epoch_list.iter().enumerate() {
+            // The open last epoch ends, for now, where the log ends.
+            let end = if i + 1 == n { cache.max_offset } else { e.end_offset };
+            out.push_str(&format!(
+                "#Epoch: EpochEntry{{epoch={}, startOffset={}, endOffset={end}}}\n",
+                e.epoch, e.start_offset
+            ));
+        }
     }
     Ok(out)
 }

@@ -136,6 +136,12 @@ enum Command {
         #[arg(long = "clusterName")]
         cluster: String,
     },
+    /// The epoch history of each broker of a broker name (controller mode).
+    #[command(name = "getBrokerEpoch")]
+    GetBrokerEpoch {
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: String,
+    },
     /// Forget brokers of a set in the controllers (all of it without `--ids`).
     #[command(name = "cleanBrokerMetadata")]
     CleanBrokerMetadata {
@@ -201,6 +207,7 @@ async fn main() -> Result<()> {
             Command::ElectMaster { controller, broker_id, broker_name, cluster } => {
                 admin::elect_master(&a, controller, cluster, broker_name, *broker_id).await?
             }
+            Command::GetBrokerEpoch { broker_name } => admin::broker_epochs(&a, broker_name).await?,
             Command::CleanBrokerMetadata { controller, broker_name, ids, cluster, living } => {
                 admin::clean_broker_metadata(&a, controller, cluster.as_deref(), broker_name, ids.as_deref(), *living)
                     .await?

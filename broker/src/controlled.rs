@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use common::ResponseCode;
 use config::{BrokerFile, BrokerRole};
-use remoting::body::controller::SyncStateSetBody;
+use remoting::body::controller::{EpochEntryBody, EpochEntryCache, SyncStateSetBody};
 use remoting::header::controller::{
     AlterSyncStateSetRequestHeader, ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterRequestHeader,
     ElectMasterResponseHeader, GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader, GetNextBrokerIdResponseHeader,
@@ -43,7 +43,6 @@ use remoting::header::controller::{
 };
 use remoting::{RemotingClient, RemotingCommand, RequestCode};
 use replication::epoch::{EpochEntry, EpochFile};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::Broker;
@@ -75,26 +74,6 @@ impl Membership {
             )
         })
     }
-}
-
-/// RocketMQ's `EpochEntryCache`, the body of GET_BROKER_EPOCH_CACHE.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct EpochEntryCache {
-    pub cluster_name: String,
-    pub broker_name: String,
-    pub broker_id: u64,
-    pub epoch_list: Vec<EpochEntryBody>,
-    pub max_offset: i64,
-}
-
-/// RocketMQ's `EpochEntry`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct EpochEntryBody {
-    pub epoch: i32,
-    pub start_offset: i64,
-    pub end_offset: i64,
 }
 
 /// The controllers, as a broker talks to them.

@@ -297,4 +297,24 @@ pub mod controller {
     pub struct BrokerReplicasInfo {
         pub replicas_info_table: BTreeMap<String, ReplicasInfoBody>,
     }
+
+    /// RocketMQ's `EpochEntryCache`, the body of GET_BROKER_EPOCH_CACHE.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct EpochEntryCache {
+        pub cluster_name: String,
+        pub broker_name: String,
+        pub broker_id: u64,
+        pub epoch_list: Vec<EpochEntryBody>,
+        pub max_offset: i64,
+    }
+
+    /// RocketMQ's `EpochEntry`.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct EpochEntryBody {
+        pub epoch: i32,
+        pub start_offset: i64,
+        pub end_offset: i64,
+    }
 }

@@ -261,6 +261,15 @@ async fn failover_rounds(controllers: &[String], namesrv: &str, mut brokers: Vec
     let (acked, sent) = load.finish().await?;
     let refs: Vec<&Broker> = brokers.iter().collect();
     let stored = check(&acked, &sent, &last.master_addr, &refs).await?;
+    // Every broker's epoch history (mqadmin getBrokerEpoch) ends in the last epoch.
+    let out = std::process::Command::new(tests::binary("ferromq-admin"))
+        .args(["-n", namesrv, "getBrokerEpoch", "-b", SET])
+        .env_remove("NAMESRV_ADDR")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("#brokerAddr").count(), 3, "{text}");
+    assert_eq!(text.matches(&format!("EpochEntry{{epoch={},", last.epoch)).count(), 3, "{text}");
     failovers.sort();
     eprintln!(
         "failover: {} acknowledged, {stored} stored; failover times {failovers:?} (median {:?})",
