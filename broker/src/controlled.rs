@@ -420,7 +420,19 @@ async fn supervise(
             cfg.broker_id = id;
             cfg.broker_role = BrokerRole::Slave;
             // Keep only what this broker shares with the master.
-            match master_epochs(&controllers.client, &master_addr).await {
+            // The master's history must already hold the epoch it was granted (it
+            // records it once it runs as master): until then, ask again.
+            let epochs_of_master = master_epochs(&controllers.client, &master_addr).await.and_then(|theirs| {
+                if theirs.epoch_list.last().is_some_and(|e| e.epoch >= view.master_epoch) {
+                    Ok(theirs)
+                } else {
+                    Err(Error::Controller(format!(
+                        "master {master_addr} has not started epoch {} yet",
+                        view.master_epoch
+                    )))
+                }
+            });
+            match epochs_of_master {
                 Ok(theirs) => {
                     let own_end = store_end(&cfg)?;
                     let list: Vec<EpochEntry> = theirs
