@@ -63,6 +63,9 @@ struct ProducerEntry {
     tx_check: Option<Arc<dyn TransactionCheckHandle>>,
 }
 
+/// How often a topic's route is re-fetched, at most, after failed requests.
+const ROUTE_REFRESH_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 pub(crate) struct Inner {
     pub config: ClientConfig,
     pub client_id: String,
@@ -78,6 +81,8 @@ pub(crate) struct Inner {
     /// Set by the first [`ClientInstance::start`]: a consumer and its inner producer
     /// (or several clients sharing an instance) start it once.
     started: std::sync::atomic::AtomicBool,
+    /// When each topic's route was last re-fetched after a failed request.
+    refreshed_after_failure: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// The shared client core. Cheap to clone.
@@ -135,6 +140,7 @@ impl ClientInstance {
                 uniq: UniqIdGenerator::new(ip, std::process::id(), salt),
                 cancel: CancellationToken::new(),
                 started: std::sync::atomic::AtomicBool::new(false),
+                refreshed_after_failure: parking_lot::Mutex::default(),
             }
         });
         Self { inner }
@@ -239,6 +245,35 @@ impl ClientInstance {
     /// As [`ClientInstance::route`].
     pub async fn refresh_route(&self, topic: &str) -> Result<Arc<TopicRouteData>> {
         self.inner.update_route(topic).await
+    }
+
+    /// Re-fetches `topic`'s route after a request to one of its brokers failed, at
+    /// most once a second per topic: a master that died is replaced (controller
+    /// mode, or an operator) long before the periodic poll
+    /// (`poll_name_server_interval`, 30 s) would notice.
+    pub async fn refresh_route_after_failure(&self, topic: &str) {
+        {
+            let mut last = self.inner.refreshed_after_failure.lock();
+            let now = std::time::Instant::now();
+            if last.get(topic).is_some_and(|at| now.duration_since(*at) < ROUTE_REFRESH_AFTER_FAILURE) {
+                return;
+            }
+            last.insert(topic.to_owned(), now);
+        }
+        match self.inner.update_route(topic).await {
+            Ok(_) => {}
+            // The name servers no longer route the topic (its master is gone and its
+            // successor has not registered it yet): forget the stale route, so sends
+            // fall back to auto-creation (`TBW102`) as for a new topic.
+            Err(Error::NoRoute(_)) => {
+                self.inner.routes.write().remove(topic);
+                // ... whose route (`TBW102`'s, cached too) must then be current.
+                if topic != common::topic::AUTO_CREATE_TOPIC_KEY {
+                    Box::pin(self.refresh_route_after_failure(common::topic::AUTO_CREATE_TOPIC_KEY)).await;
+                }
+            }
+            Err(e) => tracing::debug!(topic, error = %e, "route refresh after a failure failed"),
+        }
     }
 
     /// The address of `broker_name`'s master (id 0).

@@ -429,8 +429,13 @@ impl Producer {
             let queues =
                 match self.inner.instance.publish_queues(&msg.topic, self.inner.opts.default_topic_queue_nums).await {
                     Ok(q) => q,
-                    // Nothing was sent: no route, no name server. Say so as it is.
-                    Err(e) if made == 0 => return Err(e),
+                    // Nothing was sent: no route, no name server. Say so as it is
+                    // (after asking again: a set between masters has no writable
+                    // queue until its new master registers).
+                    Err(e) if made == 0 => {
+                        self.inner.instance.refresh_route_after_failure(&msg.topic).await;
+                        return Err(e);
+                    }
                     Err(e) => {
                         last_err = Some(e);
                         break;
@@ -453,6 +458,10 @@ impl Producer {
                 }
                 Err(e) => {
                     let retryable = is_retryable(&e);
+                    if matches!(e, Error::Remoting(_) | Error::Timeout(_) | Error::NoBrokerAddr(_) | Error::Io(_)) {
+                        // The broker may be gone for good: learn its successor now.
+                        self.inner.instance.refresh_route_after_failure(&msg.topic).await;
+                    }
                     debug!(topic = %msg.topic, broker_name = %mq.broker_name, attempt, error = %e, retryable, "send attempt failed");
                     self.inner.faults.mark_failed(&mq.broker_name, self.inner.opts.fault_isolation);
                     last_broker = Some(mq.broker_name.clone());

@@ -90,9 +90,10 @@ struct Load {
 
 impl Load {
     fn start(namesrv: &str) -> Self {
+        // RocketMQ's default route poll (30 s): a producer learns a new master from
+        // the failed sends themselves.
         let cfg = config::ClientConfig {
             namesrv_addr: namesrv.split(';').map(str::to_owned).collect(),
-            poll_name_server_interval: Duration::from_secs(1),
             ..config::ClientConfig::default()
         };
         let producer = Producer::new("FailoverPG", cfg, None, ProducerOptions::default());
