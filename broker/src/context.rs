@@ -48,7 +48,7 @@ pub struct BrokerContext {
     /// The span exporter, when `[telemetry.traces]` exports spans.
     pub traces: Option<Arc<telemetry::TraceExport>>,
     /// Controller mode: what the broker shares with its supervisor.
-    pub membership: Option<Arc<crate::controlled::Membership>>,
+    pub membership: Option<Arc<crate::membership::Membership>>,
     /// Its tracer (`None`: no span is ever started).
     pub tracer: Option<telemetry::trace::SdkTracer>,
     pub transactions: crate::transaction::state::TransactionState,

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use common::ResponseCode;
 use config::{BrokerFile, BrokerRole};
-use remoting::body::controller::{EpochEntryBody, EpochEntryCache, SyncStateSetBody};
+use remoting::body::controller::{EpochEntryCache, SyncStateSetBody};
 use remoting::header::controller::{
     AlterSyncStateSetRequestHeader, ApplyBrokerIdRequestHeader, BrokerHeartbeatRequestHeader, ElectMasterRequestHeader,
     ElectMasterResponseHeader, GetMetaDataResponseHeader, GetNextBrokerIdRequestHeader, GetNextBrokerIdResponseHeader,
@@ -45,36 +45,8 @@ use remoting::{RemotingClient, RemotingCommand, RequestCode};
 use replication::epoch::{EpochEntry, EpochFile};
 
 use crate::error::{Error, Result};
+pub use crate::membership::Membership;
 use crate::Broker;
-
-/// What the running broker shares with its supervisor in controller mode.
-pub struct Membership {
-    pub broker_id: u64,
-    /// The master epoch this incarnation runs in.
-    pub master_epoch: AtomicI32,
-    /// The SyncStateSet as the controllers last confirmed it (a master's view).
-    pub sync_state_set: RwLock<BTreeSet<u64>>,
-    pub sync_state_set_epoch: AtomicI32,
-    pub min_in_sync_replicas: usize,
-    pub epochs: Mutex<EpochFile>,
-    /// Woken by NOTIFY_BROKER_ROLE_CHANGED with a newer epoch.
-    pub role_changed: Notify,
-    pub notified_epoch: AtomicI32,
-}
-
-impl Membership {
-    /// A master with fewer SyncStateSet members than `min_in_sync_replicas` takes no
-    /// writes (RocketMQ answers IN_SYNC_REPLICAS_NOT_ENOUGH as a system error).
-    pub fn refuse_write(&self) -> Option<RemotingCommand> {
-        let n = self.sync_state_set.read().len();
-        (n < self.min_in_sync_replicas).then(|| {
-            RemotingCommand::error(
-                ResponseCode::SYSTEM_ERROR,
-                format!("in-sync replicas not enough: {n} of at least {}", self.min_in_sync_replicas),
-            )
-        })
-    }
-}
 
 /// The controllers, as a broker talks to them.
 struct Controllers {
@@ -521,38 +493,4 @@ async fn report_sync_state_set(broker: &Broker, controllers: &Controllers, m: &M
         slaves.remove(&m.broker_id);
         ha.set_ack_members(Some(slaves));
     }
-}
-
-/// GET_BROKER_EPOCH_CACHE: this broker's epochs.
-pub fn epoch_cache(ctx: &crate::context::BrokerContext) -> RemotingCommand {
-    let Some(m) = &ctx.membership else {
-        return RemotingCommand::error(ResponseCode::SYSTEM_ERROR, "this request only for controllerMode ");
-    };
-    let max = ctx.store.commit_log_max_offset();
-    let list = m.epochs.lock().entries();
-    let body = EpochEntryCache {
-        cluster_name: ctx.config.broker_cluster_name.clone(),
-        broker_name: ctx.config.broker_name.clone(),
-        broker_id: ctx.config.broker_id,
-        epoch_list: list
-            .iter()
-            .map(|e| EpochEntryBody { epoch: e.epoch, start_offset: e.start_offset, end_offset: e.end_offset })
-            .collect(),
-        max_offset: max,
-    };
-    RemotingCommand::success().with_body(remoting::json::to_vec(&body).unwrap_or_default())
-}
-
-/// NOTIFY_BROKER_ROLE_CHANGED: a newer epoch wakes the supervisor.
-pub fn role_changed(ctx: &crate::context::BrokerContext, req: &RemotingCommand) -> RemotingCommand {
-    if let (Some(m), Ok(h)) =
-        (&ctx.membership, req.decode_header::<remoting::header::controller::NotifyBrokerRoleChangedRequestHeader>())
-    {
-        let epoch = h.master_epoch.unwrap_or(0);
-        if epoch > m.master_epoch.load(Ordering::Acquire) {
-            m.notified_epoch.fetch_max(epoch, Ordering::AcqRel);
-            m.role_changed.notify_one();
-        }
-    }
-    RemotingCommand::success()
 }

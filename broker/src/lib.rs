@@ -26,6 +26,7 @@ pub mod filter;
 pub mod gauges;
 pub mod hold;
 pub mod lock;
+pub mod membership;
 pub mod metrics;
 pub mod namesrv_api;
 pub mod order_expansion;
@@ -64,7 +65,7 @@ pub struct StartOptions {
     /// Cut the commit log here first (see `store::StoreOptions::truncate_to`).
     pub truncate_to: Option<i64>,
     /// Controller mode: the supervisor's shared state (`None`: a plain broker).
-    pub membership: Option<Arc<controlled::Membership>>,
+    pub membership: Option<Arc<membership::Membership>>,
 }
 
 pub struct Broker {

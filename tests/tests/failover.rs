@@ -1,5 +1,6 @@
 //! Automatic failover in controller mode, with real processes: three controllers, a
-//! name server and a broker set of three brokers (`allAckInSyncStateSet`), under a
+//! name server and a broker set of three brokers (`allAckInSyncStateSet`,
+//! `minInSyncReplicas` 2), under a
 //! sending load of 64 sends in flight. Faults are injected as they happen — SIGKILL,
 //! SIGSTOP/SIGCONT — and every test ends with the checker: every message acknowledged
 //! SEND_OK is served by the set's master, everything served was sent by the test, and
@@ -61,6 +62,7 @@ fn broker_settings(controller_addr: &str) -> Vec<(&'static str, String)> {
         ("ENABLE_CONTROLLER_MODE", "true".to_owned()),
         ("CONTROLLER_ADDR", controller_addr.to_owned()),
         ("ALL_ACK_IN_SYNC_STATE_SET", "true".to_owned()),
+        ("MIN_IN_SYNC_REPLICAS", "2".to_owned()),
         ("BROKER_HEARTBEAT_INTERVAL", "300ms".to_owned()),
         ("CONTROLLER_HEART_BEAT_TIMEOUT", "3s".to_owned()),
         ("SYNC_BROKER_METADATA_PERIOD", "500ms".to_owned()),

@@ -107,8 +107,46 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
 /// controllers' notice of a new master.
 async fn controller_mode(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
     let resp = match req.request_code() {
-        RequestCode::GET_BROKER_EPOCH_CACHE => crate::controlled::epoch_cache(ctx),
-        _ => crate::controlled::role_changed(ctx, &req),
+        RequestCode::GET_BROKER_EPOCH_CACHE => epoch_cache(ctx),
+        _ => role_changed(ctx, &req),
     };
     (!req.is_oneway()).then_some(resp)
+}
+
+/// GET_BROKER_EPOCH_CACHE: this broker's epochs.
+fn epoch_cache(ctx: &BrokerContext) -> RemotingCommand {
+    let Some(m) = &ctx.membership else {
+        return RemotingCommand::error(ResponseCode::SYSTEM_ERROR, "this request only for controllerMode ");
+    };
+    let max = ctx.store.commit_log_max_offset();
+    let list = m.epochs.lock().entries();
+    let body = remoting::body::controller::EpochEntryCache {
+        cluster_name: ctx.config.broker_cluster_name.clone(),
+        broker_name: ctx.config.broker_name.clone(),
+        broker_id: ctx.config.broker_id,
+        epoch_list: list
+            .iter()
+            .map(|e| remoting::body::controller::EpochEntryBody {
+                epoch: e.epoch,
+                start_offset: e.start_offset,
+                end_offset: e.end_offset,
+            })
+            .collect(),
+        max_offset: max,
+    };
+    RemotingCommand::success().with_body(remoting::json::to_vec(&body).unwrap_or_default())
+}
+
+/// NOTIFY_BROKER_ROLE_CHANGED: a newer epoch wakes the supervisor.
+fn role_changed(ctx: &BrokerContext, req: &RemotingCommand) -> RemotingCommand {
+    if let (Some(m), Ok(h)) =
+        (&ctx.membership, req.decode_header::<remoting::header::controller::NotifyBrokerRoleChangedRequestHeader>())
+    {
+        let epoch = h.master_epoch.unwrap_or(0);
+        if epoch > m.master_epoch.load(std::sync::atomic::Ordering::Acquire) {
+            m.notified_epoch.fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
+            m.role_changed.notify_one();
+        }
+    }
+    RemotingCommand::success()
 }
