@@ -439,7 +439,7 @@ async fn supervise(
             }
         }
         let opts = crate::StartOptions { truncate_to, membership: Some(membership.clone()) };
-        let broker = Broker::start_with(cfg, &file.plugins, &file.telemetry, opts).await?;
+        let broker = start_in_place(&cfg, file, &opts).await?;
         if leading {
             let end = broker.context().store.commit_log_max_offset();
             membership.epochs.lock().append(view.master_epoch, end)?;
@@ -475,6 +475,24 @@ async fn supervise(
         }
     }
 }
+
+/// Starts an incarnation, waiting (up to [`REBIND_FOR`]) for the previous one's
+/// sockets to be released: a restart binds the same ports at once.
+async fn start_in_place(cfg: &config::BrokerConfig, file: &BrokerFile, opts: &crate::StartOptions) -> Result<Broker> {
+    let deadline = tokio::time::Instant::now() + REBIND_FOR;
+    loop {
+        match Broker::start_with(cfg.clone(), &file.plugins, &file.telemetry, opts.clone()).await {
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "a port of the previous incarnation is still bound; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a restart waits for its ports.
+const REBIND_FOR: Duration = Duration::from_secs(10);
 
 /// A master's SyncStateSet: itself and the slaves that kept up within
 /// `ha_max_time_slave_not_catchup`, reported when it differs from the controllers'.
