@@ -301,6 +301,8 @@ pub async fn run(
         sync_state_set: RwLock::new(BTreeSet::new()),
         sync_state_set_epoch: AtomicI32::new(0),
         min_in_sync_replicas: cfg.min_in_sync_replicas as usize,
+        in_sync_replicas: cfg.in_sync_replicas as usize,
+        all_ack_in_sync_state_set: cfg.all_ack_in_sync_state_set,
         epochs: Mutex::new(epochs),
         role_changed: Notify::new(),
         notified_epoch: AtomicI32::new(0),
@@ -482,7 +484,9 @@ async fn start_in_place(cfg: &config::BrokerConfig, file: &BrokerFile, opts: &cr
     let deadline = tokio::time::Instant::now() + REBIND_FOR;
     loop {
         match Broker::start_with(cfg.clone(), &file.plugins, &file.telemetry, opts.clone()).await {
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
+            Err(Error::Io(e))
+                if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline =>
+            {
                 tracing::debug!(error = %e, "a port of the previous incarnation is still bound; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -506,9 +510,5 @@ async fn report_sync_state_set(broker: &Broker, controllers: &Controllers, m: &M
             Err(e) => warn!(error = %e, "SyncStateSet change refused"),
         }
     }
-    if cfg.all_ack_in_sync_state_set {
-        let mut slaves = m.sync_state_set.read().clone();
-        slaves.remove(&m.broker_id);
-        ha.set_ack_members(Some(slaves));
-    }
+    ha.set_ack_policy(m.ack_policy());
 }

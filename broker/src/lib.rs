@@ -180,7 +180,14 @@ impl Broker {
             ctx.transactions.catch_up(&ctx.store);
         }
         match ha_listener {
-            Some(l) => ctx.role.set_ha(Ha::Master(HaMaster::start(l, ctx.store.clone(), ha_settings)?)),
+            Some(l) => {
+                let master = HaMaster::start(l, ctx.store.clone(), ha_settings)?;
+                master.set_ack_policy(match &opts.membership {
+                    Some(m) => m.ack_policy(),
+                    None => classic_ack_policy(&ctx.config),
+                });
+                ctx.role.set_ha(Ha::Master(master));
+            }
             None => {
                 ctx.role.set_ha(Ha::Slave(HaSlave::start(ctx.store.clone(), ctx.role.master_ha_addr(), ha_settings)))
             }
@@ -278,6 +285,17 @@ fn ha_settings(config: &config::BrokerConfig) -> replication::HaSettings {
         max_gap_not_in_sync: i64::try_from(config.ha_max_gap_not_in_sync.as_u64()).unwrap_or(i64::MAX),
         on_transfer: None,
         identity: None,
+        // RocketMQ 4.x's slave always starts from the newest segment.
+        sync_from_last_file: !config.enable_controller_mode || config.sync_from_last_file,
+    }
+}
+
+/// How far a classic SYNC_MASTER holds puts: until a slave has them (RocketMQ 4.x),
+/// or `inSyncReplicas - 1` slaves when that is more.
+fn classic_ack_policy(config: &config::BrokerConfig) -> replication::AckPolicy {
+    match config.in_sync_replicas {
+        0..=2 => replication::AckPolicy::AnySlave,
+        n => replication::AckPolicy::AtLeast(n as usize - 1),
     }
 }
 

@@ -132,6 +132,15 @@ pub struct BrokerConfig {
     pub all_ack_in_sync_state_set: bool,
     /// Refuse puts while the SyncStateSet has fewer members (`minInSyncReplicas`).
     pub min_in_sync_replicas: u32,
+    /// Replicas, the master included, that hold a put before it is acknowledged
+    /// (`inSyncReplicas`). In controller mode 1 means the master alone, as in
+    /// RocketMQ 5; a classic SYNC_MASTER always waits for at least one slave, as in
+    /// RocketMQ 4.x, and for `inSyncReplicas - 1` slaves when that is more.
+    pub in_sync_replicas: u32,
+    /// Controller mode: a slave with an empty store starts from the master's newest
+    /// segment instead of its oldest byte (`syncFromLastFile`). A classic slave
+    /// always starts from the newest segment, as in RocketMQ 4.x.
+    pub sync_from_last_file: bool,
     /// Name servers to register with. TOML accepts a list or RocketMQ's
     /// `"a:9876;b:9876"` string; the environment and properties files use
     /// the string. RocketMQ's `NAMESRV_ADDR` variable sets it too.
@@ -281,6 +290,8 @@ impl Default for BrokerConfig {
             broker_election_priority: i32::MAX,
             all_ack_in_sync_state_set: false,
             min_in_sync_replicas: 1,
+            in_sync_replicas: 1,
+            sync_from_last_file: false,
             namesrv_addr: Vec::new(),
             auto_create_topic_enable: true,
             default_topic_queue_nums: 8,
@@ -337,6 +348,7 @@ impl BrokerConfig {
             check::non_zero("check_sync_state_set_period", self.check_sync_state_set_period)?;
             check::positive("min_in_sync_replicas", u64::from(self.min_in_sync_replicas))?;
         }
+        check::positive("in_sync_replicas", u64::from(self.in_sync_replicas))?;
         // RocketMQ's BrokerStartup enforces the same pairing: id 0 is the
         // master, and a slave with id 0 would replace its master in routes.
         if !self.enable_controller_mode && self.broker_role.is_master() && self.broker_id != 0 {

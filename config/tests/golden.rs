@@ -90,6 +90,8 @@ fn full_broker_toml() {
             broker_election_priority: 3,
             all_ack_in_sync_state_set: true,
             min_in_sync_replicas: 2,
+            in_sync_replicas: 3,
+            sync_from_last_file: true,
             namesrv_addr: vec!["10.0.0.9:9876".into(), "10.0.0.10:9876".into()],
             auto_create_topic_enable: false,
             default_topic_queue_nums: 4,

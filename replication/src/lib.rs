@@ -44,7 +44,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use master::HaMaster;
+pub use master::{AckPolicy, HaMaster};
 pub use slave::HaSlave;
 
 /// One transfer of commit log a master sent a slave.
@@ -81,6 +81,9 @@ pub struct HaSettings {
     /// ([`protocol::identity`]), so its master can tell which of its SyncStateSet
     /// members caught up. `None`: RocketMQ 4.x's protocol, unchanged.
     pub identity: Option<u64>,
+    /// Where a master starts an empty slave: at its newest segment (RocketMQ 4.x,
+    /// and `syncFromLastFile`) or at its oldest byte (controller mode's default).
+    pub sync_from_last_file: bool,
 }
 
 impl std::fmt::Debug for HaSettings {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for HaSettings {
             .field("max_gap_not_in_sync", &self.max_gap_not_in_sync)
             .field("on_transfer", &self.on_transfer.is_some())
             .field("identity", &self.identity)
+            .field("sync_from_last_file", &self.sync_from_last_file)
             .finish()
     }
 }
@@ -105,6 +109,7 @@ impl Default for HaSettings {
             max_gap_not_in_sync: 256 * 1024 * 1024,
             on_transfer: None,
             identity: None,
+            sync_from_last_file: true,
         }
     }
 }

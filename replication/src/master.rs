@@ -57,39 +57,62 @@ struct Slave {
 struct Slaves {
     list: Mutex<Vec<Arc<Slave>>>,
     next_id: AtomicU64,
-    /// Controller mode with `allAckInSyncStateSet`: the slaves (broker ids) every
-    /// put waits for — all of them — instead of the most advanced one.
-    ack_members: Mutex<Option<std::collections::BTreeSet<u64>>>,
+    /// How far puts are held.
+    ack: Mutex<AckPolicy>,
+}
+
+/// How far a SYNC_MASTER's puts are held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// Until the most advanced slave holds them (RocketMQ 4.x's SYNC_MASTER).
+    #[default]
+    AnySlave,
+    /// Until every one of these slaves (broker ids) holds them: controller mode's
+    /// `allAckInSyncStateSet`, the SyncStateSet without the master. Empty: not held.
+    AllOf(std::collections::BTreeSet<u64>),
+    /// Until this many slaves hold them: controller mode's `inSyncReplicas` less the
+    /// master. 0: not held.
+    AtLeast(usize),
 }
 
 impl Slaves {
-    /// Tells the store how many slaves there are and how far a put is held: the
-    /// most any slave holds, or with ack members the least any member holds (a
-    /// member not connected holds nothing; no member at all holds everything).
+    /// Tells the store how many slaves there are and, by the [`AckPolicy`], how far
+    /// the slaves a put waits for all hold (a slave not connected holds nothing).
     fn publish(&self, store: &MessageStore) {
         let list = self.list.lock();
-        if let Some(members) = &*self.ack_members.lock() {
-            // Nobody to wait for: the SyncStateSet is the master alone.
-            store.set_replicas_required(!members.is_empty());
-            if members.is_empty() {
-                return;
+        let acks = |s: &Arc<Slave>| s.acked.load(Ordering::Acquire);
+        match &*self.ack.lock() {
+            AckPolicy::AnySlave => {
+                store.set_replicas_required(true);
+                store.replica_progress(list.len(), list.iter().map(acks).max().unwrap_or(-1));
             }
-            let mut connected = 0;
-            let mut least = i64::MAX;
-            for id in members {
-                let held = list
-                    .iter()
-                    .filter(|s| u64::try_from(s.broker_id.load(Ordering::Acquire)).ok() == Some(*id))
-                    .map(|s| s.acked.load(Ordering::Acquire))
-                    .max();
-                connected += usize::from(held.is_some());
-                least = least.min(held.unwrap_or(-1));
+            // Nobody to wait for.
+            AckPolicy::AllOf(members) if members.is_empty() => store.set_replicas_required(false),
+            AckPolicy::AtLeast(0) => store.set_replicas_required(false),
+            AckPolicy::AllOf(members) => {
+                store.set_replicas_required(true);
+                let mut connected = 0;
+                let mut least = i64::MAX;
+                for id in members {
+                    let held = list
+                        .iter()
+                        .filter(|s| u64::try_from(s.broker_id.load(Ordering::Acquire)).ok() == Some(*id))
+                        .map(acks)
+                        .max();
+                    connected += usize::from(held.is_some());
+                    least = least.min(held.unwrap_or(-1));
+                }
+                store.replica_progress(connected, least);
             }
-            store.replica_progress(connected, least);
-            return;
+            AckPolicy::AtLeast(k) => {
+                store.set_replicas_required(true);
+                let mut held: Vec<i64> = list.iter().map(acks).collect();
+                held.sort_unstable_by(|a, b| b.cmp(a));
+                // Fewer slaves than a put needs: none to wait for (SLAVE_NOT_AVAILABLE).
+                let enough = if held.len() >= *k { held.len() } else { 0 };
+                store.replica_progress(enough, held.get(k - 1).copied().unwrap_or(-1));
+            }
         }
-        let acked = list.iter().map(|s| s.acked.load(Ordering::Acquire)).max().unwrap_or(-1);
-        store.replica_progress(list.len(), acked);
     }
 }
 
@@ -132,12 +155,9 @@ impl HaMaster {
         self.slaves.list.lock().len()
     }
 
-    /// RocketMQ's `HARuntimeInfo` of a master.
-    /// Controller mode with `allAckInSyncStateSet`: puts wait for every slave in
-    /// `members` (the SyncStateSet without this master; empty: they wait for none).
-    /// `None`: for the most advanced slave, as RocketMQ 4.x's SYNC_MASTER.
-    pub fn set_ack_members(&self, members: Option<std::collections::BTreeSet<u64>>) {
-        *self.slaves.ack_members.lock() = members;
+    /// How far puts are held from now on (see [`AckPolicy`]).
+    pub fn set_ack_policy(&self, policy: AckPolicy) {
+        *self.slaves.ack.lock() = policy;
         self.slaves.publish(&self.store);
     }
 
@@ -159,6 +179,7 @@ impl HaMaster {
             .collect()
     }
 
+    /// RocketMQ's `HARuntimeInfo` of a master.
     pub fn runtime_info(&self) -> HaRuntimeInfo {
         let max = self.store.commit_log_max_offset();
         let list = self.slaves.list.lock();
@@ -325,11 +346,13 @@ async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore,
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let mut next = if first == 0 {
+    let mut next = if first != 0 {
+        first
+    } else if settings.sync_from_last_file {
         let max = store.commit_log_max_offset();
         max - max.rem_euclid(store.commit_log_segment_size() as i64)
     } else {
-        first
+        store.commit_log_min_offset()
     };
     info!(slave_offset = first, from = next, "streaming the commit log to the slave");
     slave.next.store(next, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use replication::{HaMaster, HaSettings, HaSlave};
+use replication::{AckPolicy, HaMaster, HaSettings, HaSlave};
 use store::{MessageStore, PutMessage, PutStatus, ReplicaAck, StoreConfig, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -193,5 +193,68 @@ async fn a_named_slave_is_counted_caught_up_while_it_keeps_up() {
     wait_until("the plain slave to catch up", || plain.commit_log_max_offset() == end).await;
     assert!(ha.caught_up_slaves(lag).is_empty());
     follower.shutdown().await;
+    ha.shutdown().await;
+}
+
+/// Controller mode without `syncFromLastFile`: an empty slave copies the master's
+/// whole log, from its oldest byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sync_from_last_file_an_empty_slave_copies_everything() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(md.path(), 10911, StoreOptions::default());
+    for i in 0..6000 {
+        assert_eq!(put(&master, i).await.status, PutStatus::PutOk);
+    }
+    assert!(master.commit_log_max_offset() > SEGMENT as i64, "the master has a second segment");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha =
+        HaMaster::start(listener, master.clone(), HaSettings { sync_from_last_file: false, ..settings() }).unwrap();
+    let slave = open(sd.path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, settings());
+    let end = master.commit_log_max_offset();
+    wait_until("the slave to catch up", || slave.commit_log_max_offset() == end).await;
+    assert_eq!(slave.commit_log_min_offset(), 0);
+    assert_eq!(log_bytes(&slave, 0, end), log_bytes(&master, 0, end));
+    wait_until("the slave's consume queues", || {
+        (0..3).all(|q| slave.max_offset_in_queue("Ha", q) == master.max_offset_in_queue("Ha", q))
+    })
+    .await;
+    follower.shutdown().await;
+    ha.shutdown().await;
+}
+
+/// `inSyncReplicas` 3: a put waits for two slaves; with one it is not acknowledged
+/// as replicated, and with the policy at none it waits for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_least_policy_waits_for_that_many_slaves() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let opts = StoreOptions { replica_ack: Some(ReplicaAck { max_gap: 1 << 30 }), ..StoreOptions::default() };
+    let master = open(dirs[0].path(), 10911, opts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
+    ha.set_ack_policy(AckPolicy::AtLeast(2));
+    let first = open(dirs[1].path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let one = HaSlave::start(first.clone(), rx.clone(), settings());
+    wait_until("the first slave", || ha.slave_count() == 1).await;
+    let short = put(&master, 0).await;
+    assert_eq!(short.status, PutStatus::SlaveNotAvailable, "one slave of two");
+    assert!(short.physical_offset >= 0, "stored all the same");
+
+    let second = open(dirs[2].path(), 10931, StoreOptions::default());
+    let two = HaSlave::start(second.clone(), rx, settings());
+    wait_until("the second slave", || ha.slave_count() == 2).await;
+    for i in 1..100 {
+        let r = put(&master, i).await;
+        assert_eq!(r.status, PutStatus::PutOk, "put {i}");
+        let end = r.physical_offset + r.wrote_bytes as i64;
+        assert!(first.commit_log_max_offset() >= end && second.commit_log_max_offset() >= end, "put {i}");
+    }
+    one.shutdown().await;
+    two.shutdown().await;
+    wait_until("the master to notice", || ha.slave_count() == 0).await;
+    ha.set_ack_policy(AckPolicy::AtLeast(0));
+    assert_eq!(put(&master, 200).await.status, PutStatus::PutOk, "nobody to wait for");
     ha.shutdown().await;
 }

@@ -126,6 +126,8 @@ pub(crate) const BROKER: Table = Table {
         entry("brokerElectionPriority",            "broker.broker_election_priority",                 U32),
         entry("allAckInSyncStateSet",              "broker.all_ack_in_sync_state_set",                Unit::Bool),
         entry("minInSyncReplicas",                 "broker.min_in_sync_replicas",                     U32),
+        entry("inSyncReplicas",                    "broker.in_sync_replicas",                         U32),
+        entry("syncFromLastFile",                  "broker.sync_from_last_file",                      Unit::Bool),
         // Kept as RocketMQ's ";"-separated string; the field's deserializer splits it.
         entry("namesrvAddr",                       "broker.namesrv_addr",                             Unit::Text),
         entry("autoCreateTopicEnable",             "broker.auto_create_topic_enable",                 Unit::Bool),
