@@ -652,6 +652,145 @@ pub fn parse_timestamp(s: &str) -> Result<i64> {
 /// How long a single admin command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `mqadmin` signs with the account in `$ROCKETMQ_HOME/conf/tools.yml` (`accessKey`,
+/// `secretKey`); so does this tool when its own configuration names none.
+///
+/// # Errors
+/// The file exists but does not read as that YAML.
+pub fn credentials_from_tools_yml(cfg: &mut config::ClientConfig) -> Result<()> {
+    if cfg.access_key.is_some() {
+        return Ok(());
+    }
+    let Some(home) = std::env::var_os("ROCKETMQ_HOME") else { return Ok(()) };
+    let path = std::path::Path::new(&home).join("conf").join("tools.yml");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let text_of = |k: &str| match yaml.get(k) {
+        Some(serde_yaml_ng::Value::String(s)) => Some(s.clone()),
+        Some(serde_yaml_ng::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    if let (Some(ak), Some(sk)) = (text_of("accessKey"), text_of("secretKey")) {
+        cfg.access_key = Some(ak);
+        cfg.secret_key = Some(config::Secret(sk));
+    }
+    Ok(())
+}
+
+/// The brokers an ACL command goes to: `broker`, or every broker (masters and slaves,
+/// which keep their own files) of `cluster`.
+async fn acl_targets(admin: &Admin, broker: Option<&str>, cluster: Option<&str>) -> Result<Vec<String>> {
+    match (broker, cluster) {
+        (Some(b), _) => Ok(vec![b.to_owned()]),
+        (None, Some(c)) => {
+            let info = admin.cluster_info().await?;
+            let brokers = cluster_brokers(&info, Some(c));
+            if brokers.is_empty() {
+                bail!("cluster {c} has no broker registered");
+            }
+            Ok(brokers.into_iter().map(|b| b.addr).collect())
+        }
+        (None, None) => bail!("name a broker (-b ip:port) or a cluster (--clusterName name)"),
+    }
+}
+
+/// One line per broker: `done` with its address, or why it refused. Fails when any did.
+fn report_each(answers: Vec<(String, client::Result<()>)>, done: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut failed = 0;
+    for (addr, answer) in answers {
+        match answer {
+            Ok(()) => out.push_str(&done.replace("{}", &addr)),
+            Err(e) => {
+                failed += 1;
+                out.push_str(&format!("{addr}: {e}"));
+            }
+        }
+        out.push('\n');
+    }
+    if failed > 0 {
+        bail!("{out}{failed} broker(s) refused");
+    }
+    Ok(out)
+}
+
+/// `updateAclConfig`.
+pub async fn update_acl_config(
+    admin: &Admin,
+    broker: Option<&str>,
+    cluster: Option<&str>,
+    account: &remoting::header::broker::CreateAccessConfigRequestHeader,
+) -> Result<String> {
+    let targets = acl_targets(admin, broker, cluster).await?;
+    let account = account.clone();
+    let answers = ask_all(admin, targets, move |a, addr| {
+        let account = account.clone();
+        async move { a.update_acl_config(&addr, &account).await }
+    })
+    .await;
+    report_each(answers, "create or update plain access config to {} success.")
+}
+
+/// `deleteAclConfig`.
+pub async fn delete_acl_config(
+    admin: &Admin,
+    broker: Option<&str>,
+    cluster: Option<&str>,
+    access_key: &str,
+) -> Result<String> {
+    let targets = acl_targets(admin, broker, cluster).await?;
+    let ak = access_key.to_owned();
+    let answers = ask_all(admin, targets, move |a, addr| {
+        let ak = ak.clone();
+        async move { a.delete_acl_config(&addr, &ak).await }
+    })
+    .await;
+    report_each(answers, "delete plain access config account from {} success.")
+}
+
+/// `updateGlobalWhiteAddr`.
+pub async fn update_global_white_addr(
+    admin: &Admin,
+    broker: Option<&str>,
+    cluster: Option<&str>,
+    addresses: &[String],
+) -> Result<String> {
+    let targets = acl_targets(admin, broker, cluster).await?;
+    let list = addresses.to_vec();
+    let answers = ask_all(admin, targets, move |a, addr| {
+        let list = list.clone();
+        async move { a.update_global_white_addrs(&addr, &list).await }
+    })
+    .await;
+    report_each(answers, "update global white remote addresses to {} success.")
+}
+
+/// `clusterAclConfigVersion`: a row per broker.
+pub async fn acl_config_versions(admin: &Admin, broker: Option<&str>, cluster: Option<&str>) -> Result<String> {
+    let targets = acl_targets(admin, broker, cluster).await?;
+    let answers = ask_all(admin, targets, |a, addr| async move { a.acl_config_version(&addr).await }).await;
+    let mut out = format!(
+        "{:<20} {:<20} {:<22} {:<24} {:<20}\n",
+        "#Cluster Name", "#Broker Name", "#Broker Addr", "#AclConfigVersionNum", "#AclLastUpdateTime"
+    );
+    for (addr, answer) in answers {
+        match answer {
+            Ok(h) => {
+                let v: serde_json::Value = serde_json::from_str(&h.version).unwrap_or_default();
+                let counter = v.get("counter").and_then(serde_json::Value::as_i64).unwrap_or(0);
+                let ts = v.get("timestamp").and_then(serde_json::Value::as_i64).unwrap_or(0);
+                out.push_str(&format!(
+                    "{:<20} {:<20} {:<22} {:<24} {:<20}\n",
+                    h.cluster_name, h.broker_name, h.broker_addr, counter, ts
+                ));
+            }
+            Err(e) => out.push_str(&format!("{addr}: {e}\n")),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,6 +158,52 @@ enum Command {
         #[arg(short = 'l', long = "cleanLivingBroker")]
         living: bool,
     },
+    /// Create or update an ACL account on a broker, or on every broker of a cluster.
+    #[command(name = "updateAclConfig")]
+    UpdateAclConfig {
+        #[command(flatten)]
+        target: AclTarget,
+        #[arg(short = 'a', long = "accessKey")]
+        access_key: String,
+        #[arg(short = 's', long = "secretKey")]
+        secret_key: String,
+        #[arg(short = 'w', long = "whiteRemoteAddress")]
+        white_remote_address: Option<String>,
+        #[arg(short = 'i', long = "defaultTopicPerm")]
+        default_topic_perm: Option<String>,
+        #[arg(short = 'u', long = "defaultGroupPerm")]
+        default_group_perm: Option<String>,
+        /// `topicA=DENY,topicB=PUB|SUB`.
+        #[arg(short = 't', long = "topicPerms")]
+        topic_perms: Option<String>,
+        /// `groupA=DENY,groupB=SUB`.
+        #[arg(short = 'g', long = "groupPerms")]
+        group_perms: Option<String>,
+        #[arg(short = 'm', long = "admin")]
+        admin: Option<bool>,
+    },
+    /// Delete an ACL account.
+    #[command(name = "deleteAclConfig")]
+    DeleteAclConfig {
+        #[command(flatten)]
+        target: AclTarget,
+        #[arg(short = 'a', long = "accessKey")]
+        access_key: String,
+    },
+    /// Replace the global white list of remote addresses (comma-separated patterns).
+    #[command(name = "updateGlobalWhiteAddr")]
+    UpdateGlobalWhiteAddr {
+        #[command(flatten)]
+        target: AclTarget,
+        #[arg(short = 'g', long = "globalWhiteRemoteAddresses")]
+        addresses: String,
+    },
+    /// The version of each broker's ACL file.
+    #[command(name = "clusterAclConfigVersion")]
+    ClusterAclConfigVersion {
+        #[command(flatten)]
+        target: AclTarget,
+    },
     /// Print up to `max` messages of a topic (from the start of every queue).
     Consume {
         #[arg(short = 't', long)]
@@ -167,10 +213,24 @@ enum Command {
     },
 }
 
+/// The brokers an ACL command goes to: one, or every broker of a cluster.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct AclTarget {
+    /// The broker (`ip:port`).
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker: Option<String>,
+    /// Every broker of this cluster.
+    #[arg(long = "clusterName", visible_alias = "cluster")]
+    cluster: Option<String>,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let cfg = config::load_client(args.config.as_deref()).context("loading the client configuration")?.config.client;
+    let mut cfg =
+        config::load_client(args.config.as_deref()).context("loading the client configuration")?.config.client;
+    admin::credentials_from_tools_yml(&mut cfg)?;
     let namesrv = admin::namesrv_list(args.namesrv.as_deref());
     let run = async {
         let a = client::Admin::new(cfg.clone(), namesrv.clone());
@@ -213,6 +273,40 @@ async fn main() -> Result<()> {
                     .await?
             }
             Command::Consume { topic, max } => admin::consume(namesrv.clone(), cfg.clone(), topic, *max).await?,
+            Command::UpdateAclConfig {
+                target,
+                access_key,
+                secret_key,
+                white_remote_address,
+                default_topic_perm,
+                default_group_perm,
+                topic_perms,
+                group_perms,
+                admin,
+            } => {
+                let account = remoting::header::broker::CreateAccessConfigRequestHeader {
+                    access_key: access_key.clone(),
+                    secret_key: Some(secret_key.clone()),
+                    white_remote_address: white_remote_address.clone(),
+                    admin: *admin,
+                    default_topic_perm: default_topic_perm.clone(),
+                    default_group_perm: default_group_perm.clone(),
+                    topic_perms: topic_perms.clone(),
+                    group_perms: group_perms.clone(),
+                };
+                admin::update_acl_config(&a, target.broker.as_deref(), target.cluster.as_deref(), &account).await?
+            }
+            Command::DeleteAclConfig { target, access_key } => {
+                admin::delete_acl_config(&a, target.broker.as_deref(), target.cluster.as_deref(), access_key).await?
+            }
+            Command::UpdateGlobalWhiteAddr { target, addresses } => {
+                let list: Vec<String> =
+                    addresses.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+                admin::update_global_white_addr(&a, target.broker.as_deref(), target.cluster.as_deref(), &list).await?
+            }
+            Command::ClusterAclConfigVersion { target } => {
+                admin::acl_config_versions(&a, target.broker.as_deref(), target.cluster.as_deref()).await?
+            }
         };
         a.shutdown();
         anyhow::Ok(out)

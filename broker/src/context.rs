@@ -49,6 +49,8 @@ pub struct BrokerContext {
     pub traces: Option<Arc<telemetry::TraceExport>>,
     /// Controller mode: what the broker shares with its supervisor.
     pub membership: Option<Arc<crate::membership::Membership>>,
+    /// RocketMQ's plain ACL, when `acl_enable` is on.
+    pub acl: Option<Arc<crate::acl::AccessValidator>>,
     /// Its tracer (`None`: no span is ever started).
     pub tracer: Option<telemetry::trace::SdkTracer>,
     pub transactions: crate::transaction::state::TransactionState,
@@ -122,7 +124,16 @@ impl BrokerContext {
         let timers = crate::timer::state::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
         let order_expansions = crate::order_expansion::OrderExpansions::load(config_dir.join("orderExpansion.json"))?;
         let plugins = crate::plugins::BrokerPlugins::load(plugins, &config.plugin_bindings);
+        let acl = match config.acl_enable {
+            true => {
+                let path =
+                    crate::acl::AccessValidator::default_path(config.acl_file.as_deref()).map_err(Error::Config)?;
+                Some(crate::acl::AccessValidator::open(path).map_err(Error::Config)?)
+            }
+            false => None,
+        };
         let ctx = Arc::new(Self {
+            acl,
             uniq_ids: common::msgid::UniqIdGenerator::new(broker_addr.ip(), std::process::id(), rand::random()),
             plugins,
             locks: RebalanceLockManager::new(config.rebalance_lock_max_live_time),

@@ -17,6 +17,7 @@
 // to send, and boxing it would only add an allocation to every refused request.
 #![allow(clippy::result_large_err)]
 
+pub mod acl;
 pub mod client_manager;
 pub mod consumer_offset;
 pub mod context;
@@ -210,6 +211,9 @@ impl Broker {
             transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")),
         );
         tasks.spawn(slave_sync::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("slave_sync")));
+        if let Some(acl) = &ctx.acl {
+            tasks.spawn(acl.clone().watch(cancel.clone()).instrument(tracing::info_span!("acl_reload")));
+        }
         info!(addr = %broker_addr, cluster = %ctx.config.broker_cluster_name, broker_name = %ctx.config.broker_name,
               role = ctx.role.role().as_str(), ha = %ctx.role.ha_addr(), "broker started");
         Ok(Self { ctx, server, metrics: exporter, cancel, tasks })

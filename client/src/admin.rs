@@ -204,6 +204,57 @@ impl Admin {
         Ok(kv.table)
     }
 
+    /// UPDATE_AND_CREATE_ACL_CONFIG: creates or replaces an account in the broker's
+    /// `plain_acl.yml`.
+    ///
+    /// # Errors
+    /// The broker did not answer or refused (its remark says why).
+    pub async fn update_acl_config(
+        &self,
+        broker_addr: &str,
+        account: &remoting::header::broker::CreateAccessConfigRequestHeader,
+    ) -> Result<()> {
+        let req = RemotingCommand::request_with(RequestCode::UPDATE_AND_CREATE_ACL_CONFIG, account);
+        check(&self.instance.invoke(broker_addr, req, self.timeout).await?, broker_addr)
+    }
+
+    /// DELETE_ACL_CONFIG: removes an account.
+    ///
+    /// # Errors
+    /// The broker did not answer or refused (an unknown account is refused).
+    pub async fn delete_acl_config(&self, broker_addr: &str, access_key: &str) -> Result<()> {
+        let h = remoting::header::broker::DeleteAccessConfigRequestHeader { access_key: access_key.to_owned() };
+        let req = RemotingCommand::request_with(RequestCode::DELETE_ACL_CONFIG, &h);
+        check(&self.instance.invoke(broker_addr, req, self.timeout).await?, broker_addr)
+    }
+
+    /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: replaces the global white list.
+    ///
+    /// # Errors
+    /// The broker did not answer or refused (a malformed pattern is refused).
+    pub async fn update_global_white_addrs(&self, broker_addr: &str, addresses: &[String]) -> Result<()> {
+        let h = remoting::header::broker::UpdateGlobalWhiteAddrsConfigRequestHeader {
+            global_white_addrs: addresses.join(","),
+            acl_file_full_path: None,
+        };
+        let req = RemotingCommand::request_with(RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, &h);
+        check(&self.instance.invoke(broker_addr, req, self.timeout).await?, broker_addr)
+    }
+
+    /// GET_BROKER_CLUSTER_ACL_INFO: the version of the broker's ACL file.
+    ///
+    /// # Errors
+    /// The broker did not answer, refused, or sent a header that does not decode.
+    pub async fn acl_config_version(
+        &self,
+        broker_addr: &str,
+    ) -> Result<remoting::header::broker::GetBrokerAclConfigResponseHeader> {
+        let req = RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_ACL_INFO);
+        let resp = self.instance.invoke(broker_addr, req, self.timeout).await?;
+        check(&resp, broker_addr)?;
+        resp.decode_header().map_err(|e| Error::Body(e.to_string()))
+    }
+
     /// GET_BROKER_HA_STATUS of the broker at `broker_addr`: its replication state.
     ///
     /// # Errors

@@ -126,10 +126,19 @@ impl ClientInstance {
             (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
                 ^ (n as u32).wrapping_mul(2_654_435_761)) as i32;
         let namesrv = NameServers::new(namesrv, config.namesrv_addr.clone(), config.namesrv_http_url.clone());
+        let credentials =
+            config.access_key.as_ref().zip(config.secret_key.as_ref()).map(|(ak, sk)| remoting::acl::Credentials {
+                access_key: ak.clone(),
+                secret_key: sk.expose().to_owned(),
+                security_token: config.security_token.as_ref().map(|t| t.expose().to_owned()),
+            });
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let handler: Arc<dyn RequestHandler> = Arc::new(ServerRequests { inner: weak.clone() });
             Inner {
-                remoting: RemotingClient::new(remoting::ClientConfig::default(), Some(handler)),
+                remoting: RemotingClient::new(
+                    remoting::ClientConfig { credentials: credentials.clone(), ..remoting::ClientConfig::default() },
+                    Some(handler),
+                ),
                 config,
                 client_id,
                 namesrv,

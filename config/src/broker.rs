@@ -146,6 +146,14 @@ pub struct BrokerConfig {
     /// the string. RocketMQ's `NAMESRV_ADDR` variable sets it too.
     #[serde(deserialize_with = "addr_list::deserialize")]
     pub namesrv_addr: Vec<String>,
+    /// Enforce RocketMQ's plain ACL (`aclEnable`): every request must be signed by
+    /// an account of `acl_file` (or come from a white-listed address) and the
+    /// account must hold the permission the request needs.
+    pub acl_enable: bool,
+    /// The accounts and permissions, RocketMQ's `plain_acl.yml`. Unset: where
+    /// RocketMQ looks for it, `$ROCKETMQ_HOME/conf/plain_acl.yml`. Reloaded when
+    /// it changes.
+    pub acl_file: Option<std::path::PathBuf>,
     /// Create a topic on its first send (via the `TBW102` template).
     pub auto_create_topic_enable: bool,
     /// Queue count of auto-created topics (and of `TBW102`).
@@ -293,6 +301,8 @@ impl Default for BrokerConfig {
             in_sync_replicas: 1,
             sync_from_last_file: false,
             namesrv_addr: Vec::new(),
+            acl_enable: false,
+            acl_file: None,
             auto_create_topic_enable: true,
             default_topic_queue_nums: 8,
             auto_create_subscription_group: true,

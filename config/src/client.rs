@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::check;
 use crate::error::Result;
 use crate::serde_util::addr_list;
+pub use crate::serde_util::Secret;
 
 /// Client SDK settings, the `[client]` section of `client.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +50,13 @@ pub struct ClientConfig {
     /// Timeout of control requests (`mqClientApiTimeout`).
     #[serde(with = "humantime_serde")]
     pub mq_client_api_timeout: Duration,
+    /// The ACL account every request is signed with (RocketMQ's `SessionCredentials`
+    /// given to `AclClientRPCHook`); with `secret_key`, or neither.
+    pub access_key: Option<String>,
+    /// The account's secret: signs requests, never sent.
+    pub secret_key: Option<Secret>,
+    /// A temporary credential's token, signed with the request (`SecurityToken`).
+    pub security_token: Option<Secret>,
 }
 
 impl Default for ClientConfig {
@@ -64,6 +72,9 @@ impl Default for ClientConfig {
             heartbeat_broker_interval: Duration::from_secs(30),
             persist_consumer_offset_interval: Duration::from_secs(5),
             mq_client_api_timeout: Duration::from_secs(3),
+            access_key: None,
+            secret_key: None,
+            security_token: None,
         }
     }
 }
@@ -91,6 +102,16 @@ impl ClientConfig {
         check::non_zero("persist_consumer_offset_interval", self.persist_consumer_offset_interval)?;
         check::non_zero("mq_client_api_timeout", self.mq_client_api_timeout)?;
         check::non_zero("namesrv_http_poll_interval", self.namesrv_http_poll_interval)?;
+        match (&self.access_key, &self.secret_key) {
+            (Some(_), None) => return Err(one_without_the_other("access_key", "secret_key")),
+            (None, Some(_)) => return Err(one_without_the_other("secret_key", "access_key")),
+            (Some(ak), Some(_)) => check::not_blank("access_key", ak)?,
+            (None, None) => {}
+        }
         Ok(())
     }
+}
+
+fn one_without_the_other(key: &str, other: &'static str) -> crate::error::Error {
+    crate::error::Error::invalid(key, crate::error::Invalid::Conflict { other, why: "an account needs both keys" })
 }

@@ -77,6 +77,7 @@ pub use load::{
 };
 pub use namesrv::NamesrvConfig;
 pub use plugins::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
+pub use serde_util::Secret;
 pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
 pub use telemetry::{
     LogFormat, MetricsConfig, MetricsExporterType, OtlpProtocol, TelemetryConfig, TraceExporter, TracesConfig,

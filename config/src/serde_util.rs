@@ -8,6 +8,7 @@
 //!   `ByteSize`'s own `Deserialize`, as it always has.)
 //! * [`addr_list`]: RocketMQ writes name-server lists as one `;`-separated
 //!   string; TOML users expect an array. Both are read into a `Vec<String>`.
+//! * [`Secret`]: a string that never reaches a log (`Debug` hides it).
 
 /// `#[serde(with = "byte_size")]` for `bytesize::ByteSize` fields.
 pub(crate) mod byte_size {
@@ -96,5 +97,30 @@ pub(crate) mod addr_list {
             }
             Ok(addrs)
         }
+    }
+}
+
+/// A secret (an ACL secret key, a token): read and written as a plain string,
+/// printed as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
     }
 }

@@ -93,6 +93,8 @@ fn full_broker_toml() {
             in_sync_replicas: 3,
             sync_from_last_file: true,
             namesrv_addr: vec!["10.0.0.9:9876".into(), "10.0.0.10:9876".into()],
+            acl_enable: true,
+            acl_file: Some("/etc/ferromq/plain_acl.yml".into()),
             auto_create_topic_enable: false,
             default_topic_queue_nums: 4,
             auto_create_subscription_group: false,

@@ -91,13 +91,13 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(metrics.grpc_exporter_timeout, Duration::from_secs(5));
     assert_eq!(metrics.log_exporter_interval, Duration::from_secs(30));
 
+    assert!(loaded.config.broker.acl_enable, "aclEnable = true");
     // storePathCommitLog agrees with storePathRootDir, so only the last
     // three keys of the fixture are reported.
     assert_eq!(
         loaded.warnings,
         [
             warning(&path, "sendMessageThreadPoolNums", WarningKind::NotImplemented),
-            warning(&path, "aclEnable", WarningKind::NotImplemented),
             warning(&path, "listenPrt", WarningKind::UnknownKey { suggestion: Some("listenPort".into()) }),
         ]
     );
@@ -220,7 +220,7 @@ fn latin1_files_are_read_as_java_reads_them() {
 
 #[test]
 fn switches_ferromq_lacks_are_refused_when_turned_on() {
-    for (key, why) in [("enableDLegerCommitLog", "DLedger"), ("aclEnable", "ACL"), ("useTLS", "TLS")] {
+    for (key, why) in [("enableDLegerCommitLog", "DLedger"), ("useTLS", "TLS")] {
         let (_dir, path) = temp_file("broker.conf", &format!("brokerName=b\n{key}=true\n"));
         let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
         assert!(err.contains(key) && err.contains("refused") && err.contains(why), "{err}");

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acl::Credentials;
 use crate::channel::{BoxFuture, Channel, ChannelOptions, RequestHandler};
 use crate::command::RemotingCommand;
 use crate::error::{Error, Result};
@@ -19,11 +20,14 @@ use crate::error::{Error, Result};
 pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub channel: ChannelOptions,
+    /// Every request this client sends is signed with these, as RocketMQ's
+    /// `AclClientRPCHook` signs them ([`crate::acl`]).
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), channel: ChannelOptions::default() }
+        Self { connect_timeout: Duration::from_secs(3), channel: ChannelOptions::default(), credentials: None }
     }
 }
 
@@ -110,7 +114,8 @@ impl RemotingClient {
     ///
     /// # Errors
     /// Connection failures, timeouts, a closed connection.
-    pub async fn invoke(&self, addr: &str, cmd: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+    pub async fn invoke(&self, addr: &str, mut cmd: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+        self.sign(&mut cmd);
         let ch = self.channel(addr).await?;
         let result = ch.request(cmd, timeout).await;
         if matches!(result, Err(Error::ConnectionClosed(_))) {
@@ -123,8 +128,15 @@ impl RemotingClient {
     ///
     /// # Errors
     /// Connection failures.
-    pub async fn invoke_oneway(&self, addr: &str, cmd: RemotingCommand) -> Result<()> {
+    pub async fn invoke_oneway(&self, addr: &str, mut cmd: RemotingCommand) -> Result<()> {
+        self.sign(&mut cmd);
         self.channel(addr).await?.oneway(cmd).await
+    }
+
+    fn sign(&self, cmd: &mut RemotingCommand) {
+        if let Some(credentials) = &self.inner.config.credentials {
+            crate::acl::sign(cmd, credentials);
+        }
     }
 
     /// Closes the connection to `addr`, if any.

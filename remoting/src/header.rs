@@ -234,6 +234,48 @@ pub mod namesrv {
 /// Headers of broker requests (`remoting-protocol.md` §5.1–§5.16).
 pub mod broker {
     header! {
+        /// UPDATE_AND_CREATE_ACL_CONFIG (50): an account; the permission lists are
+        /// comma-joined `name=PERM` entries.
+        pub struct CreateAccessConfigRequestHeader {
+            access_key: String = "accessKey",
+            secret_key: Option<String> = "secretKey",
+            white_remote_address: Option<String> = "whiteRemoteAddress",
+            admin: Option<bool> = "admin",
+            default_topic_perm: Option<String> = "defaultTopicPerm",
+            default_group_perm: Option<String> = "defaultGroupPerm",
+            topic_perms: Option<String> = "topicPerms",
+            group_perms: Option<String> = "groupPerms",
+        }
+    }
+
+    header! {
+        /// DELETE_ACL_CONFIG (51).
+        pub struct DeleteAccessConfigRequestHeader {
+            access_key: String = "accessKey",
+        }
+    }
+
+    header! {
+        /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG (53): a comma-joined list.
+        pub struct UpdateGlobalWhiteAddrsConfigRequestHeader {
+            global_white_addrs: String = "globalWhiteAddrs",
+            acl_file_full_path: Option<String> = "aclFileFullPath",
+        }
+    }
+
+    header! {
+        /// GET_BROKER_CLUSTER_ACL_INFO (52) response: the file's `DataVersion` as JSON,
+        /// and each file's (`allAclFileVersion`, path → `DataVersion`).
+        pub struct GetBrokerAclConfigResponseHeader {
+            version: String = "version",
+            all_acl_file_version: Option<String> = "allAclFileVersion",
+            broker_name: String = "brokerName",
+            broker_addr: String = "brokerAddr",
+            cluster_name: String = "clusterName",
+        }
+    }
+
+    header! {
         /// SEND_MESSAGE (10) and SEND_REPLY_MESSAGE (324): full field names.
         pub struct SendMessageRequestHeader {
             producer_group: String = "producerGroup",

@@ -1,5 +1,6 @@
 //! RocketMQ's remoting protocol.
 //!
+//! * [`acl`] — RocketMQ's request signature: signing and verifying.
 //! * [`codec`] — frames: `len | serialize type | header length | header | body`, with
 //!   JSON and ROCKETMQ (binary) headers, a 16 MiB limit, and answers in the serialize
 //!   type of the request.
@@ -15,6 +16,7 @@
 //! The wire format is an API boundary: every byte here must stay compatible with the
 //! Java, Go, C++ and Rust RocketMQ clients (`remoting-protocol.md`).
 
+pub mod acl;
 pub mod body;
 pub mod channel;
 pub mod client;

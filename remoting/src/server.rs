@@ -50,12 +50,22 @@ pub trait RequestObserver: Send + Sync + 'static {
     fn observe(&self, request_code: i32, response_code: Option<i32>, elapsed: Duration);
 }
 
+/// Admits or refuses a request before its processor runs (RocketMQ's RPC hooks run
+/// there: the ACL check). A refusal is answered with the response `refuse` returns,
+/// or not at all for a oneway request. Called on the connection's read path for
+/// every request: it must be cheap.
+pub trait RequestGuard: Send + Sync + 'static {
+    /// `None` admits the request.
+    fn refuse(&self, channel: &Channel, request: &RemotingCommand) -> Option<RemotingCommand>;
+}
+
 /// Routes requests to processors by request code.
 #[derive(Default)]
 pub struct Dispatcher {
     table: HashMap<i32, Arc<dyn Processor>>,
     close_hooks: Vec<CloseHook>,
     observer: Option<Arc<dyn RequestObserver>>,
+    guard: Option<Arc<dyn RequestGuard>>,
 }
 
 impl Dispatcher {
@@ -89,6 +99,12 @@ impl Dispatcher {
         self
     }
 
+    /// Passes every request with a processor through `guard` first.
+    pub fn guard(&mut self, guard: Arc<dyn RequestGuard>) -> &mut Self {
+        self.guard = Some(guard);
+        self
+    }
+
     pub fn handles(&self, code: RequestCode) -> bool {
         self.table.contains_key(&code.0)
     }
@@ -96,27 +112,31 @@ impl Dispatcher {
 
 impl RequestHandler for Dispatcher {
     fn handle(&self, channel: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
-        match self.table.get(&request.code) {
-            Some(p) => match &self.observer {
-                None => p.process(channel, request),
-                Some(observer) => {
-                    let (observer, code, start) = (observer.clone(), request.code, std::time::Instant::now());
-                    let answer = p.process(channel, request);
-                    Box::pin(async move {
-                        let response = answer.await;
-                        observer.observe(code, response.as_ref().map(|r| r.code), start.elapsed());
-                        response
-                    })
-                }
-            },
-            None => {
-                let code = request.code;
-                tracing::debug!(opcode = code, "request code not supported");
+        let Some(p) = self.table.get(&request.code) else {
+            let code = request.code;
+            tracing::debug!(opcode = code, "request code not supported");
+            return Box::pin(async move {
+                Some(RemotingCommand::error(
+                    ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                    format!(" request type {code} not supported"),
+                ))
+            });
+        };
+        if let Some(guard) = &self.guard {
+            if let Some(refusal) = guard.refuse(&channel, &request) {
+                let answer = (!request.is_oneway()).then_some(refusal);
+                return Box::pin(async move { answer });
+            }
+        }
+        match &self.observer {
+            None => p.process(channel, request),
+            Some(observer) => {
+                let (observer, code, start) = (observer.clone(), request.code, std::time::Instant::now());
+                let answer = p.process(channel, request);
                 Box::pin(async move {
-                    Some(RemotingCommand::error(
-                        ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
-                        format!(" request type {code} not supported"),
-                    ))
+                    let response = answer.await;
+                    observer.observe(code, response.as_ref().map(|r| r.code), start.elapsed());
+                    response
                 })
             }
         }

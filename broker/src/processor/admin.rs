@@ -200,6 +200,12 @@ pub async fn get_broker_runtime_info(
     }
     put("timerPendingCount", ctx.timers.pending_count().to_string());
     put("transactionWritesRefused", BrokerStats::get(&st.tx_writes_refused).to_string());
+    if let Some(acl) = &ctx.acl {
+        let (reloads, refused) = acl.reloads();
+        put("aclDenied", acl.denied().to_string());
+        put("aclReloads", reloads.to_string());
+        put("aclReloadsRefused", refused.to_string());
+    }
     put("timerDeliveredCount", ctx.timers.delivered_count().to_string());
     for (k, v) in ctx.plugins.runtime_info() {
         put(&k, v);

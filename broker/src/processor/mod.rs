@@ -5,6 +5,7 @@
 //! REQUEST_CODE_NOT_SUPPORTED.
 
 pub mod admin;
+pub mod admin_acl;
 pub mod client;
 pub mod end_transaction;
 pub mod offset;
@@ -94,6 +95,13 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
     route!(admin::get_consumer_connection_list, GET_CONSUMER_CONNECTION_LIST);
     route!(admin::get_broker_config, GET_BROKER_CONFIG);
     route!(admin::reset_offset, INVOKE_BROKER_TO_RESET_OFFSET);
+    route!(admin_acl::update_and_create_acl_config, UPDATE_AND_CREATE_ACL_CONFIG);
+    route!(admin_acl::delete_acl_config, DELETE_ACL_CONFIG);
+    route!(admin_acl::get_broker_cluster_acl_info, GET_BROKER_CLUSTER_ACL_INFO);
+    route!(admin_acl::update_global_white_addrs_config, UPDATE_GLOBAL_WHITE_ADDRS_CONFIG);
+    if let Some(acl) = &ctx.acl {
+        d.guard(acl.clone());
+    }
     let c = ctx.clone();
     d.on_close(move |ch| {
         for group in c.clients.channel_closed(ch) {

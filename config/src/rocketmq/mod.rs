@@ -125,6 +125,7 @@ pub(crate) const BROKER: Table = Table {
         entry("haMaxTimeSlaveNotCatchup",          "broker.ha_max_time_slave_not_catchup",            Unit::Millis),
         entry("brokerElectionPriority",            "broker.broker_election_priority",                 U32),
         entry("allAckInSyncStateSet",              "broker.all_ack_in_sync_state_set",                Unit::Bool),
+        entry("aclEnable",                         "broker.acl_enable",                               Unit::Bool),
         entry("minInSyncReplicas",                 "broker.min_in_sync_replicas",                     U32),
         entry("inSyncReplicas",                    "broker.in_sync_replicas",                         U32),
         entry("syncFromLastFile",                  "broker.sync_from_last_file",                      Unit::Bool),
@@ -192,7 +193,6 @@ pub(crate) const BROKER: Table = Table {
     unsupported: unsupported::BROKER,
     refused_when_on: &[
         ("enableDLegerCommitLog", "DLedger commit logs are not supported; use brokerRole and brokerId"),
-        ("aclEnable", "ACL is not implemented: the broker would accept every request"),
         ("useTLS", "TLS is not implemented: the broker would serve plain TCP"),
     ],
 };

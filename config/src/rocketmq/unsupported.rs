@@ -15,7 +15,7 @@
 pub(super) const BROKER: &[&str] = &[
     "accessMessageInMemoryHotRatio", "accountStatsEnable",
     "accountStatsPrintZeroValues", "ackMessageThreadPoolNums", "ackThreadPoolQueueCapacity",
-    "aclEnable", "adminBrokerThreadPoolNums", "adminBrokerThreadPoolQueueCapacity",
+    "adminBrokerThreadPoolNums", "adminBrokerThreadPoolQueueCapacity",
     "allowRecallWhenBrokerNotWriteable", "appendAckAsync", "appendCkAsync",
     "asyncLearner", "asyncSendEnable", "autoDeleteUnusedStats", "autoMessageVersionOnTopicLen",
     "batchDispatchRequestThreadPoolNums", "bitMapLengthConsumeQueueExt",
