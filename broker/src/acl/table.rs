@@ -122,6 +122,8 @@ pub fn needs(req: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String> {
     let field = |k: &str| req.ext_fields.get(k);
     let required = |k: &str| field(k).ok_or_else(|| format!("the custom field <{k}> is null"));
     let group = |g: &str| Resource::Group(g.strip_prefix(RETRY_PREFIX).unwrap_or(g).to_owned());
+    // The C++ client sends empty strings for fields it has no value for.
+    let field = |k: &str| field(k).filter(|v| !v.is_empty());
     let send = |topic: Option<&str>, grp: Option<&str>| match topic {
         Some(t) if t.starts_with(RETRY_PREFIX) => grp.map(|g| vec![(group(g), Perm::SUB)]).unwrap_or_default(),
         Some(t) => vec![(Resource::topic(t), Perm::PUB)],

@@ -60,6 +60,8 @@ def main():
     ap.add_argument("--fail-once", action="append", default=[],
                     help="body whose first delivery the handler fails (RECONSUME_LATER)")
     ap.add_argument("--trace", action="store_true", help="turn the client's message trace on")
+    ap.add_argument("--access-key", default=None, help="sign every request (RocketMQ ACL)")
+    ap.add_argument("--secret-key", default=None)
     ap.add_argument("--stay-until", default=None,
                     help="after the last message, stay up until this file exists (at most 60 s): "
                          "the C++ core drops message-trace records still queued at shutdown")
@@ -68,6 +70,8 @@ def main():
     model = MessageModel.CLUSTERING if args.model == "clustering" else MessageModel.BROADCASTING
     consumer = PushConsumer(args.group, message_model=model)
     consumer.set_namesrv_addr(args.namesrv)
+    if args.access_key:
+        consumer.set_session_credentials(args.access_key, args.secret_key, "ALIYUN")
     consumer.set_log_root_path(os.path.join(os.environ.get("HOME", "."), "logs"))
     if args.instance:
         consumer.set_instance_name(args.instance)

@@ -62,6 +62,8 @@ def main():
     ap.add_argument("--count", type=int, default=6, help="messages per send mode")
     ap.add_argument("--modes", default="sync,oneway,orderly,batch")
     ap.add_argument("--trace", action="store_true", help="turn the client's message trace on")
+    ap.add_argument("--access-key", default=None, help="sign every request (RocketMQ ACL)")
+    ap.add_argument("--secret-key", default=None)
     ap.add_argument("--stay-until", default=None,
                     help="after the last send, stay up until this file exists (at most 60 s): "
                          "the C++ core drops message-trace records still queued at shutdown")
@@ -69,6 +71,8 @@ def main():
 
     producer = Producer(args.group, timeout=10000)
     producer.set_namesrv_addr(args.namesrv)
+    if args.access_key:
+        producer.set_session_credentials(args.access_key, args.secret_key, "ALIYUN")
     producer.set_log_root_path(os.path.join(os.environ.get("HOME", "."), "logs"))
     if args.trace:
         # CTraceModel OPEN (0); the binding has no wrapper for it, nor argtypes
