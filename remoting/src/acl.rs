@@ -66,14 +66,32 @@ fn java_order(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
+/// A secret key ready to sign: HMAC's keyed state, computed once per account
+/// rather than once per request (it costs two of the ~20 SHA-1 blocks a 1 KiB send
+/// hashes).
+#[derive(Clone)]
+pub struct SigningKey(Hmac<Sha1>);
+
+impl SigningKey {
+    pub fn new(secret: &str) -> Self {
+        // HMAC accepts a key of any length.
+        Self(Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length"))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
 /// HMAC-SHA1 of what a signature covers: `fields` but `Signature` (and, unless
 /// `with_unique_key_query`, `_UNIQUE_KEY_QUERY`), values in key order, then `body`.
-fn mac(secret: &str, fields: &ExtFields, body: &Body, with_unique_key_query: bool) -> Hmac<Sha1> {
+fn mac(key: &SigningKey, fields: &ExtFields, body: &Body, with_unique_key_query: bool) -> Hmac<Sha1> {
     let mut entries: Vec<(&str, &str)> =
         fields.iter().filter(|(k, _)| *k != SIGNATURE && (with_unique_key_query || *k != UNIQUE_KEY_QUERY)).collect();
     entries.sort_unstable_by(|a, b| java_order(a.0, b.0));
-    // HMAC accepts a key of any length.
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac = key.0.clone();
     for (_, value) in entries {
         mac.update(value.as_bytes());
     }
@@ -87,33 +105,42 @@ fn mac(secret: &str, fields: &ExtFields, body: &Body, with_unique_key_query: boo
 
 /// The signature of `fields` and `body` under `secret` (Base64 with padding).
 pub fn signature(secret: &str, fields: &ExtFields, body: &Body) -> String {
-    signature_of(secret, fields, body, false)
+    signature_of(&SigningKey::new(secret), fields, body, false)
 }
 
-fn signature_of(secret: &str, fields: &ExtFields, body: &Body, with_unique_key_query: bool) -> String {
+fn signature_of(key: &SigningKey, fields: &ExtFields, body: &Body, with_unique_key_query: bool) -> String {
     base64::engine::general_purpose::STANDARD
-        .encode(mac(secret, fields, body, with_unique_key_query).finalize().into_bytes())
+        .encode(mac(key, fields, body, with_unique_key_query).finalize().into_bytes())
 }
 
 /// Signs `cmd` as RocketMQ's `AclClientRPCHook` does: adds the access key (and the
 /// security token), then the signature of everything else.
 pub fn sign(cmd: &mut RemotingCommand, credentials: &Credentials) {
+    sign_with(cmd, credentials, &SigningKey::new(&credentials.secret_key));
+}
+
+/// [`sign`] with the secret's [`SigningKey`] made beforehand.
+pub fn sign_with(cmd: &mut RemotingCommand, credentials: &Credentials, key: &SigningKey) {
     cmd.ext_fields.insert(ACCESS_KEY, &credentials.access_key);
     if let Some(token) = &credentials.security_token {
         cmd.ext_fields.insert(SECURITY_TOKEN, token);
     }
-    let sig = signature(&credentials.secret_key, &cmd.ext_fields, &cmd.body);
+    let sig = signature_of(key, &cmd.ext_fields, &cmd.body, false);
     cmd.ext_fields.insert(SIGNATURE, sig);
 }
 
 /// Whether `cmd` carries the signature `secret` gives it, compared in constant time.
 /// A request with no `Signature` field is not signed.
 pub fn verify(secret: &str, cmd: &RemotingCommand) -> bool {
+    verify_with(&SigningKey::new(secret), cmd)
+}
+
+/// [`verify`] with the secret's [`SigningKey`] made beforehand.
+pub fn verify_with(key: &SigningKey, cmd: &RemotingCommand) -> bool {
     let Some(given) = cmd.ext_fields.get(SIGNATURE) else { return false };
     let same = |expected: String| -> bool { expected.as_bytes().ct_eq(given.as_bytes()).into() };
-    same(signature(secret, &cmd.ext_fields, &cmd.body))
-        || (cmd.ext_fields.get(UNIQUE_KEY_QUERY).is_some()
-            && same(signature_of(secret, &cmd.ext_fields, &cmd.body, true)))
+    same(signature_of(key, &cmd.ext_fields, &cmd.body, false))
+        || (cmd.ext_fields.get(UNIQUE_KEY_QUERY).is_some() && same(signature_of(key, &cmd.ext_fields, &cmd.body, true)))
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Channel>>>;
 
 struct Inner {
     config: ClientConfig,
+    /// The credentials' secret, keyed once.
+    signing_key: Option<crate::acl::SigningKey>,
     handler: Arc<dyn RequestHandler>,
     slots: Mutex<HashMap<String, Slot>>,
     cancel: CancellationToken,
@@ -67,6 +69,7 @@ impl RemotingClient {
     pub fn new(config: ClientConfig, handler: Option<Arc<dyn RequestHandler>>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                signing_key: config.credentials.as_ref().map(|c| crate::acl::SigningKey::new(&c.secret_key)),
                 config,
                 handler: handler.unwrap_or_else(|| Arc::new(NoHandler)),
                 slots: Mutex::new(HashMap::new()),
@@ -134,8 +137,8 @@ impl RemotingClient {
     }
 
     fn sign(&self, cmd: &mut RemotingCommand) {
-        if let Some(credentials) = &self.inner.config.credentials {
-            crate::acl::sign(cmd, credentials);
+        if let (Some(credentials), Some(key)) = (&self.inner.config.credentials, &self.inner.signing_key) {
+            crate::acl::sign_with(cmd, credentials, key);
         }
     }
 

@@ -117,6 +117,19 @@ struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Sign every request with this ACL account (RocketMQ's `AclClientRPCHook`).
+    #[arg(long, requires = "secret_key")]
+    access_key: Option<String>,
+    #[arg(long, requires = "access_key")]
+    secret_key: Option<String>,
+}
+
+/// The account every connection signs with, from `--access-key`/`--secret-key`.
+static CREDENTIALS: std::sync::OnceLock<Option<remoting::acl::Credentials>> = std::sync::OnceLock::new();
+
+/// Connection settings: signed when an account was given.
+fn client_config() -> ClientConfig {
+    ClientConfig { credentials: CREDENTIALS.get().cloned().flatten(), ..ClientConfig::default() }
 }
 
 /// Samples a master's replication lag (the largest slave `diff`, bytes) every 10 ms
@@ -127,7 +140,7 @@ async fn sample_ha_lag(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) {
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let client = RemotingClient::new(client_config(), None);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
@@ -190,7 +203,7 @@ async fn scrape_loop(
 /// `--mode populate`: `--topics` topics of one queue, one message each, read once by
 /// each of `--groups` groups; then 20 back-to-back reads of `--scrape`.
 async fn populate(args: &Args) -> Result<()> {
-    let client = Arc::new(RemotingClient::new(ClientConfig::default(), None));
+    let client = Arc::new(RemotingClient::new(client_config(), None));
     let started = Instant::now();
     let topics: Vec<usize> = (0..args.topics).collect();
     let per_task = topics.len().div_ceil(args.connections.max(1)).max(1);
@@ -300,7 +313,7 @@ impl Pacer {
 }
 
 fn clients(n: usize) -> Vec<RemotingClient> {
-    (0..n).map(|_| RemotingClient::new(ClientConfig::default(), None)).collect()
+    (0..n).map(|_| RemotingClient::new(client_config(), None)).collect()
 }
 
 async fn run_senders(
@@ -435,7 +448,7 @@ async fn commit_log_end(client: &RemotingClient, broker: &str) -> Result<i64> {
 /// `--mode catch-up`: waits for the slave to start moving, then times it to the
 /// master's end; prints bytes/s.
 async fn catch_up(args: &Args) -> Result<()> {
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let client = RemotingClient::new(client_config(), None);
     let slave = args.pull_broker.clone().context("--pull-broker names the slave")?;
     let master_end = commit_log_end(&client, &args.broker).await?;
     let initial = commit_log_end(&client, &slave).await?;
@@ -466,13 +479,15 @@ async fn catch_up(args: &Args) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let credentials = args.access_key.clone().zip(args.secret_key.clone());
+    CREDENTIALS.get_or_init(|| credentials.map(|(ak, sk)| remoting::acl::Credentials::new(ak, sk)));
     if args.mode == Mode::CatchUp {
         return catch_up(&args).await;
     }
     if args.mode == Mode::Populate {
         return populate(&args).await;
     }
-    let admin = RemotingClient::new(ClientConfig::default(), None);
+    let admin = RemotingClient::new(client_config(), None);
     create_topic(&admin, &args.broker, &args.topic, args.queues).await.context("creating the topic")?;
     let epoch = Instant::now();
     let stats = Stats::new();

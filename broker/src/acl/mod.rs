@@ -165,7 +165,7 @@ impl AccessValidator {
         if account.white.matches(peer) {
             return Ok(());
         }
-        if !remoting::acl::verify(&account.secret_key, req) {
+        if !remoting::acl::verify_with(&account.signing_key, req) {
             return Err(format!("Check signature failed for accessKey={ak}"));
         }
         let needs = table::needs(req)?;

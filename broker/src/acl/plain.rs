@@ -73,7 +73,7 @@ pub struct DataVersion {
 /// An account, compiled.
 #[derive(Debug)]
 pub struct Account {
-    pub secret_key: String,
+    pub signing_key: remoting::acl::SigningKey,
     pub white: AddressPattern,
     pub admin: bool,
     pub default_topic: Perm,
@@ -153,7 +153,7 @@ impl AccountEntry {
                 .collect()
         };
         Ok(Account {
-            secret_key: self.secret_key.clone(),
+            signing_key: remoting::acl::SigningKey::new(&self.secret_key),
             white,
             admin: self.admin,
             default_topic: Perm::parse(self.default_topic_perm.as_deref()),
@@ -284,7 +284,11 @@ accounts:
         let rules = PlainAclFile::parse(SAMPLE).unwrap().compile().unwrap();
         assert_eq!(rules.global_white.len(), 2);
         let a = &rules.accounts["RocketMQ"];
-        assert_eq!(a.secret_key, "12345678", "a number to YAML, a string to RocketMQ");
+        assert_eq!(
+            PlainAclFile::parse(SAMPLE).unwrap().accounts[0].secret_key,
+            "12345678",
+            "a number to YAML, a string to RocketMQ"
+        );
         assert_eq!(a.white, AddressPattern::Never);
         assert!(!a.admin);
         assert_eq!((a.default_topic, a.default_group), (Perm::DENY, Perm::SUB));
