@@ -25,7 +25,8 @@ use tests::wire::Wire;
 use tests::{Broker, Namesrv};
 
 use compat_support::{
-    args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput, ClientProcess,
+    acl_cluster, acl_denied, args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput,
+    ClientProcess,
 };
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -315,4 +316,96 @@ async fn ali_ons_broadcasting_consumers_each_get_every_message() -> Result<()> {
         }
     }
     report(problems, &[&produced, &a, &b])
+}
+
+/// ali-ons signs with `accessKey`/`secretKey` against a broker with `aclEnable`:
+/// the right account sends and consumes; a wrong secret and an account without the
+/// topic's PUB are refused, counted, and not stored; a consumer whose account lacks
+/// the group's SUB gets nothing.
+#[tokio::test]
+async fn ali_ons_signs_and_is_refused_what_its_account_may_not_do() -> Result<()> {
+    if skipped("compat_nodejs") {
+        return Ok(());
+    }
+    let _ = node_modules();
+    let topic = "CompatNodeAcl";
+    let (_dir, ns, broker, admin) = acl_cluster(
+        "accounts:\n\
+         - {accessKey: admin001, secretKey: admin-secret, admin: true}\n\
+         - {accessKey: onsWriter, secretKey: writer-secret, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [CompatNodeAcl=PUB]}\n\
+         - {accessKey: onsReader, secretKey: reader-secret, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [CompatNodeAcl=SUB], groupPerms: [CompatNodeAclGroup=SUB]}\n",
+        ("admin001", "admin-secret"),
+        topic,
+    )
+    .await?;
+    let n = ns.addr();
+    let broker_addr = broker.addr();
+    let home = tempfile::tempdir()?;
+    let run = |name: &str, run: &str, key: &str, secret: &str| -> Result<ClientOutput> {
+        let argv = args(&[
+            ("namesrv", &n),
+            ("topic", topic),
+            ("group", "CompatNodeAclPG"),
+            ("run", run),
+            ("count", "5"),
+            ("modes", "sync"),
+            ("access-key", key),
+            ("secret-key", secret),
+        ]);
+        Ok(spawn(name, "producer", &argv, &home)?.finish(CLIENT_TIMEOUT))
+    };
+
+    let mut problems = Vec::new();
+    let good = run("producer-good", "good", "onsWriter", "writer-secret")?;
+    let ok = good.events("sent").into_iter().filter(|v| s(v, "status") == "SEND_OK").count();
+    if ok != 5 {
+        problems.push(format!("{ok} of 5 signed sends OK"));
+    }
+    let mut refused = Vec::new();
+    for (name, key, secret, why) in [
+        ("producer-wrong-secret", "onsWriter", "not-the-secret", "Check signature failed for accessKey=onsWriter"),
+        ("producer-no-pub", "onsReader", "reader-secret", "No default permission for topic:CompatNodeAcl"),
+    ] {
+        let before = acl_denied(&admin, &broker_addr).await.context("aclDenied before")?;
+        let out = run(name, name, key, secret)?;
+        // ali-ons reports a refused send as failed after its retries, without the
+        // broker's remark; the broker counts each refusal (and logs why).
+        if out.events("sent").iter().any(|v| s(v, "status") == "SEND_OK") || out.events("error").len() != 5 {
+            problems.push(format!("{name}: sends that should be refused ({why}) were not"));
+        }
+        let after = acl_denied(&admin, &broker_addr).await.context("aclDenied after")?;
+        if after < before + 5 {
+            problems.push(format!("{name}: {} refusals counted for 5 refused sends", after - before));
+        }
+        refused.push(out);
+    }
+    let want: Vec<String> = (0..5).map(|i| format!("good-sync-{i}")).collect();
+    let stored = compat_support::stored_bodies(&n, topic, ("admin001", "admin-secret")).await?;
+    if stored != want {
+        problems.push(format!("stored {stored:?} instead of {want:?}"));
+    }
+
+    let signed_as_reader = args(&[("access-key", "onsReader"), ("secret-key", "reader-secret")]);
+    let reader = spawn(
+        "consumer-reader",
+        "consumer",
+        &[consumer_args(&n, "CompatNodeAclGroup", topic, 5, &[]), signed_as_reader.clone()].concat(),
+        &home,
+    )?
+    .finish(CLIENT_TIMEOUT);
+    for p in check_consumed(&good.events("sent"), &reader.events("received"), topic, |_| true) {
+        problems.push(format!("reader: {p}"));
+    }
+    let stranger = spawn(
+        "consumer-other-group",
+        "consumer",
+        &[consumer_args(&n, "CompatNodeAclOther", topic, 5, &["--deadline", "8"]), signed_as_reader].concat(),
+        &home,
+    )?
+    .finish(CLIENT_TIMEOUT);
+    if !stranger.events("received").is_empty() {
+        problems.push(format!("a group without SUB received {} messages", stranger.events("received").len()));
+    }
+    admin.shutdown();
+    report(problems, &[&good, &refused[0], &refused[1], &reader, &stranger])
 }

@@ -24,7 +24,8 @@ use tests::wire::Wire;
 use tests::{Broker, Namesrv};
 
 use compat_support::{
-    args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput, ClientProcess,
+    acl_cluster, acl_denied, args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput,
+    ClientProcess,
 };
 
 const PACKAGE: &str = "rocketmq-python-cvs==2.1.0.3";
@@ -486,32 +487,6 @@ async fn cpp_consumer_reads_a_slave_whose_master_is_down() -> Result<()> {
     report(problems, &[&produced, &got])
 }
 
-/// Every body stored in `topic`, read by an admin account of the broker's ACL.
-async fn stored_bodies(ns: &str, topic: &str, admin: (&str, &str)) -> Result<Vec<String>> {
-    let cfg = config::ClientConfig {
-        namesrv_addr: vec![ns.to_owned()],
-        access_key: Some(admin.0.to_owned()),
-        secret_key: Some(config::Secret(admin.1.to_owned())),
-        ..config::ClientConfig::default()
-    };
-    let c = client::consumer::pull_consumer::PullConsumer::new("CompatPyAudit", cfg, None);
-    let mut out = Vec::new();
-    for mq in c.fetch_subscribe_queues(topic).await? {
-        let mut offset = 0;
-        loop {
-            let r = c.pull(&mq, "*", offset, 32).await?;
-            if r.status != client::consumer::pull_api::PullStatus::Found {
-                break;
-            }
-            out.extend(r.messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()));
-            offset = r.next_begin_offset;
-        }
-    }
-    c.shutdown().await;
-    out.sort();
-    Ok(out)
-}
-
 /// rocketmq-client-cpp signs with `set_session_credentials` against a broker with
 /// `aclEnable`: the right account sends and consumes; a wrong secret and an
 /// account without the topic's PUB are refused, and what was refused is not stored;
@@ -522,33 +497,18 @@ async fn cpp_client_signs_and_is_refused_what_its_account_may_not_do() -> Result
         return Ok(());
     }
     let _ = python();
-    let dir = tempfile::tempdir()?;
-    let acl = dir.path().join("plain_acl.yml");
-    std::fs::write(
-        &acl,
+    let topic = "CompatPyAcl";
+    let (_dir, ns, broker, admin) = acl_cluster(
         "accounts:\n\
          - {accessKey: admin001, secretKey: admin-secret, admin: true}\n\
          - {accessKey: cppWriter, secretKey: writer-secret, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [CompatPyAcl=PUB]}\n\
          - {accessKey: cppReader, secretKey: reader-secret, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [CompatPyAcl=SUB], groupPerms: [CompatPyAclGroup=SUB]}\n",
-    )?;
-    let ns = Namesrv::start(&[])?;
-    let n = ns.addr();
-    let broker = Broker::start(&n, &[("ACL_ENABLE", "true"), ("ACL_FILE", &acl.display().to_string())])?;
-    let home = tempfile::tempdir()?;
-    let topic = "CompatPyAcl";
-    let admin_cfg = config::ClientConfig {
-        namesrv_addr: vec![n.clone()],
-        access_key: Some("admin001".into()),
-        secret_key: Some(config::Secret("admin-secret".into())),
-        ..config::ClientConfig::default()
-    };
-    let admin = client::Admin::new(admin_cfg, None);
-    tests::eventually(Duration::from_secs(30), "the broker registered", || async {
-        admin.cluster_info().await.ok().filter(|i| !i.broker_addr_table.is_empty())
-    })
+        ("admin001", "admin-secret"),
+        topic,
+    )
     .await?;
-    admin.create_topic(topic, 4, None).await?;
-    wait_route(&n, topic).await?;
+    let n = ns.addr();
+    let home = tempfile::tempdir()?;
 
     let run = |name: &str, run: &str, key: &str, secret: &str| -> Result<ClientOutput> {
         let argv = args(&[
@@ -571,10 +531,8 @@ async fn cpp_client_signs_and_is_refused_what_its_account_may_not_do() -> Result
     }
     // The C++ core reports a refused send as a missing route once its retries
     // fail; the broker counts each refusal (and logs why).
-    let denied = || async {
-        let info = admin.broker_runtime_info(&broker.addr()).await.ok()?;
-        info.get("aclDenied")?.parse::<u64>().ok()
-    };
+    let broker_addr = broker.addr();
+    let denied = || acl_denied(&admin, &broker_addr);
     let mut refused = Vec::new();
     for (name, key, secret, why) in [
         ("producer-wrong-secret", "cppWriter", "not-the-secret", "Check signature failed for accessKey=cppWriter"),
@@ -592,7 +550,7 @@ async fn cpp_client_signs_and_is_refused_what_its_account_may_not_do() -> Result
         refused.push(out);
     }
     let want: Vec<String> = (0..5).map(|i| format!("good-sync-{i}")).collect();
-    let stored = stored_bodies(&n, topic, ("admin001", "admin-secret")).await?;
+    let stored = compat_support::stored_bodies(&n, topic, ("admin001", "admin-secret")).await?;
     if stored != want {
         problems.push(format!("stored {stored:?} instead of {want:?}"));
     }

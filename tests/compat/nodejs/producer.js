@@ -31,6 +31,9 @@ async function main() {
     nameSrv: args.namesrv,
     httpclient,
     producerGroup: args.group,
+    // RocketMQ ACL: ali-ons signs every request when both are set.
+    accessKey: args['access-key'],
+    secretKey: args['secret-key'],
   });
   producer.on('error', err => emit({ event: 'client_error', error: String(err && err.message || err) }));
   await producer.ready();

@@ -393,3 +393,64 @@ pub async fn wait_route(ns: &str, topic: &str) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// Every body stored in `topic`, read (with the SDK) by an admin account of the
+/// broker's ACL, sorted.
+pub async fn stored_bodies(ns: &str, topic: &str, admin: (&str, &str)) -> Result<Vec<String>> {
+    let cfg = config::ClientConfig {
+        namesrv_addr: vec![ns.to_owned()],
+        access_key: Some(admin.0.to_owned()),
+        secret_key: Some(config::Secret(admin.1.to_owned())),
+        ..config::ClientConfig::default()
+    };
+    let c = client::consumer::pull_consumer::PullConsumer::new("CompatAudit", cfg, None);
+    let mut out = Vec::new();
+    for mq in c.fetch_subscribe_queues(topic).await? {
+        let mut offset = 0;
+        loop {
+            let r = c.pull(&mq, "*", offset, 32).await?;
+            if r.status != client::consumer::pull_api::PullStatus::Found {
+                break;
+            }
+            out.extend(r.messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()));
+            offset = r.next_begin_offset;
+        }
+    }
+    c.shutdown().await;
+    out.sort();
+    Ok(out)
+}
+
+/// A name server and a broker enforcing `acl` (a `plain_acl.yml`), and an SDK admin
+/// signing as `admin` that created `topic` (4 queues) and waited for its route.
+pub async fn acl_cluster(
+    acl: &str,
+    admin: (&str, &str),
+    topic: &str,
+) -> Result<(tempfile::TempDir, tests::Namesrv, tests::Broker, client::Admin)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("plain_acl.yml");
+    std::fs::write(&path, acl)?;
+    let ns = tests::Namesrv::start(&[])?;
+    let broker =
+        tests::Broker::start(&ns.addr(), &[("ACL_ENABLE", "true"), ("ACL_FILE", &path.display().to_string())])?;
+    let cfg = config::ClientConfig {
+        namesrv_addr: vec![ns.addr()],
+        access_key: Some(admin.0.to_owned()),
+        secret_key: Some(config::Secret(admin.1.to_owned())),
+        ..config::ClientConfig::default()
+    };
+    let a = client::Admin::new(cfg, None);
+    tests::eventually(Duration::from_secs(30), "the broker registered", || async {
+        a.cluster_info().await.ok().filter(|i| !i.broker_addr_table.is_empty())
+    })
+    .await?;
+    a.create_topic(topic, 4, None).await?;
+    wait_route(&ns.addr(), topic).await?;
+    Ok((dir, ns, broker, a))
+}
+
+/// The broker's count of requests its ACL refused.
+pub async fn acl_denied(admin: &client::Admin, broker: &str) -> Option<u64> {
+    admin.broker_runtime_info(broker).await.ok()?.get("aclDenied")?.parse().ok()
+}
