@@ -200,6 +200,10 @@ impl Broker {
         }
         let mut server_config = remoting::ServerConfig::new(bound);
         server_config.channel.idle_timeout = ctx.config.channel_idle_timeout;
+        server_config.tls = server_tls(&ctx.config.tls).map_err(|e| Error::Config(format!("broker.tls: {e}")))?;
+        if let Some(tls) = &server_config.tls {
+            tasks.spawn(tls.clone().watch(cancel.clone()).instrument(tracing::info_span!("tls_reload")));
+        }
         let server = remoting::RemotingServer::serve(listener, server_config, Arc::new(dispatcher))?;
 
         tasks.spawn(namesrv_api::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("register_broker")));
@@ -364,4 +368,27 @@ async fn persist_offsets(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
         })
         .await;
     }
+}
+
+/// The remoting port's TLS from `[broker.tls]`.
+fn server_tls(
+    c: &config::ServerTlsConfig,
+) -> std::result::Result<Option<Arc<remoting::tls::ServerTls>>, remoting::tls::TlsError> {
+    use remoting::tls::{ClientAuth, Mode, ServerFiles, ServerTls};
+    let mode = match c.mode {
+        config::TlsMode::Disabled => return Ok(None),
+        config::TlsMode::Permissive => Mode::Permissive,
+        config::TlsMode::Enforcing => Mode::Enforcing,
+    };
+    let files = ServerFiles {
+        cert: c.cert_path.clone().unwrap_or_default(),
+        key: c.key_path.clone().unwrap_or_default(),
+        trust: c.trust_cert_path.clone(),
+        client_auth: match c.need_client_auth {
+            config::TlsClientAuth::None => ClientAuth::None,
+            config::TlsClientAuth::Optional => ClientAuth::Optional,
+            config::TlsClientAuth::Require => ClientAuth::Require,
+        },
+    };
+    ServerTls::load(mode, files)
 }

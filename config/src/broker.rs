@@ -232,6 +232,8 @@ pub struct BrokerConfig {
     pub timer_max_delay: Duration,
     /// The message store, `[broker.store]` in TOML.
     pub store: StoreConfig,
+    /// TLS on the remoting port, `[broker.tls]` in TOML.
+    pub tls: crate::tls::ServerTlsConfig,
     /// Plugins bound to topics and groups (`[[broker.plugin_binding]]`); the
     /// plugins themselves are declared in `[plugins]`.
     #[serde(rename = "plugin_binding")]
@@ -331,6 +333,7 @@ impl Default for BrokerConfig {
             rebalance_lock_max_live_time: Duration::from_secs(60),
             timer_max_delay: Duration::from_secs(30 * 86_400),
             store: StoreConfig::default(),
+            tls: crate::tls::ServerTlsConfig::default(),
             plugin_bindings: Vec::new(),
         }
     }
@@ -419,6 +422,7 @@ impl BrokerConfig {
         check::non_zero("timer_max_delay", self.timer_max_delay)?;
         check::non_zero("flush_consumer_offset_interval", self.flush_consumer_offset_interval)?;
         check::non_zero("flush_delay_offset_interval", self.flush_delay_offset_interval)?;
+        self.tls.validate().map_err(|e| e.within("tls"))?;
         self.store.validate().map_err(|e| e.within("store"))
     }
 

@@ -57,6 +57,16 @@ pub struct ClientConfig {
     pub secret_key: Option<Secret>,
     /// A temporary credential's token, signed with the request (`SecurityToken`).
     pub security_token: Option<Secret>,
+    /// Connect to name servers and brokers with TLS (`tls.enable`).
+    pub tls_enable: bool,
+    /// Roots the servers' certificates must chain to (`tls.client.trustCertPath`).
+    /// Unset: any server certificate is accepted, as RocketMQ's clients do unless
+    /// `tls.client.authServer` is on.
+    pub tls_trust_cert_path: Option<std::path::PathBuf>,
+    /// The client's certificate, for servers that ask (`tls.client.certPath`).
+    pub tls_cert_path: Option<std::path::PathBuf>,
+    /// Its key (`tls.client.keyPath`).
+    pub tls_key_path: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -75,6 +85,10 @@ impl Default for ClientConfig {
             access_key: None,
             secret_key: None,
             security_token: None,
+            tls_enable: false,
+            tls_trust_cert_path: None,
+            tls_cert_path: None,
+            tls_key_path: None,
         }
     }
 }
@@ -107,6 +121,11 @@ impl ClientConfig {
             (None, Some(_)) => return Err(one_without_the_other("secret_key", "access_key")),
             (Some(ak), Some(_)) => check::not_blank("access_key", ak)?,
             (None, None) => {}
+        }
+        match (&self.tls_cert_path, &self.tls_key_path) {
+            (Some(_), None) => return Err(one_without_the_other("tls_cert_path", "tls_key_path")),
+            (None, Some(_)) => return Err(one_without_the_other("tls_key_path", "tls_cert_path")),
+            _ => {}
         }
         Ok(())
     }

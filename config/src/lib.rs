@@ -64,6 +64,7 @@ mod rocketmq;
 mod serde_util;
 mod store;
 mod telemetry;
+pub mod tls;
 mod warning;
 
 pub use broker::{parse_delay_levels, BrokerConfig, BrokerRole, PluginBinding, DEFAULT_MESSAGE_DELAY_LEVEL};
@@ -82,6 +83,7 @@ pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
 pub use telemetry::{
     LogFormat, MetricsConfig, MetricsExporterType, OtlpProtocol, TelemetryConfig, TraceExporter, TracesConfig,
 };
+pub use tls::{ServerTlsConfig, TlsClientAuth, TlsMode};
 pub use warning::{ConfigWarning, Origin, WarningKind};
 
 /// The user's home directory, which RocketMQ's defaults are relative to

@@ -53,6 +53,8 @@ pub struct NamesrvConfig {
     /// Run a controller inside the name server, configured by the `[controller]`
     /// section (`enableControllerInNamesrv`).
     pub enable_controller_in_namesrv: bool,
+    /// TLS on the remoting port, `[namesrv.tls]` in TOML.
+    pub tls: crate::tls::ServerTlsConfig,
 }
 
 impl Default for NamesrvConfig {
@@ -68,6 +70,7 @@ impl Default for NamesrvConfig {
             channel_idle_timeout: Duration::from_secs(120),
             order_message_enable: false,
             enable_controller_in_namesrv: false,
+            tls: crate::tls::ServerTlsConfig::default(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl NamesrvConfig {
         check::non_zero("scan_not_active_broker_interval", self.scan_not_active_broker_interval)?;
         check::non_zero("broker_channel_expired_time", self.broker_channel_expired_time)?;
         check::non_zero("channel_idle_timeout", self.channel_idle_timeout)?;
+        self.tls.validate().map_err(|e| e.within("tls"))?;
         if let Some(http_port) = self.http_listen_port {
             check::distinct_ports("http_listen_port", http_port, "listen_port", self.listen_port)?;
         }

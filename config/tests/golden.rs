@@ -143,6 +143,13 @@ fn full_broker_toml() {
                 warm_mapped_file_enable: false,
                 check_crc_on_recover: false,
             },
+            tls: config::ServerTlsConfig {
+                mode: config::TlsMode::Enforcing,
+                cert_path: Some("/etc/ferromq/tls/broker.pem".into()),
+                key_path: Some("/etc/ferromq/tls/broker-key.pem".into()),
+                trust_cert_path: Some("/etc/ferromq/tls/ca.pem".into()),
+                need_client_auth: config::TlsClientAuth::Require,
+            },
             plugin_bindings: vec![
                 PluginBinding { plugin: "vip".into(), topic: "Orders".into(), group: Some("billing".into()) },
                 PluginBinding { plugin: "tx".into(), topic: "*".into(), group: None },
@@ -197,6 +204,13 @@ fn full_namesrv_toml() {
             channel_idle_timeout: Duration::from_secs(180),
             order_message_enable: true,
             enable_controller_in_namesrv: true,
+            tls: config::ServerTlsConfig {
+                mode: config::TlsMode::Permissive,
+                cert_path: Some("/etc/ferromq/tls/namesrv.pem".into()),
+                key_path: Some("/etc/ferromq/tls/namesrv-key.pem".into()),
+                trust_cert_path: Some("/etc/ferromq/tls/ca.pem".into()),
+                need_client_auth: config::TlsClientAuth::Optional,
+            },
         },
         controller: ControllerConfig {
             controller_dleger_group: "GroupB".into(),

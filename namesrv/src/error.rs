@@ -16,6 +16,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Metrics(#[from] telemetry::MetricsError),
+    #[error("TLS: {0}")]
+    Tls(#[from] remoting::tls::TlsError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -28,7 +28,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
@@ -133,6 +133,39 @@ impl Channel {
         // Latency over throughput: responses are small and batched by the writer.
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
+        Ok(Self::spawn_halves(read, write, (peer, local), handler, options, tracker, cancel))
+    }
+
+    /// [`Channel::spawn`] over an established TLS session (either side) of a TCP
+    /// connection between `peer` and `local`.
+    pub fn spawn_tls<S>(
+        stream: S,
+        (peer, local): (SocketAddr, SocketAddr),
+        handler: Arc<dyn RequestHandler>,
+        options: &ChannelOptions,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Channel
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        Self::spawn_halves(read, write, (peer, local), handler, options, tracker, cancel)
+    }
+
+    fn spawn_halves<R, W>(
+        read: R,
+        write: W,
+        (peer, local): (SocketAddr, SocketAddr),
+        handler: Arc<dyn RequestHandler>,
+        options: &ChannelOptions,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Channel
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(options.write_queue);
         let channel = Channel {
             inner: Arc::new(Inner {
@@ -152,7 +185,7 @@ impl Channel {
         let reader =
             read_loop(FramedRead::new(read, RemotingCodec), channel.clone(), handler, tracker, options.idle_timeout);
         tokio::spawn(reader);
-        Ok(channel)
+        channel
     }
 
     pub fn id(&self) -> u64 {
@@ -260,8 +293,8 @@ impl Channel {
     }
 }
 
-async fn read_loop(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, RemotingCodec>,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut frames: FramedRead<R, RemotingCodec>,
     channel: Channel,
     handler: Arc<dyn RequestHandler>,
     tracker: TaskTracker,
@@ -358,8 +391,8 @@ async fn serve_request(handler: Arc<dyn RequestHandler>, channel: Channel, cmd: 
     }
 }
 
-async fn write_loop(
-    mut w: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut w: W,
     mut rx: mpsc::Receiver<Outgoing>,
     cancel: CancellationToken,
     channel: Channel,
@@ -421,7 +454,7 @@ fn push(bufs: &mut Vec<Bytes>, o: Outgoing) {
 }
 
 /// Writes every buffer, using `writev` for as many as the OS takes at once.
-async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
+async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
     let mut start = 0;
     while start < bufs.len() {
         let slices: Vec<IoSlice<'_>> = bufs[start..].iter().take(512).map(|b| IoSlice::new(b)).collect();

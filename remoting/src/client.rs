@@ -23,11 +23,18 @@ pub struct ClientConfig {
     /// Every request this client sends is signed with these, as RocketMQ's
     /// `AclClientRPCHook` signs them ([`crate::acl`]).
     pub credentials: Option<Credentials>,
+    /// Connect with TLS (RocketMQ's `tls.enable`).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), channel: ChannelOptions::default(), credentials: None }
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            channel: ChannelOptions::default(),
+            credentials: None,
+            tls: None,
+        }
     }
 }
 
@@ -102,13 +109,34 @@ impl RemotingClient {
                 source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
             })?
             .map_err(|source| Error::Connect { addr: addr.to_owned(), source })?;
-        let ch = Channel::spawn(
-            stream,
-            self.inner.handler.clone(),
-            &self.inner.config.channel,
-            self.inner.tracker.clone(),
-            self.inner.cancel.child_token(),
-        )?;
+        let ch = match &self.inner.config.tls {
+            None => Channel::spawn(
+                stream,
+                self.inner.handler.clone(),
+                &self.inner.config.channel,
+                self.inner.tracker.clone(),
+                self.inner.cancel.child_token(),
+            )?,
+            Some(tls) => {
+                stream.set_nodelay(true)?;
+                let ends = (stream.peer_addr()?, stream.local_addr()?);
+                let connect_error = |source| Error::Connect { addr: addr.to_owned(), source };
+                let session = tokio::time::timeout(self.inner.config.connect_timeout, tls.connect(addr, stream))
+                    .await
+                    .map_err(|_| {
+                        connect_error(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
+                    })?
+                    .map_err(connect_error)?;
+                Channel::spawn_tls(
+                    session,
+                    ends,
+                    self.inner.handler.clone(),
+                    &self.inner.config.channel,
+                    self.inner.tracker.clone(),
+                    self.inner.cancel.child_token(),
+                )
+            }
+        };
         *guard = Some(ch.clone());
         Ok(ch)
     }

@@ -9,6 +9,7 @@
 //!   we handle; [`code`] — request codes and response codes.
 //! * [`body`] and [`json`] — JSON bodies, tolerant of fastjson's output on input and
 //!   emitting what every client reads.
+//! * [`tls`] — TLS on the remoting port (RocketMQ's server modes) and for clients.
 //! * [`channel`], [`server`], [`client`] — a full-duplex connection with opaque
 //!   correlation (many requests in flight, both directions), a server that dispatches
 //!   by request code, and a client with a connection per address.
@@ -28,6 +29,7 @@ pub mod header;
 pub mod json;
 mod json_header;
 pub mod server;
+pub mod tls;
 
 pub use channel::{Channel, RequestHandler};
 pub use client::{ClientConfig, RemotingClient};

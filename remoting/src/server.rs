@@ -157,11 +157,67 @@ pub struct ServerConfig {
     /// Connections above this are accepted and closed at once (port scanners and
     /// health checks must not exhaust memory).
     pub max_connections: usize,
+    /// TLS on this port (`permissive` or `enforcing`); `None`: plain TCP.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl ServerConfig {
     pub fn new(bind: SocketAddr) -> Self {
-        Self { bind, channel: ChannelOptions::default(), max_connections: 65_536 }
+        Self { bind, channel: ChannelOptions::default(), max_connections: 65_536, tls: None }
+    }
+}
+
+/// How long a new connection has to show its first byte and finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets up a connection on a TLS port: a TLS handshake (first byte 0x16) is
+/// completed; anything else is plain TCP in `permissive` mode and closed, with a log
+/// line saying why, in `enforcing` mode. `None`: the connection was closed.
+async fn accept_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: &crate::tls::ServerTls,
+    handler: Arc<dyn RequestHandler>,
+    options: &ChannelOptions,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) -> Option<Channel> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        Ok(Ok(_)) => return None,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer, error = %e, "connection failed before its first byte");
+            return None;
+        }
+        Err(_) => {
+            warn!(peer = %peer, "closing a connection that sent nothing within {HANDSHAKE_TIMEOUT:?}");
+            return None;
+        }
+    }
+    if first[0] != crate::tls::HANDSHAKE_BYTE {
+        if tls.mode() == crate::tls::Mode::Enforcing {
+            warn!(peer = %peer, "closing a plaintext connection: this port requires TLS (tls.server.mode=enforcing)");
+            return None;
+        }
+        return Channel::spawn(stream, handler, options, tracker, cancel)
+            .inspect_err(|e| warn!(peer = %peer, error = %e, "could not set up connection"))
+            .ok();
+    }
+    let local = stream.local_addr().ok()?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(peer = %peer, error = %e, "TCP_NODELAY not set");
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(s)) => Some(Channel::spawn_tls(s, (peer, local), handler, options, tracker, cancel)),
+        Ok(Err(e)) => {
+            warn!(peer = %peer, error = %e, "TLS handshake failed; connection closed");
+            None
+        }
+        Err(_) => {
+            warn!(peer = %peer, "TLS handshake not finished within {HANDSHAKE_TIMEOUT:?}; connection closed");
+            None
+        }
     }
 }
 
@@ -283,6 +339,19 @@ async fn accept_loop(
         if channels.lock().len() >= config.max_connections {
             warn!(peer = %peer, "connection limit reached; refusing connection");
             drop(stream);
+            continue;
+        }
+        if let Some(tls) = &config.tls {
+            // The first byte and the handshake are awaited off the accept loop: a
+            // slow or silent peer must not hold up the others.
+            let (tls, handler, options) = (tls.clone(), handler.clone(), config.channel.clone());
+            let (tracker, token, channels) = (tracker.clone(), connections.child_token(), channels.clone());
+            tokio::spawn(async move {
+                if let Some(ch) = accept_tls(stream, peer, &tls, handler, &options, tracker, token).await {
+                    tracing::debug!(peer = %peer, "connection accepted");
+                    channels.lock().insert(ch.id(), ch);
+                }
+            });
             continue;
         }
         match Channel::spawn(stream, handler.clone(), &config.channel, tracker.clone(), connections.child_token()) {

@@ -1,0 +1,77 @@
+//! [`ServerTlsConfig`]: TLS on a server's remoting port (RocketMQ's `tls.server.*`
+//! settings), `[broker.tls]` and `[namesrv.tls]` in TOML.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Invalid, Result};
+
+/// How a port treats TLS (`tls.server.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP only.
+    #[default]
+    Disabled,
+    /// TLS and plain TCP on the same port.
+    Permissive,
+    /// TLS only: a plaintext connection is closed.
+    Enforcing,
+}
+
+/// Whether clients must show a certificate (`tls.server.need.client.auth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsClientAuth {
+    /// Not asked for.
+    #[default]
+    None,
+    /// Verified when shown.
+    Optional,
+    /// Required and verified.
+    Require,
+}
+
+/// TLS on a server's remoting port. The PEM files are read again when they change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerTlsConfig {
+    /// `tls.server.mode`. FerroMQ's default is `disabled`: RocketMQ's is
+    /// `permissive` with a self-signed certificate, which authenticates nobody.
+    pub mode: TlsMode,
+    /// The server's certificate chain, PEM (`tls.server.certPath`).
+    pub cert_path: Option<PathBuf>,
+    /// Its private key, PEM (`tls.server.keyPath`).
+    pub key_path: Option<PathBuf>,
+    /// Roots client certificates must chain to, PEM (`tls.server.trustCertPath`).
+    pub trust_cert_path: Option<PathBuf>,
+    /// `tls.server.need.client.auth`.
+    pub need_client_auth: TlsClientAuth,
+}
+
+impl ServerTlsConfig {
+    /// A mode other than `disabled` needs a certificate and a key; client
+    /// certificates need roots.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the missing key (within `tls`).
+    pub fn validate(&self) -> Result<()> {
+        if self.mode == TlsMode::Disabled {
+            return Ok(());
+        }
+        let needed = |key: &'static str, other: &'static str, why: &'static str| {
+            Error::invalid(key, Invalid::Conflict { other, why })
+        };
+        if self.cert_path.is_none() {
+            return Err(needed("cert_path", "mode", "a TLS port needs a certificate"));
+        }
+        if self.key_path.is_none() {
+            return Err(needed("key_path", "mode", "a TLS port needs the certificate's key"));
+        }
+        if self.need_client_auth != TlsClientAuth::None && self.trust_cert_path.is_none() {
+            return Err(needed("trust_cert_path", "need_client_auth", "client certificates are checked against it"));
+        }
+        Ok(())
+    }
+}
