@@ -277,7 +277,7 @@ pub async fn run(
     let root: PathBuf = cfg.store.store_path_root_dir.clone();
     std::fs::create_dir_all(&root)?;
     let controllers = Arc::new(Controllers {
-        client: RemotingClient::new(remoting::ClientConfig::default(), None),
+        client: crate::outgoing_client(cfg),
         addrs: cfg.controller_addr.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect(),
         cluster: cfg.broker_cluster_name.clone(),
         broker_name: cfg.broker_name.clone(),

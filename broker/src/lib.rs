@@ -200,7 +200,8 @@ impl Broker {
         }
         let mut server_config = remoting::ServerConfig::new(bound);
         server_config.channel.idle_timeout = ctx.config.channel_idle_timeout;
-        server_config.tls = server_tls(&ctx.config.tls).map_err(|e| Error::Config(format!("broker.tls: {e}")))?;
+        server_config.tls = remoting::tls::ServerTls::from_config(&ctx.config.tls)
+            .map_err(|e| Error::Config(format!("broker.tls: {e}")))?;
         if let Some(tls) = &server_config.tls {
             tasks.spawn(tls.clone().watch(cancel.clone()).instrument(tracing::info_span!("tls_reload")));
         }
@@ -370,25 +371,9 @@ async fn persist_offsets(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
     }
 }
 
-/// The remoting port's TLS from `[broker.tls]`.
-fn server_tls(
-    c: &config::ServerTlsConfig,
-) -> std::result::Result<Option<Arc<remoting::tls::ServerTls>>, remoting::tls::TlsError> {
-    use remoting::tls::{ClientAuth, Mode, ServerFiles, ServerTls};
-    let mode = match c.mode {
-        config::TlsMode::Disabled => return Ok(None),
-        config::TlsMode::Permissive => Mode::Permissive,
-        config::TlsMode::Enforcing => Mode::Enforcing,
-    };
-    let files = ServerFiles {
-        cert: c.cert_path.clone().unwrap_or_default(),
-        key: c.key_path.clone().unwrap_or_default(),
-        trust: c.trust_cert_path.clone(),
-        client_auth: match c.need_client_auth {
-            config::TlsClientAuth::None => ClientAuth::None,
-            config::TlsClientAuth::Optional => ClientAuth::Optional,
-            config::TlsClientAuth::Require => ClientAuth::Require,
-        },
-    };
-    ServerTls::load(mode, files)
+/// A client for the connections the broker opens itself (name servers,
+/// controllers, its master), with `[broker.outgoing_tls]`.
+pub(crate) fn outgoing_client(config: &config::BrokerConfig) -> remoting::RemotingClient {
+    let tls = remoting::tls::ClientTls::from_config(&config.outgoing_tls);
+    remoting::RemotingClient::new(remoting::ClientConfig { tls, ..remoting::ClientConfig::default() }, None)
 }

@@ -16,7 +16,7 @@ use remoting::body::RegisterBrokerBody;
 use remoting::header::namesrv::{
     RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
 };
-use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode};
+use remoting::{RemotingClient, RemotingCommand, RequestCode};
 
 use crate::context::BrokerContext;
 use crate::topic_config::registration_view;
@@ -105,7 +105,7 @@ pub async fn run(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
     if ctx.config.namesrv_addr.is_empty() {
         warn!("no name server configured (namesrv_addr / NAMESRV_ADDR / -n): clients cannot discover this broker");
     }
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let client = crate::outgoing_client(&ctx.config);
     let period = ctx.config.register_name_server_period;
     let mut first = true;
     loop {
@@ -128,7 +128,7 @@ pub async fn run(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
 
 /// UNREGISTER_BROKER to every name server (clean shutdown).
 pub async fn unregister_all(ctx: &BrokerContext) {
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let client = crate::outgoing_client(&ctx.config);
     let header = UnRegisterBrokerRequestHeader {
         broker_name: ctx.config.broker_name.clone(),
         broker_addr: ctx.broker_addr_string(),

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use common::ResponseCode;
 use remoting::body::TopicConfigSerializeWrapper;
-use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode};
+use remoting::{RemotingClient, RemotingCommand, RequestCode};
 
 use crate::consumer_offset::ConsumerOffsetWrapper;
 use crate::context::BrokerContext;
@@ -31,7 +31,7 @@ pub async fn run(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
     if !ctx.role.is_slave() {
         return;
     }
-    let client = RemotingClient::new(ClientConfig::default(), None);
+    let client = crate::outgoing_client(&ctx.config);
     let mut registered = ctx.registered.subscribe();
     let mut tick = tokio::time::interval(SYNC_INTERVAL);
     loop {

@@ -132,13 +132,7 @@ impl ClientInstance {
                 secret_key: sk.expose().to_owned(),
                 security_token: config.security_token.as_ref().map(|t| t.expose().to_owned()),
             });
-        let tls = config.tls_enable.then(|| {
-            let identity = config.tls_cert_path.as_deref().zip(config.tls_key_path.as_deref());
-            remoting::tls::ClientTls::new(config.tls_trust_cert_path.as_deref(), identity).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "TLS is enabled but cannot be set up; every connection will fail");
-                remoting::tls::ClientTls::unusable(e)
-            })
-        });
+        let tls = remoting::tls::ClientTls::from_config(&config.tls());
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let handler: Arc<dyn RequestHandler> = Arc::new(ServerRequests { inner: weak.clone() });
             Inner {

@@ -234,6 +234,10 @@ pub struct BrokerConfig {
     pub store: StoreConfig,
     /// TLS on the remoting port, `[broker.tls]` in TOML.
     pub tls: crate::tls::ServerTlsConfig,
+    /// TLS on the broker's own connections (name servers, controllers, its
+    /// master's remoting port), `[broker.outgoing_tls]` in TOML. The HA stream
+    /// stays plain TCP, as RocketMQ's does.
+    pub outgoing_tls: crate::tls::ClientTlsConfig,
     /// Plugins bound to topics and groups (`[[broker.plugin_binding]]`); the
     /// plugins themselves are declared in `[plugins]`.
     #[serde(rename = "plugin_binding")]
@@ -334,6 +338,7 @@ impl Default for BrokerConfig {
             timer_max_delay: Duration::from_secs(30 * 86_400),
             store: StoreConfig::default(),
             tls: crate::tls::ServerTlsConfig::default(),
+            outgoing_tls: crate::tls::ClientTlsConfig::default(),
             plugin_bindings: Vec::new(),
         }
     }
@@ -423,6 +428,7 @@ impl BrokerConfig {
         check::non_zero("flush_consumer_offset_interval", self.flush_consumer_offset_interval)?;
         check::non_zero("flush_delay_offset_interval", self.flush_delay_offset_interval)?;
         self.tls.validate().map_err(|e| e.within("tls"))?;
+        self.outgoing_tls.validate().map_err(|e| e.within("outgoing_tls"))?;
         self.store.validate().map_err(|e| e.within("store"))
     }
 

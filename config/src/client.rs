@@ -94,6 +94,16 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    /// The TLS settings as the one shape servers' outgoing connections use too.
+    pub fn tls(&self) -> crate::tls::ClientTlsConfig {
+        crate::tls::ClientTlsConfig {
+            enable: self.tls_enable,
+            trust_cert_path: self.tls_trust_cert_path.clone(),
+            cert_path: self.tls_cert_path.clone(),
+            key_path: self.tls_key_path.clone(),
+        }
+    }
+
     /// # Errors
     /// [`Error::Invalid`](crate::Error::Invalid) naming the first offending key.
     pub fn validate(&self) -> Result<()> {

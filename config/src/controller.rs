@@ -52,6 +52,13 @@ pub struct ControllerConfig {
     /// this and twice this starts an election.
     #[serde(with = "humantime_serde")]
     pub raft_election_timeout: Duration,
+    /// TLS on a standalone controller's port, `[controller.tls]` in TOML
+    /// (`tls.server.*`). A controller inside a name server serves on the name
+    /// server's port, secured by `[namesrv.tls]`.
+    pub tls: crate::tls::ServerTlsConfig,
+    /// TLS on the connections the controller opens, to its peers and to brokers,
+    /// `[controller.outgoing_tls]` in TOML (`useTLS`, `tls.client.*`).
+    pub outgoing_tls: crate::tls::ClientTlsConfig,
 }
 
 impl Default for ControllerConfig {
@@ -67,6 +74,8 @@ impl Default for ControllerConfig {
             elect_master_max_retry_count: 3,
             raft_heartbeat_interval: Duration::from_millis(200),
             raft_election_timeout: Duration::from_millis(1000),
+            tls: crate::tls::ServerTlsConfig::default(),
+            outgoing_tls: crate::tls::ClientTlsConfig::default(),
         }
     }
 }
@@ -136,7 +145,8 @@ impl ControllerConfig {
                 Invalid::Conflict { other: "raft_heartbeat_interval", why: "the election timeout must be longer" },
             ));
         }
-        Ok(())
+        self.tls.validate().map_err(|e| e.within("tls"))?;
+        self.outgoing_tls.validate().map_err(|e| e.within("outgoing_tls"))
     }
 }
 

@@ -83,7 +83,7 @@ pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
 pub use telemetry::{
     LogFormat, MetricsConfig, MetricsExporterType, OtlpProtocol, TelemetryConfig, TraceExporter, TracesConfig,
 };
-pub use tls::{ServerTlsConfig, TlsClientAuth, TlsMode};
+pub use tls::{ClientTlsConfig, ServerTlsConfig, TlsClientAuth, TlsMode};
 pub use warning::{ConfigWarning, Origin, WarningKind};
 
 /// The user's home directory, which RocketMQ's defaults are relative to

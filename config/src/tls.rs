@@ -75,3 +75,39 @@ impl ServerTlsConfig {
         Ok(())
     }
 }
+
+/// TLS on the connections a server opens itself (RocketMQ's `useTLS` with
+/// `tls.client.*`): a broker's to name servers, controllers and its master, a
+/// controller's to its peers and to brokers. `[broker.outgoing_tls]` and
+/// `[controller.outgoing_tls]` in TOML.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientTlsConfig {
+    /// Connect with TLS (`useTLS`).
+    pub enable: bool,
+    /// Roots the peers' certificates must chain to, PEM
+    /// (`tls.client.trustCertPath`). Without it any certificate is accepted, as
+    /// RocketMQ does unless `tls.client.authServer` is on.
+    pub trust_cert_path: Option<PathBuf>,
+    /// A certificate to show peers that ask for one, PEM (`tls.client.certPath`).
+    pub cert_path: Option<PathBuf>,
+    /// Its private key, PEM (`tls.client.keyPath`).
+    pub key_path: Option<PathBuf>,
+}
+
+impl ClientTlsConfig {
+    /// A certificate comes with its key.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the key given alone.
+    pub fn validate(&self) -> Result<()> {
+        let alone = |key: &'static str, other: &'static str| {
+            Error::invalid(key, Invalid::Conflict { other, why: "a certificate and its key go together" })
+        };
+        match (&self.cert_path, &self.key_path) {
+            (Some(_), None) => Err(alone("cert_path", "key_path")),
+            (None, Some(_)) => Err(alone("key_path", "cert_path")),
+            _ => Ok(()),
+        }
+    }
+}

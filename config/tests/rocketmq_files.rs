@@ -220,15 +220,43 @@ fn latin1_files_are_read_as_java_reads_them() {
 
 #[test]
 fn switches_ferromq_lacks_are_refused_when_turned_on() {
-    for (key, why) in [("enableDLegerCommitLog", "DLedger"), ("useTLS", "TLS")] {
-        let (_dir, path) = temp_file("broker.conf", &format!("brokerName=b\n{key}=true\n"));
-        let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
-        assert!(err.contains(key) && err.contains("refused") && err.contains(why), "{err}");
-        // Off, it changes nothing: only the not-implemented warning.
-        let (_dir, path) = temp_file("broker.conf", &format!("{key}=false\n"));
-        let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
-        assert_eq!(loaded.warnings, [warning(&path, key, WarningKind::NotImplemented)]);
-    }
-    let (_dir, path) = temp_file("namesrv.properties", "useTLS=TRUE\n");
-    assert!(load_namesrv_with_env(Some(&path), NO_ENV).unwrap_err().to_string().contains("refused"));
+    let key = "enableDLegerCommitLog";
+    let (_dir, path) = temp_file("broker.conf", &format!("brokerName=b\n{key}=true\n"));
+    let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
+    assert!(err.contains(key) && err.contains("refused") && err.contains("DLedger"), "{err}");
+    // Off, it changes nothing: only the not-implemented warning.
+    let (_dir, path) = temp_file("broker.conf", &format!("{key}=false\n"));
+    let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(loaded.warnings, [warning(&path, key, WarningKind::NotImplemented)]);
+}
+
+#[test]
+fn use_tls_secures_the_connections_a_server_opens() {
+    let client_keys = "useTLS=true\ntls.client.trustCertPath=/tls/ca.pem\ntls.client.certPath=/tls/c.pem\ntls.client.keyPath=/tls/c-key.pem\n";
+    let expected = config::ClientTlsConfig {
+        enable: true,
+        trust_cert_path: Some("/tls/ca.pem".into()),
+        cert_path: Some("/tls/c.pem".into()),
+        key_path: Some("/tls/c-key.pem".into()),
+    };
+    let (_dir, path) = temp_file("broker.conf", client_keys);
+    let loaded = load_broker_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(loaded.config.broker.outgoing_tls, expected);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // A name server's own connections are its embedded controller's.
+    let (_dir, path) = temp_file("namesrv.properties", client_keys);
+    let loaded = load_namesrv_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(loaded.config.controller.outgoing_tls, expected);
+    // A controller has a port of its own as well.
+    let (_dir, path) = temp_file(
+        "controller.properties",
+        &format!("{client_keys}tls.server.mode=enforcing\ntls.server.certPath=/tls/s.pem\ntls.server.keyPath=/tls/s-key.pem\n"),
+    );
+    let loaded = config::load_controller_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(loaded.config.controller.outgoing_tls, expected);
+    assert_eq!(loaded.config.controller.tls.mode, config::TlsMode::Enforcing);
+    // A certificate without its key is refused.
+    let (_dir, path) = temp_file("broker.conf", "useTLS=true\ntls.client.certPath=/tls/c.pem\n");
+    let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
+    assert!(err.contains("broker.outgoing_tls.cert_path"), "{err}");
 }

@@ -52,6 +52,8 @@ pub enum Error {
     Store(#[from] std::io::Error),
     #[error(transparent)]
     Remoting(#[from] remoting::Error),
+    #[error("controller TLS: {0}")]
+    Tls(#[from] remoting::tls::TlsError),
 }
 
 /// What a controller's request handlers share.
@@ -222,10 +224,16 @@ impl ControllerServer {
         let (host, port) = own.rsplit_once(':').unwrap_or(("0.0.0.0", "9878"));
         let port: u16 = port.parse().unwrap_or(9878);
         let ip: IpAddr = host.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let tls = remoting::tls::ServerTls::from_config(&config.tls)?;
         let (controller, cancel, tasks) = Self::start_embedded(config).await?;
         let mut dispatcher = Dispatcher::new();
         controller.register(&mut dispatcher);
-        let server = RemotingServer::bind(ServerConfig::new(SocketAddr::new(ip, port)), Arc::new(dispatcher)).await?;
+        let mut server_config = ServerConfig::new(SocketAddr::new(ip, port));
+        server_config.tls = tls;
+        if let Some(tls) = &server_config.tls {
+            tasks.spawn(tls.clone().watch(cancel.clone()).instrument(tracing::info_span!("tls_reload")));
+        }
+        let server = RemotingServer::bind(server_config, Arc::new(dispatcher)).await?;
         info!(id, addr = %server.local_addr(), peers = peers.len(), "controller started");
         Ok(Self { controller, server: Some(server), cancel, tasks })
     }
@@ -242,7 +250,9 @@ impl ControllerServer {
         config.validate()?;
         let peers = config.peers()?;
         let id = config.self_id()?;
-        let client = RemotingClient::new(remoting::ClientConfig::default(), None);
+        // Raft traffic to the peers and role notices to brokers.
+        let tls = remoting::tls::ClientTls::from_config(&config.outgoing_tls);
+        let client = RemotingClient::new(remoting::ClientConfig { tls, ..remoting::ClientConfig::default() }, None);
         let timing = Timing {
             heartbeat: config.raft_heartbeat_interval.as_millis() as u64,
             election_min: config.raft_election_timeout.as_millis() as u64,

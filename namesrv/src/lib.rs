@@ -77,7 +77,7 @@ impl NameServer {
         let mut server_config = ServerConfig::new(SocketAddr::new(config.bind_address, config.listen_port));
         server_config.channel =
             ChannelOptions { idle_timeout: config.channel_idle_timeout, ..ChannelOptions::default() };
-        server_config.tls = server_tls(&config.tls)?;
+        server_config.tls = remoting::tls::ServerTls::from_config(&config.tls)?;
         let server = RemotingServer::bind(server_config.clone(), Arc::new(dispatcher)).await?;
         let cancel = CancellationToken::new();
         if let Some(tls) = server_config.tls {
@@ -179,25 +179,4 @@ pub fn advertised(addr: SocketAddr) -> String {
     } else {
         addr.to_string()
     }
-}
-
-/// The remoting port's TLS from `[namesrv.tls]`.
-fn server_tls(c: &config::ServerTlsConfig) -> Result<Option<Arc<remoting::tls::ServerTls>>> {
-    use remoting::tls::{ClientAuth, Mode, ServerFiles, ServerTls};
-    let mode = match c.mode {
-        config::TlsMode::Disabled => return Ok(None),
-        config::TlsMode::Permissive => Mode::Permissive,
-        config::TlsMode::Enforcing => Mode::Enforcing,
-    };
-    let files = ServerFiles {
-        cert: c.cert_path.clone().unwrap_or_default(),
-        key: c.key_path.clone().unwrap_or_default(),
-        trust: c.trust_cert_path.clone(),
-        client_auth: match c.need_client_auth {
-            config::TlsClientAuth::None => ClientAuth::None,
-            config::TlsClientAuth::Optional => ClientAuth::Optional,
-            config::TlsClientAuth::Require => ClientAuth::Require,
-        },
-    };
-    Ok(ServerTls::load(mode, files)?)
 }

@@ -151,6 +151,30 @@ impl ServerTls {
         })))
     }
 
+    /// The port's TLS as `[broker.tls]`, `[namesrv.tls]` or `[controller.tls]`
+    /// configures it; `None` when disabled.
+    ///
+    /// # Errors
+    /// As [`ServerTls::load`].
+    pub fn from_config(c: &config::ServerTlsConfig) -> Result<Option<Arc<Self>>, TlsError> {
+        let mode = match c.mode {
+            config::TlsMode::Disabled => return Ok(None),
+            config::TlsMode::Permissive => Mode::Permissive,
+            config::TlsMode::Enforcing => Mode::Enforcing,
+        };
+        let files = ServerFiles {
+            cert: c.cert_path.clone().unwrap_or_default(),
+            key: c.key_path.clone().unwrap_or_default(),
+            trust: c.trust_cert_path.clone(),
+            client_auth: match c.need_client_auth {
+                config::TlsClientAuth::None => ClientAuth::None,
+                config::TlsClientAuth::Optional => ClientAuth::Optional,
+                config::TlsClientAuth::Require => ClientAuth::Require,
+            },
+        };
+        Self::load(mode, files)
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -229,6 +253,20 @@ impl ClientTls {
             None => builder.with_no_client_auth(),
         };
         Ok(Self { connector: Ok(tokio_rustls::TlsConnector::from(Arc::new(config))) })
+    }
+
+    /// The client side as configured: `None` unless `enable`. Files that do not
+    /// load give a client whose every connection fails saying why (logged here
+    /// once), never one that falls back to plain TCP.
+    pub fn from_config(c: &config::ClientTlsConfig) -> Option<Self> {
+        if !c.enable {
+            return None;
+        }
+        let identity = c.cert_path.as_deref().zip(c.key_path.as_deref());
+        Some(Self::new(c.trust_cert_path.as_deref(), identity).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "TLS is enabled but cannot be set up; every connection will fail");
+            Self::unusable(e)
+        }))
     }
 
     /// A client whose TLS cannot be set up: every connection fails with `why`

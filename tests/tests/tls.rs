@@ -2,7 +2,9 @@
 //! (rcgen): a permissive name server (brokers register in plain TCP, clients look up
 //! routes over TLS), an enforcing broker the SDK sends to and reads from over TLS and
 //! a plaintext client cannot use, `openssl s_client` completing a verified handshake
-//! on it, and a broker that requires client certificates.
+//! on it, and a broker that requires client certificates; then a cluster where
+//! every port enforces TLS (name server, three controllers, a controller-mode
+//! broker), so that it only forms when the servers' own connections use TLS too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use client::consumer::pull_consumer::PullConsumer;
 use client::{Admin, Message, Producer, ProducerOptions};
-use tests::{eventually, Broker, Namesrv};
+use tests::{eventually, Broker, Controller, Namesrv};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -85,6 +87,10 @@ fn tls_settings(dir: &Path, mode: &'static str, client_auth: &'static str) -> Ve
     ]
 }
 
+fn as_env<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    settings.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 fn start_broker(ns: &str, name: &str, settings: &[(&'static str, String)]) -> Result<Broker> {
     let mut all: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.push(("BROKER_NAME", name));
@@ -144,5 +150,51 @@ async fn tls_ports_serve_the_sdk_and_openssl_and_refuse_what_they_must() -> Resu
     assert!(info.contains_key("commitLogMaxOffset"));
     a.shutdown();
     admin.shutdown();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_whose_every_port_enforces_tls_forms_and_serves() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    pki(dir.path())?;
+    let d = dir.path();
+    let mut server = tls_settings(d, "enforcing", "none");
+    // The connections the servers open: Raft between the controllers, the broker's
+    // to the controllers and the name server.
+    server.push(("OUTGOING_TLS__ENABLE", "true".to_owned()));
+    server.push(("OUTGOING_TLS__TRUST_CERT_PATH", p(d, "ca.pem")));
+
+    let ns = Namesrv::start(&as_env(&tls_settings(d, "enforcing", "none")))?;
+    let n = ns.addr();
+    let controllers = Controller::start_group(3, &as_env(&server))?;
+    let controller_addrs: Vec<String> = controllers.iter().map(Controller::addr).collect();
+    let mut broker_settings = server.clone();
+    broker_settings.push(("ENABLE_CONTROLLER_MODE", "true".to_owned()));
+    broker_settings.push(("CONTROLLER_ADDR", controller_addrs.join(";")));
+    let broker = start_broker(&n, "broker-all-tls", &broker_settings)?;
+
+    let tls = client_config(&n, Some((d.join("ca.pem"), None)));
+    let admin = Admin::new(tls.clone(), None);
+    // Registered with the name server as the set's master: the controllers agreed
+    // (over TLS) on its id and role, and the broker told the name server (over TLS).
+    eventually(WAIT, "the broker registered as master", || async {
+        let info = admin.cluster_info().await.ok()?;
+        let data = info.broker_addr_table.get("broker-all-tls")?;
+        (data.broker_addrs.get(&0) == Some(&broker.addr())).then_some(())
+    })
+    .await?;
+    admin.create_topic("AllTls", 2, None).await?;
+    eventually(WAIT, "the topic's route", || async { admin.topic_route("AllTls").await.ok() }).await?;
+    let bodies: Vec<String> = (0..10).map(|i| format!("all-tls-{i}")).collect();
+    send_all(tls.clone(), "AllTls", &bodies).await?;
+    assert_eq!(stored(tls.clone(), "AllTls").await?, bodies);
+
+    // Plain TCP reaches none of them.
+    let plain = Admin::new(client_config(&n, None), None);
+    assert!(plain.cluster_info().await.is_err(), "the name server answered plain TCP");
+    assert!(plain.broker_runtime_info(&broker.addr()).await.is_err(), "the broker answered plain TCP");
+    plain.shutdown();
+    admin.shutdown();
+    drop(controllers);
     Ok(())
 }

@@ -130,6 +130,10 @@ pub(crate) const BROKER: Table = Table {
         entry("tls.server.keyPath",                "broker.tls.key_path",                          Unit::Text),
         entry("tls.server.trustCertPath",          "broker.tls.trust_cert_path",                   Unit::Text),
         entry("tls.server.need.client.auth",       "broker.tls.need_client_auth",                  Unit::Enum(&["none", "optional", "require"])),
+        entry("useTLS",                            "broker.outgoing_tls.enable",                   Unit::Bool),
+        entry("tls.client.trustCertPath",          "broker.outgoing_tls.trust_cert_path",          Unit::Text),
+        entry("tls.client.certPath",               "broker.outgoing_tls.cert_path",                Unit::Text),
+        entry("tls.client.keyPath",                "broker.outgoing_tls.key_path",                 Unit::Text),
         entry("aclEnable",                         "broker.acl_enable",                               Unit::Bool),
         entry("minInSyncReplicas",                 "broker.min_in_sync_replicas",                     U32),
         entry("inSyncReplicas",                    "broker.in_sync_replicas",                         U32),
@@ -198,7 +202,6 @@ pub(crate) const BROKER: Table = Table {
     unsupported: unsupported::BROKER,
     refused_when_on: &[
         ("enableDLegerCommitLog", "DLedger commit logs are not supported; use brokerRole and brokerId"),
-        ("useTLS", "TLS is not implemented: the broker would serve plain TCP"),
     ],
 };
 
@@ -218,6 +221,11 @@ pub(crate) const NAMESRV: Table = Table {
         entry("tls.server.keyPath",                "namesrv.tls.key_path",                          Unit::Text),
         entry("tls.server.trustCertPath",          "namesrv.tls.trust_cert_path",                   Unit::Text),
         entry("tls.server.need.client.auth",       "namesrv.tls.need_client_auth",                  Unit::Enum(&["none", "optional", "require"])),
+        // A name server's only outgoing connections are its embedded controller's.
+        entry("useTLS",                            "controller.outgoing_tls.enable",                Unit::Bool),
+        entry("tls.client.trustCertPath",          "controller.outgoing_tls.trust_cert_path",       Unit::Text),
+        entry("tls.client.certPath",               "controller.outgoing_tls.cert_path",             Unit::Text),
+        entry("tls.client.keyPath",                "controller.outgoing_tls.key_path",              Unit::Text),
         entry("enableControllerInNamesrv",         "namesrv.enable_controller_in_namesrv",            Unit::Bool),
         entry("controllerDLegerGroup",             "controller.controller_dleger_group",              Unit::Text),
         entry("controllerDLegerPeers",             "controller.controller_dleger_peers",              Unit::Text),
@@ -228,7 +236,7 @@ pub(crate) const NAMESRV: Table = Table {
         entry("electMasterMaxRetryCount",          "controller.elect_master_max_retry_count",         U32),
     ],
     unsupported: unsupported::NAMESRV,
-    refused_when_on: &[("useTLS", "TLS is not implemented: the name server would serve plain TCP")],
+    refused_when_on: &[],
 };
 
 /// A controller's properties file (RocketMQ's `ControllerConfig` keys).
@@ -243,6 +251,15 @@ pub(crate) const CONTROLLER: Table = Table {
         entry("enableElectUncleanMaster",          "controller.enable_elect_unclean_master",          Unit::Bool),
         entry("notifyBrokerRoleChanged",           "controller.notify_broker_role_changed",           Unit::Bool),
         entry("electMasterMaxRetryCount",          "controller.elect_master_max_retry_count",         U32),
+        entry("tls.server.mode",                   "controller.tls.mode",                             Unit::Enum(&["disabled", "permissive", "enforcing"])),
+        entry("tls.server.certPath",               "controller.tls.cert_path",                        Unit::Text),
+        entry("tls.server.keyPath",                "controller.tls.key_path",                         Unit::Text),
+        entry("tls.server.trustCertPath",          "controller.tls.trust_cert_path",                  Unit::Text),
+        entry("tls.server.need.client.auth",       "controller.tls.need_client_auth",                 Unit::Enum(&["none", "optional", "require"])),
+        entry("useTLS",                            "controller.outgoing_tls.enable",                  Unit::Bool),
+        entry("tls.client.trustCertPath",          "controller.outgoing_tls.trust_cert_path",         Unit::Text),
+        entry("tls.client.certPath",               "controller.outgoing_tls.cert_path",               Unit::Text),
+        entry("tls.client.keyPath",                "controller.outgoing_tls.key_path",                Unit::Text),
     ],
     unsupported: unsupported::CONTROLLER,
     refused_when_on: &[],

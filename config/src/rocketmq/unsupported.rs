@@ -131,7 +131,7 @@ pub(super) const BROKER: &[&str] = &[
     "transactionOpMsgMaxSize", "transferMsgByHeap", "transientStorePoolEnable",
     "transientStorePoolSize", "travelCqFileNumWhenGetMessage", "updateNameServerAddrPeriod",
     "useABSLock", "useEpollNativeSelector", "usePIDColdCtrStrategy",
-    "useReentrantLockWhenPutMessage", "useServerSideResetOffset", "useStaticSubscription", "useTLS",
+    "useReentrantLockWhenPutMessage", "useServerSideResetOffset", "useStaticSubscription",
     "validateSystemTopicWhenUpdateTopic", "waitTimeMillsInAckQueue",
     "waitTimeMillsInAdminBrokerQueue", "waitTimeMillsInHeartbeatQueue",
     "waitTimeMillsInLitePullQueue", "waitTimeMillsInPullQueue", "waitTimeMillsInSendQueue",
@@ -167,6 +167,6 @@ pub(super) const NAMESRV: &[&str] = &[
     "serverPooledByteBufAllocatorEnable", "serverSelectorThreads", "serverSocketBacklog",
     "serverSocketRcvBufSize", "serverSocketSndBufSize", "serverWorkerThreads",
     "shutdownWaitTimeSeconds", "socksProxyConfig", "supportActingMaster",
-    "unRegisterBrokerQueueCapacity", "useEpollNativeSelector", "useTLS", "waitSecondsForService",
+    "unRegisterBrokerQueueCapacity", "useEpollNativeSelector", "waitSecondsForService",
     "writeBufferHighWaterMark", "writeBufferLowWaterMark",
 ];
