@@ -134,7 +134,11 @@ impl Broker {
             Some(ip) => ip.parse().map_err(|_| Error::Config(format!("broker_ip2 `{ip}` is not an IP address")))?,
             None => advertised_ip,
         };
+        // One TLS for the remoting port and the HA port, reloaded together.
+        let server_tls = remoting::tls::ServerTls::from_config(&config.tls)
+            .map_err(|e| Error::Config(format!("broker.tls: {e}")))?;
         let mut ha_settings = ha_settings(&config);
+        ha_settings.server_tls = server_tls.clone();
         // A slave in controller mode names itself to its master.
         ha_settings.identity =
             opts.membership.as_ref().filter(|_| !config.broker_role.is_master()).map(|m| m.broker_id);
@@ -200,8 +204,7 @@ impl Broker {
         }
         let mut server_config = remoting::ServerConfig::new(bound);
         server_config.channel.idle_timeout = ctx.config.channel_idle_timeout;
-        server_config.tls = remoting::tls::ServerTls::from_config(&ctx.config.tls)
-            .map_err(|e| Error::Config(format!("broker.tls: {e}")))?;
+        server_config.tls = server_tls;
         if let Some(tls) = &server_config.tls {
             tasks.spawn(tls.clone().watch(cancel.clone()).instrument(tracing::info_span!("tls_reload")));
         }
@@ -296,6 +299,8 @@ fn ha_settings(config: &config::BrokerConfig) -> replication::HaSettings {
         identity: None,
         // RocketMQ 4.x's slave always starts from the newest segment.
         sync_from_last_file: !config.enable_controller_mode || config.sync_from_last_file,
+        server_tls: None,
+        client_tls: remoting::tls::ClientTls::from_config(&config.outgoing_tls, Some(&config.tls)),
     }
 }
 
@@ -374,6 +379,6 @@ async fn persist_offsets(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
 /// A client for the connections the broker opens itself (name servers,
 /// controllers, its master), with `[broker.outgoing_tls]`.
 pub(crate) fn outgoing_client(config: &config::BrokerConfig) -> remoting::RemotingClient {
-    let tls = remoting::tls::ClientTls::from_config(&config.outgoing_tls);
+    let tls = remoting::tls::ClientTls::from_config(&config.outgoing_tls, Some(&config.tls));
     remoting::RemotingClient::new(remoting::ClientConfig { tls, ..remoting::ClientConfig::default() }, None)
 }

@@ -132,7 +132,7 @@ impl ClientInstance {
                 secret_key: sk.expose().to_owned(),
                 security_token: config.security_token.as_ref().map(|t| t.expose().to_owned()),
             });
-        let tls = remoting::tls::ClientTls::from_config(&config.tls());
+        let tls = remoting::tls::ClientTls::from_config(&config.tls(), None);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let handler: Arc<dyn RequestHandler> = Arc::new(ServerRequests { inner: weak.clone() });
             Inner {

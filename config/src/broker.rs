@@ -232,11 +232,10 @@ pub struct BrokerConfig {
     pub timer_max_delay: Duration,
     /// The message store, `[broker.store]` in TOML.
     pub store: StoreConfig,
-    /// TLS on the remoting port, `[broker.tls]` in TOML.
+    /// TLS on the remoting port and the HA port, `[broker.tls]` in TOML.
     pub tls: crate::tls::ServerTlsConfig,
     /// TLS on the broker's own connections (name servers, controllers, its
-    /// master's remoting port), `[broker.outgoing_tls]` in TOML. The HA stream
-    /// stays plain TCP, as RocketMQ's does.
+    /// master's remoting and HA ports), `[broker.outgoing_tls]` in TOML.
     pub outgoing_tls: crate::tls::ClientTlsConfig,
     /// Plugins bound to topics and groups (`[[broker.plugin_binding]]`); the
     /// plugins themselves are declared in `[plugins]`.

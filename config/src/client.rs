@@ -97,7 +97,7 @@ impl ClientConfig {
     /// The TLS settings as the one shape servers' outgoing connections use too.
     pub fn tls(&self) -> crate::tls::ClientTlsConfig {
         crate::tls::ClientTlsConfig {
-            enable: self.tls_enable,
+            enable: Some(self.tls_enable),
             trust_cert_path: self.tls_trust_cert_path.clone(),
             cert_path: self.tls_cert_path.clone(),
             key_path: self.tls_key_path.clone(),

@@ -52,9 +52,8 @@ pub struct ControllerConfig {
     /// this and twice this starts an election.
     #[serde(with = "humantime_serde")]
     pub raft_election_timeout: Duration,
-    /// TLS on a standalone controller's port, `[controller.tls]` in TOML
-    /// (`tls.server.*`). A controller inside a name server serves on the name
-    /// server's port, secured by `[namesrv.tls]`.
+    /// TLS on the controller's port (its peer entry's, also inside a name server),
+    /// `[controller.tls]` in TOML (`tls.server.*` in `controller.properties`).
     pub tls: crate::tls::ServerTlsConfig,
     /// TLS on the connections the controller opens, to its peers and to brokers,
     /// `[controller.outgoing_tls]` in TOML (`useTLS`, `tls.client.*`).

@@ -78,15 +78,6 @@ impl NamesrvFile {
         self.namesrv.validate().map_err(|e| e.within("namesrv"))?;
         if self.namesrv.enable_controller_in_namesrv {
             self.controller.validate().map_err(|e| e.within("controller"))?;
-            if self.controller.tls.mode != crate::TlsMode::Disabled {
-                return Err(Error::invalid(
-                    "controller.tls.mode",
-                    Invalid::Conflict {
-                        other: "namesrv.enable_controller_in_namesrv",
-                        why: "a controller inside the name server serves on its port: set namesrv.tls",
-                    },
-                ));
-            }
         }
         self.telemetry.validate().map_err(|e| e.within("telemetry"))
     }

@@ -83,8 +83,9 @@ impl ServerTlsConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientTlsConfig {
-    /// Connect with TLS (`useTLS`).
-    pub enable: bool,
+    /// Connect with TLS (`useTLS`). Unset: on when the server's own port is
+    /// `enforcing`, as RocketMQ's brokers default `useTLS` to.
+    pub enable: Option<bool>,
     /// Roots the peers' certificates must chain to, PEM
     /// (`tls.client.trustCertPath`). Without it any certificate is accepted, as
     /// RocketMQ does unless `tls.client.authServer` is on.
@@ -96,6 +97,11 @@ pub struct ClientTlsConfig {
 }
 
 impl ClientTlsConfig {
+    /// Whether connections use TLS, for a server whose own port is `own_port`.
+    pub fn enabled(&self, own_port: Option<&ServerTlsConfig>) -> bool {
+        self.enable.unwrap_or_else(|| own_port.is_some_and(|p| p.mode == TlsMode::Enforcing))
+    }
+
     /// A certificate comes with its key.
     ///
     /// # Errors

@@ -234,7 +234,7 @@ fn switches_ferromq_lacks_are_refused_when_turned_on() {
 fn use_tls_secures_the_connections_a_server_opens() {
     let client_keys = "useTLS=true\ntls.client.trustCertPath=/tls/ca.pem\ntls.client.certPath=/tls/c.pem\ntls.client.keyPath=/tls/c-key.pem\n";
     let expected = config::ClientTlsConfig {
-        enable: true,
+        enable: Some(true),
         trust_cert_path: Some("/tls/ca.pem".into()),
         cert_path: Some("/tls/c.pem".into()),
         key_path: Some("/tls/c-key.pem".into()),
@@ -255,6 +255,16 @@ fn use_tls_secures_the_connections_a_server_opens() {
     let loaded = config::load_controller_with_env(Some(&path), NO_ENV).unwrap();
     assert_eq!(loaded.config.controller.outgoing_tls, expected);
     assert_eq!(loaded.config.controller.tls.mode, config::TlsMode::Enforcing);
+    // Unset, it follows the server's own port, as RocketMQ's brokers do.
+    let enforcing = "tls.server.mode=enforcing\ntls.server.certPath=/s.pem\ntls.server.keyPath=/k.pem\n";
+    for (extra, on) in [("", true), ("useTLS=false\n", false)] {
+        let (_dir, path) = temp_file("broker.conf", &format!("{enforcing}{extra}"));
+        let broker = load_broker_with_env(Some(&path), NO_ENV).unwrap().config.broker;
+        assert_eq!(broker.outgoing_tls.enabled(Some(&broker.tls)), on, "{extra:?}");
+    }
+    let (_dir, path) = temp_file("broker.conf", "brokerName=b\n");
+    let broker = load_broker_with_env(Some(&path), NO_ENV).unwrap().config.broker;
+    assert!(!broker.outgoing_tls.enabled(Some(&broker.tls)));
     // A certificate without its key is refused.
     let (_dir, path) = temp_file("broker.conf", "useTLS=true\ntls.client.certPath=/tls/c.pem\n");
     let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();

@@ -251,7 +251,7 @@ impl ControllerServer {
         let peers = config.peers()?;
         let id = config.self_id()?;
         // Raft traffic to the peers and role notices to brokers.
-        let tls = remoting::tls::ClientTls::from_config(&config.outgoing_tls);
+        let tls = remoting::tls::ClientTls::from_config(&config.outgoing_tls, Some(&config.tls));
         let client = RemotingClient::new(remoting::ClientConfig { tls, ..remoting::ClientConfig::default() }, None);
         let timing = Timing {
             heartbeat: config.raft_heartbeat_interval.as_millis() as u64,

@@ -167,12 +167,9 @@ impl ServerConfig {
     }
 }
 
-/// How long a new connection has to show its first byte and finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sets up a connection on a TLS port: a TLS handshake (first byte 0x16) is
-/// completed; anything else is plain TCP in `permissive` mode and closed, with a log
-/// line saying why, in `enforcing` mode. `None`: the connection was closed.
+/// Sets up a connection on a TLS port (see [`crate::tls::ServerTls::accept`]).
+/// `None`: the connection was closed.
 async fn accept_tls(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -182,42 +179,12 @@ async fn accept_tls(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) -> Option<Channel> {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => {}
-        Ok(Ok(_)) => return None,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %peer, error = %e, "connection failed before its first byte");
-            return None;
-        }
-        Err(_) => {
-            warn!(peer = %peer, "closing a connection that sent nothing within {HANDSHAKE_TIMEOUT:?}");
-            return None;
-        }
-    }
-    if first[0] != crate::tls::HANDSHAKE_BYTE {
-        if tls.mode() == crate::tls::Mode::Enforcing {
-            warn!(peer = %peer, "closing a plaintext connection: this port requires TLS (tls.server.mode=enforcing)");
-            return None;
-        }
-        return Channel::spawn(stream, handler, options, tracker, cancel)
-            .inspect_err(|e| warn!(peer = %peer, error = %e, "could not set up connection"))
-            .ok();
-    }
     let local = stream.local_addr().ok()?;
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(peer = %peer, error = %e, "TCP_NODELAY not set");
-    }
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-        Ok(Ok(s)) => Some(Channel::spawn_tls(s, (peer, local), handler, options, tracker, cancel)),
-        Ok(Err(e)) => {
-            warn!(peer = %peer, error = %e, "TLS handshake failed; connection closed");
-            None
-        }
-        Err(_) => {
-            warn!(peer = %peer, "TLS handshake not finished within {HANDSHAKE_TIMEOUT:?}; connection closed");
-            None
-        }
+    match tls.accept(stream, peer).await? {
+        crate::tls::Accepted::Plain(stream) => Channel::spawn(stream, handler, options, tracker, cancel)
+            .inspect_err(|e| warn!(peer = %peer, error = %e, "could not set up connection"))
+            .ok(),
+        crate::tls::Accepted::Tls(s) => Some(Channel::spawn_tls(*s, (peer, local), handler, options, tracker, cancel)),
     }
 }
 

@@ -19,6 +19,17 @@ use tokio::net::TcpStream;
 /// The first byte of a TLS handshake record.
 pub const HANDSHAKE_BYTE: u8 = 0x16;
 
+/// How long a new connection has to send its first byte, then to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection accepted on a port with TLS.
+pub enum Accepted {
+    /// Plain TCP (a `permissive` port).
+    Plain(TcpStream),
+    /// The handshake completed.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// How a server port treats TLS (RocketMQ's `tls.server.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -183,6 +194,50 @@ impl ServerTls {
         self.acceptor.load_full()
     }
 
+    /// Sets up a connection: a TLS handshake (first byte 0x16) is completed;
+    /// anything else is plain TCP on a `permissive` port and closed, with a log line
+    /// saying why, on an `enforcing` one. Both steps are bounded by
+    /// [`HANDSHAKE_TIMEOUT`]. `None`: the connection was closed (and why logged).
+    pub async fn accept(&self, stream: TcpStream, peer: std::net::SocketAddr) -> Option<Accepted> {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+            Ok(Ok(1)) => {}
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, error = %e, "connection failed before its first byte");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(peer = %peer, "closing a connection that sent nothing within {HANDSHAKE_TIMEOUT:?}");
+                return None;
+            }
+        }
+        if first[0] != HANDSHAKE_BYTE {
+            if self.mode == Mode::Enforcing {
+                tracing::warn!(
+                    peer = %peer,
+                    "closing a plaintext connection: this port requires TLS (tls.server.mode=enforcing)"
+                );
+                return None;
+            }
+            return Some(Accepted::Plain(stream));
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(peer = %peer, error = %e, "TCP_NODELAY not set");
+        }
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor().accept(stream)).await {
+            Ok(Ok(s)) => Some(Accepted::Tls(Box::new(s))),
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %peer, error = %e, "TLS handshake failed; connection closed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(peer = %peer, "TLS handshake not finished within {HANDSHAKE_TIMEOUT:?}; connection closed");
+                None
+            }
+        }
+    }
+
     /// Reads the files again when one of them changed; a set that does not load keeps
     /// the previous one. Returns whether new files were taken.
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
@@ -255,11 +310,12 @@ impl ClientTls {
         Ok(Self { connector: Ok(tokio_rustls::TlsConnector::from(Arc::new(config))) })
     }
 
-    /// The client side as configured: `None` unless `enable`. Files that do not
-    /// load give a client whose every connection fails saying why (logged here
-    /// once), never one that falls back to plain TCP.
-    pub fn from_config(c: &config::ClientTlsConfig) -> Option<Self> {
-        if !c.enable {
+    /// The client side as configured (`own_port`: the TLS of the server whose
+    /// connections these are, which decides when `enable` is unset): `None` when
+    /// off. Files that do not load give a client whose every connection fails
+    /// saying why (logged here once), never one that falls back to plain TCP.
+    pub fn from_config(c: &config::ClientTlsConfig, own_port: Option<&config::ServerTlsConfig>) -> Option<Self> {
+        if !c.enabled(own_port) {
             return None;
         }
         let identity = c.cert_path.as_deref().zip(c.key_path.as_deref());

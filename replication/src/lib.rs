@@ -84,6 +84,11 @@ pub struct HaSettings {
     /// Where a master starts an empty slave: at its newest segment (RocketMQ 4.x,
     /// and `syncFromLastFile`) or at its oldest byte (controller mode's default).
     pub sync_from_last_file: bool,
+    /// A master's HA port with TLS (the broker's `tls.server.mode` and files);
+    /// `None`: plain TCP.
+    pub server_tls: Option<Arc<remoting::tls::ServerTls>>,
+    /// A slave connects to its master's HA port with TLS (`useTLS`).
+    pub client_tls: Option<remoting::tls::ClientTls>,
 }
 
 impl std::fmt::Debug for HaSettings {
@@ -96,6 +101,8 @@ impl std::fmt::Debug for HaSettings {
             .field("on_transfer", &self.on_transfer.is_some())
             .field("identity", &self.identity)
             .field("sync_from_last_file", &self.sync_from_last_file)
+            .field("server_tls", &self.server_tls)
+            .field("client_tls", &self.client_tls.is_some())
             .finish()
     }
 }
@@ -110,6 +117,8 @@ impl Default for HaSettings {
             on_transfer: None,
             identity: None,
             sync_from_last_file: true,
+            server_tls: None,
+            client_tls: None,
         }
     }
 }

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use remoting::tls::Accepted;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -252,8 +252,24 @@ async fn accept_loop(
         let (store, settings, slaves, cancel) = (store.clone(), settings.clone(), slaves.clone(), cancel.clone());
         tasks.spawn(
             async move {
-                info!("slave connected");
-                let why = serve(stream, &slave, &store, &settings, &slaves, &cancel).await;
+                let accepted = match &settings.server_tls {
+                    None => Accepted::Plain(stream),
+                    Some(tls) => match tls.accept(stream, peer).await {
+                        Some(a) => a,
+                        None => return,
+                    },
+                };
+                info!(tls = matches!(accepted, Accepted::Tls(_)), "slave connected");
+                let why = match accepted {
+                    Accepted::Plain(stream) => {
+                        let (rd, wr) = stream.into_split();
+                        serve(rd, wr, &slave, &store, &settings, &slaves, &cancel).await
+                    }
+                    Accepted::Tls(stream) => {
+                        let (rd, wr) = tokio::io::split(stream);
+                        serve(rd, wr, &slave, &store, &settings, &slaves, &cancel).await
+                    }
+                };
                 slaves.list.lock().retain(|s| s.id != slave.id);
                 slaves.publish(&store);
                 info!(reason = %why, "slave connection closed");
@@ -265,14 +281,14 @@ async fn accept_loop(
 
 /// Runs one connection until it ends; returns why.
 async fn serve(
-    stream: TcpStream,
+    rd: impl AsyncRead + Unpin,
+    wr: impl AsyncWrite + Unpin,
     slave: &Arc<Slave>,
     store: &MessageStore,
     settings: &HaSettings,
     slaves: &Slaves,
     cancel: &CancellationToken,
 ) -> String {
-    let (rd, wr) = stream.into_split();
     let registered = std::sync::atomic::AtomicBool::new(false);
     let read = read_reports(rd, slave, store, settings, slaves, &registered);
     let write = stream_log(wr, slave, store, settings);
@@ -286,7 +302,7 @@ async fn serve(
 /// Reads the slave's reports until the connection fails or turns out not to be a
 /// slave's.
 async fn read_reports(
-    mut rd: OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     slave: &Arc<Slave>,
     store: &MessageStore,
     settings: &HaSettings,
@@ -336,7 +352,7 @@ async fn read_reports(
 }
 
 /// Streams the commit log from where the slave asked, with heartbeats when idle.
-async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore, settings: &HaSettings) -> String {
+async fn stream_log(mut wr: impl AsyncWrite + Unpin, slave: &Slave, store: &MessageStore, settings: &HaSettings) -> String {
     // Where to start: the slave's first report (0: an empty slave, which starts at the
     // master's last segment, as RocketMQ's master does).
     let first = loop {
@@ -413,7 +429,7 @@ async fn stream_log(mut wr: OwnedWriteHalf, slave: &Slave, store: &MessageStore,
 
 /// One transfer: header and data in one vectored write, the data straight from the
 /// mapping.
-async fn write_transfer(wr: &mut OwnedWriteHalf, offset: i64, data: Bytes) -> std::io::Result<()> {
+async fn write_transfer(wr: &mut (impl AsyncWrite + Unpin), offset: i64, data: Bytes) -> std::io::Result<()> {
     let header = protocol::header(offset, data.len() as u32);
     let (mut h, mut d) = (&header[..], &data[..]);
     while !h.is_empty() || !d.is_empty() {
@@ -426,7 +442,8 @@ async fn write_transfer(wr: &mut OwnedWriteHalf, offset: i64, data: Bytes) -> st
         d = &d[n - from_h..];
     }
     debug_assert_eq!(HEADER_LEN, header.len());
-    Ok(())
+    // Nothing for plain TCP; a TLS stream may still hold the end of the record.
+    wr.flush().await
 }
 
 /// Computes each connection's transfer rate once a second.

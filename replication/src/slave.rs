@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -149,7 +148,31 @@ async fn session(store: &MessageStore, addr: &str, settings: &HaSettings, progre
         Err(_) => return format!("connecting to {addr} timed out"),
     };
     let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    match &settings.client_tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            follow_over(store, rd, wr, addr, settings, progress).await
+        }
+        Some(tls) => match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(addr, stream)).await {
+            Ok(Ok(stream)) => {
+                let (rd, wr) = tokio::io::split(stream);
+                follow_over(store, rd, wr, addr, settings, progress).await
+            }
+            Ok(Err(e)) => format!("TLS handshake with {addr} failed: {e}"),
+            Err(_) => format!("TLS handshake with {addr} timed out"),
+        },
+    }
+}
+
+/// Follows the master over an established connection until it ends.
+async fn follow_over(
+    store: &MessageStore,
+    rd: impl AsyncRead + Unpin,
+    mut wr: impl AsyncWrite + Unpin,
+    addr: &str,
+    settings: &HaSettings,
+    progress: &Progress,
+) -> String {
     if let Some(id) = settings.identity {
         if let Err(e) = wr.write_all(&protocol::identity(id)).await {
             return format!("naming itself to {addr} failed: {e}");
@@ -170,13 +193,17 @@ async fn session(store: &MessageStore, addr: &str, settings: &HaSettings, progre
 /// Reports the store's end on connect, after every append and on every heartbeat.
 async fn report(
     store: &MessageStore,
-    mut wr: OwnedWriteHalf,
+    mut wr: impl AsyncWrite + Unpin,
     settings: &HaSettings,
     progress: &Progress,
     appended: &Notify,
 ) -> String {
     loop {
-        if let Err(e) = wr.write_all(&protocol::report(store.commit_log_max_offset())).await {
+        let sent = async {
+            wr.write_all(&protocol::report(store.commit_log_max_offset())).await?;
+            wr.flush().await
+        };
+        if let Err(e) = sent.await {
             return format!("report failed: {e}");
         }
         progress.last_write_ms.store(common::time::now_ms(), Ordering::Relaxed);
@@ -190,7 +217,7 @@ async fn report(
 /// Reads transfers and appends them.
 async fn receive(
     store: &MessageStore,
-    rd: OwnedReadHalf,
+    rd: impl AsyncRead + Unpin,
     settings: &HaSettings,
     progress: &Progress,
     appended: &Notify,

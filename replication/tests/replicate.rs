@@ -1,7 +1,7 @@
 //! A master store and a slave store in one process, replicating over loopback with
 //! the real HA transport: the slave's commit log becomes the master's byte for byte,
 //! SYNC_MASTER puts wait for the slave, and a peer that is not a slave is dropped
-//! without disturbing the slaves.
+//! without disturbing the slaves; over TLS as over plain TCP.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,5 +256,58 @@ async fn an_at_least_policy_waits_for_that_many_slaves() {
     wait_until("the master to notice", || ha.slave_count() == 0).await;
     ha.set_ack_policy(AckPolicy::AtLeast(0));
     assert_eq!(put(&master, 200).await.status, PutStatus::PutOk, "nobody to wait for");
+    ha.shutdown().await;
+}
+
+/// A self-signed certificate for 127.0.0.1, written to `dir`.
+fn certificate(dir: &std::path::Path) -> remoting::tls::ServerFiles {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("ha.pem"), dir.join("ha-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    remoting::tls::ServerFiles {
+        cert: cert_path,
+        key: key_path,
+        trust: None,
+        client_auth: remoting::tls::ClientAuth::None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforcing_ha_port_replicates_over_tls_and_closes_plaintext_peers() {
+    let (md, sd, pki) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files = certificate(pki.path());
+    let server_tls = remoting::tls::ServerTls::load(remoting::tls::Mode::Enforcing, files.clone()).unwrap();
+    let opts = StoreOptions { replica_ack: Some(ReplicaAck { max_gap: 1 << 30 }), ..StoreOptions::default() };
+    let master = open(md.path(), 10911, opts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), HaSettings { server_tls, ..settings() }).unwrap();
+
+    // A slave speaking plain TCP is closed before it counts as a slave.
+    let mut plain = tokio::net::TcpStream::connect(ha.local_addr()).await.unwrap();
+    plain.write_all(&0i64.to_be_bytes()).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(20), plain.read(&mut buf)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "the master answered a plaintext slave: {read:?}");
+    assert_eq!(ha.slave_count(), 0);
+
+    // One that verifies the master's certificate follows it, and SYNC_MASTER puts
+    // are acknowledged once it holds them.
+    let slave = open(sd.path(), 10921, StoreOptions::default());
+    let client_tls = remoting::tls::ClientTls::new(Some(&files.cert), None).unwrap();
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, HaSettings { client_tls: Some(client_tls), ..settings() });
+    wait_until("the TLS slave's first report", || ha.slave_count() == 1).await;
+    let start = master.commit_log_max_offset();
+    for i in 0..300 {
+        let r = put(&master, i).await;
+        assert_eq!(r.status, PutStatus::PutOk, "put {i}");
+        assert!(slave.commit_log_max_offset() >= r.physical_offset + r.wrote_bytes as i64, "put {i}");
+    }
+    let end = master.commit_log_max_offset();
+    wait_until("the slave to catch up", || slave.commit_log_max_offset() == end).await;
+    assert_eq!(log_bytes(&slave, start, end), log_bytes(&master, start, end));
+    follower.shutdown().await;
     ha.shutdown().await;
 }

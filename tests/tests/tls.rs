@@ -4,7 +4,8 @@
 //! a plaintext client cannot use, `openssl s_client` completing a verified handshake
 //! on it, and a broker that requires client certificates; then a cluster where
 //! every port enforces TLS (name server, three controllers, a controller-mode
-//! broker), so that it only forms when the servers' own connections use TLS too.
+//! master and its slave, HA port included), so that it only forms and replicates
+//! when the servers' own connections use TLS too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -188,6 +189,16 @@ async fn a_cluster_whose_every_port_enforces_tls_forms_and_serves() -> Result<()
     let bodies: Vec<String> = (0..10).map(|i| format!("all-tls-{i}")).collect();
     send_all(tls.clone(), "AllTls", &bodies).await?;
     assert_eq!(stored(tls.clone(), "AllTls").await?, bodies);
+
+    // A slave joins the set and copies the master's log over the HA port's TLS.
+    let slave = start_broker(&n, "broker-all-tls", &broker_settings)?;
+    let end = |info: std::collections::BTreeMap<String, String>| info.get("commitLogMaxOffset").cloned();
+    let master_end = end(admin.broker_runtime_info(&broker.addr()).await?).context("the master's end")?;
+    eventually(WAIT, "the slave holding the master's log", || async {
+        let slave_end = end(admin.broker_runtime_info(&slave.addr()).await.ok()?)?;
+        (slave_end == master_end).then_some(())
+    })
+    .await?;
 
     // Plain TCP reaches none of them.
     let plain = Admin::new(client_config(&n, None), None);

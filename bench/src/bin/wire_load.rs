@@ -18,6 +18,11 @@
 //! `--scrape http://HOST:PORT/metrics` reads a metrics endpoint every
 //! `--scrape-every` during the measurement and reports how long each read took.
 //!
+//! * `connect` — new connections per second, each a TCP connect (and a TLS
+//!   handshake with `--tls`), one heartbeat answered, then closed.
+//!
+//! `--tls` (or `--tls-ca PEM`, which also verifies the broker) connects over TLS.
+//!
 //! `--ha-lag-from MASTER` also samples the master's GET_BROKER_HA_STATUS every 10 ms
 //! during the measurement and reports its slaves' lag in bytes (largest `diff`).
 //!
@@ -51,6 +56,8 @@ enum Mode {
     /// Times a slave (`--pull-broker`) catching up with its master (`--broker`):
     /// from its first progress to its end matching the master's.
     CatchUp,
+    /// New connections per second (with a TLS handshake under `--tls`).
+    Connect,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -122,14 +129,54 @@ struct Args {
     access_key: Option<String>,
     #[arg(long, requires = "access_key")]
     secret_key: Option<String>,
+    /// Connect with TLS, accepting any certificate the broker shows.
+    #[arg(long)]
+    tls: bool,
+    /// Connect with TLS, verifying the broker against these roots (PEM).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// The account every connection signs with, from `--access-key`/`--secret-key`.
 static CREDENTIALS: std::sync::OnceLock<Option<remoting::acl::Credentials>> = std::sync::OnceLock::new();
 
-/// Connection settings: signed when an account was given.
+/// The TLS of every connection, from `--tls`/`--tls-ca`.
+static TLS: std::sync::OnceLock<Option<remoting::tls::ClientTls>> = std::sync::OnceLock::new();
+
+/// Connection settings: signed when an account was given, over TLS when asked.
 fn client_config() -> ClientConfig {
-    ClientConfig { credentials: CREDENTIALS.get().cloned().flatten(), ..ClientConfig::default() }
+    ClientConfig {
+        credentials: CREDENTIALS.get().cloned().flatten(),
+        tls: TLS.get().cloned().flatten(),
+        ..ClientConfig::default()
+    }
+}
+
+/// `--mode connect`: per `--connections` loop, a new client that connects, has one
+/// heartbeat answered and closes, over and over.
+fn run_connectors(args: &Args, stats: &Arc<Stats>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..args.connections)
+        .map(|i| {
+            let (stats, stop, broker) = (stats.clone(), stop.clone(), args.broker.clone());
+            let heartbeat = format!(r#"{{"clientID":"bench-connect-{i}","producerDataSet":[],"consumerDataSet":[]}}"#);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let client = RemotingClient::new(client_config(), None);
+                    let req = RemotingCommand::request(RequestCode::HEART_BEAT).with_body(heartbeat.clone().into_bytes());
+                    match client.invoke(&broker, req, Duration::from_secs(10)).await {
+                        Ok(r) if r.response_code() == ResponseCode::SUCCESS => {
+                            stats.record(1, 0, Some(started.elapsed()));
+                        }
+                        _ => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    client.shutdown();
+                }
+            })
+        })
+        .collect()
 }
 
 /// Samples a master's replication lag (the largest slave `diff`, bytes) every 10 ms
@@ -481,6 +528,11 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let credentials = args.access_key.clone().zip(args.secret_key.clone());
     CREDENTIALS.get_or_init(|| credentials.map(|(ak, sk)| remoting::acl::Credentials::new(ak, sk)));
+    let tls = (args.tls || args.tls_ca.is_some())
+        .then(|| remoting::tls::ClientTls::new(args.tls_ca.as_deref(), None))
+        .transpose()
+        .context("setting up TLS")?;
+    TLS.get_or_init(|| tls);
     if args.mode == Mode::CatchUp {
         return catch_up(&args).await;
     }
@@ -495,6 +547,7 @@ async fn main() -> Result<()> {
     let mut handles = Vec::new();
     match args.mode {
         Mode::Send => handles.extend(run_senders(&args, stats.clone(), stop.clone(), epoch).await),
+        Mode::Connect => handles.extend(run_connectors(&args, &stats, &stop)),
         Mode::Pull => {
             prefill(&args).await?;
             handles.extend(run_pullers(&args, stats.clone(), stop.clone(), epoch, false).await?);

@@ -22,7 +22,7 @@ pub mod table;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +57,34 @@ pub struct AccessValidator {
     /// Serializes edits through the admin requests.
     edits: Mutex<()>,
     denied: AtomicU64,
+    /// Refusals are logged at most once a second (a client retrying with a wrong key
+    /// would fill the log); the next line says how many went unlogged.
+    refusal_log: LogLimiter,
     reloads: AtomicU64,
     bad_reloads: AtomicU64,
+}
+
+/// At most one log line per `LogLimiter::PERIOD_MS`.
+#[derive(Default)]
+struct LogLimiter {
+    last_ms: AtomicI64,
+    unlogged: AtomicU64,
+}
+
+impl LogLimiter {
+    const PERIOD_MS: i64 = 1000;
+
+    /// `Some(n)`: log now, with `n` events since the last line that were not logged.
+    fn admit(&self, now_ms: i64) -> Option<u64> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now_ms - last >= Self::PERIOD_MS
+            && self.last_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            return Some(self.unlogged.swap(0, Ordering::Relaxed));
+        }
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        None
+    }
 }
 
 impl AccessValidator {
@@ -86,6 +112,7 @@ impl AccessValidator {
             loaded: Mutex::new(bytes),
             edits: Mutex::new(()),
             denied: AtomicU64::new(0),
+            refusal_log: LogLimiter::default(),
             reloads: AtomicU64::new(0),
             bad_reloads: AtomicU64::new(0),
         }))
@@ -243,7 +270,15 @@ impl RequestGuard for AccessValidator {
     fn refuse(&self, channel: &Channel, request: &RemotingCommand) -> Option<RemotingCommand> {
         let why = self.check(channel.peer_addr().ip(), request).err()?;
         self.denied.fetch_add(1, Ordering::Relaxed);
-        warn!(peer = %channel.peer_addr(), code = request.code, reason = %why, "request refused by ACL");
+        if let Some(unlogged) = self.refusal_log.admit(common::time::now_ms()) {
+            warn!(
+                peer = %channel.peer_addr(),
+                code = request.code,
+                reason = %why,
+                unlogged_since_last_line = unlogged,
+                "request refused by ACL"
+            );
+        }
         Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("{ACL_EXCEPTION}{why}")))
     }
 }
@@ -404,6 +439,17 @@ accounts:
             );
             assert_eq!(v.denied(), 1);
         });
+    }
+
+    #[test]
+    fn refusals_are_logged_at_most_once_a_second_with_the_count_of_the_rest() {
+        let limiter = LogLimiter::default();
+        assert_eq!(limiter.admit(10_000), Some(0));
+        assert_eq!(limiter.admit(10_001), None);
+        assert_eq!(limiter.admit(10_999), None);
+        assert_eq!(limiter.admit(11_000), Some(2));
+        assert_eq!(limiter.admit(11_500), None);
+        assert_eq!(limiter.admit(20_000), Some(1));
     }
 
     #[test]
