@@ -167,7 +167,6 @@ impl ServerConfig {
     }
 }
 
-
 /// Sets up a connection on a TLS port (see [`crate::tls::ServerTls::accept`]).
 /// `None`: the connection was closed.
 async fn accept_tls(

@@ -352,7 +352,12 @@ async fn read_reports(
 }
 
 /// Streams the commit log from where the slave asked, with heartbeats when idle.
-async fn stream_log(mut wr: impl AsyncWrite + Unpin, slave: &Slave, store: &MessageStore, settings: &HaSettings) -> String {
+async fn stream_log(
+    mut wr: impl AsyncWrite + Unpin,
+    slave: &Slave,
+    store: &MessageStore,
+    settings: &HaSettings,
+) -> String {
     // Where to start: the slave's first report (0: an empty slave, which starts at the
     // master's last segment, as RocketMQ's master does).
     let first = loop {

@@ -35,7 +35,7 @@ fn the_pinned_toolchain_is_the_version_the_workspace_requires() {
 #[test]
 fn the_readme_names_every_prerequisite() {
     let readme = repo_file("README.md");
-    for needed in ["rust-toolchain.toml", "C compiler", "python3-venv", "node", "npm", "prometheus"] {
+    for needed in ["rust-toolchain.toml", "C compiler", "python3-venv", "node", "npm", "prometheus", "openssl"] {
         assert!(readme.contains(needed), "README.md does not mention {needed}");
     }
 }
