@@ -163,7 +163,8 @@ fn run_connectors(args: &Args, stats: &Arc<Stats>, stop: &Arc<AtomicBool>) -> Ve
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
                     let client = RemotingClient::new(client_config(), None);
-                    let req = RemotingCommand::request(RequestCode::HEART_BEAT).with_body(heartbeat.clone().into_bytes());
+                    let req =
+                        RemotingCommand::request(RequestCode::HEART_BEAT).with_body(heartbeat.clone().into_bytes());
                     match client.invoke(&broker, req, Duration::from_secs(10)).await {
                         Ok(r) if r.response_code() == ResponseCode::SUCCESS => {
                             stats.record(1, 0, Some(started.elapsed()));
