@@ -324,6 +324,26 @@ impl StoppedController {
     }
 }
 
+/// Settings of a broker of set `broker_name` in controller mode (`allAckInSyncStateSet`,
+/// `minInSyncReplicas` 2) with every timing short, so that failures are noticed and
+/// elections happen within seconds.
+pub fn controller_mode_settings(broker_name: &str, controller_addr: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("BROKER_NAME", broker_name.to_owned()),
+        ("ENABLE_CONTROLLER_MODE", "true".to_owned()),
+        ("CONTROLLER_ADDR", controller_addr.to_owned()),
+        ("ALL_ACK_IN_SYNC_STATE_SET", "true".to_owned()),
+        ("MIN_IN_SYNC_REPLICAS", "2".to_owned()),
+        ("BROKER_HEARTBEAT_INTERVAL", "300ms".to_owned()),
+        ("CONTROLLER_HEART_BEAT_TIMEOUT", "3s".to_owned()),
+        ("SYNC_BROKER_METADATA_PERIOD", "500ms".to_owned()),
+        ("CHECK_SYNC_STATE_SET_PERIOD", "500ms".to_owned()),
+        ("HA_MAX_TIME_SLAVE_NOT_CATCHUP", "3s".to_owned()),
+        ("HA_SEND_HEARTBEAT_INTERVAL", "200ms".to_owned()),
+        ("REGISTER_NAME_SERVER_PERIOD", "1s".to_owned()),
+    ]
+}
+
 /// Broker settings (environment overrides) that make its store ignore the
 /// machine's disk usage. CI disks run nearly full: a test broker must neither
 /// refuse puts nor force-delete segments because of what else is on the disk.

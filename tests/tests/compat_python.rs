@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use client::msg_trace::data::TraceRecord;
 use tests::wire::Wire;
-use tests::{Broker, Namesrv};
+use tests::{Broker, Controller, Namesrv};
 
 use compat_support::{
     acl_cluster, acl_denied, args, check_consumed, consumer_args, report, s, skipped, wait_route, ClientOutput,
@@ -550,7 +550,7 @@ async fn cpp_client_signs_and_is_refused_what_its_account_may_not_do() -> Result
         refused.push(out);
     }
     let want: Vec<String> = (0..5).map(|i| format!("good-sync-{i}")).collect();
-    let stored = compat_support::stored_bodies(&n, topic, ("admin001", "admin-secret")).await?;
+    let stored = compat_support::stored_bodies(&n, topic, Some(("admin001", "admin-secret"))).await?;
     if stored != want {
         problems.push(format!("stored {stored:?} instead of {want:?}"));
     }
@@ -586,4 +586,105 @@ async fn cpp_client_signs_and_is_refused_what_its_account_may_not_do() -> Result
     }
     admin.shutdown();
     report(problems, &[&good, &refused[0], &refused[1], &reader, &stranger])
+}
+
+/// The set's master as the name servers route it (broker id 0).
+async fn master_of(admin: &client::Admin, set: &str, not: Option<&str>) -> Result<String> {
+    tests::eventually(Duration::from_secs(60), &format!("a master of {set}"), || async {
+        let info = admin.cluster_info().await.ok()?;
+        let master = info.broker_addr_table.get(set)?.broker_addrs.get(&0)?.clone();
+        (Some(master.as_str()) != not).then_some(master)
+    })
+    .await
+}
+
+/// rocketmq-client-cpp keeps sending through a failover without a restart: a broker
+/// set of three in controller mode, the C++ producer sending one sync message after
+/// another, the master killed with `kill -9`. The controllers elect another master,
+/// the producer is acknowledged by it once it has the new route (the C++ core polls
+/// routes every 30 s), every message it was acknowledged is stored, and nothing it did
+/// not send is. Its own retries may store a message twice; those are only counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpp_producer_keeps_sending_through_a_failover() -> Result<()> {
+    if skipped("compat_python") {
+        return Ok(());
+    }
+    let _ = python();
+    let group = Controller::start_group(3, &[("SCAN_NOT_ACTIVE_BROKER_INTERVAL", "500ms")])?;
+    let controllers: Vec<String> = group.iter().map(Controller::addr).collect();
+    let ns = Namesrv::start(&[])?;
+    let n = ns.addr();
+    let set = "broker-cpp";
+    let owned = tests::controller_mode_settings(set, &controllers.join(";"));
+    let settings: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut brokers = (0..3).map(|_| Broker::start(&n, &settings)).collect::<Result<Vec<_>>>()?;
+    let admin = client::Admin::new(
+        config::ClientConfig { namesrv_addr: vec![n.clone()], ..config::ClientConfig::default() },
+        None,
+    );
+    let master = master_of(&admin, set, None).await?;
+    let topic = "CompatPyFailover";
+    Wire::new(master.clone()).create_topic(topic, 4).await?;
+    wait_route(&n, topic).await?;
+    // Every broker of the set knows the topic (slaves copy it) before the kill.
+    for b in &brokers {
+        let w = Wire::new(b.addr());
+        tests::eventually(Duration::from_secs(30), "the topic on every broker", || async {
+            w.topic_configs().await.ok()?.contains_key(topic).then_some(())
+        })
+        .await?;
+    }
+
+    let home = tempfile::tempdir()?;
+    let stop = home.path().join("stop-sending");
+    let argv = args(&[
+        ("namesrv", &n),
+        ("topic", topic),
+        ("group", "CompatPyFailoverPG"),
+        ("run", "fo"),
+        ("modes", "sync"),
+        ("until-file", &stop.display().to_string()),
+    ]);
+    let mut producer = spawn("producer", "producer", &argv, &home)?;
+    let acked =
+        |lines: &[serde_json::Value]| lines.iter().filter(|v| v["event"] == "sent" && s(v, "status") == "OK").count();
+    producer.wait_lines("100 acknowledged sends", CLIENT_TIMEOUT, |l| acked(l) >= 100)?;
+
+    let killed = brokers.iter().position(|b| b.addr() == master).context("the master is a broker of the set")?;
+    brokers.remove(killed).process.kill9();
+    let new_master = master_of(&admin, set, Some(&master)).await?;
+    producer.drain();
+    let before = acked(&producer.lines);
+    producer
+        .wait_lines("50 sends acknowledged by the new master", Duration::from_secs(120), |l| acked(l) >= before + 50)?;
+    std::fs::File::create(&stop)?;
+    let out = producer.finish(CLIENT_TIMEOUT);
+    out.expect_event("done")?;
+
+    let sent = out.events("sent");
+    let acked_bodies: std::collections::BTreeSet<&str> =
+        sent.iter().filter(|v| s(v, "status") == "OK").map(|v| s(v, "body")).collect();
+    let last = sent.iter().chain(out.events("error").iter()).filter_map(|v| v["index"].as_u64()).max().unwrap_or(0);
+    let attempted: std::collections::BTreeSet<String> = (0..=last).map(|i| format!("fo-sync-{i}")).collect();
+    let stored = compat_support::stored_bodies(&n, topic, None).await?;
+    let stored_set: std::collections::BTreeSet<&str> = stored.iter().map(String::as_str).collect();
+    let missing: Vec<&&str> = acked_bodies.iter().filter(|b| !stored_set.contains(**b)).collect();
+    let invented: Vec<&&str> = stored_set.iter().filter(|b| !attempted.contains(**b)).collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("{} acknowledged messages not stored on {new_master}: {missing:?}", missing.len()));
+    }
+    if !invented.is_empty() {
+        problems.push(format!("stored messages the producer never sent: {invented:?}"));
+    }
+    println!(
+        "cpp failover: {} acknowledged ({} after the new master), {} stored, {} stored twice, {} sends failed",
+        acked_bodies.len(),
+        acked(&out.lines) - before,
+        stored.len(),
+        stored.len() - stored_set.len(),
+        out.events("error").len()
+    );
+    drop(group);
+    report(problems, &[&out])
 }

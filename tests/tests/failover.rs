@@ -55,26 +55,8 @@ async fn set_state(client: &RemotingClient, controllers: &[String]) -> Option<Se
     None
 }
 
-/// Broker settings of the set: controller mode with every timing short.
-fn broker_settings(controller_addr: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("BROKER_NAME", SET.to_owned()),
-        ("ENABLE_CONTROLLER_MODE", "true".to_owned()),
-        ("CONTROLLER_ADDR", controller_addr.to_owned()),
-        ("ALL_ACK_IN_SYNC_STATE_SET", "true".to_owned()),
-        ("MIN_IN_SYNC_REPLICAS", "2".to_owned()),
-        ("BROKER_HEARTBEAT_INTERVAL", "300ms".to_owned()),
-        ("CONTROLLER_HEART_BEAT_TIMEOUT", "3s".to_owned()),
-        ("SYNC_BROKER_METADATA_PERIOD", "500ms".to_owned()),
-        ("CHECK_SYNC_STATE_SET_PERIOD", "500ms".to_owned()),
-        ("HA_MAX_TIME_SLAVE_NOT_CATCHUP", "3s".to_owned()),
-        ("HA_SEND_HEARTBEAT_INTERVAL", "200ms".to_owned()),
-        ("REGISTER_NAME_SERVER_PERIOD", "1s".to_owned()),
-    ]
-}
-
 fn start_brokers(namesrv: &str, controller_addr: &str, n: usize) -> Result<Vec<Broker>> {
-    let owned = broker_settings(controller_addr);
+    let owned = tests::controller_mode_settings(SET, controller_addr);
     let settings: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     (0..n).map(|_| Broker::start(namesrv, &settings)).collect()
 }

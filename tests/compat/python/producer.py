@@ -10,7 +10,8 @@ stdout:
     {"event": "sent", "mode": "sync", "body": ..., "tag": ..., "keys": ...,
      "status": "OK", "msg_id": ..., "offset": ...}
 
-then {"event": "done", ...}. Errors print {"event": "error", ...}. The test
+then {"event": "done", ...}. Errors print {"event": "error", ...}. With
+--until-file, sync sends go on (one after another) until that file exists. The test
 judges by these lines, not by the exit status: the C++ core may crash while
 shutting down after the work is done.
 """
@@ -64,6 +65,8 @@ def main():
     ap.add_argument("--trace", action="store_true", help="turn the client's message trace on")
     ap.add_argument("--access-key", default=None, help="sign every request (RocketMQ ACL)")
     ap.add_argument("--secret-key", default=None)
+    ap.add_argument("--until-file", default=None,
+                    help="sync mode: send until this file exists (at most 180 s) instead of --count times")
     ap.add_argument("--stay-until", default=None,
                     help="after the last send, stay up until this file exists (at most 60 s): "
                          "the C++ core drops message-trace records still queued at shutdown")
@@ -84,8 +87,17 @@ def main():
     emit(event="started", pid=os.getpid())
     t0 = time.time()
     modes = args.modes.split(",")
+    def indexes(mode):
+        if mode == "sync" and args.until_file:
+            i, end = 0, time.time() + 180
+            while not os.path.exists(args.until_file) and time.time() < end:
+                yield i
+                i += 1
+        else:
+            yield from range(args.count if mode != "batch" else 1)
+
     for mode in modes:
-        for i in range(args.count if mode != "batch" else 1):
+        for i in indexes(mode):
             try:
                 if mode == "sync":
                     msg, info = build(args.topic, args.run, mode, i)
@@ -123,6 +135,8 @@ def main():
                     emit(event="error", mode=mode, error="unknown mode")
             except Exception as e:  # report and go on: the test decides
                 emit(event="error", mode=mode, index=i, error="%s: %s" % (type(e).__name__, e))
+                if args.until_file:
+                    time.sleep(0.1)
     emit(event="done", seconds=round(time.time() - t0, 3))
     wait_for_file(args.stay_until)
     try:

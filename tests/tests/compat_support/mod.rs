@@ -219,6 +219,37 @@ impl ClientProcess {
         }
     }
 
+    /// Reads every line the client has printed so far, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.take(line);
+        }
+    }
+
+    /// Reads lines until `done` holds for all the lines read so far.
+    ///
+    /// # Errors
+    /// The client exits or `timeout` passes first.
+    pub fn wait_lines(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.lines) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.take(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("{}: {what} did not happen within {timeout:?}\n{}", self.name, self.describe())
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().ok();
+                    bail!("{}: exited ({status:?}) before {what}\n{}", self.name, self.describe())
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the output until the client exits, killing it after `timeout`.
     ///
     /// The exit status is only reported: the C++ core has crashed in shutdown
@@ -394,13 +425,13 @@ pub async fn wait_route(ns: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every body stored in `topic`, read (with the SDK) by an admin account of the
-/// broker's ACL, sorted.
-pub async fn stored_bodies(ns: &str, topic: &str, admin: (&str, &str)) -> Result<Vec<String>> {
+/// Every body stored in `topic`, read with the SDK (signed by `admin`, an admin
+/// account of the broker's ACL, if given), sorted.
+pub async fn stored_bodies(ns: &str, topic: &str, admin: Option<(&str, &str)>) -> Result<Vec<String>> {
     let cfg = config::ClientConfig {
         namesrv_addr: vec![ns.to_owned()],
-        access_key: Some(admin.0.to_owned()),
-        secret_key: Some(config::Secret(admin.1.to_owned())),
+        access_key: admin.map(|a| a.0.to_owned()),
+        secret_key: admin.map(|a| config::Secret(a.1.to_owned())),
         ..config::ClientConfig::default()
     };
     let c = client::consumer::pull_consumer::PullConsumer::new("CompatAudit", cfg, None);
