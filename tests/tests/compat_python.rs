@@ -598,14 +598,16 @@ async fn master_of(admin: &client::Admin, set: &str, not: Option<&str>) -> Resul
     .await
 }
 
-/// rocketmq-client-cpp keeps sending through a failover without a restart: a broker
-/// set of three in controller mode, the C++ producer sending one sync message after
-/// another, the master killed with `kill -9`. The controllers elect another master,
-/// the producer is acknowledged by it once it has the new route (the C++ core polls
-/// routes every 30 s), every message it was acknowledged is stored, and nothing it did
-/// not send is. Its own retries may store a message twice; those are only counted.
+/// rocketmq-client-cpp keeps sending and consuming through a failover without a
+/// restart: a broker set of three in controller mode, the C++ producer sending one
+/// sync message after another and a C++ push consumer reading them, the master killed
+/// with `kill -9`. The controllers elect another master, the producer is acknowledged
+/// by it once it has the new route (the C++ core polls routes every 30 s), every
+/// message it was acknowledged is stored and reaches the consumer, and nothing it did
+/// not send is stored. Its own retries may store a message twice; those are only
+/// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cpp_producer_keeps_sending_through_a_failover() -> Result<()> {
+async fn cpp_clients_keep_sending_and_consuming_through_a_failover() -> Result<()> {
     if skipped("compat_python") {
         return Ok(());
     }
@@ -636,6 +638,14 @@ async fn cpp_producer_keeps_sending_through_a_failover() -> Result<()> {
     }
 
     let home = tempfile::tempdir()?;
+    // Started before the kill and never restarted; it stops when the test is done.
+    let mut consumer = spawn(
+        "consumer",
+        "consumer",
+        &consumer_args(&n, "CompatPyFailoverCG", topic, 1_000_000, &["--deadline", "170"]),
+        &home,
+    )?;
+    consumer.wait_event("started", CLIENT_TIMEOUT)?;
     let stop = home.path().join("stop-sending");
     let argv = args(&[
         ("namesrv", &n),
@@ -677,14 +687,24 @@ async fn cpp_producer_keeps_sending_through_a_failover() -> Result<()> {
     if !invented.is_empty() {
         problems.push(format!("stored messages the producer never sent: {invented:?}"));
     }
+    let all_received = |lines: &[serde_json::Value]| {
+        let got: std::collections::BTreeSet<&str> =
+            lines.iter().filter(|v| v["event"] == "received").map(|v| s(v, "body")).collect();
+        acked_bodies.iter().all(|b| got.contains(b))
+    };
+    if let Err(e) = consumer.wait_lines("every acknowledged message received", Duration::from_secs(120), all_received) {
+        problems.push(format!("{e:#}"));
+    }
+    let consumed = consumer.finish(Duration::ZERO);
     println!(
-        "cpp failover: {} acknowledged ({} after the new master), {} stored, {} stored twice, {} sends failed",
+        "cpp failover: {} acknowledged ({} after the new master), {} stored, {} stored twice, {} sends failed, {} deliveries",
         acked_bodies.len(),
         acked(&out.lines) - before,
         stored.len(),
         stored.len() - stored_set.len(),
-        out.events("error").len()
+        out.events("error").len(),
+        consumed.events("received").len()
     );
     drop(group);
-    report(problems, &[&out])
+    report(problems, &[&out, &consumed])
 }
