@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use client::{Message, Producer, ProducerOptions, SendStatus};
+use client::consumer::{ConsumeContext, ConsumeFromWhere, ConsumeStatus, PushConsumer};
+use client::{Message, MessageExt, Producer, ProducerOptions, SendStatus};
 use common::ResponseCode;
 use remoting::body::controller::BrokerReplicasInfo;
 use remoting::{ClientConfig, RemotingClient, RemotingCommand, RequestCode};
@@ -212,7 +213,8 @@ async fn killing_the_master_under_load_elects_another_and_loses_nothing_acknowle
 
 /// `rounds` times: kill whichever broker is master, see another take writes, bring
 /// the killed one back as a slave (it truncates what it alone held) and wait until
-/// it is in sync again; then the checker.
+/// it is in sync again; then the checker, and a push consumer that ran throughout
+/// (never restarted) must have received every acknowledged message.
 async fn failover_rounds(controllers: &[String], namesrv: &str, mut brokers: Vec<Broker>, rounds: usize) -> Result<()> {
     let client = RemotingClient::new(ClientConfig::default(), None);
     let mut epoch = eventually(WAIT, "a master with every broker in sync", || async {
@@ -221,6 +223,22 @@ async fn failover_rounds(controllers: &[String], namesrv: &str, mut brokers: Vec
     .await?
     .epoch;
     let load = Load::start(namesrv);
+    load.more_acks(1, "a first acknowledged send (the topic exists)").await?;
+    let received: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let log = received.clone();
+    let consumer = PushConsumer::builder("FailoverCG")
+        .namesrv(namesrv)
+        .subscribe(TOPIC, "*")
+        .consume_from(ConsumeFromWhere::FirstOffset)
+        .on_message(move |msgs: &[MessageExt], _: &ConsumeContext| {
+            let mut log = log.lock().unwrap();
+            for (id, n) in ids_of(msgs) {
+                *log.entry(id).or_default() += n;
+            }
+            ConsumeStatus::Success
+        })
+        .start()
+        .await?;
     let mut failovers = Vec::new();
     for round in 0..rounds {
         let state = eventually(WAIT, "every broker in sync", || async {
@@ -252,6 +270,17 @@ async fn failover_rounds(controllers: &[String], namesrv: &str, mut brokers: Vec
     let (acked, sent) = load.finish().await?;
     let refs: Vec<&Broker> = brokers.iter().collect();
     let stored = check(&acked, &sent, &last.master_addr, &refs).await?;
+    // The consumer learns the last master from its failed pulls or its route poll.
+    let missing = || acked.iter().filter(|id| !received.lock().unwrap().contains_key(*id)).count();
+    if let Err(e) = eventually(Duration::from_secs(90), "the consumer holding every acknowledged message", || async {
+        (missing() == 0).then_some(())
+    })
+    .await
+    {
+        bail!("{e:#}: {} of {} acknowledged messages never delivered", missing(), acked.len());
+    }
+    let redelivered = received.lock().unwrap().values().filter(|n| **n > 1).count();
+    consumer.shutdown().await;
     // Every broker's epoch history (mqadmin getBrokerEpoch) ends in the last epoch.
     let out = std::process::Command::new(tests::binary("ferromq-admin"))
         .args(["-n", namesrv, "getBrokerEpoch", "-b", SET])
@@ -263,7 +292,8 @@ async fn failover_rounds(controllers: &[String], namesrv: &str, mut brokers: Vec
     assert_eq!(text.matches(&format!("EpochEntry{{epoch={},", last.epoch)).count(), 3, "{text}");
     failovers.sort();
     eprintln!(
-        "failover: {} acknowledged, {stored} stored; failover times {failovers:?} (median {:?})",
+        "failover: {} acknowledged, {stored} stored, {redelivered} delivered more than once; failover times \
+         {failovers:?} (median {:?})",
         acked.len(),
         failovers[failovers.len() / 2]
     );
