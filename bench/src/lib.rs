@@ -111,3 +111,49 @@ pub async fn max_offset(client: &RemotingClient, broker: &str, topic: &str, queu
         .await?;
     Ok(resp.decode_header::<remoting::header::broker::OffsetResponseHeader>()?.offset)
 }
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`
+/// (`None`: this process).
+pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+    let text = std::fs::read_to_string(path).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // the first of them is field 3 (state), so utime (14) and stime (15) are 11 and 12.
+    let fields: Vec<&str> = text.get(text.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports them in USER_HZ, 100 per second on every ABI this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The CPU a server process and this generator spend over a measurement window.
+pub struct CpuWindow {
+    server: Option<u32>,
+    server_at_start: Option<Duration>,
+    own_at_start: Option<Duration>,
+}
+
+impl CpuWindow {
+    /// Opens the window (`server`: the server's pid, if it is to be measured).
+    pub fn start(server: Option<u32>) -> Self {
+        Self { server, server_at_start: server.and_then(|p| cpu_time(Some(p))), own_at_start: cpu_time(None) }
+    }
+
+    /// Closes it: `server_cpu_us_per_msg` and `client_cpu_us_per_msg` for `msgs`
+    /// messages, added to `run`.
+    pub fn finish(&self, msgs: u64, run: &mut serde_json::Value) {
+        let per_msg = |start: Option<Duration>, end: Option<Duration>| match (start, end) {
+            (Some(s), Some(e)) if msgs > 0 => Some(e.saturating_sub(s).as_secs_f64() * 1e6 / msgs as f64),
+            _ => None,
+        };
+        let server = per_msg(self.server_at_start, self.server.and_then(|p| cpu_time(Some(p))));
+        let own = per_msg(self.own_at_start, cpu_time(None));
+        if let Some(o) = run.as_object_mut() {
+            if let Some(us) = server {
+                o.insert("server_cpu_us_per_msg".into(), us.into());
+            }
+            if let Some(us) = own {
+                o.insert("client_cpu_us_per_msg".into(), us.into());
+            }
+        }
+    }
+}

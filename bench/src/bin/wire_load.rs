@@ -129,6 +129,9 @@ struct Args {
     access_key: Option<String>,
     #[arg(long, requires = "access_key")]
     secret_key: Option<String>,
+    /// The broker's pid: its CPU per message is reported (with this generator's).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Connect with TLS, accepting any certificate the broker shows.
     #[arg(long)]
     tls: bool,
@@ -601,11 +604,13 @@ async fn main() -> Result<()> {
         handles.push(tokio::spawn(task));
     }
     tokio::time::sleep(args.warmup).await;
+    let cpu = bench::CpuWindow::start(args.server_pid);
     stats.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(args.duration).await;
     stats.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let measured = stats.msgs.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.abort();
@@ -617,6 +622,7 @@ async fn main() -> Result<()> {
         "inflight_per_connection": args.inflight,
         "rate_cap": args.rate,
     });
+    cpu.finish(measured, &mut run);
     if args.ha_lag_from.is_some() {
         let h = ha_lag.lock();
         let q = |p: f64| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
