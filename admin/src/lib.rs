@@ -766,7 +766,52 @@ pub async fn update_global_white_addr(
     report_each(answers, "update global white remote addresses to {} success.")
 }
 
+/// `getAclConfig`: each broker's white list and accounts, laid out as mqadmin
+/// prints them.
+///
+/// # Errors
+/// The targets cannot be resolved.
+pub async fn acl_configs(admin: &Admin, broker: Option<&str>, cluster: Option<&str>) -> Result<String> {
+    let targets = acl_targets(admin, broker, cluster).await?;
+    let answers = ask_all(admin, targets, |a, addr| async move { a.acl_config(&addr).await }).await;
+    let mut out = String::new();
+    for (addr, answer) in answers {
+        let c = match answer {
+            Ok(c) => c,
+            Err(e) => {
+                out.push_str(&format!("{addr}: {e}\n"));
+                continue;
+            }
+        };
+        out.push_str(&format!(
+            "\n{:<20}: [{}]\n\naccounts:\n",
+            "globalWhiteRemoteAddresses",
+            c.global_white_addrs.join(", ")
+        ));
+        for a in &c.plain_access_configs {
+            let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+            for (k, v) in [
+                ("accessKey", a.access_key.clone()),
+                ("secretKey", a.secret_key.clone()),
+                ("whiteRemoteAddress", opt(&a.white_remote_address)),
+                ("admin", a.admin.to_string()),
+                ("defaultTopicPerm", opt(&a.default_topic_perm)),
+                ("defaultGroupPerm", opt(&a.default_group_perm)),
+                ("topicPerms", format!("[{}]", a.topic_perms.join(", "))),
+                ("groupPerms", format!("[{}]", a.group_perms.join(", "))),
+            ] {
+                out.push_str(&format!("  {k:<18}: {v}\n"));
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
 /// `clusterAclConfigVersion`: a row per broker.
+///
+/// # Errors
+/// The targets cannot be resolved.
 pub async fn acl_config_versions(admin: &Admin, broker: Option<&str>, cluster: Option<&str>) -> Result<String> {
     let targets = acl_targets(admin, broker, cluster).await?;
     let answers = ask_all(admin, targets, |a, addr| async move { a.acl_config_version(&addr).await }).await;

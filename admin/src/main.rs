@@ -198,6 +198,12 @@ enum Command {
         #[arg(short = 'g', long = "globalWhiteRemoteAddresses")]
         addresses: String,
     },
+    /// Each broker's ACL white list and accounts (an admin account's request).
+    #[command(name = "getAclConfig", visible_alias = "getAccessConfigSubCommand")]
+    GetAclConfig {
+        #[command(flatten)]
+        target: AclTarget,
+    },
     /// The version of each broker's ACL file.
     #[command(name = "clusterAclConfigVersion")]
     ClusterAclConfigVersion {
@@ -303,6 +309,9 @@ async fn main() -> Result<()> {
                 let list: Vec<String> =
                     addresses.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
                 admin::update_global_white_addr(&a, target.broker.as_deref(), target.cluster.as_deref(), &list).await?
+            }
+            Command::GetAclConfig { target } => {
+                admin::acl_configs(&a, target.broker.as_deref(), target.cluster.as_deref()).await?
             }
             Command::ClusterAclConfigVersion { target } => {
                 admin::acl_config_versions(&a, target.broker.as_deref(), target.cluster.as_deref()).await?

@@ -241,6 +241,18 @@ impl Admin {
         check(&self.instance.invoke(broker_addr, req, self.timeout).await?, broker_addr)
     }
 
+    /// GET_BROKER_CLUSTER_ACL_CONFIG: the broker's white list and accounts (an admin
+    /// account's request).
+    ///
+    /// # Errors
+    /// The broker did not answer, refused, or sent a body that does not decode.
+    pub async fn acl_config(&self, broker_addr: &str) -> Result<remoting::body::AclConfigBody> {
+        let req = RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG);
+        let resp = self.instance.invoke(broker_addr, req, self.timeout).await?;
+        check(&resp, broker_addr)?;
+        remoting::json::from_slice(&resp.body_bytes()).map_err(|e| Error::Body(e.to_string()))
+    }
+
     /// GET_BROKER_CLUSTER_ACL_INFO: the version of the broker's ACL file.
     ///
     /// # Errors

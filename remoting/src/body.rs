@@ -237,6 +237,29 @@ mod tests {
     }
 }
 
+/// GET_BROKER_CLUSTER_ACL_CONFIG (54) response: RocketMQ's `AclConfig`, the broker's
+/// white list and accounts (secret keys included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AclConfigBody {
+    pub global_white_addrs: Vec<String>,
+    pub plain_access_configs: Vec<PlainAccessConfig>,
+}
+
+/// One account as RocketMQ's `PlainAccessConfig` carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PlainAccessConfig {
+    pub access_key: String,
+    pub secret_key: String,
+    pub white_remote_address: Option<String>,
+    pub admin: bool,
+    pub default_topic_perm: Option<String>,
+    pub default_group_perm: Option<String>,
+    pub topic_perms: Vec<String>,
+    pub group_perms: Vec<String>,
+}
+
 /// Bodies of RocketMQ 5's controller API (fastjson's names; ids as numbers).
 pub mod controller {
     use std::collections::{BTreeMap, BTreeSet};

@@ -194,6 +194,8 @@ async fn signed_requests_obey_the_file_and_refusals_never_reach_the_store() -> R
     assert_eq!(send_error(&newcomer, "from-newcomer").await, None);
     let (ok, out) = admin_cli(&n, &home, &["clusterAclConfigVersion", "-b", &addr])?;
     assert!(ok && out.contains(&addr), "{out}");
+    let (ok, out) = admin_cli(&n, &home, &["getAclConfig", "-b", &addr])?;
+    assert!(ok && out.contains("newuser01") && out.contains("new-secret") && out.contains("admin001"), "{out}");
     let (ok, out) = admin_cli(&n, &home, &["updateAclConfig", "-b", &addr, "-a", "short", "-s", "new-secret"])?;
     assert!(!ok && out.contains("accessKey=short"), "{out}");
     let (ok, out) = admin_cli(&n, &home, &["deleteAclConfig", "-b", &addr, "-a", "newuser01"])?;

@@ -244,6 +244,29 @@ impl AccessValidator {
         self.edit(|file| file.global_white_remote_addresses = addresses)
     }
 
+    /// The white list and the accounts as the file has them (GET_BROKER_CLUSTER_ACL_CONFIG).
+    pub fn config(&self) -> remoting::body::AclConfigBody {
+        let rules = self.rules.load();
+        remoting::body::AclConfigBody {
+            global_white_addrs: rules.file.global_white_remote_addresses.clone(),
+            plain_access_configs: rules
+                .file
+                .accounts
+                .iter()
+                .map(|a| remoting::body::PlainAccessConfig {
+                    access_key: a.access_key.clone(),
+                    secret_key: a.secret_key.clone(),
+                    white_remote_address: a.white_remote_address.clone(),
+                    admin: a.admin,
+                    default_topic_perm: a.default_topic_perm.clone(),
+                    default_group_perm: a.default_group_perm.clone(),
+                    topic_perms: a.topic_perms.clone(),
+                    group_perms: a.group_perms.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Applies `change` to the file, bumps its version, checks the result compiles,
     /// writes it atomically and swaps the rules.
     fn edit(&self, change: impl FnOnce(&mut PlainAclFile)) -> Result<(), String> {

@@ -112,6 +112,9 @@ pub fn rule(code: RequestCode) -> Option<Rule> {
         | C::DELETE_ACL_CONFIG
         | C::GET_BROKER_CLUSTER_ACL_INFO
         | C::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => Rule::Signed,
+        // RocketMQ lets any valid signature read every account's secret key; FerroMQ
+        // keeps that to admin accounts.
+        C::GET_BROKER_CLUSTER_ACL_CONFIG => Rule::Admin,
         _ => return None,
     })
 }
@@ -254,13 +257,14 @@ mod tests {
     }
 
     #[test]
-    fn admin_codes_are_rocketmqs_five() {
+    fn admin_codes_are_rocketmqs_five_and_reading_the_accounts() {
         let admin: Vec<_> = RequestCode::ALL.iter().copied().filter(|c| rule(*c) == Some(Rule::Admin)).collect();
         assert_eq!(
             admin,
             [
                 RequestCode::UPDATE_AND_CREATE_TOPIC,
                 RequestCode::UPDATE_BROKER_CONFIG,
+                RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG,
                 RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
                 RequestCode::DELETE_SUBSCRIPTIONGROUP,
                 RequestCode::DELETE_TOPIC_IN_BROKER,

@@ -1,7 +1,8 @@
 //! The ACL's administration requests (UPDATE_AND_CREATE_ACL_CONFIG 50,
 //! DELETE_ACL_CONFIG 51, GET_BROKER_CLUSTER_ACL_INFO 52,
-//! UPDATE_GLOBAL_WHITE_ADDRS_CONFIG 53): edits written back to the broker's
-//! `plain_acl.yml`, with RocketMQ's failure codes and remarks.
+//! UPDATE_GLOBAL_WHITE_ADDRS_CONFIG 53, GET_BROKER_CLUSTER_ACL_CONFIG 54): edits
+//! written back to the broker's `plain_acl.yml`, with RocketMQ's failure codes and
+//! remarks.
 
 use std::sync::Arc;
 
@@ -106,6 +107,22 @@ pub async fn update_global_white_addrs_config(
     Some(match acl.set_global_white(list(Some(&h.global_white_addrs))) {
         Ok(()) => RemotingCommand::success(),
         Err(e) => RemotingCommand::error(failed, e),
+    })
+}
+
+/// GET_BROKER_CLUSTER_ACL_CONFIG: the white list and the accounts.
+pub async fn get_broker_cluster_acl_config(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let acl = match validator(ctx, ResponseCode::SYSTEM_ERROR) {
+        Ok(v) => v,
+        Err(resp) => return Some(resp),
+    };
+    Some(match remoting::json::to_vec(&acl.config()) {
+        Ok(body) => RemotingCommand::success().with_body(body),
+        Err(e) => RemotingCommand::error(ResponseCode::SYSTEM_ERROR, e.to_string()),
     })
 }
 

@@ -98,6 +98,7 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
     route!(admin_acl::update_and_create_acl_config, UPDATE_AND_CREATE_ACL_CONFIG);
     route!(admin_acl::delete_acl_config, DELETE_ACL_CONFIG);
     route!(admin_acl::get_broker_cluster_acl_info, GET_BROKER_CLUSTER_ACL_INFO);
+    route!(admin_acl::get_broker_cluster_acl_config, GET_BROKER_CLUSTER_ACL_CONFIG);
     route!(admin_acl::update_global_white_addrs_config, UPDATE_GLOBAL_WHITE_ADDRS_CONFIG);
     if let Some(acl) = &ctx.acl {
         d.guard(acl.clone());
