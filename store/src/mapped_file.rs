@@ -230,16 +230,18 @@ impl MappedFile {
         rc == 0
     }
 
-    /// Pre-faults the unpublished part of a file nobody else uses yet: with
-    /// [`MappedFile::populate`], or by touching each page where that is unsupported.
-    pub(crate) fn warm(&mut self) {
+    /// Pre-faults the unpublished part of a file nobody else uses yet, up to `to`:
+    /// with [`MappedFile::populate`], or by touching each page where that is
+    /// unsupported.
+    pub(crate) fn warm_to(&mut self, to: usize) {
         let from = *self.published.get_mut();
-        if self.populate(from, self.size) {
+        let to = to.min(self.size);
+        if self.populate(from, to) {
             return;
         }
         let base = self.owner.map.as_mut_ptr();
         let mut at = from.next_multiple_of(PAGE_SIZE);
-        while at < self.size {
+        while at < to {
             // SAFETY: `&mut self` and no writer taken: nobody else can access the
             // unpublished range; `at < size` keeps the write inside the mapping.
             unsafe { base.add(at).write_volatile(0) };

@@ -306,7 +306,7 @@ impl MessageStore {
         let w = Writer::new(core.clone(), writer, last_ts);
         let mut threads = Threads { writer: None, alloc: None, flusher: None, cq_flusher: None, cleaner: None };
         let c = core.clone();
-        threads.alloc = Some(spawn("store-alloc", move || c.allocator.run())?);
+        threads.alloc = Some(spawn("store-alloc", move || c.allocator.run(|| c.commit_log.written()))?);
         let c = core.clone();
         let h = spawn("store-flush", move || flush::run_flusher(c))?;
         let _ = core.flusher_thread.set(h.thread().clone());

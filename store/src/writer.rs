@@ -429,6 +429,7 @@ impl Writer {
         self.active.publish();
         let next_start = self.active.file().end();
         let (next, writer) = self.new_segment(next_start)?;
+        self.core.allocator.warm_active(next.clone(), WARM_AHEAD);
         self.core.commit_log.push_segment(next);
         self.active = writer;
         self.core.allocator.prefetch(next_start + self.core.commit_log.segment_size() as i64);
@@ -439,6 +440,7 @@ impl Writer {
     /// segment is replaced by one named after `start`, and every offset moves there.
     fn rebase(&mut self, start: i64) -> Result<()> {
         let (next, writer) = self.new_segment(start)?;
+        self.core.allocator.warm_active(next.clone(), WARM_AHEAD);
         let old = self.core.commit_log.replace_segments(vec![next]);
         self.active = writer;
         for seg in old {
@@ -513,13 +515,21 @@ fn next_queue_offset(table: &mut TopicTable, m: &PutMessage, n: i64) -> i64 {
 struct AllocState {
     pending: Option<i64>,
     ready: Option<(i64, Result<MappedFile>)>,
-    /// The active segment to pre-fault (from this position) before anything else.
+    /// The active segment to pre-fault, from this position on, a little ahead of
+    /// the writer.
     warm_active: Option<(Arc<MappedFile>, usize)>,
-    /// The writer is blocked in `take`: stop warming and serve it.
-    writer_waiting: bool,
+    /// The warming is far enough ahead of the writer and waits for it.
+    parked: bool,
     busy: bool,
     stopped: bool,
 }
+
+/// How far ahead of the writer the active segment is kept pre-faulted.
+const WARM_AHEAD: usize = 128 * 1024 * 1024;
+/// What one `populate` call warms (so shutdown and the writer never wait long).
+const WARM_CHUNK: usize = 16 * 1024 * 1024;
+/// How often parked warming looks at the writer's position.
+const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Creates (and warms) the next commit-log segment on the `store-alloc` thread.
 pub(crate) struct Allocator {
@@ -545,7 +555,7 @@ impl Allocator {
                 pending: None,
                 ready: None,
                 warm_active: None,
-                writer_waiting: false,
+                parked: false,
                 busy: false,
                 stopped: false,
             }),
@@ -565,9 +575,11 @@ impl Allocator {
             other => other?,
         };
         if self.warm {
-            f.warm();
+            // Its first part only: the rest is warmed once it is the active segment,
+            // at the writer's pace.
+            f.warm_to(WARM_AHEAD);
             if self.preinit {
-                f.flush_all()?;
+                f.flush_range(0, WARM_AHEAD.min(self.size))?;
             }
         }
         Ok(f)
@@ -582,10 +594,11 @@ impl Allocator {
         }
     }
 
-    /// Whether the allocator has nothing left to do (the next segment is ready).
+    /// Whether the allocator has nothing to do now: the next segment is ready and
+    /// the active one is warm as far ahead of the writer as it is kept.
     pub(crate) fn is_idle(&self) -> bool {
         let st = self.state.lock();
-        !st.busy && st.pending.is_none() && st.warm_active.is_none()
+        !st.busy && st.pending.is_none() && (st.warm_active.is_none() || st.parked)
     }
 
     /// Asks for the segment at `start` to be prepared in the background.
@@ -619,67 +632,75 @@ impl Allocator {
             if st.pending.is_none() {
                 st.pending = Some(start);
             }
-            st.writer_waiting = true;
             self.cond.notify_all();
             self.cond.wait(&mut st);
-            st.writer_waiting = false;
         }
         drop(st);
         tracing::debug!(start, "creating commit log segment on the append path");
         self.create(start).map(Arc::new)
     }
 
-    /// The `store-alloc` thread's loop.
-    pub(crate) fn run(&self) {
+    /// The `store-alloc` thread's loop. `written` is the commit log's written end:
+    /// the active segment is warmed at most [`WARM_AHEAD`] bytes ahead of it, so that
+    /// a freshly started broker does not zero a whole segment (or two) at once while
+    /// it serves its first requests, and the cost of warming is spread evenly.
+    pub(crate) fn run(&self, written: impl Fn() -> i64) {
         let _span = tracing::info_span!("alloc").entered();
         let mut st = self.state.lock();
         loop {
             if st.stopped {
                 break;
             }
-            if let Some((seg, from)) = st.warm_active.take() {
+            // The next segment first (only a sparse file and its first part to warm).
+            if let Some(start) = st.pending {
                 st.busy = true;
                 drop(st);
-                // In chunks, so shutdown is not held up by a 1 GiB populate.
-                let mut at = from;
-                while at < seg.size() {
-                    {
-                        let st = self.state.lock();
-                        if st.stopped || st.writer_waiting {
-                            break;
-                        }
-                    }
-                    let end = (at + 16 * 1024 * 1024).min(seg.size());
-                    if !seg.populate(at, end) {
-                        break;
-                    }
-                    if self.preinit {
-                        if let Err(e) = seg.flush_range(at, end) {
-                            tracing::warn!(error = %e, "pre-initialising the active segment failed");
-                            break;
-                        }
-                    }
-                    at = end;
+                let r = self.create(start);
+                if let Err(e) = &r {
+                    tracing::warn!(error = %e, start, "pre-allocating commit log segment failed");
                 }
                 st = self.state.lock();
+                st.ready = Some((start, r));
+                st.pending = None;
                 st.busy = false;
                 self.cond.notify_all();
                 continue;
             }
-            let Some(start) = st.pending else {
+            let Some((seg, from)) = st.warm_active.take() else {
+                st.parked = false;
                 self.cond.wait(&mut st);
                 continue;
             };
+            let pos = usize::try_from(written() - seg.start()).unwrap_or(0);
+            let at = from.max(pos);
+            if at >= seg.size() {
+                st.parked = false;
+                continue;
+            }
+            if at >= pos + WARM_AHEAD {
+                st.warm_active = Some((seg, at));
+                st.parked = true;
+                self.cond.wait_for(&mut st, WARM_POLL);
+                continue;
+            }
             st.busy = true;
+            st.parked = false;
             drop(st);
-            let r = self.create(start);
-            if let Err(e) = &r {
-                tracing::warn!(error = %e, start, "pre-allocating commit log segment failed");
+            let end = (at + WARM_CHUNK).min(seg.size());
+            let mut warmed = seg.populate(at, end);
+            if warmed && self.preinit {
+                if let Err(e) = seg.flush_range(at, end) {
+                    tracing::warn!(error = %e, "pre-initialising the active segment failed");
+                    warmed = false;
+                }
             }
             st = self.state.lock();
-            st.ready = Some((start, r));
-            st.pending = None;
             st.busy = false;
+            // Unless the writer moved to a newer segment meanwhile, or warming is
+            // unsupported here.
+            if warmed && st.warm_active.is_none() {
+                st.warm_active = Some((seg, end));
+            }
             self.cond.notify_all();
         }
     }
