@@ -1,7 +1,7 @@
 // PERF-CRITICAL PATH
 //! The single append path: a bounded request queue, the `store-append` writer thread
 //! that owns the active commit-log segment, and the `store-alloc` thread that creates
-//! and warms the next segment off the hot path.
+//! the next segment and warms the active one ahead of the writer, off the hot path.
 //!
 //! Callers ([`crate::MessageStore::put`]) validate and CRC their message on their own
 //! thread, take a permit from the queue's semaphore (bounded: a full queue makes them
