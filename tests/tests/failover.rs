@@ -255,6 +255,10 @@ async fn failover_rounds(controllers: &[String], namesrv: &str, mut brokers: Vec
         .await?;
         // Failover time: from the kill to the first send the new master acknowledged.
         let took = load.first_ack_by(&next.master_addr, killed_at).await?.duration_since(killed_at);
+        anyhow::ensure!(
+            took < Duration::from_secs(10),
+            "round {round}: the new master's first acknowledgement took {took:?}"
+        );
         failovers.push(took);
         eprintln!(
             "round {round}: master {} killed, {} elected (epoch {}); first acknowledgement after {took:?}",
