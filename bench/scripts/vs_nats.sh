@@ -9,7 +9,10 @@
 #
 # Both generators are async Rust with one connection per 16 in flight (4 x 16),
 # 1 KiB bodies, 2 s warm-up, 8 s measured. FerroMQ: ASYNC_FLUSH (acknowledged once
-# in the page cache), `wire_load --mode send` (SEND_MESSAGE_V2, SEND_OK awaited).
+# in the page cache), `wire_load --mode send` (SEND_MESSAGE_V2, SEND_OK awaited),
+# twice: `ferromq` gathers a connection's ready requests into one writev (as the SDK
+# does), `ferromq-wpr` writes each request with its own write (as a client flushing
+# every send does).
 # NATS: JetStream file storage, one replica, default sync interval (acknowledged
 # once in the page cache), `nats_load` (publish, stream ack awaited).
 set -euo pipefail
@@ -24,7 +27,9 @@ trap cleanup EXIT
 
 wait_line() { # FILE PATTERN
   for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2
+  [[ -f ${1%.out}.err ]] && grep -v "^  " "${1%.out}.err" | head -20 >&2
+  exit 1
 }
 
 stop_all() {
@@ -35,12 +40,12 @@ field() { grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
 
 report() { # ROUND SYSTEM JSON
   if [[ $(echo "$3" | field errors) != 0 ]]; then echo "errors in the run: $3" >&2; exit 1; fi
-  printf '%s %-8s %7.0f msgs/s  p99 %sms  server %5.2f us/msg  client %5.2f us/msg\n' "$1" "$2" \
+  printf '%s %-11s %7.0f msgs/s  p99 %sms  server %5.2f us/msg  client %5.2f us/msg\n' "$1" "$2" \
     "$(echo "$3" | field msgs_per_sec)" "$(echo "$3" | field p99)" \
     "$(echo "$3" | field server_cpu_us_per_msg)" "$(echo "$3" | field client_cpu_us_per_msg)"
 }
 
-ferromq() { # ROUND
+ferromq() { # ROUND [wire_load flags]
   env FERROMQ_NAMESRV_BIND_ADDRESS=127.0.0.1 FERROMQ_NAMESRV_LISTEN_PORT=39876 HOME="$work" \
     FERROMQ_NAMESRV_KV_CONFIG_PATH="$work/kv.json" "$bin/namesrv" >"$work/ns.out" 2>&1 &
   pids+=($!)
@@ -54,8 +59,10 @@ ferromq() { # ROUND
   local broker=$!
   pids+=("$broker")
   wait_line "$work/broker.out" "listening on"
-  report "$1" ferromq "$("$bin/wire_load" --broker 127.0.0.1:39911 --connections 4 --inflight 16 --json \
-    --mode send --duration 8s --warmup 2s --server-pid "$broker")"
+  local label=ferromq
+  if [[ $# -gt 1 ]]; then label=ferromq-wpr; fi
+  report "$1" "$label" "$("$bin/wire_load" --broker 127.0.0.1:39911 --connections 4 --inflight 16 --json \
+    --mode send --duration 8s --warmup 2s --server-pid "$broker" "${@:2}")"
   stop_all
 }
 
@@ -69,7 +76,9 @@ nats() { # ROUND
   stop_all
 }
 
-systems=(ferromq nats)
+ferromq_wpr() { ferromq "$1" --write-per-request; }
+
+systems=(ferromq ferromq_wpr nats)
 for round in $(seq 1 "$rounds"); do
-  for i in 0 1; do "${systems[$(( (round + i) % 2 ))]}" "$round"; done
+  for i in 0 1 2; do "${systems[$(( (round + i) % 3 ))]}" "$round"; done
 done

@@ -23,6 +23,10 @@
 //!
 //! `--tls` (or `--tls-ca PEM`, which also verifies the broker) connects over TLS.
 //!
+//! `--write-per-request` (send mode) writes each request with its own `write` call,
+//! as a client that flushes every send does; by default a connection's ready
+//! requests go out together in one `writev`, as the SDK sends them.
+//!
 //! `--ha-lag-from MASTER` also samples the master's GET_BROKER_HA_STATUS every 10 ms
 //! during the measurement and reports its slaves' lag in bytes (largest `diff`).
 //!
@@ -132,6 +136,10 @@ struct Args {
     /// The broker's pid: its CPU per message is reported (with this generator's).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Send mode: one `write` call per request instead of one `writev` per batch of
+    /// ready requests (plain TCP only).
+    #[arg(long, conflicts_with_all = ["tls", "tls_ca"])]
+    write_per_request: bool,
     /// Connect with TLS, accepting any certificate the broker shows.
     #[arg(long)]
     tls: bool,
@@ -367,6 +375,69 @@ fn clients(n: usize) -> Vec<RemotingClient> {
     (0..n).map(|_| RemotingClient::new(client_config(), None)).collect()
 }
 
+/// A connection that writes each request with its own `write` call and matches
+/// responses by opaque (`--write-per-request`). [`RemotingClient`] instead gathers
+/// every request ready on a connection into one `writev`.
+struct RawConn {
+    writer: tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    pending: Arc<parking_lot::Mutex<std::collections::HashMap<i32, tokio::sync::oneshot::Sender<RemotingCommand>>>>,
+    next_opaque: std::sync::atomic::AtomicI32,
+}
+
+impl RawConn {
+    async fn connect(addr: &str) -> Result<Arc<Self>> {
+        use futures::StreamExt;
+        let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let pending: Arc<parking_lot::Mutex<std::collections::HashMap<i32, _>>> = Arc::default();
+        let responses = pending.clone();
+        tokio::spawn(async move {
+            let mut frames = tokio_util::codec::FramedRead::new(rd, remoting::codec::RemotingCodec);
+            while let Some(Ok(resp)) = frames.next().await {
+                let waiter: Option<tokio::sync::oneshot::Sender<RemotingCommand>> =
+                    responses.lock().remove(&resp.opaque);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(resp);
+                }
+            }
+            // Closed: every waiting request fails.
+            responses.lock().clear();
+        });
+        Ok(Arc::new(Self {
+            writer: tokio::sync::Mutex::new(wr),
+            pending,
+            next_opaque: std::sync::atomic::AtomicI32::new(1),
+        }))
+    }
+
+    async fn invoke(&self, mut req: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+        use tokio::io::AsyncWriteExt;
+        req.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending.lock().insert(req.opaque, tx);
+        let frame = remoting::codec::encode_to_bytes(&req)?;
+        self.writer.lock().await.write_all(&frame).await?;
+        Ok(tokio::time::timeout(timeout, rx).await.context("timed out")?.context("connection closed")?)
+    }
+}
+
+/// A sender's connection: the SDK's transport, or one write per request.
+#[derive(Clone)]
+enum Conn {
+    Pooled(RemotingClient),
+    Raw(Arc<RawConn>),
+}
+
+impl Conn {
+    async fn invoke(&self, broker: &str, req: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+        match self {
+            Conn::Pooled(c) => Ok(c.invoke(broker, req, timeout).await?),
+            Conn::Raw(c) => c.invoke(req, timeout).await,
+        }
+    }
+}
+
 async fn run_senders(
     args: &Args,
     stats: Arc<Stats>,
@@ -376,7 +447,19 @@ async fn run_senders(
     let pacer = Arc::new(Pacer { rate: args.rate, start: Instant::now(), issued: AtomicU64::new(0) });
     let mut handles = Vec::new();
     let mut q = 0;
-    for client in clients(args.connections) {
+    let conns: Vec<Conn> = if args.write_per_request {
+        let mut raw = Vec::new();
+        for _ in 0..args.connections {
+            match RawConn::connect(&args.broker).await {
+                Ok(c) => raw.push(Conn::Raw(c)),
+                Err(e) => eprintln!("{e:#}"),
+            }
+        }
+        raw
+    } else {
+        clients(args.connections).into_iter().map(Conn::Pooled).collect()
+    };
+    for client in conns {
         for _ in 0..args.inflight {
             let client = client.clone();
             let (stats, stop, pacer) = (stats.clone(), stop.clone(), pacer.clone());
