@@ -418,7 +418,7 @@ impl RawConn {
         self.pending.lock().insert(req.opaque, tx);
         let frame = remoting::codec::encode_to_bytes(&req)?;
         self.writer.lock().await.write_all(&frame).await?;
-        Ok(tokio::time::timeout(timeout, rx).await.context("timed out")?.context("connection closed")?)
+        tokio::time::timeout(timeout, rx).await.context("timed out")?.context("connection closed")
     }
 }
 
