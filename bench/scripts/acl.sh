@@ -11,13 +11,8 @@
 # Each run: 1 KiB bodies, 4 connections x 16 in flight, 2 s warm-up, 8 s measured.
 # The load generator signs on the same machine (as a signing client would).
 set -euo pipefail
-root=$(pwd)
 rounds=${1:-3}
-bin=${BIN:-$root/target/release}
-work=$(mktemp -d "${TMPDIR:-/tmp}/ferromq-acl-bench.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh" acl-bench
 
 cat >"$work/plain_acl.yml" <<'YAML'
 accounts:
@@ -30,40 +25,18 @@ accounts:
     topicPerms: [ "BenchmarkLoad=PUB" ]
 YAML
 
-wait_line() { # FILE PATTERN
-  for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
-
 start() { # ACL_ENABLE
-  env FERROMQ_NAMESRV_BIND_ADDRESS=127.0.0.1 FERROMQ_NAMESRV_LISTEN_PORT=39876 HOME="$work" \
-    FERROMQ_NAMESRV_KV_CONFIG_PATH="$work/kv.json" "$bin/namesrv" >"$work/ns.out" 2>&1 &
-  pids+=($!)
-  wait_line "$work/ns.out" "listening on"
-  env FERROMQ_BROKER_BIND_ADDRESS=127.0.0.1 FERROMQ_BROKER_BROKER_IP1=127.0.0.1 \
-    FERROMQ_BROKER_NAMESRV_ADDR=127.0.0.1:39876 FERROMQ_BROKER_LISTEN_PORT=39911 \
-    FERROMQ_BROKER_HA_LISTEN_PORT=39912 FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR="$work/store" \
-    FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_COMMIT_LOG=268435456 \
-    FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO=1.0 \
-    FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO=1.0 FERROMQ_BROKER_STORE__DISK_MAX_USED_SPACE_RATIO=95 \
-    FERROMQ_BROKER_ACL_ENABLE="$1" FERROMQ_BROKER_ACL_FILE="$work/plain_acl.yml" \
-    "$bin/broker" >"$work/broker.out" 2>"$work/broker.err" &
-  pids+=($!)
-  wait_line "$work/broker.out" "listening on"
+  start_namesrv
+  start_broker broker 29911 29912 FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_COMMIT_LOG=268435456 \
+    FERROMQ_BROKER_ACL_ENABLE="$1" FERROMQ_BROKER_ACL_FILE="$work/plain_acl.yml"
 }
-
-stop_all() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true; pids=(); rm -rf "${work:?}/store" "$work"/*.out "$work"/*.err
-}
-field() { grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
 
 run() { # ROUND on|signed_off|off
   local acl=false creds=()
   if [[ $2 != off ]]; then creds=(--access-key benchmark --secret-key benchmark-secret); fi
   if [[ $2 == on ]]; then acl=true; fi
   start "$acl"
-  out=$("$bin/wire_load" --broker 127.0.0.1:39911 --connections 4 --inflight 16 --json --mode send \
+  out=$("$bin/wire_load" --broker 127.0.0.1:29911 --connections 4 --inflight 16 --json --mode send \
     --duration 8s --warmup 2s "${creds[@]}")
   if [[ $(echo "$out" | field errors) != 0 ]]; then echo "errors in the run: $out" >&2; exit 1; fi
   echo "$1 acl_$2 $(echo "$out" | field msgs_per_sec | cut -d. -f1) p99 $(echo "$out" | field p99)ms"

@@ -16,27 +16,9 @@
 # NATS: JetStream file storage, one replica, default sync interval (acknowledged
 # once in the page cache), `nats_load` (publish, stream ack awaited).
 set -euo pipefail
-root=$(pwd)
 rounds=${1:-3}
-bin=${BIN:-$root/target/release}
 command -v nats-server >/dev/null || { echo "nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/ferromq-vs-nats.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_line() { # FILE PATTERN
-  for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2
-  [[ -f ${1%.out}.err ]] && grep -v "^  " "${1%.out}.err" | head -20 >&2
-  exit 1
-}
-
-stop_all() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true; pids=(); rm -rf "${work:?}"/store "$work"/nats "$work"/*.out "$work"/*.err
-}
-field() { grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
+source "$(dirname "$0")/common.sh" vs-nats
 
 report() { # ROUND SYSTEM JSON
   if [[ $(echo "$3" | field errors) != 0 ]]; then echo "errors in the run: $3" >&2; exit 1; fi
@@ -46,32 +28,21 @@ report() { # ROUND SYSTEM JSON
 }
 
 ferromq() { # ROUND [wire_load flags]
-  env FERROMQ_NAMESRV_BIND_ADDRESS=127.0.0.1 FERROMQ_NAMESRV_LISTEN_PORT=39876 HOME="$work" \
-    FERROMQ_NAMESRV_KV_CONFIG_PATH="$work/kv.json" "$bin/namesrv" >"$work/ns.out" 2>&1 &
-  pids+=($!)
-  wait_line "$work/ns.out" "listening on"
-  env FERROMQ_BROKER_BIND_ADDRESS=127.0.0.1 FERROMQ_BROKER_BROKER_IP1=127.0.0.1 \
-    FERROMQ_BROKER_NAMESRV_ADDR=127.0.0.1:39876 FERROMQ_BROKER_LISTEN_PORT=39911 \
-    FERROMQ_BROKER_HA_LISTEN_PORT=39912 FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR="$work/store" \
-    FERROMQ_BROKER_STORE__DISK_SPACE_WARNING_LEVEL_RATIO=1.0 \
-    FERROMQ_BROKER_STORE__DISK_SPACE_CLEAN_FORCIBLY_RATIO=1.0 FERROMQ_BROKER_STORE__DISK_MAX_USED_SPACE_RATIO=95 \
-    "$bin/broker" >"$work/broker.out" 2>"$work/broker.err" &
-  local broker=$!
-  pids+=("$broker")
-  wait_line "$work/broker.out" "listening on"
+  start_namesrv
+  start_broker broker 29911 29912
   local label=ferromq
   if [[ $# -gt 1 ]]; then label=ferromq-wpr; fi
-  report "$1" "$label" "$("$bin/wire_load" --broker 127.0.0.1:39911 --connections 4 --inflight 16 --json \
-    --mode send --duration 8s --warmup 2s --server-pid "$broker" "${@:2}")"
+  report "$1" "$label" "$("$bin/wire_load" --broker 127.0.0.1:29911 --connections 4 --inflight 16 --json \
+    --mode send --duration 8s --warmup 2s --server-pid "$broker_pid" "${@:2}")"
   stop_all
 }
 
 nats() { # ROUND
-  nats-server -a 127.0.0.1 -p 34222 -js -sd "$work/nats" >"$work/nats.out" 2>&1 &
+  nats-server -a 127.0.0.1 -p 24222 -js -sd "$work/nats" >"$work/nats.out" 2>&1 &
   local server=$!
   pids+=("$server")
   wait_line "$work/nats.out" "Server is ready"
-  report "$1" nats "$("$bin/nats_load" --server nats://127.0.0.1:34222 --connections 4 --inflight 16 --json \
+  report "$1" nats "$("$bin/nats_load" --server nats://127.0.0.1:24222 --connections 4 --inflight 16 --json \
     --duration 8s --warmup 2s --server-pid "$server")"
   stop_all
 }
