@@ -533,3 +533,33 @@ pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> Result<String> 
     }
     Ok(body.to_owned())
 }
+
+/// Every body stored in `topic`, read with the SDK through the name server `ns`
+/// (signed by `admin`, an admin account of the broker's ACL, if given), sorted.
+///
+/// # Errors
+/// A route or a pull fails.
+pub async fn stored_bodies(ns: &str, topic: &str, admin: Option<(&str, &str)>) -> Result<Vec<String>> {
+    let cfg = config::ClientConfig {
+        namesrv_addr: vec![ns.to_owned()],
+        access_key: admin.map(|a| a.0.to_owned()),
+        secret_key: admin.map(|a| config::Secret(a.1.to_owned())),
+        ..config::ClientConfig::default()
+    };
+    let c = client::consumer::pull_consumer::PullConsumer::new("AuditReader", cfg, None);
+    let mut out = Vec::new();
+    for mq in c.fetch_subscribe_queues(topic).await? {
+        let mut offset = 0;
+        loop {
+            let r = c.pull(&mq, "*", offset, 32).await?;
+            if r.status != client::consumer::pull_api::PullStatus::Found {
+                break;
+            }
+            out.extend(r.messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()));
+            offset = r.next_begin_offset;
+        }
+    }
+    c.shutdown().await;
+    out.sort();
+    Ok(out)
+}

@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use client::consumer::pull_api::PullStatus;
 use client::consumer::pull_consumer::PullConsumer;
 use client::{Admin, Message, Producer, ProducerOptions};
 use tests::{binary, eventually, Broker, Namesrv};
@@ -59,22 +58,7 @@ async fn send_error(p: &Producer, body: &str) -> Option<String> {
 
 /// Every message body in the topic, read by the admin account.
 async fn stored(namesrv: &str) -> Result<Vec<String>> {
-    let c = PullConsumer::new("AclAuditGroup", signed(namesrv, Some(("admin001", "admin-secret"))), None);
-    let mut out = Vec::new();
-    for mq in c.fetch_subscribe_queues(TOPIC).await? {
-        let mut offset = 0;
-        loop {
-            let r = c.pull(&mq, "*", offset, 32).await?;
-            if r.status != PullStatus::Found {
-                break;
-            }
-            out.extend(r.messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()));
-            offset = r.next_begin_offset;
-        }
-    }
-    c.shutdown().await;
-    out.sort();
-    Ok(out)
+    tests::stored_bodies(namesrv, TOPIC, Some(("admin001", "admin-secret"))).await
 }
 
 fn admin_cli(ns: &str, home: &Path, args: &[&str]) -> Result<(bool, String)> {

@@ -380,7 +380,7 @@ async fn ali_ons_signs_and_is_refused_what_its_account_may_not_do() -> Result<()
         refused.push(out);
     }
     let want: Vec<String> = (0..5).map(|i| format!("good-sync-{i}")).collect();
-    let stored = compat_support::stored_bodies(&n, topic, Some(("admin001", "admin-secret"))).await?;
+    let stored = tests::stored_bodies(&n, topic, Some(("admin001", "admin-secret"))).await?;
     if stored != want {
         problems.push(format!("stored {stored:?} instead of {want:?}"));
     }

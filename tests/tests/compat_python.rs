@@ -550,7 +550,7 @@ async fn cpp_client_signs_and_is_refused_what_its_account_may_not_do() -> Result
         refused.push(out);
     }
     let want: Vec<String> = (0..5).map(|i| format!("good-sync-{i}")).collect();
-    let stored = compat_support::stored_bodies(&n, topic, Some(("admin001", "admin-secret"))).await?;
+    let stored = tests::stored_bodies(&n, topic, Some(("admin001", "admin-secret"))).await?;
     if stored != want {
         problems.push(format!("stored {stored:?} instead of {want:?}"));
     }
@@ -676,7 +676,7 @@ async fn cpp_clients_keep_sending_and_consuming_through_a_failover() -> Result<(
         sent.iter().filter(|v| s(v, "status") == "OK").map(|v| s(v, "body")).collect();
     let last = sent.iter().chain(out.events("error").iter()).filter_map(|v| v["index"].as_u64()).max().unwrap_or(0);
     let attempted: std::collections::BTreeSet<String> = (0..=last).map(|i| format!("fo-sync-{i}")).collect();
-    let stored = compat_support::stored_bodies(&n, topic, None).await?;
+    let stored = tests::stored_bodies(&n, topic, None).await?;
     let stored_set: std::collections::BTreeSet<&str> = stored.iter().map(String::as_str).collect();
     let missing: Vec<&&str> = acked_bodies.iter().filter(|b| !stored_set.contains(**b)).collect();
     let invented: Vec<&&str> = stored_set.iter().filter(|b| !attempted.contains(**b)).collect();

@@ -425,33 +425,6 @@ pub async fn wait_route(ns: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every body stored in `topic`, read with the SDK (signed by `admin`, an admin
-/// account of the broker's ACL, if given), sorted.
-pub async fn stored_bodies(ns: &str, topic: &str, admin: Option<(&str, &str)>) -> Result<Vec<String>> {
-    let cfg = config::ClientConfig {
-        namesrv_addr: vec![ns.to_owned()],
-        access_key: admin.map(|a| a.0.to_owned()),
-        secret_key: admin.map(|a| config::Secret(a.1.to_owned())),
-        ..config::ClientConfig::default()
-    };
-    let c = client::consumer::pull_consumer::PullConsumer::new("CompatAudit", cfg, None);
-    let mut out = Vec::new();
-    for mq in c.fetch_subscribe_queues(topic).await? {
-        let mut offset = 0;
-        loop {
-            let r = c.pull(&mq, "*", offset, 32).await?;
-            if r.status != client::consumer::pull_api::PullStatus::Found {
-                break;
-            }
-            out.extend(r.messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()));
-            offset = r.next_begin_offset;
-        }
-    }
-    c.shutdown().await;
-    out.sort();
-    Ok(out)
-}
-
 /// A name server and a broker enforcing `acl` (a `plain_acl.yml`), and an SDK admin
 /// signing as `admin` that created `topic` (4 queues) and waited for its route.
 pub async fn acl_cluster(
