@@ -51,3 +51,12 @@ stop_all() {
 
 # The first number after "NAME": in JSON on stdin.
 field() { grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
+
+# One line for a load generator's JSON result (wire_load, nats_load); exits if the run
+# had errors.
+report() { # ROUND SYSTEM JSON
+  if [[ $(echo "$3" | field errors) != 0 ]]; then echo "errors in the run: $3" >&2; exit 1; fi
+  printf '%s %-13s %7.0f msgs/s  p99 %sms  server %5.2f us/msg  client %5.2f us/msg\n' "$1" "$2" \
+    "$(echo "$3" | field msgs_per_sec)" "$(echo "$3" | field p99)" \
+    "$(echo "$3" | field server_cpu_us_per_msg)" "$(echo "$3" | field client_cpu_us_per_msg)"
+}

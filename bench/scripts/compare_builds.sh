@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Send and pull throughput of two builds of the broker, alternating on the same
 # machine (BENCHMARKS.md, "Broker end to end"): each run on a fresh store, 1 KiB
-# bodies, 4 connections x 16 in flight, 2 s warm-up then 8 s measured; pulls of a
-# 200,000-message prefill with 2 connections.
+# bodies, 4 connections x 16 in flight, 2 s warm-up then 8 s measured, gathering a
+# connection's ready requests into one write (`send`) and writing each request with
+# its own write (`send-wpr`); pulls of a 200,000-message prefill with 2 connections.
 #
 #   bench/scripts/compare_builds.sh BASE_RELEASE_DIR NEW_RELEASE_DIR [rounds]
 #
 # Each directory holds a `broker` and a `wire_load`. Prints one line per run:
-# round, build, mode, msgs/s, p99 ms.
+# round, build, mode, msgs/s, p99 ms, and the broker's CPU per message in µs (user +
+# system time over the measured window; sends only).
 set -euo pipefail
 base=$1 new=$2 rounds=${3:-3}
 port=${PORT:-21911}
@@ -28,11 +30,13 @@ run() { # BIN MODE ARGS...
   pid=$!
   for _ in $(seq 1 100); do grep -q listening "$work/broker.out" 2>/dev/null && break; sleep 0.1; done
   local out
-  if [[ $mode == pull ]]; then
-    out=$("$bin/wire_load" --broker 127.0.0.1:$port --mode pull --connections 2 --prefill 200000 --duration 8s --json)
-  else
-    out=$("$bin/wire_load" --broker 127.0.0.1:$port --mode send --connections 4 --inflight 16 --duration 8s --warmup 2s --json)
-  fi
+  local send=("$bin/wire_load" --broker 127.0.0.1:$port --mode send --connections 4 --inflight 16 --duration 8s
+    --warmup 2s --json --server-pid "$pid")
+  case $mode in
+    pull) out=$("$bin/wire_load" --broker 127.0.0.1:$port --mode pull --connections 2 --prefill 200000 --duration 8s --json) ;;
+    send) out=$("${send[@]}") ;;
+    send-wpr) out=$("${send[@]}" --write-per-request) ;;
+  esac
   kill -9 $pid; wait $pid 2>/dev/null || true
   echo "$out"
 }
@@ -41,11 +45,12 @@ for round in $(seq 1 "$rounds"); do
   if (( round % 2 )); then order="base new"; else order="new base"; fi
   for which in $order; do
     bin=$base; [[ $which == new ]] && bin=$new
-    for mode in send pull; do
+    for mode in send send-wpr pull; do
       out=$(run "$bin" "$mode")
       rate=$(echo "$out" | grep -o '"msgs_per_sec":[0-9.]*' | cut -d: -f2)
       p99=$(echo "$out" | grep -o '"p99":[0-9.]*' | head -1 | cut -d: -f2)
-      printf '%s %s %s %.0f %s\n' "$round" "$which" "$mode" "$rate" "$p99"
+      cpu=$(echo "$out" | grep -o '"server_cpu_us_per_msg":[0-9.]*' | cut -d: -f2 || true)
+      printf '%s %s %s %.0f %s %s\n' "$round" "$which" "$mode" "$rate" "$p99" "${cpu:--}"
     done
   done
 done

@@ -20,13 +20,6 @@ rounds=${1:-3}
 command -v nats-server >/dev/null || { echo "nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
 source "$(dirname "$0")/common.sh" vs-nats
 
-report() { # ROUND SYSTEM JSON
-  if [[ $(echo "$3" | field errors) != 0 ]]; then echo "errors in the run: $3" >&2; exit 1; fi
-  printf '%s %-11s %7.0f msgs/s  p99 %sms  server %5.2f us/msg  client %5.2f us/msg\n' "$1" "$2" \
-    "$(echo "$3" | field msgs_per_sec)" "$(echo "$3" | field p99)" \
-    "$(echo "$3" | field server_cpu_us_per_msg)" "$(echo "$3" | field client_cpu_us_per_msg)"
-}
-
 ferromq() { # ROUND [wire_load flags]
   start_namesrv
   start_broker broker 29911 29912

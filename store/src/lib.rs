@@ -3,9 +3,9 @@
 //! of RPC; the broker drives it through [`MessageStore`].
 //!
 //! ```text
-//!  put() ──► AppendQueue ──► store-append ───────► commit log segments (mmap,
-//!  (async)   (bounded)       (single writer,        20-digit names) ◄── store-flush
-//!    ▲                        group commit)                             (msync)
+//!  put() ──► AppendQueue ──► store-append ───────► commit log segments (pwrite
+//!  (async)   (bounded)       (single writer,        per batch, read through
+//!    ▲                        group commit)         mmap) ◄── store-flush (msync)
 //!    │                           │ ASYNC: after publishing                 │ SYNC: after
 //!    │                           │ a batch (`written`)                     │ each sync
 //!    │                           ▼                                         ▼ (`flushed`)
@@ -60,3 +60,4 @@ pub use types::{
     Arrival, ArrivalListener, CqEntry, CqFilter, GetRequest, GetResult, GetStatus, PutMessage, PutResult, PutStatus,
     RecordFilter, RecoveryReport, StoreStats, TruncatedTail,
 };
+pub use util::local_day_start;

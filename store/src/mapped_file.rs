@@ -12,8 +12,9 @@
 //!   truncates a mapped file: files are created at full size and only unlinked.
 //! * **Append files** ([`Access::Append`], commit log and consume queues) have a
 //!   *published prefix* `[0, published)`. Bytes in it are immutable: the single
-//!   writer (a [`MappedWriter`], at most one per file) writes only at or beyond
-//!   `published` and then moves `published` forward with `Release` ordering; readers
+//!   writer (a [`MappedWriter`] or a [`LogWriter`], at most one per file) writes only
+//!   at or beyond `published` and then moves `published` forward with `Release`
+//!   ordering; readers
 //!   check `pos + len <= published` with `Acquire` before forming a slice. The only way
 //!   to move `published` backwards is [`MappedFile::truncate`], which takes
 //!   `&mut self` and refuses once any `Bytes` was handed out or a writer taken
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -66,9 +68,9 @@ impl AsRef<[u8]> for MapOwner {
 /// A memory-mapped, fixed-size file. See the module docs for the invariants.
 pub(crate) struct MappedFile {
     path: PathBuf,
-    /// Kept open for the mapping's lifetime (not needed by mmap, but keeps the file
-    /// descriptor-level view consistent for tools like `lsof`).
-    _file: File,
+    /// Kept open for the mapping's lifetime: a [`LogWriter`] writes through it (the
+    /// page cache makes its writes visible through the mapping).
+    file: File,
     owner: Arc<MapOwner>,
     /// A handle over the whole mapping; reads are `slice()`s of it, which costs one
     /// atomic increment and no allocation.
@@ -82,6 +84,18 @@ pub(crate) struct MappedFile {
     writer_taken: AtomicBool,
     /// Set once [`MappedFile::bytes`] handed out a slice; `truncate` refuses after.
     shared: AtomicBool,
+    /// Where a [`LogWriter`] and [`MappedFile::zero_fill`] meet.
+    fill: Mutex<Fill>,
+    fill_done: Condvar,
+}
+
+/// See [`MappedFile::zero_fill`].
+#[derive(Default)]
+struct Fill {
+    /// End of what the writer has written or is writing.
+    claimed: usize,
+    /// A zero fill in progress.
+    zeroing: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for MappedFile {
@@ -141,7 +155,7 @@ impl MappedFile {
         let whole = Bytes::from_owner(SharedOwner(owner.clone()));
         Ok(Self {
             path: path.to_owned(),
-            _file: file,
+            file,
             owner,
             whole,
             start,
@@ -151,6 +165,8 @@ impl MappedFile {
             flushed: AtomicUsize::new(published),
             writer_taken: AtomicBool::new(false),
             shared: AtomicBool::new(false),
+            fill: Mutex::new(Fill { claimed: published, zeroing: None }),
+            fill_done: Condvar::new(),
         })
     }
 
@@ -211,42 +227,53 @@ impl MappedFile {
         Some(MappedWriter { file: self.clone(), pos })
     }
 
-    /// Pre-faults `[from, to)` for writing (`MADV_POPULATE_WRITE`): allocates and
-    /// maps the page-cache pages so the writer never takes an allocating page fault.
-    /// The bytes are not changed, so this is safe while the writer and readers work.
-    /// Returns false if the kernel does not support it (older than 5.14).
-    pub(crate) fn populate(&self, from: usize, to: usize) -> bool {
-        let from = from - from % PAGE_SIZE;
-        let to = to.min(self.size);
-        if from >= to {
-            return true;
+    /// Claims the single writer of an append file as a [`LogWriter`] (the commit log).
+    pub(crate) fn take_log_writer(self: &Arc<Self>) -> Option<LogWriter> {
+        if self.access != Access::Append || self.writer_taken.swap(true, Ordering::AcqRel) {
+            return None;
         }
-        // SAFETY: the range lies inside our mapping (page-aligned start, clamped end);
-        // MADV_POPULATE_WRITE only faults pages in and never changes their contents,
-        // so it cannot race with Rust accesses to the mapped bytes.
-        let rc = unsafe {
-            libc::madvise(self.owner.map.as_mut_ptr().add(from).cast(), to - from, libc::MADV_POPULATE_WRITE)
-        };
-        rc == 0
+        let pos = self.published();
+        Some(LogWriter { file: self.clone(), pos, staged: Vec::with_capacity(STAGE_WRITE) })
     }
 
-    /// Pre-faults the unpublished part of a file nobody else uses yet, up to `to`:
-    /// with [`MappedFile::populate`], or by touching each page where that is
-    /// unsupported.
-    pub(crate) fn warm_to(&mut self, to: usize) {
-        let from = *self.published.get_mut();
+    /// Writes zeroes over `[from, to)` of an append file ahead of its writer, so the
+    /// page-cache pages (and, once flushed, the disk blocks) exist before the writer
+    /// gets there. Only bytes at or beyond everything the [`LogWriter`] has claimed
+    /// are written, and the writer waits for a fill in progress that overlaps what it
+    /// is about to write, so no record is ever overwritten. Returns the range filled
+    /// (empty when the writer is already past `to`).
+    ///
+    /// Zeroes go through `pwrite` rather than faulting the mapping in: see
+    /// [`LogWriter`] for what faulting costs.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub(crate) fn zero_fill(&self, from: usize, to: usize) -> Result<std::ops::Range<usize>> {
+        use std::os::unix::fs::FileExt;
+        static ZEROES: [u8; 64 * 1024] = [0; 64 * 1024];
         let to = to.min(self.size);
-        if self.populate(from, to) {
-            return;
-        }
-        let base = self.owner.map.as_mut_ptr();
-        let mut at = from.next_multiple_of(PAGE_SIZE);
+        let from = {
+            let mut fill = self.fill.lock();
+            let from = from.max(fill.claimed);
+            if from >= to {
+                return Ok(from..from);
+            }
+            fill.zeroing = Some((from, to));
+            from
+        };
+        let mut at = from;
+        let mut result = Ok(());
         while at < to {
-            // SAFETY: `&mut self` and no writer taken: nobody else can access the
-            // unpublished range; `at < size` keeps the write inside the mapping.
-            unsafe { base.add(at).write_volatile(0) };
-            at += PAGE_SIZE;
+            let n = (to - at).min(ZEROES.len());
+            if let Err(e) = self.file.write_all_at(&ZEROES[..n], at as u64) {
+                result = Err(Error::io(&self.path, e));
+                break;
+            }
+            at += n;
         }
+        self.fill.lock().zeroing = None;
+        self.fill_done.notify_all();
+        result.map(|()| from..to)
     }
 
     /// Moves the published end back to `to` and zeroes everything after it (only
@@ -280,6 +307,7 @@ impl MappedFile {
             at = chunk_end;
         }
         *self.published.get_mut() = to;
+        self.fill.get_mut().claimed = to;
         let flushed = self.flushed.get_mut();
         *flushed = (*flushed).min(to);
         Ok(cleared)
@@ -438,6 +466,108 @@ impl MappedWriter {
     }
 }
 
+/// Staged bytes a [`LogWriter`] writes out before its batch ends (a bound on its
+/// buffer, not a batch size: most batches are far smaller).
+const STAGE_WRITE: usize = 1024 * 1024;
+
+/// The single writer of the commit log's active segment. Records are encoded into a
+/// buffer and written with one `pwrite` per batch ([`LogWriter::publish`]); readers
+/// still read through the mapping (the page cache is coherent).
+///
+/// Why not write into the mapping as [`MappedWriter`] does: a store into a page of a
+/// fresh (sparse) segment faults it in, and the kernel zero-fills it through the
+/// read path first; measured here at ~2.7 s of CPU per GiB against ~0.2 s for
+/// `pwrite` of the same bytes, or about 3 µs per 1 KiB message — a third of the
+/// broker's whole cost per send. `write` allocates the page cache pages and fills
+/// them in one step.
+pub(crate) struct LogWriter {
+    file: Arc<MappedFile>,
+    /// Next write position inside the file; bytes below `pos - staged.len()` are in
+    /// the file, the rest in `staged`.
+    pos: usize,
+    staged: Vec<u8>,
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter").field("file", &self.file.path).field("pos", &self.pos).finish()
+    }
+}
+
+impl LogWriter {
+    pub(crate) fn file(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
+
+    /// Next write position inside the file.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.file.size - self.pos
+    }
+
+    /// Lets `fill` write exactly `len` bytes (zeroed on entry) at the current
+    /// position and advances it. They reach the file, and readers, at the next
+    /// [`LogWriter::publish`].
+    ///
+    /// # Errors
+    /// Writing out earlier staged bytes failed (the position is then back at the
+    /// published end: the batch is lost, not half-written).
+    ///
+    /// # Panics
+    /// If `len` exceeds [`LogWriter::remaining`] (callers check first).
+    #[inline]
+    pub(crate) fn append_with<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        assert!(len <= self.remaining(), "append past the end of {:?}", self.file.path);
+        if !self.staged.is_empty() && self.staged.len() + len > STAGE_WRITE {
+            self.write_staged()?;
+        }
+        let at = self.staged.len();
+        self.staged.resize(at + len, 0);
+        let r = fill(&mut self.staged[at..]);
+        self.pos += len;
+        Ok(r)
+    }
+
+    /// Writes the staged bytes to the file without publishing them.
+    fn write_staged(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let at = self.pos - self.staged.len();
+        {
+            let mut fill = self.file.fill.lock();
+            fill.claimed = fill.claimed.max(self.pos);
+            while fill.zeroing.is_some_and(|(from, to)| from < self.pos && at < to) {
+                self.file.fill_done.wait(&mut fill);
+            }
+        }
+        if let Err(e) = self.file.file.write_all_at(&self.staged, at as u64) {
+            self.pos = self.file.published();
+            self.staged.clear();
+            return Err(Error::io(&self.file.path, e));
+        }
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Writes what was appended since the last call and makes it visible to readers.
+    ///
+    /// # Errors
+    /// The write failed (e.g. the disk is full): nothing of it is published and the
+    /// position is back at the published end.
+    pub(crate) fn publish(&mut self) -> Result<()> {
+        if !self.staged.is_empty() {
+            self.write_staged()?;
+            if self.staged.capacity() > 2 * STAGE_WRITE {
+                self.staged.shrink_to(STAGE_WRITE);
+            }
+        }
+        self.file.published.store(self.pos, Ordering::Release);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +627,76 @@ mod tests {
         let f = Arc::new(f);
         let mut w = f.take_writer().unwrap();
         w.append_with(8092, |b| assert!(b.iter().all(|&x| x == 0)));
+    }
+
+    #[test]
+    fn log_writer_writes_through_the_file_and_publishes_per_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let f = Arc::new(MappedFile::create(&path, 0, 3 * STAGE_WRITE, Access::Append).unwrap());
+        let mut w = f.take_log_writer().unwrap();
+        assert!(f.take_writer().is_none());
+        w.append_with(5, |b| b.copy_from_slice(b"hello")).unwrap();
+        assert!(f.read(0, 5).is_none());
+        w.publish().unwrap();
+        assert_eq!(f.read(0, 5).unwrap(), b"hello");
+        // A batch larger than the staging bound is written out in parts, published once.
+        let big = vec![9u8; STAGE_WRITE];
+        w.append_with(big.len(), |b| b.copy_from_slice(&big)).unwrap();
+        w.append_with(3, |b| b.copy_from_slice(b"end")).unwrap();
+        assert!(f.read(5, 1).is_none());
+        w.publish().unwrap();
+        assert_eq!(f.published(), 5 + STAGE_WRITE + 3);
+        assert_eq!(f.read(5 + STAGE_WRITE, 3).unwrap(), b"end");
+        assert_eq!(f.flush_published().unwrap(), 5 + STAGE_WRITE + 3);
+        drop(w);
+        drop(f);
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..5], b"hello");
+        assert!(raw[5..5 + STAGE_WRITE].iter().all(|&b| b == 9));
+        assert_eq!(&raw[5 + STAGE_WRITE..8 + STAGE_WRITE], b"end");
+        assert!(raw[8 + STAGE_WRITE..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn zero_fill_never_overwrites_what_the_writer_wrote() {
+        const SIZE: usize = 8 * 1024 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let f = Arc::new(MappedFile::create(&path, 0, SIZE, Access::Append).unwrap());
+        let mut w = f.take_log_writer().unwrap();
+        w.append_with(10, |b| b.fill(1)).unwrap();
+        w.publish().unwrap();
+        assert_eq!(f.zero_fill(0, 4096).unwrap(), 10..4096);
+        assert_eq!(f.read(0, 10).unwrap(), [1; 10]);
+        // A filler racing ahead of a writer: every record survives, whichever of the
+        // two gets to a range first.
+        let filler = {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                let mut at = 0;
+                while at < SIZE {
+                    let from = f.published();
+                    at = f.zero_fill(from, from + 64 * 1024).unwrap().end.max(at + 4096);
+                }
+            })
+        };
+        let mut n = 10;
+        let mut byte = 2u8;
+        while n + 1000 <= SIZE {
+            w.append_with(1000, |b| b.fill(byte)).unwrap();
+            w.publish().unwrap();
+            n += 1000;
+            byte = byte.wrapping_add(1).max(1);
+        }
+        filler.join().unwrap();
+        let mut expect = 2u8;
+        let mut at = 10;
+        while at + 1000 <= SIZE {
+            assert!(f.read(at, 1000).unwrap().iter().all(|&b| b == expect), "record at {at}");
+            at += 1000;
+            expect = expect.wrapping_add(1).max(1);
+        }
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub(crate) struct Core {
     /// Reads stop before this commit-log offset (`i64::MAX`: no limit), see
     /// [`MessageStore::set_read_limit`].
     pub read_limit: AtomicI64,
+    /// Wakes whoever waits for records the read limit held back (parked pulls).
+    pub read_limit_raised: tokio::sync::Notify,
     pub topic_table: Mutex<TopicTable>,
     pub listener: RwLock<Option<ArrivalListener>>,
     pub checkpoint: Mutex<Checkpoint>,
@@ -228,8 +230,12 @@ impl MessageStore {
             queue_map.entry(q.topic().to_owned()).or_default().insert(q.queue_id(), Arc::new(q));
         }
         let active = rec.segments.last().cloned().expect("recovery leaves an active segment");
-        let allocator =
-            Allocator::new(settings.commit_log_dir(), settings.commit_log_segment, settings.warm, settings.sync_flush);
+        let allocator = Allocator::new(
+            settings.commit_log_dir(),
+            settings.commit_log_segment,
+            settings.warm || settings.sync_flush,
+            settings.sync_flush,
+        );
         let checkpoint = Checkpoint::open(&recovery::checkpoint_path(&root))?;
         let core = Arc::new(Core {
             store_host,
@@ -245,6 +251,7 @@ impl MessageStore {
             replicas_required: AtomicBool::new(true),
             appended: tokio::sync::Notify::new(),
             read_limit: AtomicI64::new(i64::MAX),
+            read_limit_raised: tokio::sync::Notify::new(),
             topic_table: Mutex::new(HashMap::new()),
             listener: RwLock::new(None),
             checkpoint: Mutex::new(checkpoint),
@@ -295,7 +302,7 @@ impl MessageStore {
             tracing::info!(commit_log_end = end, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         }
 
-        let writer = active.take_writer().ok_or(Error::Corrupt {
+        let writer = active.take_log_writer().ok_or(Error::Corrupt {
             path: active.path().to_owned(),
             offset: 0,
             reason: "active segment already has a writer",
@@ -554,9 +561,10 @@ impl MessageStore {
                     i += 1;
                     continue;
                 }
-                if e.phy_offset >= read_limit {
-                    // Records past the read limit are not served (a replica ahead of
-                    // its master): the queue ends here for now.
+                if e.phy_offset + i64::from(e.size) > read_limit {
+                    // Records not wholly below the read limit are not served (not yet
+                    // held by every replica that could become master, or a replica
+                    // ahead of its master): the queue ends here for now.
                     break;
                 }
                 if !res.messages.is_empty()
@@ -643,6 +651,13 @@ impl MessageStore {
         }
         let e = q.get(offset).filter(|e| e.size > 0)?;
         self.core.commit_log.store_timestamp_at(e.phy_offset)
+    }
+
+    /// Store time of the oldest record in the commit log, if there is one.
+    pub fn earliest_message_time_overall(&self) -> Option<i64> {
+        let c = &self.core;
+        let min = c.commit_log.min_offset();
+        (min < c.commit_log.written()).then(|| c.commit_log.store_timestamp_at(min)).flatten()
     }
 
     /// Store time of the message at a queue's min offset (GET_EARLIEST_MSG_STORETIME).
@@ -781,11 +796,44 @@ impl MessageStore {
         self.core.replicas_required.store(required, Ordering::Release);
     }
 
-    /// Stops serving records at or past `limit` (pulls, lookups, key queries) — a
-    /// replica whose log runs past its master's serves nothing the master lacks —
-    /// or serves everything again (`None`).
+    /// Stops serving records that do not end at or before `limit` (pulls, lookups,
+    /// key queries) — a replica whose log runs past its master's serves nothing the
+    /// master lacks — or serves everything again (`None`).
+    ///
+    /// Raising it wakes [`Self::read_limit_raised`]. A master in controller mode with
+    /// `allAckInSyncStateSet` keeps it at its confirm offset, and its slaves at the
+    /// confirm offset it sends them (RocketMQ 5's `confirmOffset`): a consumer never
+    /// reads a record that a newly elected master could lack, so it never commits an
+    /// offset past where the new master's own records go.
     pub fn set_read_limit(&self, limit: Option<i64>) {
-        self.core.read_limit.store(limit.unwrap_or(i64::MAX), Ordering::Release);
+        let limit = limit.unwrap_or(i64::MAX);
+        let before = self.core.read_limit.swap(limit, Ordering::AcqRel);
+        if limit > before {
+            self.core.read_limit_raised.notify_one();
+        }
+    }
+
+    /// The read limit set by [`Self::set_read_limit`], if any.
+    pub fn read_limit(&self) -> Option<i64> {
+        let limit = self.core.read_limit.load(Ordering::Acquire);
+        (limit != i64::MAX).then_some(limit)
+    }
+
+    /// Resolves after the read limit was raised (once per raise or run of raises
+    /// since the last wait: a single waiter is meant, the broker's hold service).
+    pub fn read_limit_raised(&self) -> tokio::sync::futures::Notified<'_> {
+        self.core.read_limit_raised.notified()
+    }
+
+    /// Whether the entry at `offset` of a queue exists and may be read now (its
+    /// record lies wholly below the read limit): what a parked pull waits for.
+    pub fn readable_at(&self, topic: &str, queue_id: i32, offset: i64) -> bool {
+        let Some(q) = self.core.find_queue(topic, queue_id) else { return false };
+        if offset >= q.max_offset() {
+            return false;
+        }
+        let limit = self.core.read_limit.load(Ordering::Acquire);
+        limit == i64::MAX || q.get(offset.max(q.min_offset())).is_none_or(|e| e.phy_offset + i64::from(e.size) <= limit)
     }
 
     /// End of the commit log (next append position).
@@ -881,6 +929,14 @@ impl MessageStore {
     /// files that only reference deleted data. Blocking (file deletions).
     pub fn delete_expired_files(&self) -> CleanReport {
         retention::clean(&self.core, common::time::now_ms(), true)
+    }
+
+    /// Deletes consume-queue files whose entries all point below the commit log's
+    /// first offset (CLEAN_EXPIRED_CONSUMEQUEUE); returns how many were deleted.
+    /// Retention does the same after deleting segments; this runs it on demand.
+    pub fn clean_expired_consume_queues(&self) -> usize {
+        let cl_min = self.core.commit_log.min_offset();
+        self.core.all_queues().iter().map(|q| q.delete_expired(cl_min)).sum()
     }
 
     /// Flushes consume queues and index and writes a checkpoint now. Blocking.
@@ -998,7 +1054,7 @@ impl MessageStore {
     }
 
     /// Whether background segment preparation is done (the active segment is
-    /// pre-faulted and the next one is ready). For benches.
+    /// warm as far ahead as it is kept, and the next one is ready). For benches.
     #[doc(hidden)]
     pub fn is_warm(&self) -> bool {
         self.core.allocator.is_idle()

@@ -54,6 +54,14 @@ pub(crate) fn local_time(ms: i64) -> DateTime {
     DateTime::from_ms(ms, local_offset_secs(ms))
 }
 
+/// The epoch-ms instant at which the local calendar day holding `ms` began (the
+/// machine's time zone, as [`local_time`]).
+pub fn local_day_start(ms: i64) -> i64 {
+    const DAY: i64 = 86_400_000;
+    let offset = i64::from(local_offset_secs(ms)) * 1000;
+    (ms + offset).div_euclid(DAY) * DAY - offset
+}
+
 /// Fraction of the file system holding `path` that is in use (0.0..=1.0).
 pub(crate) fn disk_usage_ratio(path: &Path) -> Option<f64> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;

@@ -1,15 +1,16 @@
 // PERF-CRITICAL PATH
 //! The single append path: a bounded request queue, the `store-append` writer thread
 //! that owns the active commit-log segment, and the `store-alloc` thread that creates
-//! the next segment and warms the active one ahead of the writer, off the hot path.
+//! the next segment (and, with SYNC_FLUSH or `warm_mapped_file_enable`, warms the
+//! active one ahead of the writer), off the hot path.
 //!
 //! Callers ([`crate::MessageStore::put`]) validate and CRC their message on their own
 //! thread, take a permit from the queue's semaphore (bounded: a full queue makes them
 //! wait up to `put_queue_timeout`, then answer `OsPageCacheBusy`) and push. The writer
 //! swaps the whole pending vector out under one short lock (group commit: everything
-//! that arrived while it was busy is one batch), encodes each record straight into the
-//! mapped segment, assigns physical offset, queue offset and store timestamp, and
-//! publishes the batch (`written`). Then it acknowledges ([`crate::ack`]):
+//! that arrived while it was busy is one batch), encodes each record into the
+//! segment's [`LogWriter`] buffer, assigns physical offset, queue offset and store
+//! timestamp, writes the batch with one `pwrite` and publishes it (`written`). Then it acknowledges ([`crate::ack`]):
 //! * ASYNC_FLUSH — the batch is eligible as soon as it is published, so the writer
 //!   dispatches it itself ([`crate::dispatch`]: consume-queue and index entries,
 //!   arrival listener, from the tags codes it has in hand), request by request,
@@ -49,7 +50,7 @@ use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 use crate::ack::{self, Waiter};
 use crate::dispatch::{Dispatcher, KnownTags};
 use crate::error::{Error, Result};
-use crate::mapped_file::{Access, MappedFile, MappedWriter};
+use crate::mapped_file::{Access, LogWriter, MappedFile};
 use crate::settings::segment_name;
 use crate::store::Core;
 use crate::types::{PutMessage, PutStatus};
@@ -204,12 +205,12 @@ pub(crate) type TopicTable = HashMap<String, HashMap<i32, i64>>;
 /// The writer thread's state: it alone owns the active segment.
 pub(crate) struct Writer {
     core: Arc<Core>,
-    active: MappedWriter,
+    active: LogWriter,
     last_ts: i64,
 }
 
 impl Writer {
-    pub(crate) fn new(core: Arc<Core>, active: MappedWriter, last_ts: i64) -> Self {
+    pub(crate) fn new(core: Arc<Core>, active: LogWriter, last_ts: i64) -> Self {
         Self { core, active, last_ts }
     }
 
@@ -250,7 +251,20 @@ impl Writer {
                     replies.push((req.reply, res));
                 }
             }
-            self.active.publish();
+            if let Err(e) = self.active.publish() {
+                // Nothing of the batch reached the file (the write position is back at
+                // the published end): refuse it, and everything after it.
+                tracing::error!(error = %e, "commit log write failed; refusing further writes");
+                core.writable.store(false, Ordering::Release);
+                for (_, res) in &mut replies {
+                    if res.status == PutStatus::PutOk {
+                        *res = Appended::failed(PutStatus::UnknownError);
+                    }
+                }
+                visible = None;
+                replica = None;
+                tags.clear();
+            }
             let end = self.global_pos();
             // Registered before `written` moves, so the flusher (or the replicas'
             // reports) cannot pass these records without finding their signal.
@@ -286,7 +300,9 @@ impl Writer {
             }
             tags.clear();
         }
-        self.active.publish();
+        if let Err(e) = self.active.publish() {
+            tracing::error!(error = %e, "commit log write failed at shutdown");
+        }
         let end = self.global_pos();
         core.commit_log.set_written(end);
         if !sync {
@@ -399,7 +415,11 @@ impl Writer {
                 "crosses a segment boundary: are the commit-log segment sizes the same on master and slave?",
             );
         }
-        self.active.append_with(data.len(), |buf| buf.copy_from_slice(data));
+        if let Err(e) = self.active.append_with(data.len(), |buf| buf.copy_from_slice(data)) {
+            tracing::error!(error = %e, "commit log write failed; refusing further writes");
+            self.core.writable.store(false, Ordering::Release);
+            return Appended::failed(PutStatus::UnknownError);
+        }
         Appended {
             status: PutStatus::PutOk,
             phy: offset,
@@ -414,9 +434,9 @@ impl Writer {
     }
 
     /// The segment starting at `start`, from the allocator, and its writer.
-    fn new_segment(&self, start: i64) -> Result<(Arc<MappedFile>, MappedWriter)> {
+    fn new_segment(&self, start: i64) -> Result<(Arc<MappedFile>, LogWriter)> {
         let next = self.core.allocator.take(start)?;
-        let writer = next.take_writer().ok_or(Error::Corrupt {
+        let writer = next.take_log_writer().ok_or(Error::Corrupt {
             path: next.path().to_owned(),
             offset: 0,
             reason: "new segment already has a writer",
@@ -426,7 +446,7 @@ impl Writer {
 
     /// Continues in the next segment after one filled to the last byte.
     fn roll_full(&mut self) -> Result<()> {
-        self.active.publish();
+        self.active.publish()?;
         let next_start = self.active.file().end();
         let (next, writer) = self.new_segment(next_start)?;
         self.core.allocator.warm_active(next.clone(), WARM_AHEAD);
@@ -477,16 +497,21 @@ impl Writer {
             properties: m.properties.as_bytes(),
             body_crc: Some(p.crc),
         };
-        self.active
-            .append_with(p.len, |mut buf| rec.encode(&mut buf))
-            .map(|_| ())
-            .map_err(|_| PutStatus::MessageIllegal)
+        match self.active.append_with(p.len, |mut buf| rec.encode(&mut buf)) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(PutStatus::MessageIllegal),
+            Err(e) => {
+                tracing::error!(error = %e, "commit log write failed; refusing further writes");
+                self.core.writable.store(false, Ordering::Release);
+                Err(PutStatus::UnknownError)
+            }
+        }
     }
 
     /// Seals the active segment with a BLANK entry and continues in the next one.
     fn roll(&mut self) -> Result<()> {
         let rem = self.active.remaining();
-        self.active.append_with(rem, |b| record::write_blank(b, rem));
+        self.active.append_with(rem, |b| record::write_blank(b, rem))?;
         self.roll_full()
     }
 }
@@ -515,8 +540,8 @@ fn next_queue_offset(table: &mut TopicTable, m: &PutMessage, n: i64) -> i64 {
 struct AllocState {
     pending: Option<i64>,
     ready: Option<(i64, Result<MappedFile>)>,
-    /// The active segment to pre-fault, from this position on, a little ahead of
-    /// the writer.
+    /// The active segment to warm, from this position on, a little ahead of the
+    /// writer.
     warm_active: Option<(Arc<MappedFile>, usize)>,
     /// The warming is far enough ahead of the writer and waits for it.
     parked: bool,
@@ -524,10 +549,11 @@ struct AllocState {
     stopped: bool,
 }
 
-/// How far ahead of the writer the active segment is kept pre-faulted.
+/// How far ahead of the writer the active segment is kept warm (zeroes written).
 const WARM_AHEAD: usize = 128 * 1024 * 1024;
-/// What one `populate` call warms (so shutdown and the writer never wait long).
-const WARM_CHUNK: usize = 16 * 1024 * 1024;
+/// What one `zero_fill` call writes: under a millisecond, so shutdown never waits
+/// long, and neither does a writer that caught up with the fill.
+const WARM_CHUNK: usize = 4 * 1024 * 1024;
 /// How often parked warming looks at the writer's position.
 const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -535,6 +561,7 @@ const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 pub(crate) struct Allocator {
     dir: PathBuf,
     size: usize,
+    /// Pre-fault pages ahead of the writer (SYNC_FLUSH, or `warm_mapped_file_enable`).
     warm: bool,
     /// Also write the zeroed pages to disk before use (SYNC_FLUSH): later syncs then
     /// overwrite allocated, initialised blocks and need no journal commit for block
@@ -565,7 +592,7 @@ impl Allocator {
 
     fn create(&self, start: i64) -> Result<MappedFile> {
         let path = self.dir.join(segment_name(start));
-        let mut f = match MappedFile::create(&path, start, self.size, Access::Append) {
+        let f = match MappedFile::create(&path, start, self.size, Access::Append) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A pre-allocated segment left by the previous run (recovery removes
                 // them, so this is only a race with a concurrent request).
@@ -577,16 +604,16 @@ impl Allocator {
         if self.warm {
             // Its first part only: the rest is warmed once it is the active segment,
             // at the writer's pace.
-            f.warm_to(WARM_AHEAD);
+            let filled = f.zero_fill(0, WARM_AHEAD)?;
             if self.preinit {
-                f.flush_range(0, WARM_AHEAD.min(self.size))?;
+                f.flush_range(filled.start, filled.end)?;
             }
         }
         Ok(f)
     }
 
-    /// Asks for the rest of the active segment (from `from`) to be pre-faulted in the
-    /// background; safe while the writer appends (see [`MappedFile::populate`]).
+    /// Asks for the rest of the active segment (from `from`) to be warmed in the
+    /// background; safe while the writer appends (see [`MappedFile::zero_fill`]).
     pub(crate) fn warm_active(&self, seg: Arc<MappedFile>, from: usize) {
         if self.warm {
             self.state.lock().warm_active = Some((seg, from));
@@ -672,7 +699,8 @@ impl Allocator {
                 continue;
             };
             let pos = usize::try_from(written() - seg.start()).unwrap_or(0);
-            let at = from.max(pos);
+            // A chunk's length past the writer, so that it seldom waits for a fill.
+            let at = from.max(pos + WARM_CHUNK);
             if at >= seg.size() {
                 st.parked = false;
                 continue;
@@ -687,13 +715,18 @@ impl Allocator {
             st.parked = false;
             drop(st);
             let end = (at + WARM_CHUNK).min(seg.size());
-            let mut warmed = seg.populate(at, end);
-            if warmed && self.preinit {
-                if let Err(e) = seg.flush_range(at, end) {
-                    tracing::warn!(error = %e, "pre-initialising the active segment failed");
-                    warmed = false;
+            let warmed = match seg.zero_fill(at, end) {
+                Ok(filled) if self.preinit => seg.flush_range(filled.start, filled.end),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            let warmed = match warmed {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "warming the active segment failed; it continues unwarmed");
+                    false
                 }
-            }
+            };
             st = self.state.lock();
             st.busy = false;
             // Unless the writer moved to a newer segment meanwhile, or warming is

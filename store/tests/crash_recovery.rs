@@ -174,9 +174,10 @@ fn acked_records_survive_sigkill() {
         round_acks.extend(rx.try_iter().filter_map(|l| Ack::parse(&l)));
         acks.extend(round_acks.iter().copied());
 
-        // Every fourth round, scribble over whatever follows the last ack.
-        let scribble = round % 4 == 3 && !round_acks.is_empty();
-        if scribble {
+        // Every fourth round, scribble over whatever follows the last ack (unless the
+        // last ack ends too close to its segment's end for 64 bytes of garbage).
+        let mut scribble = false;
+        if round % 4 == 3 && !round_acks.is_empty() {
             let tail = acks.iter().map(|a| a.phy + a.expected().len() as i64).max().unwrap();
             let seg_start = tail - tail % SEGMENT as i64;
             let local = (tail - seg_start) as u64;
@@ -184,6 +185,7 @@ fn acked_records_survive_sigkill() {
                 let path = dir.path().join("commitlog").join(format!("{seg_start:020}"));
                 let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
                 f.write_all_at(&[0xA5; 64], local).unwrap();
+                scribble = true;
             }
         }
 

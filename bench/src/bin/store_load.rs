@@ -85,11 +85,13 @@ struct Args {
     /// Skip the raw-disk baseline.
     #[arg(long)]
     no_baseline: bool,
-    /// Do not pre-fault commit-log segments (`warm_mapped_file_enable = false`).
+    /// Do not warm commit-log segments ahead of the writer
+    /// (`warm_mapped_file_enable = false`, the broker's default; SYNC_FLUSH warms
+    /// them regardless).
     #[arg(long)]
     no_warm: bool,
     /// Start measuring right after open instead of waiting for the background
-    /// pre-faulting of the active and next segment to finish.
+    /// warming of the active and next segment to finish.
     #[arg(long)]
     cold: bool,
 }
