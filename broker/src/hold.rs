@@ -157,6 +157,35 @@ impl PullHoldService {
         }
     }
 
+    /// Wakes the parked pulls for which `readable(topic, queue_id, offset)` holds:
+    /// after the store's read limit rose, those whose next record it released.
+    pub fn wake_readable(&self, readable: impl Fn(&str, i32, i64) -> bool) {
+        // `readable` reads the store: never called under this table's lock, which
+        // the store's dispatching thread takes for arrivals.
+        let parked: Vec<(String, i32, i64)> = {
+            let t = self.table.lock();
+            t.iter()
+                .flat_map(|(topic, queues)| queues.iter().map(move |(q, list)| (topic, *q, list)))
+                .flat_map(|(topic, q, list)| {
+                    list.iter().filter(|h| h.wake.is_some()).map(move |h| (topic.clone(), q, h.offset))
+                })
+                .collect()
+        };
+        let ready: Vec<(String, i32, i64)> = parked.into_iter().filter(|(t, q, o)| readable(t, *q, *o)).collect();
+        if ready.is_empty() {
+            return;
+        }
+        let mut t = self.table.lock();
+        for (topic, queue_id, offset) in ready {
+            let Some(list) = t.get_mut(&topic).and_then(|q| q.get_mut(&queue_id)) else { continue };
+            for h in list.iter_mut().filter(|h| h.offset <= offset) {
+                if let Some(w) = h.wake.take() {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
     /// Wakes every parked pull and every later one (shutdown): they answer with
     /// what they find instead of holding the server's grace period.
     pub fn wake_all(&self) {
@@ -194,6 +223,23 @@ mod tests {
         assert_eq!(holds.parked(), 1);
         drop(late);
         assert_eq!(holds.parked(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_raised_read_limit_wakes_the_pulls_it_released() {
+        let holds = PullHoldService::new();
+        let mut released = holds.park("t", 0, 3, any());
+        let mut also = holds.park("t", 0, 2, any());
+        let mut held = holds.park("t", 0, 8, any());
+        let mut other = holds.park("u", 1, 3, any());
+        // Offsets up to 5 of t/0 readable now.
+        holds.wake_readable(|topic, q, offset| topic == "t" && q == 0 && offset <= 5);
+        released.woken().await;
+        also.woken().await;
+        for p in [&mut held, &mut other] {
+            let still = tokio::time::timeout(std::time::Duration::from_millis(1), p.woken()).await;
+            assert!(still.is_err(), "a pull whose next record is still held back must not wake");
+        }
     }
 
     #[tokio::test(start_paused = true)]

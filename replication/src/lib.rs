@@ -17,7 +17,11 @@
 //! In controller mode a slave first names itself with one more 8-byte value,
 //! `i64::MIN + brokerId` (a FerroMQ extension no offset can collide with), so its
 //! master can tell which SyncStateSet members keep up
-//! ([`HaMaster::caught_up_slaves`]).
+//! ([`HaMaster::caught_up_slaves`]). To such a slave the master also sends its
+//! confirm offset (RocketMQ 5's `confirmOffset`: what every SyncStateSet member
+//! holds) as a header with `n = -1` and no data, whenever it moves; the slave serves
+//! consumers nothing past it ([`store::MessageStore::set_read_limit`]), as the master
+//! does.
 //!
 //! The master streams its commit log from the slave's first reported offset — from
 //! the start of its last segment when the slave reports 0 (an empty slave) — in

@@ -59,6 +59,12 @@ struct Slaves {
     next_id: AtomicU64,
     /// How far puts are held.
     ack: Mutex<AckPolicy>,
+    /// With [`AckPolicy::AllOf`] members, the confirm offset: what every member
+    /// holds, and at least what was written when the policy began to hold puts
+    /// (visible then, it stays visible). It only rises; `None` under other policies.
+    confirm: Mutex<Option<i64>>,
+    /// Wakes the streams to send a slave the new confirm offset.
+    confirm_moved: tokio::sync::Notify,
 }
 
 /// How far a SYNC_MASTER's puts are held.
@@ -81,7 +87,12 @@ impl Slaves {
     fn publish(&self, store: &MessageStore) {
         let list = self.list.lock();
         let acks = |s: &Arc<Slave>| s.acked.load(Ordering::Acquire);
-        match &*self.ack.lock() {
+        let policy = self.ack.lock();
+        if !matches!(&*policy, AckPolicy::AllOf(m) if !m.is_empty()) && self.confirm.lock().take().is_some() {
+            store.set_read_limit(None);
+            self.confirm_moved.notify_waiters();
+        }
+        match &*policy {
             AckPolicy::AnySlave => {
                 store.set_replicas_required(true);
                 store.replica_progress(list.len(), list.iter().map(acks).max().unwrap_or(-1));
@@ -102,6 +113,9 @@ impl Slaves {
                     connected += usize::from(held.is_some());
                     least = least.min(held.unwrap_or(-1));
                 }
+                // Visible before acknowledged: a client that was told SEND_OK can
+                // read what it sent (an END_TRANSACTION finds its half message).
+                self.raise_confirm(store, (connected == members.len()).then_some(least));
                 store.replica_progress(connected, least);
             }
             AckPolicy::AtLeast(k) => {
@@ -113,6 +127,28 @@ impl Slaves {
                 store.replica_progress(enough, held.get(k - 1).copied().unwrap_or(-1));
             }
         }
+    }
+}
+
+impl Slaves {
+    /// Raises the confirm offset to `least` (what every member holds, `None` while
+    /// one is not connected: it then stays where it is, as RocketMQ's does) and
+    /// limits reads to it.
+    fn raise_confirm(&self, store: &MessageStore, least: Option<i64>) {
+        let mut confirm = self.confirm.lock();
+        let floor = confirm.unwrap_or_else(|| store.commit_log_max_offset());
+        let next = floor.max(least.unwrap_or(i64::MIN));
+        if *confirm != Some(next) {
+            *confirm = Some(next);
+            store.set_read_limit(Some(next));
+            self.confirm_moved.notify_waiters();
+        }
+    }
+
+    /// What a slave may serve: the confirm offset, or everything this master wrote
+    /// when it holds no put for the SyncStateSet.
+    fn confirm_offset(&self, store: &MessageStore) -> i64 {
+        self.confirm.lock().unwrap_or_else(|| store.commit_log_max_offset())
     }
 }
 
@@ -163,17 +199,21 @@ impl HaMaster {
 
     /// The broker ids of the connected slaves that named themselves and held
     /// everything this master had within the last `max_lag` (RocketMQ's
-    /// `haMaxTimeSlaveNotCatchup`): the slaves a SyncStateSet may count on.
+    /// `haMaxTimeSlaveNotCatchup`) and now hold the confirm offset: the slaves a
+    /// SyncStateSet may count on.
     pub fn caught_up_slaves(&self, max_lag: std::time::Duration) -> std::collections::BTreeSet<u64> {
         let now = common::time::now_ms();
         let lag = i64::try_from(max_lag.as_millis()).unwrap_or(i64::MAX);
+        let confirm = self.slaves.confirm.lock().unwrap_or(0);
         self.slaves
             .list
             .lock()
             .iter()
             .filter(|s| {
+                // RocketMQ expands the set only with a slave at or past the confirm
+                // offset: a member never lacks what consumers may have read.
                 let seen = s.caught_up_ms.load(Ordering::Acquire);
-                seen > 0 && now - seen <= lag
+                seen > 0 && now - seen <= lag && s.acked.load(Ordering::Acquire) >= confirm
             })
             .filter_map(|s| u64::try_from(s.broker_id.load(Ordering::Acquire)).ok())
             .collect()
@@ -291,7 +331,7 @@ async fn serve(
 ) -> String {
     let registered = std::sync::atomic::AtomicBool::new(false);
     let read = read_reports(rd, slave, store, settings, slaves, &registered);
-    let write = stream_log(wr, slave, store, settings);
+    let write = stream_log(wr, slave, store, settings, slaves);
     tokio::select! {
         _ = cancel.cancelled() => "the broker is shutting down".to_owned(),
         why = read => why,
@@ -357,6 +397,7 @@ async fn stream_log(
     slave: &Slave,
     store: &MessageStore,
     settings: &HaSettings,
+    slaves: &Slaves,
 ) -> String {
     // Where to start: the slave's first report (0: an empty slave, which starts at the
     // master's last segment, as RocketMQ's master does).
@@ -379,17 +420,27 @@ async fn stream_log(
     slave.next.store(next, Ordering::Relaxed);
     let mut last_write = Instant::now();
     let mut warned_gone = false;
+    // The confirm offset this slave was last sent (named slaves only).
+    let mut confirm_sent = i64::MIN;
     loop {
         let appended = store.appended();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        if let Some(data) = store.commit_log_data(next, settings.transfer_batch_size) {
+        let moved = slaves.confirm_moved.notified();
+        tokio::pin!(moved);
+        moved.as_mut().enable();
+        let data = store.commit_log_data(next, settings.transfer_batch_size);
+        let confirm = (slave.broker_id.load(Ordering::Acquire) >= 0)
+            .then(|| slaves.confirm_offset(store))
+            .filter(|c| *c != confirm_sent);
+        if let Some(data) = data {
             let len = data.len();
             slave.end_at_send.store(store.commit_log_max_offset(), Ordering::Release);
             let started = settings.on_transfer.as_ref().map(|_| std::time::SystemTime::now());
-            if let Err(e) = write_transfer(&mut wr, next, data).await {
+            if let Err(e) = write_transfer(&mut wr, confirm, Some((next, data))).await {
                 return format!("write failed: {e}");
             }
+            confirm_sent = confirm.unwrap_or(confirm_sent);
             if let (Some(observe), Some(started)) = (&settings.on_transfer, started) {
                 observe(&crate::Transfer {
                     slave: slave.addr,
@@ -419,34 +470,55 @@ async fn stream_log(
             // A slave ahead of this master learns it from a heartbeat below its own
             // end (RocketMQ's slaves reconnect on it).
             let at = next.min(max);
-            if let Err(e) = write_transfer(&mut wr, at, Bytes::new()).await {
+            if let Err(e) = write_transfer(&mut wr, confirm, Some((at, Bytes::new()))).await {
                 return format!("heartbeat failed: {e}");
             }
+            confirm_sent = confirm.unwrap_or(confirm_sent);
             last_write = Instant::now();
+            continue;
+        }
+        if let Some(c) = confirm {
+            if let Err(e) = write_transfer(&mut wr, Some(c), None).await {
+                return format!("sending the confirm offset failed: {e}");
+            }
+            confirm_sent = c;
             continue;
         }
         tokio::select! {
             _ = appended => {}
+            _ = moved => {}
             _ = tokio::time::sleep_until(due.into()) => {}
         }
     }
 }
 
-/// One transfer: header and data in one vectored write, the data straight from the
-/// mapping.
-async fn write_transfer(wr: &mut (impl AsyncWrite + Unpin), offset: i64, data: Bytes) -> std::io::Result<()> {
-    let header = protocol::header(offset, data.len() as u32);
-    let (mut h, mut d) = (&header[..], &data[..]);
-    while !h.is_empty() || !d.is_empty() {
-        let n = wr.write_vectored(&[IoSlice::new(h), IoSlice::new(d)]).await?;
+/// One write: a confirm-offset header if given, then a transfer (header and data,
+/// the data straight from the mapping) if given, all in vectored writes.
+async fn write_transfer(
+    wr: &mut (impl AsyncWrite + Unpin),
+    confirm: Option<i64>,
+    transfer: Option<(i64, Bytes)>,
+) -> std::io::Result<()> {
+    let confirm = confirm.map(protocol::confirm);
+    let header = transfer.as_ref().map(|(offset, data)| protocol::header(*offset, data.len() as u32));
+    let mut parts: [&[u8]; 3] = [
+        confirm.as_ref().map_or(&[], |c| &c[..]),
+        header.as_ref().map_or(&[], |h| &h[..]),
+        transfer.as_ref().map_or(&[], |(_, d)| &d[..]),
+    ];
+    while parts.iter().any(|p| !p.is_empty()) {
+        let slices = parts.map(IoSlice::new);
+        let mut n = wr.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let from_h = n.min(h.len());
-        h = &h[from_h..];
-        d = &d[n - from_h..];
+        for p in &mut parts {
+            let used = n.min(p.len());
+            *p = &p[used..];
+            n -= used;
+        }
     }
-    debug_assert_eq!(HEADER_LEN, header.len());
+    debug_assert!(header.is_none_or(|h| h.len() == HEADER_LEN));
     // Nothing for plain TCP; a TLS stream may still hold the end of the record.
     wr.flush().await
 }

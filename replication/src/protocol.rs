@@ -30,6 +30,15 @@ pub fn parse_header(h: &[u8; HEADER_LEN]) -> (i64, i32) {
     (offset, size)
 }
 
+/// The size field of a confirm-offset header (controller mode, FerroMQ only): the
+/// offset field carries the master's confirm offset and no data follows.
+pub const CONFIRM: i32 = -1;
+
+/// A confirm-offset header.
+pub fn confirm(offset: i64) -> [u8; HEADER_LEN] {
+    header(offset, CONFIRM as u32)
+}
+
 /// A slave's report.
 pub fn report(offset: i64) -> [u8; REPORT_LEN] {
     offset.to_be_bytes()
@@ -70,6 +79,7 @@ mod tests {
         let h = header(0x0102_0304_0506_0708, 0x0A0B_0C0D);
         assert_eq!(h, [1, 2, 3, 4, 5, 6, 7, 8, 0x0A, 0x0B, 0x0C, 0x0D]);
         assert_eq!(parse_header(&h), (0x0102_0304_0506_0708, 0x0A0B_0C0D));
+        assert_eq!(parse_header(&confirm(4096)), (4096, CONFIRM));
     }
 
     #[test]

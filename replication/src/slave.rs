@@ -12,6 +12,10 @@
 //! says so in its heartbeats: the slave then logs it as an error, serves nothing past
 //! the master's end ([`store::MessageStore::set_read_limit`]) and appends nothing
 //! more, until an operator resolves it and restarts it (see `docs/replication.md`).
+//!
+//! A slave that named itself (controller mode) also serves nothing past the confirm
+//! offset its master sends: a record not yet on every SyncStateSet member could be
+//! missing from whichever of them is elected next.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -232,6 +236,14 @@ async fn receive(
         }
         progress.last_read_ms.store(common::time::now_ms(), Ordering::Relaxed);
         let (master_offset, size) = protocol::parse_header(&header);
+        if size == protocol::CONFIRM && settings.identity.is_some() && protocol::plausible(master_offset) {
+            // What every SyncStateSet member holds: consumers read no further here
+            // either (unless a master behind this slave set a lower limit for good).
+            if progress.master_behind_at.load(Ordering::Acquire) < 0 {
+                store.set_read_limit(Some(master_offset));
+            }
+            continue;
+        }
         if size < 0 || size as usize > MAX_TRANSFER || !protocol::plausible(master_offset) {
             return format!("malformed transfer header (offset {master_offset}, size {size})");
         }

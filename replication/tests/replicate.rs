@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use replication::{AckPolicy, HaMaster, HaSettings, HaSlave};
-use store::{MessageStore, PutMessage, PutStatus, ReplicaAck, StoreConfig, StoreOptions};
+use store::{GetRequest, MessageStore, PutMessage, PutStatus, ReplicaAck, StoreConfig, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -256,6 +256,77 @@ async fn an_at_least_policy_waits_for_that_many_slaves() {
     wait_until("the master to notice", || ha.slave_count() == 0).await;
     ha.set_ack_policy(AckPolicy::AtLeast(0));
     assert_eq!(put(&master, 200).await.status, PutStatus::PutOk, "nobody to wait for");
+    ha.shutdown().await;
+}
+
+/// How many messages of queue `q` of the test topic `store` serves from offset 0.
+fn served(store: &MessageStore, q: i32) -> usize {
+    store.get_messages(&GetRequest::new("Ha", q, 0, 10_000)).messages.len()
+}
+
+/// `allAckInSyncStateSet`: master and named slaves serve consumers only what every
+/// SyncStateSet member holds (the confirm offset); what was written before the
+/// policy held puts stays readable; a record stored while a member is away becomes
+/// readable once that member holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_all_members_acking_reads_stop_at_the_confirm_offset() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let opts = StoreOptions { replica_ack: Some(ReplicaAck { max_gap: 1 << 30 }), ..StoreOptions::default() };
+    let master = open(dirs[0].path(), 10911, opts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ha = HaMaster::start(listener, master.clone(), settings()).unwrap();
+    ha.set_ack_policy(AckPolicy::AllOf(Default::default()));
+    for i in 0..30 {
+        assert_eq!(put(&master, i).await.status, PutStatus::PutOk, "alone in the set: nobody to wait for");
+    }
+    assert_eq!(master.read_limit(), None);
+    ha.set_ack_policy(AckPolicy::AllOf([7].into()));
+    assert_eq!(master.read_limit(), Some(master.commit_log_max_offset()), "written before stays readable");
+    assert_eq!((0..3).map(|q| served(&master, q)).sum::<usize>(), 30);
+
+    // Member 7 away: a put is stored but nobody may read it yet.
+    let away = put(&master, 30).await;
+    assert_ne!(away.status, PutStatus::PutOk);
+    let q = 30 % 3;
+    assert!(!master.readable_at("Ha", q, away.queue_offset));
+    assert_eq!(served(&master, q), 10, "the unreplicated record is not served");
+
+    // Member 7 connects and catches up: the record is released, on both sides.
+    let slave = open(dirs[1].path(), 10921, StoreOptions::default());
+    let (_tx, rx) = watch::channel(Some(ha.local_addr().to_string()));
+    let follower = HaSlave::start(slave.clone(), rx, HaSettings { identity: Some(7), ..settings() });
+    let raised = master.read_limit_raised();
+    wait_until("the master to release the record", || master.readable_at("Ha", q, away.queue_offset)).await;
+    tokio::time::timeout(Duration::from_secs(5), raised).await.expect("the raise is announced");
+    assert_eq!(served(&master, q), 11);
+    for i in 31..200 {
+        let r = put(&master, i).await;
+        assert_eq!(r.status, PutStatus::PutOk, "put {i}");
+        // Acknowledged means readable, at once.
+        assert!(master.readable_at("Ha", (i % 3) as i32, r.queue_offset), "put {i}");
+    }
+    let confirm = master.read_limit().expect("a confirm offset");
+    assert_eq!(confirm, master.commit_log_max_offset());
+    wait_until("the slave to learn the confirm offset", || slave.read_limit() == Some(confirm)).await;
+    wait_until("the slave to serve all of it", || (0..3).map(|q| served(&slave, q)).sum::<usize>() == 200).await;
+
+    // The slave holds a record the set's other member lacks: neither serves it.
+    ha.set_ack_policy(AckPolicy::AllOf([7, 8].into()));
+    let short = put(&master, 200).await;
+    assert_ne!(short.status, PutStatus::PutOk);
+    let end = master.commit_log_max_offset();
+    wait_until("the slave to hold it", || slave.commit_log_max_offset() == end).await;
+    let q = 200 % 3;
+    assert!(!master.readable_at("Ha", q, short.queue_offset));
+    assert!(!slave.readable_at("Ha", q, short.queue_offset));
+    assert_eq!(master.read_limit(), Some(confirm), "the confirm offset waits for member 8");
+
+    // Back to no member to wait for: everything is readable again.
+    ha.set_ack_policy(AckPolicy::AllOf(Default::default()));
+    assert_eq!(master.read_limit(), None);
+    assert!(master.readable_at("Ha", q, short.queue_offset));
+    wait_until("the slave to serve it", || slave.readable_at("Ha", q, short.queue_offset)).await;
+    follower.shutdown().await;
     ha.shutdown().await;
 }
 

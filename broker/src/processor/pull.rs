@@ -72,10 +72,10 @@ async fn serve(
         Outcome::Respond(r) => return Some(r),
         Outcome::Delay(hold) => ctx.holds.hold_for(hold).await,
         Outcome::Park(filter) => {
-            let hold = if ctx.config.long_polling_enable {
+            let hold = if ctx.runtime.long_polling_enable() {
                 Duration::from_millis(h.suspend_timeout_millis.max(0) as u64)
             } else {
-                ctx.config.short_polling_time_mills
+                ctx.runtime.short_polling_time()
             };
             wait_for_arrival(ctx, ch, &h, filter, hold).await;
         }
@@ -103,7 +103,7 @@ async fn wait_for_arrival(
     filter: Arc<PreparedFilter>,
     hold: Duration,
 ) {
-    let grew = || ctx.store.max_offset_in_queue(&h.topic, h.queue_id) > h.queue_offset;
+    let grew = || ctx.store.readable_at(&h.topic, h.queue_id, h.queue_offset);
     let mut parked = ctx.holds.park(&h.topic, h.queue_id, h.queue_offset, filter);
     BrokerStats::add(&ctx.stats.pull_held, 1);
     // A message may have been dispatched between the read that found nothing and
@@ -211,7 +211,7 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
         sub
     };
     if !subscription.is_tag_type()
-        && !ctx.config.enable_property_filter
+        && !ctx.runtime.enable_property_filter()
         && subscription.expression_type.eq_ignore_ascii_case("SQL92")
     {
         return error(
@@ -358,8 +358,7 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     };
     let mut resp = RemotingCommand::response_with(code, &header);
     if code == ResponseCode::SUCCESS {
-        BrokerStats::add(&ctx.stats.pull_messages, result.messages.len() as u64);
-        BrokerStats::add(&ctx.stats.pull_bytes, result.total_bytes as u64);
+        ctx.record_get(&h.topic, &h.consumer_group, result.messages.len() as u64, result.total_bytes as u64);
         if ctx.metrics.enabled() {
             ctx.metrics.record_out(
                 &h.topic,
