@@ -151,6 +151,14 @@ pub struct PluginConfig {
     pub watch: Option<bool>,
 }
 
+/// Whether `name` can name a plugin: `[a-z0-9][a-z0-9_-]{0,63}` (bindings, file
+/// names and admin requests refer to it).
+pub fn is_valid_plugin_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 impl PluginConfig {
     /// A declaration with default limits, policy and breaker.
     pub fn new(name: impl Into<String>, kind: PluginKind, runtime: Runtime, path: impl Into<PathBuf>) -> PluginConfig {
@@ -189,11 +197,7 @@ impl PluginConfig {
     /// [`PluginsError::Invalid`] naming the invalid setting.
     pub fn validate(&self) -> Result<(), PluginsError> {
         let key = |k: &str| format!("plugins.plugin[{}].{k}", self.name);
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self.name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
+        if !is_valid_plugin_name(&self.name) {
             return Err(PluginsError::invalid(key("name"), "must match [a-z0-9][a-z0-9_-]{0,63}"));
         }
         let policy = self.policy();

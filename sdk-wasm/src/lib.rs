@@ -266,7 +266,32 @@ impl<T: IntoDecision, E: fmt::Display> IntoDecision for Result<T, E> {
 }
 
 /// Logs through the host (`fmq_host_v1.log`) on wasm32, or to stderr elsewhere.
-/// Levels: 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+/// Levels: 1 error, 2 warn, 3 info, 4 debug, 5 trace (see [`level`]). The broker
+/// writes the line to its log with the plugin's name and keeps it for
+/// `ferromq-admin plugin logs`; a plugin may write 100 lines a second.
 pub fn log(level: i32, message: &str) {
     rt::host_log(level, message);
+}
+
+/// The levels of [`log`] and [`log!`].
+pub mod level {
+    /// Something failed.
+    pub const ERROR: i32 = 1;
+    /// Something is wrong but handled.
+    pub const WARN: i32 = 2;
+    /// Worth knowing.
+    pub const INFO: i32 = 3;
+    /// Worth knowing while debugging.
+    pub const DEBUG: i32 = 4;
+    /// Everything.
+    pub const TRACE: i32 = 5;
+}
+
+/// Formats and logs a line: `sdk_wasm::log!(INFO, "kept {} of {}", kept, n)`, the
+/// level one of [`level`]'s names.
+#[macro_export]
+macro_rules! log {
+    ($level:ident, $($arg:tt)+) => {
+        $crate::log($crate::level::$level, &::std::format!($($arg)+))
+    };
 }

@@ -46,6 +46,7 @@ mod breaker;
 pub mod config;
 mod error;
 mod handles;
+pub mod logs;
 mod registry;
 mod runtime;
 mod stats;

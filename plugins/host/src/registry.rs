@@ -383,6 +383,17 @@ impl PluginRegistry {
         }
     }
 
+    /// Removes a plugin: it takes no new handles; handles already given out keep
+    /// the version they serve until they are dropped.
+    ///
+    /// # Errors
+    /// Unknown name.
+    pub fn unload(&self, name: &str) -> Result<()> {
+        let slot = self.inner.slots.write().remove(name);
+        slot.map(|_| tracing::info!(plugin = %name, "plugin removed"))
+            .ok_or_else(|| Error::UnknownPlugin { name: name.to_owned() })
+    }
+
     /// Reads, checks and initialises a version without installing it.
     #[cfg_attr(
         not(any(feature = "wasm", feature = "lua", feature = "native")),

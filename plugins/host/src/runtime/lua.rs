@@ -641,7 +641,16 @@ fn sandbox(lua: &Lua, name: &str, budget: &Rc<Budget>) -> mlua::Result<()> {
         lua.create_function(move |_, args: mlua::MultiValue| {
             let line: Vec<String> =
                 args.iter().map(|v| v.to_string().unwrap_or_else(|_| v.type_name().to_owned())).collect();
-            tracing::info!(plugin = %plugin, "{}", line.join("\t"));
+            crate::logs::record(&plugin, 3, &line.join("\t"));
+            Ok(())
+        })?,
+    )?;
+    // `log(level, message)`, levels as the WASM SDK numbers them (1 error … 5 trace).
+    let plugin = name.to_owned();
+    g.raw_set(
+        "log",
+        lua.create_function(move |_, (level, message): (i32, String)| {
+            crate::logs::record(&plugin, level, &message);
             Ok(())
         })?,
     )?;

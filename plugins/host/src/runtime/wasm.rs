@@ -255,14 +255,7 @@ fn host_log(mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32) {
     let (ptr, len) = (ptr as u32 as usize, (len as u32 as usize).min(1024));
     let Some(bytes) = data.get(ptr..ptr.saturating_add(len)) else { return };
     let msg = String::from_utf8_lossy(bytes);
-    let plugin = &*caller.data().name;
-    match level {
-        1 => tracing::error!(plugin, "{msg}"),
-        2 => tracing::warn!(plugin, "{msg}"),
-        3 => tracing::info!(plugin, "{msg}"),
-        4 => tracing::debug!(plugin, "{msg}"),
-        _ => tracing::trace!(plugin, "{msg}"),
-    }
+    crate::logs::record(&caller.data().name, level, &msg);
 }
 
 /// One loaded module version.
