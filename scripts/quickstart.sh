@@ -2,9 +2,9 @@
 # FerroMQ quick start: build, start a name server and a broker in the background,
 # send messages with the Rust SDK and receive them with a push consumer.
 #
-#   scripts/quickstart.sh          # start (or reuse) namesrv + broker, send 10, receive 10
-#   scripts/quickstart.sh stop     # stop the namesrv and broker this script started
-#   scripts/quickstart.sh --once   # the same, then stop both (nothing left running)
+#   scripts/quickstart.sh          # start (or reuse) namesrv + broker + console, send 10, receive 10
+#   scripts/quickstart.sh stop     # stop the servers this script started
+#   scripts/quickstart.sh --once   # the same, then stop them all (nothing left running)
 #
 # The servers keep running after the first form, like RocketMQ's own quick start
 # (mqnamesrv, mqbroker, then mqshutdown), so the other examples and any RocketMQ
@@ -22,6 +22,7 @@ STATE=${FERROMQ_QUICKSTART_STATE:-$ROOT/target/quickstart}
 NAMESRV_PORT=${NAMESRV_PORT:-9876}
 BROKER_PORT=${BROKER_PORT:-10911}
 BROKER_HA_PORT=${BROKER_HA_PORT:-$((BROKER_PORT + 1))}
+CONSOLE_PORT=${CONSOLE_PORT:-8080}
 NAMESRV_ADDR=127.0.0.1:$NAMESRV_PORT
 export NAMESRV_ADDR
 CARGO=${CARGO:-cargo}
@@ -33,7 +34,7 @@ alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 
 stop_servers() {
     local stopped=0
-    for name in broker namesrv; do
+    for name in console broker namesrv; do
         local pidfile=$STATE/$name.pid
         [[ -f $pidfile ]] || continue
         local pid
@@ -93,20 +94,21 @@ esac
 ONCE=0
 [[ "${1:-}" == --once ]] && ONCE=1
 
-say "building namesrv, broker and the client examples"
-"$CARGO" build --quiet -p namesrv -p broker
+say "building namesrv, broker, the console and the client examples"
+"$CARGO" build --quiet -p namesrv -p broker -p console
 "$CARGO" build --quiet -p client --examples
 
 mkdir -p "$STATE"
-if alive "$(cat "$STATE/namesrv.pid" 2>/dev/null)" && alive "$(cat "$STATE/broker.pid" 2>/dev/null)"; then
+if alive "$(cat "$STATE/namesrv.pid" 2>/dev/null)" && alive "$(cat "$STATE/broker.pid" 2>/dev/null)" \
+    && alive "$(cat "$STATE/console.pid" 2>/dev/null)"; then
     WORK=$(cat "$STATE/workdir")
-    say "reusing the running name server and broker (logs in $WORK)"
+    say "reusing the running name server, broker and console (logs in $WORK)"
 else
     stop_servers >/dev/null
-    for port in "$NAMESRV_PORT" "$BROKER_PORT" "$BROKER_HA_PORT"; do
+    for port in "$NAMESRV_PORT" "$BROKER_PORT" "$BROKER_HA_PORT" "$CONSOLE_PORT"; do
         [[ $port == 0 ]] && continue
         if port_busy "$port"; then
-            echo "port $port is in use: stop what runs there, or set NAMESRV_PORT / BROKER_PORT" >&2
+            echo "port $port is in use: stop what runs there, or set NAMESRV_PORT / BROKER_PORT / CONSOLE_PORT" >&2
             exit 1
         fi
     done
@@ -131,7 +133,15 @@ else
     echo $! >"$STATE/broker.pid"
     wait_for "$WORK/broker.out" "listening on" "$(cat "$STATE/broker.pid")"
     wait_for "$WORK/broker.out" "registered with" "$(cat "$STATE/broker.pid")"
+
+    say "starting the web console on port $CONSOLE_PORT"
+    nohup "$BIN/console" --namesrv "$NAMESRV_ADDR" --listen "127.0.0.1:$CONSOLE_PORT" \
+        >"$WORK/console.out" 2>"$WORK/console.log" </dev/null &
+    echo $! >"$STATE/console.pid"
+    wait_for "$WORK/console.out" "listening on" "$(cat "$STATE/console.pid")"
 fi
+CONSOLE_URL="http://$(sed -n 's/^listening on //p' "$WORK/console.out" | head -1)/"
+say "the web console is at $CONSOLE_URL"
 
 say "sending 10 messages to TopicTest (examples/quickstart_producer.rs)"
 "$BIN/examples/quickstart_producer" 10 TopicTest
@@ -147,8 +157,10 @@ if [[ $ONCE == 1 ]]; then
 else
     cat <<EOF
 
-The name server ($NAMESRV_ADDR, pid $(cat "$STATE/namesrv.pid")) and the broker
-(127.0.0.1:$BROKER_PORT, pid $(cat "$STATE/broker.pid")) are still running.
+The name server ($NAMESRV_ADDR, pid $(cat "$STATE/namesrv.pid")), the broker
+(127.0.0.1:$BROKER_PORT, pid $(cat "$STATE/broker.pid")) and the web console
+($CONSOLE_URL, pid $(cat "$STATE/console.pid")) are still running.
+  web console:     $CONSOLE_URL
   logs and store:  $WORK
   try:             NAMESRV_ADDR=$NAMESRV_ADDR cargo run -p client --example lite_pull_consumer
   stop them:       scripts/quickstart.sh stop

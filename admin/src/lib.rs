@@ -1,15 +1,21 @@
 //! `ferromq-admin`: an `mqadmin`-style command line for FerroMQ and Apache RocketMQ
 //! clusters (they speak the same protocol).
 //!
-//! Commands mirror `mqadmin` where one exists: `clusterList`, `brokerStatus`,
-//! `haStatus`, `topicRoute`, `updateTopic`, `consumerProgress`, `resetOffsetByTime`,
-//! `queryMsgTraceById`, and the controller-mode verbs `getControllerMetaData`,
-//! `getSyncStateSet`, `getBrokerEpoch`, `electMaster` and `cleanBrokerMetadata`,
-//! plus `send` and `consume` to check a cluster end to end. Name servers come from
-//! `-n`, `NAMESRV_ADDR` or the client configuration file, as for every client.
+//! Commands mirror `mqadmin`'s names and flags where one exists: `clusterList`,
+//! `brokerStatus`, `haStatus`, `topicRoute`, `updateTopic`, `consumerProgress`,
+//! `resetOffsetByTime`, `queryMsgTraceById`, the controller-mode verbs
+//! `getControllerMetaData`, `getSyncStateSet`, `getBrokerEpoch`, `electMaster` and
+//! `cleanBrokerMetadata`, the ACL verbs, and the day-two verbs of [`ops`] (topics,
+//! subscription groups, broker settings and maintenance, consumers and producers,
+//! messages, the name servers' KV table and settings, plugins), plus `send` and
+//! `consume` to check a cluster end to end. Name servers come from `-n`,
+//! `NAMESRV_ADDR` or the client configuration file, as for every client.
 //!
 //! Commands that ask every broker (`clusterList`, `haStatus --cluster`) ask them
 //! concurrently, and a broker that does not answer is reported, not fatal.
+
+pub mod ops;
+pub mod plugin_dev;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -262,7 +268,13 @@ pub fn format_ha_status(broker_addr: &str, info: &HaRuntimeInfo) -> String {
 }
 
 /// `ms` since the epoch as `yyyy-MM-ddTHH:mm:ss.SSSZ`; `-` for 0 (never).
-fn utc_time(ms: i64) -> String {
+/// `# 2026-12-07T13:05:00.000Z`: the heading of one view of a repeating command.
+pub fn utc_now_line() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    format!("# {}", utc_time(now))
+}
+
+pub(crate) fn utc_time(ms: i64) -> String {
     if ms <= 0 {
         return "-".to_owned();
     }

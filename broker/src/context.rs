@@ -43,6 +43,11 @@ pub struct BrokerContext {
     pub delay_levels: DelayLevels,
     pub delay_offsets: DelayOffsets,
     pub stats: BrokerStats,
+    /// Per-topic and per-group counters with minute/hour/day windows.
+    pub stats_items: crate::stats_items::StatsItems,
+    /// Put and get totals at the last two local midnights.
+    pub daily_put: crate::stats_items::DailyMarks,
+    pub daily_get: crate::stats_items::DailyMarks,
     /// RocketMQ 5's request metrics (recording nothing when metrics are off).
     pub metrics: crate::metrics::BrokerMetrics,
     /// The span exporter, when `[telemetry.traces]` exports spans.
@@ -61,6 +66,10 @@ pub struct BrokerContext {
     pub uniq_ids: common::msgid::UniqIdGenerator,
     /// Loaded plugins and their bindings (`[plugins]`, `[[broker.plugin_binding]]`).
     pub plugins: crate::plugins::BrokerPlugins,
+    /// The settings UPDATE_BROKER_CONFIG may change while the broker runs.
+    pub runtime: crate::runtime_config::RuntimeConfig,
+    /// The configuration's data version (GET_BROKER_CONFIG), moved on by each update.
+    pub config_version: parking_lot::Mutex<remoting::body::DataVersion>,
     /// Wakes the registration task at once (topic created or changed).
     pub register_now: Notify,
     /// How many name servers accepted the last registration round (0 before the
@@ -123,7 +132,7 @@ impl BrokerContext {
         let delay_offsets = DelayOffsets::load(config_dir.join("delayOffset.json"))?;
         let timers = crate::timer::state::TimerService::load(config_dir.join("timerCheckpoint.json"))?;
         let order_expansions = crate::order_expansion::OrderExpansions::load(config_dir.join("orderExpansion.json"))?;
-        let plugins = crate::plugins::BrokerPlugins::load(plugins, &config.plugin_bindings);
+        let plugins = crate::plugins::BrokerPlugins::load(plugins, &config.plugin_bindings, Some(root.join("plugins")));
         let acl = match config.acl_enable {
             true => {
                 let path =
@@ -136,11 +145,16 @@ impl BrokerContext {
             acl,
             uniq_ids: common::msgid::UniqIdGenerator::new(broker_addr.ip(), std::process::id(), rand::random()),
             plugins,
+            runtime: crate::runtime_config::RuntimeConfig::new(&config),
+            config_version: parking_lot::Mutex::new(remoting::body::DataVersion::new(common::time::now_ms())),
             locks: RebalanceLockManager::new(config.rebalance_lock_max_live_time),
             holds: PullHoldService::new(),
             filters: FilterCache::default(),
             clients: ClientManager::new(),
             stats: BrokerStats::default(),
+            stats_items: Default::default(),
+            daily_put: Default::default(),
+            daily_get: Default::default(),
             metrics,
             tracer: traces.as_ref().map(|t| t.tracer("ferromq-broker")),
             traces,
@@ -203,12 +217,46 @@ impl BrokerContext {
         self.broker_addr.to_string()
     }
 
+    /// Counts `n` messages of `bytes` stored for `topic`.
+    pub fn record_put(&self, topic: &str, n: u64, bytes: u64) {
+        BrokerStats::add(&self.stats.send_messages, n);
+        BrokerStats::add(&self.stats.send_bytes, bytes);
+        self.stats_items.add(crate::stats_items::TOPIC_PUT, topic, n, bytes);
+    }
+
+    /// Counts `n` messages of `bytes` that a pull of `group` returned from `topic`.
+    pub fn record_get(&self, topic: &str, group: &str, n: u64, bytes: u64) {
+        BrokerStats::add(&self.stats.pull_messages, n);
+        BrokerStats::add(&self.stats.pull_bytes, bytes);
+        self.stats_items.add(crate::stats_items::GROUP_GET, &format!("{topic}@{group}"), n, bytes);
+    }
+
+    /// Brings the broker-wide stats items (`BROKER_PUT_NUMS`, `BROKER_GET_NUMS`, keyed
+    /// by cluster name) up to the broker's counters.
+    pub fn refresh_broker_stats(&self) {
+        use crate::stats_items::{BROKER_GET, BROKER_PUT};
+        let st = &self.stats;
+        let cluster = &self.config.broker_cluster_name;
+        let get = BrokerStats::get;
+        self.stats_items.set(BROKER_PUT, cluster, get(&st.send_messages), get(&st.send_requests));
+        self.stats_items.set(BROKER_GET, cluster, get(&st.pull_messages), get(&st.pull_requests));
+    }
+
+    /// The put and get totals at the last local midnight and the one before.
+    pub fn daily_marks(&self) -> (crate::stats_items::Marks, crate::stats_items::Marks) {
+        let day = store::local_day_start(common::time::now_ms());
+        (
+            self.daily_put.at(day, BrokerStats::get(&self.stats.send_messages)),
+            self.daily_get.at(day, BrokerStats::get(&self.stats.pull_messages)),
+        )
+    }
+
     pub fn is_writeable(&self) -> bool {
-        common::perm::is_writeable(i32::from(self.config.broker_permission))
+        common::perm::is_writeable(i32::from(self.runtime.broker_permission()))
     }
 
     pub fn is_readable(&self) -> bool {
-        common::perm::is_readable(i32::from(self.config.broker_permission))
+        common::perm::is_readable(i32::from(self.runtime.broker_permission()))
     }
 }
 

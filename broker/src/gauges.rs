@@ -34,7 +34,7 @@ pub fn register(meter: &Meter, ctx: &Arc<BrokerContext>) {
     gauge("rocketmq_consumer_group_number", "Active subscription group number", |c| {
         c.groups.snapshot().subscription_group_table.len() as i64
     });
-    gauge("rocketmq_broker_permission", "Broker permission", |c| i64::from(c.config.broker_permission));
+    gauge("rocketmq_broker_permission", "Broker permission", |c| i64::from(c.runtime.broker_permission()));
     gauge("rocketmq_storage_size", "Bytes of commit log stored", |c| {
         c.store.commit_log_max_offset() - c.store.commit_log_min_offset()
     });

@@ -37,10 +37,12 @@ pub mod plugins;
 pub mod processor;
 pub mod reroute;
 pub mod role;
+pub mod runtime_config;
 pub mod schedule;
 pub mod slave_sync;
 pub mod spans;
 pub mod stats;
+pub mod stats_items;
 pub mod subscription_group;
 pub mod timer;
 pub mod topic_config;
@@ -180,6 +182,7 @@ impl Broker {
         // reported by the hook would fire twice), then the transaction decisions
         // (an END_TRANSACTION must see the decisions made before the restart).
         fan_out_arrivals(&ctx);
+        tasks.spawn(wake_on_read_limit(ctx.clone(), cancel.clone()));
         if !ctx.role.is_slave() {
             ctx.timers.recover(&ctx.store);
             ctx.transactions.catch_up(&ctx.store);
@@ -213,6 +216,7 @@ impl Broker {
         tasks.spawn(namesrv_api::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("register_broker")));
         tasks.spawn(housekeeping(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("client_housekeeping")));
         tasks.spawn(persist_offsets(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("offset_persist")));
+        tasks.spawn(sample_stats(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("stats_sampler")));
         schedule::start(ctx.clone(), cancel.clone(), &tasks);
         timer::start(ctx.clone(), cancel.clone(), &tasks);
         tasks.spawn(
@@ -327,6 +331,18 @@ fn fan_out_arrivals(ctx: &Arc<BrokerContext>) {
     }));
 }
 
+/// Wakes the parked pulls whose next record a raised read limit released (records
+/// an arrival announced before every SyncStateSet member held them).
+async fn wake_on_read_limit(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ctx.store.read_limit_raised() => {}
+        }
+        ctx.holds.wake_readable(|topic, queue_id, offset| ctx.store.readable_at(topic, queue_id, offset));
+    }
+}
+
 /// `broker_ip1` if set, else the bound address if specific, else the first
 /// non-loopback IPv4 address of this host (RocketMQ's `getLocalAddress` rule), else
 /// loopback.
@@ -356,6 +372,20 @@ async fn housekeeping(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
             channel.close();
             ctx.notify_group_changed(&group);
         }
+    }
+}
+
+/// Samples the stats items every 10 s and moves the daily marks at midnight.
+async fn sample_stats(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(stats_items::SAMPLE_EVERY_MS as u64));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        ctx.refresh_broker_stats();
+        ctx.stats_items.sample(common::time::now_ms());
+        ctx.daily_marks();
     }
 }
 

@@ -28,7 +28,7 @@ fn ha_server_addr(ctx: &BrokerContext) -> String {
 }
 
 fn register_request(ctx: &BrokerContext) -> Option<RemotingCommand> {
-    let mut wrapper = registration_view(ctx.topics.snapshot(), i32::from(ctx.config.broker_permission));
+    let mut wrapper = registration_view(ctx.topics.snapshot(), i32::from(ctx.runtime.broker_permission()));
     // Controller mode: the master epoch rides as the state version, so a name server
     // never lets a superseded master's registration replace its successor's.
     if let Some(m) = &ctx.membership {

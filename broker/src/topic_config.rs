@@ -96,6 +96,13 @@ impl TopicConfigManager {
         self.inner.read().topic_config_table.keys().cloned().collect()
     }
 
+    /// Moves the data version on without changing a topic, so the next registration
+    /// carries the table again (the broker's permission changed, and with it the
+    /// permission every topic registers with).
+    pub fn touch(&self) {
+        self.inner.write().data_version.next_version(common::time::now_ms());
+    }
+
     /// Creates or replaces a topic (UPDATE_AND_CREATE_TOPIC).
     pub fn upsert(&self, tc: TopicConfig) {
         {

@@ -6,8 +6,8 @@ use common::ResponseCode;
 pub enum Error {
     #[error(transparent)]
     Remoting(#[from] remoting::Error),
-    /// The broker or name server answered with an error code.
-    #[error("{code}: {remark}")]
+    /// The broker or name server at `addr` answered with an error code.
+    #[error("{addr} answered {code}: {remark}")]
     Broker { code: ResponseCode, remark: String, addr: String },
     #[error("no route info of topic {0}: create it, or enable autoCreateTopicEnable on a broker")]
     NoRoute(String),

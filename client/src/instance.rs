@@ -24,13 +24,14 @@ use common::msgid::UniqIdGenerator;
 use common::route::{MessageQueue, TopicRouteData};
 use common::subscription::{ConsumerData, HeartbeatData, ProducerData};
 use common::time::now_ms;
-use common::{perm, topic, ResponseCode};
+use common::{perm, topic, MessageExt, ResponseCode};
 use config::ClientConfig;
 use remoting::channel::BoxFuture;
 use remoting::header::broker::{ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
 use remoting::header::namesrv::GetRouteInfoRequestHeader;
 use remoting::{Channel, RemotingClient, RemotingCommand, RequestCode, RequestHandler};
 
+use crate::consumer::running_info::{DirectResult, RunningInfo};
 use crate::error::{Error, Result};
 use crate::namesrv::NameServers;
 
@@ -49,6 +50,23 @@ pub trait ConsumerHandle: Send + Sync + 'static {
     /// An administrator reset the group's offsets (RESET_CONSUMER_CLIENT_OFFSET).
     fn reset_offsets(&self, _topic: String, _offsets: Vec<(MessageQueue, i64)>) -> BoxFuture<()> {
         Box::pin(async {})
+    }
+    /// What GET_CONSUMER_RUNNING_INFO reports: by default the heartbeat's view
+    /// (consume type and subscriptions) without queues.
+    fn running_info(&self) -> RunningInfo {
+        let data = self.consumer_data();
+        let mut properties = BTreeMap::new();
+        properties.insert("PROP_CONSUME_TYPE".to_owned(), data.consume_type.as_str().to_owned());
+        RunningInfo { properties, subscriptions: data.subscription_data_set, queues: Vec::new() }
+    }
+    /// GET_CONSUMER_STATUS_FROM_CLIENT: the consumer's offsets of `topic`'s queues.
+    fn queue_offsets(&self, _topic: &str) -> Vec<(MessageQueue, i64)> {
+        Vec::new()
+    }
+    /// CONSUME_MESSAGE_DIRECTLY: hands `msg` to the listener and reports what it
+    /// said; `None` for consumers without a listener.
+    fn consume_directly(&self, _msg: MessageExt, _broker_name: String) -> BoxFuture<Option<DirectResult>> {
+        Box::pin(async { None })
     }
 }
 
@@ -497,7 +515,7 @@ impl Inner {
         match resp.response_code() {
             ResponseCode::SUCCESS => {}
             ResponseCode::TOPIC_NOT_EXIST => return Err(Error::NoRoute(topic_name.to_owned())),
-            _ => return Err(Error::from_response(&resp, "namesrv")),
+            _ => return Err(Error::from_response(&resp, "the name server")),
         }
         let route: TopicRouteData = remoting::json::from_slice(&resp.body_bytes())
             .map_err(|e| Error::Body(format!("route of {topic_name}: {e}")))?;
@@ -616,8 +634,58 @@ impl RequestHandler for ServerRequests {
                     Some(RemotingCommand::success())
                 }
                 RequestCode::GET_CONSUMER_RUNNING_INFO => {
-                    let body = serde_json::json!({ "properties": { "clientId": inner.client_id } });
-                    Some(RemotingCommand::success().with_body(serde_json::to_vec(&body).unwrap_or_default()))
+                    let group = request.ext_fields.get("consumerGroup").unwrap_or_default().to_owned();
+                    let consumer = inner.consumers.read().get(&group).cloned();
+                    Some(match consumer {
+                        Some(c) => {
+                            let mut info = c.running_info();
+                            info.properties.insert("PROP_CLIENT_ID".to_owned(), inner.client_id.clone());
+                            info.properties.insert(
+                                "PROP_CLIENT_VERSION".to_owned(),
+                                remoting::command::CURRENT_VERSION.to_string(),
+                            );
+                            info.properties
+                                .insert("PROP_CLIENT_SDK".to_owned(), format!("FerroMQ {}", env!("CARGO_PKG_VERSION")));
+                            info.properties.insert("PROP_NAMESERVER_ADDR".to_owned(), inner.namesrv.list().join(";"));
+                            RemotingCommand::success().with_body(info.to_json().into_bytes())
+                        }
+                        None => not_in_this_consumer(&group),
+                    })
+                }
+                RequestCode::GET_CONSUMER_STATUS_FROM_CLIENT => {
+                    let topic = request.ext_fields.get("topic").unwrap_or_default().to_owned();
+                    let group = request.ext_fields.get("group").unwrap_or_default().to_owned();
+                    let consumer = inner.consumers.read().get(&group).cloned();
+                    Some(match consumer {
+                        Some(c) => {
+                            let table = remoting::json::mq_keyed(&c.queue_offsets(&topic));
+                            RemotingCommand::success()
+                                .with_body(format!("{{\"messageQueueTable\":{table}}}").into_bytes())
+                        }
+                        None => not_in_this_consumer(&group),
+                    })
+                }
+                RequestCode::CONSUME_MESSAGE_DIRECTLY => {
+                    let group = request.ext_fields.get("consumerGroup").unwrap_or_default().to_owned();
+                    let consumer = inner.consumers.read().get(&group).cloned();
+                    let Some(c) = consumer else { return Some(not_in_this_consumer(&group)) };
+                    let msg = match MessageExt::decode(&request.body_bytes(), false) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            return Some(RemotingCommand::error(
+                                ResponseCode::SYSTEM_ERROR,
+                                format!("the message to consume could not be decoded: {e}"),
+                            ))
+                        }
+                    };
+                    let broker_name = request.ext_fields.get("brokerName").unwrap_or_default().to_owned();
+                    Some(match c.consume_directly(msg, broker_name).await {
+                        Some(r) => RemotingCommand::success().with_body(serde_json::to_vec(&r).unwrap_or_default()),
+                        None => RemotingCommand::error(
+                            ResponseCode::SYSTEM_ERROR,
+                            format!("the consumer of group <{group}> has no listener to consume with"),
+                        ),
+                    })
                 }
                 other => Some(RemotingCommand::error(
                     ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
@@ -626,6 +694,14 @@ impl RequestHandler for ServerRequests {
             }
         })
     }
+}
+
+/// RocketMQ's answer when a request names a group this client does not run.
+fn not_in_this_consumer(group: &str) -> RemotingCommand {
+    RemotingCommand::error(
+        ResponseCode::SYSTEM_ERROR,
+        format!("The Consumer Group <{group}> not exist in this consumer"),
+    )
 }
 
 /// A broker address picked for a consumer's request (RocketMQ's `FindBrokerResult`).

@@ -80,6 +80,42 @@ pub struct ClusterInfo {
     pub cluster_addr_table: BTreeMap<String, BTreeSet<String>>,
 }
 
+impl ClusterInfo {
+    /// The master address of every broker name of `cluster` (of every cluster when
+    /// `None`), in cluster and broker-name order.
+    pub fn masters(&self, cluster: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, brokers) in &self.cluster_addr_table {
+            if cluster.is_some_and(|c| c != name) {
+                continue;
+            }
+            for b in brokers {
+                if let Some(addr) = self.broker_addr_table.get(b).and_then(|d| d.master_addr()) {
+                    out.push(addr.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every broker address (masters and slaves) of `cluster` (of every cluster when
+    /// `None`), in cluster, broker-name and broker-id order.
+    pub fn all_addrs(&self, cluster: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, brokers) in &self.cluster_addr_table {
+            if cluster.is_some_and(|c| c != name) {
+                continue;
+            }
+            for b in brokers {
+                if let Some(d) = self.broker_addr_table.get(b) {
+                    out.extend(d.broker_addrs.values().cloned());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A queue of a topic on a broker; ordered as RocketMQ sorts queues for rebalance
 /// (topic, then broker name, then queue id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]

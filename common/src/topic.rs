@@ -39,6 +39,21 @@ pub const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     OFFSET_MOVED_EVENT,
 ];
 
+/// RocketMQ's system topics (`TopicValidator.getSystemTopicSet`), which
+/// GET_SYSTEM_TOPIC_LIST_FROM_BROKER lists along with the cluster and broker names.
+pub const SYSTEM_TOPICS: &[&str] = &[
+    AUTO_CREATE_TOPIC_KEY,
+    SCHEDULE_TOPIC,
+    BENCHMARK_TOPIC,
+    SELF_TEST_TOPIC,
+    OFFSET_MOVED_EVENT,
+    TRANS_HALF_TOPIC,
+    TRANS_OP_HALF_TOPIC,
+    TRANS_CHECK_MAX_TIME_TOPIC,
+    TRACE_TOPIC,
+    TIMER_TOPIC,
+];
+
 /// Why a topic name is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicNameError {

@@ -77,7 +77,8 @@ pub use load::{
     load_namesrv, load_namesrv_with_env, Loaded, NAMESRV_ADDR_ENV,
 };
 pub use namesrv::NamesrvConfig;
-pub use plugins::{BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
+pub use plugins::{is_valid_plugin_name, BreakerConfig, LimitsConfig, PluginConfig, PluginsConfig};
+pub use rocketmq::{broker_properties, namesrv_properties, parse_broker_update, parse_namesrv_update, BrokerSetting};
 pub use serde_util::Secret;
 pub use store::{FlushDiskType, StoreConfig, CONSUME_QUEUE_UNIT_SIZE};
 pub use telemetry::{

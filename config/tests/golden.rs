@@ -140,7 +140,7 @@ fn full_broker_toml() {
                 max_hash_slot_num: 1000,
                 max_index_num: 4000,
                 message_index_enable: false,
-                warm_mapped_file_enable: false,
+                warm_mapped_file_enable: true,
                 check_crc_on_recover: false,
             },
             tls: config::ServerTlsConfig {

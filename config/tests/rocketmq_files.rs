@@ -74,7 +74,7 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(store.max_hash_slot_num, 1000);
     assert_eq!(store.max_index_num, 4000);
     assert!(!store.message_index_enable);
-    assert!(!store.warm_mapped_file_enable);
+    assert!(store.warm_mapped_file_enable);
     assert!(!store.check_crc_on_recover);
 
     assert!(broker.trace_topic_enable);

@@ -60,7 +60,7 @@ impl NameServer {
     pub async fn start_observed(config: NamesrvConfig, metrics: &config::MetricsConfig) -> Result<Self> {
         let kv = kv::KvConfigManager::load(config.kv_config_path.clone())?;
         let routes = route::RouteInfoManager::new(config.broker_channel_expired_time);
-        let state = Arc::new(processor::NamesrvState { config: config.clone(), routes, kv });
+        let state = Arc::new(processor::NamesrvState::new(config.clone(), routes, kv));
         let mut dispatcher = processor::dispatcher(state.clone());
         let node = telemetry::Node {
             node_type: "nameserver",

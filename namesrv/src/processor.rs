@@ -3,6 +3,7 @@
 //! Every failure becomes a response with a RocketMQ code and a remark; codes without
 //! a processor get REQUEST_CODE_NOT_SUPPORTED from the dispatcher.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,15 @@ pub struct NamesrvState {
     pub config: NamesrvConfig,
     pub routes: RouteInfoManager,
     pub kv: KvConfigManager,
+    /// `orderMessageEnable`, which UPDATE_NAMESRV_CONFIG may change at run time.
+    pub order_message_enable: AtomicBool,
+}
+
+impl NamesrvState {
+    pub fn new(config: NamesrvConfig, routes: RouteInfoManager, kv: KvConfigManager) -> Self {
+        let order_message_enable = AtomicBool::new(config.order_message_enable);
+        Self { config, routes, kv, order_message_enable }
+    }
 }
 
 /// The processor table.
@@ -54,6 +64,12 @@ pub fn dispatcher(state: Arc<NamesrvState>) -> Dispatcher {
     route!(WIPE_WRITE_PERM_OF_BROKER, wipe_write_perm);
     route!(ADD_WRITE_PERM_OF_BROKER, add_write_perm);
     route!(DELETE_TOPIC_IN_NAMESRV, delete_topic);
+    route!(GET_SYSTEM_TOPIC_LIST_FROM_NS, get_system_topics);
+    route!(GET_UNIT_TOPIC_LIST, get_unit_topics);
+    route!(GET_HAS_UNIT_SUB_TOPIC_LIST, get_has_unit_sub_topics);
+    route!(GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST, get_has_unit_sub_ununit_topics);
+    route!(GET_NAMESRV_CONFIG, get_namesrv_config);
+    route!(UPDATE_NAMESRV_CONFIG, update_namesrv_config);
     let s = state.clone();
     d.on_close(move |ch| {
         s.routes.on_channel_closed(ch);
@@ -145,7 +161,7 @@ fn get_route_info(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> Remoti
     tracing::Span::current().record("topic", h.topic.as_str());
     match s.routes.pickup_topic_route_data(&h.topic) {
         Some(mut route) => {
-            if s.config.order_message_enable {
+            if s.order_message_enable.load(Ordering::Relaxed) {
                 route.order_topic_conf = s.kv.get(ORDER_TOPIC_CONFIG_NAMESPACE, &h.topic);
             }
             // Always the standard form (quoted numeric keys): every studied client
@@ -165,6 +181,87 @@ fn get_cluster_info(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> Remoti
 
 fn get_all_topics(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> RemotingCommand {
     json_body(&TopicList { topic_list: s.routes.all_topics(), broker_addr: None })
+}
+
+/// GET_SYSTEM_TOPIC_LIST_FROM_NS (304): as RocketMQ's name server answers it, the
+/// cluster names and broker names (each is a topic brokers create for themselves),
+/// with one broker address to ask for the broker-side list.
+fn get_system_topics(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> RemotingCommand {
+    let info = s.routes.cluster_info();
+    let mut topics = std::collections::BTreeSet::new();
+    for (cluster, brokers) in &info.cluster_addr_table {
+        topics.insert(cluster.clone());
+        topics.extend(brokers.iter().cloned());
+    }
+    let broker_addr = info.broker_addr_table.values().find_map(|b| b.broker_addrs.values().next().cloned());
+    json_body(&TopicList { topic_list: topics.into_iter().collect(), broker_addr })
+}
+
+/// Topic system flags (RocketMQ's `TopicSysFlag`).
+const FLAG_UNIT: i32 = 0x1;
+const FLAG_UNIT_SUB: i32 = 0x2;
+
+/// GET_UNIT_TOPIC_LIST (311).
+fn get_unit_topics(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> RemotingCommand {
+    json_body(&TopicList { topic_list: s.routes.topics_with_sys_flag(FLAG_UNIT, 0), broker_addr: None })
+}
+
+/// GET_HAS_UNIT_SUB_TOPIC_LIST (312).
+fn get_has_unit_sub_topics(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> RemotingCommand {
+    json_body(&TopicList { topic_list: s.routes.topics_with_sys_flag(FLAG_UNIT_SUB, 0), broker_addr: None })
+}
+
+/// GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST (313): unit-subscribed topics that are not
+/// unit topics themselves.
+fn get_has_unit_sub_ununit_topics(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> RemotingCommand {
+    json_body(&TopicList { topic_list: s.routes.topics_with_sys_flag(FLAG_UNIT_SUB, FLAG_UNIT), broker_addr: None })
+}
+
+/// GET_NAMESRV_CONFIG (319): the settings as a properties text, under RocketMQ's
+/// names and units where RocketMQ has the setting.
+fn get_namesrv_config(s: &NamesrvState, _: &Channel, _: RemotingCommand) -> RemotingCommand {
+    let mut text = String::new();
+    for (k, v) in config::namesrv_properties(&s.config) {
+        let v = if k == "orderMessageEnable" { s.order_message_enable.load(Ordering::Relaxed).to_string() } else { v };
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    RemotingCommand::success().with_body(text.into_bytes())
+}
+
+/// Name-server settings UPDATE_NAMESRV_CONFIG may change while it runs.
+const NAMESRV_CHANGEABLE: &[&str] = &["orderMessageEnable"];
+
+/// UPDATE_NAMESRV_CONFIG (318): applies `orderMessageEnable`; any other setting
+/// is refused, with a remark naming it, and nothing is changed.
+fn update_namesrv_config(s: &NamesrvState, ch: &Channel, req: RemotingCommand) -> RemotingCommand {
+    let body = req.body_bytes();
+    let settings = match config::parse_namesrv_update(&String::from_utf8_lossy(&body)) {
+        Ok(settings) => settings,
+        Err(why) => return RemotingCommand::error(ResponseCode::SYSTEM_ERROR, why),
+    };
+    if let Some(fixed) = settings.iter().find(|s| !NAMESRV_CHANGEABLE.contains(&s.rocketmq.as_str())) {
+        return RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!(
+                "{} cannot be changed while the name server runs; set it in its configuration file and restart \
+                 (changeable: {})",
+                fixed.rocketmq,
+                NAMESRV_CHANGEABLE.join(", ")
+            ),
+        );
+    }
+    for setting in settings {
+        if let Some(b) = setting.as_bool() {
+            s.order_message_enable.store(b, Ordering::Relaxed);
+        } else {
+            return RemotingCommand::error(
+                ResponseCode::SYSTEM_ERROR,
+                format!("{}: expected true or false", setting.rocketmq),
+            );
+        }
+    }
+    tracing::info!(caller = %ch.peer_addr(), "name server settings changed");
+    RemotingCommand::success()
 }
 
 fn get_topics_by_cluster(s: &NamesrvState, _: &Channel, req: RemotingCommand) -> RemotingCommand {

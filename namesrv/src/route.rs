@@ -268,6 +268,20 @@ impl RouteInfoManager {
         topics
     }
 
+    /// Topics whose queues carry `flag` in their topic system flag on some broker
+    /// (GET_UNIT_TOPIC_LIST and its kin), sorted.
+    pub fn topics_with_sys_flag(&self, flag: i32, without: i32) -> Vec<String> {
+        let t = self.tables.read();
+        let mut topics: Vec<String> = t
+            .topic_queue
+            .iter()
+            .filter(|(_, q)| q.values().any(|d| d.topic_sys_flag & flag != 0 && d.topic_sys_flag & without == 0))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        topics.sort();
+        topics
+    }
+
     /// GET_TOPICS_BY_CLUSTER: topics with queues on any broker of `cluster`.
     pub fn topics_by_cluster(&self, cluster: &str) -> Vec<String> {
         let t = self.tables.read();

@@ -341,3 +341,63 @@ pub mod controller {
         pub end_offset: i64,
     }
 }
+
+/// FerroMQ's plugin administration bodies (FERROMQ_PLUGIN_LIST).
+pub mod plugin {
+    use serde::{Deserialize, Serialize};
+
+    /// Where a plugin applies: a filter to `topic` + `group`, a queue selector or a
+    /// check-back handler to `topic` (`group` absent). `*` matches every one.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct PluginBindingInfo {
+        pub topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub group: Option<String>,
+        /// `config` (broker.toml / broker.conf, fixed at start) or `runtime`
+        /// (bound with FERROMQ_PLUGIN_BIND, kept in the store).
+        pub source: String,
+    }
+
+    /// One line a plugin logged (FERROMQ_PLUGIN_LOGS).
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct PluginLogLine {
+        /// Position in the plugin's log: ask for lines after it to follow.
+        pub seq: u64,
+        pub time_millis: u64,
+        pub level: String,
+        pub message: String,
+    }
+
+    /// One plugin of a broker, as FERROMQ_PLUGIN_LIST answers.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", default)]
+    pub struct PluginInfo {
+        pub name: String,
+        pub kind: String,
+        pub runtime: String,
+        /// `loaded` or `unavailable`.
+        pub state: String,
+        /// `config` or `deployed`.
+        pub source: String,
+        /// The manifest's name and version (`name@version`).
+        pub version: String,
+        pub sha256: String,
+        pub generation: u64,
+        /// Whether a previous deployed version is kept for a rollback.
+        pub rollback_available: bool,
+        pub bindings: Vec<PluginBindingInfo>,
+        pub calls: u64,
+        pub errors: u64,
+        pub timeouts: u64,
+        pub fallbacks: u64,
+        pub p50_micros: u64,
+        pub p99_micros: u64,
+        pub breaker: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub last_error: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub last_reload_error: Option<String>,
+    }
+}

@@ -598,6 +598,88 @@ pub mod broker {
             is_force: bool = "isForce",
         }
     }
+    header! {
+        pub struct GetProducerConnectionListRequestHeader {
+            producer_group: String = "producerGroup",
+        }
+    }
+    header! {
+        pub struct QueryTopicConsumeByWhoRequestHeader {
+            topic: String = "topic",
+        }
+    }
+    header! {
+        pub struct QueryConsumeTimeSpanRequestHeader {
+            topic: String = "topic",
+            group: String = "group",
+        }
+    }
+    header! {
+        pub struct GetConsumeStatsInBrokerHeader {
+            is_order: bool = "isOrder",
+        }
+    }
+    header! {
+        pub struct QueryConsumeQueueRequestHeader {
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            index: i64 = "index",
+            count: i32 = "count",
+            consumer_group: Option<String> = "consumerGroup",
+        }
+    }
+    header! {
+        pub struct CloneGroupOffsetRequestHeader {
+            src_group: String = "srcGroup",
+            dest_group: String = "destGroup",
+            topic: Option<String> = "topic",
+            offline: bool = "offline",
+        }
+    }
+    header! {
+        pub struct ViewBrokerStatsDataRequestHeader {
+            stats_name: String = "statsName",
+            stats_key: String = "statsKey",
+        }
+    }
+    header! {
+        pub struct QueryCorrectionOffsetHeader {
+            filter_groups: Option<String> = "filterGroups",
+            compare_group: String = "compareGroup",
+            topic: String = "topic",
+        }
+    }
+    header! {
+        pub struct ResumeCheckHalfMessageRequestHeader {
+            topic: Option<String> = "topic",
+            msg_id: String = "msgId",
+        }
+    }
+    header! {
+        pub struct ConsumeMessageDirectlyResultRequestHeader {
+            consumer_group: String = "consumerGroup",
+            client_id: Option<String> = "clientId",
+            msg_id: Option<String> = "msgId",
+            broker_name: Option<String> = "brokerName",
+            topic: Option<String> = "topic",
+            topic_sys_flag: Option<i32> = "topicSysFlag",
+            group_sys_flag: Option<i32> = "groupSysFlag",
+        }
+    }
+    header! {
+        /// INVOKE_BROKER_TO_GET_CONSUMER_STATUS (223) from a tool, and the broker's
+        /// GET_CONSUMER_STATUS_FROM_CLIENT (221) to each consumer.
+        pub struct GetConsumerStatusRequestHeader {
+            topic: String = "topic",
+            group: String = "group",
+            client_addr: Option<String> = "clientAddr",
+        }
+    }
+    header! {
+        pub struct GetBrokerConfigResponseHeader {
+            version: Option<String> = "version",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -800,6 +882,66 @@ pub mod controller {
             broker_controller_ids_to_clean: Option<String> = "brokerControllerIdsToClean",
             is_clean_living_broker: Option<bool> = "isCleanLivingBroker",
             invoke_time: Option<i64> = "invokeTime",
+        }
+    }
+}
+
+/// Headers of FerroMQ's plugin administration (codes 65101–65109): a plugin deployed
+/// to a broker's store and bound to topics while it runs.
+pub mod plugin {
+    header! {
+        /// FERROMQ_PLUGIN_DEPLOY: the body is the artifact (a `.wasm` module, a `.lua`
+        /// script); `runtime` is `wasm` or `lua`, `kind` one of the plugin kinds.
+        pub struct DeployPluginRequestHeader {
+            name: String = "name",
+            kind: String = "kind",
+            runtime: String = "runtime",
+            failure_policy: Option<String> = "failurePolicy",
+            /// Settings handed to the plugin's `init`: a JSON object of strings.
+            config: Option<String> = "config",
+        }
+    }
+    header! {
+        /// FERROMQ_PLUGIN_DEPLOY and FERROMQ_PLUGIN_ROLLBACK response: the serving
+        /// version.
+        pub struct DeployPluginResponseHeader {
+            sha256: String = "sha256",
+            generation: u64 = "generation",
+        }
+    }
+    header! {
+        /// FERROMQ_PLUGIN_BIND / FERROMQ_PLUGIN_UNBIND: a filter to `topic` + `group`,
+        /// a queue selector or check-back handler to `topic` (`*`: every one).
+        pub struct BindPluginRequestHeader {
+            name: String = "name",
+            topic: String = "topic",
+            group: Option<String> = "group",
+        }
+    }
+    header! {
+        /// FERROMQ_PLUGIN_LOGS: the lines of plugin `name` after `since` (0: every
+        /// line kept); the body answers a JSON list of `PluginLogLine`.
+        pub struct PluginLogsRequestHeader {
+            name: String = "name",
+            since: Option<u64> = "since",
+        }
+    }
+    header! {
+        /// FERROMQ_PLUGIN_FETCH response (a slave copying its master's deployed
+        /// plugin): the body is the serving artifact.
+        pub struct FetchPluginResponseHeader {
+            kind: String = "kind",
+            runtime: String = "runtime",
+            failure_policy: Option<String> = "failurePolicy",
+            config: Option<String> = "config",
+            sha256: String = "sha256",
+        }
+    }
+    header! {
+        /// FERROMQ_PLUGIN_RELOAD, FERROMQ_PLUGIN_ROLLBACK, FERROMQ_PLUGIN_REMOVE,
+        /// FERROMQ_PLUGIN_FETCH.
+        pub struct PluginNameRequestHeader {
+            name: String = "name",
         }
     }
 }

@@ -26,6 +26,7 @@ fn quickstart_script_sends_and_receives_then_stops() -> Result<()> {
         .env("NAMESRV_PORT", ns_port.to_string())
         .env("BROKER_PORT", broker_port.to_string())
         .env("BROKER_HA_PORT", "0")
+        .env("CONSOLE_PORT", "0")
         .env("FERROMQ_QUICKSTART_STATE", state.path())
         .env("CARGO", std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .env_remove("NAMESRV_ADDR")
@@ -41,6 +42,8 @@ fn quickstart_script_sends_and_receives_then_stops() -> Result<()> {
     ensure!(stdout.matches("Received [topic=TopicTest").count() == 10, "10 receipts:\n{report}");
     ensure!(stdout.contains("received 10 message(s)"), "{report}");
     ensure!(stdout.contains("stopped broker") && stdout.contains("stopped namesrv"), "{report}");
+    ensure!(stdout.contains("the web console is at http://127.0.0.1:"), "{report}");
+    ensure!(stdout.contains("stopped console"), "{report}");
     // Nothing is left listening.
     ensure!(TcpListener::bind(("127.0.0.1", ns_port)).is_ok(), "the name server still holds port {ns_port}");
     Ok(())

@@ -708,3 +708,101 @@ async fn cpp_clients_keep_sending_and_consuming_through_a_failover() -> Result<(
     drop(group);
     report(problems, &[&out, &consumed])
 }
+
+/// Runs `ferromq-admin -n <ns> <args>` (the `plugin build` of it with the example
+/// plugins' target directory, whose dependencies are already built); fails on a
+/// non-zero exit with the output.
+fn admin_ok(ns: &str, args: &[&str]) -> Result<String> {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(tests::binary("ferromq-admin"))
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .env_remove("NAMESRV_ADDR")
+        .env("CARGO_TARGET_DIR", workspace.join("target/wasm-examples"))
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "ferromq-admin {args:?} failed: {text}");
+    Ok(text)
+}
+
+fn wasm_target_installed() -> bool {
+    let Ok(out) = std::process::Command::new("rustc").args(["--print", "sysroot"]).output() else { return false };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    std::path::Path::new(&sysroot).join("lib/rustlib/wasm32-unknown-unknown/lib").is_dir()
+}
+
+/// A plugin author's whole loop against a stock client: `plugin new` scaffolds a
+/// Rust filter, `plugin build` builds it to WASM, `plugin test` shows its verdicts,
+/// `plugin deploy` sends it (configured to keep `TagA`) to a two-broker cluster and
+/// `plugin bind` binds it to one consumer group. The C++ client's consumer of that
+/// group receives exactly the TagA messages; another group receives all of them.
+#[tokio::test]
+async fn cpp_consumer_of_a_group_bound_to_a_scaffolded_deployed_filter() -> Result<()> {
+    if skipped("compat_python") {
+        return Ok(());
+    }
+    if !wasm_target_installed() {
+        eprintln!("skipping: wasm32-unknown-unknown is not installed (rustup target add wasm32-unknown-unknown)");
+        return Ok(());
+    }
+    let _ = python();
+    let work = tempfile::tempdir()?;
+    let project = work.path().join("tag-filter");
+    let project_arg = project.to_str().context("utf-8 path")?;
+    let dir_arg = work.path().to_str().context("utf-8 path")?;
+    let ns = Namesrv::start(&[])?;
+    let n = ns.addr();
+    admin_ok(&n, &["plugin", "new", "filter", "tag-filter", "--dir", dir_arg])?;
+    let built = admin_ok(&n, &["plugin", "build", project_arg])?;
+    anyhow::ensure!(built.contains("tag-filter 0.1.0 (filter"), "{built}");
+    let tested = admin_ok(&n, &["plugin", "test", project_arg, "--json"])?;
+    let verdicts: Vec<String> = serde_json::from_str::<serde_json::Value>(&tested)?
+        .as_array()
+        .context("a table")?
+        .iter()
+        .filter(|r| r["Message"].is_number())
+        .map(|r| r["Verdict"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    anyhow::ensure!(verdicts == ["deliver", "reject", "deliver"], "{tested}");
+    // What the plugin logged while it ran (its init names the tag it keeps).
+    anyhow::ensure!(tested.contains("delivering messages tagged vip"), "{tested}");
+
+    let cluster = "CompatPluginCluster";
+    let topic = "CompatPyPlugin";
+    let _brokers: Vec<Broker> = ["broker-c1", "broker-c2"]
+        .iter()
+        .map(|b| Broker::start(&n, &[("BROKER_NAME", b), ("BROKER_CLUSTER_NAME", cluster)]))
+        .collect::<Result<_>>()?;
+    tests::eventually(Duration::from_secs(20), "both brokers in the cluster", || async {
+        let out = admin_ok(&n, &["clusterList"]).ok()?;
+        (out.contains("broker-c1") && out.contains("broker-c2")).then_some(())
+    })
+    .await?;
+    admin_ok(&n, &["updateTopic", "-t", topic, "--clusterName", cluster, "-r", "2", "-w", "2"])?;
+    wait_route(&n, topic).await?;
+    let deployed = admin_ok(&n, &["plugin", "deploy", project_arg, "--set", "tag=TagA", "--clusterName", cluster])?;
+    anyhow::ensure!(deployed.matches("deployed").count() == 2, "{deployed}");
+    admin_ok(&n, &["plugin", "bind", "tag-filter", "-t", topic, "-g", "CompatPyPluginTagA", "--clusterName", cluster])?;
+
+    let home = tempfile::tempdir()?;
+    let produced = produce(&n, &home, topic, "py", 12, "sync")?;
+    let sent = produced.events("sent");
+    let tag_a = sent.iter().filter(|v| s(v, "tag") == "TagA").count();
+    let filtered = consumer("consumer-plugin", &n, &home, "CompatPyPluginTagA", topic, tag_a, &["--expr", "*"])?;
+    let all = consumer("consumer-all", &n, &home, "CompatPyPluginAll", topic, sent.len(), &["--expr", "*"])?;
+    let filtered = filtered.finish(CLIENT_TIMEOUT);
+    let all = all.finish(CLIENT_TIMEOUT);
+    filtered
+        .expect_event("done")
+        .and(all.expect_event("done"))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", produced.describe()))?;
+    let mut problems = Vec::new();
+    for p in check_consumed(&sent, &filtered.events("received"), topic, |v| s(v, "tag") == "TagA") {
+        problems.push(format!("group CompatPyPluginTagA: {p}"));
+    }
+    for p in check_consumed(&sent, &all.events("received"), topic, |_| true) {
+        problems.push(format!("group CompatPyPluginAll: {p}"));
+    }
+    report(problems, &[&produced, &filtered, &all])
+}

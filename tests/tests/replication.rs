@@ -435,6 +435,52 @@ async fn metadata_follows_the_master() -> Result<()> {
         ok.then_some(())
     })
     .await?;
+
+    // A plugin deployed to and bound on the master alone reaches the slave, and so
+    // does its removal.
+    let script = "PLUGIN = { name = \"ha-filter\", version = \"1.0.0\", abi = 1 }\n\
+                  function filter_batch(msgs, n, out, sub) for i = 1, n do out[i] = true end end\n";
+    let deploy = remoting::header::plugin::DeployPluginRequestHeader {
+        name: "ha-filter".into(),
+        kind: "filter".into(),
+        runtime: "lua".into(),
+        failure_policy: None,
+        config: None,
+    };
+    let r = mw
+        .call(
+            RemotingCommand::request_with(RequestCode::FERROMQ_PLUGIN_DEPLOY, &deploy)
+                .with_body(script.as_bytes().to_vec()),
+        )
+        .await?;
+    ensure!(r.response_code() == ResponseCode::SUCCESS, "{:?}", r.remark_str());
+    let bind = remoting::header::plugin::BindPluginRequestHeader {
+        name: "ha-filter".into(),
+        topic: "HaMeta".into(),
+        group: Some("HaMetaGroup".into()),
+    };
+    let r = mw.call(RemotingCommand::request_with(RequestCode::FERROMQ_PLUGIN_BIND, &bind)).await?;
+    ensure!(r.response_code() == ResponseCode::SUCCESS, "{:?}", r.remark_str());
+    let plugins = |w: &Wire| {
+        let w = w.clone();
+        async move {
+            let r = w.call(RemotingCommand::request(RequestCode::FERROMQ_PLUGIN_LIST)).await.ok()?;
+            serde_json::from_slice::<Vec<remoting::body::plugin::PluginInfo>>(&r.body_bytes()).ok()
+        }
+    };
+    let on_master = plugins(&mw).await.context("the master's plugins")?;
+    eventually(WAIT, "the slave to deploy and bind the master's plugin", || async {
+        let on_slave = plugins(&sw).await?;
+        let (m, s) = (on_master.first()?, on_slave.first()?);
+        (s.name == "ha-filter" && s.sha256 == m.sha256 && s.bindings == m.bindings && s.state == "loaded").then_some(())
+    })
+    .await?;
+    let r = mw.call(RemotingCommand::request_with(RequestCode::FERROMQ_PLUGIN_UNBIND, &bind)).await?;
+    ensure!(r.response_code() == ResponseCode::SUCCESS, "{:?}", r.remark_str());
+    let name = remoting::header::plugin::PluginNameRequestHeader { name: "ha-filter".into() };
+    let r = mw.call(RemotingCommand::request_with(RequestCode::FERROMQ_PLUGIN_REMOVE, &name)).await?;
+    ensure!(r.response_code() == ResponseCode::SUCCESS, "{:?}", r.remark_str());
+    eventually(WAIT, "the slave to remove it too", || async { plugins(&sw).await?.is_empty().then_some(()) }).await?;
     Ok(())
 }
 

@@ -111,7 +111,36 @@ pub fn rule(code: RequestCode) -> Option<Rule> {
         | C::UPDATE_AND_CREATE_ACL_CONFIG
         | C::DELETE_ACL_CONFIG
         | C::GET_BROKER_CLUSTER_ACL_INFO
-        | C::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => Rule::Signed,
+        | C::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG
+        | C::VIEW_BROKER_STATS_DATA
+        | C::GET_PRODUCER_CONNECTION_LIST
+        | C::QUERY_TOPIC_CONSUME_BY_WHO
+        | C::QUERY_CONSUME_TIME_SPAN
+        | C::GET_BROKER_CONSUME_STATS
+        | C::QUERY_CONSUME_QUEUE
+        | C::QUERY_CORRECTION_OFFSET
+        | C::GET_CONSUMER_RUNNING_INFO
+        | C::CONSUME_MESSAGE_DIRECTLY
+        | C::INVOKE_BROKER_TO_GET_CONSUMER_STATUS
+        | C::GET_SYSTEM_TOPIC_LIST_FROM_BROKER
+        | C::FERROMQ_PLUGIN_LIST
+        | C::FERROMQ_PLUGIN_LOGS
+        | C::FERROMQ_PLUGIN_FETCH => Rule::Signed,
+        // Code that runs inside the broker: admin accounts only.
+        C::FERROMQ_PLUGIN_DEPLOY
+        | C::FERROMQ_PLUGIN_BIND
+        | C::FERROMQ_PLUGIN_UNBIND
+        | C::FERROMQ_PLUGIN_RELOAD
+        | C::FERROMQ_PLUGIN_ROLLBACK
+        | C::FERROMQ_PLUGIN_REMOVE => Rule::Admin,
+        // RocketMQ lets any valid signature delete files, drop queues, rewrite a
+        // group's offsets or re-queue a transaction; FerroMQ keeps these to admin
+        // accounts, like the topic and group changes above.
+        C::CLEAN_EXPIRED_CONSUMEQUEUE
+        | C::CLEAN_UNUSED_TOPIC
+        | C::TRIGGER_DELETE_FILES
+        | C::CLONE_GROUP_OFFSET
+        | C::RESUME_CHECK_HALF_MESSAGE => Rule::Admin,
         // RocketMQ lets any valid signature read every account's secret key; FerroMQ
         // keeps that to admin accounts.
         C::GET_BROKER_CLUSTER_ACL_CONFIG => Rule::Admin,
@@ -257,17 +286,28 @@ mod tests {
     }
 
     #[test]
-    fn admin_codes_are_rocketmqs_five_and_reading_the_accounts() {
+    fn admin_codes_are_rocketmqs_five_reading_the_accounts_and_destructive_maintenance() {
         let admin: Vec<_> = RequestCode::ALL.iter().copied().filter(|c| rule(*c) == Some(Rule::Admin)).collect();
         assert_eq!(
             admin,
             [
                 RequestCode::UPDATE_AND_CREATE_TOPIC,
                 RequestCode::UPDATE_BROKER_CONFIG,
+                RequestCode::TRIGGER_DELETE_FILES,
                 RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG,
                 RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
                 RequestCode::DELETE_SUBSCRIPTIONGROUP,
                 RequestCode::DELETE_TOPIC_IN_BROKER,
+                RequestCode::CLEAN_EXPIRED_CONSUMEQUEUE,
+                RequestCode::CLONE_GROUP_OFFSET,
+                RequestCode::CLEAN_UNUSED_TOPIC,
+                RequestCode::RESUME_CHECK_HALF_MESSAGE,
+                RequestCode::FERROMQ_PLUGIN_DEPLOY,
+                RequestCode::FERROMQ_PLUGIN_BIND,
+                RequestCode::FERROMQ_PLUGIN_UNBIND,
+                RequestCode::FERROMQ_PLUGIN_RELOAD,
+                RequestCode::FERROMQ_PLUGIN_ROLLBACK,
+                RequestCode::FERROMQ_PLUGIN_REMOVE,
             ]
         );
     }

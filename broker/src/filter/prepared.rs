@@ -245,6 +245,12 @@ pub struct FilterCache {
 }
 
 impl FilterCache {
+    /// Forgets every compiled filter (the plugin bindings changed): the next pull
+    /// of each group compiles its filter again.
+    pub fn clear(&self) {
+        self.map.write().clear();
+    }
+
     /// Puts `prepared` in the cache as the compiled form of `sub` (tests inject
     /// faulty filters this way).
     #[cfg(test)]

@@ -172,8 +172,27 @@ pub async fn get_broker_runtime_info(
         put("commitLogDiskRatio", ratio.to_string());
     }
     put("diskFull", s.disk_full.to_string());
+    // RocketMQ's totals are counts since start; the day's count is `TodayNow`
+    // minus `TodayMorning`, the total at the last local midnight.
+    let (put_marks, get_marks) = ctx.daily_marks();
     put("msgPutTotalTodayNow", BrokerStats::get(&st.send_messages).to_string());
     put("msgGetTotalTodayNow", BrokerStats::get(&st.pull_messages).to_string());
+    put("msgPutTotalTodayMorning", put_marks.today_morning.to_string());
+    put("msgGetTotalTodayMorning", get_marks.today_morning.to_string());
+    put("msgPutTotalYesterdayMorning", put_marks.yesterday_morning.to_string());
+    put("msgGetTotalYesterdayMorning", get_marks.yesterday_morning.to_string());
+    // "10 s, 1 min, 10 min" rates, as RocketMQ's `StoreStatsService` formats them.
+    let now = common::time::now_ms();
+    ctx.refresh_broker_stats();
+    let rates = |name: &str| {
+        let item = ctx.stats_items.get(name, &ctx.config.broker_cluster_name);
+        let tps = |span| item.as_ref().map_or(0.0, |i| i.window(now, span).tps);
+        format!("{:.2} {:.2} {:.2}", tps(10_000), tps(60_000), tps(600_000))
+    };
+    put("putTps", rates(crate::stats_items::BROKER_PUT_NUMS));
+    put("getTransferedTps", rates(crate::stats_items::BROKER_GET_NUMS));
+    put("earliestMessageTimeStamp", ctx.store.earliest_message_time_overall().unwrap_or(0).to_string());
+    put("startAcceptSendRequestTimeStamp", "0".to_owned());
     put("sendRequests", BrokerStats::get(&st.send_requests).to_string());
     put("sendFailures", BrokerStats::get(&st.send_failures).to_string());
     put("pullRequests", BrokerStats::get(&st.pull_requests).to_string());
@@ -260,43 +279,31 @@ fn last_store_time(ctx: &BrokerContext, topic: &str, queue: i32, offset: i64) ->
     r.messages.first().and_then(|b| common::record::RecordView::parse(b).ok().map(|v| v.store_timestamp())).unwrap_or(0)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OffsetWrapper {
-    broker_offset: i64,
-    consumer_offset: i64,
-    last_timestamp: i64,
-}
-
 pub async fn get_consume_stats(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCommand) -> Option<RemotingCommand> {
     let h: GetConsumeStatsRequestHeader = try_header!(&req);
-    let topics: Vec<String> = match h.topic.as_deref().filter(|t| !t.is_empty()) {
-        Some(t) => vec![t.to_owned()],
-        None => ctx.offsets.topics_of_group(&h.consumer_group),
-    };
-    let mut entries = Vec::new();
-    for t in topics {
-        let Some(tc) = ctx.topics.get(&t) else { continue };
-        let committed = ctx.offsets.queues(&h.consumer_group, &t);
-        for q in 0..tc.write_queue_nums {
-            let broker_offset = ctx.store.max_offset_in_queue(&t, q);
-            let consumer_offset = committed.get(&q).copied().unwrap_or(0).max(0);
-            let last = if consumer_offset > 0 { last_store_time(ctx, &t, q, consumer_offset - 1) } else { 0 };
-            let mq = MessageQueue::new(t.clone(), ctx.config.broker_name.clone(), q);
-            entries.push((mq, OffsetWrapper { broker_offset, consumer_offset, last_timestamp: last }));
-        }
-    }
-    let body = format!("{{\"consumeTps\":0.0,\"offsetTable\":{}}}", mq_keyed(&entries));
+    let body = crate::processor::consumer_admin::group_consume_stats(ctx, &h.consumer_group, h.topic.as_deref());
     Some(RemotingCommand::success().with_body(body.into_bytes()))
 }
 
+/// RocketMQ's `Connection`: one client connection in a producer or consumer group.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Connection {
+pub(crate) struct Connection {
     client_id: String,
     client_addr: String,
     language: String,
     version: i32,
+}
+
+impl Connection {
+    pub(crate) fn of(c: &crate::client_manager::ClientChannelInfo) -> Self {
+        Connection {
+            client_id: c.client_id.clone(),
+            client_addr: c.channel.peer_addr().to_string(),
+            language: c.language.as_str().to_owned(),
+            version: c.version,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -322,16 +329,7 @@ pub async fn get_consumer_connection_list(
         ));
     };
     let body = ConsumerConnection {
-        connection_set: g
-            .channels
-            .values()
-            .map(|c| Connection {
-                client_id: c.client_id.clone(),
-                client_addr: c.channel.peer_addr().to_string(),
-                language: c.language.as_str().to_owned(),
-                version: c.version,
-            })
-            .collect(),
+        connection_set: g.channels.values().map(Connection::of).collect(),
         subscription_table: g.subscriptions.into_iter().collect(),
         consume_type: g.consume_type,
         message_model: g.message_model,
@@ -340,45 +338,54 @@ pub async fn get_consumer_connection_list(
     Some(json_response(&body))
 }
 
+/// GET_BROKER_CONFIG (26): every setting as a properties text, under RocketMQ's
+/// names and units where RocketMQ has the setting, with the values changed at run
+/// time; the header's `version` is the configuration's data version.
 pub async fn get_broker_config(ctx: &Arc<BrokerContext>, _: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
-    let value = serde_json::to_value(&ctx.config).unwrap_or_default();
+    let mut props = config::broker_properties(&ctx.config);
+    for (key, value) in ctx.runtime.current() {
+        match props.iter_mut().find(|(k, _)| k == key) {
+            Some(p) => p.1 = value,
+            None => props.push((key.to_owned(), value)),
+        }
+    }
     let mut text = String::new();
-    flatten("", &value, &mut text);
-    Some(RemotingCommand::success().with_body(text.into_bytes()))
+    for (k, v) in props {
+        let _ = writeln!(text, "{k}={v}");
+    }
+    let version = serde_json::to_string(&ctx.config_version.lock().clone()).unwrap_or_default();
+    let header = GetBrokerConfigResponseHeader { version: Some(version) };
+    Some(RemotingCommand::response_with(ResponseCode::SUCCESS, &header).with_body(text.into_bytes()))
 }
 
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut String) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&key, v, out);
+/// UPDATE_BROKER_CONFIG (25): applies the settings that can change while the
+/// broker runs ([`crate::runtime_config::CHANGEABLE`]), all of them or none; an
+/// update naming any other setting is refused with a remark naming it.
+pub async fn update_broker_config(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let body = req.body_bytes();
+    let text = String::from_utf8_lossy(&body);
+    match ctx.runtime.apply(&text) {
+        Ok(applied) => {
+            tracing::info!(caller = %ch.peer_addr(), keys = ?applied.keys, "broker settings changed");
+            ctx.config_version.lock().next_version(common::time::now_ms());
+            if applied.permission_changed {
+                ctx.topics.touch();
+                ctx.register_now.notify_one();
             }
+            Some(RemotingCommand::success())
         }
-        serde_json::Value::String(s) => {
-            let _ = writeln!(out, "{prefix}={s}");
-        }
-        other => {
-            let _ = writeln!(out, "{prefix}={other}");
+        Err(why) => {
+            tracing::warn!(caller = %ch.peer_addr(), %why, "broker settings update refused");
+            Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, why))
         }
     }
 }
 
-/// A `MessageQueue`-keyed map as fastjson writes it: `{{"brokerName":..,"queueId":..,
-/// "topic":..}:value,...}` — object keys, which Java's admin tools expect.
-pub fn mq_keyed<V: Serialize>(entries: &[(MessageQueue, V)]) -> String {
-    let mut out = String::from("{");
-    for (i, (mq, v)) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(mq).unwrap_or_default());
-        out.push(':');
-        out.push_str(&serde_json::to_string(v).unwrap_or_default());
-    }
-    out.push('}');
-    out
-}
+pub use remoting::json::mq_keyed;
 
 /// INVOKE_BROKER_TO_RESET_OFFSET (222): replay. Each queue of the topic gets the
 /// offset of the first message stored at or after `timestamp` (-1 = the end); with
@@ -417,4 +424,104 @@ pub async fn reset_offset(ctx: &Arc<BrokerContext>, _: &Channel, req: RemotingCo
         }
     }
     Some(RemotingCommand::success().with_body(body.into_bytes()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrokerStatsData {
+    stats_minute: crate::stats_items::Window,
+    stats_hour: crate::stats_items::Window,
+    stats_day: crate::stats_items::Window,
+}
+
+/// VIEW_BROKER_STATS_DATA (315): one stats item's minute, hour and day figures
+/// (`mqadmin statsAll`): `TOPIC_PUT_NUMS`/`TOPIC_PUT_SIZE` keyed by topic,
+/// `GROUP_GET_NUMS`/`GROUP_GET_SIZE` by `topic@group`, `BROKER_PUT_NUMS`/
+/// `BROKER_GET_NUMS` by cluster name.
+pub async fn view_broker_stats_data(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let h: ViewBrokerStatsDataRequestHeader = try_header!(&req);
+    ctx.refresh_broker_stats();
+    let Some(item) = ctx.stats_items.get(&h.stats_name, &h.stats_key) else {
+        return Some(RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!("The stats <{}> <{}> not exist", h.stats_name, h.stats_key),
+        ));
+    };
+    let now = common::time::now_ms();
+    Some(json_response(&BrokerStatsData {
+        stats_minute: item.minute(now),
+        stats_hour: item.hour(now),
+        stats_day: item.day(now),
+    }))
+}
+
+/// CLEAN_EXPIRED_CONSUMEQUEUE (306): deletes consume-queue files that only point
+/// at deleted commit-log data.
+pub async fn clean_expired_consume_queue(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let store = ctx.store.clone();
+    let deleted = tokio::task::spawn_blocking(move || store.clean_expired_consume_queues()).await.unwrap_or(0);
+    tracing::info!(caller = %ch.peer_addr(), deleted, "expired consume-queue files cleaned");
+    Some(RemotingCommand::success())
+}
+
+/// CLEAN_UNUSED_TOPIC (316): drops the consume queues of topics the broker no
+/// longer has a configuration for (system topics excepted).
+pub async fn clean_unused_topic(ctx: &Arc<BrokerContext>, ch: &Channel, _: RemotingCommand) -> Option<RemotingCommand> {
+    let mut dropped = Vec::new();
+    for (t, _) in ctx.store.topic_queues() {
+        if !ctx.topics.contains(&t) && !topic::is_system_topic(&t) && !topic::is_retry_topic(&t) {
+            ctx.store.delete_topic(&t);
+            dropped.push(t);
+        }
+    }
+    tracing::warn!(caller = %ch.peer_addr(), topics = ?dropped, "unused topics' consume queues dropped");
+    Some(RemotingCommand::success())
+}
+
+/// TRIGGER_DELETE_FILES (27): runs retention now, whatever the `deleteWhen` hour
+/// (`mqadmin deleteExpiredCommitLog`).
+pub async fn trigger_delete_files(
+    ctx: &Arc<BrokerContext>,
+    ch: &Channel,
+    _: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let store = ctx.store.clone();
+    match tokio::task::spawn_blocking(move || store.delete_expired_files()).await {
+        Ok(report) => {
+            tracing::warn!(caller = %ch.peer_addr(), ?report, "retention run on request");
+            Some(RemotingCommand::success())
+        }
+        Err(e) => Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("retention failed: {e}"))),
+    }
+}
+
+/// RESUME_CHECK_HALF_MESSAGE (323): a transaction message parked after too many
+/// check-backs (or any half message) is checked again.
+pub async fn resume_check_half_message(
+    ctx: &Arc<BrokerContext>,
+    _: &Channel,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let h: ResumeCheckHalfMessageRequestHeader = try_header!(&req);
+    let offset = match common::msgid::decode_offset_msg_id(&h.msg_id) {
+        Ok((_, offset)) => offset,
+        Err(e) => {
+            return Some(RemotingCommand::error(
+                ResponseCode::SYSTEM_ERROR,
+                format!("{} is not an offset message id: {e}", h.msg_id),
+            ))
+        }
+    };
+    Some(match crate::transaction::resume_check(ctx, offset).await {
+        Ok(_) => RemotingCommand::success(),
+        Err(why) => RemotingCommand::error(ResponseCode::SYSTEM_ERROR, why),
+    })
 }

@@ -99,7 +99,7 @@ pub async fn check_client_config(
     if sub.is_tag_type() {
         return Some(RemotingCommand::success());
     }
-    if !ctx.config.enable_property_filter {
+    if !ctx.runtime.enable_property_filter() {
         return Some(RemotingCommand::error(
             ResponseCode::SYSTEM_ERROR,
             format!("The broker does not support consumer to filter message by {}", sub.expression_type),

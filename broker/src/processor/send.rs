@@ -282,7 +282,7 @@ async fn send(
 
     let tx_prepared = props.get(keys::TRANSACTION_PREPARED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if tx_prepared {
-        if ctx.config.reject_transaction_message {
+        if ctx.runtime.reject_transaction_message() {
             return Err(reject(
                 ResponseCode::NO_PERMISSION,
                 format!("the broker[{}] sending transaction message is forbidden", ctx.broker_addr),
@@ -318,8 +318,7 @@ async fn send(
     let result = ctx.store.put(put).await;
     drop(append);
     if result.status.is_stored() {
-        BrokerStats::add(&ctx.stats.send_messages, 1);
-        BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
+        ctx.record_put(&h.topic, 1, result.wrote_bytes as u64);
         if let Some(t) = message_type {
             ctx.metrics.record_in(&h.topic, t, [body_len]);
         }
@@ -439,8 +438,7 @@ async fn send_batch(
     let result = ctx.store.put_batch(puts).await;
     drop(append);
     if result.status.is_stored() {
-        BrokerStats::add(&ctx.stats.send_messages, n);
-        BrokerStats::add(&ctx.stats.send_bytes, result.wrote_bytes as u64);
+        ctx.record_put(&h.topic, n, result.wrote_bytes as u64);
         if let Some(t) = message_type {
             ctx.metrics.record_in(&h.topic, t, sizes);
         }

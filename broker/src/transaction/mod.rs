@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use common::properties::{keys, Properties};
 use common::sysflag::message as sysflag;
@@ -251,7 +251,7 @@ pub async fn check_round(ctx: &Arc<BrokerContext>) {
             }
             let times: u32 =
                 half.properties.get(keys::TRANSACTION_CHECK_TIMES).and_then(|t| t.parse().ok()).unwrap_or(0);
-            let step = if times >= ctx.config.transaction_check_max {
+            let step = if times >= ctx.runtime.transaction_check_max() {
                 warn!(msg_id = %uniq, "transaction checked too many times; parked in TRANS_CHECK_MAX_TIME_TOPIC");
                 Step::Decide(Decision::Discard)
             } else {
@@ -302,6 +302,29 @@ pub async fn check_round(ctx: &Arc<BrokerContext>) {
     tx.forget_done_below(cur);
 }
 
+/// RESUME_CHECK_HALF_MESSAGE: puts the message stored at `offset` (a half message,
+/// or one parked after too many checks) back into the half topic with its check
+/// count reset, so check rounds ask its producer again.
+///
+/// # Errors
+/// A sentence: no such message, or the store refused the copy.
+pub async fn resume_check(ctx: &BrokerContext, offset: i64) -> Result<String, String> {
+    let raw = ctx.store.look_message_by_offset(offset).ok_or_else(|| format!("no message at offset {offset}"))?;
+    let msg =
+        MessageExt::decode(&raw, false).map_err(|e| format!("the message at offset {offset} is unreadable: {e}"))?;
+    let mut props = msg.properties.clone();
+    props.insert(keys::TRANSACTION_CHECK_TIMES, "0".to_owned());
+    let put =
+        PutMessage { prepared_transaction_offset: 0, ..PutMessage::from_stored(&msg, TRANS_HALF_TOPIC, 0, &props) };
+    let r = ctx.store.put(put).await;
+    if !r.status.is_stored() {
+        return Err("Put message back to RMQ_SYS_TRANS_HALF_TOPIC failed.".to_owned());
+    }
+    let real = props.get(keys::REAL_TOPIC).unwrap_or(&msg.topic).to_owned();
+    info!(real_topic = %real, offset, "half message put back for checking");
+    Ok(real)
+}
+
 /// What the check-back plugin bound to the half message's real topic decides, if
 /// one is bound (`AskProducer` when it cannot decide: its failure policy).
 fn plugin_decision(ctx: &BrokerContext, half: &MessageExt, checked: u32) -> Option<CheckDecision> {
@@ -326,7 +349,7 @@ fn plugin_decision(ctx: &BrokerContext, half: &MessageExt, checked: u32) -> Opti
         check_count: checked,
         arg: &[],
     };
-    let check = CheckContext { now_ms: common::time::now_ms(), max_checks: ctx.config.transaction_check_max };
+    let check = CheckContext { now_ms: common::time::now_ms(), max_checks: ctx.runtime.transaction_check_max() };
     let mut out = [CheckDecision::AskProducer];
     let report = plugin.check_with_policy(&check, std::slice::from_ref(&view), &mut out);
     if let Some(e) = report.error {

@@ -18,6 +18,7 @@ pub mod pull_api;
 pub mod pull_consumer;
 pub mod push;
 pub mod rebalance;
+pub mod running_info;
 
 pub use listener::{
     AsyncFnListener, ConsumeContext, ConsumeOrderlyStatus, ConsumeStatus, MessageListenerConcurrently,

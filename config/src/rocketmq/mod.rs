@@ -354,6 +354,173 @@ pub(crate) fn to_dict(path: &Path, text: &str, table: &Table) -> Result<(Dict, V
 
 /// Converts one value; the error is the reason, without key or file (the
 /// caller adds both).
+/// One setting of a RocketMQ `key=value` update, converted to FerroMQ's path and
+/// value (as the properties file would be read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerSetting {
+    /// RocketMQ's key, as the request named it.
+    pub rocketmq: String,
+    /// FerroMQ's dotted path, e.g. `broker.broker_permission`.
+    pub ferromq: &'static str,
+    /// The converted value: RocketMQ's milliseconds become a duration string, and so on.
+    pub value: Value,
+}
+
+impl BrokerSetting {
+    /// The value as a boolean, if it is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Value::Bool(_, b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The value as a non-negative integer, if it is one.
+    pub fn as_u64(&self) -> Option<u64> {
+        match &self.value {
+            Value::Num(_, n) => n.to_u128().and_then(|n| u64::try_from(n).ok()),
+            _ => None,
+        }
+    }
+
+    /// The value as a duration (RocketMQ's milliseconds, seconds or hours), if it
+    /// is one.
+    pub fn as_duration(&self) -> Option<Duration> {
+        match &self.value {
+            Value::String(_, s) => humantime::parse_duration(s).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Parses the body of an UPDATE_BROKER_CONFIG request (Java properties text) into
+/// settings under FerroMQ's names. Every key must be a broker key RocketMQ and
+/// FerroMQ both have, with a value that converts; the error names the first that
+/// does not.
+///
+/// # Errors
+/// A syntax error, an unknown key or a value that does not convert, as a sentence.
+pub fn parse_broker_update(text: &str) -> std::result::Result<Vec<BrokerSetting>, String> {
+    parse_update(&BROKER, "broker setting", text)
+}
+
+/// [`parse_broker_update`] for a name server's UPDATE_NAMESRV_CONFIG.
+///
+/// # Errors
+/// A syntax error, an unknown key or a value that does not convert, as a sentence.
+pub fn parse_namesrv_update(text: &str) -> std::result::Result<Vec<BrokerSetting>, String> {
+    parse_update(&NAMESRV, "name server setting", text)
+}
+
+fn parse_update(table: &Table, what: &str, text: &str) -> std::result::Result<Vec<BrokerSetting>, String> {
+    let properties = properties::parse(text).map_err(|e| format!("line {}: {}", e.line, e.reason))?;
+    let mut out = Vec::new();
+    for p in properties {
+        let Some(entry) = table.entries.iter().find(|e| e.rocketmq == p.key) else {
+            return Err(format!("unknown {what} {:?}", p.key));
+        };
+        let value =
+            convert(entry.unit, &p.value).map_err(|why| format!("{}: invalid value {:?}: {why}", p.key, p.value))?;
+        out.push(BrokerSetting { rocketmq: p.key, ferromq: entry.ferromq, value });
+    }
+    Ok(out)
+}
+
+/// A broker's settings as RocketMQ names and writes them (GET_BROKER_CONFIG's
+/// body): RocketMQ's keys and units (milliseconds, seconds, hours, percent) for
+/// every setting both have, then FerroMQ's own settings under their dotted paths.
+/// Unset optional settings are left out.
+pub fn broker_properties(cfg: &crate::BrokerConfig) -> Vec<(String, String)> {
+    properties_of(&BROKER, "broker.", cfg)
+}
+
+/// [`broker_properties`] for a name server (GET_NAMESRV_CONFIG).
+pub fn namesrv_properties(cfg: &crate::NamesrvConfig) -> Vec<(String, String)> {
+    properties_of(&NAMESRV, "namesrv.", cfg)
+}
+
+fn properties_of<T: serde::Serialize>(table: &Table, section: &str, cfg: &T) -> Vec<(String, String)> {
+    let Ok(root) = Value::serialize(cfg) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut covered = std::collections::HashSet::new();
+    for e in table.entries {
+        let Some(path) = e.ferromq.strip_prefix(section) else { continue };
+        if matches!(e.unit, Unit::CommitLogDir) || !covered.insert(path) {
+            continue;
+        }
+        if let Some(text) = root.find_ref(path).and_then(|v| unconvert(e.unit, v)) {
+            out.push((e.rocketmq.to_owned(), text));
+        }
+    }
+    let mut rest = Vec::new();
+    flatten_uncovered("", &root, &covered, &mut rest);
+    out.extend(rest);
+    out
+}
+
+fn flatten_uncovered(
+    prefix: &str,
+    v: &Value,
+    covered: &std::collections::HashSet<&str>,
+    out: &mut Vec<(String, String)>,
+) {
+    if covered.contains(prefix) {
+        return;
+    }
+    match v {
+        Value::Dict(_, map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten_uncovered(&key, v, covered, out);
+            }
+        }
+        Value::Empty(..) => {}
+        other => match scalar_text(other) {
+            Some(text) => out.push((prefix.to_owned(), text)),
+            None => {
+                if let Value::Array(_, items) = other {
+                    for (i, v) in items.iter().enumerate() {
+                        flatten_uncovered(&format!("{prefix}.{i}"), v, covered, out);
+                    }
+                }
+            }
+        },
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(_, s) => Some(s.clone()),
+        Value::Char(_, c) => Some(c.to_string()),
+        Value::Bool(_, b) => Some(b.to_string()),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string()))
+            .or_else(|| n.to_f64().map(|f| f.to_string())),
+        Value::Array(_, items) => {
+            let parts: Option<Vec<String>> = items.iter().map(scalar_text).collect();
+            parts.map(|p| p.join(";"))
+        }
+        _ => None,
+    }
+}
+
+/// The inverse of [`convert`]: a FerroMQ value in RocketMQ's unit.
+fn unconvert(unit: Unit, v: &Value) -> Option<String> {
+    let duration = || match v {
+        Value::String(_, s) => humantime::parse_duration(s).ok(),
+        _ => None,
+    };
+    match unit {
+        Unit::Millis => duration().map(|d| d.as_millis().to_string()),
+        Unit::Seconds => duration().map(|d| d.as_secs().to_string()),
+        Unit::Hours => duration().map(|d| (d.as_secs() / 3600).to_string()),
+        Unit::PercentToRatio => v.to_f64().map(|r| format!("{}", (r * 100.0).round() as i64)),
+        _ => scalar_text(v),
+    }
+}
+
 fn convert(unit: Unit, text: &str) -> Result<Value, String> {
     let int = |max: u64| -> Result<u64, String> {
         let n: u64 = text.parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
@@ -397,6 +564,50 @@ mod tests {
 
     fn check(unit: Unit, text: &str, expected: Value) {
         assert_eq!(convert(unit, text).unwrap(), expected, "{text:?}");
+    }
+
+    #[test]
+    fn broker_properties_use_rocketmq_names_and_units_and_read_back() {
+        let cfg = crate::BrokerConfig::default();
+        let props = broker_properties(&cfg);
+        let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("listenPort"), Some("10911"));
+        assert_eq!(get("brokerRole"), Some("ASYNC_MASTER"));
+        assert_eq!(get("flushIntervalCommitLog"), Some("500"));
+        assert_eq!(get("fileReservedTime"), Some("72"));
+        assert_eq!(get("diskSpaceCleanForciblyRatio"), Some("85"));
+        assert_eq!(get("broker_name"), None, "a mapped key is listed once, under RocketMQ's name");
+        assert!(get("max_reconsume_times").is_some(), "FerroMQ-only settings follow under their own path");
+        // Every RocketMQ-named line converts back to the value it came from.
+        let text: String = props
+            .iter()
+            .filter(|(k, _)| BROKER.entries.iter().any(|e| e.rocketmq == k))
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        let settings = parse_broker_update(&text).unwrap();
+        let root = Value::serialize(&cfg).unwrap();
+        for s in &settings {
+            let path = s.ferromq.strip_prefix("broker.").unwrap();
+            let original = root.find_ref(path).unwrap();
+            let same = match (original, &s.value) {
+                (Value::String(_, a), Value::String(_, b)) => humantime::parse_duration(a)
+                    .ok()
+                    .zip(humantime::parse_duration(b).ok())
+                    .map_or(a == b, |(x, y)| x == y),
+                (a, b) => scalar_text(a) == scalar_text(b),
+            };
+            assert!(same, "{}: {original:?} != {:?}", s.rocketmq, s.value);
+        }
+        assert!(settings.len() > 40, "{}", settings.len());
+    }
+
+    #[test]
+    fn broker_updates_name_the_bad_key() {
+        assert!(parse_broker_update("brokerPermission=4\n").is_ok());
+        let e = parse_broker_update("brokerPermision=4").unwrap_err();
+        assert!(e.contains("brokerPermision"), "{e}");
+        let e = parse_broker_update("longPollingEnable=yes").unwrap_err();
+        assert!(e.contains("longPollingEnable") && e.contains("true or false"), "{e}");
     }
 
     #[test]

@@ -107,3 +107,58 @@ pub fn kill9(b: Broker) -> tempfile::TempDir {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Every message a listener was handed, in arrival order.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<MessageExt>>>;
+
+/// A push consumer of `group` on `topic` (`expr` a TAG expression) from the first
+/// offset, rebalancing every second, that records what it receives and answers
+/// success; heartbeats every second too, so brokers see it at once.
+pub async fn recording_consumer(
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+    expr: &str,
+) -> Result<(client::consumer::PushConsumer, Received)> {
+    use client::consumer::{ConsumeContext, ConsumeFromWhere, ConsumeStatus, PushConsumer};
+    let seen: Received = Received::default();
+    let sink = seen.clone();
+    let consumer = PushConsumer::builder(group)
+        .namesrv(namesrv)
+        .subscribe(topic, expr)
+        .consume_from(ConsumeFromWhere::FirstOffset)
+        .with_options(|o| o.rebalance_interval = Duration::from_secs(1))
+        .on_message(move |msgs: &[MessageExt], _: &ConsumeContext| {
+            sink.lock().expect("not poisoned").extend_from_slice(msgs);
+            ConsumeStatus::Success
+        })
+        .start()
+        .await?;
+    Ok((consumer, seen))
+}
+
+/// Runs `ferromq-admin -n <ns> <args>`: (exit success, stdout + stderr).
+pub fn admin_cli(ns: &str, args: &[&str]) -> Result<(bool, String)> {
+    let out = std::process::Command::new(tests::binary("ferromq-admin"))
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .env_remove("NAMESRV_ADDR")
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// Runs a `ferromq-admin` verb that must succeed; returns its output.
+pub fn admin_ok(ns: &str, args: &[&str]) -> Result<String> {
+    let (success, out) = admin_cli(ns, args)?;
+    anyhow::ensure!(success, "ferromq-admin {args:?} failed: {out}");
+    Ok(out)
+}
+
+/// Runs a `ferromq-admin` verb that must fail; returns its output.
+pub fn admin_fails(ns: &str, args: &[&str]) -> Result<String> {
+    let (success, out) = admin_cli(ns, args)?;
+    anyhow::ensure!(!success, "ferromq-admin {args:?} should have failed: {out}");
+    Ok(out)
+}

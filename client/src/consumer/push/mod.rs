@@ -79,6 +79,7 @@ use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::pull_api::PullApi;
 use crate::consumer::rebalance::{AllocateAveragely, AllocateStrategy};
+use crate::consumer::running_info::{DirectResult, ProcessQueueInfo, RunningInfo};
 use crate::error::{Error, Result};
 use crate::instance::{ClientInstance, ConsumerHandle, REBALANCE_INTERVAL};
 use crate::msg_trace::{self, MsgTracer};
@@ -390,6 +391,7 @@ impl PushConsumerBuilder {
             inner_producer,
             msg_trace,
             shut_down: AtomicBool::new(false),
+            started_ms: now_ms(),
         });
         let handle = Arc::new(Handle { group: inner.group.clone(), inner: Arc::downgrade(&inner) });
         if !inner.instance.try_register_consumer(handle) {
@@ -519,6 +521,8 @@ struct Inner {
     /// The message-trace recorder, when `enable_msg_trace` is set.
     msg_trace: Option<Arc<MsgTracer>>,
     shut_down: AtomicBool,
+    /// When the consumer started (PROP_CONSUMER_START_TIMESTAMP).
+    started_ms: i64,
 }
 
 /// A listener call's spans and message-trace records in progress.
@@ -587,6 +591,82 @@ impl ConsumerHandle for Handle {
             if let Some(i) = inner.upgrade() {
                 i.reset_offsets(&topic, offsets).await;
             }
+        })
+    }
+
+    fn running_info(&self) -> RunningInfo {
+        let Some(i) = self.inner.upgrade() else { return RunningInfo::default() };
+        let mut properties = BTreeMap::new();
+        let mut prop = |k: &str, v: String| {
+            properties.insert(k.to_owned(), v);
+        };
+        prop("PROP_CONSUME_TYPE", ConsumeType::ConsumePassively.as_str().to_owned());
+        prop("PROP_CONSUMEORDERLY", i.is_orderly().to_string());
+        prop("PROP_THREADPOOL_CORE_SIZE", i.opts.consume_concurrency.to_string());
+        prop("PROP_CONSUMER_START_TIMESTAMP", i.started_ms.to_string());
+        prop("messageModel", i.model.as_str().to_owned());
+        prop("consumeFromWhere", i.from_where.as_str().to_owned());
+        let table: Vec<(MessageQueue, Arc<ProcessQueue>)> =
+            i.table.lock().iter().map(|(mq, pq)| (mq.clone(), pq.clone())).collect();
+        let mut queues: Vec<(MessageQueue, ProcessQueueInfo)> = table
+            .into_iter()
+            .map(|(mq, pq)| {
+                let (count, bytes) = pq.cached();
+                let info = ProcessQueueInfo {
+                    commit_offset: i.store.read(&mq).unwrap_or(-1),
+                    cached_msg_count: i32::try_from(count).unwrap_or(i32::MAX),
+                    cached_msg_size_in_mib: i32::try_from(bytes / (1024 * 1024)).unwrap_or(i32::MAX),
+                    locked: pq.is_locked(),
+                    droped: pq.is_dropped(),
+                    ..ProcessQueueInfo::default()
+                };
+                (mq, info)
+            })
+            .collect();
+        queues.sort_by(|a, b| a.0.cmp(&b.0));
+        RunningInfo { properties, subscriptions: i.subs.iter().map(|s| (**s).clone()).collect(), queues }
+    }
+
+    fn queue_offsets(&self, topic: &str) -> Vec<(MessageQueue, i64)> {
+        let Some(i) = self.inner.upgrade() else { return Vec::new() };
+        let mqs: Vec<MessageQueue> = i.table.lock().keys().filter(|mq| mq.topic == topic).cloned().collect();
+        let mut out: Vec<(MessageQueue, i64)> =
+            mqs.into_iter().filter_map(|mq| Some((mq.clone(), i.store.read(&mq)?))).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn consume_directly(&self, msg: MessageExt, broker_name: String) -> BoxFuture<Option<DirectResult>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let i = inner.upgrade()?;
+            let mq = MessageQueue::new(msg.topic.clone(), broker_name, msg.queue_id);
+            let ctx = ConsumeContext::new(mq);
+            let started = std::time::Instant::now();
+            let msgs = [msg];
+            let (order, result) = match &i.listener {
+                Listener::Concurrent(l) => {
+                    let r = match l.consume(&msgs, &ctx).await {
+                        ConsumeStatus::Success => "CR_SUCCESS",
+                        ConsumeStatus::ReconsumeLater => "CR_LATER",
+                    };
+                    (false, r)
+                }
+                Listener::Orderly(l) => {
+                    let r = match l.consume(&msgs, &ctx).await {
+                        ConsumeOrderlyStatus::Success => "CR_SUCCESS",
+                        ConsumeOrderlyStatus::SuspendCurrentQueueAMoment => "CR_LATER",
+                    };
+                    (true, r)
+                }
+            };
+            Some(DirectResult {
+                order,
+                auto_commit: true,
+                consume_result: result,
+                remark: None,
+                spent_time_mills: started.elapsed().as_millis() as i64,
+            })
         })
     }
 }
