@@ -136,9 +136,10 @@ impl Channel {
         Ok(Self::spawn_halves(read, write, (peer, local), handler, options, tracker, cancel))
     }
 
-    /// [`Channel::spawn`] over an established TLS session (either side) of a TCP
-    /// connection between `peer` and `local`.
-    pub fn spawn_tls<S>(
+    /// [`Channel::spawn`] over any established byte stream between `peer` and
+    /// `local`: a TLS session (either side) of a TCP connection, or an in-process pipe
+    /// ([`crate::server::LocalConnector`]).
+    pub fn spawn_io<S>(
         stream: S,
         (peer, local): (SocketAddr, SocketAddr),
         handler: Arc<dyn RequestHandler>,

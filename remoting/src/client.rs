@@ -127,7 +127,7 @@ impl RemotingClient {
                         connect_error(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
                     })?
                     .map_err(connect_error)?;
-                Channel::spawn_tls(
+                Channel::spawn_io(
                     session,
                     ends,
                     self.inner.handler.clone(),

@@ -183,7 +183,7 @@ async fn accept_tls(
         crate::tls::Accepted::Plain(stream) => Channel::spawn(stream, handler, options, tracker, cancel)
             .inspect_err(|e| warn!(peer = %peer, error = %e, "could not set up connection"))
             .ok(),
-        crate::tls::Accepted::Tls(s) => Some(Channel::spawn_tls(*s, (peer, local), handler, options, tracker, cancel)),
+        crate::tls::Accepted::Tls(s) => Some(Channel::spawn_io(*s, (peer, local), handler, options, tracker, cancel)),
     }
 }
 
@@ -198,6 +198,51 @@ pub struct RemotingServer {
     tracker: TaskTracker,
     accept: tokio::task::JoinHandle<()>,
     channels: Arc<Mutex<HashMap<u64, Channel>>>,
+    local: LocalConnector,
+}
+
+/// Opens connections to a [`RemotingServer`] from inside its own process, over an
+/// in-memory pipe instead of TCP. The server treats them as any connection (same
+/// handler, guard, observers, shutdown); the broker's gRPC endpoint gives each of its
+/// clients one, as RocketMQ's proxy in local mode calls the broker's processors.
+#[derive(Clone)]
+pub struct LocalConnector {
+    local_addr: SocketAddr,
+    handler: Arc<dyn RequestHandler>,
+    options: ChannelOptions,
+    tracker: TaskTracker,
+    connections: CancellationToken,
+    channels: Arc<Mutex<HashMap<u64, Channel>>>,
+}
+
+impl LocalConnector {
+    /// Bytes buffered in each direction of the pipe.
+    const PIPE: usize = 256 * 1024;
+
+    /// A connection to the server from a client at `peer` (the server sees that
+    /// address, as it would a TCP peer's). The returned channel is the client's end:
+    /// requests go out with [`Channel::request`]; requests the server sends the client
+    /// are handled by `inbound`. Closing it closes the server's end.
+    pub fn connect(&self, peer: SocketAddr, inbound: Arc<dyn RequestHandler>) -> Channel {
+        let (client_io, server_io) = tokio::io::duplex(Self::PIPE);
+        let server = Channel::spawn_io(
+            server_io,
+            (peer, self.local_addr),
+            self.handler.clone(),
+            &self.options,
+            self.tracker.clone(),
+            self.connections.child_token(),
+        );
+        self.channels.lock().insert(server.id(), server);
+        Channel::spawn_io(
+            client_io,
+            (self.local_addr, peer),
+            inbound,
+            &self.options,
+            TaskTracker::new(),
+            self.connections.child_token(),
+        )
+    }
 }
 
 impl RemotingServer {
@@ -221,6 +266,15 @@ impl RemotingServer {
         let connections = CancellationToken::new();
         let tracker = TaskTracker::new();
         let channels: Arc<Mutex<HashMap<u64, Channel>>> = Arc::default();
+        let handler: Arc<dyn RequestHandler> = Arc::new(Tracked { inner: handler, channels: channels.clone() });
+        let local = LocalConnector {
+            local_addr,
+            handler: handler.clone(),
+            options: config.channel.clone(),
+            tracker: tracker.clone(),
+            connections: connections.clone(),
+            channels: channels.clone(),
+        };
         let accept = tokio::spawn(
             accept_loop(
                 listener,
@@ -233,11 +287,16 @@ impl RemotingServer {
             )
             .instrument(tracing::info_span!("accept", addr = %local_addr)),
         );
-        Ok(Self { local_addr, cancel, connections, tracker, accept, channels })
+        Ok(Self { local_addr, cancel, connections, tracker, accept, channels, local })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Opens in-process connections to this server.
+    pub fn local_connector(&self) -> LocalConnector {
+        self.local.clone()
     }
 
     /// Number of open connections.
@@ -287,7 +346,6 @@ async fn accept_loop(
     tracker: TaskTracker,
     channels: Arc<Mutex<HashMap<u64, Channel>>>,
 ) {
-    let handler: Arc<dyn RequestHandler> = Arc::new(Tracked { inner: handler, channels: channels.clone() });
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,

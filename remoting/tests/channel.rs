@@ -745,3 +745,59 @@ impl RequestOwned for Channel {
         Box::pin(async move { self.request(RemotingCommand::request(code), timeout).await })
     }
 }
+
+// ---- in-process connections ----------------------------------------------------------
+
+/// Answers server → client requests with their code in a header field.
+struct Answering;
+
+impl RequestHandler for Answering {
+    fn handle(&self, _: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
+        Box::pin(async move {
+            let mut resp = RemotingCommand::success();
+            resp.ext_fields.insert("asked", request.code.to_string());
+            Some(resp)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_local_connection_is_served_like_a_tcp_one_and_closes_both_ends() {
+    let closed_peers = Arc::new(Mutex::new(Vec::new()));
+    let server_side = Arc::new(Mutex::new(None::<Channel>));
+    let mut d = Dispatcher::new();
+    echo(&mut d);
+    let seen = server_side.clone();
+    d.register(CHAIN, move |ch: Channel, _req: RemotingCommand| {
+        let seen = seen.clone();
+        async move {
+            // Ask the client something over the same connection, as a broker asks a
+            // producer for a transaction's state.
+            let asked = ch.request(RemotingCommand::request(ECHO), WAIT).await.ok()?;
+            *seen.lock().unwrap() = Some(ch);
+            let mut resp = RemotingCommand::success();
+            resp.ext_fields.insert("client_said", asked.ext_fields.get("asked").unwrap_or("-"));
+            Some(resp)
+        }
+    });
+    let closed = closed_peers.clone();
+    Dispatcher::on_close(&mut d, move |ch: &Channel| closed.lock().unwrap().push(ch.peer_addr()));
+    let server = serve(d).await;
+
+    let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
+    let ch = server.local_connector().connect(peer, Arc::new(Answering));
+    assert_eq!(ch.peer_addr(), server.local_addr());
+    for seq in 0..100 {
+        assert_echoed(&within("echo", ch.request(echo_request(seq), WAIT)).await.unwrap(), seq);
+    }
+    let resp = within("a request back", ch.request(RemotingCommand::request(CHAIN), WAIT)).await.unwrap();
+    assert_eq!(resp.ext_fields.get("client_said"), Some(ECHO.0.to_string().as_str()));
+    let server_end = server_side.lock().unwrap().clone().unwrap();
+    assert_eq!(server_end.peer_addr(), peer, "the server sees the client's address");
+    assert_eq!(server.connection_count(), 1);
+
+    ch.close();
+    eventually("the server end to close", || async { server_end.is_closed() }).await;
+    eventually("the close hook", || async { closed_peers.lock().unwrap().as_slice() == [peer] }).await;
+    eventually("the connection to be forgotten", || async { server.connection_count() == 0 }).await;
+}
