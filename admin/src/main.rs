@@ -53,7 +53,7 @@ enum Command {
     /// Create or update a topic on one broker or on every master of a cluster.
     #[command(
         name = "updateTopic",
-        after_help = "Examples:\n  ferromq-admin updateTopic -t TopicTest -q 8\n  ferromq-admin updateTopic -t Orders -r 4 -w 4 -o --clusterName DefaultCluster"
+        after_help = "Examples:\n  ferromq-admin updateTopic -t TopicTest -q 8\n  ferromq-admin updateTopic -t Orders -r 4 -w 4 -o --clusterName DefaultCluster\n  ferromq-admin updateTopic -t Payments -a +message.type=FIFO   (RocketMQ 5 clients: FIFO message groups)"
     )]
     UpdateTopic {
         #[arg(short = 't', long)]
@@ -71,6 +71,11 @@ enum Command {
         /// An ordered topic (its queues are kept in order across brokers).
         #[arg(short = 'o', long)]
         order: bool,
+        /// Attribute changes, RocketMQ 5's `+key=value,-key`: `+message.type=FIFO`
+        /// (NORMAL, FIFO, DELAY, TRANSACTION or MIXED) sets the message type the
+        /// topic accepts from RocketMQ 5 clients.
+        #[arg(short = 'a', long)]
+        attributes: Option<String>,
         /// One broker (`ip:port`) instead of every master of the cluster.
         #[arg(short = 'b', long = "brokerAddr")]
         broker: Option<String>,
@@ -907,12 +912,13 @@ async fn main() -> Result<()> {
             Command::BrokerStatus { broker } => {
                 a.broker_runtime_info(broker).await?.iter().map(|(k, v)| format!("{k:<32} : {v}\n")).collect()
             }
-            Command::UpdateTopic { topic, queues, read_queues, write_queues, perm, order, broker, cluster } => {
+            Command::UpdateTopic { topic, queues, read_queues, write_queues, perm, order, attributes, broker, cluster } => {
                 let h = remoting::header::broker::CreateTopicRequestHeader {
                     read_queue_nums: read_queues.unwrap_or(*queues),
                     write_queue_nums: write_queues.unwrap_or(*queues),
                     perm: *perm,
                     order: *order,
+                    attributes: attributes.clone(),
                     ..remoting::header::broker::CreateTopicRequestHeader::new(topic.as_str(), *queues)
                 };
                 let target = ops::Target { broker: broker.clone(), cluster: cluster.clone() };

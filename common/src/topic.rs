@@ -185,6 +185,50 @@ impl TopicConfig {
     }
 }
 
+/// The topic attribute RocketMQ 5 declares the accepted message type with.
+pub const MESSAGE_TYPE_ATTRIBUTE: &str = "message.type";
+/// Its values: one type, or `MIXED` for any.
+pub const MESSAGE_TYPES: &[&str] = &["NORMAL", "FIFO", "DELAY", "TRANSACTION", "MIXED"];
+
+/// Applies RocketMQ 5's attribute changes (`+key=value` sets, `-key` removes, comma
+/// separated, as `mqadmin updateTopic -a` sends them) to `current`. Only the
+/// attributes FerroMQ honours are accepted (`message.type`); any other key is refused
+/// by name rather than stored and ignored.
+///
+/// # Errors
+/// A malformed entry, an unsupported key or an invalid value, named.
+pub fn alter_attributes(
+    current: &std::collections::BTreeMap<String, String>,
+    changes: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = current.clone();
+    for entry in changes.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (key, value) = match (entry.strip_prefix('+'), entry.strip_prefix('-')) {
+            (Some(kv), _) => match kv.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => return Err(format!("attribute `{entry}`: expected +key=value")),
+            },
+            (_, Some(k)) => (k.trim(), None),
+            _ => return Err(format!("attribute `{entry}`: expected +key=value or -key")),
+        };
+        if key != MESSAGE_TYPE_ATTRIBUTE {
+            return Err(format!("attribute `{key}` is not supported (supported: {MESSAGE_TYPE_ATTRIBUTE})"));
+        }
+        match value {
+            Some(v) if MESSAGE_TYPES.contains(&v) => {
+                out.insert(key.to_owned(), v.to_owned());
+            }
+            Some(v) => {
+                return Err(format!("attribute `{key}`: `{v}` is not one of {}", MESSAGE_TYPES.join(", ")));
+            }
+            None => {
+                out.remove(key);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +272,18 @@ mod tests {
         assert_eq!(t.encode_compact(), "T1 8 8 7 MULTI_TAG");
         assert_eq!(TopicConfig::decode_compact(&t.encode_compact()), Some(t));
         assert_eq!(TopicConfig::decode_compact("T1 8 x 7 SINGLE_TAG"), None);
+    }
+
+    #[test]
+    fn attributes_take_message_type_changes_and_refuse_the_rest() {
+        let none = std::collections::BTreeMap::new();
+        let fifo = alter_attributes(&none, "+message.type=FIFO").unwrap();
+        assert_eq!(fifo.get(MESSAGE_TYPE_ATTRIBUTE).map(String::as_str), Some("FIFO"));
+        assert!(alter_attributes(&fifo, "-message.type").unwrap().is_empty());
+        assert_eq!(alter_attributes(&fifo, "").unwrap(), fifo);
+        let err = alter_attributes(&none, "+queue.type=BatchCQ").unwrap_err();
+        assert!(err.contains("queue.type") && err.contains("not supported"), "{err}");
+        assert!(alter_attributes(&none, "+message.type=LIFO").unwrap_err().contains("LIFO"));
+        assert!(alter_attributes(&none, "message.type=FIFO").is_err());
     }
 }

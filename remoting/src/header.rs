@@ -546,6 +546,8 @@ pub mod broker {
             topic_filter_type: String = "topicFilterType",
             topic_sys_flag: Option<i32> = "topicSysFlag",
             order: bool = "order",
+            /// RocketMQ 5's attribute changes (`+message.type=FIFO`, `-key`).
+            attributes: Option<String> = "attributes",
         }
     }
 
@@ -563,6 +565,7 @@ pub mod broker {
                 topic_filter_type: common::topic::TopicFilterType::SingleTag.as_str().to_owned(),
                 topic_sys_flag: Some(0),
                 order: false,
+                attributes: None,
             }
         }
     }

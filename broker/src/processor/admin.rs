@@ -46,6 +46,13 @@ pub async fn update_and_create_topic(
             format!("queue numbers must be in 1..=1024 (read {}, write {})", h.read_queue_nums, h.write_queue_nums),
         ));
     }
+    // Attributes carry over an update unless changed (RocketMQ 5's rule).
+    let old = ctx.topics.get(&h.topic);
+    let current = old.as_ref().map(|t| t.attributes.clone()).unwrap_or_default();
+    let attributes = match topic::alter_attributes(&current, h.attributes.as_deref().unwrap_or("")) {
+        Ok(a) => a,
+        Err(e) => return Some(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e)),
+    };
     let tc = TopicConfig {
         topic_name: h.topic,
         read_queue_nums: h.read_queue_nums,
@@ -54,11 +61,10 @@ pub async fn update_and_create_topic(
         topic_filter_type: TopicFilterType::from_name(&h.topic_filter_type).unwrap_or_default(),
         topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
         order: h.order,
-        ..TopicConfig::default()
+        attributes,
     };
     // An ordered topic that grows gets its drain barrier before any client can
     // see the new queues (`order_expansion`).
-    let old = ctx.topics.get(&tc.topic_name);
     let max_offset = |q: i32| ctx.store.max_offset_in_queue(&tc.topic_name, q);
     if let Err(e) = ctx.order_expansions.on_topic_update(old.as_ref(), &tc, max_offset, common::time::now_ms()) {
         return Some(RemotingCommand::error(
