@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use client::consumer::{
     ConsumeContext, ConsumeFromWhere, ConsumeStatus, LitePullConsumer, LitePullOptions, PullConsumer, PullStatus,
     PushConsumer,
@@ -45,41 +45,7 @@ fn python() -> PathBuf {
 }
 
 fn make_venv() -> Result<PathBuf> {
-    let dir = compat_support::compat_dir().join("python-venv");
-    let py = dir.join("bin").join("python");
-    let marker = dir.join(".ferromq-installed");
-    compat_support::with_install_lock("python-venv", || {
-        if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == PACKAGE) && py.exists() {
-            return Ok(py.clone());
-        }
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing the incomplete {}", dir.display()))?;
-        }
-        let logs = compat_support::compat_dir();
-        let python3 = std::env::var("FERROMQ_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        compat_support::run_step(
-            "creating the venv",
-            std::process::Command::new(&python3).args(["-m", "venv"]).arg(&dir),
-            &logs.join("python-venv.log"),
-            Duration::from_secs(120),
-        )?;
-        compat_support::run_step(
-            "pip install",
-            std::process::Command::new(&py)
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--timeout", "60", PACKAGE])
-                .env("PIP_NO_PYTHON_VERSION_WARNING", "1"),
-            &logs.join("python-pip.log"),
-            Duration::from_secs(300),
-        )?;
-        compat_support::run_step(
-            "importing the client",
-            std::process::Command::new(&py).args(["-c", "import rocketmq.client"]),
-            &logs.join("python-import.log"),
-            Duration::from_secs(60),
-        )?;
-        std::fs::write(&marker, PACKAGE)?;
-        Ok(py.clone())
-    })
+    compat_support::python_venv("python-venv", PACKAGE, "import rocketmq.client")
 }
 
 fn spawn(name: &str, script: &str, args: &[(&str, &str)], home: &tempfile::TempDir) -> Result<ClientProcess> {

@@ -53,6 +53,50 @@ pub fn scripts_dir(lang: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("compat").join(lang)
 }
 
+/// A venv `target/compat/<name>` with `package` installed from PyPI, made once per
+/// target directory (under a lock), checked by running `import_check`; returns its
+/// interpreter. `FERROMQ_PYTHON` names the Python to make it with.
+///
+/// # Errors
+/// A step failed (its log under `target/compat` is named).
+pub fn python_venv(name: &str, package: &str, import_check: &str) -> Result<PathBuf> {
+    let dir = compat_dir().join(name);
+    let py = dir.join("bin").join("python");
+    let marker = dir.join(".ferromq-installed");
+    with_install_lock(name, || {
+        if fs::read_to_string(&marker).is_ok_and(|m| m.trim() == package) && py.exists() {
+            return Ok(py.clone());
+        }
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing the incomplete {}", dir.display()))?;
+        }
+        let logs = compat_dir();
+        let python3 = std::env::var("FERROMQ_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        run_step(
+            "creating the venv",
+            Command::new(&python3).args(["-m", "venv"]).arg(&dir),
+            &logs.join(format!("{name}.log")),
+            Duration::from_secs(120),
+        )?;
+        run_step(
+            "pip install",
+            Command::new(&py)
+                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--timeout", "60", package])
+                .env("PIP_NO_PYTHON_VERSION_WARNING", "1"),
+            &logs.join(format!("{name}-pip.log")),
+            Duration::from_secs(300),
+        )?;
+        run_step(
+            "importing the client",
+            Command::new(&py).args(["-c", import_check]),
+            &logs.join(format!("{name}-import.log")),
+            Duration::from_secs(60),
+        )?;
+        fs::write(&marker, package)?;
+        Ok(py.clone())
+    })
+}
+
 /// Runs `f` holding an exclusive lock on `target/compat/<name>.lock`.
 ///
 /// # Errors
