@@ -23,6 +23,8 @@ NAMESRV_PORT=${NAMESRV_PORT:-9876}
 BROKER_PORT=${BROKER_PORT:-10911}
 BROKER_HA_PORT=${BROKER_HA_PORT:-$((BROKER_PORT + 1))}
 CONSOLE_PORT=${CONSOLE_PORT:-8080}
+# The gRPC endpoint RocketMQ 5 clients connect to (0 picks a free port).
+GRPC_PORT=${GRPC_PORT:-8081}
 NAMESRV_ADDR=127.0.0.1:$NAMESRV_PORT
 export NAMESRV_ADDR
 CARGO=${CARGO:-cargo}
@@ -105,10 +107,10 @@ if alive "$(cat "$STATE/namesrv.pid" 2>/dev/null)" && alive "$(cat "$STATE/broke
     say "reusing the running name server, broker and console (logs in $WORK)"
 else
     stop_servers >/dev/null
-    for port in "$NAMESRV_PORT" "$BROKER_PORT" "$BROKER_HA_PORT" "$CONSOLE_PORT"; do
+    for port in "$NAMESRV_PORT" "$BROKER_PORT" "$BROKER_HA_PORT" "$GRPC_PORT" "$CONSOLE_PORT"; do
         [[ $port == 0 ]] && continue
         if port_busy "$port"; then
-            echo "port $port is in use: stop what runs there, or set NAMESRV_PORT / BROKER_PORT / CONSOLE_PORT" >&2
+            echo "port $port is in use: stop what runs there, or set NAMESRV_PORT / BROKER_PORT / GRPC_PORT / CONSOLE_PORT" >&2
             exit 1
         fi
     done
@@ -126,6 +128,7 @@ else
     say "starting the broker on port $BROKER_PORT"
     FERROMQ_BROKER_LISTEN_PORT=$BROKER_PORT \
     FERROMQ_BROKER_HA_LISTEN_PORT=$BROKER_HA_PORT \
+    FERROMQ_BROKER_GRPC_SERVER_PORT=$GRPC_PORT \
     FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR=$WORK/store \
     FERROMQ_BROKER_STORE__MAPPED_FILE_SIZE_COMMIT_LOG=67108864 \
     FERROMQ_BROKER_TELEMETRY__LOG_LEVEL=info \

@@ -25,6 +25,7 @@ pub mod controlled;
 pub mod error;
 pub mod filter;
 pub mod gauges;
+pub mod grpc_endpoint;
 pub mod hold;
 pub mod lock;
 pub mod membership;
@@ -74,6 +75,8 @@ pub struct StartOptions {
 pub struct Broker {
     ctx: Arc<BrokerContext>,
     server: remoting::RemotingServer,
+    /// The gRPC endpoint for RocketMQ 5 clients (`None`: `grpc_server_port = -1`).
+    grpc: Option<grpc::GrpcServer>,
     metrics: Option<Arc<telemetry::MetricsExporter>>,
     cancel: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
@@ -212,6 +215,7 @@ impl Broker {
             tasks.spawn(tls.clone().watch(cancel.clone()).instrument(tracing::info_span!("tls_reload")));
         }
         let server = remoting::RemotingServer::serve(listener, server_config, Arc::new(dispatcher))?;
+        let grpc = grpc_endpoint::start(&ctx, server.local_connector()).await?;
 
         tasks.spawn(namesrv_api::run(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("register_broker")));
         tasks.spawn(housekeeping(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("client_housekeeping")));
@@ -228,7 +232,7 @@ impl Broker {
         }
         info!(addr = %broker_addr, cluster = %ctx.config.broker_cluster_name, broker_name = %ctx.config.broker_name,
               role = ctx.role.role().as_str(), ha = %ctx.role.ha_addr(), "broker started");
-        Ok(Self { ctx, server, metrics: exporter, cancel, tasks })
+        Ok(Self { ctx, server, grpc, metrics: exporter, cancel, tasks })
     }
 
     /// The address bound by the listener.
@@ -239,6 +243,11 @@ impl Broker {
     /// The address registered with name servers and written into records.
     pub fn broker_addr(&self) -> SocketAddr {
         self.ctx.broker_addr
+    }
+
+    /// The gRPC endpoint's address, unless it is off (`grpc_server_port = -1`).
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(grpc::GrpcServer::local_addr)
     }
 
     /// The Prometheus endpoint's address, when metrics are exported there.
@@ -274,6 +283,9 @@ impl Broker {
             Some(Ha::Master(m)) => m.shutdown().await,
             Some(Ha::Slave(s)) => s.shutdown().await,
             None => {}
+        }
+        if let Some(g) = self.grpc {
+            g.shutdown().await;
         }
         self.server.shutdown(grace).await;
         self.tasks.close();

@@ -49,6 +49,9 @@ fn main() -> anyhow::Result<()> {
                 if std::mem::take(&mut first) {
                     println!("listening on {}", b.local_addr());
                     println!("advertised as {}", b.broker_addr());
+                    if let Some(addr) = b.grpc_addr() {
+                        println!("grpc on {addr}");
+                    }
                 }
             })
             .await
@@ -61,6 +64,9 @@ fn main() -> anyhow::Result<()> {
         // The ready line tests and scripts wait for.
         println!("listening on {}", broker.local_addr());
         println!("advertised as {}", broker.broker_addr());
+        if let Some(addr) = broker.grpc_addr() {
+            println!("grpc on {addr}");
+        }
         if let Some(addr) = broker.metrics_addr() {
             println!("metrics on http://{addr}/metrics");
         }

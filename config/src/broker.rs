@@ -75,6 +75,10 @@ pub struct BrokerConfig {
     /// HA replication port (RocketMQ's 10912). `0` asks the OS for a free
     /// port; RocketMQ instead uses `listen_port + 1` for values <= 0.
     pub ha_listen_port: u16,
+    /// Port of the gRPC endpoint RocketMQ 5 clients connect to
+    /// (`apache.rocketmq.v2.MessagingService`; the proxy's `grpcServerPort`).
+    /// `0` asks the OS for a free port; `-1` turns the endpoint off.
+    pub grpc_server_port: i32,
     /// A slave's master HA address (`host:port`); `None` takes the one the
     /// name servers return on registration (the master's `haServerAddr`).
     pub ha_master_address: Option<String>,
@@ -286,6 +290,7 @@ impl Default for BrokerConfig {
             broker_ip1: None,
             broker_ip2: None,
             ha_listen_port: 10912,
+            grpc_server_port: 8081,
             ha_master_address: None,
             slave_read_enable: false,
             access_message_in_memory_max_ratio: 40,
@@ -386,6 +391,22 @@ impl BrokerConfig {
             }
         }
         check::distinct_ports("ha_listen_port", self.ha_listen_port, "listen_port", self.listen_port)?;
+        match u16::try_from(self.grpc_server_port) {
+            Ok(port) => {
+                check::distinct_ports("grpc_server_port", port, "listen_port", self.listen_port)?;
+                check::distinct_ports("grpc_server_port", port, "ha_listen_port", self.ha_listen_port)?;
+            }
+            Err(_) if self.grpc_server_port == -1 => {}
+            Err(_) => {
+                return Err(Error::invalid(
+                    "grpc_server_port",
+                    Invalid::OutOfRange {
+                        value: self.grpc_server_port.to_string(),
+                        expected: "a port (0 picks a free one), or -1 to turn the gRPC endpoint off",
+                    },
+                ));
+            }
+        }
         if let Some(addr) = &self.ha_master_address {
             check::host_port("ha_master_address", addr)?;
         }

@@ -52,6 +52,8 @@ fn validation_errors_use_the_full_dotted_key() {
         ("[broker.store]\nflush_interval_commit_log = \"0s\"", "broker.store.flush_interval_commit_log: must be greater than zero"),
         ("[broker.store]\ndisk_max_used_space_ratio = 99", "broker.store.disk_max_used_space_ratio: 99 is out of range: expected a percentage between 10 and 95"),
         ("[broker.store]\nmax_message_size = \"2GiB\"", "broker.store.mapped_file_size_commit_log: conflicts with `max_message_size`: a segment must be able to hold the largest message"),
+        ("[broker]\ngrpc_server_port = -2", "broker.grpc_server_port: -2 is out of range: expected a port (0 picks a free one), or -1 to turn the gRPC endpoint off"),
+        ("[broker]\ngrpc_server_port = 10911", "broker.grpc_server_port: conflicts with `listen_port`: two listeners cannot share a port"),
         ("[telemetry]\nlog_level = \"store=loud\"", "telemetry.log_level: `store=loud` is not a tracing filter directive such as `info` or `info,store=debug`"),
     ] {
         let (err, _) = toml_error(toml);

@@ -45,6 +45,7 @@ fn defaults_are_rocketmqs() {
     let broker = BrokerFile::default().broker;
     assert_eq!(broker.listen_port, 10911);
     assert_eq!(broker.ha_listen_port, 10912);
+    assert_eq!(broker.grpc_server_port, 8081);
     assert_eq!(broker.broker_permission, 6);
     assert_eq!(broker.delay_levels().unwrap().max_level(), 18);
     let store = broker.store;

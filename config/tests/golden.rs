@@ -73,6 +73,7 @@ fn full_broker_toml() {
             broker_ip1: Some("10.0.0.1".into()),
             broker_ip2: Some("10.0.0.2".into()),
             ha_listen_port: 20912,
+            grpc_server_port: 20981,
             ha_master_address: Some("10.0.0.1:20912".into()),
             slave_read_enable: true,
             access_message_in_memory_max_ratio: 30,

@@ -30,6 +30,7 @@ fn broker_conf_converts_every_mapped_key() {
     assert_eq!(broker.broker_ip1.as_deref(), Some("10.0.0.1"));
     assert_eq!(broker.broker_ip2.as_deref(), Some("10.0.0.2"));
     assert_eq!(broker.ha_listen_port, 20912);
+    assert_eq!(broker.grpc_server_port, 20981);
     // A continuation line, split on ';'.
     assert_eq!(broker.namesrv_addr, ["10.0.0.9:9876", "10.0.0.10:9876"]);
     assert!(!broker.auto_create_topic_enable);
@@ -269,4 +270,14 @@ fn use_tls_secures_the_connections_a_server_opens() {
     let (_dir, path) = temp_file("broker.conf", "useTLS=true\ntls.client.certPath=/tls/c.pem\n");
     let err = load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
     assert!(err.contains("broker.outgoing_tls.cert_path"), "{err}");
+}
+
+#[test]
+fn grpc_server_port_minus_one_turns_the_endpoint_off() {
+    let (_dir, path) = temp_file("broker.conf", "grpcServerPort=-1\n");
+    let loaded = config::load_broker_with_env(Some(&path), NO_ENV).unwrap();
+    assert_eq!(loaded.config.broker.grpc_server_port, -1);
+    let (_dir, path) = temp_file("broker.conf", "grpcServerPort=-2\n");
+    let err = config::load_broker_with_env(Some(&path), NO_ENV).unwrap_err().to_string();
+    assert!(err.contains("grpcServerPort"), "{err}");
 }

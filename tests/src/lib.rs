@@ -129,6 +129,19 @@ impl ServerProcess {
         }
     }
 
+    /// The gRPC endpoint a broker printed at start (`grpc on ADDR`).
+    ///
+    /// # Errors
+    /// The broker printed no such line (`grpc_server_port = -1`).
+    pub fn grpc_addr(&self) -> Result<SocketAddr> {
+        let line = self
+            .extra
+            .iter()
+            .find_map(|l| l.strip_prefix("grpc on "))
+            .with_context(|| format!("no `grpc on` line in {:?}", self.extra))?;
+        line.trim().parse().with_context(|| format!("bad grpc line {line:?}"))
+    }
+
     /// The metrics endpoint the server printed at start (`metrics on http://ADDR/metrics`).
     ///
     /// # Errors
@@ -417,6 +430,7 @@ impl Broker {
             ("FERROMQ_BROKER_BROKER_IP1".into(), "127.0.0.1".into()),
             ("FERROMQ_BROKER_LISTEN_PORT".into(), "0".into()),
             ("FERROMQ_BROKER_HA_LISTEN_PORT".into(), "0".into()),
+            ("FERROMQ_BROKER_GRPC_SERVER_PORT".into(), "0".into()),
             ("FERROMQ_BROKER_NAMESRV_ADDR".into(), namesrv.to_owned()),
             ("FERROMQ_BROKER_REGISTER_NAME_SERVER_PERIOD".into(), "2s".into()),
             ("FERROMQ_BROKER_STORE__STORE_PATH_ROOT_DIR".into(), home.path().join("store").display().to_string()),

@@ -424,6 +424,7 @@ mod tests {
             broker_ip1: Some("127.0.0.1".into()),
             listen_port: 0,
             ha_listen_port: 0,
+            grpc_server_port: -1,
             ..config::BrokerConfig::default()
         };
         c.store.store_path_root_dir = dir.to_owned();

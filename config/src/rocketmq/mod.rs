@@ -39,6 +39,8 @@ enum Unit {
     Bool,
     /// A non-negative integer no larger than `max`.
     Int { max: u64 },
+    /// A port, or `-1` for a listener that is off.
+    PortOrOff,
     /// An IP address.
     Ip,
     /// Integer milliseconds, to a duration.
@@ -85,6 +87,7 @@ pub(crate) struct Table {
 }
 
 const PORT: Unit = Unit::Int { max: u16::MAX as u64 };
+const PORT_OR_OFF: Unit = Unit::PortOrOff;
 const U8: Unit = Unit::Int { max: u8::MAX as u64 };
 const U32: Unit = Unit::Int { max: u32::MAX as u64 };
 const U64: Unit = Unit::Int { max: u64::MAX };
@@ -109,6 +112,7 @@ pub(crate) const BROKER: Table = Table {
         entry("brokerIP1",                         "broker.broker_ip1",                               Unit::Text),
         entry("brokerIP2",                         "broker.broker_ip2",                               Unit::Text),
         entry("haListenPort",                      "broker.ha_listen_port",                           PORT),
+        entry("grpcServerPort",                    "broker.grpc_server_port",                         PORT_OR_OFF),
         entry("haMasterAddress",                   "broker.ha_master_address",                        Unit::Text),
         entry("slaveReadEnable",                   "broker.slave_read_enable",                        Unit::Bool),
         entry("accessMessageInMemoryMaxRatio",     "broker.access_message_in_memory_max_ratio",       PERCENT),
@@ -539,6 +543,8 @@ fn convert(unit: Unit, text: &str) -> Result<Value, String> {
             _ => return Err("expected true or false".to_owned()),
         },
         Unit::Int { max } => Value::from(int(max)?),
+        Unit::PortOrOff if text == "-1" => Value::from(-1),
+        Unit::PortOrOff => Value::from(int(u64::from(u16::MAX))?),
         Unit::Ip => {
             let ip: IpAddr = text.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
             Value::from(ip.to_string())

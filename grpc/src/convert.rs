@@ -1,0 +1,320 @@
+//! Translations between the 5.x messages and the remoting protocol's: a gRPC
+//! `Message` into a send header and body, a `TopicRouteData` into message queues.
+
+use common::properties::{keys, Properties};
+use common::route::TopicRouteData;
+use common::sysflag::message as sysflag;
+use remoting::header::broker::SendMessageRequestHeader;
+
+use crate::pb::{self, Code, MessageType};
+use crate::status::Failure;
+
+/// The longest encoded properties a stored record can hold.
+const MAX_PROPERTIES_LEN: usize = common::properties::MAX_PROPERTIES_LEN;
+
+/// The template topic auto-creation copies (`TBW102`).
+const DEFAULT_TOPIC: &str = "TBW102";
+
+/// A topic's accepted message type: the `message.type` attribute RocketMQ 5 topics
+/// carry. `None` (no attribute, or `MIXED`) accepts every type.
+pub(crate) fn declared_type(attribute: Option<&str>) -> Option<MessageType> {
+    match attribute?.trim().to_ascii_uppercase().as_str() {
+        "NORMAL" => Some(MessageType::Normal),
+        "FIFO" => Some(MessageType::Fifo),
+        "DELAY" => Some(MessageType::Delay),
+        "TRANSACTION" => Some(MessageType::Transaction),
+        _ => None,
+    }
+}
+
+/// The types a queue of a topic declared as `declared` accepts, as a route lists them.
+pub(crate) fn accepted_types(declared: Option<MessageType>) -> Vec<i32> {
+    match declared {
+        Some(t) => vec![t as i32],
+        None => [MessageType::Normal, MessageType::Fifo, MessageType::Delay, MessageType::Transaction]
+            .iter()
+            .map(|t| *t as i32)
+            .collect(),
+    }
+}
+
+/// The topic name a resource stands for: RocketMQ's namespaced name `ns%name` when
+/// the resource has a namespace.
+pub(crate) fn resource_name(r: Option<&pb::Resource>) -> Option<String> {
+    let r = r?;
+    if r.name.is_empty() {
+        return None;
+    }
+    Some(if r.resource_namespace.is_empty() {
+        r.name.clone()
+    } else {
+        format!("{}%{}", r.resource_namespace, r.name)
+    })
+}
+
+/// Java's `String.hashCode`, which RocketMQ hashes message groups with, so a group
+/// lands on the queue a Java-side selector would pick.
+pub(crate) fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The queue a message of `group` goes to among `queues`.
+pub(crate) fn queue_of_group(group: &str, queues: i32) -> i32 {
+    if queues <= 0 {
+        return -1;
+    }
+    (java_hash(group) % queues).abs()
+}
+
+/// What a send needs: the remoting header and the body.
+pub(crate) struct Outgoing {
+    pub header: SendMessageRequestHeader,
+    pub body: bytes::Bytes,
+    pub message_type: MessageType,
+    pub message_id: String,
+}
+
+/// Checks a 5.x message and turns it into a remoting send of `topic`.
+/// `producer_group` names the client for transactional messages (their check-back
+/// finds the producer by it).
+pub(crate) fn outgoing(
+    msg: pb::Message,
+    topic: String,
+    producer_group: &str,
+    max_body: usize,
+) -> Result<Outgoing, Failure> {
+    let sp = msg.system_properties.ok_or_else(|| Failure::new(Code::BadRequest, "the message has no system properties"))?;
+    if msg.body.is_empty() {
+        return Err(Failure::new(Code::MessageBodyEmpty, "the message body is empty"));
+    }
+    if msg.body.len() > max_body {
+        return Err(Failure::new(
+            Code::MessageBodyTooLarge,
+            format!("the message body size {} exceeds the maximum {max_body} (maxMessageSize)", msg.body.len()),
+        ));
+    }
+    let message_type = MessageType::try_from(sp.message_type).unwrap_or(MessageType::Unspecified);
+    let group = sp.message_group.as_deref().filter(|g| !g.is_empty());
+    let delivery_ms = sp.delivery_timestamp.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+    match message_type {
+        MessageType::Normal if group.is_some() || delivery_ms.is_some() => {
+            return Err(conflict("a NORMAL message carries neither a message group nor a delivery time"))
+        }
+        MessageType::Fifo if group.is_none() => return Err(conflict("a FIFO message needs a message group")),
+        MessageType::Delay if delivery_ms.is_none() => return Err(conflict("a DELAY message needs a delivery time")),
+        MessageType::Transaction if delivery_ms.is_some() => {
+            return Err(conflict("a TRANSACTION message cannot have a delivery time"))
+        }
+        MessageType::Unspecified | MessageType::Lite | MessageType::Priority => {
+            return Err(Failure::new(
+                Code::Unsupported,
+                format!("message type {} is not served by this broker", message_type.as_str_name()),
+            ))
+        }
+        _ => {}
+    }
+
+    let mut props = Properties::new();
+    for (k, v) in &msg.user_properties {
+        if k.is_empty() || k.contains(common::properties::NAME_VALUE_SEPARATOR) || k.contains(common::properties::PROPERTY_SEPARATOR) {
+            return Err(Failure::new(Code::IllegalMessagePropertyKey, format!("property key {k:?} is not allowed")));
+        }
+        props.insert(k, v);
+    }
+    if let Some(tag) = sp.tag.as_deref().filter(|t| !t.is_empty()) {
+        if tag.trim().is_empty() || tag.contains('|') {
+            return Err(Failure::new(Code::IllegalMessageTag, format!("tag {tag:?} is blank or contains '|'")));
+        }
+        props.insert(keys::TAGS, tag);
+    }
+    if !sp.keys.is_empty() {
+        if sp.keys.iter().any(|k| k.trim().is_empty()) {
+            return Err(Failure::new(Code::IllegalMessageKey, "a message key is blank"));
+        }
+        props.insert(keys::KEYS, sp.keys.join(keys::KEY_SEPARATOR));
+    }
+    if sp.message_id.is_empty() {
+        return Err(Failure::new(Code::IllegalMessageId, "the message has no message id"));
+    }
+    props.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &sp.message_id);
+    if let Some(group) = group {
+        props.insert(keys::SHARDING_KEY, group);
+    }
+    if let Some(ms) = delivery_ms {
+        props.insert(keys::TIMER_DELIVER_MS, ms.to_string());
+    }
+    if message_type == MessageType::Transaction {
+        props.insert(keys::TRANSACTION_PREPARED, "true");
+        props.insert(keys::PRODUCER_GROUP, producer_group);
+        if let Some(d) = &sp.orphaned_transaction_recovery_duration {
+            props.insert(keys::CHECK_IMMUNITY_TIME_IN_SECONDS, d.seconds.max(0).to_string());
+        }
+    }
+    if let Some(tc) = sp.trace_context.as_deref().filter(|t| !t.is_empty()) {
+        props.insert(keys::TRACE_CONTEXT, tc);
+    }
+    props.insert(keys::WAIT_STORE_MSG_OK, "true");
+    let properties = props.encode();
+    if properties.len() > MAX_PROPERTIES_LEN {
+        return Err(Failure::new(
+            Code::MessagePropertiesTooLarge,
+            format!("the message properties take {} bytes, more than {MAX_PROPERTIES_LEN}", properties.len()),
+        ));
+    }
+
+    let mut sys_flag = 0;
+    if sp.body_encoding == pb::Encoding::Gzip as i32 {
+        sys_flag |= sysflag::COMPRESSED;
+    }
+    if message_type == MessageType::Transaction {
+        sys_flag |= sysflag::TRANSACTION_PREPARED_TYPE;
+    }
+    let born = sp.born_timestamp.as_ref().map_or_else(common::time::now_ms, |t| {
+        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    });
+    let header = SendMessageRequestHeader {
+        producer_group: producer_group.to_owned(),
+        topic,
+        default_topic: DEFAULT_TOPIC.to_owned(),
+        default_topic_queue_nums: 4,
+        queue_id: -1,
+        sys_flag,
+        born_timestamp: born,
+        flag: 0,
+        properties: Some(properties),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        batch: Some(false),
+        max_reconsume_times: None,
+        broker_name: None,
+    };
+    Ok(Outgoing { header, body: msg.body.into(), message_type, message_id: sp.message_id })
+}
+
+fn conflict(why: &str) -> Failure {
+    Failure::new(Code::MessagePropertyConflictWithType, why)
+}
+
+/// The message queues of a route, each pointing at the gRPC endpoint of the broker
+/// that holds it (`endpoint_of` maps a broker's remoting address). Only masters
+/// (broker id 0) carry queues, as RocketMQ's proxy answers.
+pub(crate) fn queues(
+    topic: &pb::Resource,
+    route: &TopicRouteData,
+    accepted: &[i32],
+    endpoint_of: impl Fn(&str) -> Option<pb::Endpoints>,
+) -> Vec<pb::MessageQueue> {
+    let mut out = Vec::new();
+    for qd in &route.queue_datas {
+        let Some(bd) = route.broker_datas.iter().find(|b| b.broker_name == qd.broker_name) else { continue };
+        let Some(endpoints) = bd.broker_addrs.get(&0).and_then(|a| endpoint_of(a)) else { continue };
+        let broker = pb::Broker { name: qd.broker_name.clone(), id: 0, endpoints: Some(endpoints) };
+        let readable = common::perm::is_readable(qd.perm);
+        let writeable = common::perm::is_writeable(qd.perm);
+        for id in 0..qd.read_queue_nums.max(qd.write_queue_nums) {
+            let r = readable && id < qd.read_queue_nums;
+            let w = writeable && id < qd.write_queue_nums;
+            let permission = match (r, w) {
+                (true, true) => pb::Permission::ReadWrite,
+                (true, false) => pb::Permission::Read,
+                (false, true) => pb::Permission::Write,
+                (false, false) => pb::Permission::None,
+            };
+            out.push(pb::MessageQueue {
+                topic: Some(topic.clone()),
+                id,
+                permission: permission as i32,
+                broker: Some(broker.clone()),
+                accept_message_types: accepted.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: MessageType) -> pb::Message {
+        pb::Message {
+            topic: Some(pb::Resource { resource_namespace: String::new(), name: "T".into() }),
+            user_properties: [("color".to_owned(), "red".to_owned())].into(),
+            system_properties: Some(pb::SystemProperties {
+                tag: Some("TagA".into()),
+                keys: vec!["k1".into(), "k2".into()],
+                message_id: "01ABC".into(),
+                message_type: kind as i32,
+                ..Default::default()
+            }),
+            body: b"hello".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_normal_message_carries_tag_keys_id_and_user_properties() {
+        let out = outgoing(message(MessageType::Normal), "T".into(), "", 1024).unwrap();
+        let props = Properties::decode(out.header.properties.as_deref().unwrap());
+        assert_eq!(props.get(keys::TAGS), Some("TagA"));
+        assert_eq!(props.get(keys::KEYS), Some("k1 k2"));
+        assert_eq!(props.get(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX), Some("01ABC"));
+        assert_eq!(props.get("color"), Some("red"));
+        assert_eq!(props.get(keys::TRANSACTION_PREPARED), None);
+        assert_eq!((out.header.queue_id, &out.body[..]), (-1, &b"hello"[..]));
+    }
+
+    #[test]
+    fn types_and_their_properties_must_agree() {
+        let mut fifo = message(MessageType::Fifo);
+        assert_eq!(outgoing(fifo.clone(), "T".into(), "", 1024).err().unwrap().code, Code::MessagePropertyConflictWithType);
+        fifo.system_properties.as_mut().unwrap().message_group = Some("g1".into());
+        let out = outgoing(fifo, "T".into(), "", 1024).unwrap();
+        assert_eq!(Properties::decode(out.header.properties.as_deref().unwrap()).get(keys::SHARDING_KEY), Some("g1"));
+
+        let mut delay = message(MessageType::Delay);
+        assert_eq!(outgoing(delay.clone(), "T".into(), "", 1024).err().unwrap().code, Code::MessagePropertyConflictWithType);
+        delay.system_properties.as_mut().unwrap().delivery_timestamp = Some(prost_types::Timestamp { seconds: 10, nanos: 5_000_000 });
+        let out = outgoing(delay, "T".into(), "", 1024).unwrap();
+        assert_eq!(Properties::decode(out.header.properties.as_deref().unwrap()).get(keys::TIMER_DELIVER_MS), Some("10005"));
+
+        let out = outgoing(message(MessageType::Transaction), "T".into(), "P", 1024).unwrap();
+        let props = Properties::decode(out.header.properties.as_deref().unwrap());
+        assert_eq!((props.get(keys::TRANSACTION_PREPARED), props.get(keys::PRODUCER_GROUP)), (Some("true"), Some("P")));
+        assert_ne!(out.header.sys_flag & sysflag::TRANSACTION_PREPARED_TYPE, 0);
+    }
+
+    #[test]
+    fn bad_messages_get_the_code_for_their_fault() {
+        let code = |m: pb::Message, max| outgoing(m, "T".into(), "", max).err().map(|f| f.code);
+        assert_eq!(code(message(MessageType::Normal), 4), Some(Code::MessageBodyTooLarge));
+        let mut empty = message(MessageType::Normal);
+        empty.body.clear();
+        assert_eq!(code(empty, 1024), Some(Code::MessageBodyEmpty));
+        let mut bad_tag = message(MessageType::Normal);
+        bad_tag.system_properties.as_mut().unwrap().tag = Some("a|b".into());
+        assert_eq!(code(bad_tag, 1024), Some(Code::IllegalMessageTag));
+        let mut no_props = message(MessageType::Normal);
+        no_props.system_properties = None;
+        assert_eq!(code(no_props, 1024), Some(Code::BadRequest));
+        let mut huge = message(MessageType::Normal);
+        huge.user_properties.insert("big".into(), "x".repeat(MAX_PROPERTIES_LEN));
+        assert_eq!(code(huge, 1024), Some(Code::MessagePropertiesTooLarge));
+        assert_eq!(code(message(MessageType::Unspecified), 1024), Some(Code::Unsupported));
+    }
+
+    #[test]
+    fn message_groups_hash_as_java_strings_do() {
+        // "hello".hashCode() in Java is 99162322.
+        assert_eq!(java_hash("hello"), 99_162_322);
+        assert_eq!(queue_of_group("hello", 8), 99_162_322 % 8);
+        assert!((0..4).contains(&queue_of_group("a-group-whose-hash-is-negative-perhaps", 4)));
+        assert_eq!(queue_of_group("g", 0), -1);
+    }
+
+    #[test]
+    fn declared_types_limit_what_a_route_accepts() {
+        assert_eq!(accepted_types(declared_type(Some("FIFO"))), vec![MessageType::Fifo as i32]);
+        assert_eq!(accepted_types(declared_type(Some("MIXED"))).len(), 4);
+        assert_eq!(accepted_types(declared_type(None)).len(), 4);
+    }
+}

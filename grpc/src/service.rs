@@ -1,0 +1,581 @@
+//! The `MessagingService` implementation: client sessions, route answers, sends and
+//! the Telemetry stream.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status as GrpcStatus, Streaming};
+use tracing::{debug, info, warn};
+
+use common::route::TopicRouteData;
+use common::subscription::{ConsumeType, ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
+use common::ResponseCode;
+use remoting::channel::BoxFuture;
+use remoting::header::broker::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
+use remoting::header::namesrv::GetRouteInfoRequestHeader;
+use remoting::{Channel, RemotingClient, RemotingCommand, RequestCode, RequestHandler};
+
+use crate::convert;
+use crate::pb::messaging_service_server::{MessagingService, MessagingServiceServer};
+use crate::pb::{self, Code};
+use crate::status::{ok, Failure};
+
+/// The metadata key 5.x clients name themselves with.
+const CLIENT_ID: &str = "x-mq-client-id";
+/// How long a translated request may wait for the broker.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that sent nothing (no heartbeat, no request) for this long is dropped, as
+/// RocketMQ's proxy drops it: its connection to the broker closes, which unregisters it.
+const SESSION_IDLE: Duration = Duration::from_secs(120);
+
+/// What the gRPC endpoint needs from the broker it serves.
+pub trait Backend: Send + Sync + 'static {
+    /// Opens an in-process remoting connection to the broker for the gRPC client at
+    /// `peer`. Requests the broker sends to that client arrive at `inbound`.
+    fn connect(&self, peer: SocketAddr, inbound: Arc<dyn RequestHandler>) -> Channel;
+    /// The name servers routes are asked from.
+    fn name_servers(&self) -> Vec<String>;
+    /// A client for the name servers, with the broker's TLS and credentials.
+    fn name_server_client(&self) -> RemotingClient;
+    /// The broker's advertised remoting address (`host:port`), as routes name it.
+    fn broker_addr(&self) -> String;
+    /// What the broker knows of `topic`; `None` if it does not hold it.
+    fn topic(&self, topic: &str) -> Option<TopicInfo>;
+    /// The largest message body the broker accepts (`maxMessageSize`).
+    fn max_message_size(&self) -> usize;
+}
+
+/// A topic as the gRPC layer needs it.
+#[derive(Debug, Clone, Default)]
+pub struct TopicInfo {
+    pub write_queue_nums: i32,
+    /// The `message.type` attribute (`NORMAL`, `FIFO`, `DELAY`, `TRANSACTION`,
+    /// `MIXED`), if set.
+    pub message_type: Option<String>,
+}
+
+/// A running gRPC endpoint.
+pub struct GrpcServer {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GrpcServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving and closes every client's session.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `MessagingService` on `listener` for `backend`. `advertised_host` is the
+/// host this endpoint is reached at (routes point clients at it).
+///
+/// # Errors
+/// The listener's address cannot be read.
+pub fn serve<B: Backend>(listener: TcpListener, backend: Arc<B>, advertised_host: String) -> std::io::Result<GrpcServer> {
+    let local_addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let max = backend.max_message_size();
+    let messaging = Arc::new(Messaging {
+        host: advertised_host,
+        port: local_addr.port(),
+        sessions: Mutex::new(HashMap::new()),
+        namesrv: backend.name_server_client(),
+        backend,
+    });
+    let svc = MessagingServiceServer::from_arc(messaging.clone())
+        // A message of maxMessageSize plus its properties and framing.
+        .max_decoding_message_size(max + (1 << 20))
+        .max_encoding_message_size(max + (1 << 20));
+    let (stop, sweep) = (cancel.clone(), cancel.clone());
+    let task = tokio::spawn(async move {
+        tokio::spawn(sweep_idle(messaging.clone(), sweep));
+        let served = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled())
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "gRPC endpoint stopped");
+        }
+        for (_, s) in messaging.sessions.lock().drain() {
+            s.channel.close();
+        }
+    });
+    info!(addr = %local_addr, "gRPC endpoint serving apache.rocketmq.v2.MessagingService");
+    Ok(GrpcServer { local_addr, cancel, task })
+}
+
+/// Drops sessions whose clients went away without NotifyClientTermination.
+async fn sweep_idle<B: Backend>(m: Arc<Messaging<B>>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(SESSION_IDLE / 4);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = tokio::time::Instant::now();
+        m.sessions.lock().retain(|id, s| {
+            let alive = now.duration_since(*s.last_seen.lock()) < SESSION_IDLE;
+            if !alive {
+                debug!(client = %id, "gRPC client idle; closing its session");
+                s.channel.close();
+            }
+            alive
+        });
+    }
+}
+
+/// One 5.x client (by its client id): its connection to the broker, its settings and
+/// its Telemetry stream.
+struct Session {
+    channel: Channel,
+    settings: Mutex<Option<pb::Settings>>,
+    telemetry: Mutex<Option<mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>>>,
+    last_seen: Mutex<tokio::time::Instant>,
+}
+
+/// Requests the broker sends a gRPC client's connection. Nothing is relayed yet, so
+/// each is answered as not supported (oneway notifications are dropped).
+struct Inbound;
+
+impl RequestHandler for Inbound {
+    fn handle(&self, _: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
+        let code = request.code;
+        Box::pin(async move {
+            Some(RemotingCommand::error(
+                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                format!("request {code} is not relayed to gRPC clients"),
+            ))
+        })
+    }
+}
+
+struct Messaging<B> {
+    backend: Arc<B>,
+    host: String,
+    port: u16,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    namesrv: RemotingClient,
+}
+
+type Answer<T> = Result<Response<T>, GrpcStatus>;
+
+impl<B: Backend> Messaging<B> {
+    /// The session of the calling client, opened on its first request.
+    fn session<T>(&self, req: &Request<T>) -> Result<(String, Arc<Session>), Failure> {
+        let id = req
+            .metadata()
+            .get(CLIENT_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Failure::new(Code::ClientIdRequired, format!("the request carries no {CLIENT_ID} header")))?
+            .to_owned();
+        let peer = req.remote_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let mut sessions = self.sessions.lock();
+        let s = match sessions.get(&id) {
+            Some(s) if !s.channel.is_closed() => s.clone(),
+            old => {
+                // A new client, or one whose connection the broker closed (idle): a
+                // fresh connection, keeping what the client told us.
+                debug!(client = %id, %peer, "gRPC client session opened");
+                let s = Arc::new(Session {
+                    channel: self.backend.connect(peer, Arc::new(Inbound)),
+                    settings: Mutex::new(old.and_then(|o| o.settings.lock().clone())),
+                    telemetry: Mutex::new(old.and_then(|o| o.telemetry.lock().clone())),
+                    last_seen: Mutex::new(tokio::time::Instant::now()),
+                });
+                sessions.insert(id.clone(), s.clone());
+                s
+            }
+        };
+        *s.last_seen.lock() = tokio::time::Instant::now();
+        Ok((id, s))
+    }
+
+    /// Sends `cmd` to the broker over the client's connection.
+    async fn invoke(&self, s: &Session, cmd: RemotingCommand) -> Result<RemotingCommand, Failure> {
+        s.channel.request(cmd, BROKER_TIMEOUT).await.map_err(|e| match e {
+            remoting::Error::Timeout { .. } => Failure::new(Code::ProxyTimeout, e.to_string()),
+            _ => Failure::new(Code::InternalServerError, e.to_string()),
+        })
+    }
+
+    /// The gRPC endpoint of the broker at remoting address `addr`: this endpoint for
+    /// this broker; for another, its host with this endpoint's port (RocketMQ's rule
+    /// in local mode: every broker serves gRPC on the same port).
+    fn endpoint_of(&self, addr: &str) -> Option<pb::Endpoints> {
+        let (host, port) = if addr == self.backend.broker_addr() {
+            (self.host.clone(), self.port)
+        } else {
+            let (host, _) = addr.rsplit_once(':')?;
+            (host.trim_matches(['[', ']']).to_owned(), self.port)
+        };
+        let scheme = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => pb::AddressScheme::IPv4,
+            Ok(IpAddr::V6(_)) => pb::AddressScheme::IPv6,
+            Err(_) => pb::AddressScheme::DomainName,
+        };
+        Some(pb::Endpoints { scheme: scheme as i32, addresses: vec![pb::Address { host, port: i32::from(port) }] })
+    }
+
+    /// The route of `topic` from the first name server that answers.
+    async fn route(&self, topic: &str) -> Result<TopicRouteData, Failure> {
+        let servers = self.backend.name_servers();
+        if servers.is_empty() {
+            return Err(Failure::new(Code::InternalServerError, "the broker has no name server (namesrvAddr) to ask for routes"));
+        }
+        let mut last = None;
+        for addr in &servers {
+            let h = GetRouteInfoRequestHeader { topic: topic.to_owned(), accept_standard_json_only: None };
+            let cmd = RemotingCommand::request_with(RequestCode::GET_ROUTEINFO_BY_TOPIC, &h);
+            match self.namesrv.invoke(addr, cmd, BROKER_TIMEOUT).await {
+                Ok(resp) if resp.response_code() == ResponseCode::SUCCESS => {
+                    return remoting::json::from_slice(&resp.body_bytes()).map_err(|e| {
+                        Failure::new(Code::InternalServerError, format!("name server {addr} sent an unreadable route: {e}"))
+                    });
+                }
+                Ok(resp) if resp.response_code() == ResponseCode::TOPIC_NOT_EXIST => {
+                    return Err(Failure::new(Code::TopicNotFound, format!("topic {topic} does not exist")));
+                }
+                Ok(resp) => last = Some(Failure::from_remoting(resp.response_code(), resp.remark.as_deref())),
+                Err(e) => last = Some(Failure::new(Code::InternalServerError, format!("name server {addr}: {e}"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| Failure::new(Code::InternalServerError, "no name server answered")))
+    }
+
+    async fn send_one(&self, s: &Session, msg: pb::Message) -> Result<pb::SendResultEntry, Failure> {
+        let topic = convert::resource_name(msg.topic.as_ref())
+            .ok_or_else(|| Failure::new(Code::IllegalTopic, "the message names no topic"))?;
+        let info = self.backend.topic(&topic);
+        let mut out = convert::outgoing(msg, topic.clone(), &topic, self.backend.max_message_size())?;
+        if let Some(declared) = info.as_ref().and_then(|i| convert::declared_type(i.message_type.as_deref())) {
+            if declared != out.message_type {
+                return Err(Failure::new(
+                    Code::MessagePropertyConflictWithType,
+                    format!(
+                        "topic {topic} accepts {} messages, not {}",
+                        declared.as_str_name(),
+                        out.message_type.as_str_name()
+                    ),
+                ));
+            }
+        }
+        if out.message_type == pb::MessageType::Transaction {
+            return Err(Failure::new(Code::Unsupported, "transactional messages are not served over gRPC by this broker yet; send them over the remoting protocol"));
+        }
+        if let (pb::MessageType::Fifo, Some(info)) = (out.message_type, &info) {
+            let props = common::properties::Properties::decode(out.header.properties.as_deref().unwrap_or(""));
+            if let Some(group) = props.get(common::properties::keys::SHARDING_KEY) {
+                out.header.queue_id = convert::queue_of_group(group, info.write_queue_nums);
+            }
+        }
+        let header: SendMessageRequestHeaderV2 = out.header.into();
+        let cmd = RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &header).with_body(out.body);
+        let resp = self.invoke(s, cmd).await?;
+        let code = resp.response_code();
+        let h: SendMessageResponseHeader = match code {
+            ResponseCode::SUCCESS
+            | ResponseCode::FLUSH_DISK_TIMEOUT
+            | ResponseCode::FLUSH_SLAVE_TIMEOUT
+            | ResponseCode::SLAVE_NOT_AVAILABLE => resp
+                .decode_header()
+                .map_err(|e| Failure::new(Code::InternalServerError, format!("unreadable send response: {e}")))?,
+            _ => return Err(Failure::from_remoting(code, resp.remark.as_deref())),
+        };
+        let status = if code == ResponseCode::SUCCESS {
+            ok()
+        } else {
+            Failure::from_remoting(code, resp.remark.as_deref().or(Some("stored, but not as durable as configured"))).status()
+        };
+        Ok(pb::SendResultEntry {
+            status: Some(status),
+            message_id: out.message_id,
+            transaction_id: h.transaction_id.unwrap_or_default(),
+            offset: h.queue_offset,
+            recall_handle: String::new(),
+        })
+    }
+
+    /// The remoting heartbeat for a client: producers join the producer group of each
+    /// topic they publish to, consumers their group with their subscriptions.
+    fn heartbeat_data(id: &str, settings: Option<&pb::Settings>, group: Option<String>) -> HeartbeatData {
+        let mut hb = HeartbeatData { client_id: id.to_owned(), producer_data_set: vec![], consumer_data_set: vec![] };
+        match settings.and_then(|s| s.pub_sub.as_ref()) {
+            Some(pb::settings::PubSub::Publishing(p)) => {
+                hb.producer_data_set = p
+                    .topics
+                    .iter()
+                    .filter_map(|t| convert::resource_name(Some(t)))
+                    .map(|group_name| ProducerData { group_name })
+                    .collect();
+            }
+            Some(pb::settings::PubSub::Subscription(sub)) => {
+                let group = group.or_else(|| convert::resource_name(sub.group.as_ref()));
+                if let Some(group_name) = group {
+                    let subscription_data_set = sub
+                        .subscriptions
+                        .iter()
+                        .filter_map(|e| {
+                            let topic = convert::resource_name(e.topic.as_ref())?;
+                            let (expr, kind) = match &e.expression {
+                                Some(f) if f.r#type == pb::FilterType::Sql as i32 => (f.expression.as_str(), "SQL92"),
+                                Some(f) if !f.expression.is_empty() => (f.expression.as_str(), "TAG"),
+                                _ => ("*", "TAG"),
+                            };
+                            Some(SubscriptionData::new(topic, expr, kind, common::time::now_ms()))
+                        })
+                        .collect();
+                    hb.consumer_data_set.push(ConsumerData {
+                        group_name,
+                        consume_type: ConsumeType::ConsumePop,
+                        subscription_data_set,
+                        ..ConsumerData::default()
+                    });
+                }
+            }
+            None => {}
+        }
+        hb
+    }
+}
+
+/// The settings the broker answers a client's settings with.
+fn answer_settings(mut s: pb::Settings, max_body: usize) -> pb::Settings {
+    match &mut s.pub_sub {
+        Some(pb::settings::PubSub::Publishing(p)) => {
+            p.max_body_size = i32::try_from(max_body).unwrap_or(i32::MAX);
+            p.validate_message_type = true;
+        }
+        Some(pb::settings::PubSub::Subscription(sub)) => {
+            sub.receive_batch_size.get_or_insert(32);
+            sub.long_polling_timeout.get_or_insert(prost_types::Duration { seconds: 30, nanos: 0 });
+        }
+        None => {}
+    }
+    s.metric = Some(pb::Metric { on: false, endpoints: None });
+    s
+}
+
+fn not_served(what: &str) -> pb::Status {
+    Failure::new(
+        Code::NotImplemented,
+        format!("{what} is not served over gRPC by this broker yet; consume over the remoting protocol"),
+    )
+    .status()
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, GrpcStatus>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl<B: Backend> MessagingService for Messaging<B> {
+    async fn query_route(&self, req: Request<pb::QueryRouteRequest>) -> Answer<pb::QueryRouteResponse> {
+        let answer = async {
+            self.session(&req)?;
+            let r = req.get_ref();
+            let topic = convert::resource_name(r.topic.as_ref())
+                .ok_or_else(|| Failure::new(Code::IllegalTopic, "the request names no topic"))?;
+            let route = self.route(&topic).await?;
+            let declared = self.backend.topic(&topic).and_then(|t| convert::declared_type(t.message_type.as_deref()));
+            let resource = r.topic.clone().unwrap_or_default();
+            let queues = convert::queues(&resource, &route, &convert::accepted_types(declared), |a| self.endpoint_of(a));
+            Ok::<_, Failure>(queues)
+        };
+        Ok(Response::new(match answer.await {
+            Ok(message_queues) => pb::QueryRouteResponse { status: Some(ok()), message_queues },
+            Err(f) => pb::QueryRouteResponse { status: Some(f.status()), message_queues: vec![] },
+        }))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Answer<pb::HeartbeatResponse> {
+        let answer = async {
+            let (id, s) = self.session(&req)?;
+            let settings = s.settings.lock().clone();
+            let group = convert::resource_name(req.get_ref().group.as_ref());
+            let hb = Self::heartbeat_data(&id, settings.as_ref(), group);
+            if hb.producer_data_set.is_empty() && hb.consumer_data_set.is_empty() {
+                return Ok(());
+            }
+            let body = remoting::json::to_vec(&hb).map_err(|e| Failure::new(Code::InternalServerError, e.to_string()))?;
+            let resp = self.invoke(&s, RemotingCommand::request(RequestCode::HEART_BEAT).with_body(body)).await?;
+            match resp.response_code() {
+                ResponseCode::SUCCESS => Ok(()),
+                code => Err(Failure::from_remoting(code, resp.remark.as_deref())),
+            }
+        };
+        let status = match answer.await {
+            Ok(()) => ok(),
+            Err(f) => f.status(),
+        };
+        Ok(Response::new(pb::HeartbeatResponse { status: Some(status) }))
+    }
+
+    async fn send_message(&self, req: Request<pb::SendMessageRequest>) -> Answer<pb::SendMessageResponse> {
+        let s = match self.session(&req) {
+            Ok((_, s)) => s,
+            Err(f) => return Ok(Response::new(pb::SendMessageResponse { status: Some(f.status()), entries: vec![] })),
+        };
+        let messages = req.into_inner().messages;
+        if messages.is_empty() {
+            let f = Failure::new(Code::BadRequest, "the request carries no message");
+            return Ok(Response::new(pb::SendMessageResponse { status: Some(f.status()), entries: vec![] }));
+        }
+        let mut entries = Vec::with_capacity(messages.len());
+        let mut first_failure = None;
+        for msg in messages {
+            let id = msg.system_properties.as_ref().map(|p| p.message_id.clone()).unwrap_or_default();
+            match self.send_one(&s, msg).await {
+                Ok(e) => entries.push(e),
+                Err(f) => {
+                    first_failure.get_or_insert_with(|| f.status());
+                    entries.push(pb::SendResultEntry { status: Some(f.status()), message_id: id, ..Default::default() });
+                }
+            }
+        }
+        let status = first_failure.unwrap_or_else(|| entries[0].status.clone().unwrap_or_else(ok));
+        Ok(Response::new(pb::SendMessageResponse { status: Some(status), entries }))
+    }
+
+    async fn query_assignment(&self, _req: Request<pb::QueryAssignmentRequest>) -> Answer<pb::QueryAssignmentResponse> {
+        Ok(Response::new(pb::QueryAssignmentResponse { status: Some(not_served("QueryAssignment")), assignments: vec![] }))
+    }
+
+    type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
+
+    async fn receive_message(&self, _req: Request<pb::ReceiveMessageRequest>) -> Answer<Self::ReceiveMessageStream> {
+        let only = pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Status(not_served("ReceiveMessage"))),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(only)))))
+    }
+
+    async fn ack_message(&self, _req: Request<pb::AckMessageRequest>) -> Answer<pb::AckMessageResponse> {
+        Ok(Response::new(pb::AckMessageResponse { status: Some(not_served("AckMessage")), entries: vec![] }))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Answer<pb::ForwardMessageToDeadLetterQueueResponse> {
+        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
+            status: Some(not_served("ForwardMessageToDeadLetterQueue")),
+        }))
+    }
+
+    type PullMessageStream = BoxStream<pb::PullMessageResponse>;
+
+    async fn pull_message(&self, _req: Request<pb::PullMessageRequest>) -> Answer<Self::PullMessageStream> {
+        let only = pb::PullMessageResponse {
+            content: Some(pb::pull_message_response::Content::Status(not_served("PullMessage"))),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(only)))))
+    }
+
+    async fn update_offset(&self, _req: Request<pb::UpdateOffsetRequest>) -> Answer<pb::UpdateOffsetResponse> {
+        Ok(Response::new(pb::UpdateOffsetResponse { status: Some(not_served("UpdateOffset")) }))
+    }
+
+    async fn get_offset(&self, _req: Request<pb::GetOffsetRequest>) -> Answer<pb::GetOffsetResponse> {
+        Ok(Response::new(pb::GetOffsetResponse { status: Some(not_served("GetOffset")), offset: 0 }))
+    }
+
+    async fn query_offset(&self, _req: Request<pb::QueryOffsetRequest>) -> Answer<pb::QueryOffsetResponse> {
+        Ok(Response::new(pb::QueryOffsetResponse { status: Some(not_served("QueryOffset")), offset: 0 }))
+    }
+
+    async fn end_transaction(&self, _req: Request<pb::EndTransactionRequest>) -> Answer<pb::EndTransactionResponse> {
+        Ok(Response::new(pb::EndTransactionResponse { status: Some(not_served("EndTransaction")) }))
+    }
+
+    type TelemetryStream = BoxStream<pb::TelemetryCommand>;
+
+    async fn telemetry(&self, req: Request<Streaming<pb::TelemetryCommand>>) -> Answer<Self::TelemetryStream> {
+        let (_, s) = self.session(&req).map_err(|f| GrpcStatus::invalid_argument(f.message))?;
+        let (tx, rx) = mpsc::channel(16);
+        *s.telemetry.lock() = Some(tx.clone());
+        let mut incoming = req.into_inner();
+        let max = self.backend.max_message_size();
+        tokio::spawn(async move {
+            loop {
+                let cmd = match incoming.message().await {
+                    Ok(Some(cmd)) => cmd,
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(error = %e, "telemetry stream ended");
+                        break;
+                    }
+                };
+                *s.last_seen.lock() = tokio::time::Instant::now();
+                match cmd.command {
+                    Some(pb::telemetry_command::Command::Settings(settings)) => {
+                        *s.settings.lock() = Some(settings.clone());
+                        let reply = pb::TelemetryCommand {
+                            status: Some(ok()),
+                            command: Some(pb::telemetry_command::Command::Settings(answer_settings(settings, max))),
+                        };
+                        if tx.send(Ok(reply)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(other) => debug!(command = ?std::mem::discriminant(&other), "telemetry command ignored"),
+                    None => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        req: Request<pb::NotifyClientTerminationRequest>,
+    ) -> Answer<pb::NotifyClientTerminationResponse> {
+        let status = match req.metadata().get(CLIENT_ID).and_then(|v| v.to_str().ok()) {
+            Some(id) => {
+                if let Some(s) = self.sessions.lock().remove(id) {
+                    // Closing the connection unregisters the client, as a remoting
+                    // client's closed connection does.
+                    s.channel.close();
+                }
+                ok()
+            }
+            None => Failure::new(Code::ClientIdRequired, format!("the request carries no {CLIENT_ID} header")).status(),
+        };
+        Ok(Response::new(pb::NotifyClientTerminationResponse { status: Some(status) }))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        _req: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> Answer<pb::ChangeInvisibleDurationResponse> {
+        Ok(Response::new(pb::ChangeInvisibleDurationResponse {
+            status: Some(not_served("ChangeInvisibleDuration")),
+            receipt_handle: String::new(),
+        }))
+    }
+
+    async fn recall_message(&self, _req: Request<pb::RecallMessageRequest>) -> Answer<pb::RecallMessageResponse> {
+        Ok(Response::new(pb::RecallMessageResponse { status: Some(not_served("RecallMessage")), message_id: String::new() }))
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _req: Request<pb::SyncLiteSubscriptionRequest>,
+    ) -> Answer<pb::SyncLiteSubscriptionResponse> {
+        Ok(Response::new(pb::SyncLiteSubscriptionResponse { status: Some(not_served("SyncLiteSubscription")) }))
+    }
+}
