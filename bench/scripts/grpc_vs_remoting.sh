@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The gRPC endpoint (RocketMQ 5 clients) against the remoting port (4.x clients) on the
+# send path (BENCHMARKS.md, "gRPC endpoint"): acknowledged sends/s, p99, and the CPU
+# the broker and the generator each spend per message, one broker on a fresh store per
+# run, alternating within each round.
+#
+#   cargo build --release -p broker -p namesrv -p bench && bench/scripts/grpc_vs_remoting.sh [rounds]
+#
+# Both generators are async Rust, 4 connections x 16 sends in flight, 1 KiB bodies,
+# 2 s warm-up, 8 s measured, ASYNC_FLUSH. remoting: `wire_load --mode send`
+# (SEND_MESSAGE_V2, SEND_OK awaited). grpc: `grpc_load` (SendMessage over HTTP/2, its
+# SendResultEntry awaited), which the broker turns into the same SEND_MESSAGE_V2 over
+# an in-process connection.
+set -euo pipefail
+rounds=${1:-3}
+source "$(dirname "$0")/common.sh" grpc-vs-remoting
+
+remoting() { # ROUND
+  start_namesrv
+  start_broker broker 29911 29912
+  report "$1" remoting "$("$bin/wire_load" --broker 127.0.0.1:29911 --connections 4 --inflight 16 --json \
+    --mode send --duration 8s --warmup 2s --server-pid "$broker_pid")"
+  stop_all
+}
+
+grpc() { # ROUND
+  start_namesrv
+  GRPC_PORT=29981 start_broker broker 29911 29912
+  report "$1" grpc "$("$bin/grpc_load" --endpoint 127.0.0.1:29981 --topic BenchGrpc --connections 4 \
+    --inflight 16 --json --duration 8s --warmup 2s --server-pid "$broker_pid")"
+  stop_all
+}
+
+systems=(remoting grpc)
+for round in $(seq 1 "$rounds"); do
+  for i in 0 1; do "${systems[$(( (round + i) % 2 ))]}" "$round"; done
+done

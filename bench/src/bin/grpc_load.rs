@@ -1,0 +1,127 @@
+//! The gRPC side of the protocol comparison: N HTTP/2 connections × M SendMessage
+//! calls in flight to a broker's gRPC endpoint (RocketMQ 5's
+//! `apache.rocketmq.v2.MessagingService`), each waiting for its SendResultEntry, as
+//! `wire_load --mode send` waits for SEND_OK. Same shape of generator (async Rust,
+//! latency histogram, 1 KiB bodies) and the same JSON report, so
+//! `bench/scripts/grpc_vs_remoting.sh` compares the two protocols in one run.
+//!
+//! Example: `cargo run --release -p bench --bin grpc_load -- --endpoint
+//! 127.0.0.1:8081 --topic BenchGrpc --connections 4 --inflight 16 --duration 8s`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bench::{body, CpuWindow, Stats};
+use clap::Parser;
+use grpc::pb::{self, messaging_service_client::MessagingServiceClient, Code};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "grpc_load", about = "RocketMQ 5 gRPC SendMessage load generator")]
+struct Args {
+    /// The broker's gRPC endpoint (`host:port`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    endpoint: String,
+    /// An existing topic (create it first: `ferromq-admin updateTopic`).
+    #[arg(long, default_value = "BenchGrpc")]
+    topic: String,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Sends in flight per connection.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// The broker's pid: its CPU per message is reported.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn request(topic: &str, id: u64, bytes: bytes::Bytes) -> tonic::Request<pb::SendMessageRequest> {
+    let message = pb::Message {
+        topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_owned() }),
+        user_properties: Default::default(),
+        system_properties: Some(pb::SystemProperties {
+            message_id: format!("BENCH{id:024X}"),
+            message_type: pb::MessageType::Normal as i32,
+            body_encoding: pb::Encoding::Identity as i32,
+            ..Default::default()
+        }),
+        body: bytes.to_vec(),
+    };
+    let mut r = tonic::Request::new(pb::SendMessageRequest { messages: vec![message] });
+    r.metadata_mut().insert("x-mq-client-id", "grpc-load".parse().expect("ascii"));
+    r
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let url = format!("http://{}", args.endpoint);
+    // One send first: a wrong topic or endpoint fails here, with the broker's reason.
+    let mut probe = MessagingServiceClient::connect(url.clone()).await.context("connecting")?;
+    let first = probe.send_message(request(&args.topic, 0, body(args.size, Instant::now()))).await?.into_inner();
+    let code = first.status.as_ref().map_or(0, |s| s.code);
+    if code != Code::Ok as i32 {
+        bail!("the first send failed: {:?}", first.status);
+    }
+    let stats = Stats::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ids = Arc::new(AtomicU64::new(1));
+    let epoch = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..args.connections {
+        let client = MessagingServiceClient::connect(url.clone()).await.context("connecting")?;
+        for _ in 0..args.inflight {
+            let (mut client, stats, stop, ids, topic, size) =
+                (client.clone(), stats.clone(), stop.clone(), ids.clone(), args.topic.clone(), args.size);
+            handles.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let id = ids.fetch_add(1, Ordering::Relaxed);
+                    let started = Instant::now();
+                    match client.send_message(request(&topic, id, body(size, epoch))).await {
+                        Ok(r) if r.get_ref().status.as_ref().is_some_and(|s| s.code == Code::Ok as i32) => {
+                            stats.record(1, size as u64, Some(started.elapsed()));
+                        }
+                        _ => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(args.warmup).await;
+    let cpu = CpuWindow::start(args.server_pid);
+    stats.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(args.duration).await;
+    stats.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut run = serde_json::json!({
+        "system": "ferromq-grpc",
+        "mode": "send",
+        "size": args.size,
+        "connections": args.connections,
+        "inflight_per_connection": args.inflight,
+    });
+    cpu.finish(stats.msgs.load(Ordering::Relaxed), &mut run);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.abort();
+    }
+    stats.report("grpc send", elapsed, run, args.json);
+    Ok(())
+}
