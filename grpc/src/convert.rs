@@ -191,6 +191,111 @@ pub(crate) fn outgoing(
     Ok(Outgoing { header, body: msg.body.into(), message_type, message_id: sp.message_id })
 }
 
+/// The transaction id a half message's SendResultEntry and check-back carry: where
+/// the half message is (its offset message id) and its queue offset, which is what
+/// END_TRANSACTION needs. Clients only echo it back, so it survives broker restarts.
+pub(crate) fn transaction_id(offset_msg_id: &str, queue_offset: i64) -> String {
+    format!("{offset_msg_id}-{queue_offset}")
+}
+
+/// The commit-log offset and queue offset of a [`transaction_id`].
+pub(crate) fn parse_transaction_id(id: &str) -> Option<(i64, i64)> {
+    let (msg_id, queue_offset) = id.rsplit_once('-')?;
+    let (_, commit_log_offset) = common::msgid::decode_offset_msg_id(msg_id).ok()?;
+    Some((commit_log_offset, queue_offset.parse().ok()?))
+}
+
+/// Properties the broker and the remoting protocol set, which a 5.x message carries in
+/// its system properties or not at all; the rest are the user's.
+const SYSTEM_KEYS: &[&str] = &[
+    keys::TAGS,
+    keys::KEYS,
+    keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+    keys::WAIT_STORE_MSG_OK,
+    keys::DELAY_TIME_LEVEL,
+    keys::RETRY_TOPIC,
+    keys::REAL_TOPIC,
+    keys::REAL_QUEUE_ID,
+    keys::TRANSACTION_PREPARED,
+    keys::PRODUCER_GROUP,
+    keys::MIN_OFFSET,
+    keys::MAX_OFFSET,
+    keys::MSG_REGION,
+    keys::TRACE_SWITCH,
+    keys::MAX_RECONSUME_TIMES,
+    keys::CONSUME_START_TIMESTAMP,
+    keys::TRANSACTION_PREPARED_QUEUE_OFFSET,
+    keys::TRANSACTION_CHECK_TIMES,
+    keys::CHECK_IMMUNITY_TIME_IN_SECONDS,
+    keys::CLUSTER,
+    keys::TRANSACTION_ID,
+    keys::TIMER_DELIVER_MS,
+    keys::TIMER_DELAY_SEC,
+    keys::TIMER_DELAY_MS,
+    keys::SHARDING_KEY,
+    keys::TRACE_CONTEXT,
+    keys::RECONSUME_TIME,
+    keys::ORIGIN_MESSAGE_ID,
+    keys::DLQ_ORIGIN_TOPIC,
+    keys::DLQ_ORIGIN_MESSAGE_ID,
+];
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+/// A stored message as a 5.x client receives it, of type `message_type`.
+pub(crate) fn incoming(m: &common::MessageExt, message_type: MessageType) -> pb::Message {
+    let props = &m.properties;
+    let compressed = m.sys_flag & sysflag::COMPRESSED != 0;
+    let body = if compressed {
+        // Stored deflated (zlib) by a remoting producer: inflate, so the client reads
+        // the body it expects without knowing RocketMQ's compression.
+        let mut out = Vec::new();
+        match std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&m.body[..]), &mut out) {
+            Ok(_) => out,
+            Err(_) => m.body.to_vec(),
+        }
+    } else {
+        m.body.to_vec()
+    };
+    let checksum = format!("{:08X}", crc32(&body));
+    let system_properties = pb::SystemProperties {
+        tag: props.get(keys::TAGS).map(str::to_owned),
+        keys: props.get(keys::KEYS).map(|k| k.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+        message_id: props.get(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).unwrap_or_default().to_owned(),
+        body_digest: Some(pb::Digest { r#type: pb::DigestType::Crc32 as i32, checksum }),
+        body_encoding: pb::Encoding::Identity as i32,
+        message_type: message_type as i32,
+        born_timestamp: Some(timestamp(m.born_timestamp)),
+        born_host: m.born_host.ip().to_string(),
+        store_timestamp: Some(timestamp(m.store_timestamp)),
+        store_host: m.store_host.to_string(),
+        queue_id: m.queue_id,
+        queue_offset: Some(m.queue_offset),
+        delivery_attempt: Some(m.reconsume_times + 1),
+        message_group: props.get(keys::SHARDING_KEY).map(str::to_owned),
+        trace_context: props.get(keys::TRACE_CONTEXT).map(str::to_owned),
+        ..Default::default()
+    };
+    pb::Message {
+        topic: Some(pb::Resource { resource_namespace: String::new(), name: m.topic.clone() }),
+        user_properties: props
+            .iter()
+            .filter(|(k, _)| !SYSTEM_KEYS.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        system_properties: Some(system_properties),
+        body,
+    }
+}
+
+fn crc32(b: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(b);
+    h.finalize()
+}
+
 fn conflict(why: &str) -> Failure {
     Failure::new(Code::MessagePropertyConflictWithType, why)
 }

@@ -20,7 +20,11 @@ use common::route::TopicRouteData;
 use common::subscription::{ConsumeType, ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
 use common::ResponseCode;
 use remoting::channel::BoxFuture;
-use remoting::header::broker::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
+use common::sysflag::message as sysflag;
+use remoting::header::broker::{
+    CheckTransactionStateRequestHeader, EndTransactionRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader,
+};
 use remoting::header::namesrv::GetRouteInfoRequestHeader;
 use remoting::{Channel, RemotingClient, RemotingCommand, RequestCode, RequestHandler};
 
@@ -140,28 +144,61 @@ async fn sweep_idle<B: Backend>(m: Arc<Messaging<B>>, cancel: CancellationToken)
     }
 }
 
+type TelemetrySender = mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>;
+
 /// One 5.x client (by its client id): its connection to the broker, its settings and
 /// its Telemetry stream.
 struct Session {
     channel: Channel,
     settings: Mutex<Option<pb::Settings>>,
-    telemetry: Mutex<Option<mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>>>,
+    /// Shared with the connection's [`Inbound`], which relays the broker's requests.
+    telemetry: Arc<Mutex<Option<TelemetrySender>>>,
     last_seen: Mutex<tokio::time::Instant>,
 }
 
-/// Requests the broker sends a gRPC client's connection. Nothing is relayed yet, so
-/// each is answered as not supported (oneway notifications are dropped).
-struct Inbound;
+/// Requests the broker sends a gRPC client's connection: a transaction check goes to
+/// the client over its Telemetry stream; anything else is answered as not supported.
+struct Inbound {
+    telemetry: Arc<Mutex<Option<TelemetrySender>>>,
+}
+
+impl Inbound {
+    /// CHECK_TRANSACTION_STATE as a RecoverOrphanedTransactionCommand. The client
+    /// answers with EndTransaction (source SERVER_CHECK).
+    fn check_transaction(&self, request: &RemotingCommand) -> Result<(), String> {
+        let h: CheckTransactionStateRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
+        let ext = common::MessageExt::decode(&request.body_bytes(), false).map_err(|e| e.to_string())?;
+        let offset_msg_id = h.offset_msg_id.ok_or("the check names no offsetMsgId")?;
+        let cmd = pb::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                pb::RecoverOrphanedTransactionCommand {
+                    message: Some(convert::incoming(&ext, pb::MessageType::Transaction)),
+                    transaction_id: convert::transaction_id(&offset_msg_id, h.tran_state_table_offset),
+                },
+            )),
+        };
+        let sender = self.telemetry.lock().clone().ok_or("the client has no Telemetry stream open")?;
+        sender.try_send(Ok(cmd)).map_err(|e| format!("the client's Telemetry stream is not taking commands: {e}"))
+    }
+}
 
 impl RequestHandler for Inbound {
     fn handle(&self, _: Channel, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
         let code = request.code;
-        Box::pin(async move {
+        let answer = if code == RequestCode::CHECK_TRANSACTION_STATE.0 {
+            // Oneway: a check that cannot be relayed is asked again later.
+            if let Err(e) = self.check_transaction(&request) {
+                debug!(error = %e, "transaction check not relayed to the gRPC client");
+            }
+            None
+        } else {
             Some(RemotingCommand::error(
                 ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
                 format!("request {code} is not relayed to gRPC clients"),
             ))
-        })
+        };
+        Box::pin(async move { answer })
     }
 }
 
@@ -193,10 +230,11 @@ impl<B: Backend> Messaging<B> {
                 // A new client, or one whose connection the broker closed (idle): a
                 // fresh connection, keeping what the client told us.
                 debug!(client = %id, %peer, "gRPC client session opened");
+                let telemetry = Arc::new(Mutex::new(old.and_then(|o| o.telemetry.lock().clone())));
                 let s = Arc::new(Session {
-                    channel: self.backend.connect(peer, Arc::new(Inbound)),
+                    channel: self.backend.connect(peer, Arc::new(Inbound { telemetry: telemetry.clone() })),
                     settings: Mutex::new(old.and_then(|o| o.settings.lock().clone())),
-                    telemetry: Mutex::new(old.and_then(|o| o.telemetry.lock().clone())),
+                    telemetry,
                     last_seen: Mutex::new(tokio::time::Instant::now()),
                 });
                 sessions.insert(id.clone(), s.clone());
@@ -276,9 +314,6 @@ impl<B: Backend> Messaging<B> {
                 ));
             }
         }
-        if out.message_type == pb::MessageType::Transaction {
-            return Err(Failure::new(Code::Unsupported, "transactional messages are not served over gRPC by this broker yet; send them over the remoting protocol"));
-        }
         if let (pb::MessageType::Fifo, Some(info)) = (out.message_type, &info) {
             let props = common::properties::Properties::decode(out.header.properties.as_deref().unwrap_or(""));
             if let Some(group) = props.get(common::properties::keys::SHARDING_KEY) {
@@ -303,10 +338,15 @@ impl<B: Backend> Messaging<B> {
         } else {
             Failure::from_remoting(code, resp.remark.as_deref().or(Some("stored, but not as durable as configured"))).status()
         };
+        let transaction_id = if out.message_type == pb::MessageType::Transaction {
+            convert::transaction_id(&h.msg_id, h.queue_offset)
+        } else {
+            String::new()
+        };
         Ok(pb::SendResultEntry {
             status: Some(status),
             message_id: out.message_id,
-            transaction_id: h.transaction_id.unwrap_or_default(),
+            transaction_id,
             offset: h.queue_offset,
             recall_handle: String::new(),
         })
@@ -498,8 +538,44 @@ impl<B: Backend> MessagingService for Messaging<B> {
         Ok(Response::new(pb::QueryOffsetResponse { status: Some(not_served("QueryOffset")), offset: 0 }))
     }
 
-    async fn end_transaction(&self, _req: Request<pb::EndTransactionRequest>) -> Answer<pb::EndTransactionResponse> {
-        Ok(Response::new(pb::EndTransactionResponse { status: Some(not_served("EndTransaction")) }))
+    async fn end_transaction(&self, req: Request<pb::EndTransactionRequest>) -> Answer<pb::EndTransactionResponse> {
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            let r = req.get_ref();
+            let topic = convert::resource_name(r.topic.as_ref())
+                .ok_or_else(|| Failure::new(Code::IllegalTopic, "the request names no topic"))?;
+            let (commit_log_offset, queue_offset) = convert::parse_transaction_id(&r.transaction_id).ok_or_else(|| {
+                Failure::new(Code::InvalidTransactionId, format!("transaction id {:?} was not issued by this broker", r.transaction_id))
+            })?;
+            let commit_or_rollback = match pb::TransactionResolution::try_from(r.resolution) {
+                Ok(pb::TransactionResolution::Commit) => sysflag::TRANSACTION_COMMIT_TYPE,
+                Ok(pb::TransactionResolution::Rollback) => sysflag::TRANSACTION_ROLLBACK_TYPE,
+                // Unknown: the broker asks again later; nothing to send.
+                _ => return Ok(()),
+            };
+            let h = EndTransactionRequestHeader {
+                // Transactional producers of a topic form the topic's producer group
+                // (see `heartbeat_data`), which the half message names.
+                producer_group: topic.clone(),
+                tran_state_table_offset: queue_offset,
+                commit_log_offset,
+                commit_or_rollback,
+                from_transaction_check: Some(r.source == pb::TransactionSource::SourceServerCheck as i32),
+                msg_id: r.message_id.clone(),
+                transaction_id: Some(r.transaction_id.clone()),
+                topic: Some(topic),
+            };
+            let resp = self.invoke(&s, RemotingCommand::request_with(RequestCode::END_TRANSACTION, &h)).await?;
+            match resp.response_code() {
+                ResponseCode::SUCCESS => Ok(()),
+                code => Err(Failure::from_remoting(code, resp.remark.as_deref())),
+            }
+        };
+        let status = match answer.await {
+            Ok(()) => ok(),
+            Err(f) => f.status(),
+        };
+        Ok(Response::new(pb::EndTransactionResponse { status: Some(status) }))
     }
 
     type TelemetryStream = BoxStream<pb::TelemetryCommand>;

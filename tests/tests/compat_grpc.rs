@@ -186,6 +186,67 @@ async fn python_5x_producer_sends_normal_fifo_and_delay_messages_that_remoting_c
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_5x_transactions_commit_roll_back_and_answer_check_backs() -> Result<()> {
+    if skipped("compat_grpc") {
+        return Ok(());
+    }
+    let py = python();
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[("TRANSACTION_TIME_OUT", "1s"), ("TRANSACTION_CHECK_INTERVAL", "1s")])?;
+    let endpoint = broker.process.grpc_addr()?;
+    let wire = Wire::new(broker.addr());
+    let topic = "Grpc5Tx";
+    create_topic(&wire, topic, 2, Some("+message.type=TRANSACTION")).await?;
+    wait_route(&ns.addr(), topic).await?;
+
+    let home = tempfile::tempdir()?;
+    let until = home.path().join("until");
+    let mut argv = vec![compat_support::scripts_dir("python5").join("transactional.py").display().to_string()];
+    argv.extend(args(&[
+        ("endpoint", &endpoint.to_string()),
+        ("topic", topic),
+        ("run", "r1"),
+        ("until-file", &until.display().to_string()),
+    ]));
+    let mut producer = ClientProcess::spawn(
+        "python5-transactional",
+        &py,
+        &argv,
+        &home.path().join("producer"),
+        &[("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1")],
+    )?;
+    let done = producer.wait_event("done", CLIENT_TIMEOUT);
+    // The committed message, and the open one once the checker's answer arrives.
+    let stored = match done {
+        Ok(_) => {
+            tests::eventually(Duration::from_secs(30), "the committed and the checked message", || async {
+                let all = read_all(&wire, topic, 2).await.ok()?;
+                (all.len() >= 2).then_some(all)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    std::fs::write(&until, "")?;
+    let out = producer.finish(CLIENT_TIMEOUT);
+    let stored = stored.with_context(|| out.describe())?;
+    let sent: BTreeMap<&str, &serde_json::Value> = out.events("sent").iter().map(|v| (s(v, "body"), *v)).collect();
+    ensure!(sent.len() == 3, "{} half messages reported\n{}", sent.len(), out.describe());
+    let checked: Vec<&str> = out.events("checked").iter().map(|v| s(v, "body")).collect();
+    ensure!(checked.first() == Some(&"r1-tx-open"), "check-backs for {checked:?}\n{}", out.describe());
+    let bodies: BTreeSet<String> = stored.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect();
+    let want: BTreeSet<String> = ["r1-tx-commit", "r1-tx-open"].into_iter().map(str::to_owned).collect();
+    ensure!(bodies == want && stored.len() == 2, "stored {bodies:?} ({} messages), want {want:?}", stored.len());
+    for m in &stored {
+        let body = String::from_utf8_lossy(&m.body).into_owned();
+        let v = sent[body.as_str()];
+        ensure!(prop(m, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == s(v, "message_id"), "{body}: message id");
+        ensure!(prop(m, keys::TAGS) == "Tx", "{body}: tag {:?}", prop(m, keys::TAGS));
+    }
+    Ok(())
+}
+
 /// A request of the generated client, naming itself as 5.x clients do.
 fn request<T>(body: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(body);
