@@ -422,4 +422,50 @@ mod tests {
         assert_eq!(accepted_types(declared_type(Some("MIXED"))).len(), 4);
         assert_eq!(accepted_types(declared_type(None)).len(), 4);
     }
+
+    #[test]
+    fn transaction_ids_carry_what_end_transaction_needs() {
+        let addr: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let offset_msg_id = common::msgid::offset_msg_id(addr, 123_456);
+        let id = transaction_id(&offset_msg_id, 42);
+        assert_eq!(parse_transaction_id(&id), Some((123_456, 42)));
+        assert_eq!(parse_transaction_id("made-up"), None);
+        assert_eq!(parse_transaction_id(&offset_msg_id), None);
+    }
+
+    #[test]
+    fn a_stored_message_reaches_a_5x_client_with_user_properties_apart_and_a_digest() {
+        let mut props = Properties::new();
+        for (k, v) in [(keys::TAGS, "Tx"), (keys::KEYS, "a b"), (keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "ID1"), (keys::PRODUCER_GROUP, "P"), ("color", "red")] {
+            props.insert(k, v);
+        }
+        let addr: std::net::SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let ext = common::MessageExt {
+            topic: "T".into(),
+            queue_id: 1,
+            flag: 0,
+            queue_offset: 7,
+            commit_log_offset: 0,
+            sys_flag: 0,
+            born_timestamp: 1_500,
+            born_host: addr,
+            store_timestamp: 2_000,
+            store_host: addr,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+            store_size: 0,
+            properties: props,
+            body: bytes::Bytes::from_static(b"hello"),
+        };
+        let m = incoming(&ext, MessageType::Transaction);
+        assert_eq!(m.user_properties.len(), 1);
+        assert_eq!(m.user_properties.get("color").map(String::as_str), Some("red"));
+        let sp = m.system_properties.unwrap();
+        assert_eq!((sp.tag.as_deref(), sp.keys.as_slice(), sp.message_id.as_str()), (Some("Tx"), &["a".to_owned(), "b".to_owned()][..], "ID1"));
+        // zlib.crc32(b"hello") = 0x3610A686.
+        assert_eq!(sp.body_digest.unwrap().checksum, "3610A686");
+        assert_eq!(sp.born_timestamp, Some(prost_types::Timestamp { seconds: 1, nanos: 500_000_000 }));
+        assert_eq!((sp.queue_id, sp.queue_offset), (1, Some(7)));
+    }
 }

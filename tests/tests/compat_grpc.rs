@@ -340,6 +340,19 @@ async fn the_endpoint_answers_routes_and_refuses_what_it_cannot_take_with_5x_cod
     ensure!(stored[0].queue_id == 0, "stored in queue {}", stored[0].queue_id);
     ensure!(prop(&stored[0], keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == "wire-FIFO");
 
+    // A transaction id the broker never issued.
+    let end = c
+        .end_transaction(request(pb::EndTransactionRequest {
+            topic: resource("WireFifo"),
+            message_id: "x".into(),
+            transaction_id: "made-up".into(),
+            resolution: pb::TransactionResolution::Commit as i32,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    ensure!(code(end.status.as_ref()) == Code::InvalidTransactionId, "{:?}", end.status);
+
     // Consumption over gRPC is answered as not implemented, with the reason.
     let mut receive = c
         .receive_message(request(pb::ReceiveMessageRequest { group: resource("G"), ..Default::default() }))
