@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -107,11 +107,18 @@ pub fn serve<B: Backend>(listener: TcpListener, backend: Arc<B>, advertised_host
         .max_decoding_message_size(max + (1 << 20))
         .max_encoding_message_size(max + (1 << 20));
     let (stop, sweep) = (cancel.clone(), cancel.clone());
+    // Latency over throughput, as on the remoting port: without TCP_NODELAY a small
+    // response waits for the client's delayed ACK (~40 ms).
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
     let task = tokio::spawn(async move {
         tokio::spawn(sweep_idle(messaging.clone(), sweep));
         let served = tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled())
+            .serve_with_incoming_shutdown(incoming, stop.cancelled())
             .await;
         if let Err(e) = served {
             warn!(error = %e, "gRPC endpoint stopped");
