@@ -164,6 +164,7 @@ The name server ($NAMESRV_ADDR, pid $(cat "$STATE/namesrv.pid")), the broker
 (127.0.0.1:$BROKER_PORT, pid $(cat "$STATE/broker.pid")) and the web console
 ($CONSOLE_URL, pid $(cat "$STATE/console.pid")) are still running.
   web console:     $CONSOLE_URL
+  gRPC endpoint:   127.0.0.1:$(sed -n 's/^grpc on .*://p' "$WORK/broker.out" | head -1) (RocketMQ 5 clients)
   logs and store:  $WORK
   try:             NAMESRV_ADDR=$NAMESRV_ADDR cargo run -p client --example lite_pull_consumer
   stop them:       scripts/quickstart.sh stop
