@@ -157,3 +157,24 @@ impl CpuWindow {
         }
     }
 }
+
+/// Waits out `warmup`, then counts for `duration`; returns the measured seconds and
+/// adds the server's (`server_pid`) and this generator's CPU per message over that
+/// window to `run`.
+pub async fn measure(
+    stats: &Stats,
+    server_pid: Option<u32>,
+    warmup: Duration,
+    duration: Duration,
+    run: &mut serde_json::Value,
+) -> f64 {
+    tokio::time::sleep(warmup).await;
+    let cpu = CpuWindow::start(server_pid);
+    stats.measuring.store(true, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(duration).await;
+    stats.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    cpu.finish(stats.msgs.load(Ordering::Relaxed), run);
+    elapsed
+}

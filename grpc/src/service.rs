@@ -253,6 +253,15 @@ impl<B: Backend> Messaging<B> {
     }
 
     /// Sends `cmd` to the broker over the client's connection.
+    /// Sends `cmd` and takes a SUCCESS answer as done, anything else as its failure.
+    async fn invoke_ok(&self, s: &Session, cmd: RemotingCommand) -> Result<(), Failure> {
+        let resp = self.invoke(s, cmd).await?;
+        match resp.response_code() {
+            ResponseCode::SUCCESS => Ok(()),
+            code => Err(Failure::from_remoting(code, resp.remark.as_deref())),
+        }
+    }
+
     async fn invoke(&self, s: &Session, cmd: RemotingCommand) -> Result<RemotingCommand, Failure> {
         s.channel.request(cmd, BROKER_TIMEOUT).await.map_err(|e| match e {
             remoting::Error::Timeout { .. } => Failure::new(Code::ProxyTimeout, e.to_string()),
@@ -419,6 +428,11 @@ fn answer_settings(mut s: pb::Settings, max_body: usize) -> pb::Settings {
     s
 }
 
+/// The status of a call that answers nothing but its status.
+fn status_of(outcome: Result<(), Failure>) -> pb::Status {
+    outcome.map_or_else(|f| f.status(), |()| ok())
+}
+
 fn not_served(what: &str) -> pb::Status {
     Failure::new(
         Code::NotImplemented,
@@ -459,16 +473,9 @@ impl<B: Backend> MessagingService for Messaging<B> {
                 return Ok(());
             }
             let body = remoting::json::to_vec(&hb).map_err(|e| Failure::new(Code::InternalServerError, e.to_string()))?;
-            let resp = self.invoke(&s, RemotingCommand::request(RequestCode::HEART_BEAT).with_body(body)).await?;
-            match resp.response_code() {
-                ResponseCode::SUCCESS => Ok(()),
-                code => Err(Failure::from_remoting(code, resp.remark.as_deref())),
-            }
+            self.invoke_ok(&s, RemotingCommand::request(RequestCode::HEART_BEAT).with_body(body)).await
         };
-        let status = match answer.await {
-            Ok(()) => ok(),
-            Err(f) => f.status(),
-        };
+        let status = status_of(answer.await);
         Ok(Response::new(pb::HeartbeatResponse { status: Some(status) }))
     }
 
@@ -572,16 +579,9 @@ impl<B: Backend> MessagingService for Messaging<B> {
                 transaction_id: Some(r.transaction_id.clone()),
                 topic: Some(topic),
             };
-            let resp = self.invoke(&s, RemotingCommand::request_with(RequestCode::END_TRANSACTION, &h)).await?;
-            match resp.response_code() {
-                ResponseCode::SUCCESS => Ok(()),
-                code => Err(Failure::from_remoting(code, resp.remark.as_deref())),
-            }
+            self.invoke_ok(&s, RemotingCommand::request_with(RequestCode::END_TRANSACTION, &h)).await
         };
-        let status = match answer.await {
-            Ok(()) => ok(),
-            Err(f) => f.status(),
-        };
+        let status = status_of(answer.await);
         Ok(Response::new(pb::EndTransactionResponse { status: Some(status) }))
     }
 

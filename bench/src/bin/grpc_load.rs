@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bench::{body, CpuWindow, Stats};
+use bench::{body, Stats};
 use clap::Parser;
 use grpc::pb::{self, messaging_service_client::MessagingServiceClient, Code};
 
@@ -103,13 +103,6 @@ async fn main() -> Result<()> {
             }));
         }
     }
-    tokio::time::sleep(args.warmup).await;
-    let cpu = CpuWindow::start(args.server_pid);
-    stats.measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    stats.measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
     let mut run = serde_json::json!({
         "system": "ferromq-grpc",
         "mode": "send",
@@ -117,7 +110,7 @@ async fn main() -> Result<()> {
         "connections": args.connections,
         "inflight_per_connection": args.inflight,
     });
-    cpu.finish(stats.msgs.load(Ordering::Relaxed), &mut run);
+    let elapsed = bench::measure(&stats, args.server_pid, args.warmup, args.duration, &mut run).await;
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.abort();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use async_nats::jetstream;
-use bench::{body, CpuWindow, Stats};
+use bench::{body, Stats};
 use clap::Parser;
 
 #[global_allocator]
@@ -89,13 +89,6 @@ async fn main() -> Result<()> {
             }));
         }
     }
-    tokio::time::sleep(args.warmup).await;
-    let cpu = CpuWindow::start(args.server_pid);
-    stats.measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    stats.measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
     let mut run = serde_json::json!({
         "system": "nats-jetstream",
         "mode": "send",
@@ -103,7 +96,7 @@ async fn main() -> Result<()> {
         "connections": args.connections,
         "inflight_per_connection": args.inflight,
     });
-    cpu.finish(stats.msgs.load(Ordering::Relaxed), &mut run);
+    let elapsed = bench::measure(&stats, args.server_pid, args.warmup, args.duration, &mut run).await;
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.abort();
