@@ -31,17 +31,6 @@ pub const PROJECT_FILE: &str = "ferromq-plugin.toml";
 /// starts from them, so its first build resolves what the SDK was tested against.
 const WORKSPACE_LOCK: &str = include_str!("../../Cargo.lock");
 
-/// How the release build is made reproducible (the settings of the example plugins).
-const RELEASE_PROFILE: [(&str, &str); 7] = [
-    ("CARGO_PROFILE_RELEASE_DEBUG", "0"),
-    ("CARGO_PROFILE_RELEASE_STRIP", "true"),
-    ("CARGO_PROFILE_RELEASE_LTO", "true"),
-    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
-    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s"),
-    ("CARGO_PROFILE_RELEASE_PANIC", "abort"),
-    ("CARGO_PROFILE_RELEASE_INCREMENTAL", "false"),
-];
-
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// `ferromq-plugin.toml`.
@@ -222,7 +211,7 @@ pub fn build(dir: &Path) -> Result<Output> {
         let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap_or_default();
         let locked = lock.contains(&format!("name = \"{}\"", project.name));
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(dir).args(["build", "--release", "--target", WASM_TARGET]).envs(RELEASE_PROFILE);
+        cmd.current_dir(dir).args(["build", "--release", "--target", WASM_TARGET]).envs(plugin_host::REPRODUCIBLE_RELEASE_PROFILE);
         if locked {
             cmd.arg("--locked");
         }

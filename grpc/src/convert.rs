@@ -72,6 +72,8 @@ pub(crate) struct Outgoing {
     pub body: bytes::Bytes,
     pub message_type: MessageType,
     pub message_id: String,
+    /// The FIFO message group (`__SHARDINGKEY`), which picks the queue.
+    pub group: Option<String>,
 }
 
 /// Checks a 5.x message and turns it into a remoting send of `topic`.
@@ -94,7 +96,7 @@ pub(crate) fn outgoing(
         ));
     }
     let message_type = MessageType::try_from(sp.message_type).unwrap_or(MessageType::Unspecified);
-    let group = sp.message_group.as_deref().filter(|g| !g.is_empty());
+    let group = sp.message_group.clone().filter(|g| !g.is_empty());
     let delivery_ms = sp.delivery_timestamp.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
     match message_type {
         MessageType::Normal if group.is_some() || delivery_ms.is_some() => {
@@ -137,7 +139,7 @@ pub(crate) fn outgoing(
         return Err(Failure::new(Code::IllegalMessageId, "the message has no message id"));
     }
     props.insert(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &sp.message_id);
-    if let Some(group) = group {
+    if let Some(group) = &group {
         props.insert(keys::SHARDING_KEY, group);
     }
     if let Some(ms) = delivery_ms {
@@ -188,7 +190,7 @@ pub(crate) fn outgoing(
         max_reconsume_times: None,
         broker_name: None,
     };
-    Ok(Outgoing { header, body: msg.body.into(), message_type, message_id: sp.message_id })
+    Ok(Outgoing { header, body: msg.body.into(), message_type, message_id: sp.message_id, group })
 }
 
 /// The transaction id a half message's SendResultEntry and check-back carry: where

@@ -330,11 +330,8 @@ impl<B: Backend> Messaging<B> {
                 ));
             }
         }
-        if let (pb::MessageType::Fifo, Some(info)) = (out.message_type, &info) {
-            let props = common::properties::Properties::decode(out.header.properties.as_deref().unwrap_or(""));
-            if let Some(group) = props.get(common::properties::keys::SHARDING_KEY) {
-                out.header.queue_id = convert::queue_of_group(group, info.write_queue_nums);
-            }
+        if let (Some(group), Some(info)) = (&out.group, &info) {
+            out.header.queue_id = convert::queue_of_group(group, info.write_queue_nums);
         }
         let header: SendMessageRequestHeaderV2 = out.header.into();
         let cmd = RemotingCommand::request_with(RequestCode::SEND_MESSAGE_V2, &header).with_body(out.body);

@@ -62,3 +62,17 @@ pub use handles::{
 };
 pub use registry::{PluginRegistry, PluginStatus};
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
+
+/// How a plugin's release build is made reproducible (the same source and lock file
+/// give the same bytes, hence the same SHA-256 a broker reports): cargo's release
+/// profile settings, as environment variables for `cargo build --release`. The
+/// example plugins and `ferromq-admin plugin build` both build with them.
+pub const REPRODUCIBLE_RELEASE_PROFILE: [(&str, &str); 7] = [
+    ("CARGO_PROFILE_RELEASE_DEBUG", "0"),
+    ("CARGO_PROFILE_RELEASE_STRIP", "true"),
+    ("CARGO_PROFILE_RELEASE_LTO", "true"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s"),
+    ("CARGO_PROFILE_RELEASE_PANIC", "abort"),
+    ("CARGO_PROFILE_RELEASE_INCREMENTAL", "false"),
+];

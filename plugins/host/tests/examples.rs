@@ -96,15 +96,7 @@ fn committed_wasm_matches_a_rebuild_from_source() {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
-        .envs([
-            ("CARGO_PROFILE_RELEASE_DEBUG", "0"),
-            ("CARGO_PROFILE_RELEASE_STRIP", "true"),
-            ("CARGO_PROFILE_RELEASE_LTO", "true"),
-            ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
-            ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s"),
-            ("CARGO_PROFILE_RELEASE_PANIC", "abort"),
-            ("CARGO_PROFILE_RELEASE_INCREMENTAL", "false"),
-        ])
+        .envs(plugin_host::REPRODUCIBLE_RELEASE_PROFILE)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
