@@ -45,10 +45,7 @@ impl grpc::Backend for GrpcBackend {
 }
 
 /// Starts the gRPC endpoint on `grpc_server_port` (`None` when it is `-1`).
-pub(crate) async fn start(
-    ctx: &Arc<BrokerContext>,
-    local: LocalConnector,
-) -> crate::Result<Option<grpc::GrpcServer>> {
+pub(crate) async fn start(ctx: &Arc<BrokerContext>, local: LocalConnector) -> crate::Result<Option<grpc::GrpcServer>> {
     let Ok(port) = u16::try_from(ctx.config.grpc_server_port) else { return Ok(None) };
     let bind = SocketAddr::new(ctx.config.bind_address, port);
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {

@@ -35,6 +35,7 @@ pub mod order_expansion;
 pub mod outcome;
 pub mod persist;
 pub mod plugins;
+pub mod pop;
 pub mod processor;
 pub mod reroute;
 pub mod role;
@@ -223,6 +224,7 @@ impl Broker {
         tasks.spawn(sample_stats(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("stats_sampler")));
         schedule::start(ctx.clone(), cancel.clone(), &tasks);
         timer::start(ctx.clone(), cancel.clone(), &tasks);
+        pop::start(ctx.clone(), cancel.clone(), &tasks);
         tasks.spawn(
             transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")),
         );

@@ -19,6 +19,7 @@ pub mod lenient;
 pub mod message;
 pub mod msgid;
 pub mod perm;
+pub mod pop;
 pub mod properties;
 pub mod record;
 pub mod response_code;

@@ -83,6 +83,12 @@ codes! {
 }
 
 impl ResponseCode {
+    /// RocketMQ 5 gives POP's long polling the numbers 4.x gave two ACL failures
+    /// (`UPDATE_AND_CREATE_ACL_CONFIG_FAILED`, `DELETE_ACL_CONFIG_FAILED`); which one
+    /// a response means depends on its request.
+    pub const POLLING_FULL: ResponseCode = ResponseCode(209);
+    pub const POLLING_TIMEOUT: ResponseCode = ResponseCode(210);
+
     pub fn is_success(self) -> bool {
         self == Self::SUCCESS
     }

@@ -414,6 +414,67 @@ pub mod broker {
         }
     }
     header! {
+        /// POP_MESSAGE (200050): take up to `maxMsgNums` messages of a group's queue
+        /// (`queueId` -1: any readable queue) and hide them for `invisibleTime` ms;
+        /// wait up to `pollTime` ms for some.
+        pub struct PopMessageRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            max_msg_nums: i32 = "maxMsgNums",
+            invisible_time: i64 = "invisibleTime",
+            poll_time: i64 = "pollTime",
+            born_time: i64 = "bornTime",
+            init_mode: i32 = "initMode",
+            exp_type: Option<String> = "expType",
+            exp: Option<String> = "exp",
+            order: Option<bool> = "order",
+            attempt_id: Option<String> = "attemptId",
+        }
+    }
+    header! {
+        /// Sent on every POP answer. The consumer builds each message's `extraInfo`
+        /// from the `*Info` fields (`common::pop`).
+        pub struct PopMessageResponseHeader {
+            pop_time: i64 = "popTime",
+            invisible_time: i64 = "invisibleTime",
+            revive_qid: i32 = "reviveQid",
+            rest_num: i64 = "restNum",
+            start_offset_info: Option<String> = "startOffsetInfo",
+            msg_offset_info: Option<String> = "msgOffsetInfo",
+            order_count_info: Option<String> = "orderCountInfo",
+        }
+    }
+    header! {
+        /// ACK_MESSAGE (200051): `topic` is the topic the message was popped from
+        /// (the group's pop retry topic for a retried one).
+        pub struct AckMessageRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            extra_info: String = "extraInfo",
+            offset: i64 = "offset",
+        }
+    }
+    header! {
+        /// CHANGE_MESSAGE_INVISIBLETIME (200053).
+        pub struct ChangeInvisibleTimeRequestHeader {
+            consumer_group: String = "consumerGroup",
+            topic: String = "topic",
+            queue_id: i32 = "queueId",
+            extra_info: String = "extraInfo",
+            offset: i64 = "offset",
+            invisible_time: i64 = "invisibleTime",
+        }
+    }
+    header! {
+        pub struct ChangeInvisibleTimeResponseHeader {
+            pop_time: i64 = "popTime",
+            invisible_time: i64 = "invisibleTime",
+            revive_qid: i32 = "reviveQid",
+        }
+    }
+    header! {
         pub struct QueryConsumerOffsetRequestHeader {
             consumer_group: String = "consumerGroup",
             topic: String = "topic",

@@ -11,6 +11,7 @@ pub mod consumer_admin;
 pub mod end_transaction;
 pub mod offset;
 pub mod plugin_admin;
+pub mod pop;
 pub mod pull;
 pub mod query;
 pub mod reply;
@@ -65,6 +66,9 @@ pub fn dispatcher(ctx: Arc<BrokerContext>) -> Dispatcher {
     route!(send::process, SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE);
     route!(controller_mode, GET_BROKER_EPOCH_CACHE, NOTIFY_BROKER_ROLE_CHANGED);
     route!(pull::process, PULL_MESSAGE, LITE_PULL_MESSAGE);
+    route!(pop::pop_message, POP_MESSAGE);
+    route!(pop::ack_message, ACK_MESSAGE);
+    route!(pop::change_invisible_time, CHANGE_MESSAGE_INVISIBLETIME);
     route!(reply::send_reply, SEND_REPLY_MESSAGE, SEND_REPLY_MESSAGE_V2);
     route!(send::consumer_send_msg_back, CONSUMER_SEND_MSG_BACK);
     route!(end_transaction::end_transaction, END_TRANSACTION);

@@ -253,34 +253,14 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
     }
 
     let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
-    let plugin_rejects =
-        filter.run_prefilters(&ctx.store, (&h.topic, &h.consumer_group), h.queue_id, h.queue_offset, max_msgs);
-    let cq_filter =
-        |e: &CqEntry| filter.pre_filter(e.tags_code) && plugin_rejects.binary_search(&e.phy_offset).is_err();
-    let record_filter = |v: &RecordView<'_>| filter.matches_record(v);
-    let mut get = GetRequest::new(&h.topic, h.queue_id, h.queue_offset, max_msgs).cq_filter(&cq_filter);
-    if filter.needs_record_stage() {
-        get = get.record_filter(&record_filter);
-    }
-    if let Some(max_bytes) = h.max_msg_bytes.filter(|b| *b > 0) {
-        get = get.max_bytes(max_bytes as usize);
-    }
-    let mut result = ctx.store.get_messages(&get);
-    let mut plugin_paused = false;
-    if result.status == GetStatus::Found && filter.has_plugins() {
-        let pass = filter.run_plugins(&h.topic, &h.consumer_group, &result.messages);
-        crate::spans::record_plugin_verdicts(plugin_rejects.len(), &pass);
-        if pass.deliverable < result.messages.len() {
-            result.next_begin_offset = result.queue_offsets[pass.deliverable];
-            plugin_paused = true;
-        }
-        retain_marked(&mut result.messages, &pass.keep);
-        retain_marked(&mut result.queue_offsets, &pass.keep);
-        result.total_bytes = result.messages.iter().map(bytes::Bytes::len).sum();
-        if result.messages.is_empty() {
-            result.status = GetStatus::NoMatchedMessage;
-        }
-    }
+    let max_bytes = h.max_msg_bytes.filter(|b| *b > 0).map(|b| b as usize);
+    let Filtered { result, plugin_paused } = read_filtered(
+        ctx,
+        &filter,
+        QueueRead { topic: &h.topic, group: &h.consumer_group, queue_id: h.queue_id, offset: h.queue_offset },
+        max_msgs,
+        max_bytes,
+    );
     if plugin_paused && result.messages.is_empty() && result.next_begin_offset == h.queue_offset {
         // A plugin filter that cannot decide (failing, breaker open, not loaded)
         // under policy `pause`: nothing is delivered or skipped; the consumer asks
@@ -374,6 +354,63 @@ fn pull(ctx: &Arc<BrokerContext>, ch: &Channel, h: &PullMessageRequestHeader, fi
                        next = next, min = result.min_offset, max = result.max_offset, "pull offset moved");
     }
     Outcome::Respond(resp)
+}
+
+/// Which queue a read is for, and from where.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueRead<'a> {
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub queue_id: i32,
+    pub offset: i64,
+}
+
+/// What [`read_filtered`] found.
+pub(crate) struct Filtered {
+    pub result: store::GetResult,
+    /// A plugin filter could not decide: `result.next_begin_offset` stops before the
+    /// first message it held back.
+    pub plugin_paused: bool,
+}
+
+/// Reads up to `max_msgs` messages of a queue that pass `filter`: its consume-queue
+/// stage (tag codes and plugin pre-filters), its record stage and its plugins. The
+/// one read of pulls and pops.
+pub(crate) fn read_filtered(
+    ctx: &BrokerContext,
+    filter: &PreparedFilter,
+    at: QueueRead<'_>,
+    max_msgs: usize,
+    max_bytes: Option<usize>,
+) -> Filtered {
+    let plugin_rejects = filter.run_prefilters(&ctx.store, (at.topic, at.group), at.queue_id, at.offset, max_msgs);
+    let cq_filter =
+        |e: &CqEntry| filter.pre_filter(e.tags_code) && plugin_rejects.binary_search(&e.phy_offset).is_err();
+    let record_filter = |v: &RecordView<'_>| filter.matches_record(v);
+    let mut get = GetRequest::new(at.topic, at.queue_id, at.offset, max_msgs).cq_filter(&cq_filter);
+    if filter.needs_record_stage() {
+        get = get.record_filter(&record_filter);
+    }
+    if let Some(max_bytes) = max_bytes {
+        get = get.max_bytes(max_bytes);
+    }
+    let mut result = ctx.store.get_messages(&get);
+    let mut plugin_paused = false;
+    if result.status == GetStatus::Found && filter.has_plugins() {
+        let pass = filter.run_plugins(at.topic, at.group, &result.messages);
+        crate::spans::record_plugin_verdicts(plugin_rejects.len(), &pass);
+        if pass.deliverable < result.messages.len() {
+            result.next_begin_offset = result.queue_offsets[pass.deliverable];
+            plugin_paused = true;
+        }
+        retain_marked(&mut result.messages, &pass.keep);
+        retain_marked(&mut result.queue_offsets, &pass.keep);
+        result.total_bytes = result.messages.iter().map(bytes::Bytes::len).sum();
+        if result.messages.is_empty() {
+            result.status = GetStatus::NoMatchedMessage;
+        }
+    }
+    Filtered { result, plugin_paused }
 }
 
 /// A queue added to an ordered topic that the group may not read yet

@@ -1,0 +1,355 @@
+//! RocketMQ 5's POP consumption: the broker keeps each consumer's place, so
+//! consumers need no rebalancing (`processor::pop` serves the requests).
+//!
+//! A pop of a queue takes messages from the group's offset and, before handing them
+//! out, appends a checkpoint (`common::pop::CheckPoint`) to the cluster's revive
+//! topic (`rmq_sys_REVIVE_LOG_<cluster>`, one queue), then moves the group's offset
+//! past them. An ack appends an ack record to the same queue. Both are ordinary
+//! records of the commit log, so they are as durable as the messages (flushed and
+//! replicated the same way) and a slave that takes over has them.
+//!
+//! The revive task ([`start`]) reads the revive queue in order and keeps, in memory,
+//! the checkpoints not yet settled with the acks seen for them. When a checkpoint's
+//! invisibility ends, each message not acked is appended again to the group's pop
+//! retry topic (`%RETRY%<group>_<topic>`) with `reconsumeTimes` + 1, which makes it
+//! visible to the next pop. Its progress is the group [`pop::REVIVE_GROUP`]'s offset
+//! on the revive queue, never past the oldest unsettled checkpoint, and persisted
+//! with the other consumer offsets: after a restart the task reads again from there
+//! and rebuilds the same state, so a message is revived again only if the broker
+//! stopped between reviving it and persisting that offset (the at-least-once
+//! window).
+//!
+//! An orderly pop (a FIFO group) writes no checkpoint: the queue is held
+//! ([`OrderHold`]) until its messages are acked or their invisibility ends; the
+//! group's offset only moves with acks, and an expired hold delivers the same
+//! messages again with their delivery count raised. Holds live in memory; after a
+//! restart a held queue's unacked messages are delivered again at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use common::pop::{self, Ack, CheckPoint};
+use common::properties::{keys, Properties};
+use common::record::RecordView;
+use common::{perm, MessageExt};
+use store::{GetRequest, PutMessage};
+
+use crate::context::BrokerContext;
+use crate::outcome::PutOutcome;
+
+/// Records of the revive queue read per step.
+const REVIVE_BATCH: usize = 256;
+/// The longest the revive task sleeps without looking at the revive queue.
+const REVIVE_IDLE: Duration = Duration::from_millis(500);
+/// A revival that could not be stored is tried again this much later.
+const RETRY_AFTER_MS: i64 = 1000;
+
+type QueueKey = (String, String, i32);
+
+/// What the POP processors share: queue locks, orderly holds and wake-ups.
+pub struct PopState {
+    revive_topic: String,
+    busy: Mutex<HashSet<QueueKey>>,
+    order: Mutex<HashMap<QueueKey, OrderHold>>,
+    /// Wakes the revive task (a checkpoint or ack was appended).
+    pub revive_wake: Notify,
+    /// Wakes parked orderly pops (a hold was released).
+    pub released: Notify,
+    rounds: AtomicU64,
+}
+
+/// A queue held by an orderly pop until its messages are acked.
+#[derive(Debug, Clone)]
+pub struct OrderHold {
+    /// Queue offsets delivered, in order.
+    pub offsets: Vec<i64>,
+    pub acked: HashSet<i64>,
+    /// Where the group continues once all are acked.
+    pub next: i64,
+    /// When the hold ends if not all are acked (ms since the epoch).
+    pub deadline: i64,
+    pub pop_time: i64,
+    /// Earlier deliveries of each offset.
+    pub counts: HashMap<i64, i32>,
+}
+
+impl OrderHold {
+    /// The offset the group's offset may move to: the first one not acked.
+    fn committable(&self) -> i64 {
+        self.offsets.iter().copied().find(|o| !self.acked.contains(o)).unwrap_or(self.next)
+    }
+}
+
+/// A queue a pop works on; other pops of the same group skip it meanwhile.
+pub struct QueueLock<'a> {
+    state: &'a PopState,
+    key: QueueKey,
+}
+
+impl Drop for QueueLock<'_> {
+    fn drop(&mut self) {
+        self.state.busy.lock().remove(&self.key);
+    }
+}
+
+impl PopState {
+    pub fn new(cluster: &str) -> Self {
+        Self {
+            revive_topic: pop::revive_topic(cluster),
+            busy: Mutex::default(),
+            order: Mutex::default(),
+            revive_wake: Notify::new(),
+            released: Notify::new(),
+            rounds: AtomicU64::new(0),
+        }
+    }
+
+    pub fn revive_topic(&self) -> &str {
+        &self.revive_topic
+    }
+
+    /// One pop in five looks at the retry topic first (RocketMQ's
+    /// `popFromRetryProbability`, 20 %), so retries neither starve nor are starved.
+    pub fn retry_first(&self) -> bool {
+        self.rounds.fetch_add(1, Ordering::Relaxed).is_multiple_of(5)
+    }
+
+    pub fn try_lock(&self, topic: &str, group: &str, queue_id: i32) -> Option<QueueLock<'_>> {
+        let key = (topic.to_owned(), group.to_owned(), queue_id);
+        self.busy.lock().insert(key.clone()).then_some(QueueLock { state: self, key })
+    }
+
+    /// `None` while an orderly pop of this queue must wait (a live hold with
+    /// messages not acked); otherwise the earlier delivery counts of a hold that
+    /// expired.
+    pub fn order_gate(&self, topic: &str, group: &str, queue_id: i32, now: i64) -> Option<HashMap<i64, i32>> {
+        let key = (topic.to_owned(), group.to_owned(), queue_id);
+        let order = self.order.lock();
+        match order.get(&key) {
+            Some(h) if h.deadline > now && h.acked.len() < h.offsets.len() => None,
+            Some(h) => Some(h.counts.iter().filter(|(o, _)| !h.acked.contains(o)).map(|(o, c)| (*o, *c)).collect()),
+            None => Some(HashMap::new()),
+        }
+    }
+
+    pub fn hold(&self, topic: &str, group: &str, queue_id: i32, hold: OrderHold) {
+        self.order.lock().insert((topic.to_owned(), group.to_owned(), queue_id), hold);
+    }
+
+    /// Acks `offset` of an orderly pop made at `pop_time`; returns the offset the
+    /// group may commit, or `None` if no such hold (already expired and taken
+    /// again, or released).
+    pub fn order_ack(&self, topic: &str, group: &str, queue_id: i32, pop_time: i64, offset: i64) -> Option<i64> {
+        let key = (topic.to_owned(), group.to_owned(), queue_id);
+        let mut order = self.order.lock();
+        let h = order.get_mut(&key)?;
+        if h.pop_time != pop_time || !h.offsets.contains(&offset) {
+            return None;
+        }
+        h.acked.insert(offset);
+        let commit = h.committable();
+        if h.acked.len() == h.offsets.len() {
+            order.remove(&key);
+            self.released.notify_waiters();
+        }
+        Some(commit)
+    }
+
+    /// Moves an orderly hold's deadline (ChangeInvisibleDuration) and renames it by
+    /// `new_pop_time` (the old handle stops naming it); false if no such hold.
+    pub fn order_extend(
+        &self,
+        topic: &str,
+        group: &str,
+        queue_id: i32,
+        pop_time: i64,
+        new_pop_time: i64,
+        deadline: i64,
+    ) -> bool {
+        let key = (topic.to_owned(), group.to_owned(), queue_id);
+        let mut order = self.order.lock();
+        match order.get_mut(&key) {
+            Some(h) if h.pop_time == pop_time => {
+                h.deadline = deadline;
+                h.pop_time = new_pop_time;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The earliest deadline of a live hold (parked orderly pops re-check then).
+    pub fn next_order_deadline(&self) -> Option<i64> {
+        self.order.lock().values().map(|h| h.deadline).min()
+    }
+}
+
+/// Appends a checkpoint or ack record to the revive queue; true once stored.
+pub async fn append_revive_record(ctx: &BrokerContext, tag: &str, body: Vec<u8>) -> Result<(), PutOutcome> {
+    let topic = ctx.pop.revive_topic();
+    ctx.topics.create_system(topic, 1, perm::READ_WRITE, 0);
+    let mut props = Properties::new();
+    props.insert(keys::TAGS, tag);
+    let mut put = PutMessage::new(topic, 0, body).with_properties(props.encode());
+    put.born_timestamp = common::time::now_ms();
+    put.born_host = ctx.broker_addr;
+    let r = ctx.store.put(put).await;
+    let outcome = PutOutcome::of(r.status, ctx);
+    if outcome.is_stored() {
+        ctx.pop.revive_wake.notify_one();
+        Ok(())
+    } else {
+        Err(outcome)
+    }
+}
+
+/// Starts the revive task on a master.
+pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &tokio_util::task::TaskTracker) {
+    if ctx.role.is_slave() {
+        return;
+    }
+    tasks.spawn(tracing::Instrument::instrument(revive_loop(ctx, cancel), tracing::info_span!("pop_revive")));
+}
+
+/// A checkpoint not settled yet.
+struct Pending {
+    ck: CheckPoint,
+    /// Its record's offset in the revive queue.
+    revive_offset: i64,
+    acked: HashSet<i64>,
+    /// When to look at it (its revive time, later after a failed revival).
+    due: i64,
+}
+
+type CkKey = (String, String, i32, i64, i64);
+
+fn ck_key(topic: &str, group: &str, queue_id: i32, start: i64, pop_time: i64) -> CkKey {
+    (topic.to_owned(), group.to_owned(), queue_id, start, pop_time)
+}
+
+async fn revive_loop(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
+    let topic = ctx.pop.revive_topic().to_owned();
+    let committed = ctx.offsets.query(pop::REVIVE_GROUP, &topic, 0);
+    let mut scan = committed.max(ctx.store.min_offset_in_queue(&topic, 0));
+    let mut pending: HashMap<CkKey, Pending> = HashMap::new();
+    loop {
+        // Read what was appended since the last step.
+        loop {
+            let r = ctx.store.get_messages(&GetRequest::new(&topic, 0, scan, REVIVE_BATCH));
+            for (raw, offset) in r.messages.iter().zip(&r.queue_offsets) {
+                take_record(&mut pending, raw, *offset);
+            }
+            let advanced = r.next_begin_offset > scan;
+            scan = scan.max(r.next_begin_offset);
+            if !advanced || r.messages.len() < REVIVE_BATCH {
+                break;
+            }
+        }
+        let now = common::time::now_ms();
+        let due: Vec<CkKey> = pending.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| k.clone()).collect();
+        for key in due {
+            let Some(p) = pending.get_mut(&key) else { continue };
+            if revive(&ctx, p).await {
+                pending.remove(&key);
+            } else {
+                p.due = common::time::now_ms() + RETRY_AFTER_MS;
+            }
+        }
+        let progress = pending.values().map(|p| p.revive_offset).min().unwrap_or(scan);
+        if progress != ctx.offsets.query(pop::REVIVE_GROUP, &topic, 0) {
+            ctx.offsets.commit(pop::REVIVE_GROUP, &topic, 0, progress);
+        }
+        let now = common::time::now_ms();
+        let wait =
+            pending.values().map(|p| p.due).min().map_or(REVIVE_IDLE, |d| {
+                Duration::from_millis((d - now).clamp(1, REVIVE_IDLE.as_millis() as i64) as u64)
+            });
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ctx.pop.revive_wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Takes one record of the revive queue into the pending set.
+fn take_record(pending: &mut HashMap<CkKey, Pending>, raw: &bytes::Bytes, offset: i64) {
+    let Ok(v) = RecordView::parse(raw) else { return };
+    let props = v.properties();
+    match props.tags() {
+        Some(pop::CK_TAG) => match serde_json::from_slice::<CheckPoint>(v.body()) {
+            Ok(ck) => {
+                let key = ck_key(&ck.topic, &ck.group, ck.queue_id, ck.start_offset, ck.pop_time);
+                let due = ck.revive_time();
+                pending.insert(key, Pending { ck, revive_offset: offset, acked: HashSet::new(), due });
+            }
+            Err(e) => warn!(offset, error = %e, "unreadable checkpoint in the revive queue; skipped"),
+        },
+        Some(pop::ACK_TAG) => match serde_json::from_slice::<Ack>(v.body()) {
+            Ok(a) => {
+                let key = ck_key(&a.topic, &a.group, a.queue_id, a.start_offset, a.pop_time);
+                if let Some(p) = pending.get_mut(&key) {
+                    p.acked.insert(a.ack_offset);
+                    if p.ck.offsets().all(|o| p.acked.contains(&o)) {
+                        pending.remove(&key);
+                    }
+                }
+            }
+            Err(e) => warn!(offset, error = %e, "unreadable ack in the revive queue; skipped"),
+        },
+        _ => {}
+    }
+}
+
+/// Appends each message of `p` not acked to the group's pop retry topic; true when
+/// all are stored (or gone from the store).
+async fn revive(ctx: &BrokerContext, p: &mut Pending) -> bool {
+    let ck = &p.ck;
+    let retry_topic = if common::topic::is_retry_topic(&ck.topic) {
+        ck.topic.clone()
+    } else {
+        pop::retry_topic(&ck.topic, &ck.group)
+    };
+    let mut all = true;
+    let offsets: Vec<i64> = ck.offsets().filter(|o| !p.acked.contains(o)).collect();
+    for offset in offsets {
+        let r = ctx.store.get_messages(&GetRequest::new(&ck.topic, ck.queue_id, offset, 1));
+        let Some(raw) = r.messages.first().filter(|_| r.queue_offsets.first() == Some(&offset)) else {
+            debug!(topic = %ck.topic, queue_id = ck.queue_id, offset, "popped message no longer stored; not revived");
+            p.acked.insert(offset);
+            continue;
+        };
+        let Ok(msg) = MessageExt::decode(raw, false) else {
+            warn!(topic = %ck.topic, offset, "unreadable popped message; not revived");
+            p.acked.insert(offset);
+            continue;
+        };
+        ctx.topics.create_system(&retry_topic, 1, perm::READ_WRITE, 0);
+        let mut props = msg.properties.clone();
+        if msg.reconsume_times == 0 || !props.contains(pop::PROPERTY_FIRST_POP_TIME) {
+            props.insert(pop::PROPERTY_FIRST_POP_TIME, ck.pop_time.to_string());
+        }
+        props.remove(pop::PROPERTY_POP_CK);
+        let put = PutMessage {
+            reconsume_times: msg.reconsume_times + 1,
+            born_host: msg.born_host,
+            ..PutMessage::from_stored(&msg, retry_topic.clone(), 0, &props)
+        };
+        let outcome = PutOutcome::of(ctx.store.put(put).await.status, ctx);
+        if outcome.is_stored() {
+            p.acked.insert(offset);
+            debug!(topic = %ck.topic, group = %ck.group, offset, "popped message revived");
+        } else {
+            warn!(topic = %ck.topic, offset, remark = outcome.remark_str(), "reviving a popped message failed; retrying");
+            all = false;
+        }
+    }
+    all
+}
