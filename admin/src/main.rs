@@ -912,7 +912,17 @@ async fn main() -> Result<()> {
             Command::BrokerStatus { broker } => {
                 a.broker_runtime_info(broker).await?.iter().map(|(k, v)| format!("{k:<32} : {v}\n")).collect()
             }
-            Command::UpdateTopic { topic, queues, read_queues, write_queues, perm, order, attributes, broker, cluster } => {
+            Command::UpdateTopic {
+                topic,
+                queues,
+                read_queues,
+                write_queues,
+                perm,
+                order,
+                attributes,
+                broker,
+                cluster,
+            } => {
                 let h = remoting::header::broker::CreateTopicRequestHeader {
                     read_queue_nums: read_queues.unwrap_or(*queues),
                     write_queue_nums: write_queues.unwrap_or(*queues),

@@ -211,7 +211,9 @@ pub fn build(dir: &Path) -> Result<Output> {
         let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap_or_default();
         let locked = lock.contains(&format!("name = \"{}\"", project.name));
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(dir).args(["build", "--release", "--target", WASM_TARGET]).envs(plugin_host::REPRODUCIBLE_RELEASE_PROFILE);
+        cmd.current_dir(dir)
+            .args(["build", "--release", "--target", WASM_TARGET])
+            .envs(plugin_host::REPRODUCIBLE_RELEASE_PROFILE);
         if locked {
             cmd.arg("--locked");
         }

@@ -64,6 +64,14 @@ impl ConsumerOffsetManager {
         t.entry(k).or_default().insert(queue_id, offset);
     }
 
+    /// Moves the committed offset up to `offset`, never down.
+    pub fn commit_at_least(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        let k = key(topic, group);
+        let mut t = self.table.write();
+        let e = t.entry(k).or_default().entry(queue_id).or_insert(offset);
+        *e = (*e).max(offset);
+    }
+
     /// A slave takes its master's offsets (RocketMQ's `syncConsumerOffset`: every
     /// queue the master knows gets the master's offset; queues only this slave has
     /// committed — while the master was away — keep theirs).

@@ -42,6 +42,17 @@ impl grpc::Backend for GrpcBackend {
     fn max_message_size(&self) -> usize {
         usize::try_from(self.ctx.config.store.max_message_size.as_u64()).unwrap_or(usize::MAX)
     }
+
+    fn broker_name(&self) -> String {
+        self.ctx.config.broker_name.clone()
+    }
+
+    fn consumer_group(&self, group: &str) -> Option<grpc::GroupInfo> {
+        self.ctx.groups.find_or_create(group).map(|g| grpc::GroupInfo {
+            fifo: g.consume_message_orderly,
+            max_attempts: g.retry_max_times.saturating_add(1),
+        })
+    }
 }
 
 /// Starts the gRPC endpoint on `grpc_server_port` (`None` when it is `-1`).

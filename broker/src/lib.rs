@@ -187,10 +187,14 @@ impl Broker {
         // (an END_TRANSACTION must see the decisions made before the restart).
         fan_out_arrivals(&ctx);
         tasks.spawn(wake_on_read_limit(ctx.clone(), cancel.clone()));
-        if !ctx.role.is_slave() {
+        // The same for POP: checkpoints written since the offsets were last persisted.
+        let revive = if ctx.role.is_slave() {
+            None
+        } else {
             ctx.timers.recover(&ctx.store);
             ctx.transactions.catch_up(&ctx.store);
-        }
+            Some(pop::recover(&ctx))
+        };
         match ha_listener {
             Some(l) => {
                 let master = HaMaster::start(l, ctx.store.clone(), ha_settings)?;
@@ -224,7 +228,9 @@ impl Broker {
         tasks.spawn(sample_stats(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("stats_sampler")));
         schedule::start(ctx.clone(), cancel.clone(), &tasks);
         timer::start(ctx.clone(), cancel.clone(), &tasks);
-        pop::start(ctx.clone(), cancel.clone(), &tasks);
+        if let Some(revive) = revive {
+            pop::start(ctx.clone(), revive, cancel.clone(), &tasks);
+        }
         tasks.spawn(
             transaction::run_checker(ctx.clone(), cancel.clone()).instrument(tracing::info_span!("transaction_check")),
         );

@@ -17,7 +17,10 @@
 //! with the other consumer offsets: after a restart the task reads again from there
 //! and rebuilds the same state, so a message is revived again only if the broker
 //! stopped between reviving it and persisting that offset (the at-least-once
-//! window).
+//! window). The same catch-up restores the groups' offsets: a checkpoint is
+//! written before its pop moves the group's offset, so after a `kill -9` (which can
+//! lose offsets committed since they were last persisted) each group's offset is
+//! raised past every checkpoint read, and nothing popped is popped again as new.
 //!
 //! An orderly pop (a FIFO group) writes no checkpoint: the queue is held
 //! ([`OrderHold`]) until its messages are acked or their invisibility ends; the
@@ -210,12 +213,67 @@ pub async fn append_revive_record(ctx: &BrokerContext, tag: &str, body: Vec<u8>)
     }
 }
 
-/// Starts the revive task on a master.
-pub fn start(ctx: Arc<BrokerContext>, cancel: CancellationToken, tasks: &tokio_util::task::TaskTracker) {
+/// What the revive task knows: how far it read the revive queue and the checkpoints
+/// not settled yet.
+pub struct ReviveState {
+    scan: i64,
+    pending: HashMap<CkKey, Pending>,
+}
+
+/// Reads the revive queue from the persisted revive progress to its end, raising each
+/// group's offset past every checkpoint it finds (see the module notes). Runs before
+/// the broker serves, so no pop sees an offset a `kill -9` set back.
+pub fn recover(ctx: &BrokerContext) -> ReviveState {
+    let topic = ctx.pop.revive_topic().to_owned();
+    let committed = ctx.offsets.query(pop::REVIVE_GROUP, &topic, 0);
+    let mut state =
+        ReviveState { scan: committed.max(ctx.store.min_offset_in_queue(&topic, 0)), pending: HashMap::new() };
+    let mut raised = 0usize;
+    read_revive_queue(ctx, &mut state, |ck| {
+        if let Some(last) = ck.offsets().max() {
+            ctx.offsets.commit_at_least(&ck.group, &ck.topic, ck.queue_id, last + 1);
+            raised += 1;
+        }
+    });
+    if !state.pending.is_empty() || raised > 0 {
+        tracing::info!(
+            pending = state.pending.len(),
+            checkpoints = raised,
+            "pop checkpoints recovered from the revive queue"
+        );
+    }
+    state
+}
+
+/// Reads what was appended to the revive queue since `state.scan`.
+fn read_revive_queue(ctx: &BrokerContext, state: &mut ReviveState, mut on_checkpoint: impl FnMut(&CheckPoint)) {
+    let topic = ctx.pop.revive_topic();
+    loop {
+        let r = ctx.store.get_messages(&GetRequest::new(topic, 0, state.scan, REVIVE_BATCH));
+        for (raw, offset) in r.messages.iter().zip(&r.queue_offsets) {
+            if let Some(ck) = take_record(&mut state.pending, raw, *offset) {
+                on_checkpoint(&ck);
+            }
+        }
+        let advanced = r.next_begin_offset > state.scan;
+        state.scan = state.scan.max(r.next_begin_offset);
+        if !advanced || r.messages.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Starts the revive task on a master, from what [`recover`] read.
+pub fn start(
+    ctx: Arc<BrokerContext>,
+    state: ReviveState,
+    cancel: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     if ctx.role.is_slave() {
         return;
     }
-    tasks.spawn(tracing::Instrument::instrument(revive_loop(ctx, cancel), tracing::info_span!("pop_revive")));
+    tasks.spawn(tracing::Instrument::instrument(revive_loop(ctx, state, cancel), tracing::info_span!("pop_revive")));
 }
 
 /// A checkpoint not settled yet.
@@ -234,41 +292,27 @@ fn ck_key(topic: &str, group: &str, queue_id: i32, start: i64, pop_time: i64) ->
     (topic.to_owned(), group.to_owned(), queue_id, start, pop_time)
 }
 
-async fn revive_loop(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
+async fn revive_loop(ctx: Arc<BrokerContext>, mut state: ReviveState, cancel: CancellationToken) {
     let topic = ctx.pop.revive_topic().to_owned();
-    let committed = ctx.offsets.query(pop::REVIVE_GROUP, &topic, 0);
-    let mut scan = committed.max(ctx.store.min_offset_in_queue(&topic, 0));
-    let mut pending: HashMap<CkKey, Pending> = HashMap::new();
     loop {
-        // Read what was appended since the last step.
-        loop {
-            let r = ctx.store.get_messages(&GetRequest::new(&topic, 0, scan, REVIVE_BATCH));
-            for (raw, offset) in r.messages.iter().zip(&r.queue_offsets) {
-                take_record(&mut pending, raw, *offset);
-            }
-            let advanced = r.next_begin_offset > scan;
-            scan = scan.max(r.next_begin_offset);
-            if !advanced || r.messages.len() < REVIVE_BATCH {
-                break;
-            }
-        }
+        read_revive_queue(&ctx, &mut state, |_| {});
         let now = common::time::now_ms();
-        let due: Vec<CkKey> = pending.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<CkKey> = state.pending.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| k.clone()).collect();
         for key in due {
-            let Some(p) = pending.get_mut(&key) else { continue };
+            let Some(p) = state.pending.get_mut(&key) else { continue };
             if revive(&ctx, p).await {
-                pending.remove(&key);
+                state.pending.remove(&key);
             } else {
                 p.due = common::time::now_ms() + RETRY_AFTER_MS;
             }
         }
-        let progress = pending.values().map(|p| p.revive_offset).min().unwrap_or(scan);
+        let progress = state.pending.values().map(|p| p.revive_offset).min().unwrap_or(state.scan);
         if progress != ctx.offsets.query(pop::REVIVE_GROUP, &topic, 0) {
             ctx.offsets.commit(pop::REVIVE_GROUP, &topic, 0, progress);
         }
         let now = common::time::now_ms();
         let wait =
-            pending.values().map(|p| p.due).min().map_or(REVIVE_IDLE, |d| {
+            state.pending.values().map(|p| p.due).min().map_or(REVIVE_IDLE, |d| {
                 Duration::from_millis((d - now).clamp(1, REVIVE_IDLE.as_millis() as i64) as u64)
             });
         tokio::select! {
@@ -279,16 +323,18 @@ async fn revive_loop(ctx: Arc<BrokerContext>, cancel: CancellationToken) {
     }
 }
 
-/// Takes one record of the revive queue into the pending set.
-fn take_record(pending: &mut HashMap<CkKey, Pending>, raw: &bytes::Bytes, offset: i64) {
-    let Ok(v) = RecordView::parse(raw) else { return };
+/// Takes one record of the revive queue into the pending set; a checkpoint is
+/// returned too.
+fn take_record(pending: &mut HashMap<CkKey, Pending>, raw: &bytes::Bytes, offset: i64) -> Option<CheckPoint> {
+    let v = RecordView::parse(raw).ok()?;
     let props = v.properties();
     match props.tags() {
         Some(pop::CK_TAG) => match serde_json::from_slice::<CheckPoint>(v.body()) {
             Ok(ck) => {
                 let key = ck_key(&ck.topic, &ck.group, ck.queue_id, ck.start_offset, ck.pop_time);
                 let due = ck.revive_time();
-                pending.insert(key, Pending { ck, revive_offset: offset, acked: HashSet::new(), due });
+                pending.insert(key, Pending { ck: ck.clone(), revive_offset: offset, acked: HashSet::new(), due });
+                return Some(ck);
             }
             Err(e) => warn!(offset, error = %e, "unreadable checkpoint in the revive queue; skipped"),
         },
@@ -306,6 +352,7 @@ fn take_record(pending: &mut HashMap<CkKey, Pending>, raw: &bytes::Bytes, offset
         },
         _ => {}
     }
+    None
 }
 
 /// Appends each message of `p` not acked to the group's pop retry topic; true when

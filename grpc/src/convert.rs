@@ -45,11 +45,7 @@ pub(crate) fn resource_name(r: Option<&pb::Resource>) -> Option<String> {
     if r.name.is_empty() {
         return None;
     }
-    Some(if r.resource_namespace.is_empty() {
-        r.name.clone()
-    } else {
-        format!("{}%{}", r.resource_namespace, r.name)
-    })
+    Some(if r.resource_namespace.is_empty() { r.name.clone() } else { format!("{}%{}", r.resource_namespace, r.name) })
 }
 
 /// Java's `String.hashCode`, which RocketMQ hashes message groups with, so a group
@@ -85,7 +81,8 @@ pub(crate) fn outgoing(
     producer_group: &str,
     max_body: usize,
 ) -> Result<Outgoing, Failure> {
-    let sp = msg.system_properties.ok_or_else(|| Failure::new(Code::BadRequest, "the message has no system properties"))?;
+    let sp =
+        msg.system_properties.ok_or_else(|| Failure::new(Code::BadRequest, "the message has no system properties"))?;
     if msg.body.is_empty() {
         return Err(Failure::new(Code::MessageBodyEmpty, "the message body is empty"));
     }
@@ -118,7 +115,10 @@ pub(crate) fn outgoing(
 
     let mut props = Properties::new();
     for (k, v) in &msg.user_properties {
-        if k.is_empty() || k.contains(common::properties::NAME_VALUE_SEPARATOR) || k.contains(common::properties::PROPERTY_SEPARATOR) {
+        if k.is_empty()
+            || k.contains(common::properties::NAME_VALUE_SEPARATOR)
+            || k.contains(common::properties::PROPERTY_SEPARATOR)
+        {
             return Err(Failure::new(Code::IllegalMessagePropertyKey, format!("property key {k:?} is not allowed")));
         }
         props.insert(k, v);
@@ -171,9 +171,10 @@ pub(crate) fn outgoing(
     if message_type == MessageType::Transaction {
         sys_flag |= sysflag::TRANSACTION_PREPARED_TYPE;
     }
-    let born = sp.born_timestamp.as_ref().map_or_else(common::time::now_ms, |t| {
-        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-    });
+    let born = sp
+        .born_timestamp
+        .as_ref()
+        .map_or_else(common::time::now_ms, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
     let header = SendMessageRequestHeader {
         producer_group: producer_group.to_owned(),
         topic,
@@ -240,9 +241,11 @@ const SYSTEM_KEYS: &[&str] = &[
     keys::ORIGIN_MESSAGE_ID,
     keys::DLQ_ORIGIN_TOPIC,
     keys::DLQ_ORIGIN_MESSAGE_ID,
+    common::pop::PROPERTY_POP_CK,
+    common::pop::PROPERTY_FIRST_POP_TIME,
 ];
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
+pub(crate) fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
 }
 
@@ -264,8 +267,11 @@ pub(crate) fn incoming(m: &common::MessageExt, message_type: MessageType) -> pb:
     let checksum = format!("{:08X}", crc32(&body));
     let system_properties = pb::SystemProperties {
         tag: props.get(keys::TAGS).map(str::to_owned),
-        keys: props.get(keys::KEYS).map(|k| k.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
-        message_id: props.get(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).unwrap_or_default().to_owned(),
+        keys: props
+            .get(keys::KEYS)
+            .map(|k| k.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
+        message_id: m.msg_id(),
         body_digest: Some(pb::Digest { r#type: pb::DigestType::Crc32 as i32, checksum }),
         body_encoding: pb::Encoding::Identity as i32,
         message_type: message_type as i32,
@@ -373,16 +379,26 @@ mod tests {
     #[test]
     fn types_and_their_properties_must_agree() {
         let mut fifo = message(MessageType::Fifo);
-        assert_eq!(outgoing(fifo.clone(), "T".into(), "", 1024).err().unwrap().code, Code::MessagePropertyConflictWithType);
+        assert_eq!(
+            outgoing(fifo.clone(), "T".into(), "", 1024).err().unwrap().code,
+            Code::MessagePropertyConflictWithType
+        );
         fifo.system_properties.as_mut().unwrap().message_group = Some("g1".into());
         let out = outgoing(fifo, "T".into(), "", 1024).unwrap();
         assert_eq!(Properties::decode(out.header.properties.as_deref().unwrap()).get(keys::SHARDING_KEY), Some("g1"));
 
         let mut delay = message(MessageType::Delay);
-        assert_eq!(outgoing(delay.clone(), "T".into(), "", 1024).err().unwrap().code, Code::MessagePropertyConflictWithType);
-        delay.system_properties.as_mut().unwrap().delivery_timestamp = Some(prost_types::Timestamp { seconds: 10, nanos: 5_000_000 });
+        assert_eq!(
+            outgoing(delay.clone(), "T".into(), "", 1024).err().unwrap().code,
+            Code::MessagePropertyConflictWithType
+        );
+        delay.system_properties.as_mut().unwrap().delivery_timestamp =
+            Some(prost_types::Timestamp { seconds: 10, nanos: 5_000_000 });
         let out = outgoing(delay, "T".into(), "", 1024).unwrap();
-        assert_eq!(Properties::decode(out.header.properties.as_deref().unwrap()).get(keys::TIMER_DELIVER_MS), Some("10005"));
+        assert_eq!(
+            Properties::decode(out.header.properties.as_deref().unwrap()).get(keys::TIMER_DELIVER_MS),
+            Some("10005")
+        );
 
         let out = outgoing(message(MessageType::Transaction), "T".into(), "P", 1024).unwrap();
         let props = Properties::decode(out.header.properties.as_deref().unwrap());
@@ -438,7 +454,13 @@ mod tests {
     #[test]
     fn a_stored_message_reaches_a_5x_client_with_user_properties_apart_and_a_digest() {
         let mut props = Properties::new();
-        for (k, v) in [(keys::TAGS, "Tx"), (keys::KEYS, "a b"), (keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "ID1"), (keys::PRODUCER_GROUP, "P"), ("color", "red")] {
+        for (k, v) in [
+            (keys::TAGS, "Tx"),
+            (keys::KEYS, "a b"),
+            (keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "ID1"),
+            (keys::PRODUCER_GROUP, "P"),
+            ("color", "red"),
+        ] {
             props.insert(k, v);
         }
         let addr: std::net::SocketAddr = "10.0.0.1:5000".parse().unwrap();
@@ -464,7 +486,10 @@ mod tests {
         assert_eq!(m.user_properties.len(), 1);
         assert_eq!(m.user_properties.get("color").map(String::as_str), Some("red"));
         let sp = m.system_properties.unwrap();
-        assert_eq!((sp.tag.as_deref(), sp.keys.as_slice(), sp.message_id.as_str()), (Some("Tx"), &["a".to_owned(), "b".to_owned()][..], "ID1"));
+        assert_eq!(
+            (sp.tag.as_deref(), sp.keys.as_slice(), sp.message_id.as_str()),
+            (Some("Tx"), &["a".to_owned(), "b".to_owned()][..], "ID1")
+        );
         // zlib.crc32(b"hello") = 0x3610A686.
         assert_eq!(sp.body_digest.unwrap().checksum, "3610A686");
         assert_eq!(sp.born_timestamp, Some(prost_types::Timestamp { seconds: 1, nanos: 500_000_000 }));

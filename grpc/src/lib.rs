@@ -22,9 +22,13 @@ pub mod pb {
     tonic::include_proto!("apache.rocketmq.v2");
 }
 
+mod consume;
 mod convert;
 mod service;
 mod status;
 
+pub use consume::GroupInfo;
+/// The protobuf well-known types the generated messages use (durations, timestamps).
+pub use prost_types;
 pub use service::{serve, Backend, GrpcServer, TopicInfo};
 pub use status::{code_of, Failure};

@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 
 use common::route::TopicRouteData;
 use common::subscription::{ConsumeType, ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
+use common::sysflag::message as sysflag;
 use common::ResponseCode;
 use remoting::channel::BoxFuture;
-use common::sysflag::message as sysflag;
 use remoting::header::broker::{
     CheckTransactionStateRequestHeader, EndTransactionRequestHeader, SendMessageRequestHeaderV2,
     SendMessageResponseHeader,
@@ -36,7 +36,7 @@ use crate::status::{ok, Failure};
 /// The metadata key 5.x clients name themselves with.
 const CLIENT_ID: &str = "x-mq-client-id";
 /// How long a translated request may wait for the broker.
-const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that sent nothing (no heartbeat, no request) for this long is dropped, as
 /// RocketMQ's proxy drops it: its connection to the broker closes, which unregisters it.
 const SESSION_IDLE: Duration = Duration::from_secs(120);
@@ -56,6 +56,11 @@ pub trait Backend: Send + Sync + 'static {
     fn topic(&self, topic: &str) -> Option<TopicInfo>;
     /// The largest message body the broker accepts (`maxMessageSize`).
     fn max_message_size(&self) -> usize;
+    /// The broker's name (`brokerName`), which receipt handles carry.
+    fn broker_name(&self) -> String;
+    /// A consumer group as 5.x consumers see it; `None` if the broker has none by that
+    /// name and creates none.
+    fn consumer_group(&self, group: &str) -> Option<crate::GroupInfo>;
 }
 
 /// A topic as the gRPC layer needs it.
@@ -91,7 +96,11 @@ impl GrpcServer {
 ///
 /// # Errors
 /// The listener's address cannot be read.
-pub fn serve<B: Backend>(listener: TcpListener, backend: Arc<B>, advertised_host: String) -> std::io::Result<GrpcServer> {
+pub fn serve<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    advertised_host: String,
+) -> std::io::Result<GrpcServer> {
     let local_addr = listener.local_addr()?;
     let cancel = CancellationToken::new();
     let max = backend.max_message_size();
@@ -155,7 +164,7 @@ type TelemetrySender = mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>;
 
 /// One 5.x client (by its client id): its connection to the broker, its settings and
 /// its Telemetry stream.
-struct Session {
+pub(crate) struct Session {
     channel: Channel,
     settings: Mutex<Option<pb::Settings>>,
     /// Shared with the connection's [`Inbound`], which relays the broker's requests.
@@ -209,8 +218,8 @@ impl RequestHandler for Inbound {
     }
 }
 
-struct Messaging<B> {
-    backend: Arc<B>,
+pub(crate) struct Messaging<B> {
+    pub(crate) backend: Arc<B>,
     host: String,
     port: u16,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -221,7 +230,7 @@ type Answer<T> = Result<Response<T>, GrpcStatus>;
 
 impl<B: Backend> Messaging<B> {
     /// The session of the calling client, opened on its first request.
-    fn session<T>(&self, req: &Request<T>) -> Result<(String, Arc<Session>), Failure> {
+    pub(crate) fn session<T>(&self, req: &Request<T>) -> Result<(String, Arc<Session>), Failure> {
         let id = req
             .metadata()
             .get(CLIENT_ID)
@@ -252,9 +261,8 @@ impl<B: Backend> Messaging<B> {
         Ok((id, s))
     }
 
-    /// Sends `cmd` to the broker over the client's connection.
-    /// Sends `cmd` and takes a SUCCESS answer as done, anything else as its failure.
-    async fn invoke_ok(&self, s: &Session, cmd: RemotingCommand) -> Result<(), Failure> {
+    /// Sends `cmd` to the broker over the client's connection and takes a SUCCESS answer as done, anything else as its failure.
+    pub(crate) async fn invoke_ok(&self, s: &Session, cmd: RemotingCommand) -> Result<(), Failure> {
         let resp = self.invoke(s, cmd).await?;
         match resp.response_code() {
             ResponseCode::SUCCESS => Ok(()),
@@ -262,8 +270,18 @@ impl<B: Backend> Messaging<B> {
         }
     }
 
-    async fn invoke(&self, s: &Session, cmd: RemotingCommand) -> Result<RemotingCommand, Failure> {
-        s.channel.request(cmd, BROKER_TIMEOUT).await.map_err(|e| match e {
+    pub(crate) async fn invoke(&self, s: &Session, cmd: RemotingCommand) -> Result<RemotingCommand, Failure> {
+        self.invoke_for(s, cmd, BROKER_TIMEOUT).await
+    }
+
+    /// [`Self::invoke`] waiting up to `timeout` (a pop that long-polls).
+    pub(crate) async fn invoke_for(
+        &self,
+        s: &Session,
+        cmd: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, Failure> {
+        s.channel.request(cmd, timeout).await.map_err(|e| match e {
             remoting::Error::Timeout { .. } => Failure::new(Code::ProxyTimeout, e.to_string()),
             _ => Failure::new(Code::InternalServerError, e.to_string()),
         })
@@ -272,7 +290,7 @@ impl<B: Backend> Messaging<B> {
     /// The gRPC endpoint of the broker at remoting address `addr`: this endpoint for
     /// this broker; for another, its host with this endpoint's port (RocketMQ's rule
     /// in local mode: every broker serves gRPC on the same port).
-    fn endpoint_of(&self, addr: &str) -> Option<pb::Endpoints> {
+    pub(crate) fn endpoint_of(&self, addr: &str) -> Option<pb::Endpoints> {
         let (host, port) = if addr == self.backend.broker_addr() {
             (self.host.clone(), self.port)
         } else {
@@ -288,10 +306,13 @@ impl<B: Backend> Messaging<B> {
     }
 
     /// The route of `topic` from the first name server that answers.
-    async fn route(&self, topic: &str) -> Result<TopicRouteData, Failure> {
+    pub(crate) async fn route(&self, topic: &str) -> Result<TopicRouteData, Failure> {
         let servers = self.backend.name_servers();
         if servers.is_empty() {
-            return Err(Failure::new(Code::InternalServerError, "the broker has no name server (namesrvAddr) to ask for routes"));
+            return Err(Failure::new(
+                Code::InternalServerError,
+                "the broker has no name server (namesrvAddr) to ask for routes",
+            ));
         }
         let mut last = None;
         for addr in &servers {
@@ -300,7 +321,10 @@ impl<B: Backend> Messaging<B> {
             match self.namesrv.invoke(addr, cmd, BROKER_TIMEOUT).await {
                 Ok(resp) if resp.response_code() == ResponseCode::SUCCESS => {
                     return remoting::json::from_slice(&resp.body_bytes()).map_err(|e| {
-                        Failure::new(Code::InternalServerError, format!("name server {addr} sent an unreadable route: {e}"))
+                        Failure::new(
+                            Code::InternalServerError,
+                            format!("name server {addr} sent an unreadable route: {e}"),
+                        )
                     });
                 }
                 Ok(resp) if resp.response_code() == ResponseCode::TOPIC_NOT_EXIST => {
@@ -349,7 +373,8 @@ impl<B: Backend> Messaging<B> {
         let status = if code == ResponseCode::SUCCESS {
             ok()
         } else {
-            Failure::from_remoting(code, resp.remark.as_deref().or(Some("stored, but not as durable as configured"))).status()
+            Failure::from_remoting(code, resp.remark.as_deref().or(Some("stored, but not as durable as configured")))
+                .status()
         };
         let transaction_id = if out.message_type == pb::MessageType::Transaction {
             convert::transaction_id(&h.msg_id, h.queue_offset)
@@ -408,8 +433,9 @@ impl<B: Backend> Messaging<B> {
     }
 }
 
-/// The settings the broker answers a client's settings with.
-fn answer_settings(mut s: pb::Settings, max_body: usize) -> pb::Settings {
+/// The settings the broker answers a client's settings with; `group` is what the
+/// broker knows of a consumer's group.
+fn answer_settings(mut s: pb::Settings, max_body: usize, group: Option<crate::GroupInfo>) -> pb::Settings {
     match &mut s.pub_sub {
         Some(pb::settings::PubSub::Publishing(p)) => {
             p.max_body_size = i32::try_from(max_body).unwrap_or(i32::MAX);
@@ -417,7 +443,12 @@ fn answer_settings(mut s: pb::Settings, max_body: usize) -> pb::Settings {
         }
         Some(pb::settings::PubSub::Subscription(sub)) => {
             sub.receive_batch_size.get_or_insert(32);
-            sub.long_polling_timeout.get_or_insert(prost_types::Duration { seconds: 30, nanos: 0 });
+            let poll = crate::consume::MAX_POLL.as_secs() as i64;
+            sub.long_polling_timeout = Some(prost_types::Duration { seconds: poll, nanos: 0 });
+            if let Some(g) = group {
+                sub.fifo = Some(g.fifo);
+                s.backoff_policy = Some(crate::consume::backoff_policy(g));
+            }
         }
         None => {}
     }
@@ -428,6 +459,16 @@ fn answer_settings(mut s: pb::Settings, max_body: usize) -> pb::Settings {
 /// The status of a call that answers nothing but its status.
 fn status_of(outcome: Result<(), Failure>) -> pb::Status {
     outcome.map_or_else(|f| f.status(), |()| ok())
+}
+
+/// The status of a call with a result per entry: OK when all are, their code when
+/// all failed alike, MULTIPLE_RESULTS otherwise (RocketMQ's proxy).
+fn overall(entries: &[pb::AckMessageResultEntry]) -> pb::Status {
+    let codes: Vec<i32> = entries.iter().map(|e| e.status.as_ref().map_or(0, |s| s.code)).collect();
+    match codes.first() {
+        Some(first) if codes.iter().all(|c| c == first) => entries[0].status.clone().unwrap_or_else(ok),
+        _ => Failure::new(Code::MultipleResults, "some entries failed; see each entry's status").status(),
+    }
 }
 
 fn not_served(what: &str) -> pb::Status {
@@ -451,7 +492,8 @@ impl<B: Backend> MessagingService for Messaging<B> {
             let route = self.route(&topic).await?;
             let declared = self.backend.topic(&topic).and_then(|t| convert::declared_type(t.message_type.as_deref()));
             let resource = r.topic.clone().unwrap_or_default();
-            let queues = convert::queues(&resource, &route, &convert::accepted_types(declared), |a| self.endpoint_of(a));
+            let queues =
+                convert::queues(&resource, &route, &convert::accepted_types(declared), |a| self.endpoint_of(a));
             Ok::<_, Failure>(queues)
         };
         Ok(Response::new(match answer.await {
@@ -469,7 +511,8 @@ impl<B: Backend> MessagingService for Messaging<B> {
             if hb.producer_data_set.is_empty() && hb.consumer_data_set.is_empty() {
                 return Ok(());
             }
-            let body = remoting::json::to_vec(&hb).map_err(|e| Failure::new(Code::InternalServerError, e.to_string()))?;
+            let body =
+                remoting::json::to_vec(&hb).map_err(|e| Failure::new(Code::InternalServerError, e.to_string()))?;
             self.invoke_ok(&s, RemotingCommand::request(RequestCode::HEART_BEAT).with_body(body)).await
         };
         let status = status_of(answer.await);
@@ -494,7 +537,11 @@ impl<B: Backend> MessagingService for Messaging<B> {
                 Ok(e) => entries.push(e),
                 Err(f) => {
                     first_failure.get_or_insert_with(|| f.status());
-                    entries.push(pb::SendResultEntry { status: Some(f.status()), message_id: id, ..Default::default() });
+                    entries.push(pb::SendResultEntry {
+                        status: Some(f.status()),
+                        message_id: id,
+                        ..Default::default()
+                    });
                 }
             }
         }
@@ -502,30 +549,54 @@ impl<B: Backend> MessagingService for Messaging<B> {
         Ok(Response::new(pb::SendMessageResponse { status: Some(status), entries }))
     }
 
-    async fn query_assignment(&self, _req: Request<pb::QueryAssignmentRequest>) -> Answer<pb::QueryAssignmentResponse> {
-        Ok(Response::new(pb::QueryAssignmentResponse { status: Some(not_served("QueryAssignment")), assignments: vec![] }))
+    async fn query_assignment(&self, req: Request<pb::QueryAssignmentRequest>) -> Answer<pb::QueryAssignmentResponse> {
+        let answer = async {
+            self.session(&req)?;
+            self.query_assignment_of(req.get_ref()).await
+        };
+        Ok(Response::new(match answer.await {
+            Ok(assignments) => pb::QueryAssignmentResponse { status: Some(ok()), assignments },
+            Err(f) => pb::QueryAssignmentResponse { status: Some(f.status()), assignments: vec![] },
+        }))
     }
 
     type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
 
-    async fn receive_message(&self, _req: Request<pb::ReceiveMessageRequest>) -> Answer<Self::ReceiveMessageStream> {
-        let only = pb::ReceiveMessageResponse {
-            content: Some(pb::receive_message_response::Content::Status(not_served("ReceiveMessage"))),
+    async fn receive_message(&self, req: Request<pb::ReceiveMessageRequest>) -> Answer<Self::ReceiveMessageStream> {
+        let deadline =
+            req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(crate::consume::grpc_timeout);
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.receive(&s, req.get_ref(), deadline).await
         };
-        Ok(Response::new(Box::pin(tokio_stream::once(Ok(only)))))
+        let responses = answer.await.unwrap_or_else(|f| {
+            vec![pb::ReceiveMessageResponse {
+                content: Some(pb::receive_message_response::Content::Status(f.status())),
+            }]
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(responses.into_iter().map(Ok)))))
     }
 
-    async fn ack_message(&self, _req: Request<pb::AckMessageRequest>) -> Answer<pb::AckMessageResponse> {
-        Ok(Response::new(pb::AckMessageResponse { status: Some(not_served("AckMessage")), entries: vec![] }))
+    async fn ack_message(&self, req: Request<pb::AckMessageRequest>) -> Answer<pb::AckMessageResponse> {
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.ack(&s, req.get_ref()).await
+        };
+        Ok(Response::new(match answer.await {
+            Ok(entries) => pb::AckMessageResponse { status: Some(overall(&entries)), entries },
+            Err(f) => pb::AckMessageResponse { status: Some(f.status()), entries: vec![] },
+        }))
     }
 
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+        req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Answer<pb::ForwardMessageToDeadLetterQueueResponse> {
-        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
-            status: Some(not_served("ForwardMessageToDeadLetterQueue")),
-        }))
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.forward_to_dlq(&s, req.get_ref()).await
+        };
+        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse { status: Some(status_of(answer.await)) }))
     }
 
     type PullMessageStream = BoxStream<pb::PullMessageResponse>;
@@ -555,9 +626,13 @@ impl<B: Backend> MessagingService for Messaging<B> {
             let r = req.get_ref();
             let topic = convert::resource_name(r.topic.as_ref())
                 .ok_or_else(|| Failure::new(Code::IllegalTopic, "the request names no topic"))?;
-            let (commit_log_offset, queue_offset) = convert::parse_transaction_id(&r.transaction_id).ok_or_else(|| {
-                Failure::new(Code::InvalidTransactionId, format!("transaction id {:?} was not issued by this broker", r.transaction_id))
-            })?;
+            let (commit_log_offset, queue_offset) =
+                convert::parse_transaction_id(&r.transaction_id).ok_or_else(|| {
+                    Failure::new(
+                        Code::InvalidTransactionId,
+                        format!("transaction id {:?} was not issued by this broker", r.transaction_id),
+                    )
+                })?;
             let commit_or_rollback = match pb::TransactionResolution::try_from(r.resolution) {
                 Ok(pb::TransactionResolution::Commit) => sysflag::TRANSACTION_COMMIT_TYPE,
                 Ok(pb::TransactionResolution::Rollback) => sysflag::TRANSACTION_ROLLBACK_TYPE,
@@ -590,6 +665,7 @@ impl<B: Backend> MessagingService for Messaging<B> {
         *s.telemetry.lock() = Some(tx.clone());
         let mut incoming = req.into_inner();
         let max = self.backend.max_message_size();
+        let backend = self.backend.clone();
         tokio::spawn(async move {
             loop {
                 let cmd = match incoming.message().await {
@@ -604,9 +680,17 @@ impl<B: Backend> MessagingService for Messaging<B> {
                 match cmd.command {
                     Some(pb::telemetry_command::Command::Settings(settings)) => {
                         *s.settings.lock() = Some(settings.clone());
+                        let group = match &settings.pub_sub {
+                            Some(pb::settings::PubSub::Subscription(sub)) => {
+                                convert::resource_name(sub.group.as_ref()).and_then(|g| backend.consumer_group(&g))
+                            }
+                            _ => None,
+                        };
                         let reply = pb::TelemetryCommand {
                             status: Some(ok()),
-                            command: Some(pb::telemetry_command::Command::Settings(answer_settings(settings, max))),
+                            command: Some(pb::telemetry_command::Command::Settings(answer_settings(
+                                settings, max, group,
+                            ))),
                         };
                         if tx.send(Ok(reply)).await.is_err() {
                             break;
@@ -640,16 +724,23 @@ impl<B: Backend> MessagingService for Messaging<B> {
 
     async fn change_invisible_duration(
         &self,
-        _req: Request<pb::ChangeInvisibleDurationRequest>,
+        req: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Answer<pb::ChangeInvisibleDurationResponse> {
-        Ok(Response::new(pb::ChangeInvisibleDurationResponse {
-            status: Some(not_served("ChangeInvisibleDuration")),
-            receipt_handle: String::new(),
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.change_invisible(&s, req.get_ref()).await
+        };
+        Ok(Response::new(match answer.await {
+            Ok(receipt_handle) => pb::ChangeInvisibleDurationResponse { status: Some(ok()), receipt_handle },
+            Err(f) => pb::ChangeInvisibleDurationResponse { status: Some(f.status()), receipt_handle: String::new() },
         }))
     }
 
     async fn recall_message(&self, _req: Request<pb::RecallMessageRequest>) -> Answer<pb::RecallMessageResponse> {
-        Ok(Response::new(pb::RecallMessageResponse { status: Some(not_served("RecallMessage")), message_id: String::new() }))
+        Ok(Response::new(pb::RecallMessageResponse {
+            status: Some(not_served("RecallMessage")),
+            message_id: String::new(),
+        }))
     }
 
     async fn sync_lite_subscription(

@@ -54,7 +54,10 @@ pub fn code_of(code: ResponseCode) -> Code {
             Code::ConsumerGroupNotFound
         }
         ResponseCode::NO_PERMISSION => Code::Forbidden,
-        ResponseCode::NO_MESSAGE => Code::MessageNotFound,
+        ResponseCode::NO_MESSAGE | ResponseCode::PULL_NOT_FOUND | ResponseCode::POLLING_TIMEOUT => {
+            Code::MessageNotFound
+        }
+        ResponseCode::INVALID_PARAMETER => Code::BadRequest,
         _ => Code::InternalServerError,
     }
 }

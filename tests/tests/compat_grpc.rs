@@ -9,8 +9,14 @@
 //! level over the remoting protocol, as a 4.x consumer would: nothing missing,
 //! nothing invented, every property carried over.
 //!
+//! What a 4.x remoting producer sends is received by 5.x simple and push consumers
+//! (POP consumption): every message exactly once, an expired one again with its
+//! delivery attempt raised, one past its maximum attempts in the dead-letter queue,
+//! and one received but not acked before a `kill -9` once more after its
+//! invisibility.
+//!
 //! The venv is made once per target directory (`target/compat/python5-venv`, under a
-//! lock); the client script is `tests/compat/python5/producer.py`.
+//! lock); the client scripts are in `tests/compat/python5/`.
 //! `FERROMQ_SKIP_COMPAT=1` skips the Python test (CI never sets it).
 
 mod compat_support;
@@ -126,7 +132,10 @@ async fn python_5x_producer_sends_normal_fifo_and_delay_messages_that_remoting_c
     let stored_fifo = read_all(&wire, fifo, 4).await?;
     let mut groups: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
     for m in &stored_fifo {
-        groups.entry(prop(m, keys::SHARDING_KEY).to_owned()).or_default().push((m.queue_id, String::from_utf8_lossy(&m.body).into_owned()));
+        groups
+            .entry(prop(m, keys::SHARDING_KEY).to_owned())
+            .or_default()
+            .push((m.queue_id, String::from_utf8_lossy(&m.body).into_owned()));
     }
     let want_groups: BTreeSet<String> = ["group-0", "group-1"].into_iter().map(str::to_owned).collect();
     ensure!(groups.keys().cloned().collect::<BTreeSet<_>>() == want_groups, "FIFO groups stored: {:?}", groups.keys());
@@ -134,7 +143,8 @@ async fn python_5x_producer_sends_normal_fifo_and_delay_messages_that_remoting_c
         let queues: BTreeSet<i32> = msgs.iter().map(|(q, _)| *q).collect();
         ensure!(queues.len() == 1, "group {group} spread over queues {queues:?}");
         let order: Vec<&str> = msgs.iter().map(|(_, b)| b.as_str()).collect();
-        let want: Vec<String> = (0..count).filter(|i| format!("group-{}", i % 2) == *group).map(|i| format!("r1-fifo-{i}")).collect();
+        let want: Vec<String> =
+            (0..count).filter(|i| format!("group-{}", i % 2) == *group).map(|i| format!("r1-fifo-{i}")).collect();
         ensure!(order == want, "group {group} stored as {order:?}, sent as {want:?}");
     }
 
@@ -353,23 +363,385 @@ async fn the_endpoint_answers_routes_and_refuses_what_it_cannot_take_with_5x_cod
         .into_inner();
     ensure!(code(end.status.as_ref()) == Code::InvalidTransactionId, "{:?}", end.status);
 
-    // Consumption over gRPC is answered as not implemented, with the reason.
-    let mut receive = c
-        .receive_message(request(pb::ReceiveMessageRequest { group: resource("G"), ..Default::default() }))
+    // Receives and acks the endpoint cannot take, each refused with its 5.x code.
+    let queue = pb::MessageQueue { topic: resource("WireFifo"), id: -1, ..Default::default() };
+    for (r, want) in [
+        (pb::ReceiveMessageRequest { group: resource("G"), ..Default::default() }, Code::BadRequest),
+        (
+            pb::ReceiveMessageRequest {
+                group: resource("G"),
+                message_queue: Some(queue.clone()),
+                batch_size: 1,
+                invisible_duration: Some(grpc::prost_types::Duration { seconds: 1, nanos: 0 }),
+                ..Default::default()
+            },
+            Code::IllegalInvisibleTime,
+        ),
+        (pb::ReceiveMessageRequest { message_queue: Some(queue), ..Default::default() }, Code::IllegalConsumerGroup),
+    ] {
+        let mut receive = c.receive_message(request(r)).await?.into_inner();
+        match receive.message().await?.context("no answer")?.content {
+            Some(pb::receive_message_response::Content::Status(st)) => {
+                ensure!(code(Some(&st)) == want && !st.message.is_empty(), "want {want:?}, got {st:?}");
+            }
+            other => bail!("{other:?}"),
+        }
+    }
+    let ack = c
+        .ack_message(request(pb::AckMessageRequest {
+            group: resource("G"),
+            topic: resource("WireFifo"),
+            entries: vec![pb::AckMessageEntry {
+                message_id: "x".into(),
+                receipt_handle: "forged".into(),
+                lite_topic: None,
+            }],
+        }))
         .await?
         .into_inner();
-    let first = receive.message().await?.context("no answer")?;
-    match first.content {
-        Some(pb::receive_message_response::Content::Status(st)) => {
-            ensure!(code(Some(&st)) == Code::NotImplemented && st.message.contains("ReceiveMessage"), "{st:?}");
-        }
-        other => bail!("{other:?}"),
-    }
+    ensure!(code(ack.status.as_ref()) == Code::InvalidReceiptHandle, "{:?}", ack.status);
     // The broker still serves everyone after all of that.
     let again = c
         .query_route(request(pb::QueryRouteRequest { topic: resource("WireFifo"), endpoints: None }))
         .await?
         .into_inner();
     ensure!(code(again.status.as_ref()) == Code::Ok);
+    Ok(())
+}
+
+/// The revive queue's progress has caught up with it: every checkpoint of a pop was
+/// acked or revived.
+async fn pops_settled(wire: &Wire) -> Result<()> {
+    let revive = common::pop::revive_topic("DefaultCluster");
+    tests::eventually(Duration::from_secs(30), "every popped message to be acked or revived", || async {
+        let max = wire.max_offset(&revive, 0).await.ok()?;
+        let (_, done, _) = wire.query_offset(common::pop::REVIVE_GROUP, &revive, 0).await.ok()?;
+        (max > 0 && done == max).then_some(())
+    })
+    .await
+}
+
+/// Sends `bodies` as a 4.x producer would (SEND_MESSAGE_V2 with a tag, keys, a
+/// UNIQ_KEY and a user property), spread over `queues` queues.
+async fn send_4x(wire: &Wire, topic: &str, queues: i32, bodies: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut ids = BTreeMap::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let id = format!("4X{i:06}{}", body.len());
+        let props = tests::wire::props(&[
+            (keys::TAGS, "TagA"),
+            (keys::KEYS, &format!("key-{body}")),
+            (keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &id),
+            ("compat_prop", &format!("prop-{body}")),
+        ]);
+        let sent = wire.send(topic, i as i32 % queues, body.as_bytes(), &props).await?;
+        ensure!(sent.code == ResponseCode::SUCCESS, "send {body}: {:?}", sent.code);
+        ids.insert(body.clone(), id);
+    }
+    Ok(ids)
+}
+
+struct Consumer {
+    process: ClientProcess,
+    until: PathBuf,
+    _home: tempfile::TempDir,
+}
+
+impl Consumer {
+    fn start(
+        py: &std::path::Path,
+        endpoint: &str,
+        topic: &str,
+        group: &str,
+        mode: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let home = tempfile::tempdir()?;
+        let until = home.path().join("until");
+        let mut argv = vec![compat_support::scripts_dir("python5").join("consumer.py").display().to_string()];
+        argv.extend(args(&[
+            ("endpoint", endpoint),
+            ("topic", topic),
+            ("group", group),
+            ("mode", mode),
+            ("until-file", &until.display().to_string()),
+        ]));
+        argv.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut process = ClientProcess::spawn(
+            &format!("python5-{mode}-consumer"),
+            py,
+            &argv,
+            &home.path().join("consumer"),
+            &[("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1")],
+        )?;
+        process.wait_event("started", CLIENT_TIMEOUT)?;
+        Ok(Self { process, until, _home: home })
+    }
+
+    fn stop(self) -> Result<compat_support::ClientOutput> {
+        std::fs::write(&self.until, "")?;
+        Ok(self.process.finish(CLIENT_TIMEOUT))
+    }
+}
+
+/// The bodies in events named `event`, with their delivery attempts.
+fn by_body(lines: &[serde_json::Value], event: &str) -> BTreeMap<String, Vec<i64>> {
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for v in lines.iter().filter(|v| v["event"] == event) {
+        out.entry(s(v, "body").to_owned()).or_default().push(v["attempt"].as_i64().unwrap_or(-1));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_5x_simple_consumer_receives_a_4x_producers_messages_and_an_expired_one_again() -> Result<()> {
+    if skipped("compat_grpc") {
+        return Ok(());
+    }
+    let py = python();
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let endpoint = broker.process.grpc_addr()?.to_string();
+    let wire = Wire::new(broker.addr());
+    let topic = "Grpc5Simple";
+    create_topic(&wire, topic, 2, None).await?;
+    wait_route(&ns.addr(), topic).await?;
+    let bodies: Vec<String> = (0..8).map(|i| format!("simple-{i}")).collect();
+    let expire = "simple-3";
+    let mut consumer = Consumer::start(&py, &endpoint, topic, "Grpc5SimpleGroup", "simple", &["--expire", expire])?;
+    let ids = send_4x(&wire, topic, 2, &bodies).await?;
+
+    let all: BTreeSet<String> = bodies.iter().cloned().collect();
+    let acked_all =
+        |lines: &[serde_json::Value]| by_body(lines, "acked").keys().cloned().collect::<BTreeSet<_>>() == all;
+    let waited = consumer.process.wait_lines("every message acked", CLIENT_TIMEOUT, acked_all);
+    let settled = match waited {
+        Ok(()) => pops_settled(&wire).await,
+        Err(e) => Err(e),
+    };
+    let out = consumer.stop()?;
+    settled.with_context(|| out.describe())?;
+
+    let received: Vec<&serde_json::Value> = out.events("received");
+    let deliveries = by_body(&out.lines, "received");
+    let mut problems = Vec::new();
+    for body in &bodies {
+        let want: Vec<i64> = if body == expire { vec![1, 2] } else { vec![1] };
+        if deliveries.get(body) != Some(&want) {
+            problems.push(format!("{body} delivered with attempts {:?}, want {want:?}", deliveries.get(body)));
+        }
+    }
+    for v in &received {
+        let body = s(v, "body");
+        let Some(id) = ids.get(body) else {
+            problems.push(format!("received but never sent: {body}"));
+            continue;
+        };
+        if s(v, "message_id") != id || s(v, "tag") != "TagA" || s(v, "topic") != topic {
+            problems.push(format!(
+                "{body}: id/tag/topic {:?} {:?} {:?}",
+                s(v, "message_id"),
+                s(v, "tag"),
+                s(v, "topic")
+            ));
+        }
+        if v["keys"] != serde_json::json!([format!("key-{body}")])
+            || v["props"]["compat_prop"] != format!("prop-{body}")
+        {
+            problems.push(format!("{body}: keys {} props {}", v["keys"], v["props"]));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}\n{}", problems.join("\n"), out.describe());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_5x_push_consumer_receives_every_message_once() -> Result<()> {
+    if skipped("compat_grpc") {
+        return Ok(());
+    }
+    let py = python();
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let endpoint = broker.process.grpc_addr()?.to_string();
+    let wire = Wire::new(broker.addr());
+    let topic = "Grpc5Push";
+    create_topic(&wire, topic, 4, None).await?;
+    wait_route(&ns.addr(), topic).await?;
+    let mut consumer = Consumer::start(&py, &endpoint, topic, "Grpc5PushGroup", "push", &[])?;
+    let bodies: Vec<String> = (0..20).map(|i| format!("push-{i}")).collect();
+    send_4x(&wire, topic, 4, &bodies).await?;
+    let all: BTreeSet<String> = bodies.iter().cloned().collect();
+    let got_all =
+        |lines: &[serde_json::Value]| by_body(lines, "received").keys().cloned().collect::<BTreeSet<_>>() == all;
+    let waited = consumer.process.wait_lines("every message received", CLIENT_TIMEOUT, got_all);
+    let settled = match waited {
+        Ok(()) => pops_settled(&wire).await,
+        Err(e) => Err(e),
+    };
+    let out = consumer.stop()?;
+    settled.with_context(|| out.describe())?;
+    let twice: Vec<(String, Vec<i64>)> =
+        by_body(&out.lines, "received").into_iter().filter(|(_, a)| a.len() != 1).collect();
+    ensure!(twice.is_empty(), "delivered more than once: {twice:?}\n{}", out.describe());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_5x_consumer_that_always_fails_sends_the_message_to_the_dlq_after_its_max_attempts() -> Result<()> {
+    if skipped("compat_grpc") {
+        return Ok(());
+    }
+    let py = python();
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let endpoint = broker.process.grpc_addr()?.to_string();
+    let wire = Wire::new(broker.addr());
+    let (topic, group) = ("Grpc5Dlq", "Grpc5DlqGroup");
+    create_topic(&wire, topic, 1, None).await?;
+    // Two deliveries at most (retryMaxTimes 1).
+    let mut sg = common::subscription::SubscriptionGroupConfig::new(group);
+    sg.retry_max_times = 1;
+    let resp = wire
+        .call(
+            RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+                .with_body(serde_json::to_vec(&sg)?),
+        )
+        .await?;
+    ensure!(resp.response_code() == ResponseCode::SUCCESS, "{:?}", resp.remark);
+    wait_route(&ns.addr(), topic).await?;
+    let consumer = Consumer::start(&py, &endpoint, topic, group, "simple", &["--fail-all"])?;
+    let ids = send_4x(&wire, topic, 1, &["doomed".to_owned()]).await?;
+    let dlq = common::topic::dlq_topic(group);
+    let arrived = tests::eventually(Duration::from_secs(60), "the message in the DLQ", || async {
+        (wire.max_offset(&dlq, 0).await.ok()? >= 1).then_some(())
+    })
+    .await;
+    let out = consumer.stop()?;
+    arrived.with_context(|| out.describe())?;
+    let deliveries = by_body(&out.lines, "received");
+    ensure!(deliveries.get("doomed") == Some(&vec![1, 2]), "deliveries {deliveries:?}\n{}", out.describe());
+    // The DLQ is write-only, as RocketMQ makes it; an operator opens it to read.
+    create_topic(&wire, &dlq, 1, None).await?;
+    let dead = read_all(&wire, &dlq, 1).await?;
+    ensure!(dead.len() == 1, "{} dead letters", dead.len());
+    ensure!(&dead[0].body[..] == b"doomed" && prop(&dead[0], keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == ids["doomed"]);
+    Ok(())
+}
+
+/// A gRPC receive of `batch` messages of `topic` for `group`, hidden for `invisible`.
+async fn receive(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    topic: &str,
+    group: &str,
+    invisible_s: i64,
+    poll_s: i64,
+) -> Result<(Code, Vec<pb::Message>)> {
+    let r = pb::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: Some(pb::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
+        filter_expression: Some(pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: "*".into() }),
+        batch_size: 16,
+        invisible_duration: Some(grpc::prost_types::Duration { seconds: invisible_s, nanos: 0 }),
+        auto_renew: false,
+        long_polling_timeout: Some(grpc::prost_types::Duration { seconds: poll_s, nanos: 0 }),
+        attempt_id: None,
+    };
+    let mut stream = c.receive_message(request(r)).await?.into_inner();
+    let mut status = Code::Unspecified;
+    let mut messages = Vec::new();
+    while let Some(item) = stream.message().await? {
+        match item.content {
+            Some(pb::receive_message_response::Content::Status(st)) => status = code(Some(&st)),
+            Some(pb::receive_message_response::Content::Message(m)) => messages.push(m),
+            _ => {}
+        }
+    }
+    Ok((status, messages))
+}
+
+async fn ack(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    topic: &str,
+    group: &str,
+    m: &pb::Message,
+) -> Result<Code> {
+    let sp = m.system_properties.as_ref().context("system properties")?;
+    let r = pb::AckMessageRequest {
+        group: resource(group),
+        topic: resource(topic),
+        entries: vec![pb::AckMessageEntry {
+            message_id: sp.message_id.clone(),
+            receipt_handle: sp.receipt_handle.clone().context("receipt handle")?,
+            lite_topic: None,
+        }],
+    };
+    let a = c.ack_message(request(r)).await?.into_inner();
+    Ok(code(a.status.as_ref()))
+}
+
+fn body_of(m: &pb::Message) -> String {
+    String::from_utf8_lossy(&m.body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_received_but_not_acked_before_a_kill_9_comes_back_once_after_its_invisibility() -> Result<()> {
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let wire = Wire::new(broker.addr());
+    let (topic, group) = ("GrpcRestart", "GrpcRestartGroup");
+    create_topic(&wire, topic, 2, None).await?;
+    wait_route(&ns.addr(), topic).await?;
+    let bodies: Vec<String> = (0..6).map(|i| format!("r-{i}")).collect();
+    send_4x(&wire, topic, 2, &bodies).await?;
+
+    let mut c = MessagingServiceClient::connect(format!("http://{}", broker.process.grpc_addr()?)).await?;
+    let mut first = Vec::new();
+    while first.len() < bodies.len() {
+        let (status, got) = receive(&mut c, topic, group, 10, 5).await?;
+        ensure!(status == Code::Ok, "receive answered {status:?} after {} messages", first.len());
+        first.extend(got);
+    }
+    let received_at = std::time::Instant::now();
+    ensure!(first.len() == bodies.len(), "{} received", first.len());
+    // Half are acked; the broker dies before the rest are.
+    let (acked, open): (Vec<_>, Vec<_>) = first.iter().partition(|m| body_of(m).ends_with(['0', '2', '4']));
+    for m in &acked {
+        ensure!(ack(&mut c, topic, group, m).await? == Code::Ok);
+    }
+    let broker = broker.restart(&ns.addr(), true)?;
+    let wire = Wire::new(broker.addr());
+    let mut c = MessagingServiceClient::connect(format!("http://{}", broker.process.grpc_addr()?)).await?;
+
+    // Each unacked message once more, not before its invisibility ends, with its
+    // attempt raised; no acked one.
+    let mut again: Vec<pb::Message> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while again.len() < open.len() && std::time::Instant::now() < deadline {
+        let (status, got) = receive(&mut c, topic, group, 10, 5).await?;
+        ensure!(matches!(status, Code::Ok | Code::MessageNotFound), "receive answered {status:?}");
+        if !got.is_empty() {
+            ensure!(received_at.elapsed() >= Duration::from_secs(9), "visible again after {:?}", received_at.elapsed());
+        }
+        again.extend(got);
+    }
+    let mut back: Vec<String> = again.iter().map(body_of).collect();
+    back.sort();
+    let mut want: Vec<String> = open.iter().map(|m| body_of(m)).collect();
+    want.sort();
+    ensure!(back == want, "came back {back:?}, want {want:?}");
+    for m in &again {
+        let attempt = m.system_properties.as_ref().and_then(|p| p.delivery_attempt);
+        ensure!(attempt == Some(2), "{} delivery attempt {attempt:?}", body_of(m));
+        ensure!(ack(&mut c, topic, group, m).await? == Code::Ok);
+    }
+    pops_settled(&wire).await?;
+    let (status, extra) = receive(&mut c, topic, group, 10, 5).await?;
+    ensure!(
+        status == Code::MessageNotFound && extra.is_empty(),
+        "{status:?}: {:?}",
+        extra.iter().map(body_of).collect::<Vec<_>>()
+    );
     Ok(())
 }
