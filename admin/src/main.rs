@@ -302,6 +302,10 @@ enum Command {
         /// Tell consumers when the group's members change.
         #[arg(short = 'a', long = "notifyConsumerIdsChanged", default_value_t = true)]
         notify: bool,
+        /// A FIFO group: each queue's messages go out one batch at a time, the next
+        /// after the previous is acked (RocketMQ 5 consumers; `-o true`).
+        #[arg(short = 'o', long = "consumeMessageOrderly", default_value_t = false, action = clap::ArgAction::Set)]
+        orderly: bool,
     },
     /// Delete a subscription group (and with `-r`, its offsets).
     #[command(
@@ -983,6 +987,7 @@ async fn main() -> Result<()> {
                 retry_queue_nums,
                 retry_max_times,
                 notify,
+                orderly,
             } => {
                 let cfg = common::subscription::SubscriptionGroupConfig {
                     group_name: group.clone(),
@@ -991,6 +996,7 @@ async fn main() -> Result<()> {
                     retry_queue_nums: *retry_queue_nums,
                     retry_max_times: *retry_max_times,
                     notify_consumer_ids_changed_enable: *notify,
+                    consume_message_orderly: *orderly,
                     ..Default::default()
                 };
                 ops::update_sub_group(&a, &target.target(), &cfg).await?.render(json)
@@ -1194,6 +1200,15 @@ mod tests {
             matches!(args.command, Command::HaStatus { broker: None, cluster: Some(ref c) } if c == "C") && args.json
         );
         assert_eq!(args.config.as_deref(), Some(std::path::Path::new("client.toml")));
+    }
+
+    #[test]
+    fn a_fifo_group_is_made_with_mqadmins_o_flag() {
+        let args =
+            Args::try_parse_from(["ferromq-admin", "updateSubGroup", "-g", "G", "-b", "h:1", "-o", "true"]).unwrap();
+        assert!(matches!(args.command, Command::UpdateSubGroup { orderly: true, .. }));
+        let args = Args::try_parse_from(["ferromq-admin", "updateSubGroup", "-g", "G", "-b", "h:1"]).unwrap();
+        assert!(matches!(args.command, Command::UpdateSubGroup { orderly: false, .. }));
     }
 
     #[test]

@@ -126,7 +126,10 @@ impl PopState {
 
     pub fn try_lock(&self, topic: &str, group: &str, queue_id: i32) -> Option<QueueLock<'_>> {
         let key = (topic.to_owned(), group.to_owned(), queue_id);
-        self.busy.lock().insert(key.clone()).then_some(QueueLock { state: self, key })
+        // The guard must be gone before a refused lock could be dropped (its drop
+        // takes the same mutex), hence two statements.
+        let taken = self.busy.lock().insert(key.clone());
+        taken.then(|| QueueLock { state: self, key })
     }
 
     /// `None` while an orderly pop of this queue must wait (a live hold with
@@ -399,4 +402,42 @@ async fn revive(ctx: &BrokerContext, p: &mut Pending) -> bool {
         }
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_queue_is_refused_and_stays_held_by_its_owner() {
+        let state = PopState::new("c");
+        let held = state.try_lock("t", "g", 0).expect("free");
+        assert!(state.try_lock("t", "g", 0).is_none(), "taken");
+        assert!(state.try_lock("t", "g", 0).is_none(), "a refusal does not release the owner's lock");
+        assert!(state.try_lock("t", "g", 1).is_some(), "another queue is free");
+        drop(held);
+        assert!(state.try_lock("t", "g", 0).is_some(), "released");
+    }
+
+    #[test]
+    fn an_orderly_hold_commits_the_first_unacked_offset_and_releases_when_all_are_acked() {
+        let state = PopState::new("c");
+        let hold = OrderHold {
+            offsets: vec![3, 4, 6],
+            acked: HashSet::new(),
+            next: 7,
+            deadline: i64::MAX,
+            pop_time: 100,
+            counts: HashMap::new(),
+        };
+        state.hold("t", "g", 0, hold);
+        assert!(state.order_gate("t", "g", 0, 0).is_none(), "held");
+        assert_eq!(state.order_ack("t", "g", 0, 99, 3), None, "another pop's handle");
+        assert_eq!(state.order_ack("t", "g", 0, 100, 4), Some(3));
+        assert_eq!(state.order_ack("t", "g", 0, 100, 3), Some(6));
+        assert!(state.order_extend("t", "g", 0, 100, 200, i64::MAX));
+        assert_eq!(state.order_ack("t", "g", 0, 100, 6), None, "the old handle no longer names it");
+        assert_eq!(state.order_ack("t", "g", 0, 200, 6), Some(7));
+        assert!(state.order_gate("t", "g", 0, 0).is_some(), "released");
+    }
 }

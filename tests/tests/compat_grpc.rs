@@ -745,3 +745,57 @@ async fn a_message_received_but_not_acked_before_a_kill_9_comes_back_once_after_
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_5x_fifo_push_consumer_gets_each_message_group_in_send_order() -> Result<()> {
+    if skipped("compat_grpc") {
+        return Ok(());
+    }
+    let py = python();
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let endpoint = broker.process.grpc_addr()?.to_string();
+    let wire = Wire::new(broker.addr());
+    let (topic, group, queues) = ("Grpc5FifoPush", "Grpc5FifoGroup", 4);
+    create_topic(&wire, topic, queues, Some("+message.type=FIFO")).await?;
+    let mut sg = common::subscription::SubscriptionGroupConfig::new(group);
+    sg.consume_message_orderly = true;
+    let resp = wire
+        .call(
+            RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+                .with_body(serde_json::to_vec(&sg)?),
+        )
+        .await?;
+    ensure!(resp.response_code() == ResponseCode::SUCCESS, "{:?}", resp.remark);
+    wait_route(&ns.addr(), topic).await?;
+    let mut consumer = Consumer::start(&py, &endpoint, topic, group, "push", &[])?;
+
+    // A 4.x orderly producer: each group's messages to the queue its name hashes to.
+    let groups = ["order-a", "order-b", "order-c"];
+    let per_group = 8;
+    let mut sent: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for i in 0..per_group {
+        for g in groups {
+            let body = format!("{g}-{i}");
+            let queue = common::hash::java_string_hash(g).unsigned_abs() as i32 % queues;
+            let props = tests::wire::props(&[(keys::SHARDING_KEY, g), (keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &body)]);
+            let r = wire.send(topic, queue, body.as_bytes(), &props).await?;
+            ensure!(r.code == ResponseCode::SUCCESS, "{body}: {:?}", r.code);
+            sent.entry(g).or_default().push(body);
+        }
+    }
+    let total = groups.len() * per_group;
+    let waited = consumer
+        .process
+        .wait_lines("every message received", CLIENT_TIMEOUT, |lines| by_body(lines, "received").len() == total);
+    let out = consumer.stop()?;
+    waited.with_context(|| out.describe())?;
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for v in out.events("received") {
+        order.entry(s(v, "group").to_owned()).or_default().push(s(v, "body").to_owned());
+    }
+    for g in groups {
+        ensure!(order.get(g) == sent.get(g), "group {g} received as {:?}, sent as {:?}", order.get(g), sent[g]);
+    }
+    Ok(())
+}
