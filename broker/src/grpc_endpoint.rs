@@ -47,6 +47,26 @@ impl grpc::Backend for GrpcBackend {
         self.ctx.config.broker_name.clone()
     }
 
+    fn authenticate(
+        &self,
+        peer: std::net::IpAddr,
+        authorization: Option<&str>,
+        date_time: Option<&str>,
+    ) -> Result<Option<grpc::Signer>, String> {
+        let Some(acl) = &self.ctx.acl else { return Ok(None) };
+        let auth = match authorization {
+            Some(a) => Some(
+                remoting::acl::GrpcAuthorization::parse(a)
+                    .ok_or_else(|| format!("authorization {a:?} is not MQv2-HMAC-SHA1 Credential=.., Signature=.."))?,
+            ),
+            None => None,
+        };
+        Ok(acl.authenticate_grpc(peer, auth.as_ref(), date_time)?.map(|(access_key, key)| grpc::Signer {
+            credentials: remoting::acl::Credentials::new(access_key, String::new()),
+            key,
+        }))
+    }
+
     fn consumer_group(&self, group: &str) -> Option<grpc::GroupInfo> {
         self.ctx.groups.find_or_create(group).map(|g| grpc::GroupInfo {
             fifo: g.consume_message_orderly,

@@ -30,5 +30,5 @@ mod status;
 pub use consume::GroupInfo;
 /// The protobuf well-known types the generated messages use (durations, timestamps).
 pub use prost_types;
-pub use service::{serve, Backend, GrpcServer, TopicInfo};
+pub use service::{serve, Backend, GrpcServer, Signer, TopicInfo};
 pub use status::{code_of, Failure};

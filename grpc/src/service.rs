@@ -61,6 +61,24 @@ pub trait Backend: Send + Sync + 'static {
     /// A consumer group as 5.x consumers see it; `None` if the broker has none by that
     /// name and creates none.
     fn consumer_group(&self, group: &str) -> Option<crate::GroupInfo>;
+    /// Authenticates a call from `peer` by its `authorization` and `x-mq-date-time`
+    /// metadata (RocketMQ 5's ACL 1.0): `Ok(Some(signer))` signs the remoting requests
+    /// the call becomes, which the broker's ACL then authorizes as any request;
+    /// `Ok(None)` sends them unsigned (ACL off, or a white-listed peer); `Err` refuses
+    /// the call with the reason.
+    fn authenticate(
+        &self,
+        peer: IpAddr,
+        authorization: Option<&str>,
+        date_time: Option<&str>,
+    ) -> Result<Option<Signer>, String>;
+}
+
+/// How a client's remoting requests are signed: its access key and signing key.
+#[derive(Clone, Debug)]
+pub struct Signer {
+    pub credentials: remoting::acl::Credentials,
+    pub key: remoting::acl::SigningKey,
 }
 
 /// A topic as the gRPC layer needs it.
@@ -166,6 +184,8 @@ type TelemetrySender = mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>;
 /// its Telemetry stream.
 pub(crate) struct Session {
     channel: Channel,
+    /// The last call's credentials (ACL on).
+    signer: Mutex<Option<Signer>>,
     settings: Mutex<Option<pb::Settings>>,
     /// Shared with the connection's [`Inbound`], which relays the broker's requests.
     telemetry: Arc<Mutex<Option<TelemetrySender>>>,
@@ -239,6 +259,11 @@ impl<B: Backend> Messaging<B> {
             .ok_or_else(|| Failure::new(Code::ClientIdRequired, format!("the request carries no {CLIENT_ID} header")))?
             .to_owned();
         let peer = req.remote_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let meta = |k: &str| req.metadata().get(k).and_then(|v| v.to_str().ok());
+        let signer = self
+            .backend
+            .authenticate(peer.ip(), meta("authorization"), meta("x-mq-date-time"))
+            .map_err(|why| Failure::new(Code::Unauthorized, why))?;
         let mut sessions = self.sessions.lock();
         let s = match sessions.get(&id) {
             Some(s) if !s.channel.is_closed() => s.clone(),
@@ -249,6 +274,7 @@ impl<B: Backend> Messaging<B> {
                 let telemetry = Arc::new(Mutex::new(old.and_then(|o| o.telemetry.lock().clone())));
                 let s = Arc::new(Session {
                     channel: self.backend.connect(peer, Arc::new(Inbound { telemetry: telemetry.clone() })),
+                    signer: Mutex::new(None),
                     settings: Mutex::new(old.and_then(|o| o.settings.lock().clone())),
                     telemetry,
                     last_seen: Mutex::new(tokio::time::Instant::now()),
@@ -258,6 +284,7 @@ impl<B: Backend> Messaging<B> {
             }
         };
         *s.last_seen.lock() = tokio::time::Instant::now();
+        *s.signer.lock() = signer;
         Ok((id, s))
     }
 
@@ -278,9 +305,12 @@ impl<B: Backend> Messaging<B> {
     pub(crate) async fn invoke_for(
         &self,
         s: &Session,
-        cmd: RemotingCommand,
+        mut cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, Failure> {
+        if let Some(signer) = s.signer.lock().as_ref() {
+            remoting::acl::sign_with(&mut cmd, &signer.credentials, &signer.key);
+        }
         s.channel.request(cmd, timeout).await.map_err(|e| match e {
             remoting::Error::Timeout { .. } => Failure::new(Code::ProxyTimeout, e.to_string()),
             _ => Failure::new(Code::InternalServerError, e.to_string()),

@@ -24,6 +24,11 @@ impl Failure {
             Some(r) if !r.is_empty() => r.to_owned(),
             _ => format!("the broker answered {}", code.0),
         };
+        // The broker's ACL refuses with SYSTEM_ERROR and an AclException remark, as
+        // RocketMQ's does; to a 5.x client that is FORBIDDEN.
+        if code == ResponseCode::SYSTEM_ERROR && message.contains("AclException") {
+            return Self { code: Code::Forbidden, message };
+        }
         Self { code: code_of(code), message }
     }
 

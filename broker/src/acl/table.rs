@@ -48,6 +48,9 @@ pub enum Rule {
     SendBack,
     /// PULL_MESSAGE, LITE_PULL_MESSAGE: `topic` SUB and `consumerGroup` SUB.
     Pull,
+    /// POP_MESSAGE, ACK_MESSAGE, CHANGE_MESSAGE_INVISIBLETIME: `consumerGroup` SUB
+    /// and `topic` SUB (a pop retry topic, `%RETRY%<group>_<topic>`, is the group's).
+    Pop,
     /// QUERY_MESSAGE: `topic` SUB.
     QueryMessage,
     /// HEART_BEAT: each consumer group SUB and each topic it subscribes SUB.
@@ -73,6 +76,7 @@ pub fn rule(code: RequestCode) -> Option<Rule> {
         C::SEND_MESSAGE_V2 | C::SEND_BATCH_MESSAGE => Rule::SendV2,
         C::CONSUMER_SEND_MSG_BACK => Rule::SendBack,
         C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => Rule::Pull,
+        C::POP_MESSAGE | C::ACK_MESSAGE | C::CHANGE_MESSAGE_INVISIBLETIME => Rule::Pop,
         C::QUERY_MESSAGE => Rule::QueryMessage,
         C::HEART_BEAT => Rule::Heartbeat,
         C::UNREGISTER_CLIENT => Rule::Unregister,
@@ -175,6 +179,15 @@ pub fn needs(req: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String> {
             }
             v
         }
+        Some(Rule::Pop) => {
+            let g = required("consumerGroup")?;
+            let t = required("topic")?;
+            let mut v = vec![(group(g), Perm::SUB)];
+            if !t.starts_with(RETRY_PREFIX) {
+                v.push((Resource::topic(t), Perm::SUB));
+            }
+            v
+        }
         Some(Rule::QueryMessage) => field("topic").map(|t| vec![(Resource::topic(t), Perm::SUB)]).unwrap_or_default(),
         Some(Rule::Heartbeat) => {
             let hb: common::subscription::HeartbeatData =
@@ -234,6 +247,17 @@ mod tests {
         assert!(served.len() > 30, "the dispatcher's routes were read: {served:?}");
         let missing: Vec<_> = served.iter().filter(|c| rule(**c).is_none()).collect();
         assert!(missing.is_empty(), "request codes without an ACL row: {missing:?}");
+    }
+
+    #[test]
+    fn pops_and_acks_need_sub_on_the_group_and_the_topic() {
+        for code in [RequestCode::POP_MESSAGE, RequestCode::ACK_MESSAGE, RequestCode::CHANGE_MESSAGE_INVISIBLETIME] {
+            let n = needs(&req(code, &[("consumerGroup", "G"), ("topic", "T")])).unwrap();
+            assert_eq!(n, vec![(Resource::Group("G".into()), Perm::SUB), (Resource::topic("T"), Perm::SUB)]);
+            let retry = needs(&req(code, &[("consumerGroup", "G"), ("topic", "%RETRY%G_T")])).unwrap();
+            assert_eq!(retry, vec![(Resource::Group("G".into()), Perm::SUB)]);
+            assert!(needs(&req(code, &[("topic", "T")])).is_err(), "no group");
+        }
     }
 
     #[test]
