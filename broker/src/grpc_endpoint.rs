@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use remoting::{Channel, LocalConnector, RemotingClient, RequestHandler};
+use remoting::{LocalConnection, LocalConnector, RemotingClient, RequestHandler};
 
 use crate::context::BrokerContext;
 
@@ -16,7 +16,7 @@ pub(crate) struct GrpcBackend {
 }
 
 impl grpc::Backend for GrpcBackend {
-    fn connect(&self, peer: SocketAddr, inbound: Arc<dyn RequestHandler>) -> Channel {
+    fn connect(&self, peer: SocketAddr, inbound: Arc<dyn RequestHandler>) -> LocalConnection {
         self.local.connect(peer, inbound)
     }
 

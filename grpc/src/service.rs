@@ -26,7 +26,7 @@ use remoting::header::broker::{
     SendMessageResponseHeader,
 };
 use remoting::header::namesrv::GetRouteInfoRequestHeader;
-use remoting::{Channel, RemotingClient, RemotingCommand, RequestCode, RequestHandler};
+use remoting::{Channel, LocalConnection, RemotingClient, RemotingCommand, RequestCode, RequestHandler};
 
 use crate::convert;
 use crate::pb::messaging_service_server::{MessagingService, MessagingServiceServer};
@@ -45,7 +45,7 @@ const SESSION_IDLE: Duration = Duration::from_secs(120);
 pub trait Backend: Send + Sync + 'static {
     /// Opens an in-process remoting connection to the broker for the gRPC client at
     /// `peer`. Requests the broker sends to that client arrive at `inbound`.
-    fn connect(&self, peer: SocketAddr, inbound: Arc<dyn RequestHandler>) -> Channel;
+    fn connect(&self, peer: SocketAddr, inbound: Arc<dyn RequestHandler>) -> LocalConnection;
     /// The name servers routes are asked from.
     fn name_servers(&self) -> Vec<String>;
     /// A client for the name servers, with the broker's TLS and credentials.
@@ -151,7 +151,7 @@ pub fn serve<B: Backend>(
             warn!(error = %e, "gRPC endpoint stopped");
         }
         for (_, s) in messaging.sessions.lock().drain() {
-            s.channel.close();
+            s.conn.close();
         }
     });
     info!(addr = %local_addr, "gRPC endpoint serving apache.rocketmq.v2.MessagingService");
@@ -171,7 +171,7 @@ async fn sweep_idle<B: Backend>(m: Arc<Messaging<B>>, cancel: CancellationToken)
             let alive = now.duration_since(*s.last_seen.lock()) < SESSION_IDLE;
             if !alive {
                 debug!(client = %id, "gRPC client idle; closing its session");
-                s.channel.close();
+                s.conn.close();
             }
             alive
         });
@@ -183,7 +183,9 @@ type TelemetrySender = mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>;
 /// One 5.x client (by its client id): its connection to the broker, its settings and
 /// its Telemetry stream.
 pub(crate) struct Session {
-    channel: Channel,
+    /// Its in-process connection to the broker; requests go straight to the broker's
+    /// processors ([`remoting::LocalConnection::call`]).
+    conn: LocalConnection,
     /// The last call's credentials (ACL on).
     signer: Mutex<Option<Signer>>,
     settings: Mutex<Option<pb::Settings>>,
@@ -266,14 +268,14 @@ impl<B: Backend> Messaging<B> {
             .map_err(|why| Failure::new(Code::Unauthorized, why))?;
         let mut sessions = self.sessions.lock();
         let s = match sessions.get(&id) {
-            Some(s) if !s.channel.is_closed() => s.clone(),
+            Some(s) if !s.conn.is_closed() => s.clone(),
             old => {
                 // A new client, or one whose connection the broker closed (idle): a
                 // fresh connection, keeping what the client told us.
                 debug!(client = %id, %peer, "gRPC client session opened");
                 let telemetry = Arc::new(Mutex::new(old.and_then(|o| o.telemetry.lock().clone())));
                 let s = Arc::new(Session {
-                    channel: self.backend.connect(peer, Arc::new(Inbound { telemetry: telemetry.clone() })),
+                    conn: self.backend.connect(peer, Arc::new(Inbound { telemetry: telemetry.clone() })),
                     signer: Mutex::new(None),
                     settings: Mutex::new(old.and_then(|o| o.settings.lock().clone())),
                     telemetry,
@@ -311,10 +313,17 @@ impl<B: Backend> Messaging<B> {
         if let Some(signer) = s.signer.lock().as_ref() {
             remoting::acl::sign_with(&mut cmd, &signer.credentials, &signer.key);
         }
-        s.channel.request(cmd, timeout).await.map_err(|e| match e {
-            remoting::Error::Timeout { .. } => Failure::new(Code::ProxyTimeout, e.to_string()),
-            _ => Failure::new(Code::InternalServerError, e.to_string()),
-        })
+        let code = cmd.code;
+        match tokio::time::timeout(timeout, s.conn.call(cmd)).await {
+            Ok(Some(resp)) => Ok(resp),
+            Ok(None) => {
+                Err(Failure::new(Code::InternalServerError, format!("the broker gave request {code} no answer")))
+            }
+            Err(_) => Err(Failure::new(
+                Code::ProxyTimeout,
+                format!("the broker did not answer request {code} within {timeout:?}"),
+            )),
+        }
     }
 
     /// The gRPC endpoint of the broker at remoting address `addr`: this endpoint for
@@ -743,7 +752,7 @@ impl<B: Backend> MessagingService for Messaging<B> {
                 if let Some(s) = self.sessions.lock().remove(id) {
                     // Closing the connection unregisters the client, as a remoting
                     // client's closed connection does.
-                    s.channel.close();
+                    s.conn.close();
                 }
                 ok()
             }

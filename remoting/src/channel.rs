@@ -366,20 +366,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
     handler.on_close(&channel);
 }
 
-async fn serve_request(handler: Arc<dyn RequestHandler>, channel: Channel, cmd: RemotingCommand) {
-    let opaque = cmd.opaque;
-    let oneway = cmd.is_oneway();
-    let ser = cmd.serialize_type;
+/// Runs `handler` on a request of `channel`; a panic becomes SYSTEM_ERROR.
+pub(crate) async fn answer(
+    handler: &dyn RequestHandler,
+    channel: Channel,
+    cmd: RemotingCommand,
+) -> Option<RemotingCommand> {
     let code = cmd.code;
-    let result = AssertUnwindSafe(handler.handle(channel.clone(), cmd)).catch_unwind().await;
-    let response = match result {
+    match AssertUnwindSafe(handler.handle(channel, cmd)).catch_unwind().await {
         Ok(r) => r,
         Err(_) => {
             tracing::error!(opcode = code, "request handler panicked; answering SYSTEM_ERROR");
             Some(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, "internal error while processing the request"))
         }
-    };
-    if let Some(mut resp) = response {
+    }
+}
+
+async fn serve_request(handler: Arc<dyn RequestHandler>, channel: Channel, cmd: RemotingCommand) {
+    let opaque = cmd.opaque;
+    let oneway = cmd.is_oneway();
+    let ser = cmd.serialize_type;
+    if let Some(mut resp) = answer(&*handler, channel.clone(), cmd).await {
         if oneway {
             return;
         }

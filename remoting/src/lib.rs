@@ -38,4 +38,4 @@ pub use codec::{RemotingCodec, MAX_FRAME_LEN};
 pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
 pub use common::ResponseCode;
 pub use error::{Error, Result};
-pub use server::{LocalConnector, RemotingServer, ServerConfig};
+pub use server::{LocalConnection, LocalConnector, RemotingServer, ServerConfig};

@@ -785,10 +785,15 @@ async fn a_local_connection_is_served_like_a_tcp_one_and_closes_both_ends() {
     let server = serve(d).await;
 
     let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
-    let ch = server.local_connector().connect(peer, Arc::new(Answering));
+    let conn = server.local_connector().connect(peer, Arc::new(Answering));
+    let ch = conn.channel().clone();
     assert_eq!(ch.peer_addr(), server.local_addr());
     for seq in 0..100 {
         assert_echoed(&within("echo", ch.request(echo_request(seq), WAIT)).await.unwrap(), seq);
+    }
+    // The same requests handed to the server's handler directly.
+    for seq in 0..100 {
+        assert_echoed(&within("a direct echo", conn.call(echo_request(seq))).await.unwrap(), seq);
     }
     let resp = within("a request back", ch.request(RemotingCommand::request(CHAIN), WAIT)).await.unwrap();
     assert_eq!(resp.ext_fields.get("client_said"), Some(ECHO.0.to_string().as_str()));
