@@ -11,6 +11,11 @@
 # (SEND_MESSAGE_V2, SEND_OK awaited). grpc: `grpc_load` (SendMessage over HTTP/2, its
 # SendResultEntry awaited), which the broker turns into the same SEND_MESSAGE_V2 over
 # an in-process connection.
+#
+# Then consumption: remoting `wire_load --mode pull` (32-message pulls of a pre-filled
+# topic, no offsets committed: the cheapest way to read) against gRPC `grpc_load
+# --mode receive` (ReceiveMessage of 32 and one AckMessage for them, as a 5.x simple
+# consumer does: each message hidden, checkpointed in the revive queue, then acked).
 set -euo pipefail
 rounds=${1:-3}
 source "$(dirname "$0")/common.sh" grpc-vs-remoting
@@ -31,7 +36,29 @@ grpc() { # ROUND
   stop_all
 }
 
+remoting_pull() { # ROUND
+  start_namesrv
+  start_broker broker 29911 29912
+  report "$1" remoting-pull "$("$bin/wire_load" --broker 127.0.0.1:29911 --connections 4 --queues 4 --json \
+    --mode pull --prefill 200000 --duration 8s --warmup 2s --server-pid "$broker_pid")"
+  stop_all
+}
+
+grpc_receive() { # ROUND
+  start_namesrv
+  GRPC_PORT=29981 start_broker broker 29911 29912
+  report "$1" grpc-receive "$("$bin/grpc_load" --endpoint 127.0.0.1:29981 --topic BenchGrpc --connections 4 \
+    --inflight 16 --json --mode receive --prefill 300000 --duration 8s --warmup 2s --server-pid "$broker_pid")"
+  stop_all
+}
+
 systems=(remoting grpc)
 for round in $(seq 1 "$rounds"); do
   for i in 0 1; do "${systems[$(( (round + i) % 2 ))]}" "$round"; done
 done
+if [[ ${SEND_ONLY:-0} != 1 ]]; then
+  readers=(remoting_pull grpc_receive)
+  for round in $(seq 1 "$rounds"); do
+    for i in 0 1; do "${readers[$(( (round + i) % 2 ))]}" "$round"; done
+  done
+fi

@@ -5,6 +5,10 @@
 //! latency histogram, 1 KiB bodies) and the same JSON report, so
 //! `bench/scripts/grpc_vs_remoting.sh` compares the two protocols in one run.
 //!
+//! `--mode receive` measures consumption instead: after `--prefill` sends, each of
+//! the N × M tasks loops ReceiveMessage (batches of `--batch`) and one AckMessage for
+//! everything it received, as a simple consumer does; a message counts once acked.
+//!
 //! Example: `cargo run --release -p bench --bin grpc_load -- --endpoint
 //! 127.0.0.1:8081 --topic BenchGrpc --connections 4 --inflight 16 --duration 8s`.
 
@@ -42,11 +46,76 @@ struct Args {
     duration: Duration,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
+    /// `send`, or `receive` (receive + ack of what `--prefill` sent).
+    #[arg(long, default_value = "send")]
+    mode: String,
+    /// Messages sent before `--mode receive` starts.
+    #[arg(long, default_value_t = 300_000)]
+    prefill: u64,
+    /// Messages per ReceiveMessage in `--mode receive`.
+    #[arg(long, default_value_t = 32)]
+    batch: i32,
+    /// Consumer group of `--mode receive`.
+    #[arg(long, default_value = "BENCH_GRPC_CG")]
+    group: String,
     /// The broker's pid: its CPU per message is reported.
     #[arg(long)]
     server_pid: Option<u32>,
     #[arg(long)]
     json: bool,
+}
+
+fn resource(name: &str) -> Option<pb::Resource> {
+    Some(pb::Resource { resource_namespace: String::new(), name: name.to_owned() })
+}
+
+fn named<T>(body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut().insert("x-mq-client-id", "grpc-load".parse().expect("ascii"));
+    r
+}
+
+/// One ReceiveMessage and one AckMessage of what it brought; the number acked.
+async fn receive_and_ack(
+    client: &mut MessagingServiceClient<tonic::transport::Channel>,
+    topic: &str,
+    group: &str,
+    batch: i32,
+) -> Result<u64> {
+    let r = pb::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: Some(pb::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
+        filter_expression: Some(pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: "*".into() }),
+        batch_size: batch,
+        invisible_duration: Some(grpc::prost_types::Duration { seconds: 60, nanos: 0 }),
+        auto_renew: false,
+        long_polling_timeout: Some(grpc::prost_types::Duration { seconds: 5, nanos: 0 }),
+        attempt_id: None,
+    };
+    let mut stream = client.receive_message(named(r)).await?.into_inner();
+    let mut entries = Vec::new();
+    while let Some(item) = stream.message().await? {
+        if let Some(pb::receive_message_response::Content::Message(m)) = item.content {
+            let sp = m.system_properties.unwrap_or_default();
+            entries.push(pb::AckMessageEntry {
+                message_id: sp.message_id,
+                receipt_handle: sp.receipt_handle.unwrap_or_default(),
+                lite_topic: None,
+            });
+        }
+    }
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let n = entries.len() as u64;
+    let ack = client
+        .ack_message(named(pb::AckMessageRequest { group: resource(group), topic: resource(topic), entries }))
+        .await?
+        .into_inner();
+    if ack.status.as_ref().map_or(0, |s| s.code) != Code::Ok as i32 {
+        bail!("ack failed: {:?}", ack.status);
+    }
+    Ok(n)
 }
 
 fn request(topic: &str, id: u64, bytes: bytes::Bytes) -> tonic::Request<pb::SendMessageRequest> {
@@ -66,6 +135,34 @@ fn request(topic: &str, id: u64, bytes: bytes::Bytes) -> tonic::Request<pb::Send
     r
 }
 
+/// Sends `--prefill` messages, 64 in flight.
+async fn prefill(url: &str, args: &Args) -> Result<()> {
+    let client = MessagingServiceClient::connect(url.to_owned()).await.context("connecting")?;
+    let next = Arc::new(AtomicU64::new(1));
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (mut client, next, topic, size, total) =
+            (client.clone(), next.clone(), args.topic.clone(), args.size, args.prefill);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                if id > total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let r = client.send_message(request(&topic, id, body(size, epoch))).await?.into_inner();
+                if r.status.as_ref().map_or(0, |s| s.code) != Code::Ok as i32 {
+                    bail!("prefill send failed: {:?}", r.status);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -82,6 +179,42 @@ async fn main() -> Result<()> {
     let ids = Arc::new(AtomicU64::new(1));
     let epoch = Instant::now();
     let mut handles = Vec::new();
+    if args.mode == "receive" {
+        prefill(&url, &args).await?;
+        for _ in 0..args.connections {
+            let client = MessagingServiceClient::connect(url.clone()).await.context("connecting")?;
+            for _ in 0..args.inflight {
+                let (mut client, stats, stop, args) = (client.clone(), stats.clone(), stop.clone(), args.clone());
+                handles.push(tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        match receive_and_ack(&mut client, &args.topic, &args.group, args.batch).await {
+                            Ok(0) => {}
+                            Ok(n) => stats.record(n, n * args.size as u64, Some(started.elapsed())),
+                            Err(_) => {
+                                stats.errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        let mut run = serde_json::json!({
+            "system": "ferromq-grpc",
+            "mode": "receive",
+            "size": args.size,
+            "batch": args.batch,
+            "connections": args.connections,
+            "inflight_per_connection": args.inflight,
+        });
+        let elapsed = bench::measure(&stats, args.server_pid, args.warmup, args.duration, &mut run).await;
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.abort();
+        }
+        stats.report("grpc receive+ack", elapsed, run, args.json);
+        return Ok(());
+    }
     for _ in 0..args.connections {
         let client = MessagingServiceClient::connect(url.clone()).await.context("connecting")?;
         for _ in 0..args.inflight {
