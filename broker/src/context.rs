@@ -63,7 +63,7 @@ pub struct BrokerContext {
     /// Barriers of expanded ordered topics (`config/orderExpansion.json`).
     pub order_expansions: crate::order_expansion::OrderExpansions,
     /// POP consumption: queue locks, orderly holds, the revive task's wake-up.
-    pub pop: crate::pop::PopState,
+    pub pop: crate::pop::state::PopState,
     /// UNIQ_KEYs for half messages whose producer set none (see `reroute::to_half`).
     pub uniq_ids: common::msgid::UniqIdGenerator,
     /// Loaded plugins and their bindings (`[plugins]`, `[[broker.plugin_binding]]`).
@@ -164,7 +164,7 @@ impl BrokerContext {
             transactions: Default::default(),
             timers,
             order_expansions,
-            pop: crate::pop::PopState::new(&config.broker_cluster_name),
+            pop: crate::pop::state::PopState::new(&config.broker_cluster_name),
             register_now: Notify::new(),
             registered: tokio::sync::watch::Sender::new(0),
             boot_ms: common::time::now_ms(),

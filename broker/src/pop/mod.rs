@@ -28,13 +28,12 @@
 //! messages again with their delivery count raised. Holds live in memory; after a
 //! restart a held queue's unacked messages are delivered again at once.
 
+pub mod state;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -46,6 +45,7 @@ use store::{GetRequest, PutMessage};
 
 use crate::context::BrokerContext;
 use crate::outcome::PutOutcome;
+pub use state::{OrderHold, PopState};
 
 /// Records of the revive queue read per step.
 const REVIVE_BATCH: usize = 256;
@@ -54,150 +54,8 @@ const REVIVE_IDLE: Duration = Duration::from_millis(500);
 /// A revival that could not be stored is tried again this much later.
 const RETRY_AFTER_MS: i64 = 1000;
 
-type QueueKey = (String, String, i32);
-
-/// What the POP processors share: queue locks, orderly holds and wake-ups.
-pub struct PopState {
-    revive_topic: String,
-    busy: Mutex<HashSet<QueueKey>>,
-    order: Mutex<HashMap<QueueKey, OrderHold>>,
-    /// Wakes the revive task (a checkpoint or ack was appended).
-    pub revive_wake: Notify,
-    /// Wakes parked orderly pops (a hold was released).
-    pub released: Notify,
-    rounds: AtomicU64,
-}
-
-/// A queue held by an orderly pop until its messages are acked.
-#[derive(Debug, Clone)]
-pub struct OrderHold {
-    /// Queue offsets delivered, in order.
-    pub offsets: Vec<i64>,
-    pub acked: HashSet<i64>,
-    /// Where the group continues once all are acked.
-    pub next: i64,
-    /// When the hold ends if not all are acked (ms since the epoch).
-    pub deadline: i64,
-    pub pop_time: i64,
-    /// Earlier deliveries of each offset.
-    pub counts: HashMap<i64, i32>,
-}
-
-impl OrderHold {
-    /// The offset the group's offset may move to: the first one not acked.
-    fn committable(&self) -> i64 {
-        self.offsets.iter().copied().find(|o| !self.acked.contains(o)).unwrap_or(self.next)
-    }
-}
-
-/// A queue a pop works on; other pops of the same group skip it meanwhile.
-pub struct QueueLock<'a> {
-    state: &'a PopState,
-    key: QueueKey,
-}
-
-impl Drop for QueueLock<'_> {
-    fn drop(&mut self) {
-        self.state.busy.lock().remove(&self.key);
-    }
-}
-
-impl PopState {
-    pub fn new(cluster: &str) -> Self {
-        Self {
-            revive_topic: pop::revive_topic(cluster),
-            busy: Mutex::default(),
-            order: Mutex::default(),
-            revive_wake: Notify::new(),
-            released: Notify::new(),
-            rounds: AtomicU64::new(0),
-        }
-    }
-
-    pub fn revive_topic(&self) -> &str {
-        &self.revive_topic
-    }
-
-    /// One pop in five looks at the retry topic first (RocketMQ's
-    /// `popFromRetryProbability`, 20 %), so retries neither starve nor are starved.
-    pub fn retry_first(&self) -> bool {
-        self.rounds.fetch_add(1, Ordering::Relaxed).is_multiple_of(5)
-    }
-
-    pub fn try_lock(&self, topic: &str, group: &str, queue_id: i32) -> Option<QueueLock<'_>> {
-        let key = (topic.to_owned(), group.to_owned(), queue_id);
-        // The guard must be gone before a refused lock could be dropped (its drop
-        // takes the same mutex), hence two statements.
-        let taken = self.busy.lock().insert(key.clone());
-        taken.then(|| QueueLock { state: self, key })
-    }
-
-    /// `None` while an orderly pop of this queue must wait (a live hold with
-    /// messages not acked); otherwise the earlier delivery counts of a hold that
-    /// expired.
-    pub fn order_gate(&self, topic: &str, group: &str, queue_id: i32, now: i64) -> Option<HashMap<i64, i32>> {
-        let key = (topic.to_owned(), group.to_owned(), queue_id);
-        let order = self.order.lock();
-        match order.get(&key) {
-            Some(h) if h.deadline > now && h.acked.len() < h.offsets.len() => None,
-            Some(h) => Some(h.counts.iter().filter(|(o, _)| !h.acked.contains(o)).map(|(o, c)| (*o, *c)).collect()),
-            None => Some(HashMap::new()),
-        }
-    }
-
-    pub fn hold(&self, topic: &str, group: &str, queue_id: i32, hold: OrderHold) {
-        self.order.lock().insert((topic.to_owned(), group.to_owned(), queue_id), hold);
-    }
-
-    /// Acks `offset` of an orderly pop made at `pop_time`; returns the offset the
-    /// group may commit, or `None` if no such hold (already expired and taken
-    /// again, or released).
-    pub fn order_ack(&self, topic: &str, group: &str, queue_id: i32, pop_time: i64, offset: i64) -> Option<i64> {
-        let key = (topic.to_owned(), group.to_owned(), queue_id);
-        let mut order = self.order.lock();
-        let h = order.get_mut(&key)?;
-        if h.pop_time != pop_time || !h.offsets.contains(&offset) {
-            return None;
-        }
-        h.acked.insert(offset);
-        let commit = h.committable();
-        if h.acked.len() == h.offsets.len() {
-            order.remove(&key);
-            self.released.notify_waiters();
-        }
-        Some(commit)
-    }
-
-    /// Moves an orderly hold's deadline (ChangeInvisibleDuration) and renames it by
-    /// `new_pop_time` (the old handle stops naming it); false if no such hold.
-    pub fn order_extend(
-        &self,
-        topic: &str,
-        group: &str,
-        queue_id: i32,
-        pop_time: i64,
-        new_pop_time: i64,
-        deadline: i64,
-    ) -> bool {
-        let key = (topic.to_owned(), group.to_owned(), queue_id);
-        let mut order = self.order.lock();
-        match order.get_mut(&key) {
-            Some(h) if h.pop_time == pop_time => {
-                h.deadline = deadline;
-                h.pop_time = new_pop_time;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The earliest deadline of a live hold (parked orderly pops re-check then).
-    pub fn next_order_deadline(&self) -> Option<i64> {
-        self.order.lock().values().map(|h| h.deadline).min()
-    }
-}
-
-/// Appends a checkpoint or ack record to the revive queue; true once stored.
+/// Appends a checkpoint or ack record to the revive queue; the refusal if it was not
+/// stored.
 pub async fn append_revive_record(ctx: &BrokerContext, tag: &str, body: Vec<u8>) -> Result<(), PutOutcome> {
     let topic = ctx.pop.revive_topic();
     ctx.topics.create_system(topic, 1, perm::READ_WRITE, 0);
@@ -402,42 +260,4 @@ async fn revive(ctx: &BrokerContext, p: &mut Pending) -> bool {
         }
     }
     all
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_busy_queue_is_refused_and_stays_held_by_its_owner() {
-        let state = PopState::new("c");
-        let held = state.try_lock("t", "g", 0).expect("free");
-        assert!(state.try_lock("t", "g", 0).is_none(), "taken");
-        assert!(state.try_lock("t", "g", 0).is_none(), "a refusal does not release the owner's lock");
-        assert!(state.try_lock("t", "g", 1).is_some(), "another queue is free");
-        drop(held);
-        assert!(state.try_lock("t", "g", 0).is_some(), "released");
-    }
-
-    #[test]
-    fn an_orderly_hold_commits_the_first_unacked_offset_and_releases_when_all_are_acked() {
-        let state = PopState::new("c");
-        let hold = OrderHold {
-            offsets: vec![3, 4, 6],
-            acked: HashSet::new(),
-            next: 7,
-            deadline: i64::MAX,
-            pop_time: 100,
-            counts: HashMap::new(),
-        };
-        state.hold("t", "g", 0, hold);
-        assert!(state.order_gate("t", "g", 0, 0).is_none(), "held");
-        assert_eq!(state.order_ack("t", "g", 0, 99, 3), None, "another pop's handle");
-        assert_eq!(state.order_ack("t", "g", 0, 100, 4), Some(3));
-        assert_eq!(state.order_ack("t", "g", 0, 100, 3), Some(6));
-        assert!(state.order_extend("t", "g", 0, 100, 200, i64::MAX));
-        assert_eq!(state.order_ack("t", "g", 0, 100, 6), None, "the old handle no longer names it");
-        assert_eq!(state.order_ack("t", "g", 0, 200, 6), Some(7));
-        assert!(state.order_gate("t", "g", 0, 0).is_some(), "released");
-    }
 }
