@@ -52,11 +52,14 @@ grpc_receive() { # ROUND
   stop_all
 }
 
+# ONLY=send or ONLY=receive runs one half.
 systems=(remoting grpc)
-for round in $(seq 1 "$rounds"); do
-  for i in 0 1; do "${systems[$(( (round + i) % 2 ))]}" "$round"; done
-done
-if [[ ${SEND_ONLY:-0} != 1 ]]; then
+if [[ ${ONLY:-} != receive ]]; then
+  for round in $(seq 1 "$rounds"); do
+    for i in 0 1; do "${systems[$(( (round + i) % 2 ))]}" "$round"; done
+  done
+fi
+if [[ ${ONLY:-} != send ]]; then
   readers=(remoting_pull grpc_receive)
   for round in $(seq 1 "$rounds"); do
     for i in 0 1; do "${readers[$(( (round + i) % 2 ))]}" "$round"; done

@@ -360,19 +360,19 @@ impl<B: Backend> Messaging<B> {
         if req.entries.is_empty() {
             return Err(Failure::new(Code::BadRequest, "the request acks no message"));
         }
-        let mut entries = Vec::with_capacity(req.entries.len());
-        for e in &req.entries {
-            let status = match self.ack_one(s, &group, &topic, &e.receipt_handle).await {
-                Ok(()) => ok(),
-                Err(f) => f.status(),
-            };
-            entries.push(pb::AckMessageResultEntry {
+        // All at once: the broker's store writes their ack records as one batch.
+        let acks = req.entries.iter().map(|e| self.ack_one(s, &group, &topic, &e.receipt_handle));
+        let outcomes = futures::future::join_all(acks).await;
+        Ok(req
+            .entries
+            .iter()
+            .zip(outcomes)
+            .map(|(e, outcome)| pb::AckMessageResultEntry {
                 message_id: e.message_id.clone(),
                 receipt_handle: e.receipt_handle.clone(),
-                status: Some(status),
-            });
-        }
-        Ok(entries)
+                status: Some(outcome.map_or_else(|f| f.status(), |()| ok())),
+            })
+            .collect())
     }
 
     /// ChangeInvisibleDuration: the new receipt handle.

@@ -877,3 +877,63 @@ async fn python_5x_clients_sign_their_calls_and_the_brokers_acl_decides() -> Res
     ensure!(code(unsigned.into_inner().status.as_ref()) == Code::Unauthorized, "an unsigned call is refused");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_receives_apply_sql92_and_the_groups_bound_plugin_filter() -> Result<()> {
+    let lua = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/lua/vip_filter.lua");
+    let toml = format!(
+        "[[broker.plugin_binding]]\nplugin = \"vip\"\ntopic = \"GrpcFiltered\"\ngroup = \"vip-readers\"\n\n\
+         [plugins]\nwatch = false\n\n[[plugins.plugin]]\nname = \"vip\"\nkind = \"filter\"\nruntime = \"lua\"\n\
+         path = {:?}\nconfig = {{ min_level = \"3\" }}\n",
+        lua.display().to_string()
+    );
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start_with_config(&ns.addr(), &toml, &[("ENABLE_PROPERTY_FILTER", "true")])?;
+    let wire = Wire::new(broker.addr());
+    let topic = "GrpcFiltered";
+    create_topic(&wire, topic, 1, None).await?;
+    for level in 1..=5 {
+        let body = format!("level-{level}");
+        let props = tests::wire::props(&[("level", &level.to_string()), (keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &body)]);
+        ensure!(wire.send(topic, 0, body.as_bytes(), &props).await?.code == ResponseCode::SUCCESS);
+    }
+    let c = MessagingServiceClient::connect(format!("http://{}", broker.process.grpc_addr()?)).await?;
+    let take = |group: &'static str, filter: pb::FilterExpression| receive_filtered(c.clone(), topic, group, filter);
+    let tag = pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: "*".into() };
+    let vip = take("vip-readers", tag.clone()).await?;
+    ensure!(vip == ["level-3", "level-4", "level-5"], "the bound Lua filter let through {vip:?}");
+    let sql = pb::FilterExpression { r#type: pb::FilterType::Sql as i32, expression: "level > 4".into() };
+    let high = take("sql-readers", sql).await?;
+    ensure!(high == ["level-5"], "SQL92 `level > 4` let through {high:?}");
+    let everyone = take("all-readers", tag).await?;
+    ensure!(everyone.len() == 5, "an unbound group gets everything: {everyone:?}");
+    Ok(())
+}
+
+/// The bodies one receive of `group` with `filter` brings, sorted.
+async fn receive_filtered(
+    mut c: MessagingServiceClient<tonic::transport::Channel>,
+    topic: &str,
+    group: &str,
+    filter: pb::FilterExpression,
+) -> Result<Vec<String>> {
+    let r = pb::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: Some(pb::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
+        filter_expression: Some(filter),
+        batch_size: 32,
+        invisible_duration: Some(grpc::prost_types::Duration { seconds: 30, nanos: 0 }),
+        auto_renew: false,
+        long_polling_timeout: Some(grpc::prost_types::Duration { seconds: 5, nanos: 0 }),
+        attempt_id: None,
+    };
+    let mut stream = c.receive_message(request(r)).await?.into_inner();
+    let mut got = Vec::new();
+    while let Some(item) = stream.message().await? {
+        if let Some(pb::receive_message_response::Content::Message(m)) = item.content {
+            got.push(body_of(&m));
+        }
+    }
+    got.sort();
+    Ok(got)
+}

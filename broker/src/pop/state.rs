@@ -19,9 +19,13 @@ pub struct PopState {
     order: Mutex<HashMap<QueueKey, OrderHold>>,
     /// Wakes the revive task (a checkpoint or ack was appended).
     pub revive_wake: Notify,
-    /// Wakes parked orderly pops (a hold was released).
+    /// Wakes parked pops: an orderly hold was released, or a queue lock a pop found
+    /// taken was let go.
     pub released: Notify,
     rounds: AtomicU64,
+    /// Counts releases (of queue locks and orderly holds), so a pop can tell whether
+    /// one happened since it looked.
+    releases: AtomicU64,
 }
 
 /// A queue held by an orderly pop until its messages are acked.
@@ -55,6 +59,7 @@ pub struct QueueLock<'a> {
 impl Drop for QueueLock<'_> {
     fn drop(&mut self) {
         self.state.busy.lock().remove(&self.key);
+        self.state.release();
     }
 }
 
@@ -67,7 +72,18 @@ impl PopState {
             revive_wake: Notify::new(),
             released: Notify::new(),
             rounds: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
         }
+    }
+
+    /// How many queue locks and orderly holds were released so far.
+    pub fn releases(&self) -> u64 {
+        self.releases.load(Ordering::Acquire)
+    }
+
+    fn release(&self) {
+        self.releases.fetch_add(1, Ordering::AcqRel);
+        self.released.notify_waiters();
     }
 
     pub fn revive_topic(&self) -> &str {
@@ -119,7 +135,7 @@ impl PopState {
         let commit = h.committable();
         if h.acked.len() == h.offsets.len() {
             order.remove(&key);
-            self.released.notify_waiters();
+            self.release();
         }
         Some(commit)
     }
