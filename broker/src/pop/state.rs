@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -15,17 +16,14 @@ type QueueKey = (String, String, i32);
 /// What the POP processors share: queue locks, orderly holds and wake-ups.
 pub struct PopState {
     revive_topic: String,
-    busy: Mutex<HashSet<QueueKey>>,
+    /// One lock per queue a group pops; a pop holds it while it reads and checkpoints.
+    locks: Mutex<HashMap<QueueKey, Arc<tokio::sync::Mutex<()>>>>,
     order: Mutex<HashMap<QueueKey, OrderHold>>,
     /// Wakes the revive task (a checkpoint or ack was appended).
     pub revive_wake: Notify,
-    /// Wakes parked pops: an orderly hold was released, or a queue lock a pop found
-    /// taken was let go.
+    /// Wakes parked orderly pops (a hold was released).
     pub released: Notify,
     rounds: AtomicU64,
-    /// Counts releases (of queue locks and orderly holds), so a pop can tell whether
-    /// one happened since it looked.
-    releases: AtomicU64,
 }
 
 /// A queue held by an orderly pop until its messages are acked.
@@ -50,40 +48,20 @@ impl OrderHold {
     }
 }
 
-/// A queue a pop works on; other pops of the same group skip it meanwhile.
-pub struct QueueLock<'a> {
-    state: &'a PopState,
-    key: QueueKey,
-}
-
-impl Drop for QueueLock<'_> {
-    fn drop(&mut self) {
-        self.state.busy.lock().remove(&self.key);
-        self.state.release();
-    }
-}
+/// A queue a pop works on; other pops of the same group wait for it (in turn: the
+/// lock is fair), so no pop looks at a queue another is taking messages from.
+pub type QueueLock = tokio::sync::OwnedMutexGuard<()>;
 
 impl PopState {
     pub fn new(cluster: &str) -> Self {
         Self {
             revive_topic: pop::revive_topic(cluster),
-            busy: Mutex::default(),
+            locks: Mutex::default(),
             order: Mutex::default(),
             revive_wake: Notify::new(),
             released: Notify::new(),
             rounds: AtomicU64::new(0),
-            releases: AtomicU64::new(0),
         }
-    }
-
-    /// How many queue locks and orderly holds were released so far.
-    pub fn releases(&self) -> u64 {
-        self.releases.load(Ordering::Acquire)
-    }
-
-    fn release(&self) {
-        self.releases.fetch_add(1, Ordering::AcqRel);
-        self.released.notify_waiters();
     }
 
     pub fn revive_topic(&self) -> &str {
@@ -96,12 +74,11 @@ impl PopState {
         self.rounds.fetch_add(1, Ordering::Relaxed).is_multiple_of(5)
     }
 
-    pub fn try_lock(&self, topic: &str, group: &str, queue_id: i32) -> Option<QueueLock<'_>> {
+    /// Takes the queue's lock, waiting for the pop that holds it.
+    pub async fn lock(&self, topic: &str, group: &str, queue_id: i32) -> QueueLock {
         let key = (topic.to_owned(), group.to_owned(), queue_id);
-        // The guard must be gone before a refused lock could be dropped (its drop
-        // takes the same mutex), hence two statements.
-        let taken = self.busy.lock().insert(key.clone());
-        taken.then(|| QueueLock { state: self, key })
+        let lock = self.locks.lock().entry(key).or_default().clone();
+        lock.lock_owned().await
     }
 
     /// `None` while an orderly pop of this queue must wait (a live hold with
@@ -135,7 +112,7 @@ impl PopState {
         let commit = h.committable();
         if h.acked.len() == h.offsets.len() {
             order.remove(&key);
-            self.release();
+            self.released.notify_waiters();
         }
         Some(commit)
     }
@@ -173,15 +150,24 @@ impl PopState {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_busy_queue_is_refused_and_stays_held_by_its_owner() {
-        let state = PopState::new("c");
-        let held = state.try_lock("t", "g", 0).expect("free");
-        assert!(state.try_lock("t", "g", 0).is_none(), "taken");
-        assert!(state.try_lock("t", "g", 0).is_none(), "a refusal does not release the owner's lock");
-        assert!(state.try_lock("t", "g", 1).is_some(), "another queue is free");
+    #[tokio::test]
+    async fn a_queue_is_popped_by_one_pop_at_a_time() {
+        let state = Arc::new(PopState::new("c"));
+        let held = state.lock("t", "g", 0).await;
+        let _other = tokio::time::timeout(std::time::Duration::from_secs(5), state.lock("t", "g", 1))
+            .await
+            .expect("another queue is free");
+        let waiting = {
+            let state = state.clone();
+            tokio::spawn(async move { drop(state.lock("t", "g", 0).await) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the second pop waits for the first");
         drop(held);
-        assert!(state.try_lock("t", "g", 0).is_some(), "released");
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the second pop gets the queue once the first lets go")
+            .unwrap();
     }
 
     #[test]

@@ -36,9 +36,6 @@ use crate::processor::try_header;
 const MAX_POP_NUMS: i32 = 32;
 /// The longest a pop may wait for messages.
 const MAX_POLL: Duration = Duration::from_secs(300);
-/// How many times a pop that found its queues taken by other pops looks again at once
-/// when they are let go, before it waits like a pop that found nothing.
-const MAX_QUICK_RETRIES: u32 = 4;
 /// How often a waiting pop looks again without a wake-up (an expired orderly hold).
 const POLL_RECHECK: Duration = Duration::from_secs(1);
 
@@ -73,7 +70,6 @@ pub async fn pop_message(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCo
     };
     let poll = Duration::from_millis(h.poll_time.max(0) as u64).min(MAX_POLL);
     let deadline = tokio::time::Instant::now() + poll;
-    let mut quick_retries = 0;
     loop {
         let mut round = pop_round(ctx, &h, &plan).await;
         if let Some(refused) = round.failure.take() {
@@ -83,12 +79,6 @@ pub async fn pop_message(ctx: &Arc<BrokerContext>, ch: &Channel, req: RemotingCo
         }
         if !round.messages.is_empty() || poll.is_zero() || tokio::time::Instant::now() >= deadline || ch.is_closed() {
             return Some(answer(&h, &plan, round, !poll.is_zero()));
-        }
-        // Busy queues were let go meanwhile: look again at once (a few times; two
-        // pops of empty queues must not keep each other spinning).
-        if round.busy && ctx.pop.releases() != round.releases_seen && quick_retries < MAX_QUICK_RETRIES {
-            quick_retries += 1;
-            continue;
         }
         wait_for_messages(ctx, &plan, &round, deadline).await;
         if ch.is_closed() {
@@ -181,14 +171,10 @@ struct Round {
     watch: Vec<(String, i32, i64)>,
     /// A checkpoint could not be stored: nothing from that queue was handed out.
     failure: Option<RemotingCommand>,
-    /// A queue was skipped because another pop of the group held it.
-    busy: bool,
-    /// `PopState::releases` when the round started.
-    releases_seen: u64,
 }
 
 async fn pop_round(ctx: &BrokerContext, h: &PopMessageRequestHeader, plan: &Plan) -> Round {
-    let mut round = Round { pop_time: common::time::now_ms(), releases_seen: ctx.pop.releases(), ..Round::default() };
+    let mut round = Round { pop_time: common::time::now_ms(), ..Round::default() };
     let normal_queues: Vec<i32> = if h.queue_id >= 0 {
         vec![h.queue_id]
     } else {
@@ -252,11 +238,7 @@ async fn pop_queue(
         round.rest += backlog(offset);
         return;
     }
-    let Some(_lock) = ctx.pop.try_lock(topic, group, queue_id) else {
-        round.rest += backlog(offset);
-        round.busy = true;
-        return;
-    };
+    let _lock = ctx.pop.lock(topic, group, queue_id).await;
     // Another pop may have moved the offset while this one waited for the lock.
     offset = ctx.offsets.query(group, topic, queue_id).max(offset);
     let earlier_counts = if plan.order {
@@ -396,11 +378,8 @@ async fn wait_for_messages(ctx: &BrokerContext, plan: &Plan, round: &Round, dead
         })
         .collect();
     let released = ctx.pop.released.notified();
-    // Something may have arrived, or a queue been let go, between the round and the
-    // registrations.
-    if watch.iter().any(|(t, q, o)| ctx.store.readable_at(t, *q, *o))
-        || (round.busy && ctx.pop.releases() != round.releases_seen)
-    {
+    // Something may have arrived between the round and the registrations.
+    if watch.iter().any(|(t, q, o)| ctx.store.readable_at(t, *q, *o)) {
         return;
     }
     let recheck = tokio::time::sleep_until((tokio::time::Instant::now() + POLL_RECHECK).min(deadline));
