@@ -330,3 +330,57 @@ async fn bad_pop_requests_are_refused_with_a_reason() {
     assert_eq!(code, ResponseCode::PULL_NOT_FOUND);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pop_of_any_queue_looks_at_every_queue() {
+    let (_dir, broker, wire) = start().await;
+    let ctx = broker.context().clone();
+    ctx.topics.upsert(TopicConfig::new("PopAny", 4, perm::READ_WRITE));
+    for i in 0..20 {
+        put(&ctx, "PopAny", 3, &format!("q3-{i}"), "T").await;
+    }
+    let mut h = pop_header("GA", "PopAny", 60_000, 0);
+    h.max_msg_nums = 1;
+    for i in 0..20 {
+        let (code, got) = wire.pop(&h).await;
+        assert_eq!(code, ResponseCode::SUCCESS, "pop {i} missed the only queue with messages");
+        assert_eq!(got.len(), 1);
+    }
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pops_share_a_queue_without_taking_a_message_twice() {
+    let (_dir, broker, wire) = start().await;
+    let ctx = broker.context().clone();
+    ctx.topics.upsert(TopicConfig::new("PopShare", 1, perm::READ_WRITE));
+    for i in 0..200 {
+        put(&ctx, "PopShare", 0, &format!("s{i}"), "T").await;
+    }
+    let wire = std::sync::Arc::new(wire);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let wire = wire.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = pop_header("GS", "PopShare", 60_000, 0);
+            h.max_msg_nums = 7;
+            let mut mine = Vec::new();
+            loop {
+                let (code, got) = wire.pop(&h).await;
+                if code != ResponseCode::SUCCESS {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|p| String::from_utf8_lossy(&p.msg.body).into_owned()));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every message popped once");
+    assert_eq!(unique.len(), 200, "no message popped twice");
+    broker.shutdown(Duration::from_secs(5)).await;
+}

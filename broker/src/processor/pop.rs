@@ -179,7 +179,7 @@ async fn pop_round(ctx: &BrokerContext, h: &PopMessageRequestHeader, plan: &Plan
         vec![h.queue_id]
     } else {
         let n = plan.topic.read_queue_nums.max(0);
-        let start = if n > 0 { rand::random::<u32>() as i32 % n } else { 0 };
+        let start = if n > 0 { (rand::random::<u32>() % n as u32) as i32 } else { 0 };
         (0..n).map(|i| (start + i) % n).collect()
     };
     let retry_exists = !plan.order && ctx.topics.contains(&plan.retry_topic);
