@@ -384,3 +384,45 @@ async fn concurrent_pops_share_a_queue_without_taking_a_message_twice() {
     assert_eq!(unique.len(), 200, "no message popped twice");
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_pops_racing_their_acks_never_deliver_a_message_twice() {
+    let (_dir, broker, wire) = start().await;
+    let ctx = broker.context().clone();
+    ctx.topics.upsert(TopicConfig::new("PopRace", 1, perm::READ_WRITE));
+    ctx.groups.upsert(SubscriptionGroupConfig { consume_message_orderly: true, ..SubscriptionGroupConfig::new("GR") });
+    let total = 300;
+    for i in 0..total {
+        put(&ctx, "PopRace", 0, &format!("{i:04}"), "T").await;
+    }
+    let wire = std::sync::Arc::new(wire);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let wire = wire.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = pop_header("GR", "PopRace", 60_000, 300);
+            h.max_msg_nums = 2;
+            let mut mine = Vec::new();
+            loop {
+                let (code, got) = wire.pop(&h).await;
+                if code != ResponseCode::SUCCESS {
+                    return mine;
+                }
+                for p in &got {
+                    assert_eq!(wire.ack("GR", "PopRace", p).await, ResponseCode::SUCCESS);
+                    mine.push(String::from_utf8_lossy(&p.msg.body).into_owned());
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), total, "every message delivered");
+    assert_eq!(all.len(), total, "none delivered twice");
+    broker.shutdown(Duration::from_secs(5)).await;
+}

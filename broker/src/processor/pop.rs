@@ -452,6 +452,9 @@ pub async fn ack_message(ctx: &Arc<BrokerContext>, _ch: &Channel, req: RemotingC
         ));
     }
     if extra.is_order() {
+        // Under the queue's lock: a pop must not see the hold gone before the
+        // offset has moved past what it held (it would deliver the last ones again).
+        let _lock = ctx.pop.lock(&h.topic, &h.consumer_group, h.queue_id).await;
         if let Some(commit) = ctx.pop.order_ack(&h.topic, &h.consumer_group, h.queue_id, extra.pop_time, h.offset) {
             ctx.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, commit);
         }
