@@ -24,6 +24,7 @@ pub mod pb {
 
 mod consume;
 mod convert;
+mod gather;
 mod service;
 mod status;
 

@@ -136,10 +136,12 @@ pub fn serve<B: Backend>(
     let (stop, sweep) = (cancel.clone(), cancel.clone());
     // Latency over throughput, as on the remoting port: without TCP_NODELAY a small
     // response waits for the client's delayed ACK (~40 ms).
+    // Responses that complete in the same scheduler tick leave in one write
+    // (`gather`).
     let incoming = TcpListenerStream::new(listener).map(|accepted| {
         let stream = accepted?;
         stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(stream)
+        Ok::<_, std::io::Error>(crate::gather::Gathered::new(stream))
     });
     let task = tokio::spawn(async move {
         tokio::spawn(sweep_idle(messaging.clone(), sweep));
