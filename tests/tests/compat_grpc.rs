@@ -409,6 +409,18 @@ async fn the_endpoint_answers_routes_and_refuses_what_it_cannot_take_with_5x_cod
     Ok(())
 }
 
+/// A name server and a broker serving gRPC, with `topic` created (`queues` queues,
+/// `attributes`) and routable; the broker's gRPC endpoint and a wire client.
+async fn cluster_with(topic: &str, queues: i32, attributes: Option<&str>) -> Result<(Namesrv, Broker, String, Wire)> {
+    let ns = Namesrv::start(&[])?;
+    let broker = Broker::start(&ns.addr(), &[])?;
+    let endpoint = broker.process.grpc_addr()?.to_string();
+    let wire = Wire::new(broker.addr());
+    create_topic(&wire, topic, queues, attributes).await?;
+    wait_route(&ns.addr(), topic).await?;
+    Ok((ns, broker, endpoint, wire))
+}
+
 /// The revive queue's progress has caught up with it: every checkpoint of a pop was
 /// acked or revived.
 async fn pops_settled(wire: &Wire) -> Result<()> {
@@ -498,13 +510,8 @@ async fn python_5x_simple_consumer_receives_a_4x_producers_messages_and_an_expir
         return Ok(());
     }
     let py = python();
-    let ns = Namesrv::start(&[])?;
-    let broker = Broker::start(&ns.addr(), &[])?;
-    let endpoint = broker.process.grpc_addr()?.to_string();
-    let wire = Wire::new(broker.addr());
     let topic = "Grpc5Simple";
-    create_topic(&wire, topic, 2, None).await?;
-    wait_route(&ns.addr(), topic).await?;
+    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 2, None).await?;
     let bodies: Vec<String> = (0..8).map(|i| format!("simple-{i}")).collect();
     let expire = "simple-3";
     let mut consumer = Consumer::start(&py, &endpoint, topic, "Grpc5SimpleGroup", "simple", &["--expire", expire])?;
@@ -562,13 +569,8 @@ async fn python_5x_push_consumer_receives_every_message_once() -> Result<()> {
         return Ok(());
     }
     let py = python();
-    let ns = Namesrv::start(&[])?;
-    let broker = Broker::start(&ns.addr(), &[])?;
-    let endpoint = broker.process.grpc_addr()?.to_string();
-    let wire = Wire::new(broker.addr());
     let topic = "Grpc5Push";
-    create_topic(&wire, topic, 4, None).await?;
-    wait_route(&ns.addr(), topic).await?;
+    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 4, None).await?;
     let mut consumer = Consumer::start(&py, &endpoint, topic, "Grpc5PushGroup", "push", &[])?;
     let bodies: Vec<String> = (0..20).map(|i| format!("push-{i}")).collect();
     send_4x(&wire, topic, 4, &bodies).await?;
@@ -594,12 +596,8 @@ async fn python_5x_consumer_that_always_fails_sends_the_message_to_the_dlq_after
         return Ok(());
     }
     let py = python();
-    let ns = Namesrv::start(&[])?;
-    let broker = Broker::start(&ns.addr(), &[])?;
-    let endpoint = broker.process.grpc_addr()?.to_string();
-    let wire = Wire::new(broker.addr());
     let (topic, group) = ("Grpc5Dlq", "Grpc5DlqGroup");
-    create_topic(&wire, topic, 1, None).await?;
+    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 1, None).await?;
     // Two deliveries at most (retryMaxTimes 1).
     let mut sg = common::subscription::SubscriptionGroupConfig::new(group);
     sg.retry_max_times = 1;
@@ -610,7 +608,6 @@ async fn python_5x_consumer_that_always_fails_sends_the_message_to_the_dlq_after
         )
         .await?;
     ensure!(resp.response_code() == ResponseCode::SUCCESS, "{:?}", resp.remark);
-    wait_route(&ns.addr(), topic).await?;
     let consumer = Consumer::start(&py, &endpoint, topic, group, "simple", &["--fail-all"])?;
     let ids = send_4x(&wire, topic, 1, &["doomed".to_owned()]).await?;
     let dlq = common::topic::dlq_topic(group);
@@ -630,7 +627,8 @@ async fn python_5x_consumer_that_always_fails_sends_the_message_to_the_dlq_after
     Ok(())
 }
 
-/// A gRPC receive of `batch` messages of `topic` for `group`, hidden for `invisible`.
+/// A gRPC receive of up to 32 messages of `topic` for `group` (every tag), hidden for
+/// `invisible_s`, waiting up to `poll_s`: the status and the messages.
 async fn receive(
     c: &mut MessagingServiceClient<tonic::transport::Channel>,
     topic: &str,
@@ -638,11 +636,24 @@ async fn receive(
     invisible_s: i64,
     poll_s: i64,
 ) -> Result<(Code, Vec<pb::Message>)> {
+    let every_tag = pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: "*".into() };
+    receive_with(c, topic, group, every_tag, invisible_s, poll_s).await
+}
+
+/// [`receive`] with a filter expression.
+async fn receive_with(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    topic: &str,
+    group: &str,
+    filter: pb::FilterExpression,
+    invisible_s: i64,
+    poll_s: i64,
+) -> Result<(Code, Vec<pb::Message>)> {
     let r = pb::ReceiveMessageRequest {
         group: resource(group),
         message_queue: Some(pb::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
-        filter_expression: Some(pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: "*".into() }),
-        batch_size: 16,
+        filter_expression: Some(filter),
+        batch_size: 32,
         invisible_duration: Some(grpc::prost_types::Duration { seconds: invisible_s, nanos: 0 }),
         auto_renew: false,
         long_polling_timeout: Some(grpc::prost_types::Duration { seconds: poll_s, nanos: 0 }),
@@ -687,12 +698,8 @@ fn body_of(m: &pb::Message) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_received_but_not_acked_before_a_kill_9_comes_back_once_after_its_invisibility() -> Result<()> {
-    let ns = Namesrv::start(&[])?;
-    let broker = Broker::start(&ns.addr(), &[])?;
-    let wire = Wire::new(broker.addr());
     let (topic, group) = ("GrpcRestart", "GrpcRestartGroup");
-    create_topic(&wire, topic, 2, None).await?;
-    wait_route(&ns.addr(), topic).await?;
+    let (ns, broker, _, wire) = cluster_with(topic, 2, None).await?;
     let bodies: Vec<String> = (0..6).map(|i| format!("r-{i}")).collect();
     send_4x(&wire, topic, 2, &bodies).await?;
 
@@ -752,12 +759,8 @@ async fn python_5x_fifo_push_consumer_gets_each_message_group_in_send_order() ->
         return Ok(());
     }
     let py = python();
-    let ns = Namesrv::start(&[])?;
-    let broker = Broker::start(&ns.addr(), &[])?;
-    let endpoint = broker.process.grpc_addr()?.to_string();
-    let wire = Wire::new(broker.addr());
     let (topic, group, queues) = ("Grpc5FifoPush", "Grpc5FifoGroup", 4);
-    create_topic(&wire, topic, queues, Some("+message.type=FIFO")).await?;
+    let (_ns, _broker, endpoint, wire) = cluster_with(topic, queues, Some("+message.type=FIFO")).await?;
     let mut sg = common::subscription::SubscriptionGroupConfig::new(group);
     sg.consume_message_orderly = true;
     let resp = wire
@@ -767,7 +770,6 @@ async fn python_5x_fifo_push_consumer_gets_each_message_group_in_send_order() ->
         )
         .await?;
     ensure!(resp.response_code() == ResponseCode::SUCCESS, "{:?}", resp.remark);
-    wait_route(&ns.addr(), topic).await?;
     let mut consumer = Consumer::start(&py, &endpoint, topic, group, "push", &[])?;
 
     // A 4.x orderly producer: each group's messages to the queue its name hashes to.
@@ -917,23 +919,8 @@ async fn receive_filtered(
     group: &str,
     filter: pb::FilterExpression,
 ) -> Result<Vec<String>> {
-    let r = pb::ReceiveMessageRequest {
-        group: resource(group),
-        message_queue: Some(pb::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
-        filter_expression: Some(filter),
-        batch_size: 32,
-        invisible_duration: Some(grpc::prost_types::Duration { seconds: 30, nanos: 0 }),
-        auto_renew: false,
-        long_polling_timeout: Some(grpc::prost_types::Duration { seconds: 5, nanos: 0 }),
-        attempt_id: None,
-    };
-    let mut stream = c.receive_message(request(r)).await?.into_inner();
-    let mut got = Vec::new();
-    while let Some(item) = stream.message().await? {
-        if let Some(pb::receive_message_response::Content::Message(m)) = item.content {
-            got.push(body_of(&m));
-        }
-    }
+    let (_, messages) = receive_with(&mut c, topic, group, filter, 30, 5).await?;
+    let mut got: Vec<String> = messages.iter().map(body_of).collect();
     got.sort();
     Ok(got)
 }
