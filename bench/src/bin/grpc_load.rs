@@ -179,56 +179,27 @@ async fn main() -> Result<()> {
     let ids = Arc::new(AtomicU64::new(1));
     let epoch = Instant::now();
     let mut handles = Vec::new();
-    if args.mode == "receive" {
+    let receive = args.mode == "receive";
+    if receive {
         prefill(&url, &args).await?;
-        for _ in 0..args.connections {
-            let client = MessagingServiceClient::connect(url.clone()).await.context("connecting")?;
-            for _ in 0..args.inflight {
-                let (mut client, stats, stop, args) = (client.clone(), stats.clone(), stop.clone(), args.clone());
-                handles.push(tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        match receive_and_ack(&mut client, &args.topic, &args.group, args.batch).await {
-                            Ok(0) => {}
-                            Ok(n) => stats.record(n, n * args.size as u64, Some(started.elapsed())),
-                            Err(_) => {
-                                stats.errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }));
-            }
-        }
-        let mut run = serde_json::json!({
-            "system": "ferromq-grpc",
-            "mode": "receive",
-            "size": args.size,
-            "batch": args.batch,
-            "connections": args.connections,
-            "inflight_per_connection": args.inflight,
-        });
-        let elapsed = bench::measure(&stats, args.server_pid, args.warmup, args.duration, &mut run).await;
-        stop.store(true, Ordering::Relaxed);
-        for h in handles {
-            h.abort();
-        }
-        stats.report("grpc receive+ack", elapsed, run, args.json);
-        return Ok(());
     }
     for _ in 0..args.connections {
         let client = MessagingServiceClient::connect(url.clone()).await.context("connecting")?;
         for _ in 0..args.inflight {
-            let (mut client, stats, stop, ids, topic, size) =
-                (client.clone(), stats.clone(), stop.clone(), ids.clone(), args.topic.clone(), args.size);
+            let (mut client, stats, stop, ids, args) =
+                (client.clone(), stats.clone(), stop.clone(), ids.clone(), args.clone());
             handles.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let id = ids.fetch_add(1, Ordering::Relaxed);
                     let started = Instant::now();
-                    match client.send_message(request(&topic, id, body(size, epoch))).await {
-                        Ok(r) if r.get_ref().status.as_ref().is_some_and(|s| s.code == Code::Ok as i32) => {
-                            stats.record(1, size as u64, Some(started.elapsed()));
-                        }
-                        _ => {
+                    let done = if receive {
+                        receive_and_ack(&mut client, &args.topic, &args.group, args.batch).await
+                    } else {
+                        send_one(&mut client, &args, ids.fetch_add(1, Ordering::Relaxed), epoch).await
+                    };
+                    match done {
+                        Ok(0) => {}
+                        Ok(n) => stats.record(n, n * args.size as u64, Some(started.elapsed())),
+                        Err(_) => {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -238,16 +209,33 @@ async fn main() -> Result<()> {
     }
     let mut run = serde_json::json!({
         "system": "ferromq-grpc",
-        "mode": "send",
+        "mode": args.mode,
         "size": args.size,
         "connections": args.connections,
         "inflight_per_connection": args.inflight,
     });
+    if receive {
+        run["batch"] = args.batch.into();
+    }
     let elapsed = bench::measure(&stats, args.server_pid, args.warmup, args.duration, &mut run).await;
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.abort();
     }
-    stats.report("grpc send", elapsed, run, args.json);
+    stats.report(if receive { "grpc receive+ack" } else { "grpc send" }, elapsed, run, args.json);
     Ok(())
+}
+
+/// One SendMessage, waited for: 1 once its status is OK.
+async fn send_one(
+    client: &mut MessagingServiceClient<tonic::transport::Channel>,
+    args: &Args,
+    id: u64,
+    epoch: Instant,
+) -> Result<u64> {
+    let r = client.send_message(request(&args.topic, id, body(args.size, epoch))).await?.into_inner();
+    match r.status {
+        Some(s) if s.code == Code::Ok as i32 => Ok(1),
+        other => bail!("send failed: {other:?}"),
+    }
 }
