@@ -35,7 +35,7 @@ use remoting::{RemotingCommand, RequestCode};
 use tests::wire::Wire;
 use tests::{Broker, Namesrv};
 
-use compat_support::{args, s, skipped, wait_route, ClientProcess};
+use compat_support::{args, report, s, skipped, wait_route, ClientProcess};
 
 const PACKAGE: &str = "rocketmq-python-client==5.1.2";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -190,10 +190,7 @@ async fn python_5x_producer_sends_normal_fifo_and_delay_messages_that_remoting_c
             problems.push(format!("acknowledged but not stored: {body}"));
         }
     }
-    if !problems.is_empty() {
-        bail!("{}\n{}", problems.join("\n"), out.describe());
-    }
-    Ok(())
+    report(problems, &[&out])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,10 +554,7 @@ async fn python_5x_simple_consumer_receives_a_4x_producers_messages_and_an_expir
             problems.push(format!("{body}: keys {} props {}", v["keys"], v["props"]));
         }
     }
-    if !problems.is_empty() {
-        bail!("{}\n{}", problems.join("\n"), out.describe());
-    }
-    Ok(())
+    report(problems, &[&out])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
