@@ -84,8 +84,7 @@ fn console_binary() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let dir = profile_dir().map_err(|e| e.to_string())?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = tests::cargo();
         cmd.args(["build", "--quiet", "-p", "console", "--bin", "console"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
