@@ -77,6 +77,37 @@ pub(crate) fn grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// How long a receive or pull may wait for messages: what the client asked, within
+/// RocketMQ's proxy bounds and inside the call's `deadline` (its `grpc-timeout`).
+pub(crate) fn poll_time(
+    requested: Option<&prost_types::Duration>,
+    deadline: Option<Duration>,
+) -> Result<Duration, Failure> {
+    let mut poll =
+        millis(requested).map_or(MAX_POLL, |ms| Duration::from_millis(ms.max(0) as u64)).clamp(MIN_POLL, MAX_POLL);
+    if let Some(left) = deadline {
+        // Answer before the client gives up, leaving it time to read the answer.
+        let room = left.saturating_sub(Duration::from_secs(1));
+        if room < MIN_POLL.min(poll) {
+            return Err(Failure::new(
+                Code::IllegalPollingTime,
+                "the deadline time remaining is not enough for polling, please check network condition",
+            ));
+        }
+        poll = poll.min(room);
+    }
+    Ok(poll)
+}
+
+/// A 5.x filter expression as the remoting expression type and expression.
+pub(crate) fn filter_of(f: Option<&pb::FilterExpression>) -> (&'static str, String) {
+    match f {
+        Some(f) if f.r#type == pb::FilterType::Sql as i32 => ("SQL92", f.expression.clone()),
+        Some(f) if !f.expression.trim().is_empty() => ("TAG", f.expression.clone()),
+        _ => ("TAG", "*".to_owned()),
+    }
+}
+
 /// A receipt handle: the message's `extraInfo` and its commit-log offset.
 fn receipt_handle(extra: &ExtraInfo, commit_log_offset: i64) -> String {
     format!("{extra} {commit_log_offset}")
@@ -95,7 +126,7 @@ fn expired(extra: &ExtraInfo) -> bool {
 }
 
 /// What a stored message was sent as.
-fn stored_type(m: &MessageExt) -> pb::MessageType {
+pub(crate) fn stored_type(m: &MessageExt) -> pb::MessageType {
     let p = &m.properties;
     if p.get(keys::TRANSACTION_PREPARED) == Some("true") {
         pb::MessageType::Transaction
@@ -108,12 +139,12 @@ fn stored_type(m: &MessageExt) -> pb::MessageType {
     }
 }
 
-fn group_name(r: Option<&pb::Resource>) -> Result<String, Failure> {
+pub(crate) fn group_name(r: Option<&pb::Resource>) -> Result<String, Failure> {
     convert::resource_name(r)
         .ok_or_else(|| Failure::new(Code::IllegalConsumerGroup, "the request names no consumer group"))
 }
 
-fn topic_name(r: Option<&pb::Resource>) -> Result<String, Failure> {
+pub(crate) fn topic_name(r: Option<&pb::Resource>) -> Result<String, Failure> {
     convert::resource_name(r).ok_or_else(|| Failure::new(Code::IllegalTopic, "the request names no topic"))
 }
 
@@ -206,25 +237,8 @@ impl<B: Backend> Messaging<B> {
             }
             d
         };
-        let mut poll = millis(req.long_polling_timeout.as_ref())
-            .map_or(MAX_POLL, |ms| Duration::from_millis(ms.max(0) as u64))
-            .clamp(MIN_POLL, MAX_POLL);
-        if let Some(left) = deadline {
-            // Answer before the client gives up, leaving it time to read the answer.
-            let room = left.saturating_sub(Duration::from_secs(1));
-            if room < MIN_POLL.min(poll) {
-                return Err(Failure::new(
-                    Code::IllegalPollingTime,
-                    "the deadline time remaining is not enough for polling, please check network condition",
-                ));
-            }
-            poll = poll.min(room);
-        }
-        let (exp_type, exp) = match &req.filter_expression {
-            Some(f) if f.r#type == pb::FilterType::Sql as i32 => ("SQL92", f.expression.clone()),
-            Some(f) if !f.expression.trim().is_empty() => ("TAG", f.expression.clone()),
-            _ => ("TAG", "*".to_owned()),
-        };
+        let poll = poll_time(req.long_polling_timeout.as_ref(), deadline)?;
+        let (exp_type, exp) = filter_of(req.filter_expression.as_ref());
         let h = PopMessageRequestHeader {
             consumer_group: group.clone(),
             topic: topic.clone(),

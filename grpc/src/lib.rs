@@ -25,6 +25,7 @@ pub mod pb {
 mod consume;
 mod convert;
 mod gather;
+mod pull;
 mod service;
 mod status;
 

@@ -642,23 +642,47 @@ impl<B: Backend> MessagingService for Messaging<B> {
 
     type PullMessageStream = BoxStream<pb::PullMessageResponse>;
 
-    async fn pull_message(&self, _req: Request<pb::PullMessageRequest>) -> Answer<Self::PullMessageStream> {
-        let only = pb::PullMessageResponse {
-            content: Some(pb::pull_message_response::Content::Status(not_served("PullMessage"))),
+    async fn pull_message(&self, req: Request<pb::PullMessageRequest>) -> Answer<Self::PullMessageStream> {
+        let deadline =
+            req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(crate::consume::grpc_timeout);
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.pull(&s, req.get_ref(), deadline).await
         };
-        Ok(Response::new(Box::pin(tokio_stream::once(Ok(only)))))
+        let responses = answer.await.unwrap_or_else(|f| {
+            vec![pb::PullMessageResponse { content: Some(pb::pull_message_response::Content::Status(f.status())) }]
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(responses.into_iter().map(Ok)))))
     }
 
-    async fn update_offset(&self, _req: Request<pb::UpdateOffsetRequest>) -> Answer<pb::UpdateOffsetResponse> {
-        Ok(Response::new(pb::UpdateOffsetResponse { status: Some(not_served("UpdateOffset")) }))
+    async fn update_offset(&self, req: Request<pb::UpdateOffsetRequest>) -> Answer<pb::UpdateOffsetResponse> {
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.update_offset_of(&s, req.get_ref()).await
+        };
+        Ok(Response::new(pb::UpdateOffsetResponse { status: Some(status_of(answer.await)) }))
     }
 
-    async fn get_offset(&self, _req: Request<pb::GetOffsetRequest>) -> Answer<pb::GetOffsetResponse> {
-        Ok(Response::new(pb::GetOffsetResponse { status: Some(not_served("GetOffset")), offset: 0 }))
+    async fn get_offset(&self, req: Request<pb::GetOffsetRequest>) -> Answer<pb::GetOffsetResponse> {
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.get_offset_of(&s, req.get_ref()).await
+        };
+        Ok(Response::new(match answer.await {
+            Ok(offset) => pb::GetOffsetResponse { status: Some(ok()), offset },
+            Err(f) => pb::GetOffsetResponse { status: Some(f.status()), offset: 0 },
+        }))
     }
 
-    async fn query_offset(&self, _req: Request<pb::QueryOffsetRequest>) -> Answer<pb::QueryOffsetResponse> {
-        Ok(Response::new(pb::QueryOffsetResponse { status: Some(not_served("QueryOffset")), offset: 0 }))
+    async fn query_offset(&self, req: Request<pb::QueryOffsetRequest>) -> Answer<pb::QueryOffsetResponse> {
+        let answer = async {
+            let (_, s) = self.session(&req)?;
+            self.query_offset_of(&s, req.get_ref()).await
+        };
+        Ok(Response::new(match answer.await {
+            Ok(offset) => pb::QueryOffsetResponse { status: Some(ok()), offset },
+            Err(f) => pb::QueryOffsetResponse { status: Some(f.status()), offset: 0 },
+        }))
     }
 
     async fn end_transaction(&self, req: Request<pb::EndTransactionRequest>) -> Answer<pb::EndTransactionResponse> {

@@ -63,6 +63,8 @@ pub fn code_of(code: ResponseCode) -> Code {
             Code::MessageNotFound
         }
         ResponseCode::INVALID_PARAMETER => Code::BadRequest,
+        ResponseCode::QUERY_NOT_FOUND => Code::OffsetNotFound,
+        ResponseCode::PULL_OFFSET_MOVED => Code::IllegalOffset,
         _ => Code::InternalServerError,
     }
 }

@@ -918,3 +918,135 @@ async fn receive_filtered(
     got.sort();
     Ok(got)
 }
+
+/// What one PullMessage brought: its status, the messages' bodies and the next offset.
+struct Pulled {
+    status: Code,
+    bodies: Vec<String>,
+    ids: Vec<String>,
+    next: Option<i64>,
+}
+
+async fn pull(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    tag: &str,
+) -> Result<Pulled> {
+    let r = pb::PullMessageRequest {
+        group: resource("GrpcPullGroup"),
+        message_queue: Some(pb::MessageQueue { topic: resource(topic), id: queue_id, ..Default::default() }),
+        offset,
+        batch_size: 32,
+        filter_expression: Some(pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: tag.into() }),
+        long_polling_timeout: Some(grpc::prost_types::Duration { seconds: 5, nanos: 0 }),
+    };
+    let mut stream = c.pull_message(request(r)).await?.into_inner();
+    let mut out = Pulled { status: Code::Unspecified, bodies: vec![], ids: vec![], next: None };
+    while let Some(item) = stream.message().await? {
+        match item.content {
+            Some(pb::pull_message_response::Content::Status(st)) => out.status = code(Some(&st)),
+            Some(pb::pull_message_response::Content::Message(m)) => {
+                out.ids.push(m.system_properties.as_ref().map(|p| p.message_id.clone()).unwrap_or_default());
+                out.bodies.push(body_of(&m));
+            }
+            Some(pb::pull_message_response::Content::NextOffset(n)) => out.next = Some(n),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+fn queue(topic: &str, id: i32, broker: Option<&str>) -> Option<pb::MessageQueue> {
+    Some(pb::MessageQueue {
+        topic: resource(topic),
+        id,
+        broker: broker.map(|b| pb::Broker { name: b.to_owned(), ..Default::default() }),
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_pull_consumers_pull_by_offset_and_keep_their_progress_where_4x_consumers_see_it() -> Result<()> {
+    let (topic, group) = ("GrpcPull", "GrpcPullGroup");
+    let (_ns, broker, endpoint, wire) = cluster_with(topic, 2, None).await?;
+    // Queue 0: p-0, p-2, p-4 (TagA), then b-0 (TagB); queue 1: p-1, p-3, p-5.
+    let bodies: Vec<String> = (0..6).map(|i| format!("p-{i}")).collect();
+    let ids = send_4x(&wire, topic, 2, &bodies).await?;
+    let tag_b = tests::wire::props(&[(keys::TAGS, "TagB")]);
+    ensure!(wire.send(topic, 0, b"b-0", &tag_b).await?.code == ResponseCode::SUCCESS);
+    let mut c = MessagingServiceClient::connect(format!("http://{endpoint}")).await?;
+
+    // Where a queue starts and ends.
+    let query = |policy: pb::QueryOffsetPolicy, timestamp: Option<grpc::prost_types::Timestamp>| {
+        pb::QueryOffsetRequest { message_queue: queue(topic, 0, None), query_offset_policy: policy as i32, timestamp }
+    };
+    let begin = c.query_offset(request(query(pb::QueryOffsetPolicy::Beginning, None))).await?.into_inner();
+    let end = c.query_offset(request(query(pb::QueryOffsetPolicy::End, None))).await?.into_inner();
+    ensure!(code(begin.status.as_ref()) == Code::Ok && begin.offset == 0, "beginning: {begin:?}");
+    ensure!(code(end.status.as_ref()) == Code::Ok && end.offset == 4, "end: {end:?}");
+    let epoch = Some(grpc::prost_types::Timestamp { seconds: 0, nanos: 0 });
+    let at = c.query_offset(request(query(pb::QueryOffsetPolicy::Timestamp, epoch))).await?.into_inner();
+    ensure!(code(at.status.as_ref()) == Code::Ok && at.offset == 0, "by a time before every message: {at:?}");
+    let no_time = c.query_offset(request(query(pb::QueryOffsetPolicy::Timestamp, None))).await?.into_inner();
+    ensure!(code(no_time.status.as_ref()) == Code::BadRequest, "TIMESTAMP without a time: {no_time:?}");
+
+    // A pull brings the queue's messages its filter accepts, with their ids, and the
+    // offset after the last one it looked at.
+    let first = pull(&mut c, topic, 0, 0, "TagA").await?;
+    ensure!(first.status == Code::Ok, "first pull: {:?}", first.status);
+    ensure!(first.bodies == ["p-0", "p-2", "p-4"], "TagA of queue 0: {:?}", first.bodies);
+    ensure!(first.ids == [ids["p-0"].clone(), ids["p-2"].clone(), ids["p-4"].clone()], "message ids: {:?}", first.ids);
+    ensure!(first.next == Some(4), "next offset after queue 0: {:?}", first.next);
+    let every = pull(&mut c, topic, 0, 2, "*").await?;
+    ensure!(every.bodies == ["p-4", "b-0"] && every.next == Some(4), "from offset 2, every tag: {:?}", every.bodies);
+
+    // At the end of a queue a pull waits for the next message (long polling).
+    let waiting = {
+        let mut c = c.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (pull(&mut c, "GrpcPull", 1, 3, "*").await, started.elapsed())
+        })
+    };
+    ensure!(
+        wire.send(topic, 1, b"late", &tests::wire::props(&[(keys::TAGS, "TagA")])).await?.code == ResponseCode::SUCCESS
+    );
+    let (late, waited) = waiting.await?;
+    let late = late?;
+    ensure!(late.status == Code::Ok && late.bodies == ["late"] && late.next == Some(4), "long poll: {:?}", late.bodies);
+    ensure!(waited < Duration::from_secs(4), "the pull waited {waited:?}: the send did not wake it");
+
+    // Progress: none yet, then what UpdateOffset stored, which a 4.x consumer of the
+    // group reads too.
+    let get = |id: i32| pb::GetOffsetRequest { group: resource(group), message_queue: queue(topic, id, None) };
+    let none = c.get_offset(request(get(0))).await?.into_inner();
+    ensure!(code(none.status.as_ref()) == Code::OffsetNotFound, "no progress yet: {none:?}");
+    let update = pb::UpdateOffsetRequest { group: resource(group), message_queue: queue(topic, 0, None), offset: 4 };
+    let stored = c.update_offset(request(update)).await?.into_inner();
+    ensure!(code(stored.status.as_ref()) == Code::Ok, "update: {stored:?}");
+    let back = c.get_offset(request(get(0))).await?.into_inner();
+    ensure!(code(back.status.as_ref()) == Code::Ok && back.offset == 4, "stored progress: {back:?}");
+    let (rc, seen, _) = wire.query_offset(group, topic, 0).await?;
+    ensure!(rc == ResponseCode::SUCCESS && seen == 4, "a 4.x consumer sees {rc:?} {seen}");
+
+    // Requests the endpoint cannot serve are refused with a reason.
+    let far = pull(&mut c, topic, 0, 100, "*").await?;
+    ensure!(
+        far.status == Code::IllegalOffset && far.next == Some(4),
+        "offset past the end: {:?} {:?}",
+        far.status,
+        far.next
+    );
+    let negative = pull(&mut c, topic, 0, -1, "*").await?;
+    ensure!(negative.status == Code::IllegalOffset, "negative offset: {:?}", negative.status);
+    let any = pull(&mut c, topic, -1, 0, "*").await?;
+    ensure!(any.status == Code::BadRequest, "a pull names its queue: {:?}", any.status);
+    let elsewhere =
+        pb::GetOffsetRequest { group: resource(group), message_queue: queue(topic, 0, Some("not-this-broker")) };
+    let elsewhere = c.get_offset(request(elsewhere)).await?.into_inner();
+    ensure!(code(elsewhere.status.as_ref()) == Code::BadRequest, "another broker's queue: {elsewhere:?}");
+    drop(broker);
+    Ok(())
+}
