@@ -30,6 +30,7 @@ mod service;
 mod status;
 
 pub use consume::GroupInfo;
+pub use gather::Gathered;
 /// The protobuf well-known types the generated messages use (durations, timestamps).
 pub use prost_types;
 pub use service::{serve, Backend, GrpcServer, Signer, TopicInfo};
