@@ -48,6 +48,13 @@ pub struct GroupInfo {
     pub max_attempts: i32,
 }
 
+/// How long a message consumed `reconsume_times` times before waits before it is
+/// delivered again after a failed consumption (the group's retry policy).
+pub(crate) fn retry_delay(reconsume_times: i32) -> Duration {
+    let i = usize::try_from(reconsume_times).unwrap_or(0).min(RETRY_INTERVALS.len() - 1);
+    Duration::from_secs(RETRY_INTERVALS[i])
+}
+
 /// The retry policy consumers of `group` are told (Telemetry settings).
 pub(crate) fn backoff_policy(group: GroupInfo) -> pb::RetryPolicy {
     pb::RetryPolicy {
@@ -113,7 +120,7 @@ fn receipt_handle(extra: &ExtraInfo, commit_log_offset: i64) -> String {
     format!("{extra} {commit_log_offset}")
 }
 
-fn parse_handle(handle: &str) -> Result<(ExtraInfo, Option<i64>), Failure> {
+pub(crate) fn parse_handle(handle: &str) -> Result<(ExtraInfo, Option<i64>), Failure> {
     let extra = ExtraInfo::parse(handle).map_err(|_| {
         Failure::new(Code::InvalidReceiptHandle, format!("receipt handle {handle:?} was not issued by this broker"))
     })?;
@@ -322,6 +329,14 @@ impl<B: Backend> Messaging<B> {
                 }
                 continue;
             }
+            if req.auto_renew {
+                // Keyed as the client names it when it acks.
+                if let Some(sp) = r.message.system_properties.as_ref() {
+                    if let Some(handle) = sp.receipt_handle.as_deref() {
+                        s.renewals.add(&sp.message_id, &group, &topic, handle, r.attempts_before);
+                    }
+                }
+            }
             deliver.push(r.message);
         }
         if deliver.is_empty() {
@@ -344,9 +359,17 @@ impl<B: Backend> Messaging<B> {
         Ok(responses)
     }
 
-    /// Acks one message by its receipt handle.
-    pub(crate) async fn ack_one(&self, s: &Session, group: &str, topic: &str, handle: &str) -> Result<(), Failure> {
-        let (extra, _) = parse_handle(handle)?;
+    /// Acks one message by its receipt handle (the latest one if it is auto-renewed).
+    pub(crate) async fn ack_one(
+        &self,
+        s: &Session,
+        group: &str,
+        topic: &str,
+        message_id: &str,
+        handle: &str,
+    ) -> Result<(), Failure> {
+        let handle = s.renewals.settle(message_id, handle).await;
+        let (extra, _) = parse_handle(&handle)?;
         if expired(&extra) {
             return Err(Failure::new(Code::InvalidReceiptHandle, "receipt handle is expired"));
         }
@@ -375,7 +398,7 @@ impl<B: Backend> Messaging<B> {
             return Err(Failure::new(Code::BadRequest, "the request acks no message"));
         }
         // All at once: the broker's store writes their ack records as one batch.
-        let acks = req.entries.iter().map(|e| self.ack_one(s, &group, &topic, &e.receipt_handle));
+        let acks = req.entries.iter().map(|e| self.ack_one(s, &group, &topic, &e.message_id, &e.receipt_handle));
         let outcomes = futures::future::join_all(acks).await;
         Ok(req
             .entries
@@ -389,7 +412,8 @@ impl<B: Backend> Messaging<B> {
             .collect())
     }
 
-    /// ChangeInvisibleDuration: the new receipt handle.
+    /// ChangeInvisibleDuration: the new receipt handle. An auto-renewed message stops
+    /// being renewed: the client decides its invisibility from now on.
     pub(crate) async fn change_invisible(
         &self,
         s: &Session,
@@ -397,7 +421,6 @@ impl<B: Backend> Messaging<B> {
     ) -> Result<String, Failure> {
         let group = group_name(req.group.as_ref())?;
         let topic = topic_name(req.topic.as_ref())?;
-        let (extra, commit_log_offset) = parse_handle(&req.receipt_handle)?;
         let ms = millis(req.invisible_duration.as_ref()).unwrap_or(-1);
         if ms < 0 || Duration::from_millis(ms as u64) > MAX_INVISIBLE {
             return Err(Failure::new(
@@ -405,16 +428,31 @@ impl<B: Backend> Messaging<B> {
                 format!("invisible duration {ms} ms is outside [0, {MAX_INVISIBLE:?}]"),
             ));
         }
+        let handle = s.renewals.settle(&req.message_id, &req.receipt_handle).await;
+        let (extra, commit_log_offset) = parse_handle(&handle)?;
         if expired(&extra) {
             return Err(Failure::new(Code::InvalidReceiptHandle, "receipt handle is expired"));
         }
+        self.change_invisible_of(s, &group, &topic, &extra, commit_log_offset, Duration::from_millis(ms as u64)).await
+    }
+
+    /// Makes a popped message invisible for `invisible` from now: the new handle.
+    pub(crate) async fn change_invisible_of(
+        &self,
+        s: &Session,
+        group: &str,
+        topic: &str,
+        extra: &ExtraInfo,
+        commit_log_offset: Option<i64>,
+        invisible: Duration,
+    ) -> Result<String, Failure> {
         let h = ChangeInvisibleTimeRequestHeader {
-            consumer_group: group.clone(),
-            topic: pop::real_topic(&topic, &group, &extra.retry_mark),
+            consumer_group: group.to_owned(),
+            topic: pop::real_topic(topic, group, &extra.retry_mark),
             queue_id: extra.queue_id,
             extra_info: extra.to_string(),
             offset: extra.queue_offset,
-            invisible_time: ms,
+            invisible_time: invisible.as_millis() as i64,
         };
         let resp = self.invoke(s, RemotingCommand::request_with(RequestCode::CHANGE_MESSAGE_INVISIBLETIME, &h)).await?;
         if resp.response_code() != ResponseCode::SUCCESS {
@@ -428,7 +466,7 @@ impl<B: Backend> Messaging<B> {
             pop_time: head.pop_time,
             invisible_time: head.invisible_time,
             revive_qid: head.revive_qid,
-            ..extra
+            ..extra.clone()
         };
         Ok(receipt_handle(&renewed, commit_log_offset.unwrap_or(-1)))
     }
@@ -465,7 +503,8 @@ impl<B: Backend> Messaging<B> {
     ) -> Result<(), Failure> {
         let group = group_name(req.group.as_ref())?;
         let topic = topic_name(req.topic.as_ref())?;
-        let (extra, commit_log_offset) = parse_handle(&req.receipt_handle)?;
+        let handle = s.renewals.settle(&req.message_id, &req.receipt_handle).await;
+        let (extra, commit_log_offset) = parse_handle(&handle)?;
         let commit_log_offset = commit_log_offset
             .ok_or_else(|| Failure::new(Code::InvalidReceiptHandle, "the receipt handle names no stored message"))?;
         self.to_dead_letters(s, &group, &topic, &extra, commit_log_offset, &req.message_id, req.max_delivery_attempts)

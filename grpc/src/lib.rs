@@ -26,6 +26,7 @@ mod consume;
 mod convert;
 mod gather;
 mod pull;
+mod renew;
 mod service;
 mod status;
 

@@ -144,7 +144,8 @@ pub fn serve<B: Backend>(
         Ok::<_, std::io::Error>(crate::gather::Gathered::new(stream))
     });
     let task = tokio::spawn(async move {
-        tokio::spawn(sweep_idle(messaging.clone(), sweep));
+        tokio::spawn(sweep_idle(messaging.clone(), sweep.clone()));
+        tokio::spawn(renew(messaging.clone(), sweep));
         let served = tonic::transport::Server::builder()
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, stop.cancelled())
@@ -169,14 +170,35 @@ async fn sweep_idle<B: Backend>(m: Arc<Messaging<B>>, cancel: CancellationToken)
             _ = tick.tick() => {}
         }
         let now = tokio::time::Instant::now();
+        let mut idle = Vec::new();
         m.sessions.lock().retain(|id, s| {
             let alive = now.duration_since(*s.last_seen.lock()) < SESSION_IDLE;
             if !alive {
                 debug!(client = %id, "gRPC client idle; closing its session");
-                s.conn.close();
+                idle.push(s.clone());
             }
             alive
         });
+        for s in idle {
+            m.release(&s).await;
+            s.conn.close();
+        }
+    }
+}
+
+/// Renews the invisibility of push consumers' messages (`renew`).
+async fn renew<B: Backend>(m: Arc<Messaging<B>>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::renew::RENEW_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let sessions: Vec<Arc<Session>> = m.sessions.lock().values().cloned().collect();
+        for s in sessions {
+            m.renew_due(&s).await;
+        }
     }
 }
 
@@ -194,6 +216,8 @@ pub(crate) struct Session {
     /// Shared with the connection's [`Inbound`], which relays the broker's requests.
     telemetry: Arc<Mutex<Option<TelemetrySender>>>,
     last_seen: Mutex<tokio::time::Instant>,
+    /// Its push consumers' messages kept invisible while they work on them.
+    pub(crate) renewals: crate::renew::Renewals,
 }
 
 /// Requests the broker sends a gRPC client's connection: a transaction check goes to
@@ -282,6 +306,7 @@ impl<B: Backend> Messaging<B> {
                     settings: Mutex::new(old.and_then(|o| o.settings.lock().clone())),
                     telemetry,
                     last_seen: Mutex::new(tokio::time::Instant::now()),
+                    renewals: old.map(|o| o.renewals.take()).unwrap_or_default(),
                 });
                 sessions.insert(id.clone(), s.clone());
                 s
@@ -775,9 +800,12 @@ impl<B: Backend> MessagingService for Messaging<B> {
     ) -> Answer<pb::NotifyClientTerminationResponse> {
         let status = match req.metadata().get(CLIENT_ID).and_then(|v| v.to_str().ok()) {
             Some(id) => {
-                if let Some(s) = self.sessions.lock().remove(id) {
-                    // Closing the connection unregisters the client, as a remoting
-                    // client's closed connection does.
+                let gone = self.sessions.lock().remove(id);
+                if let Some(s) = gone {
+                    // Its push consumer's messages come back soon, not after the rest
+                    // of their invisibility; closing the connection unregisters the
+                    // client, as a remoting client's closed connection does.
+                    self.release(&s).await;
                     s.conn.close();
                 }
                 ok()

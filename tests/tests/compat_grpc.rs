@@ -256,8 +256,13 @@ async fn python_5x_transactions_commit_roll_back_and_answer_check_backs() -> Res
 
 /// A request of the generated client, naming itself as 5.x clients do.
 fn request<T>(body: T) -> tonic::Request<T> {
+    request_as("grpc-wire-test", body)
+}
+
+/// [`request`] from the client named `client`.
+fn request_as<T>(client: &str, body: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(body);
-    r.metadata_mut().insert("x-mq-client-id", "grpc-wire-test".parse().expect("ascii"));
+    r.metadata_mut().insert("x-mq-client-id", client.parse().expect("ascii"));
     r
 }
 
@@ -643,7 +648,17 @@ async fn receive_with(
     invisible_s: i64,
     poll_s: i64,
 ) -> Result<(Code, Vec<pb::Message>)> {
-    let r = pb::ReceiveMessageRequest {
+    receive_call(c, request(receive_request(topic, group, filter, invisible_s, poll_s))).await
+}
+
+fn receive_request(
+    topic: &str,
+    group: &str,
+    filter: pb::FilterExpression,
+    invisible_s: i64,
+    poll_s: i64,
+) -> pb::ReceiveMessageRequest {
+    pb::ReceiveMessageRequest {
         group: resource(group),
         message_queue: Some(pb::MessageQueue { topic: resource(topic), id: -1, ..Default::default() }),
         filter_expression: Some(filter),
@@ -652,8 +667,15 @@ async fn receive_with(
         auto_renew: false,
         long_polling_timeout: Some(grpc::prost_types::Duration { seconds: poll_s, nanos: 0 }),
         attempt_id: None,
-    };
-    let mut stream = c.receive_message(request(r)).await?.into_inner();
+    }
+}
+
+/// One ReceiveMessage call: the status and the messages.
+async fn receive_call(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    r: tonic::Request<pb::ReceiveMessageRequest>,
+) -> Result<(Code, Vec<pb::Message>)> {
+    let mut stream = c.receive_message(r).await?.into_inner();
     let mut status = Code::Unspecified;
     let mut messages = Vec::new();
     while let Some(item) = stream.message().await? {
@@ -1048,5 +1070,87 @@ async fn grpc_pull_consumers_pull_by_offset_and_keep_their_progress_where_4x_con
     let elsewhere = c.get_offset(request(elsewhere)).await?.into_inner();
     ensure!(code(elsewhere.status.as_ref()) == Code::BadRequest, "another broker's queue: {elsewhere:?}");
     drop(broker);
+    Ok(())
+}
+
+fn every_tag() -> pb::FilterExpression {
+    pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression: "*".into() }
+}
+
+/// What `client` receives of `group` with an auto-renewed receive (as push consumers
+/// receive).
+async fn receive_renewed(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    client: &str,
+    topic: &str,
+    group: &str,
+) -> Result<(Code, Vec<pb::Message>)> {
+    let mut r = receive_request(topic, group, every_tag(), 60, 5);
+    r.auto_renew = true;
+    receive_call(c, request_as(client, r)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_renewed_message_stays_invisible_past_its_first_minute_until_it_is_acked() -> Result<()> {
+    let (topic, group) = ("GrpcRenew", "GrpcRenewGroup");
+    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 1, None).await?;
+    send_4x(&wire, topic, 1, &["kept".to_owned()]).await?;
+    let mut c = MessagingServiceClient::connect(format!("http://{endpoint}")).await?;
+    let (status, got) = receive_renewed(&mut c, "renew-worker", topic, group).await?;
+    ensure!(status == Code::Ok && got.len() == 1, "{status:?}: {} messages", got.len());
+    let received_at = std::time::Instant::now();
+    let invisible = got[0].system_properties.as_ref().and_then(|p| p.invisible_duration);
+    ensure!(invisible.map(|d| d.seconds) == Some(60), "an auto-renewed receive hides for a minute: {invisible:?}");
+
+    // Without renewal the message would be visible again after 60 s. Another consumer
+    // of the group looks for it until well past that.
+    while received_at.elapsed() < Duration::from_secs(75) {
+        let poll = (75 - received_at.elapsed().as_secs() as i64).clamp(5, 20);
+        let r = receive_request(topic, group, every_tag(), 30, poll);
+        let (status, other) = receive_call(&mut c, request_as("renew-onlooker", r)).await?;
+        ensure!(other.is_empty(), "delivered again {:?} after the first receive ({status:?})", received_at.elapsed());
+    }
+    // The worker acks with the handle it was given, which the renewals replaced.
+    let sp = got[0].system_properties.as_ref().context("system properties")?;
+    let entry = pb::AckMessageEntry {
+        message_id: sp.message_id.clone(),
+        receipt_handle: sp.receipt_handle.clone().context("receipt handle")?,
+        lite_topic: None,
+    };
+    let ack = pb::AckMessageRequest { group: resource(group), topic: resource(topic), entries: vec![entry] };
+    let acked = c.ack_message(request_as("renew-worker", ack)).await?.into_inner();
+    ensure!(code(acked.status.as_ref()) == Code::Ok, "ack with the first handle: {:?}", acked.status);
+    pops_settled(&wire).await?;
+    let (status, after) = receive(&mut c, topic, group, 10, 5).await?;
+    ensure!(status == Code::MessageNotFound && after.is_empty(), "after the ack: {status:?}, {}", after.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departing_push_consumers_messages_come_back_at_once() -> Result<()> {
+    let (topic, group) = ("GrpcRelease", "GrpcReleaseGroup");
+    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 1, None).await?;
+    send_4x(&wire, topic, 1, &["released".to_owned()]).await?;
+    let mut c = MessagingServiceClient::connect(format!("http://{endpoint}")).await?;
+    let (status, got) = receive_renewed(&mut c, "leaving-worker", topic, group).await?;
+    ensure!(status == Code::Ok && got.len() == 1, "{status:?}: {} messages", got.len());
+    let left_at = std::time::Instant::now();
+    let bye = pb::NotifyClientTerminationRequest { group: resource(group) };
+    let bye = c.notify_client_termination(request_as("leaving-worker", bye)).await?.into_inner();
+    ensure!(code(bye.status.as_ref()) == Code::Ok);
+
+    // Back for the group's other consumers long before its minute of invisibility ends,
+    // as its second delivery.
+    let mut again = Vec::new();
+    while again.is_empty() && left_at.elapsed() < Duration::from_secs(50) {
+        let r = receive_request(topic, group, every_tag(), 30, 20);
+        let (status, got) = receive_call(&mut c, request_as("staying-worker", r)).await?;
+        ensure!(matches!(status, Code::Ok | Code::MessageNotFound), "receive answered {status:?}");
+        again.extend(got);
+    }
+    ensure!(again.len() == 1 && body_of(&again[0]) == "released", "{} messages came back", again.len());
+    ensure!(left_at.elapsed() < Duration::from_secs(30), "back after {:?}", left_at.elapsed());
+    let attempt = again[0].system_properties.as_ref().and_then(|p| p.delivery_attempt);
+    ensure!(attempt == Some(2), "delivery attempt {attempt:?}");
     Ok(())
 }
