@@ -15,8 +15,6 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Above this many buffered bytes a write drains the buffer first.
 const LIMIT: usize = 256 * 1024;
@@ -103,14 +101,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gathered<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-impl Connected for Gathered<TcpStream> {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
     }
 }
 

@@ -7,12 +7,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::codegen::Service;
+use tonic::transport::server::TcpConnectInfo;
 use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 use tracing::{debug, info, warn};
 
@@ -29,6 +32,7 @@ use remoting::header::namesrv::GetRouteInfoRequestHeader;
 use remoting::{Channel, LocalConnection, RemotingClient, RemotingCommand, RequestCode, RequestHandler};
 
 use crate::convert;
+use crate::gather::Gathered;
 use crate::pb::messaging_service_server::{MessagingService, MessagingServiceServer};
 use crate::pb::{self, Code};
 use crate::status::{ok, Failure};
@@ -134,31 +138,86 @@ pub fn serve<B: Backend>(
         .max_decoding_message_size(max + (1 << 20))
         .max_encoding_message_size(max + (1 << 20));
     let (stop, sweep) = (cancel.clone(), cancel.clone());
-    // Latency over throughput, as on the remoting port: without TCP_NODELAY a small
-    // response waits for the client's delayed ACK (~40 ms).
-    // Responses that complete in the same scheduler tick leave in one write
-    // (`gather`).
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(crate::gather::Gathered::new(stream))
-    });
     let task = tokio::spawn(async move {
         tokio::spawn(sweep_idle(messaging.clone(), sweep.clone()));
         tokio::spawn(renew(messaging.clone(), sweep));
-        let served = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled())
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "gRPC endpoint stopped");
-        }
+        let connections = TaskTracker::new();
+        accept(listener, svc, &connections, &stop).await;
+        // Sessions first: their Telemetry streams end, so connections can finish.
         for (_, s) in messaging.sessions.lock().drain() {
             s.conn.close();
         }
+        connections.close();
+        connections.wait().await;
     });
     info!(addr = %local_addr, "gRPC endpoint serving apache.rocketmq.v2.MessagingService");
     Ok(GrpcServer { local_addr, cancel, task })
+}
+
+/// How long a connection may finish its calls once the endpoint stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// A failed accept (out of file descriptors) is retried after this.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves each accepted connection with hyper's HTTP/2 server until `stop`.
+///
+/// The service is called straight from hyper (not through tonic's `transport::Server`
+/// and its router): this endpoint serves one service, and the router's layers
+/// (path routing, error recovery, per-call timeout, boxing) cost a gRPC send about as
+/// much as its conversion to a remoting request. What they did that a client relies
+/// on is done here or by the service: unknown paths are UNIMPLEMENTED (the generated
+/// service answers them), the peer's address is in each request's extensions
+/// (`TcpConnectInfo`, which `Request::remote_addr` reads), a call's deadline is the
+/// client's to enforce (it resets the stream, which drops the call).
+async fn accept<B: Backend>(
+    listener: TcpListener,
+    svc: MessagingServiceServer<Messaging<B>>,
+    connections: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let mut h2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    h2.timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(None);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "gRPC endpoint cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Latency over throughput, as on the remoting port: without TCP_NODELAY a
+        // small response waits for the client's delayed ACK (~40 ms). Responses that
+        // complete in the same scheduler tick leave in one write (`gather`).
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, %peer, "TCP_NODELAY not set");
+        }
+        let info = TcpConnectInfo { local_addr: stream.local_addr().ok(), remote_addr: Some(peer) };
+        let svc = svc.clone();
+        let call = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info.clone());
+            svc.clone().call(req)
+        });
+        let conn = h2.serve_connection(hyper_util::rt::TokioIo::new(Gathered::new(stream)), call);
+        let stop = stop.clone();
+        connections.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(e) = served {
+                        debug!(error = %e, %peer, "gRPC connection ended");
+                    }
+                    return;
+                }
+                _ = stop.cancelled() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        });
+    }
 }
 
 /// Drops sessions whose clients went away without NotifyClientTermination.
