@@ -48,7 +48,7 @@ grpc_receive() { # ROUND
   start_namesrv
   GRPC_PORT=29981 start_broker broker 29911 29912
   report "$1" grpc-receive "$("$bin/grpc_load" --endpoint 127.0.0.1:29981 --topic BenchGrpc --connections 4 \
-    --inflight 16 --json --mode receive --prefill 300000 --duration 8s --warmup 2s --server-pid "$broker_pid")"
+    --inflight 16 --json --mode receive --prefill 1500000 --duration 8s --warmup 2s --server-pid "$broker_pid")"
   stop_all
 }
 

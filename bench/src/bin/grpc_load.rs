@@ -59,8 +59,9 @@ struct Args {
     /// `send`, or `receive` (receive + ack of what `--prefill` sent).
     #[arg(long, default_value = "send")]
     mode: String,
-    /// Messages sent before `--mode receive` starts.
-    #[arg(long, default_value_t = 300_000)]
+    /// Messages sent before `--mode receive` starts: more than the warm-up and the
+    /// measured window take, or the run is refused.
+    #[arg(long, default_value_t = 1_500_000)]
     prefill: u64,
     /// Messages per ReceiveMessage in `--mode receive`.
     #[arg(long, default_value_t = 32)]
@@ -215,6 +216,9 @@ async fn main() -> Result<()> {
     let stats = Stats::new();
     let stop = Arc::new(AtomicBool::new(false));
     let ids = Arc::new(AtomicU64::new(1));
+    // Receives, and those of the measured window that brought nothing (a long poll
+    // that ran out): the backlog is gone and the window measures an idle topic.
+    let calls = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let epoch = Instant::now();
     let mut handles = Vec::new();
     let receive = args.mode == "receive";
@@ -224,8 +228,8 @@ async fn main() -> Result<()> {
     for _ in 0..args.connections {
         let client = connect(&args.endpoint).await?;
         for _ in 0..args.inflight {
-            let (mut client, stats, stop, ids, args) =
-                (client.clone(), stats.clone(), stop.clone(), ids.clone(), args.clone());
+            let (mut client, stats, stop, ids, args, calls) =
+                (client.clone(), stats.clone(), stop.clone(), ids.clone(), args.clone(), calls.clone());
             handles.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
@@ -234,8 +238,15 @@ async fn main() -> Result<()> {
                     } else {
                         send_one(&mut client, &args, ids.fetch_add(1, Ordering::Relaxed), epoch).await
                     };
+                    if receive {
+                        calls.0.fetch_add(1, Ordering::Relaxed);
+                    }
                     match done {
-                        Ok(0) => {}
+                        Ok(0) => {
+                            if receive && stats.measuring.load(Ordering::Relaxed) {
+                                calls.1.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         Ok(n) => stats.record(n, n * args.size as u64, Some(started.elapsed())),
                         Err(_) => {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -257,6 +268,16 @@ async fn main() -> Result<()> {
     }
     let elapsed = bench::measure(&stats, args.server_pid, args.warmup, args.duration, &mut run).await;
     stop.store(true, Ordering::Relaxed);
+    if receive {
+        let empty = calls.1.load(Ordering::Relaxed);
+        run["receives"] = calls.0.load(Ordering::Relaxed).into();
+        run["empty_receives"] = empty.into();
+        if empty > 0 {
+            // Counted as errors, so that the scripts refuse the run's figures.
+            eprintln!("{empty} receives came back empty while measuring: the backlog ran out; raise --prefill");
+            stats.errors.fetch_add(empty, Ordering::Relaxed);
+        }
+    }
     for h in handles {
         h.abort();
     }
