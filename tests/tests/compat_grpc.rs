@@ -694,6 +694,17 @@ async fn ack(
     group: &str,
     m: &pb::Message,
 ) -> Result<Code> {
+    ack_as(c, "grpc-wire-test", topic, group, m).await
+}
+
+/// [`ack`] by the client named `client`, with the handle `m` came with.
+async fn ack_as(
+    c: &mut MessagingServiceClient<tonic::transport::Channel>,
+    client: &str,
+    topic: &str,
+    group: &str,
+    m: &pb::Message,
+) -> Result<Code> {
     let sp = m.system_properties.as_ref().context("system properties")?;
     let r = pb::AckMessageRequest {
         group: resource(group),
@@ -704,7 +715,7 @@ async fn ack(
             lite_topic: None,
         }],
     };
-    let a = c.ack_message(request(r)).await?.into_inner();
+    let a = c.ack_message(request_as(client, r)).await?.into_inner();
     Ok(code(a.status.as_ref()))
 }
 
@@ -1090,16 +1101,33 @@ async fn receive_renewed(
     receive_call(c, request_as(client, r)).await
 }
 
+/// A broker with one message `body` in `topic`, and that message received by
+/// `client` with an auto-renewed receive (as a push consumer receives).
+struct RenewedOne {
+    _ns: Namesrv,
+    _broker: Broker,
+    wire: Wire,
+    c: MessagingServiceClient<tonic::transport::Channel>,
+    message: pb::Message,
+}
+
+async fn renewed_one(topic: &str, group: &str, body: &str, client: &str) -> Result<RenewedOne> {
+    let (ns, broker, endpoint, wire) = cluster_with(topic, 1, None).await?;
+    send_4x(&wire, topic, 1, &[body.to_owned()]).await?;
+    let mut c = MessagingServiceClient::connect(format!("http://{endpoint}")).await?;
+    let (status, mut got) = receive_renewed(&mut c, client, topic, group).await?;
+    ensure!(status == Code::Ok && got.len() == 1, "{status:?}: {} messages", got.len());
+    Ok(RenewedOne { _ns: ns, _broker: broker, wire, c, message: got.remove(0) })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_renewed_message_stays_invisible_past_its_first_minute_until_it_is_acked() -> Result<()> {
     let (topic, group) = ("GrpcRenew", "GrpcRenewGroup");
-    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 1, None).await?;
-    send_4x(&wire, topic, 1, &["kept".to_owned()]).await?;
-    let mut c = MessagingServiceClient::connect(format!("http://{endpoint}")).await?;
-    let (status, got) = receive_renewed(&mut c, "renew-worker", topic, group).await?;
-    ensure!(status == Code::Ok && got.len() == 1, "{status:?}: {} messages", got.len());
+    // Bound whole, so that the broker lives to the end of the test.
+    let one = renewed_one(topic, group, "kept", "renew-worker").await?;
+    let (wire, mut c, message) = (&one.wire, one.c.clone(), &one.message);
     let received_at = std::time::Instant::now();
-    let invisible = got[0].system_properties.as_ref().and_then(|p| p.invisible_duration);
+    let invisible = message.system_properties.as_ref().and_then(|p| p.invisible_duration);
     ensure!(invisible.map(|d| d.seconds) == Some(60), "an auto-renewed receive hides for a minute: {invisible:?}");
 
     // Without renewal the message would be visible again after 60 s. Another consumer
@@ -1111,16 +1139,9 @@ async fn an_auto_renewed_message_stays_invisible_past_its_first_minute_until_it_
         ensure!(other.is_empty(), "delivered again {:?} after the first receive ({status:?})", received_at.elapsed());
     }
     // The worker acks with the handle it was given, which the renewals replaced.
-    let sp = got[0].system_properties.as_ref().context("system properties")?;
-    let entry = pb::AckMessageEntry {
-        message_id: sp.message_id.clone(),
-        receipt_handle: sp.receipt_handle.clone().context("receipt handle")?,
-        lite_topic: None,
-    };
-    let ack = pb::AckMessageRequest { group: resource(group), topic: resource(topic), entries: vec![entry] };
-    let acked = c.ack_message(request_as("renew-worker", ack)).await?.into_inner();
-    ensure!(code(acked.status.as_ref()) == Code::Ok, "ack with the first handle: {:?}", acked.status);
-    pops_settled(&wire).await?;
+    let acked = ack_as(&mut c, "renew-worker", topic, group, message).await?;
+    ensure!(acked == Code::Ok, "ack with the first handle: {acked:?}");
+    pops_settled(wire).await?;
     let (status, after) = receive(&mut c, topic, group, 10, 5).await?;
     ensure!(status == Code::MessageNotFound && after.is_empty(), "after the ack: {status:?}, {}", after.len());
     Ok(())
@@ -1129,11 +1150,8 @@ async fn an_auto_renewed_message_stays_invisible_past_its_first_minute_until_it_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_departing_push_consumers_messages_come_back_at_once() -> Result<()> {
     let (topic, group) = ("GrpcRelease", "GrpcReleaseGroup");
-    let (_ns, _broker, endpoint, wire) = cluster_with(topic, 1, None).await?;
-    send_4x(&wire, topic, 1, &["released".to_owned()]).await?;
-    let mut c = MessagingServiceClient::connect(format!("http://{endpoint}")).await?;
-    let (status, got) = receive_renewed(&mut c, "leaving-worker", topic, group).await?;
-    ensure!(status == Code::Ok && got.len() == 1, "{status:?}: {} messages", got.len());
+    let one = renewed_one(topic, group, "released", "leaving-worker").await?;
+    let mut c = one.c.clone();
     let left_at = std::time::Instant::now();
     let bye = pb::NotifyClientTerminationRequest { group: resource(group) };
     let bye = c.notify_client_termination(request_as("leaving-worker", bye)).await?.into_inner();
