@@ -454,13 +454,8 @@ impl<B: Backend> Messaging<B> {
             offset: extra.queue_offset,
             invisible_time: invisible.as_millis() as i64,
         };
-        let resp = self.invoke(s, RemotingCommand::request_with(RequestCode::CHANGE_MESSAGE_INVISIBLETIME, &h)).await?;
-        if resp.response_code() != ResponseCode::SUCCESS {
-            return Err(Failure::from_remoting(resp.response_code(), resp.remark.as_deref()));
-        }
-        let head: ChangeInvisibleTimeResponseHeader = resp
-            .decode_header()
-            .map_err(|e| Failure::new(Code::InternalServerError, format!("unreadable answer: {e}")))?;
+        let cmd = RemotingCommand::request_with(RequestCode::CHANGE_MESSAGE_INVISIBLETIME, &h);
+        let head: ChangeInvisibleTimeResponseHeader = self.invoke_header(s, cmd).await?;
         let renewed = ExtraInfo {
             start_offset: if extra.is_order() { extra.start_offset } else { extra.queue_offset },
             pop_time: head.pop_time,

@@ -132,13 +132,8 @@ impl<B: Backend> Messaging<B> {
             queue_id,
             set_zero_if_not_found: Some(false),
         };
-        let resp = self.invoke(s, RemotingCommand::request_with(RequestCode::QUERY_CONSUMER_OFFSET, &h)).await?;
-        if resp.response_code() != ResponseCode::SUCCESS {
-            return Err(Failure::from_remoting(resp.response_code(), resp.remark.as_deref()));
-        }
-        let head: QueryConsumerOffsetResponseHeader = resp
-            .decode_header()
-            .map_err(|e| Failure::new(Code::InternalServerError, format!("unreadable offset answer: {e}")))?;
+        let cmd = RemotingCommand::request_with(RequestCode::QUERY_CONSUMER_OFFSET, &h);
+        let head: QueryConsumerOffsetResponseHeader = self.invoke_header(s, cmd).await?;
         Ok(head.offset)
     }
 
@@ -171,13 +166,7 @@ impl<B: Backend> Messaging<B> {
                 ))
             }
         };
-        let resp = self.invoke(s, cmd).await?;
-        if resp.response_code() != ResponseCode::SUCCESS {
-            return Err(Failure::from_remoting(resp.response_code(), resp.remark.as_deref()));
-        }
-        let head: OffsetResponseHeader = resp
-            .decode_header()
-            .map_err(|e| Failure::new(Code::InternalServerError, format!("unreadable offset answer: {e}")))?;
+        let head: OffsetResponseHeader = self.invoke_header(s, cmd).await?;
         Ok(head.offset)
     }
 }

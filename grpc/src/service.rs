@@ -385,6 +385,21 @@ impl<B: Backend> Messaging<B> {
         }
     }
 
+    /// [`Self::invoke_ok`] for an answer whose header carries the result.
+    pub(crate) async fn invoke_header<H: remoting::header::CommandHeader>(
+        &self,
+        s: &Session,
+        cmd: RemotingCommand,
+    ) -> Result<H, Failure> {
+        let code = cmd.code;
+        let resp = self.invoke(s, cmd).await?;
+        if resp.response_code() != ResponseCode::SUCCESS {
+            return Err(Failure::from_remoting(resp.response_code(), resp.remark.as_deref()));
+        }
+        resp.decode_header()
+            .map_err(|e| Failure::new(Code::InternalServerError, format!("unreadable answer to request {code}: {e}")))
+    }
+
     pub(crate) async fn invoke(&self, s: &Session, cmd: RemotingCommand) -> Result<RemotingCommand, Failure> {
         self.invoke_for(s, cmd, BROKER_TIMEOUT).await
     }
